@@ -1,0 +1,38 @@
+# Both `make test` and `make e2e` bootstrap their own virtual environment on a fresh machine
+# (only Python 3.11 and make are needed). The venv is rebuilt when pyproject.toml changes.
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?= profiles/sim.yaml
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test e2e lint bench soak clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests/ $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest suites/ --profile $(PROFILE) $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check harness suites tests conftest.py
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m harness.load.bench --out docs/benchmarks.md
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --iterations 20 --profile $(PROFILE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports artifacts

@@ -1,0 +1,161 @@
+"""`python -m harness`: the command line.
+
+The parser lives here; each subcommand's work lives in its own module and is imported only when
+that subcommand runs, so `--help` stays fast and a broken optional dependency of one command never
+breaks the others. Every handler returns an exit code. Bad input raises `UsageError`, which becomes
+one line on stderr and exit code 2: never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from harness.errors import UsageError
+
+# subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
+HANDLERS: dict[str, str] = {
+    "render": "harness.render.command:run_render",
+    "lint": "harness.lint.command:run_lint",
+    "sim up": "harness.sim.command:run_sim_up",
+    "load": "harness.load.command:run_load",
+    "gate": "harness.report.command:run_gate",
+    "report": "harness.report.command:run_report",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage problem as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _percent(text: str) -> float:
+    raw = text.strip()
+    scale = 100.0 if raw.endswith("%") else 1.0
+    try:
+        value = float(raw.rstrip("%")) / scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative bound, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m harness",
+        description="End-to-end tests for GPU model serving with Seldon Core 2 on dedicated GPU nodes.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    render = sub.add_parser("render", help="write every manifest a run would apply")
+    render.add_argument("--profile", required=True, help="profile YAML file")
+    render.add_argument("--out", required=True, help="output directory")
+
+    lint = sub.add_parser("lint", help="static checks of the dedicated-node configuration")
+    lint.add_argument("--profile", help="profile YAML file (its rendered manifests are linted)")
+    lint.add_argument("--cluster", action="store_true", help="also compare the profile with a live cluster's nodes")
+    lint.add_argument("--kubeconfig", help="kubeconfig for --cluster (default: $KUBECONFIG)")
+    lint.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    lint.add_argument("manifests", nargs="*", metavar="MANIFEST", help="YAML manifests to lint")
+
+    sim = sub.add_parser("sim", help="the simulated cluster")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", parser_class=_Parser)
+    sim_sub.required = True
+    up = sim_sub.add_parser("up", help="run the simulated cluster in the foreground until stopped")
+    up.add_argument("--profile", default="profiles/sim.yaml", help="profile YAML file (default: %(default)s)")
+    up.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
+    up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--no-mlserver", action="store_true", help="do not start MLServer processes (no data plane)")
+
+    load = sub.add_parser("load", help="the latency engine against any Open Inference Protocol endpoint")
+    load.add_argument("--endpoint", required=True, help="base URL (http://host:port) or host:port for gRPC")
+    load.add_argument("--model", required=True, help="model name")
+    load.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    mode = load.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--concurrency", type=_positive_int, help="closed loop with N requests in flight")
+    mode.add_argument("--rate", type=_positive_float, help="open loop at R requests per second")
+    load.add_argument("--poisson", action="store_true", help="open loop with exponential gaps (needs --rate)")
+    load.add_argument("--duration", type=_positive_float, required=True, help="measured seconds per trial")
+    load.add_argument("--warmup", type=_non_negative_float, default=2.0, help="seconds excluded before measuring")
+    load.add_argument("--window", type=_positive_float, default=None, help="stability window seconds")
+    load.add_argument("--tolerance", type=_percent, default=0.10, help="stability tolerance (default 10%%)")
+    load.add_argument("--max-trials", type=_positive_int, default=1, help="trials until stable (default 1)")
+    load.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: as needed)")
+    load.add_argument("--input", help="JSON file with the Open Inference Protocol inputs (default: iris [1,4] FP32)")
+    load.add_argument("--timeout", type=_positive_float, default=10.0, help="per-request timeout seconds")
+    load.add_argument("--engine", choices=["harness", "perf_analyzer"], default="harness")
+    load.add_argument("--json", required=True, help="write the JSON result here")
+
+    gate = sub.add_parser("gate", help="release verdict: exit 0 pass, 1 fail, 2 unusable input")
+    gate.add_argument("--report", required=True, help="report.json of the run")
+    gate.add_argument("--baseline", help="report.json of the baseline run")
+    gate.add_argument("--max-regression", type=_percent, default=0.10, help="allowed latency regression (default 10%%)")
+    gate.add_argument("--allow-simulated", action="store_true", help="accept a report from the simulated cluster")
+
+    report = sub.add_parser("report", help="render a report.json again as HTML (and JUnit)")
+    report.add_argument("--report", required=True, help="report.json")
+    report.add_argument("--html", help="write the HTML report here")
+    report.add_argument("--junit", help="write JUnit XML here")
+    return parser
+
+
+def _resolve(command: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = HANDLERS[command].split(":")
+    module = importlib.import_module(module_name)
+    handler: Callable[[argparse.Namespace], int] = getattr(module, func_name)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command if args.command != "sim" else f"sim {args.sim_command}"
+    try:
+        return _resolve(command)(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

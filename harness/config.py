@@ -1,0 +1,534 @@
+"""The profile: one typed configuration that holds every knob of a run.
+
+A profile is a YAML file (see `profiles/`). It is parsed with a safe loader, validated strictly
+(unknown keys are errors, so a typo never passes silently) and then checked across fields. Every
+problem becomes one `UsageError` line: ``<file>: <field.path>: <what was expected>``.
+
+Command-line options override profile fields through `apply_overrides`; nothing else in the
+harness reads the environment except `KUBECONFIG` and `PROFILE` (documented in the README).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from harness.errors import UsageError
+
+# Kubernetes object names (RFC 1123 label: what Servers, Models, namespaces and pods need).
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Label and taint keys: optional DNS-subdomain prefix, then a name segment.
+QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# Capabilities of Seldon's default ServerConfigs (design B1); a Server's extra capabilities add to these.
+DEFAULT_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "mlserver": (
+        "mlserver", "alibi-detect", "alibi-explain", "huggingface", "lightgbm",
+        "mlflow", "python", "sklearn", "spark-mlib", "xgboost",
+    ),
+    "triton": (
+        "triton", "dali", "fil", "onnx", "openvino", "python", "pytorch", "tensorflow", "tensorrt",
+    ),
+}
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class Strict(BaseModel):
+    """Base for every profile section: unknown keys are errors, values are not coerced loosely."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+
+
+def _check_name(value: str, what: str) -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{what} must be a DNS-1123 label (lowercase letters, digits and '-', "
+            f"starting and ending alphanumeric, at most 63 characters), got {value!r}"
+        )
+    return value
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not QUALIFIED_NAME.match(key) or len(key.split("/")[-1]) > 63:
+            raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+        if len(value) > 63 or not LABEL_VALUE.match(value):
+            raise ValueError(f"label value {value!r} (key {key!r}) is not a valid Kubernetes label value")
+    return labels
+
+
+Labels = Annotated[dict[str, str], AfterValidator(_check_labels)]
+
+
+class Taint(Strict):
+    key: str = "seldon-gpu-srv"
+    value: str = "true"
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not QUALIFIED_NAME.match(v):
+            raise ValueError(f"taint key {v!r} is not a valid Kubernetes key")
+        return v
+
+    def as_k8s(self) -> dict[str, str]:
+        return {"key": self.key, "value": self.value, "effect": self.effect}
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}"
+
+
+class Label(Strict):
+    key: str = "pool"
+    value: str = "infer-srv"
+
+    @model_validator(mode="after")
+    def _valid(self) -> Label:
+        _check_labels({self.key: self.value})
+        return self
+
+
+class ControlPlane(Strict):
+    count: Literal[1] = 1
+    labels: Labels = Field(default_factory=dict)
+    cpu: str = "4"
+    memory: str = "8Gi"
+
+
+class CpuWorkers(Strict):
+    count: Annotated[int, Field(ge=0, le=20)] = 1
+    labels: Labels = Field(default_factory=dict)
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+
+class GpuWorkers(Strict):
+    """A group of identical GPU workers. Each one gets the GPU taint and the pool label."""
+
+    count: Annotated[int, Field(ge=1, le=16)] = 1
+    gpus: Annotated[int, Field(ge=1, le=16)] = 1
+    product: str = "NVIDIA-H200"
+    memory_mib: Annotated[int, Field(ge=1)] = 143771
+    labels: Labels = Field(default_factory=dict)
+    cpu: str = "16"
+    memory: str = "64Gi"
+    # kind only: which host GPUs each worker receives, one list per worker ("all", indices or UUIDs).
+    # Empty means: hand out host GPUs 0..N-1 in order, `gpus` per worker.
+    host_gpus: list[list[str]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _host_gpus(self) -> GpuWorkers:
+        if self.host_gpus and len(self.host_gpus) != self.count:
+            raise ValueError(
+                f"host_gpus must list one entry per GPU worker ({self.count}), got {len(self.host_gpus)}"
+            )
+        return self
+
+
+class Nodes(Strict):
+    control_plane: ControlPlane = Field(default_factory=ControlPlane)
+    cpu_workers: CpuWorkers = Field(default_factory=CpuWorkers)
+    gpu_workers: list[GpuWorkers] = Field(default_factory=lambda: [GpuWorkers()])
+
+
+class Cluster(Strict):
+    provider: Literal["sim", "kind", "existing"] = "sim"
+    # kind: cluster names are `<name>-<run id>`; existing: ignored.
+    name: Annotated[str, Field(min_length=1, max_length=40)] = "seldon-gpu"
+    # kind node image, pinned by digest (Kubernetes 1.31-1.33 work with Seldon 2.10).
+    node_image: str = (
+        "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f"
+    )
+    # existing: kubeconfig file and context; None means $KUBECONFIG / ~/.kube/config and its current context.
+    kubeconfig: str | None = None
+    context: str | None = None
+    # Does the cluster add GPU tolerations automatically (ExtendedResourceToleration)? "detect" asks the
+    # API server with a dry-run pod during preflight.
+    gpu_toleration_admission: Literal["detect", "yes", "no"] = "detect"
+    # kind-cpu: advertise fake `nvidia.com/gpu` capacity by patching node status instead of passthrough.
+    fake_gpus: bool = False
+    # Host port that kind maps to the seldon-mesh NodePort.
+    mesh_host_port: Annotated[int, Field(ge=1024, le=65535)] = 30080
+    mesh_node_port: Annotated[int, Field(ge=30000, le=32767)] = 30080
+    # Docker images loaded into kind before installs (`kind load docker-image`).
+    local_images: list[str] = Field(default_factory=list)
+    nodes: Nodes = Field(default_factory=Nodes)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "cluster name")
+
+
+class DevicePlugin(Strict):
+    install: bool = True
+    chart_version: str = "0.17.1"
+    namespace: str = "nvidia-device-plugin"
+    # envvar (UUIDs in NVIDIA_VISIBLE_DEVICES) or volume-mounts (what nvkind needs).
+    device_list_strategy: Literal["envvar", "volume-mounts"] = "volume-mounts"
+
+
+class Gpu(Strict):
+    taint: Taint = Field(default_factory=Taint)
+    pool_label: Label = Field(default_factory=Label)
+    resource_name: str = "nvidia.com/gpu"
+    # The Server capability that GPU models require (matched by the GPU Servers' extraCapabilities).
+    capability: str = "model-on-gpu"
+    device_plugin: DevicePlugin = Field(default_factory=DevicePlugin)
+
+
+class Seldon(Strict):
+    version: str = "2.10.2"
+    namespace: str = "seldon-mesh"
+    # existing clusters: install Seldon (False means use the one that is there).
+    install: bool = True
+    helm_repo: str = "https://seldonio.github.io/helm-charts/"
+    # Kafka is only for pipelines; without it dataflow crash-loops, so it stays off unless asked for.
+    kafka: bool = False
+    # Extra Helm values merged over the rendered ones, per chart.
+    setup_values: dict[str, Any] = Field(default_factory=dict)
+    runtime_values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        return _check_name(v, "seldon.namespace")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        if not re.fullmatch(r"2\.\d+\.\d+", v):
+            raise ValueError(f"expected a Seldon Core 2 version like 2.10.2, got {v!r}")
+        return v
+
+
+class Server(Strict):
+    name: str
+    server_config: Literal["mlserver", "triton"] = "mlserver"
+    replicas: Annotated[int, Field(ge=1, le=16)] = 1
+    # GPUs per replica; 0 makes a CPU Server that must stay off the GPU pool.
+    gpus: Annotated[int, Field(ge=0, le=16)] = 1
+    # How a GPU Server reaches the pool: required node affinity or a nodeSelector.
+    placement: Literal["nodeAffinity", "nodeSelector"] = "nodeAffinity"
+    # Appended to the ServerConfig's capabilities (Seldon `extraCapabilities`).
+    extra_capabilities: list[str] | None = None
+    # Container resources for the inference container (requests == limits for GPUs, always).
+    cpu: str = "1"
+    memory: str = "2Gi"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "server name")
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpus > 0
+
+    def capabilities(self, gpu_capability: str) -> tuple[str, ...]:
+        extra = self.extra_capabilities
+        if extra is None:
+            extra = [gpu_capability] if self.on_gpu else []
+        return DEFAULT_CAPABILITIES[self.server_config] + tuple(extra)
+
+    def extra(self, gpu_capability: str) -> list[str]:
+        if self.extra_capabilities is not None:
+            return list(self.extra_capabilities)
+        return [gpu_capability] if self.on_gpu else []
+
+
+class Tensor(Strict):
+    name: str
+    datatype: Literal["FP32", "FP64", "INT32", "INT64", "BYTES", "BOOL"] = "FP32"
+    shape: list[NonNegativeInt]
+    data: list[Any]
+
+    @model_validator(mode="after")
+    def _size(self) -> Tensor:
+        size = 1
+        for dim in self.shape:
+            size *= dim
+        if len(self.data) != size:
+            raise ValueError(f"data has {len(self.data)} values but shape {self.shape} needs {size}")
+        return self
+
+
+class Model(Strict):
+    name: str
+    storage_uri: Annotated[str, Field(min_length=1)]
+    requirements: list[str] = Field(default_factory=list)
+    # Pin to a Server by name (no fallback).
+    server: str | None = None
+    # Which Server the model is meant to land on; defaults to the pinned server or the one unique
+    # server that can serve the requirements.
+    expect_server: str | None = None
+    memory: str | None = None
+    replicas: Annotated[int, Field(ge=1, le=16)] = 1
+    input: Tensor | None = None
+    # Expected output of `input` (one inference's correctness check).
+    expected_output: Tensor | None = None
+    # Model name as the server reports it (Seldon answers `<model>_<version>`).
+    latency: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "model name")
+
+
+class Slo(Strict):
+    p50_ms: PositiveFloat | None = None
+    p95_ms: PositiveFloat | None = None
+    p99_ms: PositiveFloat | None = None
+    min_throughput_rps: Annotated[float, Field(ge=0)] = 0.0
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
+class Load(Strict):
+    protocol: Literal["http", "grpc"] = "http"
+    mode: Literal["open", "closed"] = "open"
+    rate: PositiveFloat = 50.0
+    poisson: bool = False
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 4
+    duration_s: PositiveFloat = 10.0
+    warmup_s: Annotated[float, Field(ge=0)] = 2.0
+    window_s: PositiveFloat = 5.0
+    stability_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.10
+    max_trials: Annotated[int, Field(ge=1, le=50)] = 3
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    request_timeout_s: PositiveFloat = 10.0
+
+
+class Timeouts(Strict):
+    """Budgets in seconds for each lifecycle phase and wait (design C: one typed place)."""
+
+    preflight_s: PositiveFloat = 60
+    cluster_create_s: PositiveFloat = 600
+    gpu_stack_s: PositiveFloat = 600
+    seldon_install_s: PositiveFloat = 900
+    server_ready_s: PositiveFloat = 600
+    model_ready_s: PositiveFloat = 600
+    pod_schedule_s: PositiveFloat = 120
+    probe_s: PositiveFloat = 300
+    eviction_s: PositiveFloat = 120
+    delete_s: PositiveFloat = 300
+    subprocess_s: PositiveFloat = 120
+    request_s: PositiveFloat = 30
+
+
+class Report(Strict):
+    dir: str = "reports"
+    html: bool = True
+    junit: bool = True
+
+
+class Profile(Strict):
+    """The whole run. Field docs live in the commented profiles under `profiles/`."""
+
+    name: str = "default"
+    cluster: Cluster = Field(default_factory=Cluster)
+    gpu: Gpu = Field(default_factory=Gpu)
+    seldon: Seldon = Field(default_factory=Seldon)
+    servers: list[Server] = Field(default_factory=list)
+    models: list[Model] = Field(default_factory=list)
+    slo: Slo = Field(default_factory=Slo)
+    # Per-model SLO overrides by model name.
+    model_slos: dict[str, Slo] = Field(default_factory=dict)
+    load: Load = Field(default_factory=Load)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    report: Report = Field(default_factory=Report)
+    # Where the profile was read from (set by `load_profile`, not by the file).
+    source: str = Field(default="<profile>", exclude=True)
+
+    # --- cross-field rules -------------------------------------------------------------
+    @model_validator(mode="after")
+    def _cross_field(self) -> Profile:
+        servers = {s.name: s for s in self.servers}
+        if len(servers) != len(self.servers):
+            dupes = sorted({s.name for s in self.servers if [x.name for x in self.servers].count(s.name) > 1})
+            raise _FieldError("servers", f"server names must be unique, repeated: {', '.join(dupes)}")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise _FieldError("models", "model names must be unique")
+        gpu_nodes = sum(g.count for g in self.cluster.nodes.gpu_workers)
+        if self.cluster.provider in ("sim", "kind"):
+            for i, server in enumerate(self.servers):
+                if server.on_gpu and gpu_nodes == 0:
+                    raise _FieldError(
+                        f"servers[{i}].gpus",
+                        f"server {server.name!r} asks for GPUs but cluster.nodes.gpu_workers has no nodes",
+                    )
+                max_gpus = max((g.gpus for g in self.cluster.nodes.gpu_workers), default=0)
+                if server.gpus > max_gpus:
+                    raise _FieldError(
+                        f"servers[{i}].gpus",
+                        f"server {server.name!r} asks for {server.gpus} GPUs per replica but no GPU worker has more than {max_gpus}",
+                    )
+        for i, model in enumerate(self.models):
+            if model.server is not None and model.server not in servers:
+                raise _FieldError(
+                    f"models[{i}].server",
+                    f"model {model.name!r} is pinned to server {model.server!r}, which is not in servers ({', '.join(servers) or 'none'})",
+                )
+            if model.expect_server is not None and model.expect_server not in servers:
+                raise _FieldError(
+                    f"models[{i}].expect_server",
+                    f"expected a server named in servers ({', '.join(servers) or 'none'}), got {model.expect_server!r}",
+                )
+            if model.server is None and self.servers:
+                able = self.servers_for(model)
+                if not able:
+                    raise _FieldError(
+                        f"models[{i}].requirements",
+                        f"no server offers all of {model.requirements} for model {model.name!r}",
+                    )
+            if model.expected_output is not None and model.input is None:
+                raise _FieldError(f"models[{i}].expected_output", "needs models[].input as well")
+        for name in self.model_slos:
+            if name not in names:
+                raise _FieldError(f"model_slos.{name}", f"expected a model name from models, got {name!r}")
+        return self
+
+    # --- derived views -----------------------------------------------------------------
+    def server(self, name: str) -> Server:
+        for s in self.servers:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def servers_for(self, model: Model) -> list[Server]:
+        """Servers whose capabilities include every requirement of `model` (Seldon's matching)."""
+        if model.server is not None:
+            return [self.server(model.server)]
+        needed = set(model.requirements)
+        return [s for s in self.servers if needed <= set(s.capabilities(self.gpu.capability))]
+
+    def intended_server(self, model: Model) -> str | None:
+        """Where the model should land: explicit expectation, the pin, or the only able server."""
+        if model.expect_server:
+            return model.expect_server
+        if model.server:
+            return model.server
+        able = self.servers_for(model)
+        return able[0].name if len(able) == 1 else None
+
+    def slo_for(self, model: str) -> Slo:
+        return self.model_slos.get(model, self.slo)
+
+    @property
+    def gpu_servers(self) -> list[Server]:
+        return [s for s in self.servers if s.on_gpu]
+
+    @property
+    def simulated(self) -> bool:
+        return self.cluster.provider == "sim"
+
+
+class _FieldError(ValueError):
+    """A cross-field problem that knows its field path (pydantic would otherwise report the root)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """Turn one pydantic error into (field path, expectation) for a one-line message."""
+    loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"]).replace(".[", "[")
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    if kind == "extra_forbidden":
+        return loc, "unknown key (check the spelling against the commented profiles in profiles/)"
+    if kind == "missing":
+        return loc, "required field is missing"
+    if kind == "value_error":
+        exc = ctx.get("error")
+        if isinstance(exc, _FieldError):
+            return exc.path, exc.message
+        return loc, str(exc) if exc is not None else error["msg"]
+    if kind == "literal_error":
+        return loc, f"expected one of {ctx.get('expected')}, got {got!r}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return loc, f"{error['msg'].lower()}, got {got!r}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return loc, f"{error['msg'].lower()}, got {type(got).__name__} {got!r}"
+    return loc, f"{error['msg']}, got {got!r}"
+
+
+def parse_profile(data: Any, source: str = "<profile>") -> Profile:
+    """Validate already-parsed YAML data. Raises `UsageError` with one line on any problem."""
+    if data is None:
+        raise UsageError(f"{source}: the profile is empty; expected a mapping of sections (cluster, servers, ...)")
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: expected a mapping at the top level, got a {type(data).__name__}")
+    try:
+        profile = Profile.model_validate({**data, "source": source} if "source" not in data else data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path, expectation = _describe(first)
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise UsageError(f"{source}: {path or '<top>'}: {expectation}{suffix}") from None
+    return profile
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read, parse (safe loader only) and validate a profile file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{p}: profile file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{p}: expected a profile file, got a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: cannot read the profile ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{p}: not valid YAML{where}: {problem}") from None
+    if isinstance(data, dict) and "source" in data:
+        raise UsageError(f"{p}: source: unknown key (check the spelling against the commented profiles in profiles/)")
+    return parse_profile(data, str(p))
+
+
+def apply_overrides(profile: Profile, **overrides: Any) -> Profile:
+    """Return a copy with command-line overrides applied (None means: keep the profile's value).
+
+    Supported: kubeconfig, context, report_dir. The copy is validated again.
+    """
+    data = profile.model_dump(exclude={"source"})
+    if overrides.get("kubeconfig") is not None:
+        data["cluster"]["kubeconfig"] = str(overrides["kubeconfig"])
+    if overrides.get("context") is not None:
+        data["cluster"]["context"] = overrides["context"]
+    if overrides.get("report_dir") is not None:
+        data["report"]["dir"] = str(overrides["report_dir"])
+    unknown = set(overrides) - {"kubeconfig", "context", "report_dir"}
+    if unknown:
+        raise UsageError(f"unknown override(s): {', '.join(sorted(unknown))}")
+    return parse_profile({**data, "source": profile.source}, profile.source)

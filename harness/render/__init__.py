@@ -1,0 +1,1 @@
+"""Manifests rendered from the profile (issue 3 fills this in)."""
