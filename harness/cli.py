@@ -70,7 +70,9 @@ def _percent(text: str) -> float:
     try:
         value = float(raw.rstrip("%")) / scale
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction like 0.1 or a percentage like 10%, got {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative bound, got {text!r}")
     return value

@@ -381,13 +381,15 @@ class Profile(Strict):
                 if server.gpus > max_gpus:
                     raise _FieldError(
                         f"servers[{i}].gpus",
-                        f"server {server.name!r} asks for {server.gpus} GPUs per replica but no GPU worker has more than {max_gpus}",
+                        f"server {server.name!r} asks for {server.gpus} GPUs per replica "
+                        f"but no GPU worker has more than {max_gpus}",
                     )
         for i, model in enumerate(self.models):
             if model.server is not None and model.server not in servers:
                 raise _FieldError(
                     f"models[{i}].server",
-                    f"model {model.name!r} is pinned to server {model.server!r}, which is not in servers ({', '.join(servers) or 'none'})",
+                    f"model {model.name!r} is pinned to server {model.server!r}, "
+                    f"which is not in servers ({', '.join(servers) or 'none'})",
                 )
             if model.expect_server is not None and model.expect_server not in servers:
                 raise _FieldError(

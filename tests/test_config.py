@@ -45,7 +45,8 @@ BAD = {
         "servers[0].gpus: server 'a' asks for GPUs but cluster.nodes.gpu_workers has no nodes",
     ),
     "shape_mismatch": (
-        "servers: [{name: a, gpus: 0}]\nmodels: [{name: m, storage_uri: x, input: {name: i, shape: [1, 4], data: [1]}}]\n",
+        "servers: [{name: a, gpus: 0}]\n"
+        "models: [{name: m, storage_uri: x, input: {name: i, shape: [1, 4], data: [1]}}]\n",
         "models[0].input: data has 1 values but shape [1, 4] needs 4",
     ),
 }
