@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""NVML probe: what GPUs does THIS container see? Prints exactly one JSON document (one line).
+
+Self-contained on purpose: it is mounted from a ConfigMap at /probe and run as `python3 probe.py`
+inside whatever image the pod uses (MLServer, Triton, a CUDA base image), so it needs only the
+standard library and `pynvml` from nvidia-ml-py, and must run on Python 3.8+.
+
+Errors are data: every NVML call that fails is recorded in `errors` as {call, error, message} and
+the probe carries on. No driver (`NVMLError_LibraryNotFound` at nvmlInit) is a normal answer, not a
+crash. The exit code is 0 whenever the JSON was printed; non-zero only if the script itself broke.
+The output schema is documented in tests/fixtures/nvml/README.md and parsed by harness/gpu/result.py.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import sys
+from typing import Any, Callable
+
+SCHEMA_VERSION = 1
+ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
+CONTAINER_DEVICES_DIR = "/var/run/nvidia-container-devices"
+# Upper bound on devices enumerated: NVML never reports more than this on one host; it keeps every loop bounded.
+MAX_DEVICES = 64
+_MISSING = object()
+
+
+def _text(value: Any) -> Any:
+    """Older pynvml releases return bytes for names, UUIDs and versions; newer ones return str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _error_name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+class _Recorder:
+    """Runs one NVML call at a time and turns its failure into an entry of `errors`."""
+
+    def __init__(self, nvml: Any) -> None:
+        self.nvml = nvml
+        self.errors: list[dict[str, Any]] = []
+        not_supported = getattr(nvml, "NVMLError_NotSupported", None)
+        self.not_supported: tuple[type, ...] = (not_supported,) if isinstance(not_supported, type) else ()
+
+    def call(self, label: str, fn: Callable[[], Any], quiet_not_supported: bool = False) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            # NotSupported on an optional feature (MIG, utilisation) is an answer, not a failure.
+            if not (quiet_not_supported and self.not_supported and isinstance(exc, self.not_supported)):
+                self.errors.append({"call": label, "error": _error_name(exc), "message": str(exc)})
+            return _MISSING
+
+
+def _environment(environ: Any, devices_dir: str) -> dict[str, Any]:
+    env: dict[str, Any] = {key: environ.get(key) for key in ENV_KEYS}
+    try:
+        env["nvidia_container_devices"] = sorted(os.listdir(devices_dir))
+    except OSError:
+        env["nvidia_container_devices"] = None
+    return env
+
+
+def _cuda_version(value: Any) -> Any:
+    if isinstance(value, int) and value > 0:
+        return "%d.%d" % (value // 1000, (value % 1000) // 10)
+    return None
+
+
+def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]]:
+    nvml = rec.nvml
+    count = rec.call("nvmlDeviceGetMaxMigDeviceCount(%d)" % index, lambda: nvml.nvmlDeviceGetMaxMigDeviceCount(handle))
+    if count is _MISSING:
+        return []
+    not_found = getattr(nvml, "NVMLError_NotFound", None)
+    found: list[dict[str, Any]] = []
+    for slot in range(min(int(count), MAX_DEVICES)):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except Exception as exc:
+            # Empty MIG slots (and slots given to other containers) answer NotFound: skip them.
+            if not (isinstance(not_found, type) and isinstance(exc, not_found)):
+                label = "nvmlDeviceGetMigDeviceHandleByIndex(%d, %d)" % (index, slot)
+                rec.errors.append({"call": label, "error": _error_name(exc), "message": str(exc)})
+            continue
+        where = "(%d, mig %d)" % (index, slot)
+        uuid = rec.call("nvmlDeviceGetUUID" + where, lambda: nvml.nvmlDeviceGetUUID(mig))
+        name = rec.call("nvmlDeviceGetName" + where, lambda: nvml.nvmlDeviceGetName(mig))
+        memory = rec.call("nvmlDeviceGetMemoryInfo" + where, lambda: nvml.nvmlDeviceGetMemoryInfo(mig))
+        found.append(
+            {
+                "slot": slot,
+                "uuid": None if uuid is _MISSING else _text(uuid),
+                "name": None if name is _MISSING else _text(name),
+                "memory_total_bytes": None if memory is _MISSING else int(memory.total),
+            }
+        )
+    return found
+
+
+def _device(rec: _Recorder, index: int) -> dict[str, Any]:
+    nvml = rec.nvml
+    entry: dict[str, Any] = {
+        "index": index,
+        "name": None,
+        "uuid": None,
+        "memory_total_bytes": None,
+        "memory_used_bytes": None,
+        "memory_free_bytes": None,
+        "mig_mode": None,
+        "mig_devices": [],
+        "compute_processes": None,
+        "utilization": None,
+    }
+    handle = rec.call("nvmlDeviceGetHandleByIndex(%d)" % index, lambda: nvml.nvmlDeviceGetHandleByIndex(index))
+    if handle is _MISSING:
+        return entry
+    where = "(%d)" % index
+    name = rec.call("nvmlDeviceGetName" + where, lambda: nvml.nvmlDeviceGetName(handle))
+    if name is not _MISSING:
+        entry["name"] = _text(name)
+    uuid = rec.call("nvmlDeviceGetUUID" + where, lambda: nvml.nvmlDeviceGetUUID(handle))
+    if uuid is not _MISSING:
+        entry["uuid"] = _text(uuid)
+    memory = rec.call("nvmlDeviceGetMemoryInfo" + where, lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+    if memory is not _MISSING:
+        entry["memory_total_bytes"] = int(memory.total)
+        entry["memory_used_bytes"] = int(memory.used)
+        entry["memory_free_bytes"] = int(memory.free)
+    mode = rec.call("nvmlDeviceGetMigMode" + where, lambda: nvml.nvmlDeviceGetMigMode(handle), True)
+    if mode is not _MISSING:
+        current, pending = int(mode[0]), int(mode[1])
+        entry["mig_mode"] = {"current": current, "pending": pending}
+        if current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
+            entry["mig_devices"] = _mig_devices(rec, handle, index)
+    procs = rec.call(
+        "nvmlDeviceGetComputeRunningProcesses" + where, lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    )
+    if procs is not _MISSING:
+        listed = []
+        for proc in list(procs)[:1024]:
+            used = getattr(proc, "usedGpuMemory", None)
+            listed.append({"pid": int(proc.pid), "used_memory_bytes": None if used is None else int(used)})
+        entry["compute_processes"] = listed
+    util = rec.call(
+        "nvmlDeviceGetUtilizationRates" + where, lambda: nvml.nvmlDeviceGetUtilizationRates(handle), True
+    )
+    if util is not _MISSING:
+        entry["utilization"] = {"gpu_percent": int(util.gpu), "memory_percent": int(util.memory)}
+    return entry
+
+
+def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES_DIR) -> dict[str, Any]:
+    """Everything the probe reports, as a JSON-ready dict. `nvml` is the pynvml module (or None if absent)."""
+    environ = os.environ if environ is None else environ
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "hostname": socket.gethostname(),
+        "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "env": _environment(environ, devices_dir),
+        "nvml_available": False,
+        "driver_version": None,
+        "nvml_version": None,
+        "cuda_driver_version": None,
+        "device_count": None,
+        "devices": [],
+        "errors": [],
+    }
+    if nvml is None:
+        doc["errors"].append({"call": "import pynvml", "error": "ImportError", "message": "pynvml is not installed"})
+        return doc
+    rec = _Recorder(nvml)
+    doc["errors"] = rec.errors
+    if rec.call("nvmlInit", nvml.nvmlInit) is _MISSING:
+        return doc
+    doc["nvml_available"] = True
+    try:
+        for key, fn_name in (
+            ("driver_version", "nvmlSystemGetDriverVersion"),
+            ("nvml_version", "nvmlSystemGetNVMLVersion"),
+            ("cuda_driver_version", "nvmlSystemGetCudaDriverVersion"),
+        ):
+            fn = getattr(nvml, fn_name, None)
+            value = rec.call(fn_name, fn) if fn is not None else _MISSING
+            if fn is None:
+                rec.errors.append({"call": fn_name, "error": "AttributeError", "message": "not in this pynvml"})
+            if value is not _MISSING:
+                doc[key] = _cuda_version(value) if key == "cuda_driver_version" else _text(value)
+        count = rec.call("nvmlDeviceGetCount", nvml.nvmlDeviceGetCount)
+        if count is not _MISSING:
+            doc["device_count"] = int(count)
+            doc["devices"] = [_device(rec, i) for i in range(min(int(count), MAX_DEVICES))]
+    finally:
+        rec.call("nvmlShutdown", nvml.nvmlShutdown)
+    return doc
+
+
+def main() -> int:
+    try:
+        import pynvml
+    except ImportError:
+        nvml = None
+    else:
+        nvml = pynvml
+    try:
+        doc = collect(nvml)
+    except Exception as exc:
+        # A bug in the probe itself is still reported as data, so the pod log says what happened.
+        doc = {"schema_version": SCHEMA_VERSION, "nvml_available": False, "devices": [],
+               "errors": [{"call": "probe", "error": _error_name(exc), "message": str(exc)}]}
+    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
