@@ -13,12 +13,14 @@ The output schema is documented in tests/fixtures/nvml/README.md and parsed by h
 
 from __future__ import annotations
 
-import datetime
+import functools
 import json
 import os
 import socket
 import sys
-from typing import Any, Callable
+import time
+from collections.abc import Callable
+from typing import Any
 
 SCHEMA_VERSION = 1
 ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
@@ -69,13 +71,13 @@ def _environment(environ: Any, devices_dir: str) -> dict[str, Any]:
 
 def _cuda_version(value: Any) -> Any:
     if isinstance(value, int) and value > 0:
-        return "%d.%d" % (value // 1000, (value % 1000) // 10)
+        return f"{value // 1000}.{(value % 1000) // 10}"
     return None
 
 
 def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]]:
     nvml = rec.nvml
-    count = rec.call("nvmlDeviceGetMaxMigDeviceCount(%d)" % index, lambda: nvml.nvmlDeviceGetMaxMigDeviceCount(handle))
+    count = rec.call(f"nvmlDeviceGetMaxMigDeviceCount({index})", lambda: nvml.nvmlDeviceGetMaxMigDeviceCount(handle))
     if count is _MISSING:
         return []
     not_found = getattr(nvml, "NVMLError_NotFound", None)
@@ -86,13 +88,13 @@ def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]
         except Exception as exc:
             # Empty MIG slots (and slots given to other containers) answer NotFound: skip them.
             if not (isinstance(not_found, type) and isinstance(exc, not_found)):
-                label = "nvmlDeviceGetMigDeviceHandleByIndex(%d, %d)" % (index, slot)
+                label = f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {slot})"
                 rec.errors.append({"call": label, "error": _error_name(exc), "message": str(exc)})
             continue
-        where = "(%d, mig %d)" % (index, slot)
-        uuid = rec.call("nvmlDeviceGetUUID" + where, lambda: nvml.nvmlDeviceGetUUID(mig))
-        name = rec.call("nvmlDeviceGetName" + where, lambda: nvml.nvmlDeviceGetName(mig))
-        memory = rec.call("nvmlDeviceGetMemoryInfo" + where, lambda: nvml.nvmlDeviceGetMemoryInfo(mig))
+        where = f"({index}, mig {slot})"
+        uuid = rec.call("nvmlDeviceGetUUID" + where, functools.partial(nvml.nvmlDeviceGetUUID, mig))
+        name = rec.call("nvmlDeviceGetName" + where, functools.partial(nvml.nvmlDeviceGetName, mig))
+        memory = rec.call("nvmlDeviceGetMemoryInfo" + where, functools.partial(nvml.nvmlDeviceGetMemoryInfo, mig))
         found.append(
             {
                 "slot": slot,
@@ -118,10 +120,10 @@ def _device(rec: _Recorder, index: int) -> dict[str, Any]:
         "compute_processes": None,
         "utilization": None,
     }
-    handle = rec.call("nvmlDeviceGetHandleByIndex(%d)" % index, lambda: nvml.nvmlDeviceGetHandleByIndex(index))
+    handle = rec.call(f"nvmlDeviceGetHandleByIndex({index})", lambda: nvml.nvmlDeviceGetHandleByIndex(index))
     if handle is _MISSING:
         return entry
-    where = "(%d)" % index
+    where = f"({index})"
     name = rec.call("nvmlDeviceGetName" + where, lambda: nvml.nvmlDeviceGetName(handle))
     if name is not _MISSING:
         entry["name"] = _text(name)
@@ -148,9 +150,7 @@ def _device(rec: _Recorder, index: int) -> dict[str, Any]:
             used = getattr(proc, "usedGpuMemory", None)
             listed.append({"pid": int(proc.pid), "used_memory_bytes": None if used is None else int(used)})
         entry["compute_processes"] = listed
-    util = rec.call(
-        "nvmlDeviceGetUtilizationRates" + where, lambda: nvml.nvmlDeviceGetUtilizationRates(handle), True
-    )
+    util = rec.call("nvmlDeviceGetUtilizationRates" + where, lambda: nvml.nvmlDeviceGetUtilizationRates(handle), True)
     if util is not _MISSING:
         entry["utilization"] = {"gpu_percent": int(util.gpu), "memory_percent": int(util.memory)}
     return entry
@@ -162,8 +162,8 @@ def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "hostname": socket.gethostname(),
-        "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "python": "%d.%d.%d" % sys.version_info[:3],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": ".".join(str(part) for part in sys.version_info[:3]),
         "env": _environment(environ, devices_dir),
         "nvml_available": False,
         "driver_version": None,
@@ -213,8 +213,12 @@ def main() -> int:
         doc = collect(nvml)
     except Exception as exc:
         # A bug in the probe itself is still reported as data, so the pod log says what happened.
-        doc = {"schema_version": SCHEMA_VERSION, "nvml_available": False, "devices": [],
-               "errors": [{"call": "probe", "error": _error_name(exc), "message": str(exc)}]}
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "nvml_available": False,
+            "devices": [],
+            "errors": [{"call": "probe", "error": _error_name(exc), "message": str(exc)}],
+        }
     sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     sys.stdout.flush()
     return 0
