@@ -1,0 +1,328 @@
+"""The simulated cluster's data plane: one real MLServer process per Running MLServer-type Server pod.
+
+Processes start lazily (the first model scheduled to a pod), load models under Seldon's served name
+`<model>_<version>`, and stop when the pod goes away. Slow work (start, load) runs on one worker
+thread per pod so the controller loop never blocks; the controller reads states with `state()` and
+asks again while `pending()` is true. A process that dies is restarted by that worker and its models
+reloaded (the pod's container restarted); `take_crashes()` tells the controller so it can record
+the restart on the pod.
+
+With `enabled=False` (a cluster started without MLServer) every load succeeds at once and there is
+no endpoint: the control plane behaves, inference through the mesh is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from harness.localserver import MLServerError, MLServerProcess
+from harness.sim.models import ModelUnavailable, resolve_storage_uri
+
+StateName = Literal["Loading", "Available", "Failed"]
+NO_TRITON = "no Triton in the simulated cluster"
+DISABLED = "the simulated cluster runs without MLServer (started with mlserver=False)"
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    server: str
+    server_type: str  # mlserver | triton
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    state: StateName
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one loaded replica of a model answers."""
+
+    pod: str
+    http_port: int
+    grpc_port: int
+    served_name: str
+
+
+@dataclass
+class _Backend:
+    pod: PodRef
+    workdir: Path
+    worker: ThreadPoolExecutor
+    process: MLServerProcess | None = None
+    # served name -> (storageUri, state)
+    models: dict[str, tuple[str, ReplicaState]] = field(default_factory=dict)
+    restarts: int = 0
+    closing: bool = False
+    busy: int = 0  # tasks queued or running on the worker
+
+
+class DataPlane:
+    """MLServer processes behind Server pods, and the loaded-model table the mesh routes by."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        enabled: bool = True,
+        notify: Callable[[], None] | None = None,
+        start_timeout_s: float = 60.0,
+        load_timeout_s: float = 60.0,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.enabled = enabled
+        self._notify = notify
+        self._start_timeout = start_timeout_s
+        self._load_timeout = load_timeout_s
+        self._lock = threading.RLock()
+        self._backends: dict[tuple[str, str], _Backend] = {}
+        self._crashes: list[tuple[PodRef, str]] = []
+        self._fail_loads: dict[str, str] = {}  # model name -> injected failure message
+        self._closed = False
+
+    # --- the controller's view --------------------------------------------------------------
+    def sync_pods(self, pods: Iterable[PodRef]) -> None:
+        """Stop the processes of pods that are gone (or were replaced under the same name)."""
+        live = {(p.namespace, p.name): p for p in pods}
+        with self._lock:
+            gone = [key for key, b in self._backends.items() if key not in live or live[key].uid != b.pod.uid]
+            backends = [self._backends.pop(key) for key in gone]
+        for backend in backends:
+            self._retire(backend)
+
+    def ensure_model(self, pod: PodRef, served_name: str, storage_uri: str) -> ReplicaState:
+        """Make sure `served_name` is (being) loaded on `pod`; return its current state."""
+        if pod.server_type != "mlserver":
+            return ReplicaState("Failed", f"{NO_TRITON}: server {pod.server} is a Triton server")
+        if not self.enabled:
+            return ReplicaState("Available")
+        with self._lock:
+            if self._closed:
+                return ReplicaState("Failed", "the data plane is shut down")
+            backend = self._backend(pod)
+            known = backend.models.get(served_name)
+            if known is not None and known[0] == storage_uri:
+                return known[1]
+            state = ReplicaState("Loading", "ModelProgressing")
+            backend.models[served_name] = (storage_uri, state)
+            self._submit(backend, lambda: self._load(backend, served_name, storage_uri))
+            return state
+
+    def unload(self, pod: PodRef, served_name: str) -> None:
+        with self._lock:
+            backend = self._backends.get((pod.namespace, pod.name))
+            if backend is None or served_name not in backend.models:
+                return
+            del backend.models[served_name]
+            self._submit(backend, lambda: self._unload(backend, served_name))
+
+    def loaded(self, pod: PodRef) -> list[str]:
+        with self._lock:
+            backend = self._backends.get((pod.namespace, pod.name))
+            return sorted(backend.models) if backend is not None else []
+
+    def endpoints(self, pod: PodRef, served_name: str) -> Endpoint | None:
+        """The live endpoint of an available replica, or None."""
+        with self._lock:
+            backend = self._backends.get((pod.namespace, pod.name))
+            if backend is None or backend.process is None or not self.enabled:
+                return None
+            known = backend.models.get(served_name)
+            if known is None or known[1].state != "Available":
+                return None
+            proc = backend.process
+            return Endpoint(pod.name, proc.http_port, proc.grpc_port, served_name)
+
+    def pending(self) -> bool:
+        with self._lock:
+            return any(b.busy for b in self._backends.values())
+
+    def take_crashes(self) -> list[tuple[PodRef, str]]:
+        """Crashes seen since the last call: (pod, message). Each one restarted the container."""
+        with self._lock:
+            crashes, self._crashes = self._crashes, []
+            return crashes
+
+    def check_processes(self) -> None:
+        """Notice processes that died while idle and restart them on their worker."""
+        with self._lock:
+            for backend in self._backends.values():
+                proc = backend.process
+                if backend.closing or backend.busy or proc is None or proc.is_alive():
+                    continue
+                self._submit(backend, functools.partial(self._recover, backend))
+
+    # --- faults -----------------------------------------------------------------------------
+    def fail_model_load(self, model: str, message: str = "injected fault: the model failed to load") -> None:
+        """Every later load of `model` (Seldon name, not the served name) fails with `message`."""
+        with self._lock:
+            self._fail_loads[model] = message
+
+    def clear_model_fault(self, model: str) -> None:
+        with self._lock:
+            self._fail_loads.pop(model, None)
+
+    def kill_server(self, namespace: str, pod: str) -> bool:
+        """SIGKILL the MLServer behind `pod` (mid-load or mid-run). True when there was one."""
+        with self._lock:
+            backend = self._backends.get((namespace, pod))
+            proc = backend.process if backend is not None else None
+            pid = proc.pid if proc is not None else None
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        self.check_processes()
+        return True
+
+    def restarts(self, namespace: str, pod: str) -> int:
+        with self._lock:
+            backend = self._backends.get((namespace, pod))
+            return backend.restarts if backend is not None else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            backends = list(self._backends.values())
+            self._backends.clear()
+        for backend in backends:
+            self._retire(backend, wait=True)
+
+    # --- internals --------------------------------------------------------------------------
+    def _backend(self, pod: PodRef) -> _Backend:
+        key = (pod.namespace, pod.name)
+        backend = self._backends.get(key)
+        if backend is None:
+            workdir = self.workdir / "mlserver" / f"{pod.namespace}.{pod.name}.{pod.uid[:8] or 'pod'}"
+            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlserver-{pod.name}")
+            backend = _Backend(pod, workdir, worker)
+            self._backends[key] = backend
+        return backend
+
+    def _submit(self, backend: _Backend, task: Callable[[], None]) -> None:
+        backend.busy += 1
+
+        def run() -> None:
+            try:
+                if not backend.closing:
+                    task()
+            finally:
+                with self._lock:
+                    backend.busy -= 1
+                self._changed()
+
+        backend.worker.submit(run)
+
+    def _changed(self) -> None:
+        if self._notify is not None:
+            with contextlib.suppress(Exception):
+                self._notify()
+
+    def _set(self, backend: _Backend, served_name: str, uri: str, state: ReplicaState) -> None:
+        with self._lock:
+            known = backend.models.get(served_name)
+            # A later ensure/unload changed what is wanted; this result is stale.
+            if known is None or known[0] != uri:
+                return
+            backend.models[served_name] = (uri, state)
+
+    def _start(self, backend: _Backend) -> str | None:
+        """Start the pod's MLServer if needed; an error message when it cannot run."""
+        if backend.process is not None and backend.process.is_alive():
+            return None
+        if backend.process is None:
+            backend.process = MLServerProcess(backend.workdir, parallel_workers=0)
+        try:
+            backend.process.start(timeout=self._start_timeout)
+        except MLServerError as exc:
+            return f"MLServer for pod {backend.pod.name} failed to start: {str(exc).splitlines()[0]}"
+        return None
+
+    def _load(self, backend: _Backend, served_name: str, uri: str) -> None:
+        model = served_name.rsplit("_", 1)[0]
+        try:
+            source = resolve_storage_uri(uri, self.workdir)
+        except ModelUnavailable as exc:
+            self._set(backend, served_name, uri, ReplicaState("Failed", str(exc)))
+            return
+        with self._lock:
+            injected = self._fail_loads.get(model)
+        if injected is not None:
+            self._set(backend, served_name, uri, ReplicaState("Failed", injected))
+            return
+        for attempt in range(2):
+            problem = self._start(backend)
+            if problem is not None:
+                self._set(backend, served_name, uri, ReplicaState("Failed", problem))
+                return
+            assert backend.process is not None
+            try:
+                backend.process.load_model(served_name, source.path, timeout=self._load_timeout)
+            except MLServerError as exc:
+                if not backend.process.is_alive() and attempt == 0:
+                    # The server died mid-load: the container restarts and the load is retried.
+                    self._record_crash(backend, f"MLServer died while loading {served_name}")
+                    continue
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._set(backend, served_name, uri, ReplicaState("Failed", f"failed to load {served_name}: {first}"))
+                return
+            self._set(backend, served_name, uri, ReplicaState("Available", "ModelAvailable"))
+            return
+
+    def _record_crash(self, backend: _Backend, message: str) -> None:
+        with self._lock:
+            backend.restarts += 1
+            self._crashes.append((backend.pod, message))
+
+    def _recover(self, backend: _Backend) -> None:
+        """A process died while idle: restart it and reload every model it held."""
+        proc = backend.process
+        if proc is None or proc.is_alive():
+            return
+        self._record_crash(backend, "MLServer process exited; container restarted")
+        with contextlib.suppress(MLServerError):
+            proc.stop(timeout=5)
+        with self._lock:
+            wanted = dict(backend.models)
+            for name, (uri, _) in wanted.items():
+                backend.models[name] = (uri, ReplicaState("Loading", "ModelProgressing"))
+        for name, (uri, _) in wanted.items():
+            self._load(backend, name, uri)
+
+    def _unload(self, backend: _Backend, served_name: str) -> None:
+        proc = backend.process
+        if proc is None or not proc.is_alive():
+            return
+        with contextlib.suppress(MLServerError):
+            proc.unload_model(served_name, timeout=30)
+
+    def _retire(self, backend: _Backend, wait: bool = False) -> None:
+        backend.closing = True
+
+        def stop() -> None:
+            if backend.process is not None:
+                with contextlib.suppress(MLServerError):
+                    backend.process.stop(timeout=5)
+
+        if wait:
+            # Kill first so an in-flight start or load fails fast, then once more for one that raced it.
+            stop()
+            backend.worker.shutdown(wait=True, cancel_futures=True)
+            stop()
+            return
+        # Stopping takes a moment; do it on the pod's own worker so the controller loop goes on.
+        backend.worker.submit(stop)
+        backend.worker.shutdown(wait=False)

@@ -1,0 +1,337 @@
+"""Pure rules of the simulated Seldon operator: default ServerConfigs, the Server pod-spec merge and
+the StatefulSet a Server becomes.
+
+Behaviour reimplemented from Seldon Core 2's documented rules (design B1), not from its code:
+a ServerConfig is a whole pod template; a Server's `spec.podSpec` is merged over it with
+tolerations and volumes appended, nodeSelector merged key by key, affinity replaced, containers
+merged by name (resource maps key by key) and every other field overridden when the Server sets it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from harness.config import DEFAULT_CAPABILITIES
+
+Obj = dict[str, Any]
+
+SELDON_API = "mlops.seldon.io/v1alpha1"
+SERVER_HTTP_PORT = 9000
+SERVER_GRPC_PORT = 9500
+SERVER_TYPES = ("mlserver", "triton")
+# The agent learns its capabilities from these variables (the ServerConfig ships the defaults; the
+# operator writes the Server's overrides into the agent container).
+CAPABILITIES_ENV = "SELDON_SERVER_CAPABILITIES"
+EXTRA_CAPABILITIES_ENV = "SELDON_EXTRA_CAPABILITIES"
+
+_SERVER_IMAGES = {
+    "mlserver": "seldonio/mlserver:1.7.1",
+    "triton": "nvcr.io/nvidia/tritonserver:23.03-py3",
+}
+
+
+def _server_container(kind: str) -> Obj:
+    if kind == "mlserver":
+        start: Obj = {
+            "env": [
+                {"name": "MLSERVER_HTTP_PORT", "value": str(SERVER_HTTP_PORT)},
+                {"name": "MLSERVER_GRPC_PORT", "value": str(SERVER_GRPC_PORT)},
+                {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
+                {"name": "MLSERVER_MODEL_PARALLEL_WORKERS", "value": "1"},
+                {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
+            ],
+        }
+    else:
+        # Triton's image needs a shell start (Seldon issue 5029).
+        start = {
+            "command": ["/bin/bash", "-c"],
+            "args": [
+                "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4 /opt/tritonserver/bin/tritonserver "
+                f"--model-repository=/mnt/agent/models --http-port={SERVER_HTTP_PORT} "
+                f"--grpc-port={SERVER_GRPC_PORT} --model-control-mode=explicit --log-verbose=1"
+            ],
+        }
+    return {
+        "name": kind,
+        "image": _SERVER_IMAGES[kind],
+        "imagePullPolicy": "IfNotPresent",
+        **start,
+        "ports": [
+            {"name": "server-http", "containerPort": SERVER_HTTP_PORT, "protocol": "TCP"},
+            {"name": "server-grpc", "containerPort": SERVER_GRPC_PORT, "protocol": "TCP"},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}},
+        "securityContext": {"runAsUser": 1000},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/live", "port": "server-http"}},
+        "volumeMounts": [{"name": f"{kind}-models", "mountPath": "/mnt/agent", "readOnly": False}],
+    }
+
+
+def default_server_config(kind: str, namespace: str, version: str) -> Obj:
+    """One of the two ServerConfigs Seldon installs (`mlserver`, `triton`), complete as shipped."""
+    if kind not in SERVER_TYPES:
+        raise ValueError(f"unknown server type {kind!r}")
+    tag = version
+    capabilities = ",".join(DEFAULT_CAPABILITIES[kind])
+    rclone = {
+        "name": "rclone",
+        "image": f"seldonio/seldon-rclone:{tag}",
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["rcd", "--rc-no-auth", "--config=/rclone/rclone.conf", "--rc-addr=0.0.0.0:5572"],
+        "ports": [{"name": "rclone", "containerPort": 5572, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "100M"}},
+        "securityContext": {"runAsUser": 1000},
+        "volumeMounts": [{"name": f"{kind}-models", "mountPath": "/mnt/agent"}],
+    }
+    agent = {
+        "name": "agent",
+        "image": f"seldonio/seldon-agent:{tag}",
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["--tracing-config-path=/mnt/tracing/tracing.json"],
+        "command": ["/bin/agent"],
+        "env": [
+            {"name": "SELDON_SERVER_HTTP_PORT", "value": str(SERVER_HTTP_PORT)},
+            {"name": "SELDON_SERVER_GRPC_PORT", "value": str(SERVER_GRPC_PORT)},
+            {"name": "SELDON_SERVER_TYPE", "value": kind},
+            {"name": CAPABILITIES_ENV, "value": capabilities},
+            {"name": "SELDON_SCHEDULER_HOST", "value": "seldon-scheduler"},
+            {"name": "SELDON_SCHEDULER_PORT", "value": "9005"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "ports": [
+            {"name": "metrics", "containerPort": 9006, "protocol": "TCP"},
+            {"name": "drainer", "containerPort": 9007, "protocol": "TCP"},
+            {"name": "agent-http", "containerPort": 9001, "protocol": "TCP"},
+            {"name": "agent-grpc", "containerPort": 9501, "protocol": "TCP"},
+        ],
+        "resources": {"requests": {"cpu": "200m", "memory": "1Gi"}},
+        "securityContext": {"runAsUser": 1000},
+        "volumeMounts": [{"name": f"{kind}-models", "mountPath": "/mnt/agent"}],
+    }
+    return {
+        "apiVersion": SELDON_API,
+        "kind": "ServerConfig",
+        "metadata": {"name": kind, "namespace": namespace},
+        "spec": {
+            "podSpec": {
+                "terminationGracePeriodSeconds": 120,
+                "serviceAccountName": "seldon-server",
+                "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+                "containers": [rclone, agent, _server_container(kind)],
+            },
+            "volumeClaimTemplates": [
+                {
+                    "name": f"{kind}-models",
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            ],
+        },
+    }
+
+
+# --- the merge -------------------------------------------------------------------------------
+
+def _merge_resources(base: Obj, override: Obj) -> Obj:
+    out = copy.deepcopy(base)
+    for section in ("requests", "limits", "claims"):
+        if section not in override:
+            continue
+        if section == "claims":
+            out[section] = copy.deepcopy(override[section])
+            continue
+        merged = dict(out.get(section) or {})
+        merged.update(override[section] or {})
+        out[section] = merged
+    return out
+
+
+def merge_container(base: Obj, override: Obj) -> Obj:
+    """A Server's container over the ServerConfig's container of the same name."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            continue
+        if key == "resources" and isinstance(value, dict):
+            out["resources"] = _merge_resources(out.get("resources") or {}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_containers(base: list[Obj], override: list[Obj]) -> list[Obj]:
+    out = [copy.deepcopy(c) for c in base]
+    index = {c.get("name"): i for i, c in enumerate(out)}
+    for container in override:
+        i = index.get(container.get("name"))
+        if i is None:
+            out.append(copy.deepcopy(container))
+            index[container.get("name")] = len(out) - 1
+        else:
+            out[i] = merge_container(out[i], container)
+    return out
+
+
+def merge_pod_spec(base: Obj, override: Obj | None) -> Obj:
+    """The ServerConfig pod spec with a Server's `spec.podSpec` applied (Seldon's merge rules)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if value is None:
+            continue
+        if key in ("tolerations", "volumes", "initContainers", "imagePullSecrets"):
+            out[key] = list(out.get(key) or []) + copy.deepcopy(list(value))
+        elif key == "nodeSelector":
+            merged = dict(out.get("nodeSelector") or {})
+            merged.update(value)
+            out["nodeSelector"] = merged
+        elif key == "containers":
+            out["containers"] = _merge_containers(list(out.get("containers") or []), list(value))
+        else:
+            # affinity and every scalar/structured field: the Server's value replaces the config's.
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# --- server type and capabilities ------------------------------------------------------------
+
+def server_type(pod_spec: Obj) -> str | None:
+    """`mlserver` or `triton` from the inference container's name; None when neither is there."""
+    names = {c.get("name") for c in pod_spec.get("containers") or []}
+    for kind in SERVER_TYPES:
+        if kind in names:
+            return kind
+    return None
+
+
+def _agent_env(pod_spec: Obj, name: str) -> str | None:
+    for container in pod_spec.get("containers") or []:
+        if container.get("name") != "agent":
+            continue
+        for env in container.get("env") or []:
+            if env.get("name") == name and "value" in env:
+                return str(env["value"])
+    return None
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def server_capabilities(server: Obj, pod_spec: Obj) -> list[str]:
+    """What the Server's agents announce: `spec.capabilities` replaces the config's list,
+    otherwise the config's list plus `spec.extraCapabilities` (exact strings, order kept)."""
+    spec = server.get("spec") or {}
+    if spec.get("capabilities"):
+        return [str(c) for c in spec["capabilities"]]
+    base_env = _agent_env(pod_spec, CAPABILITIES_ENV)
+    if base_env is not None:
+        base = _split(base_env)
+    else:
+        kind = server_type(pod_spec)
+        base = list(DEFAULT_CAPABILITIES[kind]) if kind else []
+    return base + [str(c) for c in spec.get("extraCapabilities") or []]
+
+
+def _set_agent_env(pod_spec: Obj, name: str, value: str) -> None:
+    for container in pod_spec.get("containers") or []:
+        if container.get("name") != "agent":
+            continue
+        env = [e for e in container.get("env") or [] if e.get("name") != name]
+        env.append({"name": name, "value": value})
+        container["env"] = env
+
+
+# --- the StatefulSet -------------------------------------------------------------------------
+
+def server_labels(server_name: str) -> dict[str, str]:
+    return {
+        "seldon-server-name": server_name,
+        "app.kubernetes.io/name": "seldon-server",
+        "app.kubernetes.io/managed-by": "seldon-core",
+    }
+
+
+def server_selector(server_name: str) -> str:
+    """The label selector string Seldon writes into Server `status.selector`."""
+    return f"seldon-server-name={server_name}"
+
+
+def server_memory_bytes(pod_spec: Obj) -> int:
+    """Memory request of the inference container (what Seldon's agent announces as capacity)."""
+    kind = server_type(pod_spec)
+    for container in pod_spec.get("containers") or []:
+        if container.get("name") == kind:
+            requests = (container.get("resources") or {}).get("requests") or {}
+            limits = (container.get("resources") or {}).get("limits") or {}
+            value = requests.get("memory", limits.get("memory"))
+            return parse_quantity(str(value)) if value is not None else 0
+    return 0
+
+
+_SUFFIXES = {
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5, "Ei": 1024**6,
+    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}
+
+
+def parse_quantity(text: str) -> int:
+    """A Kubernetes memory quantity in bytes (`1Gi`, `500M`, `1e9`, `100`); ValueError if malformed."""
+    value = text.strip()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * _SUFFIXES[suffix])
+    if value.endswith("m"):
+        return int(float(value[:-1]) / 1000)
+    return int(float(value))
+
+
+def build_statefulset(server: Obj, server_config: Obj) -> Obj:
+    """The StatefulSet the operator applies for `server`, built from `server_config`."""
+    meta = server["metadata"]
+    spec = server.get("spec") or {}
+    name = meta["name"]
+    config_spec = server_config.get("spec") or {}
+    pod_spec = merge_pod_spec(config_spec.get("podSpec") or {}, spec.get("podSpec"))
+    if spec.get("capabilities"):
+        _set_agent_env(pod_spec, CAPABILITIES_ENV, ",".join(str(c) for c in spec["capabilities"]))
+    elif spec.get("extraCapabilities"):
+        _set_agent_env(pod_spec, EXTRA_CAPABILITIES_ENV, ",".join(str(c) for c in spec["extraCapabilities"]))
+    labels = server_labels(name)
+    replicas = spec.get("replicas")
+    sts: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace", "default"),
+            "labels": dict(labels),
+            "ownerReferences": [
+                {
+                    "apiVersion": SELDON_API,
+                    "kind": "Server",
+                    "name": name,
+                    "uid": meta.get("uid", ""),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicas": 1 if replicas is None else int(replicas),
+            "serviceName": name,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"seldon-server-name": name}},
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": {}},
+                "spec": pod_spec,
+            },
+        },
+    }
+    claims = config_spec.get("volumeClaimTemplates")
+    if claims:
+        sts["spec"]["volumeClaimTemplates"] = [
+            {"metadata": {"name": c.get("name", "")}, "spec": copy.deepcopy(c.get("spec") or {})}
+            for c in claims
+        ]
+    return sts
