@@ -1,0 +1,499 @@
+"""The simulated cluster's object store: an in-memory implementation of `contracts.Store`.
+
+One re-entrant lock guards everything. Every write takes the next value of one global
+resourceVersion counter, is appended to a bounded history (so watches can resume from a
+resourceVersion, and get 410 Gone once it has been compacted away) and is pushed to open watches.
+Deletion is immediate (finalizers are ignored) and cascades through ownerReferences; deleting a
+Namespace deletes everything in it.
+
+Besides the `Store` protocol this class offers what the HTTP layer and the runtime need:
+`list_with_version`, `watch`, `read_log`, `add_listener` (called after each write),
+`drop_watches`, `compact_history` and a `dry_run` flag on the write methods.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import copy
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from harness.sim.api import patch as patching
+from harness.sim.api.resources import STORED, ResourceType, by_kind
+from harness.sim.api.selectors import parse_field_selector, parse_label_selector
+from harness.sim.api.validation import apply_defaults, validate
+from harness.sim.contracts import ApiError, Obj, PatchType
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 20000
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write, as kept in the history: `old` is None for ADDED, `new` is the deleted object for DELETED."""
+
+    rv: int
+    type: str  # ADDED | MODIFIED | DELETED
+    api_version: str
+    kind: str
+    old: Obj | None
+    new: Obj
+
+
+class Watch:
+    """An open watch: a filtered, bounded-by-history queue of events for one kind."""
+
+    def __init__(self, store: MemoryStore, rt: ResourceType, namespace: str | None,
+                 label_selector: str | None, field_selector: str | None) -> None:
+        self._store = store
+        self.rt = rt
+        self.namespace = namespace
+        self._labels = parse_label_selector(label_selector)
+        self._fields = parse_field_selector(field_selector, rt.kind)
+        self._events: collections.deque[tuple[str, Obj]] = collections.deque()
+        self._cond = threading.Condition()
+        self.closed = False
+        self.dropped = False
+
+    def matches(self, obj: Obj | None) -> bool:
+        if obj is None:
+            return False
+        meta = obj.get("metadata") or {}
+        if self.namespace is not None and meta.get("namespace") != self.namespace:
+            return False
+        return self._labels(meta.get("labels") or {}) and self._fields(obj)
+
+    def offer(self, change: Change) -> None:
+        if change.api_version != self.rt.api_version or change.kind != self.rt.kind:
+            return
+        old_in, new_in = self.matches(change.old), self.matches(change.new)
+        if change.type == "DELETED":
+            event = "DELETED" if new_in else None
+        elif old_in and new_in:
+            event = "MODIFIED"
+        elif new_in:
+            event = "ADDED"
+        elif old_in:
+            event = "DELETED"  # stopped matching the selector: the watcher sees it leave
+        else:
+            event = None
+        if event:
+            self.push(event, change.new)
+
+    def push(self, event: str, obj: Obj) -> None:
+        with self._cond:
+            self._events.append((event, obj))
+            self._cond.notify_all()
+
+    def next(self, timeout: float) -> tuple[str, Obj] | None:
+        """The next event, or None after `timeout` seconds or once closed."""
+        with self._cond:
+            if not self._events and not self.closed:
+                self._cond.wait(timeout)
+            if self._events:
+                return self._events.popleft()
+            return None
+
+    def close(self, dropped: bool = False) -> None:
+        with self._cond:
+            self.closed = True
+            self.dropped = self.dropped or dropped
+            self._cond.notify_all()
+        self._store._forget(self)
+
+
+class MemoryStore:
+    """In-memory, thread-safe Kubernetes object store (see module docstring)."""
+
+    def __init__(self, history_limit: int = HISTORY_LIMIT) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {
+            (r.api_version, r.kind): {} for r in STORED
+        }
+        self._rv = 0
+        self._history: collections.deque[Change] = collections.deque(maxlen=history_limit)
+        self._compacted_rv = 0  # watches from an rv below this get 410 Gone
+        self._watches: list[Watch] = []
+        self._listeners: list[Callable[[], None]] = []
+        self._logs: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._event_index: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._event_seq = 0
+        for ns in SYSTEM_NAMESPACES:
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            self.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "default", "namespace": ns}})
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._rv
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """`callback()` runs after every committed write (keep it cheap; it runs under the store lock)."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def _rt(self, api_version: str, kind: str) -> ResourceType:
+        rt = by_kind(api_version, kind)
+        if rt is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({kind} {api_version})")
+        return rt
+
+    def _bucket(self, rt: ResourceType) -> dict[tuple[str, str], Obj]:
+        return self._objects[(rt.api_version, rt.kind)]
+
+    @staticmethod
+    def _key(rt: ResourceType, name: str, namespace: str | None) -> tuple[str, str]:
+        return ((namespace or "") if rt.namespaced else "", name)
+
+    def _not_found(self, rt: ResourceType, name: str) -> ApiError:
+        return ApiError(404, "NotFound", f'{rt.qualified_plural} "{name}" not found',
+                        {"name": name, "group": rt.group, "kind": rt.plural})
+
+    def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new)
+        if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
+            self._compacted_rv = self._history[0].rv
+        self._history.append(change)
+        for w in list(self._watches):
+            w.offer(change)
+        for cb in list(self._listeners):
+            try:
+                cb()
+            except Exception:  # a listener must never break a write
+                log.exception("store listener failed")
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    @staticmethod
+    def _spec_part(obj: Obj) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+    # ------------------------------------------------------------------ reads
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        rt = self._rt(api_version, kind)
+        with self._lock:
+            obj = self._bucket(rt).get(self._key(rt, name, namespace))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
+        return self.list_with_version(api_version, kind, namespace, label_selector, field_selector)[0]
+
+    def list_with_version(self, api_version: str, kind: str, namespace: str | None = None,
+                          label_selector: str | None = None,
+                          field_selector: str | None = None) -> tuple[builtins.list[Obj], str]:
+        rt = self._rt(api_version, kind)
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector, kind)
+        with self._lock:
+            items = []
+            for (ns, _), obj in sorted(self._bucket(rt).items()):
+                if namespace and rt.namespaced and ns != namespace:
+                    continue
+                if labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj):
+                    items.append(copy.deepcopy(obj))
+            return items, str(self._rv)
+
+    # ------------------------------------------------------------------ writes
+    def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+        api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        rt = self._rt(api_version, kind)
+        new = copy.deepcopy(obj)
+        meta = new.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise ApiError(400, "BadRequest", "metadata must be an object")
+        with self._lock:
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+            name = meta.get("name") or ""
+            if rt.namespaced:
+                ns = meta.get("namespace") or "default"
+                meta["namespace"] = ns
+                if self._bucket(self._rt("v1", "Namespace")).get(("", ns)) is None:
+                    raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
+                                   {"name": ns, "kind": "namespaces"})
+            else:
+                meta.pop("namespace", None)
+            apply_defaults(rt, new)
+            validate(rt, new)
+            key = self._key(rt, name, meta.get("namespace"))
+            if key in self._bucket(rt):
+                raise ApiError(409, "AlreadyExists", f'{rt.qualified_plural} "{name}" already exists',
+                               {"name": name, "group": rt.group, "kind": rt.plural})
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            meta["generation"] = 1
+            meta.pop("deletionTimestamp", None)
+            if dry_run:
+                meta["resourceVersion"] = str(self._rv)
+                return new
+            meta["resourceVersion"] = self._next_rv()
+            self._bucket(rt)[key] = new
+            self._commit("ADDED", rt, None, copy.deepcopy(new))
+            return copy.deepcopy(new)
+
+    def _check_rv(self, rt: ResourceType, name: str, current: Obj, obj: Obj) -> None:
+        wanted = (obj.get("metadata") or {}).get("resourceVersion")
+        if wanted and str(wanted) != current["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict",
+                           f'Operation cannot be fulfilled on {rt.qualified_plural} "{name}": the object has been '
+                           "modified; please apply your changes to the latest version and try again",
+                           {"name": name, "group": rt.group, "kind": rt.plural})
+
+    def _replace(self, rt: ResourceType, current: Obj, new: Obj, dry_run: bool) -> Obj:
+        """Commit `new` over `current` (both full objects); bumps generation when the spec changed."""
+        meta = new.setdefault("metadata", {})
+        for k in _META_IMMUTABLE:
+            if k in current["metadata"]:
+                meta[k] = current["metadata"][k]
+            else:
+                meta.pop(k, None)
+        new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+        if new == current:
+            return copy.deepcopy(current)  # a no-op write keeps its resourceVersion, as on a real server
+        if self._spec_part(new) != self._spec_part(current):
+            meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if dry_run:
+            return new
+        meta["resourceVersion"] = self._next_rv()
+        key = self._key(rt, meta["name"], meta.get("namespace"))
+        self._bucket(rt)[key] = new
+        self._commit("MODIFIED", rt, current, copy.deepcopy(new))
+        return copy.deepcopy(new)
+
+    def _current(self, rt: ResourceType, obj: Obj) -> tuple[str, Obj]:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name") or ""
+        ns = meta.get("namespace") or ("default" if rt.namespaced else None)
+        current = self._bucket(rt).get(self._key(rt, name, ns))
+        if current is None:
+            raise self._not_found(rt, name)
+        return name, current
+
+    def update(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+        rt = self._rt(obj.get("apiVersion", ""), obj.get("kind", ""))
+        with self._lock:
+            name, current = self._current(rt, obj)
+            self._check_rv(rt, name, current, obj)
+            new = copy.deepcopy(obj)
+            if "status" in rt.subresources:
+                new.pop("status", None)
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+            validate(rt, new, old=current)
+            return self._replace(rt, current, new, dry_run)
+
+    def update_status(self, obj: Obj, *, dry_run: bool = False) -> Obj:
+        rt = self._rt(obj.get("apiVersion", ""), obj.get("kind", ""))
+        with self._lock:
+            name, current = self._current(rt, obj)
+            self._check_rv(rt, name, current, obj)
+            new = copy.deepcopy(current)
+            if "status" in obj:
+                new["status"] = copy.deepcopy(obj["status"])
+            else:
+                new.pop("status", None)
+            return self._replace(rt, current, new, dry_run)
+
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any,
+              patch_type: PatchType, subresource: str | None = None, *, dry_run: bool = False) -> Obj:
+        rt = self._rt(api_version, kind)
+        with self._lock:
+            current = self._bucket(rt).get(self._key(rt, name, namespace))
+            if current is None:
+                raise self._not_found(rt, name)
+            if patch_type == "merge":
+                patched = patching.merge_patch(current, patch)
+            elif patch_type == "json":
+                patched = patching.json_patch(current, patch)
+            elif patch_type == "strategic":
+                if rt.group == "mlops.seldon.io":
+                    raise ApiError(415, "UnsupportedMediaType",
+                                   "the body of the request was in an unknown format - accepted media types include: "
+                                   "application/json-patch+json, application/merge-patch+json, "
+                                   "application/apply-patch+yaml")
+                patched = patching.strategic_merge_patch(current, patch)
+            else:
+                raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")
+            if not isinstance(patched, dict):
+                raise ApiError(422, "Invalid", f'{rt.qualified_kind} "{name}" is invalid: patch produced a non-object')
+            self._check_rv(rt, name, current, patched)
+            if subresource == "status":
+                new = copy.deepcopy(current)
+                if "status" in patched:
+                    new["status"] = patched["status"]
+                else:
+                    new.pop("status", None)
+            else:
+                new = patched
+                if "status" in rt.subresources:
+                    new.pop("status", None)
+                    if "status" in current:
+                        new["status"] = copy.deepcopy(current["status"])
+                validate(rt, new, old=current)
+            return self._replace(rt, current, new, dry_run)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+               dry_run: bool = False, orphan: bool = False) -> Obj | None:
+        rt = self._rt(api_version, kind)
+        with self._lock:
+            key = self._key(rt, name, namespace)
+            current = self._bucket(rt).get(key)
+            if current is None:
+                return None
+            if dry_run:
+                return copy.deepcopy(current)
+            self._delete_one(rt, key, current)
+            if not orphan:
+                self._cascade(current)
+            return copy.deepcopy(current)
+
+    def _delete_one(self, rt: ResourceType, key: tuple[str, str], obj: Obj) -> None:
+        del self._bucket(rt)[key]
+        gone = copy.deepcopy(obj)
+        gone["metadata"]["resourceVersion"] = self._next_rv()
+        self._commit("DELETED", rt, copy.deepcopy(obj), gone)
+        if rt.kind == "Pod":
+            ns, name = key
+            for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:
+                del self._logs[log_key]
+
+    def _cascade(self, root: Obj) -> None:
+        """Delete dependents of `root` (and theirs); a Namespace takes all its objects with it."""
+        pending = [root]
+        for _ in range(100000):  # bounded: each pass removes at least one object or ends
+            if not pending:
+                return
+            owner = pending.pop()
+            uid = owner["metadata"].get("uid")
+            is_ns = owner.get("kind") == "Namespace" and owner.get("apiVersion") == "v1"
+            ns_name = owner["metadata"].get("name")
+            for rt in STORED:
+                bucket = self._bucket(rt)
+                for key, obj in list(bucket.items()):
+                    refs = obj["metadata"].get("ownerReferences") or []
+                    owned = any(r.get("uid") == uid for r in refs if isinstance(r, dict))
+                    if (owned or (is_ns and rt.namespaced and key[0] == ns_name)) and key in bucket:
+                        self._delete_one(rt, key, obj)
+                        pending.append(obj)
+
+    # ------------------------------------------------------------------ events and logs
+    def record_event(self, involved: Obj, reason: str, message: str, event_type: str = "Normal",
+                     component: str = "") -> None:
+        meta = involved.get("metadata") or {}
+        uid = meta.get("uid", "")
+        ns = meta.get("namespace") or "default"
+        ts = now_rfc3339()
+        with self._lock:
+            existing_key = self._event_index.get((uid, reason, message))
+            if existing_key is not None:
+                current = self._bucket(self._rt("v1", "Event")).get(existing_key)
+                if current is not None:
+                    bumped = copy.deepcopy(current)
+                    bumped["count"] = int(current.get("count", 1)) + 1
+                    bumped["lastTimestamp"] = ts
+                    self._replace(self._rt("v1", "Event"), current, bumped, False)
+                    return
+            self._event_seq += 1
+            name = f"{meta.get('name', 'unknown')}.{self._event_seq:016x}"
+            event: Obj = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": ns},
+                "involvedObject": {
+                    "apiVersion": involved.get("apiVersion", ""), "kind": involved.get("kind", ""),
+                    "name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "uid": uid,
+                    "resourceVersion": meta.get("resourceVersion", ""),
+                },
+                "reason": reason, "message": message, "type": event_type,
+                "source": {"component": component} if component else {},
+                "reportingComponent": component, "reportingInstance": "",
+                "count": 1, "firstTimestamp": ts, "lastTimestamp": ts, "eventTime": None,
+            }
+            if not (involved.get("metadata") or {}).get("namespace"):
+                event["involvedObject"].pop("namespace")
+            self.create(event)
+            self._event_index[(uid, reason, message)] = (ns, name)
+
+    def append_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        with self._lock:
+            current, previous = self._logs.get((namespace, pod, container), ("", ""))
+            self._logs[(namespace, pod, container)] = (current + text, previous)
+
+    def rotate_log(self, namespace: str, pod: str, container: str) -> None:
+        with self._lock:
+            current, _ = self._logs.get((namespace, pod, container), ("", ""))
+            self._logs[(namespace, pod, container)] = ("", current)
+
+    def read_log(self, namespace: str, pod: str, container: str, previous: bool = False) -> str | None:
+        """A container's log, or None when the container never logged (or has no previous instance)."""
+        with self._lock:
+            entry = self._logs.get((namespace, pod, container))
+            if entry is None:
+                return None
+            if previous and not entry[1]:
+                return None
+            return entry[1] if previous else entry[0]
+
+    # ------------------------------------------------------------------ watches
+    def watch(self, api_version: str, kind: str, namespace: str | None = None,
+              label_selector: str | None = None, field_selector: str | None = None,
+              resource_version: str | None = None) -> Watch:
+        """Open a watch. With no (or "0") resourceVersion the current objects arrive first as ADDED;
+        otherwise every change after that version is replayed; 410 Expired if it was compacted."""
+        rt = self._rt(api_version, kind)
+        w = Watch(self, rt, namespace, label_selector, field_selector)
+        with self._lock:
+            if resource_version in (None, "", "0"):
+                items, _ = self.list_with_version(api_version, kind, namespace, label_selector, field_selector)
+                for obj in items:
+                    w.push("ADDED", obj)
+            else:
+                try:
+                    since = int(str(resource_version))
+                except ValueError:
+                    raise ApiError(400, "BadRequest",
+                                   f"invalid resource version: {resource_version!r}") from None
+                if since < self._compacted_rv:
+                    raise ApiError(410, "Expired", f"too old resource version: {since} ({self._compacted_rv})")
+                for change in self._history:
+                    if change.rv > since:
+                        w.offer(change)
+            self._watches.append(w)
+        return w
+
+    def _forget(self, w: Watch) -> None:
+        with self._lock:
+            if w in self._watches:
+                self._watches.remove(w)
+
+    def drop_watches(self, api_version: str | None = None, kind: str | None = None) -> int:
+        """Close open watches (all, or those of one kind) as a broken connection would; returns how many."""
+        with self._lock:
+            victims = [w for w in self._watches if (kind is None or w.rt.kind == kind)
+                       and (api_version is None or w.rt.api_version == api_version)]
+        for w in victims:
+            w.close(dropped=True)
+        return len(victims)
+
+    def compact_history(self) -> None:
+        """Forget every change so far: a watch from an older resourceVersion now gets 410 Gone."""
+        with self._lock:
+            self._history.clear()
+            self._compacted_rv = self._rv

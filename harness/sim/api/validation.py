@@ -1,0 +1,273 @@
+"""Admission for the simulated API server: defaulting and validation, worded like kube-apiserver.
+
+Only the rules the harness leans on are enforced (names, labels, extended-resource requests and
+limits, Pod nodeName immutability); everything else is accepted as a real server would accept it.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from harness.sim.api.resources import ResourceType
+from harness.sim.contracts import ApiError
+
+Obj = dict[str, Any]
+Cause = tuple[str, str, str]  # (reason, field, message)
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+# Kinds whose names must be DNS labels (they become hostnames or DNS records).
+LABEL_NAMED = frozenset({"Namespace", "Service"})
+TEMPLATE_KINDS = frozenset({"StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"})
+
+_SUFFIX: dict[str, int | Decimal] = {
+    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity as a Decimal, or None when it does not parse."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    if not isinstance(value, str):
+        return None
+    m = _QTY.match(value.strip())
+    if not m:
+        return None
+    try:
+        return Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2) or ""])
+    except InvalidOperation:
+        return None
+
+
+def _qstr(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def is_extended_resource(name: str) -> bool:
+    """Extended resources: a domain-prefixed name outside kubernetes.io (e.g. nvidia.com/gpu)."""
+    if "/" not in name:
+        return False
+    domain = name.split("/", 1)[0]
+    return not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io"))
+
+
+def _name_message(name: str, label: bool) -> str:
+    if label:
+        return (f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case alphanumeric '
+                "characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+                "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+    return (f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric '
+            "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', "
+            "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
+
+def _validate_meta(rt: ResourceType, obj: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not name:
+        causes.append(("FieldValueRequired", "metadata.name", "Required value: name or generateName is required"))
+    else:
+        label = rt.kind in LABEL_NAMED
+        pattern = DNS1123_LABEL if label else DNS1123_SUBDOMAIN
+        if not pattern.match(name) or len(name) > (63 if label else 253):
+            causes.append(("FieldValueInvalid", "metadata.name", _name_message(name, label)))
+    for key, value in (meta.get("labels") or {}).items():
+        if not QUALIFIED_NAME.match(str(key)):
+            causes.append(("FieldValueInvalid", "metadata.labels",
+                           f'Invalid value: "{key}": name part must consist of alphanumeric characters, \'-\', \'_\' '
+                           "or '.', and must start and end with an alphanumeric character"))
+        if not isinstance(value, str) or not LABEL_VALUE.match(value) or len(value) > 63:
+            causes.append(("FieldValueInvalid", "metadata.labels", f'Invalid value: "{value}": a valid label must be '
+                           "an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start "
+                           "and end with an alphanumeric character"))
+    return causes
+
+
+def default_resources(container: Obj) -> None:
+    """A limit without a request defaults the request to the limit (as the API server does)."""
+    res = container.get("resources")
+    if not isinstance(res, dict):
+        return
+    limits = res.get("limits")
+    if isinstance(limits, dict) and limits:
+        requests = res.setdefault("requests", {})
+        if isinstance(requests, dict):
+            for rname, qty in limits.items():
+                requests.setdefault(rname, qty)
+
+
+def _validate_container_resources(container: Obj, path: str) -> list[Cause]:
+    causes: list[Cause] = []
+    res = container.get("resources") or {}
+    requests = res.get("requests") or {}
+    limits = res.get("limits") or {}
+    for section, values in (("requests", requests), ("limits", limits)):
+        for rname, qty in values.items():
+            parsed = parse_quantity(qty)
+            field = f"{path}.resources.{section}[{rname}]"
+            if parsed is None:
+                causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": quantities must match the '
+                               "regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"))
+            elif parsed < 0:
+                causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be greater than or '
+                               "equal to 0"))
+            elif is_extended_resource(rname) and parsed != parsed.to_integral_value():
+                causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be an integer'))
+    for rname, qty in requests.items():
+        parsed = parse_quantity(qty)
+        if parsed is None:
+            continue
+        field = f"{path}.resources.requests[{rname}]"
+        if rname in limits:
+            lim = parse_quantity(limits[rname])
+            if lim is None:
+                continue
+            if is_extended_resource(rname) and parsed != lim:
+                causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be equal to {rname} '
+                               f"limit of {_qstr(limits[rname])}"))
+            elif parsed > lim:
+                causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be less than or '
+                               f"equal to {rname} limit of {_qstr(limits[rname])}"))
+        elif is_extended_resource(rname):
+            causes.append(("FieldValueRequired", f"{path}.resources.limits",
+                           "Required value: Limit must be set for non overcommitable resources"))
+    return causes
+
+
+def _pod_spec_containers(spec: Obj, prefix: str) -> list[tuple[Obj, str]]:
+    out: list[tuple[Obj, str]] = []
+    for key in ("initContainers", "containers"):
+        for i, c in enumerate(spec.get(key) or []):
+            if isinstance(c, dict):
+                out.append((c, f"{prefix}.{key}[{i}]"))
+    return out
+
+
+def _default_pod_spec(spec: Obj) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            if not isinstance(c, dict):
+                continue
+            default_resources(c)
+            image = str(c.get("image", ""))
+            latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+            c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+            for p in c.get("ports") or []:
+                if isinstance(p, dict):
+                    p.setdefault("protocol", "TCP")
+
+
+def _validate_pod_spec(spec: Any, prefix: str) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [("FieldValueRequired", prefix, "Required value")]
+    causes: list[Cause] = []
+    if not spec.get("containers"):
+        causes.append(("FieldValueRequired", f"{prefix}.containers", "Required value"))
+    for c, path in _pod_spec_containers(spec, prefix):
+        if not c.get("name"):
+            causes.append(("FieldValueRequired", f"{path}.name", "Required value"))
+        if not c.get("image"):
+            causes.append(("FieldValueRequired", f"{path}.image", "Required value"))
+        causes.extend(_validate_container_resources(c, path))
+    return causes
+
+
+def apply_defaults(rt: ResourceType, obj: Obj) -> None:
+    """Fill what the API server fills on create (mutates `obj`)."""
+    kind = rt.kind
+    spec = obj.get("spec")
+    if kind == "Pod" and isinstance(spec, dict):
+        _default_pod_spec(spec)
+        spec.setdefault("serviceAccountName", "default")
+        status = obj.setdefault("status", {})
+        status.setdefault("phase", "Pending")
+    elif kind in TEMPLATE_KINDS and isinstance(spec, dict):
+        tpl_spec = ((spec.get("template") or {}).get("spec"))
+        if isinstance(tpl_spec, dict):
+            _default_pod_spec(tpl_spec)
+        if kind != "DaemonSet":
+            spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        if kind == "StatefulSet":
+            spec.setdefault("podManagementPolicy", "OrderedReady")
+            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        elif kind == "Deployment":
+            spec.setdefault("strategy", {"type": "RollingUpdate",
+                                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+            spec.setdefault("progressDeadlineSeconds", 600)
+        elif kind == "DaemonSet":
+            spec.setdefault("updateStrategy", {"type": "RollingUpdate",
+                                               "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+    elif kind == "Namespace":
+        name = (obj.get("metadata") or {}).get("name", "")
+        obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+    elif kind == "Service":
+        s = obj.setdefault("spec", {})
+        s.setdefault("type", "ClusterIP")
+        s.setdefault("sessionAffinity", "None")
+        for p in s.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+                if "port" in p:
+                    p.setdefault("targetPort", p["port"])
+        obj.setdefault("status", {}).setdefault("loadBalancer", {})
+
+
+def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+    """Raise 422 Invalid listing every violated rule, shaped like kube-apiserver's message."""
+    causes = _validate_meta(rt, obj)
+    spec = obj.get("spec")
+    if rt.kind == "Pod":
+        causes.extend(_validate_pod_spec(spec, "spec"))
+        if old is not None:
+            old_node = (old.get("spec") or {}).get("nodeName")
+            new_node = (spec or {}).get("nodeName") if isinstance(spec, dict) else None
+            if old_node and new_node != old_node:
+                causes.append(("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other "
+                               "than `spec.containers[*].image`, `spec.initContainers[*].image`, "
+                               "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
+                               "tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
+                               "was previously negative)"))
+    elif rt.kind in TEMPLATE_KINDS:
+        tpl = (spec or {}).get("template") if isinstance(spec, dict) else None
+        if not isinstance(tpl, dict):
+            causes.append(("FieldValueRequired", "spec.template", "Required value"))
+        else:
+            causes.extend(_validate_pod_spec(tpl.get("spec"), "spec.template.spec"))
+        if isinstance(spec, dict) and not spec.get("selector"):
+            causes.append(("FieldValueRequired", "spec.selector", "Required value"))
+    if causes:
+        raise invalid(rt, (obj.get("metadata") or {}).get("name", ""), causes)
+
+
+def invalid(rt: ResourceType, name: str, causes: list[Cause]) -> ApiError:
+    rendered = [f"{field}: {msg}" for _, field, msg in causes]
+    body = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
+    details = {
+        "name": name,
+        "group": rt.group,
+        "kind": rt.kind,
+        "causes": [{"reason": reason, "message": msg, "field": field} for reason, field, msg in causes],
+    }
+    return ApiError(422, "Invalid", f'{rt.qualified_kind} "{name}" is invalid: {body}', details)
