@@ -1,0 +1,256 @@
+"""Pure GPU-visibility verdicts over parsed NVML probe results (harness/gpu/result.py).
+
+Every function returns a list of `Verdict(id, ok, reason)`; a suite asserts `all(v.ok ...)` and
+prints the failing reasons. A verdict is only emitted when the evidence for it exists: with no
+known allocation there is no `gpu.allocation` verdict (a pass there would be a lie). Sets of UUIDs
+are compared, never indices: indices are renumbered inside every container.
+
+Verdict ids: gpu.nvml, gpu.probe-errors, gpu.count, gpu.no-gpu-without-request, gpu.allocation,
+gpu.node-subset, gpu.product, gpu.disjoint, gpu.in-use, gpu.host-matches-cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
+
+from harness.gpu.result import ProbeDevice, ProbeResult
+
+# NotSupported never reaches `errors` (the probe treats it as an answer); these are benign too.
+_BENIGN_ERRORS = frozenset({"NVMLError_LibraryNotFound"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's outcome. `reason` is one readable line naming pod, node and the sets involved."""
+
+    id: str
+    ok: bool
+    reason: str
+
+
+def failed(verdicts: Iterable[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if not v.ok]
+
+
+def _fmt(uuids: Iterable[str]) -> str:
+    items = sorted(uuids)
+    return "{" + ", ".join(items) + "}" if items else "{}"
+
+
+def gfd_product_label(nvml_name: str, *parts: str) -> str:
+    """The `nvidia.com/gpu.product` value gpu-feature-discovery derives from an NVML device name.
+
+    GFD replaces spaces with '-' in each part and joins the parts with '-': "NVIDIA H200" ->
+    "NVIDIA-H200"; with the MIG `single` strategy it appends "MIG" and the MIG profile
+    ("NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"); time-sliced GPUs that are not renamed get "-SHARED".
+    """
+    pieces = [p.replace(" ", "-") for p in (nvml_name, *parts) if p]
+    return "-".join(pieces)
+
+
+def product_matches(nvml_name: str, label: str) -> bool:
+    """Does the node's product label describe a GPU that NVML names `nvml_name`?"""
+    base = gfd_product_label(nvml_name)
+    return label == base or label == base + "-SHARED" or label.startswith(base + "-MIG-")
+
+
+def _where(result: ProbeResult, node: str | None) -> str:
+    return f"pod {result.source} on node {node or '?'}"
+
+
+def _env_note(result: ProbeResult) -> str:
+    env = result.env
+    files = "absent" if env.container_device_files is None else _fmt(env.container_device_files)
+    return f"NVIDIA_VISIBLE_DEVICES={env.nvidia_visible_devices!r}, /var/run/nvidia-container-devices {files}"
+
+
+def _parents_and_own(device: ProbeDevice) -> set[str]:
+    return {u for u in (device.uuid, *device.visible_uuids) if u}
+
+
+def check_pod_visibility(
+    result: ProbeResult,
+    requested: int,
+    node_gpu_uuids: Set[str] | None,
+    node_product_label: str | None,
+    allocated_uuids: Set[str] | None,
+    *,
+    node: str | None = None,
+) -> list[Verdict]:
+    """What a pod's probe saw, against what it asked for and what its node has.
+
+    `requested`: the pod's `nvidia.com/gpu` limit (0 for a pod that asked for none).
+    `node_gpu_uuids`: the node's GPU (or MIG) UUIDs where known (sim, host NVML, a node probe).
+    `node_product_label`: the node's `nvidia.com/gpu.product` label, None if absent.
+    `allocated_uuids`: what the device plugin gave the pod where the strategy exposes it (see
+    `harness.gpu.result.allocated_uuids_from_env`); None when unknown.
+    """
+    where = _where(result, node)
+    seen = result.visible_uuids if result.nvml_available else frozenset()
+    verdicts: list[Verdict] = []
+
+    if requested > 0:
+        ok = result.nvml_available
+        reason = (
+            f"{where}: NVML available, driver {result.driver_version}"
+            if ok
+            else f"{where} requested {requested} GPU(s) but NVML is unavailable ({result.errors_text()}); "
+            f"{_env_note(result)}"
+        )
+        verdicts.append(Verdict("gpu.nvml", ok, reason))
+        if not ok:
+            return verdicts
+
+    unexpected = [e for e in result.errors if e.error not in _BENIGN_ERRORS]
+    verdicts.append(
+        Verdict(
+            "gpu.probe-errors",
+            not unexpected,
+            f"{where}: probe errors: " + ("; ".join(f"{e.call}: {e.error}: {e.message}" for e in unexpected) or "none"),
+        )
+    )
+
+    if requested == 0:
+        ok = not seen
+        reason = (
+            f"{where} requested no GPU and sees none"
+            if ok
+            else f"{where} requested no GPU but sees {len(seen)}: {_fmt(seen)} ({_env_note(result)}; "
+            "an image default such as NVIDIA_VISIBLE_DEVICES=all leaks GPUs to pods that did not ask)"
+        )
+        verdicts.append(Verdict("gpu.no-gpu-without-request", ok, reason))
+    else:
+        ok = len(seen) == requested
+        verdicts.append(
+            Verdict(
+                "gpu.count",
+                ok,
+                f"{where} requested {requested} GPU(s) and sees {len(seen)}: {_fmt(seen)} ({_env_note(result)})",
+            )
+        )
+
+    if allocated_uuids is not None and requested > 0:
+        allocated = frozenset(allocated_uuids)
+        ok = seen == allocated
+        detail = "" if ok else f"; missing {_fmt(allocated - seen)}, unexpected {_fmt(seen - allocated)}"
+        verdicts.append(
+            Verdict(
+                "gpu.allocation",
+                ok,
+                f"{where} sees {_fmt(seen)}, allocated {_fmt(allocated)}{detail}",
+            )
+        )
+
+    if node_gpu_uuids is not None and seen:
+        node_set = frozenset(node_gpu_uuids)
+        # A MIG device belongs to the node when the MIG UUID or its parent GPU is one of the node's.
+        foreign = sorted(
+            u
+            for d in result.devices
+            for u in d.visible_uuids
+            if u not in node_set and not (_parents_and_own(d) & node_set)
+        )
+        ok = not foreign
+        reason = f"{where} sees {_fmt(seen)}, node GPUs {_fmt(node_set)}"
+        verdicts.append(Verdict("gpu.node-subset", ok, reason + ("" if ok else f"; not on the node: {_fmt(foreign)}")))
+
+    if node_product_label is not None and seen:
+        names = sorted({d.name or "<unknown>" for d in result.devices if d.visible_uuids})
+        bad = [n for n in names if not product_matches(n, node_product_label)]
+        expected = ", ".join(gfd_product_label(n) for n in names)
+        ok = not bad
+        verdicts.append(
+            Verdict(
+                "gpu.product",
+                ok,
+                f"{where}: NVML names {names} (label form {expected}), node label "
+                f"nvidia.com/gpu.product={node_product_label!r}" + ("" if ok else f"; mismatch for {bad}"),
+            )
+        )
+    return verdicts
+
+
+def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None) -> list[Verdict]:
+    """Pods on one node must get disjoint GPUs: one verdict naming every overlapping pair."""
+    pods = sorted(results_by_pod)
+    overlaps = []
+    for i, a in enumerate(pods):
+        for b in pods[i + 1 :]:
+            shared = results_by_pod[a].visible_uuids & results_by_pod[b].visible_uuids
+            if shared:
+                overlaps.append(f"{a} and {b} share {_fmt(shared)}")
+    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
+    reason = f"pods on node {node or '?'}: {seen or 'none'}"
+    return [
+        Verdict("gpu.disjoint", not overlaps, reason + ("" if not overlaps else "; overlap: " + "; ".join(overlaps)))
+    ]
+
+
+def check_gpu_in_use(
+    result: ProbeResult,
+    uuids: Set[str],
+    *,
+    node: str | None = None,
+    min_device_memory_bytes: int | None = None,
+) -> list[Verdict]:
+    """A compute process with memory used on one of `uuids` (the server's GPUs).
+
+    Run the probe where it can see the server's processes (inside the server container: NVML lists
+    only processes of the caller's PID namespace). Where that is impossible, pass
+    `min_device_memory_bytes` to accept device memory used at or above it as the evidence instead.
+    """
+    where = _where(result, node)
+    wanted = frozenset(uuids)
+    if not result.nvml_available:
+        return [
+            Verdict("gpu.in-use", False, f"{where}: NVML unavailable ({result.errors_text()}); GPUs {_fmt(wanted)}")
+        ]
+    evidence: list[str] = []
+    looked: list[str] = []
+    for device in result.devices:
+        mine = _parents_and_own(device) & wanted
+        if not mine:
+            continue
+        procs = device.compute_processes
+        using = [p for p in procs or () if (p.used_memory_bytes or 0) > 0]
+        looked.append(
+            f"{device.uuid}: {len(procs) if procs is not None else 'unknown'} process(es), "
+            f"memory used {device.memory_used_bytes} B"
+        )
+        evidence += [f"pid {p.pid} uses {p.used_memory_bytes} B on {device.uuid}" for p in using]
+        if (
+            not using
+            and min_device_memory_bytes is not None
+            and (device.memory_used_bytes or 0) >= min_device_memory_bytes
+        ):
+            evidence.append(f"{device.uuid} has {device.memory_used_bytes} B used (>= {min_device_memory_bytes})")
+    if not looked:
+        return [
+            Verdict(
+                "gpu.in-use",
+                False,
+                f"{where} cannot see the server's GPUs {_fmt(wanted)}; sees {_fmt(result.visible_uuids)}",
+            )
+        ]
+    ok = bool(evidence)
+    reason = f"{where}: " + (
+        "; ".join(evidence) if ok else "no compute process uses " + _fmt(wanted) + " (" + "; ".join(looked) + ")"
+    )
+    return [Verdict("gpu.in-use", ok, reason)]
+
+
+def check_host_matches_cluster(
+    host_uuids: Set[str], cluster_uuids: Set[str], *, allow_unused_host_gpus: bool = False
+) -> list[Verdict]:
+    """The GPUs host NVML reports are exactly the GPUs seen inside the cluster.
+
+    `allow_unused_host_gpus`: the profile hands only some host GPUs to kind workers (`host_gpus`),
+    so the cluster's set need only be a subset of the host's.
+    """
+    host, cluster = frozenset(host_uuids), frozenset(cluster_uuids)
+    ok = cluster <= host if allow_unused_host_gpus else host == cluster
+    reason = f"host NVML {_fmt(host)}, cluster {_fmt(cluster)}"
+    if not ok:
+        reason += f"; only on host {_fmt(host - cluster)}, only in cluster {_fmt(cluster - host)}"
+    return [Verdict("gpu.host-matches-cluster", ok, reason)]
