@@ -1,0 +1,150 @@
+"""The GPU stack (NVIDIA device plugin values, RuntimeClass) and the one-shot NVML probe pod.
+
+Device plugin value names were checked against NVIDIA/k8s-device-plugin tag v0.17.1
+(deployments/helm/nvidia-device-plugin/values.yaml): `runtimeClassName`, `deviceListStrategy`,
+`tolerations`, `affinity`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.config import Profile
+from harness.errors import UsageError
+from harness.render.labels import object_meta
+from harness.render.placement import (
+    NVIDIA_RUNTIME_CLASS,
+    gpu_present_affinity,
+    gpu_toleration,
+    pool_affinity,
+    uses_runtime_class,
+)
+from harness.render.pods import hostname_selector, restricted_container_security, restricted_pod_security
+
+# The probe runs in the MLServer image: it has Python 3, and Seldon already pulls it onto GPU nodes.
+# A profile may set `gpu.probe_image` (read when the field exists) or a caller passes `image=`.
+PROBE_IMAGE = "seldonio/mlserver:1.7.1"
+PROBE_CONFIGMAP = "nvml-probe"
+PROBE_MOUNT = "/probe"
+# The NVML probe script written by the gpu module; read as a file so it can be shipped in a ConfigMap.
+PROBE_SCRIPT = Path(__file__).resolve().parent.parent / "gpu" / "probe.py"
+
+# The chart's own default tolerations (values.yaml v0.17.1), kept because `tolerations` replaces them.
+_CHART_DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = (
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+)
+
+
+def runtime_class() -> dict[str, Any]:
+    return {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": object_meta(NVIDIA_RUNTIME_CLASS, None, None, "gpu-stack"),
+        "handler": "nvidia",
+    }
+
+
+def device_plugin_values(profile: Profile) -> dict[str, Any]:
+    """Helm values for nvidia-device-plugin: the upstream chart tolerates only `nvidia.com/gpu`, so on a
+    node tainted with the profile's taint it would never run and no GPU would be advertised."""
+    tolerations = [dict(t) for t in _CHART_DEFAULT_TOLERATIONS]
+    own = gpu_toleration(profile)
+    if own not in tolerations:
+        tolerations.append(own)
+    values: dict[str, Any] = {
+        "deviceListStrategy": profile.gpu.device_plugin.device_list_strategy,
+        "tolerations": tolerations,
+        # GPU workers are labelled explicitly (kind config / node preparation); no NFD needed.
+        "affinity": gpu_present_affinity(),
+    }
+    if uses_runtime_class(profile):
+        values["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
+    return values
+
+
+def probe_script_text() -> str:
+    try:
+        return PROBE_SCRIPT.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"{PROBE_SCRIPT}: cannot read the NVML probe script ({exc.__class__.__name__}); "
+            "expected harness/gpu/probe.py in the installed package"
+        ) from None
+
+
+def probe_configmap(namespace: str, *, run_id: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(PROBE_CONFIGMAP, namespace, run_id, "nvml-probe"),
+        "data": {"probe.py": probe_script_text()},
+    }
+
+
+def probe_image(profile: Profile) -> str:
+    override = getattr(profile.gpu, "probe_image", None)
+    return override if isinstance(override, str) and override else PROBE_IMAGE
+
+
+def probe_pod(
+    profile: Profile,
+    name: str,
+    namespace: str,
+    gpus: int,
+    node_name: str | None = None,
+    image: str | None = None,
+    *,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """One-shot pod that prints what NVML sees. It tolerates the taint and targets the pool like a GPU
+    Server, also with `gpus == 0`, so it can show that a pod without GPUs on a GPU node sees none."""
+    if gpus < 0:
+        raise UsageError(f"probe pod {name}: gpus: expected 0 or more, got {gpus}")
+    container: dict[str, Any] = {
+        "name": "probe",
+        "image": image or probe_image(profile),
+        "command": ["python3", f"{PROBE_MOUNT}/probe.py"],
+        "env": [
+            # Nothing may be written: the root filesystem is read-only.
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        ],
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [
+            {"name": "probe", "mountPath": PROBE_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if gpus > 0:
+        # Extended resources: requests must equal limits.
+        container["resources"] = {
+            "requests": {profile.gpu.resource_name: gpus},
+            "limits": {profile.gpu.resource_name: gpus},
+        }
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": int(profile.timeouts.probe_s),
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(),
+        "tolerations": [gpu_toleration(profile)],
+        "affinity": pool_affinity(profile),
+    }
+    if node_name is not None:
+        spec["nodeSelector"] = hostname_selector(node_name)
+    if uses_runtime_class(profile):
+        spec["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
+    spec["containers"] = [container]
+    spec["volumes"] = [
+        {"name": "probe", "configMap": {"name": PROBE_CONFIGMAP, "defaultMode": 0o444}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": object_meta(name, namespace, run_id, "nvml-probe"),
+        "spec": spec,
+    }
+

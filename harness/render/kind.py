@@ -1,0 +1,98 @@
+"""The kind cluster config: control plane, CPU workers, GPU workers with taint, labels and passthrough."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from harness.config import GpuWorkers, Profile
+from harness.errors import UsageError
+from harness.render.placement import GPU_PRESENT_LABEL
+
+KIND_API = "kind.x-k8s.io/v1alpha4"
+# nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.
+DEVICE_REQUEST_DIR = "/var/run/nvidia-container-devices"
+
+
+def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
+    """Labels of one GPU worker: the pool label, the gpu-feature-discovery style NVIDIA labels, extras."""
+    labels = {
+        profile.gpu.pool_label.key: profile.gpu.pool_label.value,
+        GPU_PRESENT_LABEL: "true",
+        "nvidia.com/gpu.product": group.product,
+        "nvidia.com/gpu.count": str(group.gpus),
+        "nvidia.com/gpu.memory": str(group.memory_mib),
+    }
+    labels.update(group.labels)
+    return labels
+
+
+def host_gpu_assignment(profile: Profile) -> list[list[str]]:
+    """Host GPUs per GPU worker, in node order: explicit `host_gpus`, else 0..N-1 handed out in order."""
+    assignment: list[list[str]] = []
+    next_index = 0
+    for group in profile.cluster.nodes.gpu_workers:
+        for worker in range(group.count):
+            if group.host_gpus:
+                ids = list(group.host_gpus[worker])
+                if ids != ["all"] and len(ids) != group.gpus:
+                    raise UsageError(
+                        f"{profile.source}: cluster.nodes.gpu_workers.host_gpus[{worker}]: expected {group.gpus} "
+                        f"GPU id(s) or ['all'], got {ids}"
+                    )
+            else:
+                ids = [str(i) for i in range(next_index, next_index + group.gpus)]
+                next_index += group.gpus
+            assignment.append(ids)
+    return assignment
+
+
+def _taint_patch(profile: Profile) -> str:
+    # kind has no taint field: the taint is registered by kubeadm when the worker joins.
+    patch = {
+        "kind": "JoinConfiguration",
+        "nodeRegistration": {"taints": [profile.gpu.taint.as_k8s()]},
+    }
+    return yaml.safe_dump(patch, sort_keys=False, default_flow_style=False)
+
+
+def kind_config(profile: Profile) -> dict[str, Any]:
+    cluster = profile.cluster
+    image = cluster.node_image
+    control: dict[str, Any] = {"role": "control-plane", "image": image}
+    if cluster.nodes.control_plane.labels:
+        control["labels"] = dict(cluster.nodes.control_plane.labels)
+    # The mesh NodePort is reachable through any node; publish it on loopback only.
+    control["extraPortMappings"] = [
+        {
+            "containerPort": cluster.mesh_node_port,
+            "hostPort": cluster.mesh_host_port,
+            "listenAddress": "127.0.0.1",
+            "protocol": "TCP",
+        }
+    ]
+    nodes: list[dict[str, Any]] = [control]
+    for _ in range(cluster.nodes.cpu_workers.count):
+        worker: dict[str, Any] = {"role": "worker", "image": image}
+        if cluster.nodes.cpu_workers.labels:
+            worker["labels"] = dict(cluster.nodes.cpu_workers.labels)
+        nodes.append(worker)
+    assignment = host_gpu_assignment(profile)
+    position = 0
+    for group in cluster.nodes.gpu_workers:
+        for _ in range(group.count):
+            gpu_worker: dict[str, Any] = {
+                "role": "worker",
+                "image": image,
+                "labels": gpu_node_labels(profile, group),
+                "kubeadmConfigPatches": [_taint_patch(profile)],
+            }
+            if not cluster.fake_gpus:
+                gpu_worker["extraMounts"] = [
+                    {"hostPath": "/dev/null", "containerPath": f"{DEVICE_REQUEST_DIR}/{gpu_id}"}
+                    for gpu_id in assignment[position]
+                ]
+            position += 1
+            nodes.append(gpu_worker)
+    return {"kind": "Cluster", "apiVersion": KIND_API, "nodes": nodes}
