@@ -1,0 +1,371 @@
+"""`Kube`: the one Kubernetes client wrapper of the harness.
+
+Objects go in and come out as plain Kubernetes-shaped dicts. Requests go through the official
+client's configured `ApiClient` (auth, TLS, proxies from the kubeconfig) but paths are built here
+from API discovery, so built-in kinds and CRDs take the same route and nothing depends on the
+client's model classes. Transient failures are retried on idempotent verbs only (see `retry.py`);
+the one wait primitive is `wait_for` / `wait_for_list` in `wait.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+import urllib3
+
+from harness.config import Timeouts
+from harness.errors import UsageError
+from harness.kube.retry import KubeApiError, Retrier, RetryPolicy
+
+Obj = dict[str, Any]
+ObjList = list[dict[str, Any]]
+PatchType = Literal["merge", "strategic", "json"]
+
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
+# Fields the server owns; sending them back in a patch would fail or fight the server.
+_SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
+
+
+def api_path(api_version: str) -> str:
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+
+
+def describe(kind: str, name: str, namespace: str | None) -> str:
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+class Kube:
+    """Dict-in, dict-out access to one cluster. Thread-safe for concurrent calls."""
+
+    def __init__(self, api_client: Any, timeouts: Timeouts, retry: RetryPolicy | None = None) -> None:
+        self._api = api_client
+        self.timeouts = timeouts
+        self.retrier = Retrier(retry or RetryPolicy())
+        self._resources: dict[tuple[str, str], tuple[str, bool]] = {}
+        self._lock = threading.Lock()
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path | None, context: str | None, timeouts: Timeouts,
+                        retry: RetryPolicy | None = None) -> Kube:
+        """Attach through a kubeconfig (None: $KUBECONFIG, else ~/.kube/config) and its context."""
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        if path is None:
+            env = os.environ.get("KUBECONFIG", "")
+            path = env.split(os.pathsep)[0] if env else Path.home() / ".kube" / "config"
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"{path}: kubeconfig not found (pass --kubeconfig or set KUBECONFIG)")
+        configuration = client.Configuration()
+        try:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path), context=context,
+                                    client_configuration=configuration, persist_config=False)
+        except ConfigException as exc:
+            where = f" context {context!r}" if context else ""
+            raise UsageError(f"{path}:{where} unusable kubeconfig: {exc}") from None
+        # Our own retry loop counts attempts; urllib3's hidden retries would make that count a lie.
+        configuration.retries = False
+        return cls(client.ApiClient(configuration), timeouts, retry)
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- transport ----------------------------------------------------------------------
+    def _url(self, path: str, query: dict[str, Any] | None) -> str:
+        host: str = self._api.configuration.host.rstrip("/")
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        return host + path + (("?" + urlencode(q)) if q else "")
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        self._api.update_params_for_auth(headers, [], ["BearerToken"], "", "", None)
+        return headers
+
+    def _send(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+              content_type: str | None = None, timeout: float | tuple[float, float] | None = None,
+              stream: bool = False) -> Any:
+        """One HTTP request; raises `KubeApiError` for non-2xx answers and connection failures."""
+        url = self._url(path, query)
+        if body is not None and content_type is None:
+            content_type = "application/json"
+        try:
+            resp = self._api.rest_client.request(
+                method, url, headers=self._headers(content_type), body=body,
+                _request_timeout=timeout if timeout is not None else self.timeouts.request_s,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeApiError(f"{method} {path}: connection failed: {exc.__class__.__name__}: {exc}") from exc
+        raw = resp.response
+        if stream and 200 <= raw.status < 300:
+            return raw
+        try:
+            data: bytes = raw.data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeApiError(f"{method} {path}: connection dropped: {exc.__class__.__name__}: {exc}") from exc
+        if 200 <= raw.status < 300:
+            return data
+        raise _api_error(method, path, raw.status, data, raw.headers.get("Retry-After"))
+
+    def _json(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+              content_type: str | None = None, *, idempotent: bool) -> Any:
+        def once() -> Any:
+            data = self._send(method, path, query, body, content_type)
+            return json.loads(data) if data else None
+
+        return self.retrier.call(f"{method} {path}", once, idempotent)
+
+    # --- discovery ----------------------------------------------------------------------
+    def resource(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) of a kind, from the API server's discovery (cached)."""
+        key = (api_version, kind)
+        with self._lock:
+            if key in self._resources:
+                return self._resources[key]
+        try:
+            found = self._json("GET", api_path(api_version), idempotent=True)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                raise KubeApiError(f"the API server does not serve {api_version} (is its CRD installed?)",
+                                   404, "NotFound") from exc
+            raise
+        with self._lock:
+            for res in (found or {}).get("resources", []):
+                if "/" in res.get("name", ""):
+                    continue
+                self._resources[(api_version, res.get("kind", ""))] = (res["name"], bool(res.get("namespaced")))
+            if key not in self._resources:
+                raise KubeApiError(f"the API server has no kind {kind} in {api_version}", 404, "NotFound")
+            return self._resources[key]
+
+    def path(self, api_version: str, kind: str, namespace: str | None = None, name: str | None = None,
+             subresource: str | None = None) -> str:
+        plural, namespaced = self.resource(api_version, kind)
+        parts = [api_path(api_version)]
+        if namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(plural)
+        if name is not None:
+            parts.append(quote(name, safe=""))
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return self.resource(api_version, kind)[1]
+
+    # --- verbs --------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            obj: Obj = self._json("GET", self.path(api_version, kind, namespace, name), idempotent=True)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list_with_version(self, api_version: str, kind: str, namespace: str | None = None,
+                          label_selector: str | None = None,
+                          field_selector: str | None = None) -> tuple[ObjList, str]:
+        """Items (with apiVersion/kind filled in, as kubectl shows them) and the list's resourceVersion."""
+        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        body = self._json("GET", self.path(api_version, kind, namespace), query, idempotent=True) or {}
+        items: ObjList = []
+        for item in body.get("items") or []:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+            items.append(item)
+        return items, str((body.get("metadata") or {}).get("resourceVersion", ""))
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None,
+             field_selector: str | None = None) -> ObjList:
+        return self.list_with_version(api_version, kind, namespace, label_selector, field_selector)[0]
+
+    def create(self, obj: Obj, dry_run: bool = False) -> Obj:
+        """A bare create: not idempotent, so never retried (a retry after a lost answer could act twice)."""
+        meta = obj.get("metadata") or {}
+        if "name" not in meta and "generateName" not in meta:
+            raise UsageError("object is missing metadata.name (or metadata.generateName) for create")
+        api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+        namespace = meta.get("namespace")
+        query = {"dryRun": "All"} if dry_run else None
+        created: Obj = self._json("POST", self.path(api_version, kind, namespace), query, obj, idempotent=False)
+        return created
+
+    def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
+        """Create, or merge-patch what is there: running it twice leaves the same object."""
+        api_version, kind, name, namespace = _identity(obj)
+        body = _strip_server_fields(obj)
+        query = {"dryRun": "All"} if dry_run else None
+        for _ in range(3):  # bounded: create can race with another writer creating the same object
+            if self.get(api_version, kind, name, namespace) is None:
+                try:
+                    created: Obj = self.retrier.call(
+                        f"create {describe(kind, name, namespace)}",
+                        lambda: self._create_once(api_version, kind, namespace, body, query), idempotent=True)
+                    return created
+                except KubeApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    continue  # it appeared meanwhile (or our lost create landed): patch it instead
+            patched: Obj = self._json(
+                "PATCH", self.path(api_version, kind, namespace, name), query, body,
+                _PATCH_CONTENT_TYPES["merge"], idempotent=True)
+            return patched
+        raise KubeApiError(f"apply {describe(kind, name, namespace)}: kept flipping between absent and present")
+
+    def _create_once(self, api_version: str, kind: str, namespace: str | None, body: Obj,
+                     query: dict[str, Any] | None) -> Obj:
+        data = self._send("POST", self.path(api_version, kind, namespace), query, body)
+        created: Obj = json.loads(data)
+        return created
+
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any,
+              patch_type: PatchType = "merge", subresource: str | None = None) -> Obj:
+        if patch_type not in _PATCH_CONTENT_TYPES:
+            raise UsageError(f"patch_type: expected merge, strategic or json, got {patch_type!r}")
+        # A patch is idempotent as long as it does not carry list appends; ours set values, so retry.
+        patched: Obj = self._json("PATCH", self.path(api_version, kind, namespace, name, subresource), None, patch,
+                                  _PATCH_CONTENT_TYPES[patch_type], idempotent=True)
+        return patched
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, wait: bool = True,
+               timeout: float | None = None) -> None:
+        """Delete (404 counts as done) and, with `wait`, block until the object is gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self._json("DELETE", self.path(api_version, kind, namespace, name), None, body, idempotent=True)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+        if wait:
+            from harness.kube.wait import wait_for
+
+            wait_for(self, api_version, kind, name, namespace, lambda o: o is None,
+                     timeout if timeout is not None else self.timeouts.delete_s,
+                     f"{describe(kind, name, namespace)} to be deleted")
+
+    def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False,
+             tail: int | None = None) -> str:
+        query = {"container": container, "previous": "true" if previous else None, "tailLines": tail}
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/log"
+        data: bytes = self.retrier.call(f"GET {path}", lambda: self._send("GET", path, query), idempotent=True)
+        return data.decode("utf-8", errors="replace")
+
+    def events(self, namespace: str | None = None, involved_name: str | None = None,
+               involved_kind: str | None = None) -> ObjList:
+        """Events sorted oldest first. Filtering is done here, so it works on any API server."""
+        items = self.list("v1", "Event", namespace)
+        out = [
+            e for e in items
+            if (involved_name is None or (e.get("involvedObject") or {}).get("name") == involved_name)
+            and (involved_kind is None or (e.get("involvedObject") or {}).get("kind") == involved_kind)
+        ]
+        return sorted(out, key=event_time)
+
+    def server_version(self) -> str:
+        body = self._json("GET", "/version", idempotent=True) or {}
+        return str(body.get("gitVersion", ""))
+
+    def wait_for(self, api_version: str, kind: str, name: str, namespace: str | None,
+                 predicate: Callable[[Obj | None], bool], timeout: float, what: str) -> Obj | None:
+        """See `harness.kube.wait.wait_for`: the one wait primitive."""
+        from harness.kube.wait import wait_for
+
+        return wait_for(self, api_version, kind, name, namespace, predicate, timeout, what)
+
+    def wait_for_list(self, api_version: str, kind: str, namespace: str | None,
+                      predicate: Callable[[ObjList], bool], timeout: float, what: str,
+                      label_selector: str | None = None, field_selector: str | None = None) -> ObjList:
+        """See `harness.kube.wait.wait_for_list`."""
+        from harness.kube.wait import wait_for_list
+
+        return wait_for_list(self, api_version, kind, namespace, predicate, timeout, what,
+                             label_selector, field_selector)
+
+    def watch_stream(self, api_version: str, kind: str, namespace: str | None, resource_version: str,
+                     timeout_s: float, label_selector: str | None = None,
+                     field_selector: str | None = None) -> Iterator[Obj]:
+        """Raw watch events from `resource_version` until the server ends the stream or it drops.
+
+        A dropped connection ends the iterator quietly: the caller resumes from the last version it saw.
+        """
+        query: dict[str, Any] = {
+            "watch": "true", "resourceVersion": resource_version or None, "allowWatchBookmarks": "true",
+            "timeoutSeconds": max(1, int(timeout_s)), "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+        }
+        path = self.path(api_version, kind, namespace)
+        # Read timeout a little past the server-side one: a silent, half-dead connection must not hang us.
+        raw = self._send("GET", path, query, timeout=(self.timeouts.request_s, timeout_s + 5), stream=True)
+        buf = b""
+        try:
+            for chunk in raw.stream(4096, decode_content=False):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+            if buf.strip():
+                yield json.loads(buf)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return
+        finally:
+            raw.release_conn()
+
+
+def event_time(event: Obj) -> str:
+    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
+        if event.get(key):
+            return str(event[key])
+    return str((event.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _identity(obj: Obj) -> tuple[str, str, str, str | None]:
+    meta = obj.get("metadata") or {}
+    try:
+        return str(obj["apiVersion"]), str(obj["kind"]), str(meta["name"]), meta.get("namespace")
+    except KeyError as exc:
+        raise UsageError(f"object is missing {exc.args[0]!r} (need apiVersion, kind and metadata.name)") from None
+
+
+def _strip_server_fields(obj: Obj) -> Obj:
+    body = dict(obj)
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_FIELDS}
+    body["metadata"] = meta
+    body.pop("status", None)
+    return body
+
+
+def _api_error(method: str, path: str, status: int, data: bytes, retry_after: str | None) -> KubeApiError:
+    reason, message = "", ""
+    try:
+        body = json.loads(data)
+        if isinstance(body, dict):
+            reason = str(body.get("reason", ""))
+            message = str(body.get("message", ""))
+    except ValueError:
+        message = data[:300].decode("utf-8", errors="replace")
+    after: float | None = None
+    if retry_after:
+        try:
+            after = float(retry_after)
+        except ValueError:
+            after = None
+    text = f"{method} {path}: HTTP {status}" + (f" {reason}" if reason else "") + (f": {message}" if message else "")
+    return KubeApiError(text, status, reason, 1, after)
+
