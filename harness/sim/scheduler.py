@@ -1,0 +1,480 @@
+"""The simulated kube-scheduler: a pure placement core and the controller that binds pods.
+
+Semantics follow kube-scheduler v1.32's default profile, filter plugins in their real order, and a
+node stops at its first failing plugin (as the framework's RunFilterPlugins does):
+
+  NodeUnschedulable  "node(s) were unschedulable" unless the pod tolerates
+                     node.kubernetes.io/unschedulable:NoSchedule (UnschedulableAndUnresolvable)
+  TaintToleration    first untolerated NoSchedule/NoExecute taint in node order:
+                     "node(s) had untolerated taint {%s: %s}" (key, value) (UnschedulableAndUnresolvable)
+  NodeAffinity       nodeSelector AND required node affinity:
+                     "node(s) didn't match Pod's node affinity/selector" (UnschedulableAndUnresolvable)
+  NodeResourcesFit   "Too many pods", "Insufficient cpu", "Insufficient memory",
+                     "Insufficient ephemeral-storage", "Insufficient <extended resource>"; all reasons
+                     of a node are kept; Unresolvable when the request exceeds the node's allocatable.
+
+The summary is FitError.Error() (pkg/scheduler/framework/types.go): "0/%v nodes are available:" then
+" %v." with the histogram entries "<count> <reason>" sorted as strings and joined by ", ", then
+" %v." with the PostFilter message. DefaultPreemption's PostFilter prefixes "preemption: " to the
+evaluator's own FitError, in which nodes whose status was UnschedulableAndUnresolvable read
+"Preemption is not helpful for scheduling" and the others "No preemption victims found for incoming
+pod" (the sim has no lower-priority victims); that is why real events end in "..". Wording checked
+against kubernetes/kubernetes (plugins tainttoleration, nodeaffinity, nodeunschedulable,
+noderesources/fit.go, framework/types.go, framework/preemption) and events captured from clusters.
+
+Known simplifications: no preemption (higher-priority pods do not evict others), no pod
+(anti-)affinity or topology spread, no volume plugins; scoring is lexicographic rather than a
+weighted sum (fewest untolerated PreferNoSchedule taints, highest preferred-affinity weight, least
+allocated with the scheduler's non-zero default requests, then node name).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from harness.sim.contracts import ApiError, Obj, Store
+from harness.sim.gpus import quantity_or_zero
+
+DEFAULT_SCHEDULER = "default-scheduler"
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+FILTER_EFFECTS = ("NoSchedule", "NoExecute")
+
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+NO_NODES = "no nodes available to schedule pods"
+
+# Requests the scheduler assumes for scoring when a container sets none (schedutil defaults).
+_SCORE_DEFAULT_CPU = Fraction(1, 10)
+_SCORE_DEFAULT_MEMORY = Fraction(200 * 2**20)
+
+
+def _spec(obj: Obj) -> dict[str, Any]:
+    return obj.get("spec") or {}
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def node_name_of(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+# --- taints and tolerations -----------------------------------------------------------------------
+
+def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
+    """Kubernetes' Toleration.ToleratesTaint: empty effect matches every effect, empty key with
+    Exists matches every key, Equal (or no operator) compares values."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.get("key"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return True
+    if operator == "Equal":
+        return (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def tolerated_by(tolerations: Iterable[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    return any(tolerates(t, taint) for t in tolerations)
+
+
+def first_untolerated_taint(
+    taints: Sequence[dict[str, Any]], tolerations: Sequence[dict[str, Any]], effects: Sequence[str] = FILTER_EFFECTS
+) -> dict[str, Any] | None:
+    for taint in taints:
+        if taint.get("effect") in effects and not tolerated_by(tolerations, taint):
+            return taint
+    return None
+
+
+def taint_reason(taint: dict[str, Any]) -> str:
+    return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"
+
+
+# --- node affinity ------------------------------------------------------------------------------------
+
+def _parse_int(text: Any) -> int | None:
+    try:
+        return int(str(text), 10)
+    except ValueError:
+        return None
+
+
+def requirement_matches(req: dict[str, Any], labels: dict[str, str]) -> bool:
+    """One NodeSelectorRequirement against a label map (In, NotIn, Exists, DoesNotExist, Gt, Lt)."""
+    key = req.get("key", "")
+    op = req.get("operator", "")
+    values = [str(v) for v in (req.get("values") or [])]
+    present = key in labels
+    value = labels.get(key)
+    if op == "In":
+        return present and value in values
+    if op == "NotIn":
+        # Absent labels satisfy NotIn, exactly as labels.Selector does.
+        return not present or value not in values
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt"):
+        if not present or len(values) != 1:
+            return False
+        have, want = _parse_int(value), _parse_int(values[0])
+        if have is None or want is None:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def term_matches(term: dict[str, Any], node: Obj) -> bool:
+    """A NodeSelectorTerm: expressions and fields ANDed; an empty term matches nothing."""
+    exprs = term.get("matchExpressions") or []
+    fields = term.get("matchFields") or []
+    if not exprs and not fields:
+        return False
+    labels = _labels(node)
+    if not all(requirement_matches(e, labels) for e in exprs):
+        return False
+    # metadata.name is the only field Kubernetes supports in matchFields.
+    name_fields = {"metadata.name": node_name_of(node)}
+    for f in fields:
+        if f.get("key") not in name_fields:
+            return False
+        if not requirement_matches(f, name_fields):
+            return False
+    return True
+
+
+def _required_terms(pod: Obj) -> list[dict[str, Any]] | None:
+    affinity = (_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is None:
+        return None
+    return list(required.get("nodeSelectorTerms") or [])
+
+
+def matches_node_selector_and_affinity(pod: Obj, node: Obj) -> bool:
+    selector = _spec(pod).get("nodeSelector") or {}
+    labels = _labels(node)
+    if any(labels.get(k) != str(v) for k, v in selector.items()):
+        return False
+    terms = _required_terms(pod)
+    if terms is None:
+        return True
+    return any(term_matches(t, node) for t in terms)
+
+
+def preferred_affinity_weight(pod: Obj, node: Obj) -> int:
+    affinity = (_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}
+    total = 0
+    for pref in affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        if term_matches(pref.get("preference") or {}, node):
+            total += int(pref.get("weight", 0))
+    return total
+
+
+# --- resources ----------------------------------------------------------------------------------------
+
+def container_requests(container: dict[str, Any]) -> dict[str, Fraction]:
+    """requests, falling back to limits per resource (what API defaulting does for pods)."""
+    resources = container.get("resources") or {}
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    out: dict[str, Fraction] = {}
+    for name in set(limits) | set(requests):
+        out[name] = quantity_or_zero(requests[name] if name in requests else limits[name])
+    return out
+
+
+def pod_requests(pod: Obj) -> dict[str, Fraction]:
+    """Effective pod request: max(sum of containers + sidecars, largest init container) + overhead."""
+    spec = _spec(pod)
+    total: Counter[str] = Counter()
+    for c in spec.get("containers") or []:
+        total.update(container_requests(c))
+    init_peak: dict[str, Fraction] = {}
+    sidecars: Counter[str] = Counter()
+    for c in spec.get("initContainers") or []:
+        req = container_requests(c)
+        if c.get("restartPolicy") == "Always":
+            # Restartable init containers (sidecars) keep running next to the app containers.
+            for name, amount in req.items():
+                init_peak[name] = max(init_peak.get(name, Fraction(0)), sidecars[name] + amount)
+            sidecars.update(req)
+            continue
+        for name, amount in req.items():
+            init_peak[name] = max(init_peak.get(name, Fraction(0)), sidecars[name] + amount)
+    total.update(sidecars)
+    out: dict[str, Fraction] = {}
+    for name in set(total) | set(init_peak):
+        out[name] = max(Fraction(total.get(name, 0)), init_peak.get(name, Fraction(0)))
+    for name, value in (spec.get("overhead") or {}).items():
+        out[name] = out.get(name, Fraction(0)) + quantity_or_zero(value)
+    return {k: v for k, v in out.items() if v != 0}
+
+
+def is_terminated(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def node_allocatable(node: Obj) -> dict[str, Fraction]:
+    status = node.get("status") or {}
+    source = status.get("allocatable") or status.get("capacity") or {}
+    return {k: quantity_or_zero(v) for k, v in source.items()}
+
+
+def requested_on(pods: Iterable[Obj]) -> Counter[str]:
+    used: Counter[str] = Counter()
+    for p in pods:
+        used.update(pod_requests(p))
+    return used
+
+
+@dataclass
+class NodeStatus:
+    """Why one node was filtered out. `resolvable` mirrors the framework's Unschedulable code."""
+
+    reasons: list[str] = field(default_factory=list)
+    resolvable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.reasons
+
+
+def resource_fit(pod_req: dict[str, Fraction], node: Obj, node_pods: Sequence[Obj]) -> NodeStatus:
+    alloc = node_allocatable(node)
+    used = requested_on(node_pods)
+    status = NodeStatus(resolvable=True)
+    max_pods = alloc.get("pods", Fraction(110))
+    if len(node_pods) + 1 > max_pods:
+        status.reasons.append("Too many pods")
+    if not pod_req:
+        return status
+    ordered: list[str] = [r for r in ("cpu", "memory", "ephemeral-storage") if r in pod_req]
+    ordered += sorted(r for r in pod_req if r not in ("cpu", "memory", "ephemeral-storage"))
+    for name in ordered:
+        want = pod_req[name]
+        have = alloc.get(name, Fraction(0))
+        if want > have - used.get(name, 0):
+            status.reasons.append(f"Insufficient {name}")
+            if want > have:
+                status.resolvable = False
+    return status
+
+
+def filter_node(
+    pod: Obj, node: Obj, node_pods: Sequence[Obj], pod_req: dict[str, Fraction] | None = None
+) -> NodeStatus:
+    """Run the filter plugins in order; the first failing one decides the node's reasons."""
+    spec = _spec(pod)
+    tolerations = spec.get("tolerations") or []
+    node_spec = _spec(node)
+    if node_spec.get("unschedulable") and not tolerated_by(
+        tolerations, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
+    ):
+        return NodeStatus([REASON_UNSCHEDULABLE])
+    taint = first_untolerated_taint(node_spec.get("taints") or [], tolerations)
+    if taint is not None:
+        return NodeStatus([taint_reason(taint)])
+    if not matches_node_selector_and_affinity(pod, node):
+        return NodeStatus([REASON_AFFINITY])
+    return resource_fit(pod_requests(pod) if pod_req is None else pod_req, node, node_pods)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The scheduling decision for one pod: a node, or the FitError message of a real scheduler."""
+
+    node: str | None
+    message: str = ""
+    statuses: dict[str, list[str]] = field(default_factory=dict)
+
+
+def preemption_message(pod: Obj, n_nodes: int, statuses: dict[str, NodeStatus]) -> str:
+    if _spec(pod).get("preemptionPolicy") == "Never":
+        return "preemption: not eligible due to preemptionPolicy=Never."
+    hist = Counter(NO_VICTIMS if s.resolvable else NOT_HELPFUL for s in statuses.values())
+    parts = sorted(f"{count} {reason}" for reason, count in hist.items())
+    return f"preemption: 0/{n_nodes} nodes are available: {', '.join(parts)}."
+
+
+def fit_error_message(pod: Obj, n_nodes: int, statuses: dict[str, NodeStatus]) -> str:
+    if n_nodes == 0:
+        return NO_NODES
+    hist = Counter(reason for s in statuses.values() for reason in s.reasons)
+    message = f"0/{n_nodes} nodes are available:"
+    parts = sorted(f"{count} {reason}" for reason, count in hist.items())
+    if parts:
+        message += f" {', '.join(parts)}."
+    return message + f" {preemption_message(pod, n_nodes, statuses)}."
+
+
+def _score_key(pod: Obj, pod_req: dict[str, Fraction], node: Obj, node_pods: Sequence[Obj]) -> tuple[Any, ...]:
+    tolerations = _spec(pod).get("tolerations") or []
+    soft = sum(
+        1 for t in _spec(node).get("taints") or []
+        if t.get("effect") == "PreferNoSchedule" and not tolerated_by(tolerations, t)
+    )
+    alloc = node_allocatable(node)
+    fractions: list[Fraction] = []
+    for name, default in (("cpu", _SCORE_DEFAULT_CPU), ("memory", _SCORE_DEFAULT_MEMORY)):
+        capacity = alloc.get(name, Fraction(0))
+        if capacity <= 0:
+            continue
+        used = sum((pod_requests(p).get(name) or default for p in node_pods), Fraction(0))
+        fractions.append((used + (pod_req.get(name) or default)) / capacity)
+    load = sum(fractions, Fraction(0)) / len(fractions) if fractions else Fraction(0)
+    return (soft, -preferred_affinity_weight(pod, node), load, node_name_of(node))
+
+
+def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj]) -> Placement:
+    """Pick a node for `pod` given every node and the non-terminated pods already bound."""
+    by_node: dict[str, list[Obj]] = {}
+    for p in bound_pods:
+        name = _spec(p).get("nodeName")
+        if name and not is_terminated(p):
+            by_node.setdefault(str(name), []).append(p)
+    pod_req = pod_requests(pod)
+    statuses: dict[str, NodeStatus] = {}
+    feasible: list[Obj] = []
+    for node in nodes:
+        name = node_name_of(node)
+        status = filter_node(pod, node, by_node.get(name, []), pod_req)
+        if status.ok:
+            feasible.append(node)
+        else:
+            statuses[name] = status
+    if feasible:
+        best = min(feasible, key=lambda n: _score_key(pod, pod_req, n, by_node.get(node_name_of(n), [])))
+        return Placement(node_name_of(best))
+    return Placement(None, fit_error_message(pod, len(nodes), statuses), {k: v.reasons for k, v in statuses.items()})
+
+
+# --- the controller -----------------------------------------------------------------------------------
+
+def now_rfc3339() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def needs_scheduling(pod: Obj) -> bool:
+    spec = _spec(pod)
+    if spec.get("nodeName") or is_terminated(pod):
+        return False
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (spec.get("schedulerName") or DEFAULT_SCHEDULER) == DEFAULT_SCHEDULER
+
+
+def _with_condition(pod: Obj, condition: dict[str, Any]) -> list[dict[str, Any]]:
+    conditions = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != condition["type"]]
+    return [*conditions, condition]
+
+
+def _condition(pod: Obj, ctype: str) -> dict[str, Any] | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return dict(c)
+    return None
+
+
+def _queue_key(pod: Obj) -> tuple[Any, ...]:
+    meta = pod.get("metadata") or {}
+    # The active queue pops by priority, then by arrival.
+    return (-int(_spec(pod).get("priority") or 0), meta.get("creationTimestamp") or "",
+            meta.get("namespace") or "", meta.get("name") or "")
+
+
+class SchedulerController:
+    """Binds pending pods; records PodScheduled and the Scheduled / FailedScheduling events.
+
+    It re-evaluates every pending pod whenever the runtime calls it (any store change), which is
+    how unschedulable pods are retried when nodes or pods change; it writes only when the outcome
+    differs from what the pod already shows, so its own writes do not loop.
+    """
+
+    name = "scheduler"
+
+    def __init__(self) -> None:
+        self._reported: dict[str, str] = {}
+
+    def reconcile(self, store: Store, now: float) -> float | None:
+        nodes = sorted(store.list("v1", "Node"), key=node_name_of)
+        pods = store.list("v1", "Pod")
+        bound = [p for p in pods if _spec(p).get("nodeName") and not is_terminated(p)]
+        live: set[str] = set()
+        for pod in sorted((p for p in pods if needs_scheduling(p)), key=_queue_key):
+            uid = str((pod.get("metadata") or {}).get("uid") or _pod_key(pod))
+            live.add(uid)
+            if _spec(pod).get("schedulingGates"):
+                self._gated(store, pod)
+                continue
+            placement = schedule(pod, nodes, bound)
+            try:
+                if placement.node is not None:
+                    bound.append(self._bind(store, pod, placement.node))
+                    self._reported.pop(uid, None)
+                elif self._reported.get(uid) != placement.message:
+                    self._unschedulable(store, pod, placement.message)
+                    self._reported[uid] = placement.message
+            except ApiError as exc:
+                if exc.code not in (404, 409):
+                    raise
+        for uid in set(self._reported) - live:
+            del self._reported[uid]
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def _bind(self, store: Store, pod: Obj, node: str) -> Obj:
+        meta = pod["metadata"]
+        ns, name = meta.get("namespace"), meta["name"]
+        bound = store.patch("v1", "Pod", name, ns, {"spec": {"nodeName": node}}, "merge")
+        condition = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                     "lastTransitionTime": now_rfc3339()}
+        bound = store.patch("v1", "Pod", name, ns, {"status": {"conditions": _with_condition(bound, condition)}},
+                            "merge", subresource="status")
+        store.record_event(bound, "Scheduled", f"Successfully assigned {ns}/{name} to {node}", "Normal",
+                           component=DEFAULT_SCHEDULER)
+        return bound
+
+    def _unschedulable(self, store: Store, pod: Obj, message: str) -> None:
+        meta = pod["metadata"]
+        previous = _condition(pod, "PodScheduled")
+        transition = (previous or {}).get("lastTransitionTime") if (previous or {}).get("status") == "False" else None
+        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                     "lastProbeTime": None, "lastTransitionTime": transition or now_rfc3339()}
+        store.patch("v1", "Pod", meta["name"], meta.get("namespace"),
+                    {"status": {"phase": "Pending", "conditions": _with_condition(pod, condition)}},
+                    "merge", subresource="status")
+        store.record_event(pod, "FailedScheduling", message, "Warning", component=DEFAULT_SCHEDULER)
+
+    def _gated(self, store: Store, pod: Obj) -> None:
+        previous = _condition(pod, "PodScheduled")
+        if previous and previous.get("reason") == "SchedulingGated":
+            return
+        meta = pod["metadata"]
+        condition = {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                     "message": "Scheduling is blocked due to non-empty scheduling gates",
+                     "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+        store.patch("v1", "Pod", meta["name"], meta.get("namespace"),
+                    {"status": {"phase": "Pending", "conditions": _with_condition(pod, condition)}},
+                    "merge", subresource="status")
+
+
+def _pod_key(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
