@@ -1,0 +1,233 @@
+"""Evidence collection on failure: what a human needs to see why a run went wrong.
+
+Best effort by contract: `collect_evidence` never raises (a failing collector is written to
+`errors.txt` and the others go on), so it can never mask the test's own failure. Everything
+written passes through `redact` first: bearer tokens, kubeconfig secrets and storage credentials
+must not end up in CI artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.kube.client import Kube, event_time
+from harness.kube.tools import HelmRunner
+
+Obj = dict[str, Any]
+
+SELDON_API = "mlops.seldon.io/v1alpha1"
+SELDON_KINDS = ("Server", "Model", "ServerConfig")
+HELM_RELEASES = ("seldon-core-v2-crds", "seldon-core-v2-setup", "seldon-core-v2-runtime")
+LOG_TAIL_LINES = 2000
+
+_REDACTIONS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s\"']+"), r"\1<redacted>"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-_.=:/+]{8,}"), r"\1<redacted>"),
+    (re.compile(r"(?i)((?:client-key-data|client-certificate-data|token|password|secret|"
+                r"secret_access_key|access_key_id|aws_secret_access_key|aws_access_key_id|"
+                r"service_account_credentials|account_key|sas_token|rclone_config[a-z_]*)"
+                r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"), r"\1<redacted>"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+     "<redacted private key>"),
+    (re.compile(r"(?i)(https?://[^:/\s]+:)[^@/\s]+@"), r"\1<redacted>@"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_obj(obj: Any) -> Any:
+    """Secret-looking env values and Secret data are blanked structurally, before text redaction."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            lowered = str(key).lower()
+            if lowered in ("data", "stringdata") and obj.get("kind") == "Secret":
+                out[key] = {k: "<redacted>" for k in (value or {})}
+            elif lowered == "env" and isinstance(value, list):
+                out[key] = [_redact_env(e) for e in value]
+            else:
+                out[key] = _redact_obj(value)
+        return out
+    if isinstance(obj, list):
+        return [_redact_obj(v) for v in obj]
+    return obj
+
+
+_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|credential|key|rclone_config)")
+
+
+def _redact_env(entry: Any) -> Any:
+    if isinstance(entry, dict) and "value" in entry and _SECRET_NAME.search(str(entry.get("name", ""))):
+        return {**entry, "value": "<redacted>"}
+    return _redact_obj(entry)
+
+
+def pods_wide(pods: list[Obj]) -> str:
+    """The `kubectl get pods -o wide` columns, for humans reading artifacts."""
+    header = ("NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE")
+    rows: list[tuple[str, ...]] = [header]
+    for pod in sorted(pods, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"].get("name", ""))):
+        meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+        statuses = status.get("containerStatuses") or []
+        ready = sum(1 for c in statuses if c.get("ready"))
+        total = len(spec.get("containers") or statuses)
+        reason = status.get("phase", "Unknown")
+        for c in statuses:
+            waiting = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+            if waiting:
+                reason = waiting
+        if meta.get("deletionTimestamp"):
+            reason = "Terminating"
+        restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
+        rows.append((meta.get("namespace", ""), meta.get("name", ""), f"{ready}/{total}", reason, str(restarts),
+                     meta.get("creationTimestamp", ""), status.get("podIP", "<none>") or "<none>",
+                     spec.get("nodeName", "<none>") or "<none>"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows) + "\n"
+
+
+def events_table(events: list[Obj]) -> str:
+    lines = ["TIME  NAMESPACE  TYPE  REASON  OBJECT  COUNT  MESSAGE"]
+    for e in sorted(events, key=event_time):
+        inv = e.get("involvedObject") or {}
+        lines.append(
+            f"{event_time(e)}  {(e.get('metadata') or {}).get('namespace', '')}  {e.get('type', '')}  "
+            f"{e.get('reason', '')}  {inv.get('kind', '')}/{inv.get('name', '')}  {e.get('count', 1)}  "
+            f"{e.get('message', '')}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def nodes_table(nodes: list[Obj]) -> str:
+    out: list[Obj] = []
+    for n in sorted(nodes, key=lambda x: x["metadata"].get("name", "")):
+        status = n.get("status") or {}
+        out.append({
+            "name": n["metadata"].get("name"),
+            "labels": n["metadata"].get("labels") or {},
+            "taints": (n.get("spec") or {}).get("taints") or [],
+            "unschedulable": bool((n.get("spec") or {}).get("unschedulable")),
+            "capacity": status.get("capacity") or {},
+            "allocatable": status.get("allocatable") or {},
+            "conditions": {c.get("type"): c.get("status") for c in status.get("conditions") or []},
+        })
+    return yaml.safe_dump(out, sort_keys=True)
+
+
+class _Collector:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.written: list[Path] = []
+        self.errors: list[str] = []
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.out_dir / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(redact(text), encoding="utf-8")
+            self.written.append(path)
+        except OSError as exc:
+            self.errors.append(f"writing {rel}: {exc}")
+
+    def attempt(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # best effort by contract: record and go on
+            self.errors.append(f"{what}: {exc.__class__.__name__}: {exc}")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def collect_evidence(kube: Kube, out_dir: Path, namespaces: list[str], *, seldon_namespace: str,
+                     helm: HelmRunner | None = None) -> list[Path]:
+    """Write the evidence files under `out_dir`; return the paths written. Never raises."""
+    c = _Collector(Path(out_dir))
+    try:
+        _collect(c, kube, Path(out_dir), namespaces, seldon_namespace, helm)
+    except Exception as exc:  # never raise: the caller is already handling a failure
+        c.errors.append(f"evidence collection stopped early: {exc.__class__.__name__}: {exc}")
+    if c.errors:
+        c.write("errors.txt", "\n".join(c.errors) + "\n")
+    return c.written
+
+
+def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], seldon_namespace: str,
+             helm: HelmRunner | None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spaces = list(dict.fromkeys([*namespaces, seldon_namespace]))
+    all_events: list[Obj] = []
+    all_pods: list[Obj] = []
+
+    for ns in spaces:
+        def events(ns: str = ns) -> None:
+            all_events.extend(kube.list("v1", "Event", ns))
+
+        def pods(ns: str = ns) -> None:
+            all_pods.extend(kube.list("v1", "Pod", ns))
+
+        c.attempt(f"events in {ns}", events)
+        c.attempt(f"pods in {ns}", pods)
+
+    c.write("events.txt", events_table(all_events))
+    c.write("pods-wide.txt", pods_wide(all_pods))
+
+    for pod in all_pods:
+        meta = pod.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        base = f"pods/{_safe(ns)}/{_safe(name)}"
+        c.write(f"{base}/describe.yaml", yaml.safe_dump(_redact_obj(pod), sort_keys=False))
+        pod_events = [e for e in all_events if (e.get("involvedObject") or {}).get("name") == name
+                      and (e.get("metadata") or {}).get("namespace") == ns]
+        if pod_events:
+            c.write(f"{base}/events.txt", events_table(pod_events))
+        statuses = {s.get("name"): s for s in ((pod.get("status") or {}).get("containerStatuses") or [])
+                    + ((pod.get("status") or {}).get("initContainerStatuses") or [])}
+        spec = pod.get("spec") or {}
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            cname = container.get("name", "")
+            status = statuses.get(cname) or {}
+
+            def logs(cname: str = cname, ns: str = ns, name: str = name) -> None:
+                c.write(f"{base}/{_safe(cname)}.log", kube.logs(ns, name, cname, tail=LOG_TAIL_LINES))
+
+            c.attempt(f"logs of {ns}/{name}/{cname}", logs)
+            if int(status.get("restartCount", 0)) > 0:
+                def previous(cname: str = cname, ns: str = ns, name: str = name) -> None:
+                    c.write(f"{base}/{_safe(cname)}.previous.log",
+                            kube.logs(ns, name, cname, previous=True, tail=LOG_TAIL_LINES))
+
+                c.attempt(f"previous logs of {ns}/{name}/{cname}", previous)
+
+    def nodes() -> None:
+        c.write("nodes.yaml", nodes_table(kube.list("v1", "Node")))
+
+    c.attempt("nodes", nodes)
+
+    for kind in SELDON_KINDS:
+        def crs(kind: str = kind) -> None:
+            items = kube.list(SELDON_API, kind, seldon_namespace)
+            for ns in spaces:
+                if ns != seldon_namespace:
+                    items += kube.list(SELDON_API, kind, ns)
+            docs = [{"name": i["metadata"].get("name"), "namespace": i["metadata"].get("namespace"),
+                     "spec": i.get("spec"), "status": i.get("status")} for i in items]
+            c.write(f"seldon/{kind.lower()}s.yaml", yaml.safe_dump(_redact_obj(docs), sort_keys=False))
+
+        c.attempt(f"Seldon {kind} statuses", crs)
+
+    if helm is not None:
+        for release in HELM_RELEASES:
+            def status(release: str = release) -> None:
+                c.write(f"helm/{release}.txt", helm.status(release, seldon_namespace))
+
+            c.attempt(f"helm status {release}", status)
