@@ -197,12 +197,12 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
             cname = container.get("name", "")
             status = statuses.get(cname) or {}
 
-            def logs(cname: str = cname, ns: str = ns, name: str = name) -> None:
+            def logs(cname: str = cname, ns: str = ns, name: str = name, base: str = base) -> None:
                 c.write(f"{base}/{_safe(cname)}.log", kube.logs(ns, name, cname, tail=LOG_TAIL_LINES))
 
             c.attempt(f"logs of {ns}/{name}/{cname}", logs)
             if int(status.get("restartCount", 0)) > 0:
-                def previous(cname: str = cname, ns: str = ns, name: str = name) -> None:
+                def previous(cname: str = cname, ns: str = ns, name: str = name, base: str = base) -> None:
                     c.write(f"{base}/{_safe(cname)}.previous.log",
                             kube.logs(ns, name, cname, previous=True, tail=LOG_TAIL_LINES))
 
