@@ -121,7 +121,9 @@ def test_no_driver_is_data(fake: ModuleType) -> None:
     ]
 
 
-def test_call_failing_midway_is_recorded_and_enumeration_goes_on(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_call_failing_midway_is_recorded_and_enumeration_goes_on(
+    fake: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _node(
         monkeypatch,
         [*NODE, {"uuid": GPU_C, "name": "NVIDIA H200", "memory_total_bytes": GIB}],
@@ -164,7 +166,9 @@ def test_bytes_returns_of_old_pynvml_are_decoded(fake: ModuleType, monkeypatch: 
     assert doc["devices"][0]["uuid"] == GPU_A
 
 
-def test_functions_missing_from_old_pynvml_are_errors_not_crashes(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_functions_missing_from_old_pynvml_are_errors_not_crashes(
+    fake: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _node(monkeypatch, NODE, GPU_A)
     nvml = _wrapped(fake)
     del nvml.nvmlSystemGetCudaDriverVersion
@@ -185,7 +189,9 @@ def test_without_pynvml_module() -> None:
     assert doc["errors"][0]["call"] == "import pynvml"
 
 
-def test_main_reports_its_own_crash_as_data(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_reports_its_own_crash_as_data(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def broken(*_: Any, **__: Any) -> dict[str, Any]:
         raise RuntimeError("boom")
 
@@ -234,7 +240,9 @@ def _run(visible: str | None, node: list[dict[str, Any]] | None = NODE, **extra:
         ("GPU-not-on-this-node", None, "NVMLError_Unknown"),
     ],
 )
-def test_script_under_each_visible_devices_form(visible: str | None, expected: set[str] | None, error: str | None) -> None:
+def test_script_under_each_visible_devices_form(
+    visible: str | None, expected: set[str] | None, error: str | None
+) -> None:
     rc, out, err = _run(visible)
     assert rc == 0, err
     assert out.count("\n") == 1, "exactly one JSON document on stdout"
@@ -259,6 +267,7 @@ def test_script_on_node_without_driver_exits_zero() -> None:
 
 def test_script_indices_renumbered_in_container() -> None:
     rc, out, _ = _run("1")
+    assert rc == 0
     result = parse_probe_output(out, "pod/p")
     assert [(d.index, d.uuid) for d in result.devices] == [(0, GPU_B)]
 
@@ -266,6 +275,7 @@ def test_script_indices_renumbered_in_container() -> None:
 def test_script_shows_processes_of_visible_gpus_only() -> None:
     procs = json.dumps({GPU_A: [{"pid": 5, "used_memory_bytes": GIB}], GPU_B: [{"pid": 6, "used_memory_bytes": GIB}]})
     rc, out, _ = _run(GPU_A, HARNESS_SIM_GPU_PROCESSES=procs)
+    assert rc == 0
     (device,) = parse_probe_output(out, "pod/p").devices
     assert [p.pid for p in device.compute_processes or ()] == [5]
     assert device.memory_used_bytes == GIB
