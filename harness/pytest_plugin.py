@@ -1,10 +1,378 @@
-"""The harness pytest plugin: options, markers and the layered fixtures the suites use."""
+"""The harness pytest plugin: options, markers and the layered fixtures the suites use.
+
+Fixture layers (design C):
+- session: `run_context` (profile and options), `cluster` (provider lifecycle: preflight,
+  provision, nodes, GPU stack, Seldon), `deployment` (the profile's Servers and Models, ready);
+- function: `scope` (a namespace named after the test, objects created through it, LIFO cleanup,
+  evidence collected before cleanup when the test failed), `record` (what the test adds to the report).
+
+Everything a test creates goes through `scope`, so cleanup is in one place and never masks the
+test's own failure: a cleanup error fails the teardown only when the test itself passed.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from harness.config import Profile, apply_overrides, load_profile
+from harness.errors import HarnessError, UsageError
+
+DEFAULT_PROFILE = "profiles/sim.yaml"
+RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")
+MARKERS = {
+    "gpu": "needs GPUs visible through NVML (skipped without, failed under --require-gpu)",
+    "destructive": "changes node taints or evicts pods (restored afterwards)",
+    "latency": "runs the latency engine against the mesh",
+    "slow": "takes more than a few seconds",
+}
+Obj = dict[str, Any]
+
+
+@dataclass
+class RunContext:
+    profile: Profile
+    profile_path: Path
+    run_id: str
+    report_dir: Path
+    keep_cluster: bool
+    require_gpu: bool
+    kubeconfig: Path | None
+    recorder: Any = None  # harness.recording.Recorder, created in pytest_configure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness", "GPU serving harness")
-    group.addoption("--profile", default=None, help="profile YAML file (default: profiles/sim.yaml)")
+    group = parser.getgroup("harness", "GPU serving harness (Seldon Core 2 on dedicated GPU nodes)")
+    group.addoption("--profile", default=None,
+                    help=f"profile YAML file (default: $PROFILE or {DEFAULT_PROFILE})")
+    group.addoption("--kubeconfig", default=None, help="kubeconfig for existing clusters (overrides the profile)")
+    group.addoption("--keep-cluster", action="store_true", default=False,
+                    help="keep (and reuse) the kind cluster instead of deleting it at the end")
+    group.addoption("--report-dir", default=None, help="where report.json, junit.xml, report.html and evidence go")
+    group.addoption("--require-gpu", action="store_true", default=False,
+                    help="fail instead of skip when GPUs are not visible through NVML (nightly and release lanes)")
+    group.addoption("--run-id", default=None,
+                    help="run id used in cluster, namespace and label names (lowercase, <= 20 chars)")
+
+
+def _default_run_id() -> str:
+    return hashlib.sha256(f"{os.getpid()}-{os.urandom(8).hex()}".encode()).hexdigest()[:8]
+
+
+def _context(config: pytest.Config) -> RunContext | None:
+    ctx: RunContext | None = config.stash.get(RUN_CONTEXT, None)
+    return ctx
+
+
+RUN_CONTEXT = pytest.StashKey[RunContext]()
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def _uses_suites(config: pytest.Config) -> bool:
+    """The plugin is active for runs that name a profile or collect the suites folder."""
+    if config.getoption("--profile"):
+        return True
+    return any("suites" in Path(str(arg)).parts for arg in config.args)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, description in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+    if not _uses_suites(config):
+        return
+    profile_arg = config.getoption("--profile") or os.environ.get("PROFILE") or DEFAULT_PROFILE
+    run_id = config.getoption("--run-id") or _default_run_id()
+    if not RUN_ID.match(run_id):
+        raise pytest.UsageError(
+            f"--run-id: expected 1-20 lowercase letters, digits or '-', starting and ending alphanumeric, got {run_id!r}"
+        )
+    try:
+        profile = load_profile(profile_arg)
+        profile = apply_overrides(
+            profile, kubeconfig=config.getoption("--kubeconfig"), report_dir=config.getoption("--report-dir"),
+        )
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    kubeconfig = config.getoption("--kubeconfig")
+    if kubeconfig and not Path(kubeconfig).is_file():
+        raise pytest.UsageError(f"--kubeconfig: file not found: {kubeconfig}")
+    from harness.recording import Recorder
+
+    ctx = RunContext(
+        profile=profile,
+        profile_path=Path(profile_arg),
+        run_id=run_id,
+        report_dir=Path(profile.report.dir),
+        keep_cluster=bool(config.getoption("--keep-cluster")),
+        require_gpu=bool(config.getoption("--require-gpu")),
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+    )
+    ctx.recorder = Recorder(ctx.profile, ctx.run_id, str(ctx.profile_path), ctx.report_dir)
+    config.stash[RUN_CONTEXT] = ctx
+    # SIGTERM (CI cancelling a job) must unwind like Ctrl-C so that fixtures restore nodes and
+    # delete what they created; pytest already turns SIGINT into KeyboardInterrupt.
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report: pytest.TestReport = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report  # type: ignore[return-value]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    ctx = _CURRENT.get("ctx")
+    if ctx is None or ctx.recorder is None:
+        return
+    ctx.recorder.test_outcome(report)
+
+
+_CURRENT: dict[str, RunContext] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    ctx = _context(session.config)
+    if ctx is not None:
+        _CURRENT["ctx"] = ctx
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ctx = _context(session.config)
+    _CURRENT.pop("ctx", None)
+    if ctx is None or ctx.recorder is None:
+        return
+    try:
+        paths = ctx.recorder.write()
+    except Exception as exc:  # the report must never hide the run's own result
+        session.config.get_terminal_reporter().write_line(f"harness: writing the report failed: {exc}", red=True)  # type: ignore[union-attr]
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for name, path in sorted(paths.items()):
+            reporter.write_line(f"harness: {name}: {path}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    ctx = _context(config)
+    if ctx is None:
+        return []
+    p = ctx.profile
+    lines = [f"harness: profile {ctx.profile_path} (provider {p.cluster.provider}), run id {ctx.run_id}"]
+    if p.simulated:
+        lines.append("harness: SIMULATED CLUSTER: GPUs and NVML are simulated; the release gate refuses this report")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# Session fixtures
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def run_context(pytestconfig: pytest.Config) -> RunContext:
+    ctx = _context(pytestconfig)
+    if ctx is None:
+        pytest.skip("harness suites need a profile: run `pytest suites/ --profile profiles/sim.yaml`")
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def profile(run_context: RunContext) -> Profile:
+    return run_context.profile
+
+
+@pytest.fixture(scope="session")
+def cluster(run_context: RunContext) -> Iterator[Any]:
+    """The cluster, provisioned through the profile's provider, with the GPU stack and Seldon."""
+    from harness.lifecycle import ClusterSession, PhaseFailed, RunOptions
+
+    workdir = run_context.report_dir / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    session = ClusterSession(
+        run_context.profile,
+        RunOptions(run_id=run_context.run_id, workdir=workdir.resolve(), keep_cluster=run_context.keep_cluster,
+                   kubeconfig=run_context.kubeconfig),
+        on_phase=run_context.recorder.phase,
+    )
+    run_context.recorder.attach(session)
+    try:
+        session.up()
+    except PhaseFailed as exc:
+        problems = session.down()
+        suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
+        pytest.fail(f"{exc}{suffix}", pytrace=False)
+    try:
+        yield session
+    finally:
+        run_context.recorder.capture_cluster(session)
+        problems = session.down()
+        run_context.recorder.cleanup_problems(problems)
+
+
+@pytest.fixture(scope="session")
+def deployment(cluster: Any) -> Any:
+    """The profile's Servers and Models applied and awaited (once per run; tests must not change them)."""
+    if not cluster.deployed and cluster.deploy_error is None:
+        cluster.deploy()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def deployed_ok(deployment: Any) -> Any:
+    """Like `deployment`, but fails the test with the deployment's cause when it did not come up."""
+    if deployment.deploy_error:
+        pytest.fail(f"deployment of the profile's Servers/Models failed: {deployment.deploy_error}", pytrace=False)
+    return deployment
+
+
+# ---------------------------------------------------------------------------------------
+# Function fixtures
+# ---------------------------------------------------------------------------------------
+def namespace_name(run_id: str, nodeid: str) -> str:
+    """`h-<run id>-<test name slug>-<hash>`: readable, unique per test, a valid DNS-1123 label."""
+    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:6]
+    test = nodeid.split("::")[-1]
+    slug = re.sub(r"[^a-z0-9]+", "-", test.lower()).strip("-")
+    prefix = f"h-{run_id}-"
+    room = 63 - len(prefix) - len(digest) - 1
+    slug = slug[:room].strip("-") or "t"
+    return f"{prefix}{slug}-{digest}"
+
+
+@dataclass
+class _Cleanup:
+    description: str
+    action: Callable[[], None]
+
+
+@dataclass
+class TestScope:
+    """Objects one test creates; removed in reverse order of creation after evidence is taken."""
+
+    session: Any
+    run_context: RunContext
+    nodeid: str
+    cleanups: list[_Cleanup] = field(default_factory=list)
+    _namespace: str | None = None
+    guard: Any = None
+
+    @property
+    def kube(self) -> Any:
+        return self.session.kube
+
+    @property
+    def profile(self) -> Profile:
+        return self.run_context.profile
+
+    @property
+    def namespace(self) -> str:
+        """The test's own namespace, created on first use and deleted (and waited on) afterwards."""
+        if self._namespace is None:
+            name = namespace_name(self.run_context.run_id, self.nodeid)
+            self.apply({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": self.labels()},
+            })
+            self._namespace = name
+        return self._namespace
+
+    def labels(self) -> dict[str, str]:
+        from harness import render
+
+        return dict(render.labels_for_run(self.run_context.run_id))
+
+    def add_cleanup(self, description: str, action: Callable[[], None]) -> None:
+        self.cleanups.append(_Cleanup(description, action))
+
+    def apply(self, obj: Obj) -> Obj:
+        """Create `obj` (labelled with the run id) and register its deletion."""
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("labels", {}).update(self.labels())
+        created: Obj = self.kube.apply(obj)
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        name, ns = meta["name"], meta.get("namespace")
+        timeout = self.profile.timeouts.delete_s
+        self.add_cleanup(
+            f"delete {kind}/{name}",
+            lambda: self.kube.delete(api_version, kind, name, ns, wait=True, timeout=timeout),
+        )
+        return created
+
+    def node_guard(self) -> Any:
+        """A node guard owned by this test: its changes are restored when the test ends."""
+        if self.guard is None:
+            from harness.kube import NodeGuard
+
+            self.guard = NodeGuard(self.kube, owner=f"{self.run_context.run_id}")
+            guard = self.guard
+
+            def restore() -> None:
+                problems = guard.restore_all()
+                if problems:
+                    raise HarnessError("; ".join(problems))
+
+            self.add_cleanup("restore node changes", restore)
+        return self.guard
+
+    def close(self) -> list[str]:
+        errors = []
+        while self.cleanups:
+            cleanup = self.cleanups.pop()
+            try:
+                cleanup.action()
+            except Exception as exc:
+                errors.append(f"{cleanup.description}: {type(exc).__name__}: {exc}")
+        return errors
+
+
+def _test_failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(PHASE_REPORTS, {})
+    return any(r.failed for r in reports.values())
+
+
+@pytest.fixture
+def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext) -> Iterator[TestScope]:
+    test_scope = TestScope(cluster, run_context, request.node.nodeid)
+    yield test_scope
+    failed = _test_failed(request.node)
+    if failed:
+        run_context.recorder.collect_evidence(cluster, request.node.nodeid,
+                                              [test_scope._namespace] if test_scope._namespace else [])
+    errors = test_scope.close()
+    if errors and not failed:
+        pytest.fail("cleanup failed: " + "; ".join(errors), pytrace=False)
+    elif errors:
+        run_context.recorder.cleanup_problems(errors)
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, run_context: RunContext) -> Any:
+    """What a test adds to the report: checks with reasons, placement, probes, latency."""
+    return run_context.recorder.for_test(request.node.nodeid)
+
+
+@pytest.fixture
+def require_nvml(cluster: Any, run_context: RunContext) -> None:
+    """Skip (or fail under --require-gpu) when GPUs cannot be seen through NVML on this cluster."""
+    reason = cluster.facts.nvml_unavailable_reason if cluster.facts is not None else "cluster facts unknown"
+    if reason:
+        if run_context.require_gpu:
+            pytest.fail(f"--require-gpu: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

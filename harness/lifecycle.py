@@ -1,0 +1,197 @@
+"""The run lifecycle: preflight → provision → nodes → GPU stack → Seldon → deploy → (tests) → cleanup.
+
+`ClusterSession` is what the session fixtures hold. Each phase is timed and recorded (report and
+progress line); a failing phase raises `PhaseFailed` naming the phase and the cause, and `down()`
+undoes, in reverse order, exactly what `up()` and `deploy()` did, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import render
+from harness.checks.placement import Snapshot
+from harness.config import Profile
+from harness.errors import HarnessError, UsageError, WaitTimeout
+from harness.kube import Kube, NodeGuard
+from harness.progress import progress
+from harness.providers import ClusterHandle, MeshEndpoint, ProviderOptions, get_provider
+
+SELDON_API = "mlops.seldon.io/v1alpha1"
+Obj = dict[str, Any]
+
+
+class PhaseFailed(HarnessError):
+    """A lifecycle phase failed; the message names the phase and the cause."""
+
+
+@dataclass
+class PhaseRecord:
+    name: str
+    started: float
+    seconds: float
+    status: str  # ok | failed
+    detail: str = ""
+
+
+@dataclass
+class RunOptions:
+    run_id: str
+    workdir: Path
+    keep_cluster: bool = False
+    kubeconfig: Path | None = None
+
+
+def condition(obj: Obj | None, kind: str) -> Obj | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def condition_true(obj: Obj | None, kind: str) -> bool:
+    cond = condition(obj, kind)
+    return cond is not None and cond.get("status") == "True"
+
+
+@dataclass
+class ClusterSession:
+    profile: Profile
+    options: RunOptions
+    on_phase: Callable[[PhaseRecord], None] = field(default=lambda record: None)
+    kube: Kube | None = None
+    guard: NodeGuard | None = None
+    handle: ClusterHandle | None = None
+    mesh: MeshEndpoint | None = None
+    facts: Any = None
+    node_findings: list[str] = field(default_factory=list)
+    deployed: list[Obj] = field(default_factory=list)
+    deploy_error: str | None = None
+    phases: list[PhaseRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.provider = get_provider(
+            self.profile,
+            ProviderOptions(
+                run_id=self.options.run_id,
+                keep_cluster=self.options.keep_cluster,
+                workdir=self.options.workdir,
+                kubeconfig=self.options.kubeconfig,
+                tools=None,
+            ),
+        )
+
+    # --- phases ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.time()
+        clock = time.monotonic()
+        status, detail = "ok", ""
+        try:
+            with progress(name):
+                yield
+        except (HarnessError, UsageError) as exc:
+            status, detail = "failed", str(exc)
+            raise PhaseFailed(f"{name} failed: {exc}") from exc
+        except Exception as exc:  # an unexpected error still names its phase
+            status, detail = "failed", f"{type(exc).__name__}: {exc}"
+            raise PhaseFailed(f"{name} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            record = PhaseRecord(name, started, time.monotonic() - clock, status, detail)
+            self.phases.append(record)
+            self.on_phase(record)
+
+    def up(self) -> None:
+        with self.phase("preflight"):
+            problems = [f for f in self.provider.preflight() if not f.ok]
+            if problems:
+                raise PhaseFailed("; ".join(f.message for f in problems))
+        with self.phase("provision"):
+            self.handle = self.provider.provision()
+            self.kube = Kube.from_kubeconfig(self.handle.kubeconfig, self.handle.context, self.profile.timeouts)
+            self.guard = NodeGuard(self.kube, owner=self.options.run_id)
+        assert self.kube is not None and self.guard is not None
+        with self.phase("prepare nodes"):
+            self.node_findings = list(self.provider.prepare_nodes(self.kube, self.guard))
+        with self.phase("GPU stack"):
+            self.provider.install_gpu_stack(self.kube)
+        with self.phase("Seldon"):
+            self.provider.install_seldon(self.kube)
+            self.facts = self.provider.cluster_facts(self.kube)
+            self.mesh = self.provider.mesh_endpoint(self.kube)
+
+    def deploy(self) -> None:
+        """Apply the profile's Servers, wait for them, then its Models, and wait for those.
+
+        A deployment failure is kept (not raised) so that every suite can report it as the cause
+        while the placement suite still shows where things landed.
+        """
+        kube = self._kube()
+        namespace = self.profile.seldon.namespace
+        try:
+            with self.phase("servers"):
+                for server in self.profile.servers:
+                    obj = render.server(self.profile, server, namespace)
+                    self.deployed.append(kube.apply(obj))
+                for server in self.profile.servers:
+                    kube.wait_for(
+                        SELDON_API, "Server", server.name, namespace,
+                        lambda s: condition_true(s, "Ready"),
+                        timeout=self.profile.timeouts.server_ready_s, what=f"Server {server.name} Ready",
+                    )
+            with self.phase("models"):
+                for model in self.profile.models:
+                    self.deployed.append(kube.apply(render.model(self.profile, model, namespace)))
+                for model in self.profile.models:
+                    kube.wait_for(
+                        SELDON_API, "Model", model.name, namespace,
+                        lambda m: condition_true(m, "ModelReady"),
+                        timeout=self.profile.timeouts.model_ready_s, what=f"Model {model.name} ModelReady",
+                    )
+        except PhaseFailed as exc:
+            self.deploy_error = str(exc)
+
+    def down(self) -> list[str]:
+        """Undo everything in reverse; never raises. Returns the problems met on the way."""
+        problems: list[str] = []
+        with contextlib.suppress(PhaseFailed), self.phase("cleanup"):
+            if self.kube is not None:
+                for obj in reversed(self.deployed):
+                    meta = obj.get("metadata", {})
+                    try:
+                        self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
+                                         wait=True, timeout=self.profile.timeouts.delete_s)
+                    except (HarnessError, WaitTimeout, Exception) as exc:  # keep going: restore nodes regardless
+                        problems.append(f"delete {obj['kind']}/{meta.get('name')}: {exc}")
+                self.deployed.clear()
+            if self.guard is not None:
+                problems.extend(self.guard.restore_all())
+            try:
+                self.provider.teardown()
+            except Exception as exc:
+                problems.append(f"teardown: {exc}")
+        return problems
+
+    # --- views -------------------------------------------------------------------------
+    def _kube(self) -> Kube:
+        if self.kube is None:
+            raise PhaseFailed("the cluster is not provisioned")
+        return self.kube
+
+    def snapshot(self) -> Snapshot:
+        kube = self._kube()
+        return Snapshot(
+            nodes=kube.list("v1", "Node"),
+            pods=kube.list("v1", "Pod"),
+            servers=kube.list(SELDON_API, "Server", self.profile.seldon.namespace),
+            models=kube.list(SELDON_API, "Model", self.profile.seldon.namespace),
+        )
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.handle and self.handle.simulated)

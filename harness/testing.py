@@ -1,0 +1,91 @@
+"""Helpers the suites share: snapshots with placement tables on failure, pod waits, probe runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.checks.placement import Finding, Snapshot, format_table, placement_table
+from harness.config import Profile
+from harness.lifecycle import condition
+
+Obj = dict[str, Any]
+
+
+def fail_on_findings(findings: list[Finding], snapshot: Snapshot, profile: Profile, what: str) -> None:
+    """Fail the test listing every finding, followed by the placement table (pod → node → why)."""
+    if not findings:
+        return
+    lines = [f"{what}: {len(findings)} problem(s)"] + [f"  - {f}" for f in findings]
+    lines += ["", "placement table:", format_table(placement_table(snapshot, profile, findings))]
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+def scheduled_or_unschedulable(pod: Obj | None) -> bool:
+    """The scheduler has decided: bound to a node, or marked Unschedulable."""
+    if pod is None:
+        return False
+    if (pod.get("spec") or {}).get("nodeName"):
+        return True
+    cond = condition(pod, "PodScheduled")
+    return cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
+
+
+def finished(pod: Obj | None) -> bool:
+    return pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def running(pod: Obj | None) -> bool:
+    return pod is not None and (pod.get("status") or {}).get("phase") == "Running"
+
+
+def failed_scheduling_messages(kube: Any, namespace: str, pod: str) -> list[str]:
+    return [
+        str(e.get("message") or "") for e in kube.events(namespace=namespace, involved_name=pod, involved_kind="Pod")
+        if e.get("reason") == "FailedScheduling"
+    ]
+
+
+def condition_text(obj: Obj | None, kind: str) -> str:
+    cond = condition(obj, kind) or {}
+    return f"{cond.get('status')} {cond.get('reason') or ''} {cond.get('message') or ''}".strip()
+
+
+def free_gpus(kube: Any, node: Obj, resource: str) -> int:
+    """Allocatable GPUs of `node` minus what its non-terminated pods request."""
+    from harness.checks.placement import pod_gpu_request
+
+    allocatable = int(str((node.get("status") or {}).get("allocatable", {}).get(resource) or 0))
+    pods = kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}")
+    used = sum(pod_gpu_request(p, resource) for p in pods
+               if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+    return allocatable - used
+
+
+def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0) -> None:
+    """Create the NVML probe ConfigMap (once per namespace) and a one-shot probe pod on `node`."""
+    from harness import render
+
+    if not getattr(scope, "_probe_configmap", False):
+        scope.apply(render.probe_configmap(scope.namespace))
+        scope._probe_configmap = True
+    pod = render.probe_pod(scope.profile, name, scope.namespace, gpus, node_name=node)
+    if hold_s:
+        # Keep the GPUs allocated for a while after printing, so that pods started together overlap.
+        pod["spec"]["containers"][0]["command"] = [*pod["spec"]["containers"][0]["command"], "--hold-seconds",
+                                                   f"{hold_s:g}"]
+    scope.apply(pod)
+
+
+def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
+    """Wait for the probe pod to finish and parse its log; fails with the pod's state and log otherwise."""
+    from harness.gpu.result import parse_probe_output
+
+    pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, finished,
+                              timeout=scope.profile.timeouts.probe_s, what=f"NVML probe pod {name} to finish")
+    log = scope.kube.logs(scope.namespace, name)
+    if (pod.get("status") or {}).get("phase") != "Succeeded":
+        pytest.fail(f"probe pod {name} on {pod['spec'].get('nodeName')} ended "
+                    f"{pod['status'].get('phase')}; log:\n{log[-2000:]}", pytrace=False)
+    return pod, parse_probe_output(log, f"pod {scope.namespace}/{name}")

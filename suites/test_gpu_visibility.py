@@ -1,0 +1,114 @@
+"""GPU visibility through NVML: each pod sees exactly its GPUs, a pod without GPUs sees none.
+
+The NVML probe (harness/gpu/probe.py) runs from a ConfigMap in one-shot pods on the GPU nodes.
+On the simulated cluster it runs unchanged against a simulated NVML; on kind-cpu (fake GPUs) these
+tests skip, and `--require-gpu` turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.checks.placement import is_gpu_node
+from harness.gpu import checks
+from harness.gpu.result import allocated_uuids_from_env
+from harness.pytest_plugin import TestScope
+from harness.testing import finish_probe, free_gpus, start_probe
+
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
+
+SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
+
+
+def _gpu_nodes(scope: TestScope) -> list[dict[str, Any]]:
+    nodes = [n for n in scope.kube.list("v1", "Node") if is_gpu_node(n, scope.profile)]
+    if not nodes:
+        pytest.fail("no GPU node in the cluster", pytrace=False)
+    return nodes
+
+
+def _node_uuids(node: dict[str, Any]) -> set[str] | None:
+    """The node's GPU UUIDs where the cluster states them (the sim does; real clusters do not)."""
+    raw = (node["metadata"].get("annotations") or {}).get(SIM_GPU_ANNOTATION)
+    return {u.strip() for u in raw.split(",") if u.strip()} if raw else None
+
+
+def _product(node: dict[str, Any]) -> str | None:
+    return (node["metadata"].get("labels") or {}).get("nvidia.com/gpu.product")
+
+
+def _assert_verdicts(verdicts: list[checks.Verdict], record: Any) -> None:
+    for verdict in verdicts:
+        record.check(verdict.id, verdict.ok, verdict.reason)
+    bad = checks.failed(verdicts)
+    assert not bad, "\n".join(v.reason for v in bad)
+
+
+def test_each_probe_sees_exactly_its_allocated_gpu(scope: TestScope, record: Any) -> None:
+    nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
+    if not nodes:
+        pytest.skip("no GPU node has a free GPU for the probe")
+    verdicts: list[checks.Verdict] = []
+    for i, node in enumerate(nodes):
+        start_probe(scope, f"probe-{i}", node["metadata"]["name"], gpus=1)
+    for i, node in enumerate(nodes):
+        pod, result = finish_probe(scope, f"probe-{i}")
+        record.probe(pod, result, requested=1)
+        verdicts += checks.check_pod_visibility(
+            result, 1, _node_uuids(node), _product(node), allocated_uuids_from_env(result.env),
+            node=node["metadata"]["name"],
+        )
+    _assert_verdicts(verdicts, record)
+
+
+def test_two_pods_on_one_node_get_disjoint_gpus(scope: TestScope, record: Any) -> None:
+    resource = scope.profile.gpu.resource_name
+    node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
+    if node is None:
+        pytest.skip("no GPU node has two free GPUs; give a GPU worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
+    name = node["metadata"]["name"]
+    for pod in ("pair-a", "pair-b"):
+        start_probe(scope, pod, name, gpus=1, hold_s=3)
+    results = {}
+    for pod in ("pair-a", "pair-b"):
+        obj, result = finish_probe(scope, pod)
+        record.probe(obj, result, requested=1)
+        results[pod] = result
+    verdicts = checks.check_disjoint(results, node=name)
+    for pod, result in results.items():
+        verdicts += checks.check_pod_visibility(result, 1, _node_uuids(node), _product(node),
+                                                allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
+    _assert_verdicts(verdicts, record)
+
+
+def test_pod_that_asked_for_no_gpu_sees_none(scope: TestScope, record: Any) -> None:
+    node = _gpu_nodes(scope)[0]
+    start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
+    pod, result = finish_probe(scope, "no-gpu")
+    record.probe(pod, result, requested=0)
+    _assert_verdicts(checks.check_pod_visibility(result, 0, _node_uuids(node), _product(node),
+                                                 allocated_uuids_from_env(result.env),
+                                                 node=node["metadata"]["name"]), record)
+
+
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: TestScope, cluster: Any, record: Any) -> None:
+    if scope.profile.cluster.provider != "kind" or scope.profile.cluster.fake_gpus:
+        pytest.skip("compares host NVML with the cluster: only on kind with GPU passthrough (profiles/kind-gpu.yaml)")
+    from harness.gpu.host import host_inventory_with_reason
+
+    host, reason = host_inventory_with_reason()
+    if host is None:
+        pytest.skip(f"host NVML unavailable: {reason}")
+    seen: set[str] = set()
+    for i, node in enumerate(_gpu_nodes(scope)):
+        gpus = free_gpus(scope.kube, node, scope.profile.gpu.resource_name)
+        if gpus > 0:
+            start_probe(scope, f"host-{i}", node["metadata"]["name"], gpus=gpus)
+            pod, result = finish_probe(scope, f"host-{i}")
+            record.probe(pod, result, requested=gpus)
+            seen |= set(result.visible_uuids)
+    servers_hold = any(s.on_gpu for s in scope.profile.servers)
+    _assert_verdicts(checks.check_host_matches_cluster(set(host.visible_uuids), seen,
+                                                       allow_unused_host_gpus=servers_hold), record)
