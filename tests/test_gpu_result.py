@@ -1,0 +1,142 @@
+"""Parsing probe output: every recorded fixture, pod logs with noise, malformed documents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.gpu import sim_probe_command, sim_probe_env
+from harness.gpu.result import (
+    ProbeEnv,
+    ProbeOutputError,
+    allocated_uuids_from_env,
+    parse_probe_output,
+)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvml"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
+
+
+def test_fixtures_exist() -> None:
+    assert any(f.name.startswith("synthetic-") for f in FIXTURE_FILES)
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=[f.name for f in FIXTURE_FILES])
+def test_every_fixture_parses(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert len(text.strip().splitlines()) == 1, "fixtures are the probe's output: one line"
+    result = parse_probe_output(text, str(path))
+    assert result.source == str(path)
+    if result.nvml_available:
+        assert result.driver_version
+        assert result.device_count == len(result.devices)
+        for device in result.devices:
+            assert device.uuid and device.uuid.startswith("GPU-")
+            assert device.name
+            assert device.memory_total_bytes and device.memory_total_bytes > 0
+            for mig in device.mig_devices:
+                assert mig.uuid and mig.uuid.startswith("MIG-")
+    else:
+        assert result.errors, "a probe without NVML must say why"
+
+
+def _shape(value: Any) -> Any:
+    """Keys and container structure only, so values may differ but layout may not."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return None
+
+
+def test_synthetic_fixture_has_exactly_the_shape_the_probe_prints_today() -> None:
+    recorded = json.loads((FIXTURES / "synthetic-2xH200-550.54.15.json").read_text(encoding="utf-8"))
+    gpus = [
+        {"uuid": d["uuid"], "name": d["name"], "memory_total_bytes": d["memory_total_bytes"], "mig_capable": True}
+        for d in recorded["devices"]
+    ]
+    uuid0 = recorded["devices"][0]["uuid"]
+    env = sim_probe_env(gpus, "all", {uuid0: [{"pid": 1, "used_memory_bytes": 1}]}, base={"PATH": "/usr/bin:/bin"})
+    env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+    out = subprocess.run(sim_probe_command(), env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert _shape(json.loads(out)) == _shape(recorded)
+
+
+def test_pod_log_noise_around_the_document_is_ignored() -> None:
+    doc = (FIXTURES / "synthetic-2xH200-550.54.15.json").read_text(encoding="utf-8").strip()
+    log = "\n".join(["==> starting probe", '{"not": "it"} trailing', doc, "bye", "  "])
+    result = parse_probe_output(log, "pod/ns/probe-0")
+    assert len(result.devices) == 2
+
+
+def test_last_json_object_wins() -> None:
+    older = json.dumps({"schema_version": 1, "nvml_available": False, "devices": [], "errors": []})
+    newer = (FIXTURES / "synthetic-2xH200-550.54.15.json").read_text(encoding="utf-8")
+    assert parse_probe_output(older + "\n" + newer, "p").nvml_available is True
+    assert parse_probe_output(newer + "\n" + older + "\n[1, 2]\n", "p").nvml_available is False
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "no line is a JSON object"),
+        ("Traceback (most recent call last):\n  boom\nImportError: x", "ImportError: x"),
+        ('{"schema_version": 2, "nvml_available": true, "devices": [], "errors": []}', "schema_version"),
+        ('{"schema_version": 1, "nvml_available": "yes", "devices": [], "errors": []}', "nvml_available"),
+        ('{"schema_version": 1, "nvml_available": true, "devices": {}, "errors": []}', "devices and errors"),
+        ('{"schema_version": 1, "nvml_available": true, "devices": [], "errors": [{"call": 1}]}', "errors[0]"),
+        ('{"schema_version": 1, "nvml_available": true, "devices": [{"uuid": 7}], "errors": []}', "devices[0].uuid"),
+        (
+            '{"schema_version": 1, "nvml_available": true, "devices": [{"memory_total_bytes": true}], "errors": []}',
+            "devices[0].memory_total_bytes",
+        ),
+        (
+            '{"schema_version": 1, "nvml_available": true, "devices": [{"compute_processes": [{"pid": "x"}]}],'
+            ' "errors": []}',
+            "compute_processes[0]",
+        ),
+    ],
+)
+def test_malformed_output_names_the_source(text: str, needle: str) -> None:
+    with pytest.raises(ProbeOutputError) as info:
+        parse_probe_output(text, "pod gpu-test/probe-abc")
+    message = str(info.value)
+    assert "pod gpu-test/probe-abc" in message
+    assert needle in message
+    assert "\n" not in message
+
+
+def _env(visible: str | None, files: tuple[str, ...] | None = None) -> ProbeEnv:
+    return ProbeEnv(visible, None, None, files)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (_env("GPU-a,GPU-b"), {"GPU-a", "GPU-b"}),
+        (_env(" MIG-x "), {"MIG-x"}),
+        (_env("all"), None),
+        (_env("none"), None),
+        (_env(None), None),
+        (_env("0,1"), None),
+        (_env("GPU-a,1"), None),
+        (_env("/var/run/nvidia-container-devices", ("GPU-a",)), {"GPU-a"}),
+        (_env("all", ("all",)), None),
+    ],
+)
+def test_allocation_from_env(env: ProbeEnv, expected: set[str] | None) -> None:
+    got = allocated_uuids_from_env(env)
+    assert (None if got is None else set(got)) == expected
+
+
+def test_mig_result_visible_uuids_are_the_mig_devices() -> None:
+    result = parse_probe_output((FIXTURES / "synthetic-A100-MIG-535.161.08.json").read_text(encoding="utf-8"), "f")
+    (device,) = result.devices
+    assert device.mig_enabled
+    assert result.visible_uuids == {"MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f"}
+    assert result.gpu_uuids == {"GPU-7f3e2d1c-0b9a-4877-a665-5a4b3c2d1e0f"}
+    assert allocated_uuids_from_env(result.env) == result.visible_uuids
