@@ -1,0 +1,199 @@
+"""What a suite run records for its report: test verdicts, placement, probes, latency, phases, evidence.
+
+The pytest plugin owns one `Recorder` per session and hands each test a `TestRecorder`. Everything
+ends in a `harness.report.ReportBuilder`; `write()` produces report.json, junit.xml and report.html.
+Recording never fails a test: a recording error is kept as a note in the report instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import Profile
+
+SUITES = {
+    "test_placement": "placement",
+    "test_isolation": "isolation",
+    "test_model_scheduling": "scheduling",
+    "test_gpu_visibility": "gpu",
+    "test_inference_latency": "latency",
+}
+
+
+def suite_of(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return SUITES.get(module, module.removeprefix("test_") or "general")
+
+
+def _safe_dir_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+
+
+@dataclass
+class TestRecorder:
+    recorder: Recorder
+    nodeid: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def note(self, key: str, value: Any) -> None:
+        self.details[key] = value
+
+    def check(self, check_id: str, ok: bool, reason: str) -> None:
+        """A sub-verdict of this test (e.g. one GPU visibility rule), reported as a check of its own."""
+        self.recorder.builder.add_check(
+            f"{self.nodeid}::{check_id}", check_id, "pass" if ok else "fail",
+            suite=suite_of(self.nodeid), reason="" if ok else reason, details={"reason": reason},
+        )
+
+    def placement(self, snapshot: Any) -> None:
+        self.recorder.last_snapshot = snapshot
+
+    def probe(self, pod: dict[str, Any], result: Any, requested: int) -> None:
+        meta = pod.get("metadata", {})
+        raw = getattr(result, "raw", None)
+        self.recorder.builder.add_probe(
+            str(meta.get("name")), str(meta.get("namespace")), raw if isinstance(raw, dict) else _probe_dict(result),
+            node=(pod.get("spec") or {}).get("nodeName"), gpus_requested=requested,
+        )
+
+    def latency(self, model: str, result: dict[str, Any], slo: Any, verdicts: list[Any], *,
+                server: str | None, node: str | None, gpu_uuids: list[str]) -> None:
+        self.recorder.builder.add_latency(result, server=server, node=node, gpu_uuids=gpu_uuids, slo=slo,
+                                          slo_verdicts=[v.to_dict() for v in verdicts])
+
+
+def _probe_dict(result: Any) -> dict[str, Any]:
+    import dataclasses
+
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return {"repr": repr(result)}
+
+
+class Recorder:
+    def __init__(self, profile: Profile, run_id: str, profile_path: str, report_dir: Path) -> None:
+        from harness.report.builder import ReportBuilder
+
+        self.profile = profile
+        self.report_dir = report_dir
+        self.builder = ReportBuilder.from_profile(profile, run_id, report_dir=report_dir,
+                                                  profile_path=profile_path)
+        self.tests: dict[str, TestRecorder] = {}
+        self.session: Any = None
+        self.last_snapshot: Any = None
+        self.problems: list[str] = []
+        self.evidence_problems: list[str] = []
+
+    # --- wiring ------------------------------------------------------------------------
+    def attach(self, session: Any) -> None:
+        self.session = session
+
+    def for_test(self, nodeid: str) -> TestRecorder:
+        return self.tests.setdefault(nodeid, TestRecorder(self, nodeid))
+
+    def phase(self, record: Any) -> None:
+        from harness.report.model import Phase
+
+        self.builder._report.phases.append(Phase(
+            name=record.name, started=datetime.fromtimestamp(record.started, UTC), seconds=record.seconds,
+            status="ok" if record.status == "ok" else "failed", error=record.detail or None,
+        ))
+
+    def cleanup_problems(self, problems: list[str]) -> None:
+        self.problems.extend(problems)
+
+    # --- pytest outcomes ---------------------------------------------------------------
+    def test_outcome(self, report: pytest.TestReport) -> None:
+        nodeid = report.nodeid
+        if report.when == "call" or report.failed or report.skipped:
+            if report.passed and report.when != "call":
+                return
+            status = "pass" if report.passed else "skip" if report.skipped else (
+                "fail" if report.when == "call" else "error")
+            reason = ""
+            if report.skipped and isinstance(report.longrepr, tuple):
+                reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            elif report.failed:
+                reason = _first_lines(report.longreprtext)
+            details = dict(self.tests.get(nodeid, TestRecorder(self, nodeid)).details)
+            if report.when != "call":
+                details["phase"] = report.when
+            self.builder.add_check(nodeid, nodeid.split("::")[-1], status, suite=suite_of(nodeid), reason=reason,
+                                   details=_jsonable(details), duration_s=report.duration)
+
+    # --- cluster state and evidence ----------------------------------------------------
+    def capture_cluster(self, session: Any) -> None:
+        """Nodes, facts and the placement table as the run ends (before cleanup)."""
+        try:
+            facts = session.facts
+            if facts is not None:
+                self.builder.set_cluster(
+                    kubernetes_version=getattr(facts, "kubernetes_version", None),
+                    seldon_version=getattr(facts, "seldon_version", None),
+                    gpu_toleration_admission=getattr(facts, "gpu_toleration_admission", None),
+                )
+            snapshot = session.snapshot()
+            uuids = {}
+            for node in snapshot.nodes:
+                raw = (node["metadata"].get("annotations") or {}).get("sim.harness.dev/gpu-uuids")
+                if raw:
+                    uuids[node["metadata"]["name"]] = [u for u in raw.split(",") if u]
+            self.builder.set_nodes(snapshot.nodes, uuids, self.profile.gpu.resource_name)
+            from harness.checks.placement import placement_table
+
+            self.builder.add_placement_table(placement_table(snapshot, self.profile))
+        except Exception as exc:  # evidence is best effort; the run's verdicts stand on their own
+            self.evidence_problems.append(f"capturing the cluster state failed: {type(exc).__name__}: {exc}")
+
+    def collect_evidence(self, session: Any, nodeid: str, namespaces: list[str]) -> None:
+        if session.kube is None:
+            return
+        out = self.report_dir / "evidence" / _safe_dir_name(nodeid)
+        try:
+            from harness.kube.evidence import collect_evidence
+
+            paths = collect_evidence(session.kube, out, namespaces, seldon_namespace=self.profile.seldon.namespace)
+            for path in paths:
+                try:
+                    self.builder.add_artifact(Path(path).resolve().relative_to(self.report_dir.resolve()),
+                                              f"evidence for {nodeid}")
+                except ValueError:
+                    continue
+        except Exception as exc:
+            self.evidence_problems.append(f"evidence for {nodeid} failed: {type(exc).__name__}: {exc}")
+
+    # --- output ------------------------------------------------------------------------
+    def write(self) -> dict[str, Path]:
+        from harness.report import write_outputs
+
+        if self.problems:
+            # Something the run created may have been left behind: that fails the run.
+            self.builder.add_check("harness::cleanup", "cleanup left nothing behind", "fail", suite="harness",
+                                   reason="; ".join(self.problems)[:2000])
+        if self.evidence_problems:
+            self.builder.add_check("harness::evidence", "evidence collected", "pass", suite="harness",
+                                   details={"problems": self.evidence_problems})
+        report = self.builder.finish()
+        paths: dict[str, Path] = write_outputs(report, self.report_dir)
+        return paths
+
+
+def _first_lines(text: str, limit: int = 1500) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
