@@ -1,0 +1,566 @@
+"""The simulated kubelet (one for every node) with the NVIDIA device plugin's allocation built in.
+
+- Bound pods start: distinct GPUs of their node for pods that request `nvidia.com/gpu` (never two
+  live pods on one GPU; terminated or deleted pods free theirs), recorded in the pod annotation
+  `sim.harness.dev/allocated-gpus`; a unique loopback pod IP; containerStatuses and conditions as a
+  real kubelet reports them. Pods whose ConfigMap volumes are missing stay ContainerCreating with a
+  `FailedMount` event, as on a real node.
+- What a container sees of the GPUs follows the device plugin's envvar strategy and the NVIDIA
+  container runtime: `NVIDIA_VISIBLE_DEVICES` is the container's allocated UUID list; a container
+  that requested none keeps its own value (unset: no GPU; `all` on a GPU node: every GPU of the
+  node, the leak the visibility suite must catch). The simulated NVML (harness/gpu/fake_nvml) reads
+  that variable plus `HARNESS_SIM_NODE_GPUS` (the node's GPUs; set only on GPU nodes).
+- One-shot pods (restartPolicy Never/OnFailure) whose container runs `python3 <script>` (or
+  `python3 -c CODE`) really run it with this machine's Python, off the reconcile thread, with the
+  pod's ConfigMap volumes materialised into a temp dir and the simulated NVML first on PYTHONPATH;
+  stdout+stderr become the container log, the exit code decides Succeeded/Failed. Containers that
+  are not Python cannot run here: they complete with exit code 0 and an empty log.
+- Long-running containers just run. Crash faults (`crash_container`) restart a container once or
+  keep it in CrashLoopBackOff, rotating its log so `--previous` shows the crashed run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.sim.contracts import ApiError, Obj, Store
+from harness.sim.gpus import (
+    ALLOCATED_GPUS_ANNOTATION,
+    GPU_RESOURCE,
+    node_gpu_uuids,
+    pod_allocated_gpus,
+    quantity_or_zero,
+)
+from harness.sim.scheduler import container_requests, is_terminated, node_name_of, now_rfc3339
+
+log = logging.getLogger(__name__)
+
+FAKE_NVML_DIR = Path(__file__).resolve().parent.parent / "gpu" / "fake_nvml"
+_PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
+_BACKOFF_CAP = 8
+
+
+def _meta(obj: Obj) -> dict[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _uid(pod: Obj) -> str:
+    return str(_meta(pod).get("uid") or f"{_meta(pod).get('namespace')}/{_meta(pod).get('name')}")
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()
+
+
+def image_id(image: str) -> str:
+    """`docker.io/library/busybox@sha256:...`: the resolved reference a real kubelet reports."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        ref = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
+    first = ref.split("/", 1)[0]
+    if "/" not in ref:
+        ref = f"docker.io/library/{ref}"
+    elif "." not in first and ":" not in first and first != "localhost":
+        ref = f"docker.io/{ref}"
+    return f"{ref}@sha256:{_digest(image)}"
+
+
+def container_gpu_count(container: dict[str, Any]) -> int:
+    return int(container_requests(container).get(GPU_RESOURCE, 0))
+
+
+def split_allocation(pod: Obj, uuids: list[str]) -> dict[str, list[str]]:
+    """Which allocated UUIDs each app container got (in container order, as the pod asked)."""
+    out: dict[str, list[str]] = {}
+    cursor = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        n = container_gpu_count(c)
+        out[str(c.get("name"))] = uuids[cursor: cursor + n]
+        cursor += n
+    return out
+
+
+def node_gpu_inventory(node: Obj) -> list[dict[str, Any]]:
+    """The node's GPUs in the shape the simulated NVML reads from HARNESS_SIM_NODE_GPUS."""
+    labels = _meta(node).get("labels") or {}
+    product = str(labels.get("nvidia.com/gpu.product", "NVIDIA-GPU")).replace("-", " ")
+    memory_mib = int(quantity_or_zero(labels.get("nvidia.com/gpu.memory", "0")))
+    return [
+        {"uuid": u, "name": product, "memory_total_bytes": memory_mib * 2**20, "index": i}
+        for i, u in enumerate(node_gpu_uuids(node))
+    ]
+
+
+def qos_class(pod: Obj) -> str:
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for r in ("cpu", "memory"):
+            if r not in limits or quantity_or_zero(requests.get(r, limits[r])) != quantity_or_zero(limits[r]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _field_ref(path: str, pod: Obj, node_name: str, ip: str) -> str:
+    meta = _meta(pod)
+    values = {
+        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""), "spec.nodeName": node_name,
+        "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
+        "status.podIP": ip, "status.hostIP": "127.0.0.1",
+    }
+    return str(values.get(path, ""))
+
+
+def container_environment(store: Store, pod: Obj, container: dict[str, Any], node: Obj | None,
+                          allocated: list[str], ip: str = "") -> dict[str, str]:
+    """The environment a container would see: its env, plus what the device plugin injects."""
+    env: dict[str, str] = {}
+    ns = _meta(pod).get("namespace")
+    for item in container.get("env") or []:
+        name = str(item.get("name", ""))
+        if "value" in item:
+            env[name] = str(item.get("value") or "")
+            continue
+        source = item.get("valueFrom") or {}
+        if "fieldRef" in source:
+            env[name] = _field_ref(str(source["fieldRef"].get("fieldPath", "")), pod,
+                                   str((pod.get("spec") or {}).get("nodeName", "")), ip)
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            cm = store.get("v1", "ConfigMap", str(ref.get("name", "")), ns)
+            value = ((cm or {}).get("data") or {}).get(str(ref.get("key", "")))
+            if value is not None:
+                env[name] = str(value)
+    if allocated:
+        # The device plugin's Allocate response wins over the image's and the pod's own value.
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(allocated)
+    if node is not None and node_gpu_uuids(node):
+        env["HARNESS_SIM_NODE_GPUS"] = json.dumps(node_gpu_inventory(node))
+    return env
+
+
+@dataclass
+class _Crash:
+    namespace: str
+    pod: str
+    container: str
+    loop: bool
+    due: float
+    restarts: int = 1
+
+
+class KubeletController:
+    name = "kubelet"
+
+    def __init__(self, workdir: str | Path | None = None, fake_nvml_path: str | Path | None = None,
+                 script_timeout_s: float = 120.0, crash_backoff_s: float = 0.5, max_workers: int = 4) -> None:
+        self._workdir = Path(workdir) if workdir else None
+        self._fake_nvml = Path(fake_nvml_path) if fake_nvml_path else FAKE_NVML_DIR
+        self._script_timeout = script_timeout_s
+        self._backoff = crash_backoff_s
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sim-kubelet")
+        self._lock = threading.Lock()
+        self._ips: dict[str, str] = {}
+        self._jobs: dict[str, Future[None]] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._crashes: dict[str, _Crash] = {}
+        self._mount_reported: dict[str, str] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ reconcile
+    def reconcile(self, store: Store, now: float) -> float | None:
+        nodes = {node_name_of(n): n for n in store.list("v1", "Node")}
+        pods = sorted(store.list("v1", "Pod"), key=lambda p: (_meta(p).get("creationTimestamp") or "", _uid(p)))
+        in_use: dict[str, set[str]] = {}
+        for p in pods:
+            node_name = str((p.get("spec") or {}).get("nodeName") or "")
+            if node_name and not is_terminated(p):
+                in_use.setdefault(node_name, set()).update(pod_allocated_gpus(p))
+        live: set[str] = set()
+        for pod in pods:
+            uid = _uid(pod)
+            live.add(uid)
+            node = nodes.get(str((pod.get("spec") or {}).get("nodeName") or ""))
+            if node is None or is_terminated(pod) or (pod.get("status") or {}).get("startTime"):
+                continue
+            try:
+                self._start(store, pod, node, in_use.setdefault(node_name_of(node), set()))
+            except ApiError as exc:
+                if exc.code != 404:
+                    raise
+        with self._lock:
+            known = set(self._ips) | set(self._jobs) | set(self._crashes) | set(self._mount_reported)
+        self._forget(known - live)
+        return self._advance_crashes(store, now, live)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            procs = list(self._procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ starting pods
+    def _allocate_ip(self, uid: str) -> str:
+        with self._lock:
+            if uid in self._ips:
+                return self._ips[uid]
+            used = set(self._ips.values())
+            for n in range(2, 250 * 256):
+                ip = f"127.0.{n // 250}.{n % 250 + 2}" if n >= 250 else f"127.0.0.{n}"
+                if ip not in used:
+                    self._ips[uid] = ip
+                    return ip
+        raise RuntimeError("simulated pod IP range exhausted")
+
+    def _forget(self, uids: set[str]) -> None:
+        with self._lock:
+            for uid in uids:
+                self._ips.pop(uid, None)
+                self._jobs.pop(uid, None)
+                proc = self._procs.pop(uid, None)
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                self._crashes.pop(uid, None)
+                self._mount_reported.pop(uid, None)
+
+    def _missing_volume(self, store: Store, pod: Obj) -> str | None:
+        ns = _meta(pod).get("namespace")
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            cm = vol.get("configMap")
+            if cm and not cm.get("optional") and store.get("v1", "ConfigMap", str(cm.get("name", "")), ns) is None:
+                return (f'MountVolume.SetUp failed for volume "{vol.get("name")}" : '
+                        f'configmap "{cm.get("name")}" not found')
+        return None
+
+    def _start(self, store: Store, pod: Obj, node: Obj, in_use: set[str]) -> None:
+        meta = _meta(pod)
+        ns, name = str(meta.get("namespace")), str(meta["name"])
+        missing = self._missing_volume(store, pod)
+        if missing:
+            # Reported once per pod and message: an event bump is a write, and writes wake the loop.
+            with self._lock:
+                first = self._mount_reported.get(_uid(pod)) != missing
+                self._mount_reported[_uid(pod)] = missing
+            if first:
+                store.record_event(pod, "FailedMount", missing, "Warning", component="kubelet")
+            self._write_status(store, pod, self._creating_status(pod, node))
+            return
+        spec = pod.get("spec") or {}
+        wanted = sum(container_gpu_count(c) for c in spec.get("containers") or [])
+        allocated = pod_allocated_gpus(pod)
+        if wanted and not allocated:
+            free = [u for u in node_gpu_uuids(node) if u not in in_use]
+            if len(free) < wanted:
+                self._reject(store, pod, node, wanted, len(free))
+                return
+            allocated = free[:wanted]
+            in_use.update(allocated)
+            pod = store.patch("v1", "Pod", name, ns,
+                              {"metadata": {"annotations": {ALLOCATED_GPUS_ANNOTATION: ",".join(allocated)}}}, "merge")
+        ip = self._allocate_ip(_uid(pod))
+        store.record_event(pod, "Pulled", "Container image already present on machine", "Normal", component="kubelet")
+        status = self._running_status(pod, node, ip)
+        pod = self._write_status(store, pod, status)
+        if spec.get("restartPolicy") in ("Never", "OnFailure"):
+            with self._lock:
+                if self._closed:
+                    return
+                self._jobs[_uid(pod)] = self._pool.submit(self._run_one_shot, store, copy.deepcopy(pod), node, ip)
+
+    def _write_status(self, store: Store, pod: Obj, status: dict[str, Any]) -> Obj:
+        meta = _meta(pod)
+        return store.patch("v1", "Pod", str(meta["name"]), meta.get("namespace"), {"status": status}, "merge",
+                           subresource="status")
+
+    def _conditions(self, pod: Obj, ready: bool, reason: str | None = None, message: str | None = None) -> list[Obj]:
+        stamp = now_rfc3339()
+        previous = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+        out: list[Obj] = []
+        for ctype, ok in (("PodReadyToStartContainers", True), ("Initialized", True), ("Ready", ready),
+                          ("ContainersReady", ready), ("PodScheduled", True)):
+            old = previous.get(ctype) or {}
+            status = "True" if ok else "False"
+            cond: Obj = {"type": ctype, "status": status, "lastProbeTime": None,
+                         "lastTransitionTime": old.get("lastTransitionTime", stamp) if old.get("status") == status
+                         else stamp}
+            if not ok and reason:
+                cond["reason"] = reason
+                if message:
+                    cond["message"] = message
+            out.append(cond)
+        return out
+
+    def _container_status(self, pod: Obj, c: dict[str, Any], state: Obj, ready: bool, restarts: int = 0) -> Obj:
+        image = str(c.get("image", ""))
+        return {
+            "name": c.get("name"), "image": image, "imageID": image_id(image),
+            "containerID": f"containerd://{_digest(_uid(pod), str(c.get('name')), str(restarts))}",
+            "ready": ready, "started": "running" in state, "restartCount": restarts,
+            "state": state, "lastState": {},
+        }
+
+    def _running_status(self, pod: Obj, node: Obj, ip: str) -> Obj:
+        spec = pod.get("spec") or {}
+        stamp = now_rfc3339()
+        host_ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                        if a.get("type") == "InternalIP"), "127.0.0.1")
+        init_statuses = []
+        for c in spec.get("initContainers") or []:
+            st = self._container_status(pod, c, {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                                "startedAt": stamp, "finishedAt": stamp}}, True)
+            st["started"] = False
+            init_statuses.append(st)
+        status: Obj = {
+            "phase": "Running", "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": stamp, "qosClass": qos_class(pod), "conditions": self._conditions(pod, True),
+            "containerStatuses": [self._container_status(pod, c, {"running": {"startedAt": stamp}}, True)
+                                  for c in spec.get("containers") or []],
+        }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        return status
+
+    def _creating_status(self, pod: Obj, node: Obj) -> Obj:
+        spec = pod.get("spec") or {}
+        names = [str(c.get("name")) for c in spec.get("containers") or []]
+        message = f"containers with unready status: [{' '.join(names)}]"
+        return {
+            "phase": "Pending", "hostIP": "127.0.0.1", "qosClass": qos_class(pod),
+            "conditions": [c for c in self._conditions(pod, False, "ContainersNotReady", message)
+                           if c["type"] != "PodReadyToStartContainers"],
+            "containerStatuses": [
+                self._container_status(pod, c, {"waiting": {"reason": "ContainerCreating"}}, False)
+                for c in spec.get("containers") or []
+            ],
+        }
+
+    def _reject(self, store: Store, pod: Obj, node: Obj, wanted: int, free: int) -> None:
+        message = (f"Allocate failed due to requested number of devices unavailable for {GPU_RESOURCE}. "
+                   f"Requested: {wanted}, Available: {free}, which is unexpected")
+        store.record_event(pod, "UnexpectedAdmissionError", message, "Warning", component="kubelet")
+        self._write_status(store, pod, {"phase": "Failed", "reason": "UnexpectedAdmissionError", "message": message,
+                                        "startTime": now_rfc3339()})
+
+    # ------------------------------------------------------------------ one-shot pods
+    def _run_one_shot(self, store: Store, pod: Obj, node: Obj, ip: str) -> None:
+        meta = _meta(pod)
+        ns, name, uid = str(meta.get("namespace")), str(meta["name"]), _uid(pod)
+        per_container = split_allocation(pod, pod_allocated_gpus(pod))
+        results: list[tuple[dict[str, Any], int, str, str, str]] = []
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            started = now_rfc3339()
+            env = container_environment(store, pod, c, node, per_container.get(str(c.get("name")), []), ip)
+            try:
+                code, output = self._execute(store, pod, c, env, uid)
+            except Exception as exc:  # a broken script must fail the pod, never the worker
+                code, output = 128, f"sim kubelet: cannot run container: {exc}\n"
+            if output:
+                store.append_log(ns, name, str(c.get("name")), output)
+            results.append((c, code, started, now_rfc3339(), output))
+        with self._lock:
+            if self._closed:
+                return
+        failed = any(code != 0 for _, code, *_ in results)
+        statuses = [
+            self._container_status(pod, c, {"terminated": {
+                "exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started, "finishedAt": finished,
+                "containerID": f"containerd://{_digest(uid, str(c.get('name')), '0')}"}}, False)
+            for c, code, started, finished, _ in results
+        ]
+        current = store.get("v1", "Pod", name, ns)
+        if current is None or _uid(current) != uid:
+            return
+        try:
+            self._write_status(store, current, {
+                "phase": "Failed" if failed else "Succeeded",
+                "conditions": self._conditions(current, False, "PodCompleted"),
+                "containerStatuses": statuses,
+            })
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+
+    def _execute(self, store: Store, pod: Obj, c: dict[str, Any], env: dict[str, str], uid: str) -> tuple[int, str]:
+        argv = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
+        if not argv or not _PYTHON.match(os.path.basename(argv[0])):
+            return 0, ""
+        base = Path(tempfile.mkdtemp(prefix="pod-", dir=str(self._workdir) if self._workdir else None))
+        try:
+            mounts = self._materialise(store, pod, c, base)
+            args = [self._translate(a, mounts) for a in argv[1:]]
+            python_path = os.pathsep.join(p for p in (str(self._fake_nvml), env.get("PYTHONPATH", "")) if p)
+            full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base), "LANG": "C.UTF-8",
+                        "HOSTNAME": str(_meta(pod).get("name")), **env, "PYTHONPATH": python_path}
+            proc = subprocess.Popen([sys.executable, *args], cwd=str(base), env=full_env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            with self._lock:
+                self._procs[uid] = proc
+            try:
+                out, _ = proc.communicate(timeout=self._script_timeout)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate(timeout=10)
+                out += f"\nsim kubelet: killed after {self._script_timeout:.0f}s\n".encode()
+                code = 137
+            finally:
+                with self._lock:
+                    self._procs.pop(uid, None)
+            return (code if code >= 0 else 128 - code), out.decode("utf-8", "replace")
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+    @staticmethod
+    def _translate(arg: str, mounts: dict[str, Path]) -> str:
+        for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            if arg == mount or arg.startswith(mount.rstrip("/") + "/"):
+                return str(local) + arg[len(mount.rstrip("/")):]
+        return arg
+
+    def _materialise(self, store: Store, pod: Obj, c: dict[str, Any], base: Path) -> dict[str, Path]:
+        """Write the container's ConfigMap volumes under `base`; return mountPath -> local dir."""
+        ns = _meta(pod).get("namespace")
+        volumes = {str(v.get("name")): v for v in (pod.get("spec") or {}).get("volumes") or []}
+        mounts: dict[str, Path] = {}
+        for i, vm in enumerate(c.get("volumeMounts") or []):
+            vol = volumes.get(str(vm.get("name"))) or {}
+            source = vol.get("configMap")
+            if not source:
+                continue
+            cm = store.get("v1", "ConfigMap", str(source.get("name", "")), ns) or {}
+            data = {**(cm.get("data") or {})}
+            items = source.get("items")
+            files = {str(it["path"]): data.get(str(it["key"]), "") for it in items} if items else data
+            local = base / f"vol{i}"
+            sub = str(vm.get("subPath") or "")
+            for rel, text in files.items():
+                target = (local / rel).resolve()
+                if local.resolve() not in target.parents:
+                    continue  # a path escaping the volume is rejected by the real API server too
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(str(text), encoding="utf-8")
+            mounts[str(vm.get("mountPath", ""))] = local / sub if sub else local
+        return mounts
+
+    # ------------------------------------------------------------------ crash faults
+    def crash_container(self, store: Store, namespace: str, pod: str, container: str | None = None, *,
+                        loop: bool = False, exit_code: int = 1) -> Obj:
+        """Fault: the container exits; it restarts after a back-off (once) or keeps crashing (loop)."""
+        current = store.get("v1", "Pod", pod, namespace)
+        if current is None:
+            raise ApiError(404, "NotFound", f'pods "{pod}" not found')
+        names = [str(c.get("name")) for c in (current.get("spec") or {}).get("containers") or []]
+        target = container or names[0]
+        if target not in names:
+            raise ApiError(400, "BadRequest", f"container {target} is not valid for pod {pod}")
+        uid = _uid(current)
+        with self._lock:
+            previous = self._crashes.get(uid)
+            restarts = self._restart_count(current, target) + 1
+            self._crashes[uid] = _Crash(namespace, pod, target, loop, time.monotonic() + self._backoff,
+                                        (previous.restarts + 1) if previous else 1)
+        return self._apply_crash(store, current, target, restarts, exit_code)
+
+    def end_crash_loop(self, namespace: str, pod: str) -> None:
+        """Let a crash-looping container come back at its next restart."""
+        with self._lock:
+            for crash in self._crashes.values():
+                if crash.namespace == namespace and crash.pod == pod:
+                    crash.loop = False
+
+    @staticmethod
+    def _restart_count(pod: Obj, container: str) -> int:
+        for st in (pod.get("status") or {}).get("containerStatuses") or []:
+            if st.get("name") == container:
+                return int(st.get("restartCount", 0))
+        return 0
+
+    def _apply_crash(self, store: Store, pod: Obj, container: str, restarts: int, exit_code: int) -> Obj:
+        meta = _meta(pod)
+        ns, name = str(meta.get("namespace")), str(meta["name"])
+        stamp = now_rfc3339()
+        backoff = min(10 * 2 ** max(restarts - 1, 0), 300)
+        message = f"back-off {backoff}s restarting failed container={container} pod={name}_{ns}({meta.get('uid')})"
+        statuses = []
+        for st in (pod.get("status") or {}).get("containerStatuses") or []:
+            if st.get("name") == container:
+                started = ((st.get("state") or {}).get("running") or {}).get("startedAt", stamp)
+                st = {**st, "ready": False, "started": False, "restartCount": restarts,
+                      "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "startedAt": started,
+                                                   "finishedAt": stamp, "containerID": st.get("containerID")}},
+                      "state": {"waiting": {"reason": "CrashLoopBackOff", "message": message}}}
+            statuses.append(st)
+        store.append_log(ns, name, container, f"sim: container {container} exited with code {exit_code}\n")
+        store.rotate_log(ns, name, container)
+        store.record_event(pod, "BackOff", f"Back-off restarting failed container {container} in pod "
+                           f"{name}_{ns}({meta.get('uid')})", "Warning", component="kubelet")
+        return self._write_status(store, pod, {
+            "conditions": self._conditions(pod, False, "ContainersNotReady",
+                                           f"containers with unready status: [{container}]"),
+            "containerStatuses": statuses,
+        })
+
+    def _advance_crashes(self, store: Store, now: float, live: set[str]) -> float | None:
+        with self._lock:
+            crashes = {uid: c for uid, c in self._crashes.items() if uid in live}
+        wake: float | None = None
+        for uid, crash in crashes.items():
+            if crash.due > now:
+                wake = crash.due if wake is None else min(wake, crash.due)
+                continue
+            pod = store.get("v1", "Pod", crash.pod, crash.namespace)
+            if pod is None or _uid(pod) != uid:
+                continue
+            restarts = self._restart_count(pod, crash.container)
+            if crash.loop:
+                with self._lock:
+                    crash.restarts += 1
+                    crash.due = now + self._backoff * min(2 ** (crash.restarts - 1), _BACKOFF_CAP)
+                self._apply_crash(store, pod, crash.container, restarts + 1, 1)
+                wake = crash.due if wake is None else min(wake, crash.due)
+                continue
+            with self._lock:
+                self._crashes.pop(uid, None)
+            self._recover(store, pod, crash.container, restarts)
+        return wake
+
+    def _recover(self, store: Store, pod: Obj, container: str, restarts: int) -> None:
+        stamp = now_rfc3339()
+        statuses = []
+        for st in (pod.get("status") or {}).get("containerStatuses") or []:
+            if st.get("name") == container:
+                st = {**st, "ready": True, "started": True, "state": {"running": {"startedAt": stamp}},
+                      "containerID": f"containerd://{_digest(_uid(pod), container, str(restarts))}"}
+            statuses.append(st)
+        all_ready = all(st.get("ready") for st in statuses)
+        self._write_status(store, pod, {"conditions": self._conditions(pod, all_ready, "ContainersNotReady"),
+                                        "containerStatuses": statuses})
