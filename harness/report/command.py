@@ -1,0 +1,43 @@
+"""`python -m harness gate` and `python -m harness report`.
+
+Exit codes: 0 pass, 1 the gate failed or refused simulated evidence, 2 unusable input (raised as
+`UsageError`, printed as one line by the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.report.gate import format_verdict, gate
+from harness.report.html import render_html
+from harness.report.junit import render_junit
+from harness.report.model import load_report
+from harness.report.outputs import write_text
+from harness.report.text import summary_text
+
+
+def _allow_skip(args: argparse.Namespace) -> list[str]:
+    # `--allow-skip SUITE` (repeatable) when the CLI offers it; older parsers simply lack the flag.
+    raw = getattr(args, "allow_skip", None) or []
+    return [s for item in raw for s in str(item).split(",") if s]
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    report = load_report(args.report)
+    baseline = load_report(args.baseline) if args.baseline else None
+    verdict = gate(report, baseline, float(args.max_regression), bool(args.allow_simulated), _allow_skip(args))
+    sys.stdout.write(format_verdict(verdict, str(args.report)))
+    sys.stdout.flush()
+    return verdict.exit_code
+
+
+def run_report(args: argparse.Namespace) -> int:
+    report = load_report(args.report)
+    if args.html:
+        write_text(Path(args.html), render_html(report))
+    if args.junit:
+        write_text(Path(args.junit), render_junit(report))
+    sys.stdout.write(summary_text(report))
+    return 0

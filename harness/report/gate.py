@@ -1,0 +1,221 @@
+"""The release gate: a pure verdict over a run report and an optional baseline.
+
+Rules (documented in docs/report.md, "The release gate"):
+- evidence from the simulated cluster is refused unless `allow_simulated` (in the report or the
+  baseline: a simulated baseline says nothing about a real cluster's latency);
+- every check must pass; `fail` and `error` fail the gate, and so does `skip` unless its suite is in
+  `allow_skip` ("*" allows every skip): a skipped GPU check proved nothing, so a release must not
+  count it as passed by default;
+- a report with no checks, or one whose run never finished, fails (nothing or only part was proven);
+- every latency result must be complete and meet its SLO verdicts;
+- against a baseline, p50/p95/p99 of every model measured at the same load (model, protocol, loop,
+  offered rate or concurrency) may grow by at most `max_regression` (0.10 = 10 %, the bound itself
+  passes); a baseline measurement with no counterpart in the report fails, because an unmeasured
+  model cannot be shown not to have regressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from harness.report.model import LatencyEntry, RunReport
+
+PERCENTILES = ("p50", "p95", "p99")
+# Float noise must not turn "exactly at the bound" into a failure.
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class GateFailure:
+    kind: str  # refused | empty | unfinished | check | skip | incomplete | slo | regression | missing
+    subject: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One percentile of one model at one load, against the baseline."""
+
+    load: str
+    percentile: str
+    baseline_ms: float
+    current_ms: float
+    change: float  # fraction: 0.25 = 25 % slower
+    limit: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    refused: bool
+    simulated: bool
+    failures: tuple[GateFailure, ...]
+    comparisons: tuple[Comparison, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def _latest_by_load(entries: list[LatencyEntry], notes: list[str], which: str) -> dict[str, LatencyEntry]:
+    out: dict[str, LatencyEntry] = {}
+    for entry in entries:
+        if entry.load_key in out:
+            notes.append(f"{which} measured {entry.load_key} more than once; the last measurement counts")
+        out[entry.load_key] = entry
+    return out
+
+
+def _check_failures(report: RunReport, allow_skip: Collection[str]) -> list[GateFailure]:
+    failures: list[GateFailure] = []
+    skip_all = "*" in allow_skip
+    for check in report.checks:
+        subject = f"{check.suite}: {check.name}"
+        if check.status in ("fail", "error"):
+            failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
+        elif check.status == "skip" and not (skip_all or check.suite in allow_skip):
+            failures.append(GateFailure(
+                "skip", subject,
+                f"skipped ({check.reason or 'no reason given'}); a skipped check proves nothing "
+                f"(allow with --allow-skip {check.suite})",
+            ))
+    return failures
+
+
+def _latency_failures(report: RunReport) -> list[GateFailure]:
+    failures: list[GateFailure] = []
+    for entry in report.latency:
+        if not entry.result.complete:
+            failures.append(GateFailure(
+                "incomplete", entry.load_key, f"load run incomplete: {entry.result.failure or 'no reason given'}"
+            ))
+        for slo in entry.slo_verdicts:
+            if not slo.ok and slo.name != "complete":
+                failures.append(GateFailure("slo", entry.load_key, slo.reason))
+    return failures
+
+
+def _regressions(
+    report: RunReport, baseline: RunReport, max_regression: float, notes: list[str]
+) -> tuple[list[Comparison], list[GateFailure]]:
+    current = _latest_by_load(report.latency, notes, "the report")
+    base = _latest_by_load(baseline.latency, notes, "the baseline")
+    comparisons: list[Comparison] = []
+    failures: list[GateFailure] = []
+    for key, old in sorted(base.items()):
+        new = current.get(key)
+        if new is None:
+            failures.append(GateFailure(
+                "missing", key, "the baseline measured this model at this load; the report did not"
+            ))
+            continue
+        for pct in PERCENTILES:
+            before = float(getattr(old.result.latency_ms, pct))
+            after = float(getattr(new.result.latency_ms, pct))
+            if before <= 0:
+                notes.append(f"{key} {pct}: baseline is {before:g} ms, no ratio to compare")
+                continue
+            change = after / before - 1.0
+            ok = change <= max_regression + _EPSILON
+            comparisons.append(Comparison(key, pct, before, after, change, max_regression, ok))
+            if not ok:
+                failures.append(GateFailure(
+                    "regression", f"{key} {pct}",
+                    f"{before:.2f} ms -> {after:.2f} ms (+{change:.1%}, bound {max_regression:.1%})",
+                ))
+    for key in sorted(set(current) - set(base)):
+        notes.append(f"{key}: not in the baseline, compared with SLOs only")
+    return comparisons, failures
+
+
+def gate(
+    report: RunReport,
+    baseline: RunReport | None,
+    max_regression: float,
+    allow_simulated: bool,
+    allow_skip: Collection[str] = (),
+) -> GateVerdict:
+    """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
+    if max_regression < 0:
+        raise ValueError(f"max_regression must be >= 0, got {max_regression}")
+    notes: list[str] = []
+    failures: list[GateFailure] = []
+    refused = report.simulated and not allow_simulated
+    if refused:
+        failures.append(GateFailure(
+            "refused", f"run {report.run_id}",
+            f"evidence is from a SIMULATED CLUSTER (provider {report.provider}); a release needs a real cluster",
+        ))
+    if baseline is not None and baseline.simulated and not report.simulated and not allow_simulated:
+        failures.append(GateFailure(
+            "refused", f"baseline run {baseline.run_id}",
+            "the baseline is from a SIMULATED CLUSTER; its latencies say nothing about a real cluster",
+        ))
+    if report.finished is None:
+        failures.append(GateFailure(
+            "unfinished", f"run {report.run_id}", "the run never finished; evidence is partial"
+        ))
+    if not report.checks:
+        failures.append(GateFailure("empty", f"run {report.run_id}", "the report holds no checks: nothing was proven"))
+    failures.extend(_check_failures(report, allow_skip))
+    failures.extend(_latency_failures(report))
+    comparisons: list[Comparison] = []
+    if baseline is not None:
+        comparisons, regressions = _regressions(report, baseline, max_regression, notes)
+        failures.extend(regressions)
+    else:
+        notes.append("no baseline given: latency judged against SLOs only")
+    return GateVerdict(
+        passed=not failures,
+        refused=refused,
+        simulated=report.simulated,
+        failures=tuple(failures),
+        comparisons=tuple(comparisons),
+        notes=tuple(notes),
+    )
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    cells = [header, *rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+
+def format_verdict(verdict: GateVerdict, report_name: str) -> str:
+    """Human-readable verdict; the first line alone says pass, fail or refused (and SIMULATED)."""
+    n = len(verdict.failures)
+    problems = f"{n} problem{'s' if n != 1 else ''}"
+    if verdict.refused:
+        first = (
+            f"REFUSED: {report_name} is evidence from a SIMULATED CLUSTER, which cannot release anything "
+            f"(--allow-simulated judges it anyway); {problems}"
+        )
+    elif verdict.passed:
+        first = f"PASS: {report_name}"
+    else:
+        first = f"FAIL: {report_name}: {problems}"
+    if verdict.simulated and not verdict.refused:
+        first = f"SIMULATED CLUSTER (accepted with --allow-simulated): {first}"
+    lines = [first]
+    if verdict.failures:
+        lines.append("")
+        lines += _table(
+            ("KIND", "SUBJECT", "DETAIL"), [(f.kind, f.subject, f.detail) for f in verdict.failures]
+        )
+    if verdict.comparisons:
+        lines.append("")
+        lines += _table(
+            ("LOAD", "PCT", "BASELINE MS", "CURRENT MS", "CHANGE", "BOUND", "VERDICT"),
+            [
+                (c.load, c.percentile, f"{c.baseline_ms:.2f}", f"{c.current_ms:.2f}", f"{c.change:+.1%}",
+                 f"{c.limit:.1%}", "ok" if c.ok else "REGRESSED")
+                for c in verdict.comparisons
+            ],
+        )
+    if verdict.notes:
+        lines.append("")
+        lines += [f"note: {note}" for note in verdict.notes]
+    return "\n".join(lines) + "\n"

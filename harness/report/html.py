@@ -1,0 +1,253 @@
+"""The HTML report: ONE self-contained file that opens offline.
+
+Inline CSS, no scripts, no fonts or images from elsewhere: the latency plot is a PNG drawn with
+matplotlib's Agg canvas (no pyplot, so no global backend state) and embedded as a data: URI.
+Every value from the report is escaped. Artifact links are relative to the report directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from html import escape
+from typing import Any
+
+from harness.report.model import CheckVerdict, LatencyEntry, RunReport
+from harness.report.text import SIMULATED_BANNER, headline
+
+# Percentile plot positions in "nines": 50 % -> 0.3, 90 % -> 1, 99 % -> 2, 99.9 % -> 3.
+_POINTS = (("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p99_9", 0.999))
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#1b1f24}
+h1{font-size:1.4em;margin:.2em 0}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+th,td{border:1px solid #d0d7de;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{background:#fff3cd;border:2px solid #c69026;padding:.6em 1em;font-weight:bold;font-size:1.1em}
+.pass{background:#dafbe1}.fail,.error{background:#ffebe9}.skip{background:#fff8c5}
+.muted{color:#656d76}code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
+pre{background:#f6f8fa;padding:.5em;overflow:auto;max-height:30em}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _td(value: Any, num: bool = False) -> str:
+    return f'<td class="num">{_e(value)}</td>' if num else f"<td>{_e(value)}</td>"
+
+
+def _short_uuid(uuid: str) -> str:
+    return uuid if len(uuid) <= 16 else f"{uuid[:12]}…"
+
+
+def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
+    """Latency by percentile (x in nines) for each measurement, as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [-math.log10(1 - q) for _, q in _POINTS]
+    for entry in entries:
+        lat = entry.result.latency_ms
+        ys = [float(getattr(lat, key)) for key, _ in _POINTS]
+        line = ax.plot(xs, ys, marker="o", label=entry.load_key)[0]
+        if entry.slo is not None:
+            for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+                limit = getattr(entry.slo, f"{key}_ms")
+                if limit is not None:
+                    ax.plot([-math.log10(1 - q)], [limit], marker="_", markersize=18, color=line.get_color())
+    ax.set_xticks(xs, ["50%", "90%", "95%", "99%", "99.9%"])
+    ax.set_xlabel("percentile (client-observed; open loop from the intended send time)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency by percentile (bars: SLO limits)")
+    ax.grid(True, alpha=0.3)
+    if entries:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # No Software metadata: the PNG must not carry any URL either.
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _summary(report: RunReport) -> str:
+    c = report.counts()
+    facts = report.cluster
+    admission = {True: "yes", False: "no", None: "unknown"}[facts.gpu_toleration_admission]
+    rows = [
+        ["run id", report.run_id],
+        ["simulated", "YES: simulated cluster" if report.simulated else "no"],
+        ["provider", report.provider],
+        ["profile", f"{report.profile.name} ({report.profile.path or '-'})"],
+        ["started", report.started.isoformat()],
+        ["finished", report.finished.isoformat() if report.finished else "did not finish"],
+        ["kubernetes", facts.kubernetes_version or "unknown"],
+        ["seldon core", facts.seldon_version or "unknown"],
+        ["GPU tolerations added by admission", admission],
+        ["checks", f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skip']} skipped"],
+        ["GPUs", str(report.gpu_count)],
+    ]
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _checks(checks: list[CheckVerdict]) -> str:
+    if not checks:
+        return '<p class="muted">No checks recorded.</p>'
+    order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
+    ordered = sorted(checks, key=lambda ch: (order[ch.status], ch.suite, ch.name))
+    rows = [[_td(ch.status), _td(ch.suite), _td(ch.name), _td(ch.reason), _td(f"{ch.duration_s:.2f}", True)]
+            for ch in ordered]
+    return _table(["status", "suite", "check", "reason", "seconds"], rows, [ch.status for ch in ordered])
+
+
+def _placement(report: RunReport) -> str:
+    if not report.placement:
+        return '<p class="muted">No placement recorded.</p>'
+    nodes = [n.name for n in report.nodes]
+    for row in report.placement:
+        if row.node and row.node not in nodes:
+            nodes.append(row.node)
+    roles = {n.name: n.role for n in report.nodes}
+    header = ["pod", "owner", *[f"{n} ({roles.get(n, '?')})" for n in nodes], "pending", "verdict", "reason"]
+    rows = []
+    for row in report.placement:
+        cells = [_td(f"{row.namespace}/{row.pod}"), _td(f"{row.owner_kind}/{row.owner}" if row.owner else "-")]
+        for node in nodes:
+            if row.node == node:
+                mark = "●" + (f" {row.gpus_requested} GPU" if row.gpus_requested else "")
+                uuids = ", ".join(_short_uuid(u) for u in row.gpu_uuids)
+                cells.append(f"<td>{_e(mark)}" + (f"<br><code>{_e(uuids)}</code>" if uuids else "") + "</td>")
+            else:
+                cells.append("<td></td>")
+        cells += [_td("●" if row.node is None else ""), _td(row.verdict), _td(row.reason)]
+        rows.append(cells)
+    return _table(header, rows, [r.verdict for r in report.placement])
+
+
+def _gpu_inventory(report: RunReport) -> str:
+    if not report.nodes:
+        return '<p class="muted">No nodes recorded.</p>'
+    holders: dict[str, str] = {}
+    for row in report.placement:
+        for uuid in row.gpu_uuids:
+            holders[uuid] = f"{row.namespace}/{row.pod}"
+    rows = []
+    for node in report.nodes:
+        taints = ", ".join(f"{t.key}={t.value or ''}:{t.effect}" for t in node.taints) or "-"
+        uuids = "<br>".join(
+            f"<code>{_e(u)}</code>" + (f" → {_e(holders[u])}" if u in holders else "") for u in node.gpu_uuids
+        ) or "-"
+        pool = ", ".join(f"{k}={v}" for k, v in sorted(node.labels.items())
+                         if k.startswith("nvidia.com/") or k == "pool") or "-"
+        rows.append([_td(node.name), _td(node.role), _td(node.gpu_count, True), _td(node.gpu_product or "-"),
+                     f"<td>{uuids}</td>", _td(taints), _td(pool)])
+    return _table(["node", "role", "GPUs", "product", "GPU UUIDs → holder", "taints", "GPU labels"], rows)
+
+
+def _latency(report: RunReport) -> str:
+    if not report.latency:
+        return '<p class="muted">No latency measured.</p>'
+    rows = []
+    classes = []
+    for entry in report.latency:
+        r = entry.result
+        lat = r.latency_ms
+        slo_text = "; ".join(("ok: " if v.ok else "FAIL: ") + v.reason for v in entry.slo_verdicts) or "-"
+        ok = all(v.ok for v in entry.slo_verdicts) and r.complete
+        classes.append("pass" if ok else "fail")
+        rows.append([
+            _td(entry.model), _td(entry.server or "-"), _td(entry.node or "-"),
+            _td(f"{r.protocol} {r.mode}"),
+            _td("-" if r.offered_rate_rps is None else f"{r.offered_rate_rps:g}", True),
+            _td(f"{r.achieved_rate_rps:.1f}", True), _td(f"{r.throughput_rps:.1f}", True),
+            *[_td(f"{getattr(lat, k):.2f}", True) for k in ("p50", "p90", "p95", "p99", "p99_9", "max")],
+            _td(f"{r.error_rate:.2%}", True), _td(r.late_sends, True), _td("yes" if r.stable else "no"),
+            _td(f"{r.client_cpu_ms_per_request:.2f}", True),
+            _td("complete" if r.complete else f"INCOMPLETE: {r.failure}"), _td(slo_text),
+        ])
+    table = _table(
+        ["model", "server", "node", "load", "offered rps", "achieved rps", "throughput rps", "p50 ms", "p90 ms",
+         "p95 ms", "p99 ms", "p99.9 ms", "max ms", "errors", "late sends", "stable", "client cpu ms/req",
+         "run", "SLO verdicts"],
+        rows, classes,
+    )
+    png = base64.b64encode(latency_plot_png(report.latency)).decode("ascii")
+    return f'{table}<p><img alt="latency by percentile" src="data:image/png;base64,{png}"></p>'
+
+
+def _probes(report: RunReport) -> str:
+    if not report.probes:
+        return '<p class="muted">No NVML probes recorded.</p>'
+    parts = []
+    for probe in report.probes:
+        verdicts = ", ".join(f"{v.name}: {v.status}" for v in probe.verdicts) or "no verdicts"
+        doc = json.dumps(probe.probe, indent=2, sort_keys=True)
+        parts.append(
+            f"<details><summary>{_e(probe.namespace)}/{_e(probe.pod)} on {_e(probe.node or '?')}: "
+            f"{probe.gpus_requested} GPU requested; {_e(verdicts)}</summary><pre>{_e(doc)}</pre></details>"
+        )
+    return "".join(parts)
+
+
+def _phases(report: RunReport) -> str:
+    if not report.phases:
+        return '<p class="muted">No phases recorded.</p>'
+    rows = [[_td(p.name), _td(p.started.isoformat()), _td("-" if p.seconds is None else f"{p.seconds:.1f}", True),
+             _td(p.status), _td(p.error or "")] for p in report.phases]
+    return _table(["phase", "started", "seconds", "status", "error"], rows,
+                  ["pass" if p.status == "ok" else "fail" if p.status == "failed" else "" for p in report.phases])
+
+
+def _artifacts(report: RunReport) -> str:
+    if not report.artifacts:
+        return '<p class="muted">No artifacts recorded.</p>'
+    items = "".join(
+        f'<li><a href="{_e(a.path)}">{_e(a.path)}</a> {_e(a.description)}</li>' for a in report.artifacts
+    )
+    return f"<ul>{items}</ul>"
+
+
+def render_html(report: RunReport) -> str:
+    line = headline(report)
+    title = f"{SIMULATED_BANNER}: harness report {report.run_id}" if report.simulated else (
+        f"harness report {report.run_id}"
+    )
+    banner = (
+        f'<div class="banner">{SIMULATED_BANNER}: this run used the built-in simulated cluster. Placement and '
+        "scheduling follow Kubernetes rules and latency is real MLServer on this machine, but no real GPU "
+        "was involved. The release gate refuses this evidence.</div>"
+        if report.simulated else ""
+    )
+    first = f"<!-- {line.replace('--', '- -')} -->\n"
+    sections = [
+        ("Summary", _summary(report)),
+        ("Checks", _checks(report.checks)),
+        ("Placement matrix", _placement(report)),
+        ("GPU inventory", _gpu_inventory(report)),
+        ("Latency", _latency(report)),
+        ("NVML probes", _probes(report)),
+        ("Lifecycle phases", _phases(report)),
+        ("Artifacts", _artifacts(report)),
+    ]
+    body = "".join(f"<h2>{_e(name)}</h2>{content}" for name, content in sections)
+    return (
+        f"{first}<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head>"
+        f"<body>{banner}<h1>{_e(line)}</h1>{body}</body></html>\n"
+    )

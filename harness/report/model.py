@@ -1,0 +1,306 @@
+"""The run report: one versioned, strictly validated document (`report.json`).
+
+Everything a person or the release gate needs to judge a run lives here: where it ran (and whether
+the cluster was simulated), the nodes and GPUs, where each pod landed, every check's verdict, the
+NVML probe output, latency per model with the SLOs applied, and how long each lifecycle phase took.
+Unknown keys are errors (`extra="forbid"`) so a typo in a producer fails loudly instead of silently
+dropping evidence. `docs/report.md` documents every field; `docs/report.schema.json` is generated
+from these classes (`python -m harness.report.model > docs/report.schema.json`).
+
+Bump `SCHEMA_VERSION` on any change that an older reader could misread (renamed or re-typed field).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import UsageError
+
+SCHEMA_VERSION: Literal["1"] = "1"
+
+Status = Literal["pass", "fail", "skip", "error"]
+NodeRole = Literal["control-plane", "cpu", "gpu"]
+PhaseStatus = Literal["ok", "failed", "running"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileRef(_Model):
+    """Which profile the run used."""
+
+    name: str = Field(description="profile `name`")
+    path: str | None = Field(default=None, description="profile file as given on the command line")
+
+
+class ClusterFacts(_Model):
+    """Facts about the cluster that change how the evidence is read."""
+
+    kubernetes_version: str | None = Field(default=None, description="API server gitVersion, e.g. v1.32.2")
+    seldon_version: str | None = Field(default=None, description="Seldon Core 2 version installed or found")
+    gpu_toleration_admission: bool | None = Field(
+        default=None,
+        description="true when admission (ExtendedResourceToleration) adds GPU tolerations to GPU pods; "
+        "null when unknown. Negative placement checks read differently when true.",
+    )
+    context: str | None = Field(default=None, description="kubeconfig context (existing clusters)")
+
+
+class NodeTaint(_Model):
+    key: str
+    value: str | None = None
+    effect: str
+
+
+class NodeInfo(_Model):
+    """One node as the run saw it."""
+
+    name: str
+    role: NodeRole
+    taints: list[NodeTaint] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    gpu_count: int = Field(default=0, ge=0, description="allocatable GPUs (nvidia.com/gpu)")
+    gpu_product: str | None = Field(default=None, description="nvidia.com/gpu.product label")
+    gpu_uuids: list[str] = Field(default_factory=list, description="GPU UUIDs where known (probe or sim)")
+    allocatable: dict[str, str] = Field(default_factory=dict, description="status.allocatable as strings")
+
+
+class PlacementRow(_Model):
+    """Where one pod landed and whether that was right."""
+
+    pod: str
+    namespace: str
+    node: str | None = Field(default=None, description="spec.nodeName; null while Pending")
+    gpus_requested: int = Field(default=0, ge=0)
+    gpu_uuids: list[str] = Field(default_factory=list, description="GPUs the pod holds where known")
+    owner_kind: str | None = Field(default=None, description="Server for Seldon server pods, else the owner kind")
+    owner: str | None = None
+    verdict: Status
+    reason: str = ""
+
+
+class CheckVerdict(_Model):
+    """One check (usually one test) and its outcome."""
+
+    id: str = Field(description="stable identifier, e.g. the pytest node id")
+    suite: str = Field(description="category: placement | isolation | scheduling | gpu | latency | seldon | ...")
+    name: str
+    status: Status
+    reason: str = Field(default="", description="why it failed or was skipped; empty on pass")
+    details: dict[str, Any] = Field(default_factory=dict)
+    duration_s: float = Field(default=0.0, ge=0)
+
+
+class ProbeResult(_Model):
+    """The NVML probe's raw JSON from one pod and the visibility verdicts drawn from it."""
+
+    pod: str
+    namespace: str
+    node: str | None = None
+    gpus_requested: int = Field(default=0, ge=0)
+    probe: dict[str, Any] = Field(description="the probe's JSON document, unchanged")
+    verdicts: list[CheckVerdict] = Field(default_factory=list)
+
+
+class LatencyPercentiles(_Model):
+    min: float
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p99_9: float
+    max: float
+
+
+class LatencyWindow(_Model):
+    throughput_rps: float
+    p99_ms: float
+
+
+class LoadResultData(_Model):
+    """Exactly the keys of `harness.load.LoadResult.to_dict()` (the shared contract)."""
+
+    engine: Literal["harness", "perf_analyzer"]
+    mode: Literal["open", "closed"]
+    protocol: Literal["http", "grpc"]
+    endpoint: str
+    model: str
+    offered_rate_rps: float | None
+    concurrency: int | None
+    poisson: bool
+    duration_s: float
+    warmup_s: float
+    workers: int
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    error_rate: float
+    achieved_rate_rps: float
+    throughput_rps: float
+    late_sends: int
+    late_send_fraction: float
+    latency_ms: LatencyPercentiles
+    stable: bool
+    trials: int
+    windows: list[LatencyWindow]
+    client_cpu_ms_per_request: float
+    complete: bool
+    failure: str | None
+
+
+class SloSpec(_Model):
+    """The SLO that was applied (the profile's `slo` or `model_slos[model]`)."""
+
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    min_throughput_rps: float = 0.0
+    max_error_rate: float = 0.0
+
+
+class SloVerdict(_Model):
+    """One SLO limit against one measurement (same shape as `harness.checks.slo.SloVerdict`)."""
+
+    name: str = Field(
+        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | complete"
+    )
+    limit: float | None
+    actual: float | None
+    ok: bool
+    reason: str
+
+
+class LatencyEntry(_Model):
+    """Latency of one model at one load."""
+
+    model: str
+    server: str | None = None
+    node: str | None = None
+    gpu_uuids: list[str] = Field(default_factory=list)
+    result: LoadResultData
+    slo: SloSpec | None = None
+    slo_verdicts: list[SloVerdict] = Field(default_factory=list)
+
+    @property
+    def load_key(self) -> str:
+        """What makes two measurements comparable: model, protocol, loop and the load asked for."""
+        r = self.result
+        load = f"{r.offered_rate_rps:g} rps" if r.mode == "open" and r.offered_rate_rps is not None else (
+            f"concurrency {r.concurrency}"
+        )
+        return f"{self.model} {r.protocol} {r.mode} {load}"
+
+
+class Phase(_Model):
+    """One lifecycle phase (cluster create, installs, model loads, load runs, teardown)."""
+
+    name: str
+    started: datetime
+    seconds: float | None = Field(default=None, ge=0, description="null while running")
+    status: PhaseStatus
+    error: str | None = Field(default=None, description="exception summary when failed")
+
+
+class Artifact(_Model):
+    """A file the run left behind, relative to the report directory."""
+
+    path: str = Field(description="relative POSIX path from the directory holding report.json")
+    description: str = ""
+
+
+class RunReport(_Model):
+    """The whole run. Top-level document of report.json."""
+
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    run_id: str
+    started: datetime
+    finished: datetime | None = Field(default=None, description="null when the run was cut short")
+    simulated: bool = Field(description="true when the evidence comes from the built-in simulated cluster")
+    provider: Literal["sim", "kind", "existing"]
+    profile: ProfileRef
+    cluster: ClusterFacts = Field(default_factory=ClusterFacts)
+    nodes: list[NodeInfo] = Field(default_factory=list)
+    placement: list[PlacementRow] = Field(default_factory=list)
+    checks: list[CheckVerdict] = Field(default_factory=list)
+    probes: list[ProbeResult] = Field(default_factory=list)
+    latency: list[LatencyEntry] = Field(default_factory=list)
+    phases: list[Phase] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(n.gpu_count for n in self.nodes)
+
+    def counts(self) -> dict[str, int]:
+        out = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+        for check in self.checks:
+            out[check.status] += 1
+        return out
+
+
+def schema_json() -> str:
+    """The JSON schema of `RunReport` as committed in docs/report.schema.json."""
+    schema = RunReport.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"report.schema.v{SCHEMA_VERSION}.json"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def _loc(error: Any) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error["loc"]).replace(".[", "[")
+
+
+def parse_report(data: Any, source: str) -> RunReport:
+    """Validate parsed JSON. Any problem is one `UsageError` line naming `source` and the field."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: expected a JSON object at the top level, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UsageError(
+            f"{source}: schema_version: expected {SCHEMA_VERSION!r} (this harness reads report schema "
+            f"v{SCHEMA_VERSION}), got {version!r}"
+        )
+    try:
+        return RunReport.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        got = first.get("input")
+        shown = "" if first["type"] in ("missing", "extra_forbidden") else f", got {json.dumps(got, default=str)[:80]}"
+        what = "unknown field" if first["type"] == "extra_forbidden" else first["msg"].lower()
+        raise UsageError(f"{source}: {_loc(first)}: {what}{shown}{suffix}") from None
+
+
+def load_report(path: str | Path) -> RunReport:
+    """Read and validate a report.json; unusable input raises one `UsageError` line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{p}: report file not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{p}: expected a report.json file, got a directory") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{p}: cannot read the report ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return parse_report(data, str(p))
+
+
+def dump_report(report: RunReport) -> str:
+    return report.model_dump_json(indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(schema_json())

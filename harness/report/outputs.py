@@ -1,0 +1,36 @@
+"""Write a report's files: report.json, junit.xml and report.html, side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.report.html import render_html
+from harness.report.junit import render_junit
+from harness.report.model import RunReport, dump_report
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves half a report behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write ({exc.__class__.__name__}: {exc.strerror or exc})") from None
+    return path
+
+
+def write_outputs(
+    report: RunReport, out_dir: str | Path, *, html: bool = True, junit: bool = True
+) -> dict[str, Path]:
+    """Write report.json (always), junit.xml and report.html; returns kind -> path."""
+    out = Path(out_dir)
+    written = {"json": write_text(out / "report.json", dump_report(report))}
+    if junit:
+        written["junit"] = write_text(out / "junit.xml", render_junit(report))
+    if html:
+        written["html"] = write_text(out / "report.html", render_html(report))
+    return written

@@ -1,0 +1,39 @@
+"""Plain-text summary of a run report (terminal, CI step summary). First line flags simulation."""
+
+from __future__ import annotations
+
+from harness.report.model import RunReport
+
+SIMULATED_BANNER = "SIMULATED CLUSTER"
+
+
+def headline(report: RunReport) -> str:
+    """One line: what ran where and how it went; starts with SIMULATED CLUSTER on the sim."""
+    c = report.counts()
+    verdict = "FAILED" if c["fail"] or c["error"] else "passed"
+    text = (
+        f"harness run {report.run_id} ({report.provider}, profile {report.profile.name}): {verdict}: "
+        f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skip']} skipped"
+    )
+    if report.simulated:
+        return f"{SIMULATED_BANNER}: not evidence about real GPUs: {text}"
+    return text
+
+
+def summary_text(report: RunReport) -> str:
+    lines = [headline(report)]
+    facts = report.cluster
+    lines.append(
+        f"kubernetes {facts.kubernetes_version or '?'}, seldon {facts.seldon_version or '?'}, "
+        f"{len(report.nodes)} nodes, {report.gpu_count} GPUs"
+    )
+    for check in report.checks:
+        if check.status != "pass":
+            lines.append(f"  {check.status.upper():5} {check.suite}: {check.name}: {check.reason}")
+    for entry in report.latency:
+        lat = entry.result.latency_ms
+        lines.append(
+            f"  latency {entry.load_key}: p50 {lat.p50:.2f} ms, p95 {lat.p95:.2f} ms, p99 {lat.p99:.2f} ms, "
+            f"achieved {entry.result.achieved_rate_rps:.1f} rps, errors {entry.result.error_rate:.2%}"
+        )
+    return "\n".join(lines) + "\n"
