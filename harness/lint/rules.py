@@ -1,0 +1,410 @@
+"""The lint rules: pure functions over documents, the profile and nodes. Each has a stable id.
+
+Ids are part of the interface (CI filters, docs): never renumber, only add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from harness.config import DEFAULT_CAPABILITIES, Profile
+from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
+from harness.lint.podspec import (
+    containers,
+    gpu_counts,
+    has_selection,
+    merge_server_pod,
+    requests_gpu,
+    selects_node,
+    targets_label,
+    tolerates,
+    workload_pod,
+)
+
+# The device plugin chart's defaults, used when its values set no tolerations (v0.17.1 values.yaml).
+_DEVICE_PLUGIN_DEFAULT_TOLERATIONS = (
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+)
+_CAPABILITIES_ENV = "SELDON_SERVER_CAPABILITIES"
+_SERVER_CONTAINERS = ("mlserver", "triton")
+
+
+@dataclass(frozen=True)
+class Workload:
+    doc: Document
+    pod: dict[str, Any]
+    path: str
+
+    @property
+    def is_server(self) -> bool:
+        return self.doc.kind == "Server"
+
+
+@dataclass(frozen=True)
+class Context:
+    docs: tuple[Document, ...]
+    profile: Profile
+    nodes: tuple[dict[str, Any], ...]
+    live: bool
+
+    @property
+    def taint(self) -> dict[str, str]:
+        return self.profile.gpu.taint.as_k8s()
+
+    @property
+    def resource(self) -> str:
+        return self.profile.gpu.resource_name
+
+    def of_kind(self, kind: str) -> list[Document]:
+        return [d for d in self.docs if d.kind == kind]
+
+    @cached_property
+    def server_configs(self) -> dict[str, Document]:
+        return {d.name: d for d in self.of_kind("ServerConfig")}
+
+    def server_pod(self, server: Document) -> dict[str, Any]:
+        config = self.server_configs.get(str(server.spec.get("serverConfig", "")))
+        config_pod = config.spec.get("podSpec") if config is not None else None
+        return merge_server_pod(config_pod, server.spec.get("podSpec"))
+
+    @cached_property
+    def workloads(self) -> list[Workload]:
+        found: list[Workload] = []
+        for doc in self.docs:
+            if doc.kind == "Server":
+                found.append(Workload(doc, self.server_pod(doc), "spec.podSpec"))
+                continue
+            located = workload_pod(doc)
+            if located is not None:
+                found.append(Workload(doc, located[0], located[1]))
+        return found
+
+    def is_gpu(self, workload: Workload) -> bool:
+        return requests_gpu(workload.pod, self.resource)
+
+    def capabilities(self, server: Document) -> tuple[set[str], set[str]] | None:
+        """(all capabilities, the defaults of its ServerConfig), or None when they cannot be known."""
+        config_name = str(server.spec.get("serverConfig", ""))
+        defaults: set[str] | None = None
+        config = self.server_configs.get(config_name)
+        if config is not None:
+            defaults = _agent_capabilities(config)
+        elif config_name in DEFAULT_CAPABILITIES:
+            defaults = set(DEFAULT_CAPABILITIES[config_name])
+        replaced = server.spec.get("capabilities")
+        if isinstance(replaced, list):
+            base = {str(c) for c in replaced}
+        elif defaults is not None:
+            base = set(defaults)
+        else:
+            return None
+        extra = {str(c) for c in server.spec.get("extraCapabilities") or []}
+        return base | extra, defaults or set()
+
+
+def _agent_capabilities(config: Document) -> set[str] | None:
+    for _, c in containers(config.spec.get("podSpec") or {}):
+        if c.get("name") != "agent":
+            continue
+        for env in c.get("env") or []:
+            if isinstance(env, dict) and env.get("name") == _CAPABILITIES_ENV and isinstance(env.get("value"), str):
+                return {s.strip() for s in env["value"].split(",") if s.strip()}
+    return None
+
+
+CheckFn = Callable[[Context], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    summary: str
+    check: CheckFn
+
+
+_REGISTRY: list[Rule] = []
+
+
+def _rule(rule_id: str, severity: Severity, summary: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        _REGISTRY.append(Rule(rule_id, severity, summary, fn))
+        return fn
+
+    return register
+
+
+def _finding(rule_id: str, severity: Severity, doc: Document, field: str, message: str) -> Finding:
+    return Finding(rule_id, severity, doc.ref, field, message, f"{doc.source}#{doc.index + 1}")
+
+
+def _shown(quantity: float | None) -> str:
+    return "unset" if quantity is None else f"{quantity:g}"
+
+
+def _taint_text(taint: dict[str, str]) -> str:
+    return f"{taint['key']}={taint['value']}:{taint['effect']}"
+
+
+# --- GPU placement ---------------------------------------------------------------------------------
+
+
+@_rule("GPU001", "error", "GPU requests differ from limits")
+def gpu_requests_equal_limits(ctx: Context) -> Iterator[Finding]:
+    pods: list[tuple[Document, dict[str, Any], str]] = [(w.doc, w.pod, w.path) for w in ctx.workloads]
+    pods += [(d, d.spec.get("podSpec") or {}, "spec.podSpec") for d in ctx.of_kind("ServerConfig")]
+    for doc, pod, path in pods:
+        for _, c in containers(pod):
+            req, lim = gpu_counts(c, ctx.resource)
+            if req is None and lim is None:
+                continue
+            if req is not None and lim is not None and req == lim:
+                continue
+            yield _finding(
+                "GPU001", "error", doc, f"{path}.containers[{c.get('name')}].resources",
+                f"{ctx.resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
+                "requests == limits (a Server's StatefulSet is rejected and StatefulSetOrDeploymentReady goes False)",
+            )
+
+
+@_rule("GPU002", "error", "GPU workload without a toleration for the GPU taint")
+def gpu_tolerates_taint(ctx: Context) -> Iterator[Finding]:
+    taint = ctx.taint
+    for w in ctx.workloads:
+        if not ctx.is_gpu(w):
+            continue
+        tolerations = [t for t in w.pod.get("tolerations") or [] if isinstance(t, dict)]
+        if any(tolerates(t, taint) for t in tolerations):
+            continue
+        same_key = [t for t in tolerations if t.get("key") == taint["key"]]
+        if same_key:
+            t = same_key[0]
+            yield _finding(
+                "GPU003", "error", w.doc, f"{w.path}.tolerations",
+                f"toleration for {taint['key']} (operator {t.get('operator', 'Equal')}, value "
+                f"{t.get('value')!r}, effect {t.get('effect') or '<any>'}) does not tolerate the GPU taint "
+                f"{_taint_text(taint)}; pods stay Pending",
+            )
+        else:
+            yield _finding(
+                "GPU002", "error", w.doc, f"{w.path}.tolerations",
+                f"requests {ctx.resource} but has no toleration for the GPU taint {_taint_text(taint)}; "
+                "pods stay Pending (or land only where an admission plugin adds tolerations)",
+            )
+
+
+# GPU003 is reported by gpu_tolerates_taint (one finding per workload); registered for the catalogue.
+_REGISTRY.append(Rule("GPU003", "error", "toleration for the GPU taint with the wrong value/effect", lambda _: ()))
+
+
+@_rule("GPU004", "error", "GPU workload not pinned to the GPU pool")
+def gpu_targets_pool(ctx: Context) -> Iterator[Finding]:
+    label = ctx.profile.gpu.pool_label
+    for w in ctx.workloads:
+        if ctx.is_gpu(w) and not targets_label(w.pod, label.key, label.value):
+            yield _finding(
+                "GPU004", "error", w.doc, f"{w.path}.affinity",
+                f"requests {ctx.resource} but neither nodeSelector nor required node affinity restricts it to "
+                f"{label.key}={label.value}; it may land on other nodes",
+            )
+
+
+@_rule("GPU005", "error", "node selection that no node satisfies")
+def selection_satisfiable(ctx: Context) -> Iterator[Finding]:
+    # Against the profile's promise on an existing cluster the labels are only a guess: warn, don't fail.
+    severity: Severity = "error" if ctx.live or ctx.profile.cluster.provider != "existing" else "warning"
+    what = "live node" if ctx.live else "node of the profile"
+    candidates: list[tuple[Document, dict[str, Any], str]] = [(w.doc, w.pod, w.path) for w in ctx.workloads]
+    candidates += [(d, d.body, "affinity") for d in _device_plugin_values(ctx)]
+    for doc, pod, path in candidates:
+        if not has_selection(pod):
+            continue
+        if not any(selects_node(pod, node) for node in ctx.nodes):
+            yield _finding(
+                "GPU005", severity, doc, f"{path}.nodeSelector/affinity",
+                f"no {what} matches its nodeSelector and required node affinity ({len(ctx.nodes)} nodes checked)",
+            )
+
+
+def _device_plugin_values(ctx: Context) -> list[Document]:
+    return [d for d in ctx.docs if d.chart == DEVICE_PLUGIN_CHART]
+
+
+def _is_device_plugin_daemonset(doc: Document) -> bool:
+    if doc.kind != "DaemonSet":
+        return False
+    located = workload_pod(doc)
+    images = [str(c.get("image", "")) for _, c in containers(located[0] if located else {})]
+    return "nvidia-device-plugin" in doc.name or any("k8s-device-plugin" in i for i in images)
+
+
+@_rule("GPU006", "error", "device plugin does not tolerate the GPU taint")
+def device_plugin_tolerates(ctx: Context) -> Iterator[Finding]:
+    taint = ctx.taint
+    consequence = (
+        f"it never runs on {_taint_text(taint)} nodes, no {ctx.resource} is advertised there and GPU pods stay "
+        f"Pending with 'Insufficient {ctx.resource}'"
+    )
+    for doc in _device_plugin_values(ctx):
+        raw = doc.body.get("tolerations")
+        tolerations = raw if isinstance(raw, list) else list(_DEVICE_PLUGIN_DEFAULT_TOLERATIONS)
+        if not any(isinstance(t, dict) and tolerates(t, taint) for t in tolerations):
+            source = "its tolerations" if isinstance(raw, list) else "the chart's default tolerations"
+            yield _finding("GPU006", "error", doc, "tolerations", f"{source} miss the GPU taint: {consequence}")
+    for doc in ctx.docs:
+        if _is_device_plugin_daemonset(doc):
+            located = workload_pod(doc)
+            pod = located[0] if located else {}
+            if not any(isinstance(t, dict) and tolerates(t, taint) for t in pod.get("tolerations") or []):
+                yield _finding(
+                    "GPU006", "error", doc, "spec.template.spec.tolerations",
+                    f"the device plugin DaemonSet does not tolerate the GPU taint: {consequence}",
+                )
+
+
+@_rule("GPU007", "warning", "CPU Server tolerating the GPU taint")
+def cpu_server_off_pool(ctx: Context) -> Iterator[Finding]:
+    for w in ctx.workloads:
+        tolerated = any(isinstance(t, dict) and tolerates(t, ctx.taint) for t in w.pod.get("tolerations") or [])
+        if w.is_server and not ctx.is_gpu(w) and tolerated:
+            yield _finding(
+                "GPU007", "warning", w.doc, f"{w.path}.tolerations",
+                f"asks for no {ctx.resource} but tolerates the GPU taint {_taint_text(ctx.taint)}; "
+                "it can take GPU-node capacity from the inference servers",
+            )
+
+
+# --- Seldon objects -------------------------------------------------------------------------------
+
+
+@_rule("SEL001", "warning", "Server minReplicas/maxReplicas unset")
+def server_replicas_set(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.of_kind("Server"):
+        unset = [k for k in ("replicas", "minReplicas", "maxReplicas") if doc.spec.get(k) is None]
+        if unset:
+            yield _finding(
+                "SEL001", "warning", doc, f"spec.{'/'.join(unset)}",
+                "unset (Seldon defaults 1/0/0): autoscaling may change the replica count; set all three equal",
+            )
+
+
+@_rule("SEL002", "error", "Server replicas, minReplicas and maxReplicas differ")
+def server_replicas_equal(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.of_kind("Server"):
+        values = {k: doc.spec.get(k) for k in ("replicas", "minReplicas", "maxReplicas") if doc.spec.get(k) is not None}
+        if len(set(values.values())) > 1:
+            shown = ", ".join(f"{k}={v}" for k, v in values.items())
+            yield _finding(
+                "SEL002", "error", doc, "spec.replicas",
+                f"{shown}: the replica count may change under test; set replicas = minReplicas = maxReplicas",
+            )
+
+
+@_rule("SEL003", "error", "Server without serverConfig")
+def server_has_config(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.of_kind("Server"):
+        if not doc.spec.get("serverConfig"):
+            yield _finding(
+                "SEL003", "error", doc, "spec.serverConfig",
+                "required (a ServerConfig name such as mlserver or triton); the API server rejects the Server",
+            )
+
+
+@_rule("SEL004", "error", "Model without storageUri")
+def model_has_storage(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.of_kind("Model"):
+        if not doc.spec.get("storageUri"):
+            yield _finding(
+                "SEL004", "error", doc, "spec.storageUri",
+                "required (where the model artefact is, e.g. gs://... or a path mounted into rclone)",
+            )
+
+
+@_rule("SEL005", "error", "Model that no Server can serve")
+def model_has_server(ctx: Context) -> Iterator[Finding]:
+    servers = ctx.of_kind("Server")
+    if not servers:
+        return  # a Model on its own: its Servers are elsewhere
+    by_name = {s.name: s for s in servers}
+    caps = {s.name: ctx.capabilities(s) for s in servers}
+    for doc in ctx.of_kind("Model"):
+        needed = {str(r) for r in doc.spec.get("requirements") or []}
+        pinned = doc.spec.get("server")
+        if pinned:
+            if pinned not in by_name:
+                yield _finding(
+                    "SEL005", "error", doc, "spec.server",
+                    f"pinned to Server {pinned!r}, which is not among the manifests ({', '.join(by_name)}); "
+                    "there is no fallback",
+                )
+                continue
+            known = caps[pinned]
+            if known is not None and not needed <= known[0]:
+                yield _finding(
+                    "SEL005", "error", doc, "spec.requirements",
+                    f"pinned Server {pinned!r} lacks {sorted(needed - known[0])}; the model will not schedule",
+                )
+            continue
+        if any(c is None for c in caps.values()):
+            continue  # a Server with unknown capabilities might serve it
+        if not any(needed <= c[0] for c in caps.values() if c is not None):
+            yield _finding(
+                "SEL005", "error", doc, "spec.requirements",
+                f"no Server offers all of {sorted(needed)}; Seldon reports 'Failed to schedule model as no "
+                "matching servers are available'",
+            )
+
+
+@_rule("SEL006", "error", "Model that can land on a GPU Server without asking for it")
+def model_gpu_trap(ctx: Context) -> Iterator[Finding]:
+    label = ctx.profile.gpu.pool_label
+    gpu_servers = [
+        w.doc for w in ctx.workloads
+        if w.is_server and (ctx.is_gpu(w) or targets_label(w.pod, label.key, label.value))
+    ]
+    for doc in ctx.of_kind("Model"):
+        if doc.spec.get("server"):
+            continue  # pinned on purpose
+        needed = {str(r) for r in doc.spec.get("requirements") or []}
+        for server in gpu_servers:
+            known = ctx.capabilities(server)
+            if known is None:
+                continue
+            capabilities, defaults = known
+            distinguishing = capabilities - defaults
+            if needed <= capabilities and not needed & distinguishing:
+                ask = sorted(distinguishing) or [ctx.profile.gpu.capability]
+                yield _finding(
+                    "SEL006", "error", doc, "spec.requirements",
+                    f"requirements {sorted(needed)} are met by GPU Server {server.name!r} through its default "
+                    f"capabilities, so the model may take a GPU it never asked for (Seldon #4968); require one of "
+                    f"{ask} for GPU models and a CPU-only capability for the others",
+                )
+
+
+@_rule("SEL007", "error", "partial ServerConfig")
+def server_config_complete(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.of_kind("ServerConfig"):
+        pod = doc.spec.get("podSpec")
+        names = [str(c.get("name")) for _, c in containers(pod if isinstance(pod, dict) else {})]
+        missing = [n for n in ("rclone", "agent") if n not in names]
+        if not any(n in _SERVER_CONTAINERS or n not in ("rclone", "agent") for n in names):
+            missing.append("an inference server container (mlserver or triton)")
+        if not names:
+            yield _finding(
+                "SEL007", "error", doc, "spec.podSpec.containers",
+                "no containers: a ServerConfig replaces the whole pod template, it is not merged with the default",
+            )
+        elif missing:
+            yield _finding(
+                "SEL007", "error", doc, "spec.podSpec.containers",
+                f"missing {', '.join(missing)}: a ServerConfig replaces the whole pod template (it is not merged "
+                "with the default one); start from a complete template",
+            )
+
+
+RULES: tuple[Rule, ...] = tuple(sorted(_REGISTRY, key=lambda r: r.id))
