@@ -196,9 +196,11 @@ def check_gpu_in_use(
 ) -> list[Verdict]:
     """A compute process with memory used on one of `uuids` (the server's GPUs).
 
-    Run the probe where it can see the server's processes (inside the server container: NVML lists
-    only processes of the caller's PID namespace). Where that is impossible, pass
-    `min_device_memory_bytes` to accept device memory used at or above it as the evidence instead.
+    The probe must see the server's GPU (exec it in the server container, or run it in a pod given
+    that GPU). NVML reports HOST pids even inside a container (the driver ignores PID namespaces),
+    so the evidence is a compute process with memory on the GPU, never a pid match. Where process
+    listing is unavailable (some vGPU/sharing setups hide it), pass `min_device_memory_bytes` to
+    accept device memory used at or above it instead.
     """
     where = _where(result, node)
     wanted = frozenset(uuids)
