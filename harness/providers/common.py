@@ -1,0 +1,201 @@
+"""What the providers share: reading the mesh address, cluster facts, Helm installs of Seldon and
+the device plugin. Pure helpers take dicts; the I/O ones take a `Kube` or a `HelmRunner`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.config import Profile
+from harness.errors import UsageError
+from harness.kube.client import Kube
+from harness.kube.retry import KubeApiError
+from harness.kube.tools import HelmRunner
+from harness.providers.base import ClusterFacts, MeshEndpoint
+
+Obj = dict[str, Any]
+
+SELDON_CHARTS = ("seldon-core-v2-crds", "seldon-core-v2-setup", "seldon-core-v2-runtime")
+DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
+DEVICE_PLUGIN_RELEASE = "nvidia-device-plugin"
+CONTROLLER_DEPLOYMENT = "seldon-v2-controller-manager"
+
+
+def rendered(profile: Profile) -> dict[str, list[Obj]]:
+    """The render engineer's manifests (imported lazily: render is a sibling layer)."""
+    from harness.render import render_all
+
+    return render_all(profile)
+
+
+def write_values(docs: list[Obj], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(docs[0] if docs else {}, sort_keys=True), encoding="utf-8")
+    return path
+
+
+def mesh_from_service(svc: Obj | None, namespace: str) -> MeshEndpoint:
+    """The mesh address a cloud client would use: the LoadBalancer ingress of `seldon-mesh`."""
+    where = f"Service {namespace}/seldon-mesh"
+    if svc is None:
+        raise UsageError(f"{where} not found: is Seldon Core 2 installed in namespace {namespace}?")
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if not ingress:
+        raise UsageError(
+            f"{where} has no LoadBalancer ingress (status.loadBalancer.ingress is empty): the cluster has no "
+            f"load balancer for it; install one (e.g. MetalLB) or expose the mesh another way")
+    first = ingress[0]
+    host = first.get("ip") or first.get("hostname")
+    if not host:
+        raise UsageError(f"{where}: status.loadBalancer.ingress[0] has neither ip nor hostname")
+    port: int | None = None
+    for p in first.get("ports") or []:
+        if p.get("port"):
+            port = int(p["port"])
+            break
+    if port is None:
+        ports = (svc.get("spec") or {}).get("ports") or []
+        if not ports:
+            raise UsageError(f"{where} has no ports in spec.ports")
+        port = int(ports[0]["port"])
+    shown = f"[{host}]" if ":" in str(host) else str(host)
+    return MeshEndpoint(http_url=f"http://{shown}:{port}", grpc_target=f"{shown}:{port}")
+
+
+def mesh_endpoint(kube: Kube, profile: Profile) -> MeshEndpoint:
+    ns = profile.seldon.namespace
+    return mesh_from_service(kube.get("v1", "Service", "seldon-mesh", ns), ns)
+
+
+def image_tag(image: str) -> str | None:
+    ref = image.split("@", 1)[0]
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return None
+    return tag
+
+
+def seldon_version(kube: Kube, namespace: str) -> str | None:
+    dep = kube.get("apps/v1", "Deployment", CONTROLLER_DEPLOYMENT, namespace)
+    if dep is None:
+        return None
+    containers = ((((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []
+    for c in containers:
+        tag = image_tag(str(c.get("image", "")))
+        if tag and "controller" in str(c.get("image", "")):
+            return tag
+    for c in containers:
+        tag = image_tag(str(c.get("image", "")))
+        if tag:
+            return tag
+    labels = (dep.get("metadata") or {}).get("labels") or {}
+    version = labels.get("app.kubernetes.io/version")
+    return str(version) if version else None
+
+
+def admission_probe_pod(resource: str, namespace: str) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "harness-admission-probe-", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "seldon-gpu-harness"}},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "probe", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {resource: "1"}, "limits": {resource: "1"}},
+        }]},
+    }
+
+
+def adds_gpu_toleration(pod: Obj, resource: str) -> bool:
+    """Did admission add a toleration for the GPU resource (ExtendedResourceToleration-like)?"""
+    return any(t.get("key") == resource for t in (pod.get("spec") or {}).get("tolerations") or [])
+
+
+def detect_admission(kube: Kube, profile: Profile, namespace: str = "default") -> tuple[bool, str]:
+    setting = profile.cluster.gpu_toleration_admission
+    if setting != "detect":
+        return setting == "yes", "profile"
+    resource = profile.gpu.resource_name
+    try:
+        answer = kube.create(admission_probe_pod(resource, namespace), dry_run=True)
+    except KubeApiError as exc:
+        return False, f"detection failed ({exc}); assuming no"
+    return adds_gpu_toleration(answer, resource), "detected with a server-side dry-run pod"
+
+
+def gpu_node_names(nodes: list[Obj], profile: Profile) -> list[str]:
+    """GPU nodes: the pool label, the GPU-present label, or advertised GPU capacity."""
+    pool = profile.gpu.pool_label
+    out = []
+    for n in nodes:
+        labels = (n.get("metadata") or {}).get("labels") or {}
+        alloc = ((n.get("status") or {}).get("allocatable") or {}).get(profile.gpu.resource_name)
+        if labels.get(pool.key) == pool.value or labels.get("nvidia.com/gpu.present") == "true" or (
+                alloc not in (None, "0", 0)):
+            out.append(str(n["metadata"]["name"]))
+    return sorted(out)
+
+
+def cluster_facts(kube: Kube, profile: Profile, simulated: bool) -> ClusterFacts:
+    admission, source = detect_admission(kube, profile)
+    try:
+        gpu_nodes = gpu_node_names(kube.list("v1", "Node"), profile)
+    except KubeApiError:
+        gpu_nodes = []
+    try:
+        version = seldon_version(kube, profile.seldon.namespace)
+    except KubeApiError:
+        version = None
+    return ClusterFacts(
+        kubernetes_version=kube.server_version(), seldon_version=version, gpu_toleration_admission=admission,
+        admission_source=source, simulated=simulated, gpu_nodes=tuple(gpu_nodes),
+    )
+
+
+def install_seldon(helm: HelmRunner, profile: Profile, workdir: Path) -> list[str]:
+    """crds → setup → runtime, pinned to profile.seldon.version. Returns the releases installed."""
+    docs = rendered(profile)
+    s = profile.seldon
+    values = {
+        "seldon-core-v2-crds": None,
+        "seldon-core-v2-setup": write_values(docs.get("seldon/setup-values.yaml", [{}]),
+                                             workdir / "helm" / "seldon-setup-values.yaml"),
+        "seldon-core-v2-runtime": write_values(docs.get("seldon/runtime-values.yaml", [{}]),
+                                               workdir / "helm" / "seldon-runtime-values.yaml"),
+    }
+    done = []
+    for chart in SELDON_CHARTS:
+        helm.upgrade_install(chart, chart, repo=s.helm_repo, version=s.version, namespace=s.namespace,
+                             timeout_s=profile.timeouts.seldon_install_s, values=values[chart])
+        done.append(chart)
+    return done
+
+
+def install_device_plugin(helm: HelmRunner, profile: Profile, workdir: Path) -> None:
+    dp = profile.gpu.device_plugin
+    values = write_values(rendered(profile).get("gpu/device-plugin-values.yaml", [{}]),
+                          workdir / "helm" / "device-plugin-values.yaml")
+    helm.upgrade_install(DEVICE_PLUGIN_RELEASE, "nvidia-device-plugin", repo=DEVICE_PLUGIN_REPO,
+                         version=dp.chart_version, namespace=dp.namespace, timeout_s=profile.timeouts.gpu_stack_s,
+                         values=values)
+
+
+def wait_gpu_allocatable(kube: Kube, profile: Profile, expected: dict[str, int]) -> list[Obj]:
+    """Wait until every named node advertises at least its expected `nvidia.com/gpu` allocatable."""
+    resource = profile.gpu.resource_name
+
+    def ready(nodes: list[Obj]) -> bool:
+        have = {n["metadata"]["name"]: n for n in nodes}
+        for name, count in expected.items():
+            alloc = ((have.get(name, {}).get("status") or {}).get("allocatable") or {}).get(resource)
+            try:
+                if alloc is None or int(alloc) < count:
+                    return False
+            except ValueError:
+                return False
+        return True
+
+    want = ", ".join(f"{n}={c}" for n, c in sorted(expected.items()))
+    return kube.wait_for_list("v1", "Node", None, ready, profile.timeouts.gpu_stack_s,
+                              f"GPU nodes to advertise {resource} ({want})")

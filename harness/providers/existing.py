@@ -1,0 +1,154 @@
+"""The `existing` provider: attach to a cluster someone else runs.
+
+Never creates or deletes the cluster; the preflight only reads; node taints and labels are
+REPORTED when missing, never added (the platform team owns them). Seldon is installed only when
+the profile asks (`seldon.install`), and only what was installed here is removed on teardown.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.config import Profile
+from harness.errors import UsageError
+from harness.kube.client import Kube
+from harness.kube.nodeguard import NodeGuard
+from harness.kube.retry import KubeApiError
+from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
+from harness.providers import common
+from harness.providers.base import ClusterFacts, ClusterHandle, Finding, MeshEndpoint, ProviderOptions
+
+SELDON_CRD = "servers.mlops.seldon.io"
+
+
+def missing_dedication(nodes: list[dict[str, Any]], profile: Profile) -> list[str]:
+    """One line per GPU-pool node that lacks the profile's taint or pool label (pure)."""
+    taint, pool = profile.gpu.taint, profile.gpu.pool_label
+    problems = []
+    by_name = {str(n["metadata"]["name"]): n for n in nodes}
+    for name in common.gpu_node_names(list(by_name.values()), profile):
+        node = by_name[name]
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        taints = (node.get("spec") or {}).get("taints") or []
+        if not any(t.get("key") == taint.key and t.get("value", "") == taint.value and t.get("effect") == taint.effect
+                   for t in taints):
+            problems.append(f"GPU node {name} lacks the taint {taint}: add it with "
+                            f"`kubectl taint nodes {name} {taint}` (the harness never changes it)")
+        if labels.get(pool.key) != pool.value:
+            problems.append(f"GPU node {name} lacks the label {pool.key}={pool.value}: add it with "
+                            f"`kubectl label nodes {name} {pool.key}={pool.value}`")
+    return problems
+
+
+class ExistingProvider:
+    name = "existing"
+
+    def __init__(self, profile: Profile, options: ProviderOptions, runner: ToolRunner | None = None) -> None:
+        self.profile = profile
+        self.options = options
+        self.runner = runner or ToolRunner(profile.timeouts.subprocess_s, options.tools or ToolPaths())
+        explicit = options.kubeconfig or (Path(profile.cluster.kubeconfig) if profile.cluster.kubeconfig else None)
+        if explicit is None:
+            env = os.environ.get("KUBECONFIG", "")
+            explicit = Path(env.split(os.pathsep)[0]) if env else Path.home() / ".kube" / "config"
+        self.kubeconfig = Path(explicit)
+        self.context = profile.cluster.context
+        self.workdir = Path(options.workdir)
+        self.installed: list[str] = []
+
+    def _kube(self) -> Kube:
+        return Kube.from_kubeconfig(self.kubeconfig, self.context, self.profile.timeouts)
+
+    def preflight(self) -> list[Finding]:
+        try:
+            kube = self._kube()
+        except UsageError as exc:
+            return [Finding("cluster.kubeconfig", False, str(exc))]
+        try:
+            return self._preflight(kube)
+        finally:
+            kube.close()
+
+    def _preflight(self, kube: Kube) -> list[Finding]:
+        out: list[Finding] = []
+        try:
+            version = kube.server_version()
+        except KubeApiError as exc:
+            return [Finding("cluster.reachable", False,
+                            f"the API server of {self.kubeconfig} is not reachable: {exc}")]
+        out.append(Finding("cluster.reachable", True, f"Kubernetes {version}"))
+        try:
+            nodes = kube.list("v1", "Node")
+        except KubeApiError as exc:
+            return [*out, Finding("cluster.nodes", False, f"cannot list nodes ({exc}); see manifests/rbac/")]
+        gpu_nodes = common.gpu_node_names(nodes, self.profile)
+        need = sum(g.count for g in self.profile.cluster.nodes.gpu_workers)
+        if len(gpu_nodes) < need:
+            out.append(Finding("cluster.gpu-nodes", False,
+                               f"found {len(gpu_nodes)} GPU node(s) ({', '.join(gpu_nodes) or 'none'}; by label "
+                               f"{self.profile.gpu.pool_label.key}={self.profile.gpu.pool_label.value}, "
+                               f"nvidia.com/gpu.present=true or {self.profile.gpu.resource_name} allocatable), "
+                               f"the profile needs {need}"))
+        else:
+            out.append(Finding("cluster.gpu-nodes", True, f"GPU nodes: {', '.join(gpu_nodes)}"))
+        try:
+            crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", SELDON_CRD)
+            installed = common.seldon_version(kube, self.profile.seldon.namespace)
+        except KubeApiError as exc:
+            crd, installed = None, None
+            out.append(Finding("seldon.readable", False, f"cannot read Seldon's CRDs or controller: {exc}"))
+        if not self.profile.seldon.install:
+            if crd is None:
+                out.append(Finding("seldon.installed", False,
+                                   f"Seldon Core 2 is not installed (no CRD {SELDON_CRD}): install it or set "
+                                   f"seldon.install: true in the profile"))
+            else:
+                shown = installed or "unknown version"
+                same = installed in (None, self.profile.seldon.version)
+                out.append(Finding("seldon.installed", True,
+                                   f"Seldon Core 2 {shown} in {self.profile.seldon.namespace}"
+                                   + ("" if same else f" (the profile names {self.profile.seldon.version})")))
+        if self.profile.seldon.install and self.runner.which("helm") is None:
+            out.append(Finding("tool.helm", False, "seldon.install is true but helm is not on PATH: install helm 3"))
+        return out
+
+    def provision(self) -> ClusterHandle:
+        if not self.kubeconfig.is_file():
+            raise UsageError(f"{self.kubeconfig}: kubeconfig not found (pass --kubeconfig or set KUBECONFIG)")
+        return ClusterHandle(provider=self.name, kubeconfig=self.kubeconfig, context=self.context, simulated=False,
+                             cluster_name=self.context or "current-context", created=False)
+
+    def prepare_nodes(self, kube: Kube, guard: NodeGuard) -> list[str]:
+        return missing_dedication(kube.list("v1", "Node"), self.profile)
+
+    def install_gpu_stack(self, kube: Kube) -> None:
+        if self.profile.gpu.device_plugin.install:
+            common.install_device_plugin(self._helm(), self.profile, self.workdir)
+            self.installed.append(f"{self.profile.gpu.device_plugin.namespace}/{common.DEVICE_PLUGIN_RELEASE}")
+
+    def _helm(self) -> HelmRunner:
+        return HelmRunner(self.runner, self.kubeconfig, self.context)
+
+    def install_seldon(self, kube: Kube) -> None:
+        if not self.profile.seldon.install:
+            return
+        for release in common.install_seldon(self._helm(), self.profile, self.workdir):
+            self.installed.append(f"{self.profile.seldon.namespace}/{release}")
+
+    def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
+        return common.mesh_endpoint(kube, self.profile)
+
+    def cluster_facts(self, kube: Kube) -> ClusterFacts:
+        return common.cluster_facts(kube, self.profile, simulated=False)
+
+    def teardown(self) -> None:
+        """Uninstall only the Helm releases this run installed (newest first); never the cluster."""
+        if self.options.keep_cluster:
+            return
+        helm = self._helm()
+        for entry in reversed(self.installed):
+            namespace, release = entry.split("/", 1)
+            helm.uninstall(release, namespace, self.profile.timeouts.delete_s)
+        self.installed.clear()
