@@ -124,8 +124,8 @@ class Faults:
         with self._lock:
             hook = self._hooks.get(name)
         if hook is None:
-            raise LookupError(f"no fault hook {name!r} is registered (registered: {', '.join(self.registered())
-                                                                                   or 'none'})")
+            known = ", ".join(self.registered()) or "none"
+            raise LookupError(f"no fault hook {name!r} is registered (registered: {known})")
         return hook(*args, **kwargs)
 
     def pod_crash(self, namespace: str, pod: str, container: str | None = None) -> Any:

@@ -454,7 +454,7 @@ class MemoryStore:
     # ------------------------------------------------------------------ watches
     def watch(self, api_version: str, kind: str, namespace: str | None = None,
               label_selector: str | None = None, field_selector: str | None = None,
-              resource_version: str | None = None) -> Watch:
+              resource_version: str | None = None, *, initial_events_end: bool = False) -> Watch:
         """Open a watch. With no (or "0") resourceVersion the current objects arrive first as ADDED;
         otherwise every change after that version is replayed; 410 Expired if it was compacted."""
         rt = self._rt(api_version, kind)
@@ -464,6 +464,11 @@ class MemoryStore:
                 items, _ = self.list_with_version(api_version, kind, namespace, label_selector, field_selector)
                 for obj in items:
                     w.push("ADDED", obj)
+                if initial_events_end:
+                    # the WatchList protocol: a bookmark marks the end of the initial state
+                    mark = self.bookmark(api_version, kind)
+                    mark["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
+                    w.push("BOOKMARK", mark)
             else:
                 try:
                     since = int(str(resource_version))
@@ -477,6 +482,11 @@ class MemoryStore:
                         w.offer(change)
             self._watches.append(w)
         return w
+
+    def bookmark(self, api_version: str, kind: str) -> Obj:
+        """A BOOKMARK object at the current resourceVersion (safe to send once a watch's queue is empty)."""
+        with self._lock:
+            return {"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": str(self._rv)}}
 
     def _forget(self, w: Watch) -> None:
         with self._lock:

@@ -1,0 +1,504 @@
+"""The simulated cluster's Kubernetes API over HTTP (127.0.0.1 only).
+
+Speaks enough of the real API for the official `kubernetes` client (typed and dynamic) and for
+kubectl: discovery, get/list/watch/create/update/patch/delete(+collection) on every resource in
+`resources.RESOURCES`, the pod subresources log/status/binding/eviction, `dryRun=All`, Table output,
+and `Status` errors with the real codes and reasons. Watches are chunked streams of JSON lines.
+Requests may be failed on purpose through `Faults` (see harness/sim/faults.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from harness.sim.api import discovery
+from harness.sim.api.resources import ResourceType, by_plural
+from harness.sim.api.store import MemoryStore
+from harness.sim.api.tables import to_table
+from harness.sim.contracts import ApiError, Obj, PatchType
+from harness.sim.faults import Faults
+
+log = logging.getLogger(__name__)
+
+PATCH_TYPES: dict[str, PatchType] = {
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/json-patch+json": "json",
+}
+DEFAULT_WATCH_TIMEOUT_S = 1800.0
+BOOKMARK_EVERY_S = 5.0
+MAX_BODY = 16 * 1024 * 1024
+
+
+def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> Obj:
+    body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                 "message": message, "reason": reason, "code": code}
+    if details:
+        body["details"] = details
+    return body
+
+
+class Route:
+    """A parsed resource URL."""
+
+    def __init__(self, rt: ResourceType, namespace: str | None, name: str | None, sub: str | None) -> None:
+        self.rt, self.namespace, self.name, self.sub = rt, namespace, name, sub
+
+    @property
+    def resource(self) -> str:
+        return f"{self.rt.plural}/{self.sub}" if self.sub else self.rt.plural
+
+
+def parse_route(parts: list[str]) -> Route | Obj | None:
+    """A Route for resource URLs, a discovery document, or None for an unknown path."""
+    if not parts:
+        return None
+    if parts[0] == "api":
+        if len(parts) == 1:
+            return {"__discovery__": "api"}
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis":
+        if len(parts) == 1:
+            return discovery.api_group_list()
+        if len(parts) == 2:
+            return discovery.api_group(parts[1])
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    if not rest:
+        return discovery.resource_list(group, version)
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        rt = by_plural(group, version, rest[2])
+        if rt is not None and rt.namespaced and len(rest) <= 5:
+            return Route(rt, rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None)
+    rt = by_plural(group, version, rest[0])
+    if rt is None or len(rest) > 3:
+        return None
+    return Route(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+
+def _flag(query: dict[str, list[str]], key: str) -> bool:
+    return (query.get(key) or [""])[-1].lower() in ("1", "true")
+
+
+def _param(query: dict[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return values[-1] if values else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ApiHttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("api %s - " + format, self.address_string(), *args)
+
+    # ------------------------------------------------------------ plumbing
+    def _send_json(self, code: int, body: Obj, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, err: ApiError) -> None:
+        headers = {}
+        retry = err.details.get("retryAfterSeconds") if err.details else None
+        if retry is not None:
+            headers["Retry-After"] = str(retry)
+        self._send_json(err.code, status_body(err.code, err.reason, err.message, err.details or None), headers)
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return None
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype in ("application/yaml", "application/apply-patch+yaml"):
+            import yaml  # only for the rare YAML body
+
+            return yaml.safe_load(raw)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the body of the request could not be decoded as JSON: {exc}") from None
+
+    def _dispatch(self) -> None:
+        try:
+            self._handle()
+        except ApiError as err:
+            self._send_error(err)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a bug in the sim must look like an apiserver 500, not a dropped socket
+            log.exception("sim API internal error on %s %s", self.command, self.path)
+            self._send_error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+    # ------------------------------------------------------------ routing
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query, keep_blank_values=True)
+        parts = [p for p in url.path.split("/") if p]
+        if url.path in ("/version", "/version/"):
+            self._send_json(200, discovery.SERVER_VERSION)
+            return
+        if url.path in ("/healthz", "/readyz", "/livez"):
+            self._send_text(200, "ok")
+            return
+        if parts and parts[0] == "openapi":
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        route = parse_route(parts)
+        if route is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not isinstance(route, Route):
+            if self.command not in ("GET", "HEAD"):
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                               "resource")
+            if route.get("__discovery__") == "api":
+                route = discovery.api_versions(f"127.0.0.1:{self.server.server_port}")
+            self._send_json(200, route)
+            return
+        verb = self._verb(route, query)
+        injected = self.server.faults.check(verb, route.resource, route.name)
+        if injected is not None:
+            details: dict[str, Any] = {}
+            if injected.retry_after is not None:
+                details["retryAfterSeconds"] = injected.retry_after
+            raise ApiError(injected.code, injected.reason, injected.message, details)
+        if verb not in route.rt.verbs:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        getattr(self, f"_do_{verb}")(route, query)
+
+    def _verb(self, route: Route, query: dict[str, list[str]]) -> str:
+        method = self.command
+        if method in ("GET", "HEAD"):
+            if route.name is None:
+                return "watch" if _flag(query, "watch") else "list"
+            return "get"
+        if method == "POST":
+            return "create"
+        if method == "PUT":
+            return "update"
+        if method == "PATCH":
+            return "patch"
+        if method == "DELETE":
+            return "delete" if route.name else "deletecollection"
+        raise ApiError(405, "MethodNotAllowed", f"method {method} is not allowed")
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def store(self) -> MemoryStore:
+        return self.server.store
+
+    def _wants_table(self) -> bool:
+        accept = self.headers.get("Accept") or ""
+        return "as=Table" in accept
+
+    def _get_or_404(self, route: Route) -> Obj:
+        assert route.name is not None
+        obj = self.store.get(route.rt.api_version, route.rt.kind, route.name, route.namespace)
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{route.rt.qualified_plural} "{route.name}" not found',
+                           {"name": route.name, "group": route.rt.group, "kind": route.rt.plural})
+        return obj
+
+    def _respond_obj(self, code: int, route: Route, obj: Obj, query: dict[str, list[str]]) -> None:
+        if self._wants_table():
+            rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+            self._send_json(code, to_table(route.rt.kind, [obj], rv, _param(query, "includeObject") or "Metadata"))
+        else:
+            self._send_json(code, obj)
+
+    def _body_object(self, route: Route, body: Any) -> Obj:
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the request body must be a JSON object")
+        body.setdefault("apiVersion", route.rt.api_version)
+        body.setdefault("kind", route.rt.kind)
+        if body["apiVersion"] != route.rt.api_version or body["kind"] != route.rt.kind:
+            raise ApiError(400, "BadRequest", f"the API version in the data ({body['apiVersion']}) does not match the "
+                           f"expected API version ({route.rt.api_version}) or kind {body['kind']!r} is not "
+                           f"{route.rt.kind!r}")
+        meta = body.setdefault("metadata", {})
+        if route.rt.namespaced:
+            if route.namespace is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            if meta.get("namespace") and meta["namespace"] != route.namespace:
+                raise ApiError(400, "BadRequest", "the namespace of the provided object does not match the "
+                               "namespace sent on the request")
+            meta["namespace"] = route.namespace
+        if route.name is not None and meta.get("name") and meta["name"] != route.name:
+            raise ApiError(400, "BadRequest", "the name of the object "
+                           f"({meta['name']}) does not match the name on the URL ({route.name})")
+        if route.name is not None:
+            meta["name"] = route.name
+        return body
+
+    # ------------------------------------------------------------ verbs
+    def _do_get(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.sub == "log":
+            self._do_log(route, query)
+            return
+        if route.sub not in (None, "status"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._respond_obj(200, route, self._get_or_404(route), query)
+
+    def _do_list(self, route: Route, query: dict[str, list[str]]) -> None:
+        items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
+                                                 _param(query, "labelSelector"), _param(query, "fieldSelector"))
+        if self._wants_table():
+            self._send_json(200, to_table(route.rt.kind, items, rv, _param(query, "includeObject") or "Metadata"))
+            return
+        # `limit` is honoured by returning everything in one page (no `continue` token): allowed by the API
+        self._send_json(200, {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version,
+                              "metadata": {"resourceVersion": rv}, "items": items})
+
+    def _do_watch(self, route: Route, query: dict[str, list[str]]) -> None:
+        initial = _flag(query, "sendInitialEvents")
+        rv = None if initial else _param(query, "resourceVersion")
+        w = self.store.watch(route.rt.api_version, route.rt.kind, route.namespace, _param(query, "labelSelector"),
+                             _param(query, "fieldSelector"), rv, initial_events_end=initial)
+        timeout = float(_param(query, "timeoutSeconds") or DEFAULT_WATCH_TIMEOUT_S)
+        bookmarks = _flag(query, "allowWatchBookmarks")
+        table = self._wants_table()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.monotonic() + timeout
+        last_bookmark = time.monotonic()
+        try:
+            while not self.server.stopping.is_set():
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                event = w.next(min(1.0, deadline - now))
+                if event is None:
+                    if w.closed:
+                        break
+                    if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_EVERY_S:
+                        bookmark = self.store.bookmark(route.rt.api_version, route.rt.kind)
+                        self._chunk({"type": "BOOKMARK", "object": bookmark})
+                        last_bookmark = time.monotonic()
+                    continue
+                etype, obj = event
+                if table and etype != "BOOKMARK":
+                    obj = to_table(route.rt.kind, [obj], str(obj["metadata"].get("resourceVersion", "")),
+                                   _param(query, "includeObject") or "Metadata")
+                self._chunk({"type": etype, "object": obj})
+            # A dropped stream ends like a watch the apiserver closes: clients must re-watch from their last rv.
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            w.close()
+
+    def _chunk(self, event: Obj) -> None:
+        data = json.dumps(event).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _dry_run(self, query: dict[str, list[str]], body: Any = None) -> bool:
+        values = query.get("dryRun") or []
+        if isinstance(body, dict) and isinstance(body.get("dryRun"), list):
+            values = values + body["dryRun"]
+        for v in values:
+            if v != "All":
+                raise ApiError(400, "BadRequest", f'Invalid value: "{v}": supported values: "All"')
+        return bool(values)
+
+    def _do_create(self, route: Route, query: dict[str, list[str]]) -> None:
+        body = self._read_body()
+        if route.sub == "binding":
+            self._do_binding(route, body, query)
+            return
+        if route.sub == "eviction":
+            self._do_eviction(route, query)
+            return
+        if route.name is not None:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        obj = self._body_object(route, body)
+        obj["metadata"].pop("resourceVersion", None)
+        created = self.store.create(obj, dry_run=self._dry_run(query))
+        self._respond_obj(201, route, created, query)
+
+    def _do_update(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.name is None or route.sub not in (None, "status"):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        obj = self._body_object(route, self._read_body())
+        dry = self._dry_run(query)
+        if route.sub == "status":
+            updated = self.store.update_status(obj, dry_run=dry)
+        else:
+            self._get_or_404(route)
+            updated = self.store.update(obj, dry_run=dry)
+        self._respond_obj(200, route, updated, query)
+
+    def _do_patch(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.name is None or route.sub not in (None, "status"):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        patch_type = PATCH_TYPES.get(ctype)
+        if patch_type is None:
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                           "accepted media types include: application/json-patch+json, application/merge-patch+json, "
+                           "application/strategic-merge-patch+json")
+        body = self._read_body()
+        patched = self.store.patch(route.rt.api_version, route.rt.kind, route.name, route.namespace, body,
+                                   patch_type, route.sub, dry_run=self._dry_run(query))
+        self._respond_obj(200, route, patched, query)
+
+    def _delete_options(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
+        body = self._read_body()
+        policy = _param(query, "propagationPolicy")
+        if isinstance(body, dict):
+            policy = body.get("propagationPolicy") or policy
+            if body.get("orphanDependents") is True:
+                policy = "Orphan"
+        if policy not in (None, "Background", "Foreground", "Orphan"):
+            raise ApiError(400, "BadRequest", f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                           '"Foreground", "Background", "Orphan"')
+        return self._dry_run(query, body), policy == "Orphan"
+
+    def _do_delete(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.sub is not None:
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        assert route.name is not None
+        dry, orphan = self._delete_options(query)
+        deleted = self.store.delete(route.rt.api_version, route.rt.kind, route.name, route.namespace,
+                                    dry_run=dry, orphan=orphan)
+        if deleted is None:
+            raise ApiError(404, "NotFound", f'{route.rt.qualified_plural} "{route.name}" not found',
+                           {"name": route.name, "group": route.rt.group, "kind": route.rt.plural})
+        self._respond_obj(200, route, deleted, query)
+
+    def _do_deletecollection(self, route: Route, query: dict[str, list[str]]) -> None:
+        dry, orphan = self._delete_options(query)
+        items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
+                                                 _param(query, "labelSelector"), _param(query, "fieldSelector"))
+        gone = []
+        for obj in items:
+            meta = obj["metadata"]
+            deleted = self.store.delete(route.rt.api_version, route.rt.kind, meta["name"], meta.get("namespace"),
+                                        dry_run=dry, orphan=orphan)
+            if deleted is not None:
+                gone.append(deleted)
+        self._send_json(200, {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version,
+                              "metadata": {"resourceVersion": rv}, "items": gone})
+
+    # ------------------------------------------------------------ pod subresources
+    def _do_log(self, route: Route, query: dict[str, list[str]]) -> None:
+        pod = self._get_or_404(route)
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = _param(query, "container")
+        if not container:
+            if len(containers) != 1:
+                raise ApiError(400, "BadRequest", f"a container name must be specified for pod {route.name}, "
+                               f"choose one of: [{' '.join(str(c) for c in containers)}]")
+            container = str(containers[0])
+        elif container not in containers and container not in [
+                c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []]:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {route.name}")
+        previous = _flag(query, "previous")
+        text = self.store.read_log(route.namespace or "default", str(route.name), container, previous)
+        if text is None:
+            if previous:
+                raise ApiError(400, "BadRequest", f'previous terminated container "{container}" in pod '
+                               f'"{route.name}" not found')
+            if (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+                raise ApiError(400, "BadRequest", f'container "{container}" in pod "{route.name}" is waiting to '
+                               "start: ContainerCreating")
+            text = ""
+        tail = _param(query, "tailLines")
+        if tail is not None:
+            try:
+                n = int(tail)
+            except ValueError:
+                raise ApiError(400, "BadRequest", f"tailLines: Invalid value: {tail!r}") from None
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-n:]) if n > 0 else ""
+        self._send_text(200, text)
+
+    def _do_binding(self, route: Route, body: Any, query: dict[str, list[str]]) -> None:
+        pod = self._get_or_404(route)
+        target = (body or {}).get("target") or {}
+        node = target.get("name")
+        if not node:
+            raise ApiError(422, "Invalid", f'Binding "{route.name}" is invalid: target.name: Required value')
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{route.name}": pod '
+                           f"{route.name} is already assigned to node \"{current}\"")
+        if not self._dry_run(query):
+            self.store.patch("v1", "Pod", str(route.name), route.namespace, {"spec": {"nodeName": node}}, "merge")
+        self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
+    def _do_eviction(self, route: Route, query: dict[str, list[str]]) -> None:
+        self._get_or_404(route)
+        if not self._dry_run(query):
+            self.store.delete("v1", "Pod", str(route.name), route.namespace)
+        self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+
+
+class ApiHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0) -> None:
+        self.store = store
+        self.faults = faults
+        self.stopping = threading.Event()
+        super().__init__(("127.0.0.1", port), _Handler)
+
+
+class ApiServer:
+    """Owns the HTTP server thread. `start()` binds 127.0.0.1:`port` (0 = a free port)."""
+
+    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0) -> None:
+        self._httpd = ApiHttpServer(store, faults, port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                            name="sim-api", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.stopping.set()
+        self._httpd.store.drop_watches()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._httpd.server_close()
