@@ -17,7 +17,7 @@ import os
 import re
 import signal
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "GPU serving harness (Seldon Core 2 on dedicated GPU nodes)")
     group.addoption("--profile", default=None,
                     help=f"profile YAML file (default: $PROFILE or {DEFAULT_PROFILE})")
-    group.addoption("--kubeconfig", default=None, help="kubeconfig for existing clusters (overrides the profile)")
-    group.addoption("--keep-cluster", action="store_true", default=False,
-                    help="keep (and reuse) the kind cluster instead of deleting it at the end")
+    # pytest-kind (a dependency, auto-loaded) defines --kubeconfig and --keep-cluster with the same
+    # meaning; share them rather than fight over the names.
+    for flag, kwargs in (
+        ("--kubeconfig", {"default": None, "help": "kubeconfig for existing clusters (overrides the profile)"}),
+        ("--keep-cluster", {"action": "store_true", "default": False,
+                            "help": "keep (and reuse) the kind cluster instead of deleting it at the end"}),
+    ):
+        try:
+            group.addoption(flag, **kwargs)
+        except ValueError:
+            continue
     group.addoption("--report-dir", default=None, help="where report.json, junit.xml, report.html and evidence go")
     group.addoption("--require-gpu", action="store_true", default=False,
                     help="fail instead of skip when GPUs are not visible through NVML (nightly and release lanes)")
@@ -93,7 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = config.getoption("--run-id") or _default_run_id()
     if not RUN_ID.match(run_id):
         raise pytest.UsageError(
-            f"--run-id: expected 1-20 lowercase letters, digits or '-', starting and ending alphanumeric, got {run_id!r}"
+            f"--run-id: expected 1-20 lowercase letters, digits or '-', "
+            f"starting and ending alphanumeric, got {run_id!r}"
         )
     try:
         profile = load_profile(profile_arg)
@@ -129,10 +138,12 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
-    return report  # type: ignore[return-value]
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -156,12 +167,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _CURRENT.pop("ctx", None)
     if ctx is None or ctx.recorder is None:
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         paths = ctx.recorder.write()
     except Exception as exc:  # the report must never hide the run's own result
-        session.config.get_terminal_reporter().write_line(f"harness: writing the report failed: {exc}", red=True)  # type: ignore[union-attr]
+        if reporter is not None:
+            reporter.write_line(f"harness: writing the report failed: {type(exc).__name__}: {exc}", red=True)
         return
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for name, path in sorted(paths.items()):
             reporter.write_line(f"harness: {name}: {path}")

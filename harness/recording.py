@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from harness.config import Profile
+from harness.report.model import Status
 
 SUITES = {
     "test_placement": "placement",
@@ -82,8 +83,7 @@ class Recorder:
 
         self.profile = profile
         self.report_dir = report_dir
-        self.builder = ReportBuilder.from_profile(profile, run_id, report_dir=report_dir,
-                                                  profile_path=profile_path)
+        self.builder = ReportBuilder.from_profile(profile, run_id, report_dir=report_dir)
         self.tests: dict[str, TestRecorder] = {}
         self.session: Any = None
         self.last_snapshot: Any = None
@@ -114,7 +114,7 @@ class Recorder:
         if report.when == "call" or report.failed or report.skipped:
             if report.passed and report.when != "call":
                 return
-            status = "pass" if report.passed else "skip" if report.skipped else (
+            status: Status = "pass" if report.passed else "skip" if report.skipped else (
                 "fail" if report.when == "call" else "error")
             reason = ""
             if report.skipped and isinstance(report.longrepr, tuple):
