@@ -286,7 +286,11 @@ class KubeletController:
             pod = store.patch("v1", "Pod", name, ns,
                               {"metadata": {"annotations": {ALLOCATED_GPUS_ANNOTATION: ",".join(allocated)}}}, "merge")
         ip = self._allocate_ip(_uid(pod))
-        store.record_event(pod, "Pulled", "Container image already present on machine", "Normal", component="kubelet")
+        for c in spec.get("containers") or []:
+            store.record_event(pod, "Pulled", f'Container image "{c.get("image")}" already present on machine',
+                               "Normal", component="kubelet")
+            store.record_event(pod, "Created", f"Created container: {c.get('name')}", "Normal", component="kubelet")
+            store.record_event(pod, "Started", f"Started container {c.get('name')}", "Normal", component="kubelet")
         status = self._running_status(pod, node, ip)
         pod = self._write_status(store, pod, status)
         if spec.get("restartPolicy") in ("Never", "OnFailure"):
