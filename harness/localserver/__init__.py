@@ -1,0 +1,11 @@
+"""A real MLServer on loopback: the sim's data plane and the latency engine's test target.
+
+`train_iris` writes a small deterministic scikit-learn model with its MLServer settings;
+`MLServerProcess` runs MLServer in its own process group on 127.0.0.1 with free ports and
+loads/unloads models through the repository API.
+"""
+
+from harness.localserver.iris import IRIS_INPUT, train_iris
+from harness.localserver.process import MLServerError, MLServerProcess, free_port
+
+__all__ = ["IRIS_INPUT", "MLServerError", "MLServerProcess", "free_port", "train_iris"]

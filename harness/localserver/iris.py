@@ -1,0 +1,76 @@
+"""The iris sklearn model, trained locally from the data set that ships with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.joblib"
+SETTINGS_FILE = "model-settings.json"
+IMPLEMENTATION = "mlserver_sklearn.SKLearnModel"
+
+# The Open Inference Protocol input that the public Seldon sample takes: one flower, four features.
+IRIS_INPUT: dict[str, Any] = {"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
+
+
+def model_settings(name: str, uri: str, version: str = "1") -> dict[str, Any]:
+    """MLServer `model-settings.json` content for an sklearn model stored at `uri`."""
+    return {
+        "name": name,
+        "implementation": IMPLEMENTATION,
+        "parameters": {"uri": uri, "version": version},
+    }
+
+
+def _valid(model_dir: Path, name: str) -> bool:
+    settings_path = model_dir / SETTINGS_FILE
+    model_path = model_dir / MODEL_FILE
+    if not settings_path.is_file() or not model_path.is_file() or model_path.stat().st_size == 0:
+        return False
+    try:
+        settings = json.loads(settings_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(settings, dict)
+        and settings.get("name") == name
+        and settings.get("implementation") == IMPLEMENTATION
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Parallel test workers may train into the same cache folder; rename keeps readers whole.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def train_iris(model_dir: Path, name: str | None = None) -> Path:
+    """Train (or reuse) a deterministic iris classifier in `model_dir`; return `model_dir`.
+
+    Writes `model.joblib` and a `model-settings.json` naming the model `name` (default: the
+    folder's name). A folder that already holds a valid model of that name is left as it is.
+    """
+    import io
+
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    model_dir = Path(model_dir)
+    model_name = name or model_dir.name
+    if _valid(model_dir, model_name):
+        return model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    features, target = load_iris(return_X_y=True)
+    # lbfgs on a fixed data set is deterministic; no random state is involved.
+    classifier = LogisticRegression(max_iter=1000)
+    classifier.fit(features, target)
+    buffer = io.BytesIO()
+    joblib.dump(classifier, buffer)
+    _write_atomic(model_dir / MODEL_FILE, buffer.getvalue())
+    settings = model_settings(model_name, f"./{MODEL_FILE}")
+    _write_atomic(model_dir / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+    return model_dir

@@ -1,0 +1,88 @@
+"""The local MLServer helper against a real MLServer process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness.localserver import IRIS_INPUT, MLServerError, MLServerProcess, train_iris
+from harness.localserver.process import group_members
+
+# Fixtures `mlserver` and `iris_model_dir` come from the shared real-MLServer module.
+pytest_plugins = ("tests.mlserver_fixtures",)
+pytestmark = pytest.mark.slow
+
+
+def _infer(server: MLServerProcess, model: str) -> tuple[int, dict[str, object]]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        body = json.dumps({"inputs": [IRIS_INPUT]})
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_train_iris_is_cached_and_named(tmp_path: Path) -> None:
+    folder = train_iris(tmp_path / "flowers", name="iris-x")
+    settings = json.loads((folder / "model-settings.json").read_text())
+    assert settings["name"] == "iris-x"
+    assert settings["implementation"] == "mlserver_sklearn.SKLearnModel"
+    stamp = (folder / "model.joblib").stat().st_mtime_ns
+    train_iris(folder, name="iris-x")
+    assert (folder / "model.joblib").stat().st_mtime_ns == stamp  # reused, not retrained
+    train_iris(folder, name="other")  # a different name is not a valid cache hit
+    assert json.loads((folder / "model-settings.json").read_text())["name"] == "other"
+
+
+def test_serves_iris_on_loopback(mlserver: MLServerProcess) -> None:
+    assert mlserver.is_alive()
+    assert mlserver.http_url.startswith("http://127.0.0.1:")
+    assert mlserver.grpc_address.startswith("127.0.0.1:")
+    status, body = _infer(mlserver, "iris")
+    assert status == 200
+    outputs = body["outputs"]
+    assert isinstance(outputs, list)
+    assert outputs[0]["data"] == [0]  # setosa
+
+
+def test_load_and_unload_under_another_name(mlserver: MLServerProcess, iris_model_dir: Path) -> None:
+    mlserver.load_model("iris-extra", iris_model_dir / "iris", timeout=30)
+    assert mlserver.model_ready("iris-extra")
+    status, body = _infer(mlserver, "iris-extra")
+    assert status == 200 and body["model_name"] == "iris-extra"
+    mlserver.unload_model("iris-extra")
+    assert not mlserver.model_ready("iris-extra")
+    assert _infer(mlserver, "iris-extra")[0] == 404
+
+
+def test_early_exit_reports_log_tail(iris_model_dir: Path, tmp_path: Path) -> None:
+    # A port that is already taken makes MLServer exit at startup; fixed ports are not retried.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = MLServerProcess(tmp_path / "srv", models_dir=iris_model_dir, http_port=taken.getsockname()[1])
+        try:
+            with pytest.raises(MLServerError) as info:
+                server.start(timeout=60)
+        finally:
+            server.stop()
+    message = str(info.value)
+    assert "exited with code" in message or "not ready" in message
+    assert "mlserver.log" in message
+    assert not server.is_alive()
+
+
+def test_stop_leaves_no_process_group(iris_model_dir: Path, tmp_path: Path) -> None:
+    server = MLServerProcess(tmp_path / "srv", models_dir=iris_model_dir, parallel_workers=1)
+    server.start(timeout=90)
+    pid = server.pid
+    assert pid is not None
+    server.stop(timeout=10)
+    assert group_members(pid) == []
+
