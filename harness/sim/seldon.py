@@ -1,0 +1,508 @@
+"""The simulated Seldon Core 2: its installed objects (`bootstrap_seldon`) and one controller that
+plays the operator (Server -> StatefulSet, statuses) and the scheduler (Model -> Server), driving
+the data plane (real MLServer processes) and the mesh.
+
+Behaviour follows Seldon's documented semantics (design B1); no Seldon code is used.
+
+How clients find the mesh: Service `seldon-mesh` (type LoadBalancer, port 80 -> 9000, as Seldon
+ships it) gets `status.loadBalancer.ingress[0] = {ip: 127.0.0.1, ports: [HTTP, gRPC]}` once the
+mesh listens: `ports[0]` is the REST port (the Service's port 80), `ports[1]` the gRPC port. The
+same two ports are also in the annotations `sim.seldon-gpu-harness/mesh-http-port` and
+`sim.seldon-gpu-harness/mesh-grpc-port`. (Real Seldon serves REST and gRPC on one port; the sim
+needs two listeners.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from harness.config import Profile
+from harness.sim.contracts import ApiError, Obj, Store
+from harness.sim.dataplane import NO_TRITON, DataPlane, PodRef, ReplicaState
+from harness.sim.mesh import HOST, Mesh, Route, Upstream
+from harness.sim.seldon_merge import (
+    SELDON_API,
+    build_statefulset,
+    default_server_config,
+    parse_quantity,
+    server_capabilities,
+    server_memory_bytes,
+    server_selector,
+    server_type,
+)
+from harness.sim.seldon_schedule import ModelRequest, Placement, ServerView, schedule_model
+
+log = logging.getLogger(__name__)
+
+MESH_SERVICE = "seldon-mesh"
+HTTP_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-http-port"
+GRPC_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-grpc-port"
+HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
+MODEL_VERSION = 1
+COMPONENT = "seldon-controller-manager"
+_POLL_S = 0.1  # how soon to look again while a load or start is in flight
+_WATCH_PROCESSES_S = 0.5  # how soon to look again for a dead MLServer while processes run
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the installed objects ---------------------------------------------------------------------
+
+def _component(kind: str, name: str, namespace: str, labels: dict[str, str], image: str,
+               ports: list[Obj]) -> Obj:
+    template = {
+        "metadata": {"labels": dict(labels)},
+        "spec": {
+            "serviceAccountName": name,
+            "securityContext": {"runAsUser": 1000},
+            "containers": [
+                {
+                    "name": name.removeprefix("seldon-").removeprefix("v2-"),
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "ports": ports,
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                }
+            ],
+        },
+    }
+    spec: Obj = {"replicas": 1, "selector": {"matchLabels": dict(labels)}, "template": template}
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": spec,
+    }
+
+
+def seldon_objects(profile: Profile) -> list[Obj]:
+    """Everything a Seldon install puts into the cluster (besides the CRDs, which the API knows)."""
+    ns = profile.seldon.namespace
+    version = profile.seldon.version
+    objs: list[Obj] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        default_server_config("mlserver", ns, version),
+        default_server_config("triton", ns, version),
+        _component("Deployment", "seldon-v2-controller-manager", ns, {"control-plane": "v2-controller-manager"},
+                   f"seldonio/seldon-v2-controller:{version}", [{"name": "metrics", "containerPort": 8080}]),
+        _component("StatefulSet", "seldon-scheduler", ns, {"app.kubernetes.io/name": "seldon-scheduler"},
+                   f"seldonio/seldon-scheduler:{version}",
+                   [{"name": "xds", "containerPort": 9002}, {"name": "scheduler", "containerPort": 9004},
+                    {"name": "agent", "containerPort": 9005}]),
+        _component("Deployment", "seldon-envoy", ns, {"app.kubernetes.io/name": "seldon-envoy"},
+                   f"seldonio/seldon-envoy:{version}",
+                   [{"name": "http", "containerPort": 9000}, {"name": "envoy-admin", "containerPort": 9003}]),
+    ]
+    if profile.seldon.kafka:
+        for name in ("seldon-modelgateway", "seldon-pipelinegateway", "seldon-dataflow-engine"):
+            objs.append(_component("Deployment", name, ns, {"app.kubernetes.io/name": name},
+                                   f"seldonio/{name}:{version}", [{"name": "http", "containerPort": 9010}]))
+    objs.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "seldon-scheduler", "namespace": ns,
+                     "labels": {"app.kubernetes.io/name": "seldon-scheduler"}},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": "seldon-scheduler"},
+            "ports": [{"name": "xds", "port": 9002, "targetPort": 9002, "protocol": "TCP"},
+                      {"name": "scheduler", "port": 9004, "targetPort": 9004, "protocol": "TCP"},
+                      {"name": "agent", "port": 9005, "targetPort": 9005, "protocol": "TCP"}],
+        },
+    })
+    objs.append({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": MESH_SERVICE, "namespace": ns, "labels": {"app.kubernetes.io/name": "seldon-envoy"}},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app.kubernetes.io/name": "seldon-envoy"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}],
+        },
+    })
+    return objs
+
+
+def bootstrap_seldon(store: Store, profile: Profile) -> None:
+    """Install Seldon's objects; objects that already exist are left as they are."""
+    for obj in seldon_objects(profile):
+        try:
+            store.create(obj)
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+
+
+# --- status helpers ------------------------------------------------------------------------------
+
+def _condition(previous: list[Obj], ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == ctype), None)
+    cond: Obj = {"type": ctype, "status": status}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    same = old is not None and old.get("status") == status
+    cond["lastTransitionTime"] = old.get("lastTransitionTime", _now()) if same and old is not None else _now()
+    return cond
+
+
+def _write_status(store: Store, obj: Obj, status: Obj) -> None:
+    """Write `status` unless it is what the object already says (keeps the loop from spinning)."""
+    if obj.get("status") == status:
+        return
+    fresh = {k: v for k, v in obj.items() if k != "status"}
+    fresh["status"] = status
+    fresh["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    try:
+        store.update_status(fresh)
+    except ApiError as exc:
+        if exc.code != 404:  # deleted meanwhile: nothing to report on
+            raise
+
+
+def _pod_ready(pod: Obj) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def _ordinal(pod: Obj) -> tuple[int, str]:
+    name = pod["metadata"]["name"]
+    match = re.search(r"-(\d+)$", name)
+    return (int(match.group(1)) if match else 1 << 30, name)
+
+
+def _spec_hash(sts: Obj) -> str:
+    return hashlib.sha256(json.dumps(sts["spec"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _ServerInfo:
+    name: str
+    namespace: str
+    kind: str | None  # mlserver | triton
+    capabilities: tuple[str, ...]
+    memory_bytes: int
+    ready_pods: list[Obj]
+
+
+# --- the controller ------------------------------------------------------------------------------
+
+class SeldonController:
+    """Seldon's operator and scheduler in one reconcile loop, plus the data plane and the mesh."""
+
+    name = "seldon"
+
+    def __init__(
+        self,
+        profile: Profile,
+        workdir: Path,
+        *,
+        mlserver: bool = True,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.namespace = profile.seldon.namespace
+        self.dataplane = DataPlane(Path(workdir), enabled=mlserver, notify=notify)
+        self.mesh = Mesh(self.route)
+        self._routes: dict[str, Route] = {}
+        self._assigned: dict[tuple[str, str], str] = {}  # (namespace, model) -> server
+        self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
+        self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
+        self._mesh_published: tuple[int, int] | None = None
+        self._closed = False
+
+    # --- routing (called from the mesh's threads) ------------------------------------------
+    def route(self, model: str) -> Route | None:
+        return self._routes.get(model)
+
+    @property
+    def mesh_ports(self) -> tuple[int, int]:
+        return self.mesh.http_port, self.mesh.grpc_port
+
+    # --- faults ------------------------------------------------------------------------------
+    def fail_model_load(self, model: str, message: str = "injected fault: the model failed to load") -> None:
+        self.dataplane.fail_model_load(model, message)
+
+    def kill_mlserver(self, namespace: str, pod: str) -> bool:
+        return self.dataplane.kill_server(namespace, pod)
+
+    # --- reconcile ---------------------------------------------------------------------------
+    def reconcile(self, store: Store, now: float) -> float | None:
+        if self._closed:
+            return None
+        if self.mesh.http_port == 0:
+            self.mesh.start()
+        self._publish_mesh(store)
+        servers = self._reconcile_servers(store)
+        self._reconcile_models(store, servers)
+        self._report_crashes(store)
+        self.dataplane.check_processes()
+        if self.dataplane.pending():
+            return now + _POLL_S
+        if any(s.ready_pods for s in servers.values()) and self.dataplane.enabled:
+            return now + _WATCH_PROCESSES_S
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self.mesh.stop()
+        self.dataplane.close()
+
+    # --- the mesh Service --------------------------------------------------------------------
+    def _publish_mesh(self, store: Store) -> None:
+        svc = store.get("v1", "Service", MESH_SERVICE, self.namespace)
+        if svc is None:
+            return
+        http_port, grpc_port = self.mesh_ports
+        ingress = [{"ip": HOST, "ports": [{"port": http_port, "protocol": "TCP"},
+                                           {"port": grpc_port, "protocol": "TCP"}]}]
+        annotations = (svc["metadata"].get("annotations") or {})
+        if annotations.get(HTTP_PORT_ANNOTATION) != str(http_port) or \
+                annotations.get(GRPC_PORT_ANNOTATION) != str(grpc_port):
+            store.patch("v1", "Service", MESH_SERVICE, self.namespace,
+                        {"metadata": {"annotations": {HTTP_PORT_ANNOTATION: str(http_port),
+                                                      GRPC_PORT_ANNOTATION: str(grpc_port)}}}, "merge")
+        if ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") != ingress:
+            store.patch("v1", "Service", MESH_SERVICE, self.namespace,
+                        {"status": {"loadBalancer": {"ingress": ingress}}}, "merge", subresource="status")
+
+    # --- Servers -----------------------------------------------------------------------------
+    def _event_once(self, store: Store, obj: Obj, key: str, reason: str, message: str, warning: bool) -> None:
+        if self._reported.get(key) == message:
+            return
+        self._reported[key] = message
+        store.record_event(obj, reason, message, "Warning" if warning else "Normal", component=COMPONENT)
+
+    def _reconcile_servers(self, store: Store) -> dict[tuple[str, str], _ServerInfo]:
+        infos: dict[tuple[str, str], _ServerInfo] = {}
+        models_by_server: dict[tuple[str, str], int] = {}
+        for (ns, _model), assigned in self._assigned.items():
+            models_by_server[(ns, assigned)] = models_by_server.get((ns, assigned), 0) + 1
+        for server in store.list(SELDON_API, "Server"):
+            meta = server["metadata"]
+            ns, name = meta.get("namespace", "default"), meta["name"]
+            spec = server.get("spec") or {}
+            previous = list((server.get("status") or {}).get("conditions") or [])
+            desired_replicas = 1 if spec.get("replicas") is None else int(spec["replicas"])
+            base_status: Obj = {"replicas": desired_replicas, "selector": server_selector(name),
+                                "loadedModels": models_by_server.get((ns, name), 0)}
+            config_name = spec.get("serverConfig") or ""
+            config = store.get(SELDON_API, "ServerConfig", config_name, self.namespace) if config_name else None
+            if config is None:
+                message = (f'ServerConfig "{config_name}" not found in namespace {self.namespace}' if config_name
+                           else "spec.serverConfig is empty")
+                self._event_once(store, server, f"server/{meta.get('uid')}", "ServerConfigNotFound", message, True)
+                _write_status(store, server, {**base_status, "conditions": [
+                    _condition(previous, "Ready", False, "ServerConfigNotFound", message),
+                    _condition(previous, "StatefulSetOrDeploymentReady", False, "ServerConfigNotFound", message),
+                ]})
+                continue
+            sts = build_statefulset(server, config)
+            pod_spec = sts["spec"]["template"]["spec"]
+            sts["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = _spec_hash(sts)
+            problem = self._apply_statefulset(store, sts)
+            pods = store.list("v1", "Pod", ns, label_selector=f"seldon-server-name={name}")
+            ready_pods = sorted((p for p in pods if _pod_ready(p)), key=_ordinal)
+            infos[(ns, name)] = _ServerInfo(name, ns, server_type(pod_spec),
+                                            tuple(server_capabilities(server, pod_spec)),
+                                            server_memory_bytes(pod_spec), ready_pods if problem is None else [])
+            if problem is not None:
+                self._event_once(store, server, f"server/{meta.get('uid')}", "StatefulSetFailed", problem, True)
+                _write_status(store, server, {**base_status, "conditions": [
+                    _condition(previous, "Ready", False, "StatefulSetFailed", problem),
+                    _condition(previous, "StatefulSetOrDeploymentReady", False, "StatefulSetFailed", problem),
+                ]})
+                continue
+            self._reported.pop(f"server/{meta.get('uid')}", None)
+            current = store.get("apps/v1", "StatefulSet", name, ns) or {}
+            sts_status = current.get("status") or {}
+            ready = int(sts_status.get("readyReplicas", len(ready_pods)) or 0)
+            ok = ready >= desired_replicas
+            message = "" if ok else f"{ready}/{desired_replicas} replicas ready"
+            reason = "" if ok else "StatefulSetNotReady"
+            _write_status(store, server, {**base_status, "conditions": [
+                _condition(previous, "Ready", ok, reason, message),
+                _condition(previous, "StatefulSetOrDeploymentReady", ok, reason, message),
+            ]})
+        return infos
+
+    def _apply_statefulset(self, store: Store, sts: Obj) -> str | None:
+        """Create or update the Server's StatefulSet; the API server's refusal text, if any."""
+        meta = sts["metadata"]
+        try:
+            current = store.get("apps/v1", "StatefulSet", meta["name"], meta["namespace"])
+            if current is None:
+                store.create(sts)
+            elif (current["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != \
+                    meta["annotations"][HASH_ANNOTATION]:
+                store.update(sts)
+        except ApiError as exc:
+            if exc.code in (400, 422):
+                return f"StatefulSet.apps \"{meta['name']}\" is invalid: {exc.message}" \
+                    if "is invalid" not in exc.message else exc.message
+            if exc.code in (404, 409):
+                return None  # a race with a delete or another writer: the next pass settles it
+            raise
+        return None
+
+    # --- Models ------------------------------------------------------------------------------
+    def _reconcile_models(self, store: Store, servers: dict[tuple[str, str], _ServerInfo]) -> None:
+        live_pods: list[PodRef] = []
+        pod_refs: dict[tuple[str, str], list[PodRef]] = {}
+        for key, info in servers.items():
+            refs = [PodRef(info.namespace, p["metadata"]["name"], info.name, info.kind or "unknown",
+                           p["metadata"].get("uid", "")) for p in info.ready_pods]
+            pod_refs[key] = refs
+            live_pods.extend(r for r in refs if r.server_type == "mlserver")
+        self.dataplane.sync_pods(live_pods)
+
+        routes: dict[str, Route] = {}
+        seen: set[tuple[str, str]] = set()
+        for model in store.list(SELDON_API, "Model"):
+            meta = model["metadata"]
+            ns, name = meta.get("namespace", "default"), meta["name"]
+            key = (ns, name)
+            seen.add(key)
+            route = self._reconcile_model(store, model, servers, pod_refs)
+            if route is not None:
+                routes[name] = route
+        for key in list(self._placed):
+            if key not in seen:
+                self._unplace(key, set())
+                self._assigned.pop(key, None)
+        # One assignment replaces the whole table: the mesh threads only ever read a complete one.
+        self._routes = routes
+
+    def _request(self, model: Obj) -> ModelRequest | str:
+        spec = model.get("spec") or {}
+        try:
+            memory = parse_quantity(str(spec["memory"])) if spec.get("memory") not in (None, "") else 0
+        except ValueError:
+            return f"spec.memory {spec.get('memory')!r} is not a quantity"
+        replicas = spec.get("replicas")
+        return ModelRequest(
+            name=model["metadata"]["name"],
+            requirements=tuple(str(r) for r in spec.get("requirements") or []),
+            server=spec.get("server") or None,
+            memory_bytes=memory,
+            replicas=1 if replicas is None else int(replicas),
+        )
+
+    def _unplace(self, key: tuple[str, str], keep: set[PodRef]) -> None:
+        served = f"{key[1]}_{MODEL_VERSION}"
+        for pod in self._placed.get(key, set()) - keep:
+            self.dataplane.unload(pod, served)
+        if keep:
+            self._placed[key] = set(keep)
+        else:
+            self._placed.pop(key, None)
+
+    def _reconcile_model(self, store: Store, model: Obj, servers: dict[tuple[str, str], _ServerInfo],
+                         pod_refs: dict[tuple[str, str], list[PodRef]]) -> Route | None:
+        meta = model["metadata"]
+        ns, name = meta.get("namespace", "default"), meta["name"]
+        key = (ns, name)
+        spec = model.get("spec") or {}
+        previous = list((model.get("status") or {}).get("conditions") or [])
+        request = self._request(model)
+        replicas = request.replicas if isinstance(request, ModelRequest) else 1
+        if isinstance(request, str):
+            placement = Placement(None, request)
+        else:
+            views = [ServerView(i.name, i.capabilities, len(i.ready_pods), i.memory_bytes)
+                     for (sns, _), i in servers.items() if sns == ns]
+            placement = schedule_model(request, views, current=self._assigned.get(key))
+
+        if placement.server is None:
+            self._unplace(key, set())
+            self._assigned.pop(key, None)
+            reason = placement.reason or "ScheduleFailed"
+            self._event_once(store, model, f"model/{meta.get('uid')}", "ScheduleFailed", reason, True)
+            _write_status(store, model, {
+                "conditions": [
+                    _condition(previous, "ModelReady", False, reason, "ScheduleFailed"),
+                    _condition(previous, "Ready", False, reason, "ScheduleFailed"),
+                ],
+                "replicas": replicas,
+                "availableReplicas": 0,
+            })
+            return None
+
+        server = servers[(ns, placement.server)]
+        self._assigned[key] = server.name
+        targets = pod_refs.get((ns, server.name), [])[:replicas]
+        self._unplace(key, set(targets))
+        served = f"{name}_{MODEL_VERSION}"
+        states: list[ReplicaState] = [
+            self.dataplane.ensure_model(pod, served, str(spec.get("storageUri") or "")) for pod in targets
+        ]
+        available = sum(1 for s in states if s.state == "Available")
+        failed = [s for s in states if s.state == "Failed"]
+        if failed:
+            state, reason = "ModelFailed", failed[0].message
+        elif available >= replicas:
+            state, reason = "ModelAvailable", ""
+        else:
+            state, reason = "ModelProgressing", ""
+        ok = state == "ModelAvailable"
+        self._event_once(store, model, f"model/{meta.get('uid')}", state, reason or state, state == "ModelFailed")
+        _write_status(store, model, {
+            "conditions": [
+                _condition(previous, "ModelReady", ok, reason, state),
+                _condition(previous, "Ready", ok, reason, state),
+            ],
+            "replicas": replicas,
+            "availableReplicas": available,
+            "selector": f"server={server.name}",
+        })
+        if server.kind == "triton":
+            return Route(served, refusal=f"{NO_TRITON}: model {name} is on Triton server {server.name}")
+        upstreams = []
+        for pod in targets:
+            endpoint = self.dataplane.endpoints(pod, served)
+            if endpoint is not None:
+                upstreams.append(Upstream(HOST, endpoint.http_port, endpoint.grpc_port))
+        if not upstreams:
+            if not self.dataplane.enabled and ok:
+                return Route(served, refusal=f"model {name} is available but the data plane is disabled")
+            return None
+        return Route(served, tuple(upstreams))
+
+    # --- crashes -----------------------------------------------------------------------------
+    def _report_crashes(self, store: Store) -> None:
+        for pod_ref, message in self.dataplane.take_crashes():
+            pod = store.get("v1", "Pod", pod_ref.name, pod_ref.namespace)
+            if pod is None:
+                continue
+            status = dict(pod.get("status") or {})
+            statuses = [dict(c) for c in status.get("containerStatuses") or []]
+            for container in statuses:
+                if container.get("name") == pod_ref.server_type:
+                    container["restartCount"] = int(container.get("restartCount", 0)) + 1
+                    container["lastState"] = {"terminated": {"exitCode": 137, "reason": "Error",
+                                                             "finishedAt": _now(), "message": message}}
+            if statuses:
+                status["containerStatuses"] = statuses
+                _write_status(store, pod, status)
+            store.rotate_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type)
+            store.append_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type, f"{message}\n")
+            store.record_event(pod, "Started", f"Started container {pod_ref.server_type} after a crash: {message}",
+                               "Normal", component="kubelet")
+
