@@ -178,7 +178,9 @@ class KubeletController:
     name = "kubelet"
 
     def __init__(self, workdir: str | Path | None = None, fake_nvml_path: str | Path | None = None,
-                 script_timeout_s: float = 120.0, crash_backoff_s: float = 0.5, max_workers: int = 4) -> None:
+                 script_timeout_s: float = 120.0, crash_backoff_s: float = 0.5, max_workers: int = 4,
+                 store: Store | None = None) -> None:
+        self._store = store
         self._workdir = Path(workdir) if workdir else None
         self._fake_nvml = Path(fake_nvml_path) if fake_nvml_path else FAKE_NVML_DIR
         self._script_timeout = script_timeout_s
@@ -476,6 +478,17 @@ class KubeletController:
         return mounts
 
     # ------------------------------------------------------------------ crash faults
+    def register_faults(self, faults: Any) -> None:
+        """Hooks: `pod_crash(ns, pod, container=None)` (once), `pod_crash_loop(ns, pod, container=None)`,
+        `end_crash_loop(ns, pod)`."""
+        store = self._store
+        if store is None:
+            return
+        faults.register("pod_crash", lambda ns, pod, container=None: self.crash_container(store, ns, pod, container))
+        faults.register("pod_crash_loop", lambda ns, pod, container=None: self.crash_container(
+            store, ns, pod, container, loop=True))
+        faults.register("end_crash_loop", self.end_crash_loop)
+
     def crash_container(self, store: Store, namespace: str, pod: str, container: str | None = None, *,
                         loop: bool = False, exit_code: int = 1) -> Obj:
         """Fault: the container exits; it restarts after a back-off (once) or keeps crashing (loop)."""

@@ -82,7 +82,8 @@ def eviction_delay(taints: list[dict[str, Any]], tolerations: list[dict[str, Any
 class NodeLifecycleController:
     name = "node-lifecycle-controller"
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
+        self._store = store
         # (pod uid, node name) -> monotonic time its NoExecute taints were first seen (the taint
         # manager keeps the earliest scheduled eviction while the pod stays tolerated).
         self._first_seen: dict[tuple[str, str], float] = {}
@@ -126,6 +127,14 @@ class NodeLifecycleController:
 
     def close(self) -> None:
         return None
+
+    def register_faults(self, faults: Any) -> None:
+        """`faults.node_not_ready(node)` / `faults.node_ready(node)` flip the node's Ready condition."""
+        store = self._store
+        if store is None:
+            return
+        faults.register("node_not_ready", lambda node: set_node_ready(store, node, False))
+        faults.register("node_ready", lambda node: set_node_ready(store, node, True))
 
     def _mark_not_ready(self, store: Store, pod: Obj) -> None:
         conditions = (pod.get("status") or {}).get("conditions") or []

@@ -160,23 +160,23 @@ def bootstrap_nodes(store: Store, profile: Profile) -> list[Obj]:
     return [register_node(store, n) for n in build_nodes(profile)]
 
 
-def core_controllers(workdir: str | None = None, fake_nvml_path: str | None = None) -> list[Any]:
+def core_controllers(workdir: str | None = None, store: Store | None = None,
+                     fake_nvml_path: str | None = None) -> list[Any]:
     """The node-side controllers in the order the runtime should run them.
 
     Node lifecycle first (taints decide placement and eviction), then the workload controllers that
     create pods, then the scheduler that binds them, then the kubelet that runs them.
     """
     from harness.sim.kubelet import KubeletController
-    from harness.sim.workloads import DaemonSetController, DeploymentController, StatefulSetController
-
     from harness.sim.node_lifecycle import NodeLifecycleController
     from harness.sim.scheduler import SchedulerController
+    from harness.sim.workloads import DaemonSetController, DeploymentController, StatefulSetController
 
     return [
-        NodeLifecycleController(),
+        NodeLifecycleController(store=store),
         StatefulSetController(),
         DeploymentController(),
         DaemonSetController(),
         SchedulerController(),
-        KubeletController(workdir=workdir, fake_nvml_path=fake_nvml_path),
+        KubeletController(workdir=workdir, fake_nvml_path=fake_nvml_path, store=store),
     ]
