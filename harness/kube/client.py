@@ -10,6 +10,7 @@ the one wait primitive is `wait_for` / `wait_for_list` in `wait.py`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -306,12 +307,13 @@ class Kube:
         """
         query: dict[str, Any] = {
             "watch": "true", "resourceVersion": resource_version or None, "allowWatchBookmarks": "true",
-            "timeoutSeconds": max(1, int(timeout_s)), "labelSelector": label_selector,
+            "timeoutSeconds": max(1, math.ceil(timeout_s)), "labelSelector": label_selector,
             "fieldSelector": field_selector,
         }
         path = self.path(api_version, kind, namespace)
-        # Read timeout a little past the server-side one: a silent, half-dead connection must not hang us.
-        raw = self._send("GET", path, query, timeout=(self.timeouts.request_s, timeout_s + 5), stream=True)
+        # The read timeout ends a quiet stream at the caller's deadline (the server's timeoutSeconds is whole
+        # seconds) and also stops a silent, half-dead connection from hanging the wait.
+        raw = self._send("GET", path, query, timeout=(self.timeouts.request_s, max(0.05, timeout_s)), stream=True)
         buf = b""
         try:
             for chunk in raw.stream(4096, decode_content=False):

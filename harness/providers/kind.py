@@ -232,6 +232,17 @@ class KindProvider:
                                f"cluster.nodes.gpu_workers counts/gpus or run on a bigger machine"))
         else:
             out.append(Finding("host.gpus", True, f"NVML sees {len(uuids)} GPU(s); the profile needs {need}"))
+        if self.runner.which("nvidia-ctk") is None:
+            out.append(Finding("host.nvidia-ctk", False,
+                               "nvidia-ctk not found on PATH: install the NVIDIA container toolkit on the host "
+                               "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/)"))
+        else:
+            try:
+                proc = self.runner.run("nvidia-ctk", ["--version"], timeout=self.profile.timeouts.preflight_s)
+                out.append(Finding("host.nvidia-ctk", True, proc.stdout.strip().splitlines()[0] if proc.stdout.strip()
+                                   else "nvidia-ctk present"))
+            except ToolError as exc:
+                out.append(Finding("host.nvidia-ctk", False, f"nvidia-ctk does not run: {exc}"))
         path = host.nvidia_runtime_config
         fix = ("run `sudo nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place` "
                "and restart Docker")

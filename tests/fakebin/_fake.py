@@ -1,0 +1,94 @@
+"""Shared body of the recording fake tools (kind, helm, kubectl, docker, nvidia-ctk).
+
+Each call appends one JSON line {"tool", "argv", "env"} to the file named by FAKEBIN_LOG, then
+answers like the real tool would for the few commands the harness uses. Behaviour switches:
+- FAKEBIN_FAIL: JSON list of command prefixes ("kind create cluster") that exit 1 with a stderr line;
+- FAKEBIN_STDOUT: JSON object prefix -> stdout text, overriding the default answer;
+- FAKEBIN_VERSION_<TOOL>: the version the tool reports (e.g. FAKEBIN_VERSION_KIND=0.20.0);
+- FAKEBIN_KIND_CLUSTERS: comma-separated clusters `kind get clusters` lists;
+- FAKEBIN_DOCKER_RUNTIME: docker's default runtime (default nvidia); FAKEBIN_DOCKER_DOWN=1: daemon down.
+Stdlib only, so any python3 on PATH runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+RECORDED_ENV = ("KUBECONFIG",)
+
+
+def _version(tool: str, default: str) -> str:
+    return os.environ.get(f"FAKEBIN_VERSION_{tool.upper().replace('-', '_')}", default)
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _default(tool: str, argv: list[str]) -> tuple[int, str, str]:
+    line = " ".join(argv)
+    if tool == "kind":
+        if argv[:1] == ["version"]:
+            return 0, f"kind v{_version('kind', '0.27.0')} go1.23.6 linux/amd64\n", ""
+        if argv[:2] == ["get", "clusters"]:
+            names = [n for n in os.environ.get("FAKEBIN_KIND_CLUSTERS", "").split(",") if n]
+            return 0, "".join(n + "\n" for n in names), "" if names else "No kind clusters found.\n"
+        if argv[:2] in (["create", "cluster"], ["export", "kubeconfig"]):
+            kubeconfig = _flag(argv, "--kubeconfig")
+            if kubeconfig:
+                Path(kubeconfig).write_text("apiVersion: v1\nkind: Config\nclusters: []\n", encoding="utf-8")
+            return 0, "", ""
+        return 0, "", ""
+    if tool == "helm":
+        if argv[:1] == ["version"]:
+            return 0, f"v{_version('helm', '3.16.2')}+g13654a5\n", ""
+        return 0, "", ""
+    if tool == "kubectl":
+        if argv[:1] == ["version"]:
+            v = _version("kubectl", "1.32.2")
+            return 0, json.dumps({"clientVersion": {"gitVersion": f"v{v}"}}) + "\n", ""
+        return 0, "", ""
+    if tool == "docker":
+        if argv[:1] == ["info"]:
+            if os.environ.get("FAKEBIN_DOCKER_DOWN") == "1":
+                return 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
+            info = {"ServerVersion": _version("docker", "27.3.1"),
+                    "DefaultRuntime": os.environ.get("FAKEBIN_DOCKER_RUNTIME", "nvidia")}
+            return 0, json.dumps(info) + "\n", ""
+        return 0, "", ""
+    if tool == "nvidia-ctk":
+        if "--version" in argv or argv[:1] == ["--version"]:
+            return 0, f"NVIDIA Container Toolkit CLI version {_version('nvidia-ctk', '1.17.3')}\n", ""
+        return 0, "", ""
+    return 0, "", f"fake {tool}: unhandled {line}\n"
+
+
+def main(tool: str) -> int:
+    argv = sys.argv[1:]
+    log = os.environ.get("FAKEBIN_LOG")
+    if log:
+        record = {"tool": tool, "argv": argv, "env": {k: os.environ[k] for k in RECORDED_ENV if k in os.environ}}
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+    line = " ".join([tool, *argv])
+    for prefix in json.loads(os.environ.get("FAKEBIN_FAIL", "[]")):
+        if line.startswith(prefix):
+            sys.stderr.write(f"fake {tool}: failing on purpose: {line}\n")
+            return 1
+    overrides = json.loads(os.environ.get("FAKEBIN_STDOUT", "{}"))
+    for prefix, text in overrides.items():
+        if line.startswith(prefix):
+            sys.stdout.write(text)
+            return 0
+    code, out, err = _default(tool, argv)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
