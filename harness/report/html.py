@@ -73,6 +73,9 @@ def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
                 if limit is not None:
                     ax.plot([-math.log10(1 - q)], [limit], marker="_", markersize=18, color=line.get_color())
     ax.set_xticks(xs, ["50%", "90%", "95%", "99%", "99.9%"])
+    # Tails span orders of magnitude; a log axis keeps p50 readable next to p99.9.
+    if entries and all(float(getattr(e.result.latency_ms, k)) > 0 for e in entries for k, _ in _POINTS):
+        ax.set_yscale("log")
     ax.set_xlabel("percentile (client-observed; open loop from the intended send time)")
     ax.set_ylabel("latency (ms)")
     ax.set_title("Latency by percentile (bars: SLO limits)")

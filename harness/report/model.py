@@ -5,7 +5,7 @@ the cluster was simulated), the nodes and GPUs, where each pod landed, every che
 NVML probe output, latency per model with the SLOs applied, and how long each lifecycle phase took.
 Unknown keys are errors (`extra="forbid"`) so a typo in a producer fails loudly instead of silently
 dropping evidence. `docs/report.md` documents every field; `docs/report.schema.json` is generated
-from these classes (`python -m harness.report.model > docs/report.schema.json`).
+from these classes (`python -m harness.report.schema docs/report.schema.json`).
 
 Bump `SCHEMA_VERSION` on any change that an older reader could misread (renamed or re-typed field).
 """
@@ -13,7 +13,6 @@ Bump `SCHEMA_VERSION` on any change that an older reader could misread (renamed 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -301,6 +300,3 @@ def load_report(path: str | Path) -> RunReport:
 def dump_report(report: RunReport) -> str:
     return report.model_dump_json(indent=2) + "\n"
 
-
-if __name__ == "__main__":
-    sys.stdout.write(schema_json())
