@@ -247,6 +247,23 @@ def test_in_use_without_nvml() -> None:
     assert not v.ok and "NVML unavailable" in v.reason
 
 
+def test_in_use_by_a_process_listed_on_the_mig_device() -> None:
+    mig_dev = device(A, mig_mode={"current": 1, "pending": 1}, procs=[])
+    mig_dev["mig_devices"] = [
+        {
+            "slot": 0,
+            "uuid": MIG,
+            "name": "x",
+            "memory_total_bytes": 5,
+            "compute_processes": [{"pid": 8, "used_memory_bytes": 4}],
+        }
+    ]
+    (v,) = check_gpu_in_use(result([mig_dev]), {MIG})
+    assert v.ok and v.reason.endswith("pid 8 uses 4 B on MIG-1111")
+    mig_dev["mig_devices"][0]["compute_processes"] = []
+    assert not check_gpu_in_use(result([mig_dev]), {MIG})[0].ok
+
+
 def test_in_use_on_mig_device() -> None:
     mig_dev = device(A, mig_mode={"current": 1, "pending": 1}, procs=[(9, 10)])
     mig_dev["mig_devices"] = [{"slot": 0, "uuid": MIG, "name": "x", "memory_total_bytes": 5}]

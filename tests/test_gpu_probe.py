@@ -99,7 +99,7 @@ def test_container_device_files_listed(fake: ModuleType, monkeypatch: pytest.Mon
 
 
 def test_mig_enabled_lists_only_given_mig_devices(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    _node(monkeypatch, MIG_NODE, MIG_2)
+    _node(monkeypatch, MIG_NODE, MIG_2, HARNESS_SIM_GPU_PROCESSES={MIG_2: [{"pid": 31, "used_memory_bytes": GIB}]})
     doc = _collect(fake)
     assert doc["errors"] == []
     (gpu,) = doc["devices"]
@@ -107,6 +107,8 @@ def test_mig_enabled_lists_only_given_mig_devices(fake: ModuleType, monkeypatch:
     assert gpu["mig_mode"] == {"current": 1, "pending": 1}
     assert [m["uuid"] for m in gpu["mig_devices"]] == [MIG_2]
     assert gpu["mig_devices"][0]["memory_total_bytes"] == 5 * GIB
+    assert gpu["mig_devices"][0]["compute_processes"] == [{"pid": 31, "used_memory_bytes": GIB}]
+    assert gpu["mig_devices"][0]["memory_used_bytes"] == GIB
     result = parse_probe_output(json.dumps(doc), "pod/mig")
     assert result.visible_uuids == {MIG_2}
     assert result.gpu_uuids == {GPU_C}
@@ -149,6 +151,18 @@ def _wrapped(fake: ModuleType, **overrides: Any) -> SimpleNamespace:
     names = {k: getattr(fake, k) for k in dir(fake) if not k.startswith("__")}
     names.update(overrides)
     return SimpleNamespace(**names)
+
+
+def test_process_listing_not_supported_is_null_not_error(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    _node(
+        monkeypatch,
+        NODE,
+        GPU_A,
+        HARNESS_SIM_NVML_FAIL=[{"call": "nvmlDeviceGetComputeRunningProcesses", "error": "NotSupported"}],
+    )
+    doc = _collect(fake)
+    assert doc["devices"][0]["compute_processes"] is None
+    assert doc["errors"] == []
 
 
 def test_bytes_returns_of_old_pynvml_are_decoded(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

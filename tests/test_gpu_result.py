@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -44,26 +45,65 @@ def test_every_fixture_parses(path: Path) -> None:
         assert result.errors, "a probe without NVML must say why"
 
 
-def _shape(value: Any) -> Any:
-    """Keys and container structure only, so values may differ but layout may not."""
-    if isinstance(value, dict):
-        return {k: _shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shape(value[0])] if value else []
-    return None
+H200 = [
+    {"uuid": "GPU-5a8f9c2e-1b3d-4e6f-8a0b-1c2d3e4f5a6b", "name": "NVIDIA H200", "memory_total_bytes": 150754820096},
+    {"uuid": "GPU-0e1d2c3b-4a59-6877-8695-a4b3c2d1e0f9", "name": "NVIDIA H200", "memory_total_bytes": 150754820096},
+]
+A100_MIG = {
+    "uuid": "GPU-7f3e2d1c-0b9a-4877-a665-5a4b3c2d1e0f",
+    "name": "NVIDIA A100-SXM4-40GB",
+    "memory_total_bytes": 42949672960,
+    "mig_devices": [
+        {
+            "uuid": "MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f",
+            "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
+            "memory_total_bytes": 5100273664,
+        },
+        {
+            "uuid": "MIG-2d3e4f5a-6b7c-5d8e-9f0a-1b2c3d4e5f6a",
+            "name": "NVIDIA A100-SXM4-40GB MIG 1g.5gb",
+            "memory_total_bytes": 5100273664,
+        },
+    ],
+}
+CAPS = {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+# fixture name -> (node GPUs, NVIDIA_VISIBLE_DEVICES, processes, extra env)
+SYNTHETIC: dict[str, tuple[Any, str | None, dict[str, Any] | None, dict[str, str]]] = {
+    "synthetic-2xH200-550.54.15": (
+        [{**g, "mig_capable": True} for g in H200],
+        ",".join(g["uuid"] for g in H200),
+        {H200[0]["uuid"]: [{"pid": 4242, "used_memory_bytes": 2147483648}]},
+        CAPS,
+    ),
+    "synthetic-A100-MIG-535.161.08": (
+        [A100_MIG],
+        "MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f",
+        {"MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f": [{"pid": 5151, "used_memory_bytes": 1073741824}]},
+        {**CAPS, "HARNESS_SIM_DRIVER_VERSION": "535.161.08"},
+    ),
+    "synthetic-no-driver": (None, None, None, {}),
+}
 
 
-def test_synthetic_fixture_has_exactly_the_shape_the_probe_prints_today() -> None:
-    recorded = json.loads((FIXTURES / "synthetic-2xH200-550.54.15.json").read_text(encoding="utf-8"))
-    gpus = [
-        {"uuid": d["uuid"], "name": d["name"], "memory_total_bytes": d["memory_total_bytes"], "mig_capable": True}
-        for d in recorded["devices"]
-    ]
-    uuid0 = recorded["devices"][0]["uuid"]
-    env = sim_probe_env(gpus, "all", {uuid0: [{"pid": 1, "used_memory_bytes": 1}]}, base={"PATH": "/usr/bin:/bin"})
-    env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+def _synthetic_document(name: str) -> dict[str, Any]:
+    gpus, visible, procs, extra = SYNTHETIC[name]
+    env = sim_probe_env(gpus, visible, procs, base={"PATH": "/usr/bin:/bin"})
+    env.update(extra)
     out = subprocess.run(sim_probe_command(), env=env, capture_output=True, text=True, timeout=60, check=True).stdout
-    assert _shape(json.loads(out)) == _shape(recorded)
+    doc: dict[str, Any] = json.loads(out)
+    # Normalised so the fixture does not change with the machine or the clock.
+    doc.update(hostname="synthetic-probe", time="2026-01-01T00:00:00Z", python="3.10.12")
+    return doc
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_synthetic_fixture_is_exactly_what_the_probe_prints_today(name: str) -> None:
+    """Set UPDATE_NVML_FIXTURES=1 to rewrite the synthetic fixtures after changing the probe."""
+    path = FIXTURES / f"{name}.json"
+    doc = _synthetic_document(name)
+    if os.environ.get("UPDATE_NVML_FIXTURES") == "1":
+        path.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
+    assert json.loads(path.read_text(encoding="utf-8")) == doc
 
 
 def test_pod_log_noise_around_the_document_is_ignored() -> None:

@@ -215,12 +215,16 @@ def check_gpu_in_use(
         if not mine:
             continue
         procs = device.compute_processes
-        using = [p for p in procs or () if (p.used_memory_bytes or 0) > 0]
+        using = [(device.uuid, p) for p in procs or () if (p.used_memory_bytes or 0) > 0]
+        # With MIG on, a MIG device's processes are listed on the MIG device itself.
+        for mig in device.mig_devices:
+            if mig.uuid in wanted or device.uuid in wanted:
+                using += [(mig.uuid, p) for p in mig.compute_processes or () if (p.used_memory_bytes or 0) > 0]
         looked.append(
             f"{device.uuid}: {len(procs) if procs is not None else 'unknown'} process(es), "
             f"memory used {device.memory_used_bytes} B"
         )
-        evidence += [f"pid {p.pid} uses {p.used_memory_bytes} B on {device.uuid}" for p in using]
+        evidence += [f"pid {p.pid} uses {p.used_memory_bytes} B on {uuid}" for uuid, p in using]
         if (
             not using
             and min_device_memory_bytes is not None

@@ -25,8 +25,9 @@ from typing import Any
 SCHEMA_VERSION = 1
 ENV_KEYS = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES")
 CONTAINER_DEVICES_DIR = "/var/run/nvidia-container-devices"
-# Upper bound on devices enumerated: NVML never reports more than this on one host; it keeps every loop bounded.
+# Bounds that keep every loop finite; far above what one host has (16 GPUs, 7 MIG slots each).
 MAX_DEVICES = 64
+MAX_PROCESSES = 1024
 _MISSING = object()
 
 
@@ -37,8 +38,13 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _error_name(exc: BaseException) -> str:
-    return type(exc).__name__
+def _error_entry(call: str, exc: BaseException) -> dict[str, Any]:
+    try:
+        # pynvml's __str__ may call back into the library for unknown codes.
+        message = str(exc)
+    except Exception:
+        message = repr(exc)
+    return {"call": call, "error": type(exc).__name__, "message": message}
 
 
 class _Recorder:
@@ -56,7 +62,7 @@ class _Recorder:
         except Exception as exc:
             # NotSupported on an optional feature (MIG, utilisation) is an answer, not a failure.
             if not (quiet_not_supported and self.not_supported and isinstance(exc, self.not_supported)):
-                self.errors.append({"call": label, "error": _error_name(exc), "message": str(exc)})
+                self.errors.append(_error_entry(label, exc))
             return _MISSING
 
 
@@ -75,6 +81,19 @@ def _cuda_version(value: Any) -> Any:
     return None
 
 
+def _processes(rec: _Recorder, handle: Any, where: str) -> list[dict[str, Any]] | None:
+    """Compute processes with their device memory; pids are HOST pids (the driver ignores PID namespaces)."""
+    label = "nvmlDeviceGetComputeRunningProcesses" + where
+    procs = rec.call(label, lambda: rec.nvml.nvmlDeviceGetComputeRunningProcesses(handle), True)
+    if procs is _MISSING:
+        return None
+    listed = []
+    for proc in list(procs)[:MAX_PROCESSES]:
+        used = getattr(proc, "usedGpuMemory", None)
+        listed.append({"pid": int(proc.pid), "used_memory_bytes": None if used is None else int(used)})
+    return listed
+
+
 def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]]:
     nvml = rec.nvml
     count = rec.call(f"nvmlDeviceGetMaxMigDeviceCount({index})", lambda: nvml.nvmlDeviceGetMaxMigDeviceCount(handle))
@@ -89,7 +108,7 @@ def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]
             # Empty MIG slots (and slots given to other containers) answer NotFound: skip them.
             if not (isinstance(not_found, type) and isinstance(exc, not_found)):
                 label = f"nvmlDeviceGetMigDeviceHandleByIndex({index}, {slot})"
-                rec.errors.append({"call": label, "error": _error_name(exc), "message": str(exc)})
+                rec.errors.append(_error_entry(label, exc))
             continue
         where = f"({index}, mig {slot})"
         uuid = rec.call("nvmlDeviceGetUUID" + where, functools.partial(nvml.nvmlDeviceGetUUID, mig))
@@ -101,6 +120,9 @@ def _mig_devices(rec: _Recorder, handle: Any, index: int) -> list[dict[str, Any]
                 "uuid": None if uuid is _MISSING else _text(uuid),
                 "name": None if name is _MISSING else _text(name),
                 "memory_total_bytes": None if memory is _MISSING else int(memory.total),
+                "memory_used_bytes": None if memory is _MISSING else int(memory.used),
+                # With MIG on, the processes of a MIG device are listed on its own handle.
+                "compute_processes": _processes(rec, mig, where),
             }
         )
     return found
@@ -141,15 +163,7 @@ def _device(rec: _Recorder, index: int) -> dict[str, Any]:
         entry["mig_mode"] = {"current": current, "pending": pending}
         if current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
             entry["mig_devices"] = _mig_devices(rec, handle, index)
-    procs = rec.call(
-        "nvmlDeviceGetComputeRunningProcesses" + where, lambda: nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-    )
-    if procs is not _MISSING:
-        listed = []
-        for proc in list(procs)[:1024]:
-            used = getattr(proc, "usedGpuMemory", None)
-            listed.append({"pid": int(proc.pid), "used_memory_bytes": None if used is None else int(used)})
-        entry["compute_processes"] = listed
+    entry["compute_processes"] = _processes(rec, handle, where)
     util = rec.call("nvmlDeviceGetUtilizationRates" + where, lambda: nvml.nvmlDeviceGetUtilizationRates(handle), True)
     if util is not _MISSING:
         entry["utilization"] = {"gpu_percent": int(util.gpu), "memory_percent": int(util.memory)}
@@ -217,7 +231,7 @@ def main() -> int:
             "schema_version": SCHEMA_VERSION,
             "nvml_available": False,
             "devices": [],
-            "errors": [{"call": "probe", "error": _error_name(exc), "message": str(exc)}],
+            "errors": [_error_entry("probe", exc)],
         }
     sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     sys.stdout.flush()

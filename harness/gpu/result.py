@@ -42,6 +42,8 @@ class MigDevice:
     uuid: str | None
     name: str | None
     memory_total_bytes: int | None
+    memory_used_bytes: int | None
+    compute_processes: tuple[ProbeProcess, ...] | None  # None: not listed (call failed or unsupported)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,22 @@ def _opt(data: Mapping[str, Any], key: str, kind: type, source: str, where: str)
     return value
 
 
+def _processes(raw: Mapping[str, Any], source: str, where: str) -> tuple[ProbeProcess, ...] | None:
+    procs_raw = raw.get("compute_processes")
+    if procs_raw is None:
+        return None
+    if not isinstance(procs_raw, list):
+        raise _fail(source, f"{where}compute_processes must be a list or null")
+    procs = []
+    for j, p in enumerate(procs_raw):
+        if not isinstance(p, dict) or not isinstance(p.get("pid"), int):
+            raise _fail(source, f"{where}compute_processes[{j}] must be an object with an integer pid")
+        procs.append(
+            ProbeProcess(p["pid"], _opt(p, "used_memory_bytes", int, source, f"{where}compute_processes[{j}]."))
+        )
+    return tuple(procs)
+
+
 def _device(raw: Any, source: str, pos: int) -> ProbeDevice:
     where = f"devices[{pos}]."
     if not isinstance(raw, dict):
@@ -170,19 +188,11 @@ def _device(raw: Any, source: str, pos: int) -> ProbeDevice:
                 uuid=_opt(m, "uuid", str, source, mwhere),
                 name=_opt(m, "name", str, source, mwhere),
                 memory_total_bytes=_opt(m, "memory_total_bytes", int, source, mwhere),
+                memory_used_bytes=_opt(m, "memory_used_bytes", int, source, mwhere),
+                compute_processes=_processes(m, source, mwhere),
             )
         )
-    procs_raw = raw.get("compute_processes")
-    procs: tuple[ProbeProcess, ...] | None = None
-    if procs_raw is not None:
-        if not isinstance(procs_raw, list):
-            raise _fail(source, f"{where}compute_processes must be a list or null")
-        plist = []
-        for j, p in enumerate(procs_raw):
-            if not isinstance(p, dict) or not isinstance(p.get("pid"), int):
-                raise _fail(source, f"{where}compute_processes[{j}] must be an object with an integer pid")
-            plist.append(ProbeProcess(p["pid"], _opt(p, "used_memory_bytes", int, source, where)))
-        procs = tuple(plist)
+    procs = _processes(raw, source, where)
     util_raw = raw.get("utilization")
     util: dict[str, Any] = util_raw if isinstance(util_raw, dict) else {}
     return ProbeDevice(
