@@ -108,7 +108,14 @@ class DataPlane:
         if pod.server_type != "mlserver":
             return ReplicaState("Failed", f"{NO_TRITON}: server {pod.server} is a Triton server")
         if not self.enabled:
-            return ReplicaState("Available")
+            # No process to load into, but an unreachable storageUri or an injected fault still fails.
+            try:
+                resolve_storage_uri(storage_uri, self.workdir, train=False)
+            except ModelUnavailable as exc:
+                return ReplicaState("Failed", str(exc))
+            with self._lock:
+                injected = self._fail_loads.get(served_name.rsplit("_", 1)[0])
+            return ReplicaState("Failed", injected) if injected else ReplicaState("Available", "ModelAvailable")
         with self._lock:
             if self._closed:
                 return ReplicaState("Failed", "the data plane is shut down")

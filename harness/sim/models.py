@@ -39,8 +39,9 @@ def iris_cache_dir(workdir: Path) -> Path:
     return Path(workdir) / "model-cache" / "iris-sklearn"
 
 
-def resolve_storage_uri(uri: str, workdir: Path) -> ModelSource:
-    """The local folder that stands for `uri`, training the iris sample on first use.
+def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> ModelSource:
+    """The local folder that stands for `uri`, training the iris sample on first use (unless
+    `train` is False: then only reachability is checked and the path may not exist yet).
 
     Raises `ModelUnavailable` for anything the simulated cluster cannot reach.
     """
@@ -48,6 +49,8 @@ def resolve_storage_uri(uri: str, workdir: Path) -> ModelSource:
     if not text:
         raise ModelUnavailable("spec.storageUri is empty")
     if is_iris_sample(text):
+        if not train:
+            return ModelSource(text, iris_cache_dir(workdir), sample=True)
         with _TRAIN_LOCK:
             path = train_iris(iris_cache_dir(workdir), name="iris")
         return ModelSource(text, path, sample=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from harness.config import Profile
 from harness.sim.contracts import ApiError, Obj, Store
@@ -506,3 +507,15 @@ class SeldonController:
             store.record_event(pod, "Started", f"Started container {pod_ref.server_type} after a crash: {message}",
                                "Normal", component="kubelet")
 
+
+    # --- fault hooks -------------------------------------------------------------------------
+    def register_faults(self, faults: Any) -> None:
+        """Hook this controller's faults into `SimCluster.faults` (see harness/sim/faults.py)."""
+        faults.register("model_load_failure", lambda namespace, model: self.fail_model_load(model))
+        faults.register("clear_model_load_failure", lambda namespace, model: self.dataplane.clear_model_fault(model))
+        faults.register("kill_mlserver", self.kill_mlserver)
+
+
+def seldon_controllers(profile: Profile, workdir: str, mlserver: bool = True) -> list[SeldonController]:
+    """The factory `SimCluster` calls: the one Seldon controller (operator, scheduler, data plane, mesh)."""
+    return [SeldonController(profile, Path(workdir), mlserver=mlserver)]
