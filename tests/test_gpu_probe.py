@@ -197,6 +197,12 @@ def test_functions_missing_from_old_pynvml_are_errors_not_crashes(
     }
 
 
+def test_bindings_version_is_reported(fake: ModuleType) -> None:
+    assert _collect(fake)["pynvml_version"] == "simulated"
+    real = pytest.importorskip("pynvml", reason="install nvidia-ml-py to check the real bindings' version")
+    assert str(probe.collect(real, devices_dir="/nonexistent")["pynvml_version"]).startswith("nvidia-ml-py ")
+
+
 def test_without_pynvml_module() -> None:
     doc = probe.collect(None, devices_dir="/nonexistent-probe-dir")
     assert doc["nvml_available"] is False

@@ -75,6 +75,23 @@ def _environment(environ: Any, devices_dir: str) -> dict[str, Any]:
     return env
 
 
+def _bindings_version(nvml: Any) -> Any:
+    """Which Python bindings answered: old pynvml releases differ (bytes returns, missing calls)."""
+    version = getattr(nvml, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib import metadata
+    except ImportError:  # Python < 3.8
+        return None
+    for dist in ("nvidia-ml-py", "pynvml"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except Exception:
+            continue
+    return None
+
+
 def _cuda_version(value: Any) -> Any:
     if isinstance(value, int) and value > 0:
         return f"{value // 1000}.{(value % 1000) // 10}"
@@ -178,6 +195,7 @@ def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES
         "hostname": socket.gethostname(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": ".".join(str(part) for part in sys.version_info[:3]),
+        "pynvml_version": None,
         "env": _environment(environ, devices_dir),
         "nvml_available": False,
         "driver_version": None,
@@ -192,6 +210,7 @@ def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES
         return doc
     rec = _Recorder(nvml)
     doc["errors"] = rec.errors
+    doc["pynvml_version"] = _bindings_version(nvml)
     if rec.call("nvmlInit", nvml.nvmlInit) is _MISSING:
         return doc
     doc["nvml_available"] = True

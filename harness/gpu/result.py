@@ -88,6 +88,7 @@ class ProbeResult:
     hostname: str | None
     time: str | None
     python: str | None
+    pynvml_version: str | None  # "simulated" from the sim's NVML, else e.g. "nvidia-ml-py 12.560.30"
     env: ProbeEnv
     nvml_available: bool
     driver_version: str | None
@@ -245,6 +246,7 @@ def probe_result_from_dict(data: Mapping[str, Any], source: str) -> ProbeResult:
         hostname=_opt(data, "hostname", str, source, ""),
         time=_opt(data, "time", str, source, ""),
         python=_opt(data, "python", str, source, ""),
+        pynvml_version=_opt(data, "pynvml_version", str, source, ""),
         env=env,
         nvml_available=bool(data["nvml_available"]),
         driver_version=_opt(data, "driver_version", str, source, ""),
