@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from harness.gpu import FAKE_NVML_DIR, sim_probe_command, sim_probe_env
 from harness.gpu.checks import (
     Verdict,
     check_disjoint,
@@ -18,7 +21,7 @@ from harness.gpu.checks import (
     product_matches,
 )
 from harness.gpu.host import host_inventory, host_inventory_with_reason
-from harness.gpu.result import ProbeResult, probe_result_from_dict
+from harness.gpu.result import ProbeResult, allocated_uuids_from_env, parse_probe_output, probe_result_from_dict
 
 A, B, C = "GPU-aaaa", "GPU-bbbb", "GPU-cccc"
 MIG = "MIG-1111"
@@ -295,10 +298,6 @@ def test_host_subset_allowed_when_profile_hands_out_some_gpus() -> None:
 
 @pytest.fixture
 def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    import importlib.util
-
-    from harness.gpu import FAKE_NVML_DIR
-
     for var in ("HARNESS_SIM_NODE_GPUS", "HARNESS_SIM_NVML_FAIL", "HARNESS_SIM_GPU_PROCESSES"):
         monkeypatch.delenv(var, raising=False)
     spec = importlib.util.spec_from_file_location("fake_pynvml_host", FAKE_NVML_DIR / "pynvml.py")
@@ -331,3 +330,37 @@ def test_host_inventory_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host, "_import_nvml", lambda: None)
     inv, reason = host.host_inventory_with_reason()
     assert inv is None and "nvidia-ml-py" in reason
+
+
+# ---- the whole chain: real probe script under the simulated NVML -> parser -> verdicts ----
+
+
+def _probe_pod(visible: str | None, node_gpus: list[dict[str, Any]] | None) -> ProbeResult:
+    env = sim_probe_env(node_gpus, visible, base={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(sim_probe_command(), env=env, capture_output=True, text=True, timeout=60, check=True)
+    return parse_probe_output(proc.stdout, "ns/probe")
+
+
+NODE_GPUS = [
+    {"uuid": A, "name": "NVIDIA H200", "memory_total_bytes": 1},
+    {"uuid": B, "name": "NVIDIA H200", "memory_total_bytes": 1},
+]
+
+
+def test_chain_allocated_gpu_pod_passes() -> None:
+    r = _probe_pod(B, NODE_GPUS)
+    verdicts = check_pod_visibility(r, 1, {A, B}, "NVIDIA-H200", allocated_uuids_from_env(r.env), node="gpu-1")
+    assert failed(verdicts) == [] and {v.id for v in verdicts} >= {"gpu.allocation", "gpu.product"}
+
+
+def test_chain_catches_visible_devices_all_leak() -> None:
+    r = _probe_pod("all", NODE_GPUS)
+    bad = failed(check_pod_visibility(r, 0, {A, B}, "NVIDIA-H200", None, node="gpu-1"))
+    assert [v.id for v in bad] == ["gpu.no-gpu-without-request"]
+    assert "sees 2: {GPU-aaaa, GPU-bbbb}" in bad[0].reason
+
+
+def test_chain_pod_on_cpu_node_asking_for_gpu_fails() -> None:
+    r = _probe_pod(A, None)
+    (v,) = check_pod_visibility(r, 1, None, None, None, node="cpu-1")
+    assert v.id == "gpu.nvml" and not v.ok and "NVMLError_LibraryNotFound" in v.reason
