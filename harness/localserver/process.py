@@ -182,8 +182,9 @@ class MLServerProcess:
         self.repository_dir.mkdir(parents=True, exist_ok=True)
         self._link_models()
         deadline = time.monotonic() + timeout
-        # A kernel-chosen free port can be taken before MLServer binds it; try again a few times.
-        attempts = 3 if (self._want_http == 0 or self._want_grpc == 0) else 1
+        # A kernel-chosen free port can be taken before MLServer binds it; try again a few times,
+        # but only when every port was ours to choose (a fixed port will not free itself).
+        attempts = 3 if (self._want_http == 0 and self._want_grpc == 0) else 1
         for attempt in range(attempts):
             self.http_port = self._want_http or free_port()
             self.grpc_port = self._want_grpc or free_port()
