@@ -96,7 +96,7 @@ def seldon_objects(profile: Profile) -> list[Obj]:
         default_server_config("mlserver", ns, version),
         default_server_config("triton", ns, version),
         _component("Deployment", "seldon-v2-controller-manager", ns, {"control-plane": "v2-controller-manager"},
-                   f"seldonio/seldon-v2-controller:{version}", [{"name": "metrics", "containerPort": 8080}]),
+                   f"seldonio/seldonv2-controller:{version}", [{"name": "metrics", "containerPort": 8080}]),
         _component("StatefulSet", "seldon-scheduler", ns, {"app.kubernetes.io/name": "seldon-scheduler"},
                    f"seldonio/seldon-scheduler:{version}",
                    [{"name": "xds", "containerPort": 9002}, {"name": "scheduler", "containerPort": 9004},

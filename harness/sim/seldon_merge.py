@@ -61,7 +61,8 @@ def _server_container(kind: str) -> Obj:
             {"name": "server-http", "containerPort": SERVER_HTTP_PORT, "protocol": "TCP"},
             {"name": "server-grpc", "containerPort": SERVER_GRPC_PORT, "protocol": "TCP"},
         ],
-        "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}},
+        # The chart sets a memory limit equal to the request: a Server asking for more memory must raise both.
+        "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "securityContext": {"runAsUser": 1000},
         "readinessProbe": {"httpGet": {"path": "/v2/health/live", "port": "server-http"}},
         "volumeMounts": [{"name": f"{kind}-models", "mountPath": "/mnt/agent", "readOnly": False}],
