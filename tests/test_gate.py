@@ -1,0 +1,217 @@
+"""The release gate on crafted reports: verdicts of the pure function and exit codes of the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+from harness.report import RunReport, format_verdict, gate, load_report, parse_report
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "reports"
+
+
+def crafted(name: str) -> RunReport:
+    return load_report(DATA / name)
+
+
+def edited(name: str, edit: Any) -> RunReport:
+    data = json.loads((DATA / name).read_text(encoding="utf-8"))
+    edit(data)
+    return parse_report(data, name)
+
+
+def scale_p99(factor: float) -> RunReport:
+    """pass.json with iris-gpu's p99 set to baseline p99 * factor."""
+    base = crafted("baseline.json").latency[0].result.latency_ms.p99
+
+    def edit(data: dict[str, Any]) -> None:
+        data["latency"][0]["result"]["latency_ms"]["p99"] = base * factor
+
+    return edited("pass.json", edit)
+
+
+def write(tmp_path: Path, report: RunReport, name: str = "r.json") -> Path:
+    path = tmp_path / name
+    path.write_text(report.model_dump_json(), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    proc = subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=60,
+                          check=False, cwd=ROOT)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+# --- the pure verdict ------------------------------------------------------------------
+def test_pass_against_baseline() -> None:
+    verdict = gate(crafted("pass.json"), crafted("baseline.json"), 0.10, allow_simulated=False)
+    assert verdict.passed and verdict.exit_code == 0 and not verdict.failures
+    # two models x p50/p95/p99, each about 5 % slower than the baseline
+    assert len(verdict.comparisons) == 6
+    assert all(c.ok and c.change == pytest.approx(1 / 0.95 - 1) for c in verdict.comparisons)
+
+
+def test_failed_check_fails_with_its_reason() -> None:
+    verdict = gate(crafted("failed-check.json"), None, 0.10, allow_simulated=False)
+    assert not verdict.passed and verdict.exit_code == 1
+    (failure,) = verdict.failures
+    assert failure.kind == "check"
+    assert failure.subject == "gpu: a GPU pod sees exactly its allocated GPUs"
+    assert "sees 2 GPUs" in failure.detail
+    assert "no baseline given" in " ".join(verdict.notes)
+
+
+@pytest.mark.parametrize(("factor", "passes"), [(1.099, True), (1.10, True), (1.101, False), (2.0, False)])
+def test_regression_bound(factor: float, passes: bool) -> None:
+    verdict = gate(scale_p99(factor), crafted("baseline.json"), 0.10, allow_simulated=False)
+    assert verdict.passed is passes
+    p99 = next(c for c in verdict.comparisons if c.load.startswith("iris-gpu") and c.percentile == "p99")
+    assert p99.change == pytest.approx(factor - 1)
+    if not passes:
+        (failure,) = verdict.failures
+        assert failure.kind == "regression" and failure.subject == "iris-gpu http open 100 rps p99"
+
+
+def test_a_tighter_bound_fails_the_same_report() -> None:
+    assert gate(crafted("pass.json"), crafted("baseline.json"), 0.10, False).passed
+    verdict = gate(crafted("pass.json"), crafted("baseline.json"), 0.05, False)
+    assert {f.kind for f in verdict.failures} == {"regression"} and len(verdict.failures) == 6
+
+
+def test_faster_is_never_a_regression() -> None:
+    # against itself every change is 0 % (at the bound 0); iris-gpu's p99 is 80 % faster
+    verdict = gate(scale_p99(0.2), crafted("pass.json"), 0.0, allow_simulated=False)
+    assert verdict.passed and min(c.change for c in verdict.comparisons) < -0.7
+
+
+def test_simulated_report_is_refused_unless_allowed() -> None:
+    sim = crafted("simulated.json")
+    refused = gate(sim, None, 0.10, allow_simulated=False)
+    assert refused.refused and not refused.passed and refused.exit_code == 1
+    assert [f.kind for f in refused.failures] == ["refused"]
+    first = format_verdict(refused, "simulated.json").splitlines()[0]
+    assert first.startswith("REFUSED:") and "SIMULATED CLUSTER" in first
+    allowed = gate(sim, None, 0.10, allow_simulated=True)
+    assert allowed.passed and not allowed.refused
+    first = format_verdict(allowed, "simulated.json").splitlines()[0]
+    assert first.startswith("SIMULATED CLUSTER") and "PASS" in first
+
+
+def test_simulated_baseline_cannot_judge_a_real_report() -> None:
+    verdict = gate(crafted("pass.json"), crafted("simulated.json"), 0.10, allow_simulated=False)
+    assert any(f.kind == "refused" and "baseline" in f.subject for f in verdict.failures)
+
+
+def test_skipped_checks_fail_unless_their_suite_is_allowed() -> None:
+    def skip_gpu(data: dict[str, Any]) -> None:
+        check = next(c for c in data["checks"] if c["suite"] == "gpu")
+        check.update(status="skip", reason="no NVIDIA driver on the node")
+
+    report = edited("pass.json", skip_gpu)
+    verdict = gate(report, None, 0.10, False)
+    (failure,) = verdict.failures
+    assert failure.kind == "skip" and "--allow-skip gpu" in failure.detail
+    assert gate(report, None, 0.10, False, allow_skip=["gpu"]).passed
+    assert gate(report, None, 0.10, False, allow_skip=["*"]).passed
+    assert not gate(report, None, 0.10, False, allow_skip=["latency"]).passed
+
+
+def test_error_status_fails() -> None:
+    report = edited("pass.json", lambda d: d["checks"][0].update(status="error", reason="fixture crashed"))
+    assert [f.kind for f in gate(report, None, 0.1, False).failures] == ["check"]
+
+
+def test_missing_measurement_and_different_load_fail() -> None:
+    only_gpu = edited("pass.json", lambda d: d["latency"].pop(1))
+    verdict = gate(only_gpu, crafted("baseline.json"), 0.10, False)
+    assert [(f.kind, f.subject) for f in verdict.failures] == [("missing", "iris-cpu http open 100 rps")]
+    other_rate = edited("pass.json", lambda d: d["latency"][0]["result"].update(offered_rate_rps=50.0))
+    kinds = [f.kind for f in gate(other_rate, crafted("baseline.json"), 0.10, False).failures]
+    assert kinds == ["missing"]
+    extra = gate(crafted("pass.json"), edited("baseline.json", lambda d: d["latency"].pop(1)), 0.10, False)
+    assert extra.passed and any("not in the baseline" in n for n in extra.notes)
+
+
+def test_incomplete_run_and_slo_miss_fail() -> None:
+    def incomplete(data: dict[str, Any]) -> None:
+        data["latency"][0]["result"].update(complete=False, failure="server died mid-run")
+
+    verdict = gate(edited("pass.json", incomplete), None, 0.10, False)
+    assert [(f.kind, f.detail) for f in verdict.failures] == [
+        ("incomplete", "load run incomplete: server died mid-run")
+    ]
+
+    def slo_miss(data: dict[str, Any]) -> None:
+        data["latency"][1]["slo_verdicts"][0].update(ok=False, reason="p50 25.00 ms > SLO 20 ms")
+
+    verdict = gate(edited("pass.json", slo_miss), None, 0.10, False)
+    assert [(f.kind, f.detail) for f in verdict.failures] == [("slo", "p50 25.00 ms > SLO 20 ms")]
+
+
+def test_empty_or_unfinished_report_fails() -> None:
+    verdict = gate(edited("pass.json", lambda d: d.update(checks=[], finished=None)), None, 0.10, False)
+    assert [f.kind for f in verdict.failures] == ["unfinished", "empty"]
+
+
+def test_negative_bound_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        gate(crafted("pass.json"), None, -0.1, False)
+
+
+def test_failure_table_lists_every_problem() -> None:
+    report = edited("failed-check.json", lambda d: d["latency"][0]["result"]["latency_ms"].update(p50=100.0))
+    text = format_verdict(gate(report, crafted("baseline.json"), 0.10, False), "r.json")
+    lines = text.splitlines()
+    assert lines[0] == "FAIL: r.json: 2 problems"
+    assert lines[2].split() == ["KIND", "SUBJECT", "DETAIL"]
+    assert any(line.startswith("check ") and "sees 2 GPUs" in line for line in lines)
+    assert any(line.startswith("regression ") and "iris-gpu http open 100 rps p50" in line for line in lines)
+    assert any("REGRESSED" in line for line in lines)
+
+
+# --- the command line ------------------------------------------------------------------
+def test_cli_pass_and_fail_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    baseline = str(DATA / "baseline.json")
+    assert main(["gate", "--report", str(DATA / "pass.json"), "--baseline", baseline]) == 0
+    assert capsys.readouterr().out.startswith("PASS: ")
+    assert main(["gate", "--report", str(DATA / "failed-check.json")]) == 1
+    assert capsys.readouterr().out.startswith("FAIL: ")
+    regressed = write(tmp_path, scale_p99(1.2))
+    assert main(["gate", "--report", str(regressed), "--baseline", baseline, "--max-regression", "25%"]) == 0
+    capsys.readouterr()
+    assert main(["gate", "--report", str(regressed), "--baseline", baseline, "--max-regression", "0.15"]) == 1
+    assert "+20.0%" in capsys.readouterr().out
+
+
+def test_cli_simulated(capsys: pytest.CaptureFixture[str]) -> None:
+    sim = str(DATA / "simulated.json")
+    assert main(["gate", "--report", sim]) == 1
+    assert capsys.readouterr().out.splitlines()[0].startswith("REFUSED: ")
+    assert main(["gate", "--report", sim, "--allow-simulated"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("SIMULATED CLUSTER")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--report", "MISSING.json"], "MISSING.json: report file not found"),
+        (["--report", str(DATA / "not-json.json")], "not-json.json: not valid JSON at line 2"),
+        (["--report", str(DATA / "wrong-version.json")], "wrong-version.json: schema_version: expected '1'"),
+        (["--report", str(DATA / "missing-field.json")], "missing-field.json: latency[0].result.latency_ms.p99"),
+        (["--report", str(DATA / "pass.json"), "--baseline", str(DATA / "not-json.json")], "not-json.json"),
+        (["--report", str(DATA / "pass.json"), "--max-regression", "lots"], "--max-regression"),
+    ],
+)
+def test_cli_unusable_input_exits_2_with_one_line(args: list[str], expected: str) -> None:
+    code, out, err = run_cli("gate", *args)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err and "Traceback" not in err
