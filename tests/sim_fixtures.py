@@ -1,0 +1,93 @@
+"""Fixtures for the simulated API server's own tests: a store + HTTP server with no controllers.
+
+Import the fixtures you need into a test module (`from tests.sim_fixtures import sim_api`).
+Nothing here depends on the sim's controllers, so these tests exercise only the API layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.sim.api.server import ApiServer
+from harness.sim.api.store import MemoryStore
+from harness.sim.cluster import kubeconfig_document
+from harness.sim.faults import Faults
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class SimApi:
+    store: MemoryStore
+    faults: Faults
+    server: ApiServer
+    kubeconfig: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def node(name: str, *, gpus: int = 0, labels: dict[str, str] | None = None,
+         taints: list[Obj] | None = None) -> Obj:
+    capacity = {"cpu": "8", "memory": "16Gi", "pods": "110"}
+    if gpus:
+        capacity["nvidia.com/gpu"] = str(gpus)
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
+        "spec": {"taints": taints} if taints else {},
+        "status": {"capacity": capacity, "allocatable": dict(capacity),
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                   "nodeInfo": {"kubeletVersion": "v1.33.1", "kubeProxyVersion": "", "architecture": "amd64",
+                                "bootID": "b", "containerRuntimeVersion": "containerd://2.0.2",
+                                "kernelVersion": "6.8.0", "machineID": "m", "operatingSystem": "linux",
+                                "osImage": "Debian GNU/Linux 12 (bookworm)", "systemUUID": "s"},
+                   "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                   "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}},
+    }
+
+
+def pod(name: str, namespace: str = "default", *, labels: dict[str, str] | None = None,
+        containers: list[Obj] | None = None, node_name: str | None = None) -> Obj:
+    spec: Obj = {"containers": containers or [{"name": "main", "image": "busybox:1.36"}]}
+    if node_name:
+        spec["nodeName"] = node_name
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}}, "spec": spec}
+
+
+def add_node(store: MemoryStore, obj: Obj) -> Obj:
+    created = store.create(obj)
+    return store.update_status({**created, "status": obj["status"]})
+
+
+@pytest.fixture
+def sim_api(tmp_path: Path) -> Iterator[SimApi]:
+    store = MemoryStore()
+    faults = Faults(store)
+    server = ApiServer(store, faults)
+    server.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(server.url)))
+    try:
+        yield SimApi(store, faults, server, kubeconfig)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def api_client(sim_api: SimApi) -> Iterator[Any]:
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(sim_api.kubeconfig))
+    try:
+        yield client
+    finally:
+        client.close()
