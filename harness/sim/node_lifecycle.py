@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from harness.sim.contracts import ApiError, Obj, Store
@@ -115,7 +116,9 @@ class NodeLifecycleController:
                 continue
             key = (str(pod["metadata"].get("uid", "")), node_name_of(node))
             seen.add(key)
-            start = self._first_seen.setdefault(key, now)
+            # The moment this pass saw the taint, not the pass's start: a taint committed while the pass
+            # was already running must not be credited with time it did not exist.
+            start = self._first_seen.setdefault(key, max(now, time.monotonic()))
             due = start + delay
             if due <= now:
                 self._evict(store, pod)
