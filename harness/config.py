@@ -234,6 +234,10 @@ class Server(Strict):
     # Container resources for the inference container (requests == limits for GPUs, always).
     cpu: str = "1"
     memory: str = "2Gi"
+    # Raw Seldon `podSpec` fields laid over the rendered ones (tolerations, affinity, nodeSelector,
+    # runtimeClassName; containers merged by name). For clusters that need more than the knobs
+    # above, and for reproducing configuration mistakes on purpose: `lint` checks the result.
+    pod_spec: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod

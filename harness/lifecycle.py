@@ -59,6 +59,33 @@ def condition_true(obj: Obj | None, kind: str) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
+def diagnose_server(kube: Kube, server: str, namespace: str) -> str:
+    """Why a Server is not Ready, in one line: its pods' scheduling and its StatefulSet's refusals."""
+    reasons: list[str] = []
+    live = kube.get(SELDON_API, "Server", server, namespace)
+    for kind in ("StatefulSetOrDeploymentReady", "Ready"):
+        cond = condition(live, kind)
+        if cond and cond.get("status") != "True" and cond.get("message"):
+            reasons.append(f"{kind}: {cond.get('message')}")
+            break
+    for event in kube.events(namespace=namespace, involved_name=server, involved_kind="StatefulSet"):
+        if event.get("type") == "Warning":
+            reasons.append(f"StatefulSet {event.get('reason')}: {event.get('message')}")
+    pods = kube.list("v1", "Pod", namespace, label_selector=f"seldon-server-name={server}")
+    if not pods:
+        reasons.append("no pods were created")
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Running":
+            continue
+        scheduling = [e.get("message") for e in kube.events(namespace=namespace, involved_name=name,
+                                                            involved_kind="Pod")
+                      if e.get("reason") == "FailedScheduling"]
+        reasons.append(f"pod {name} {phase}" + (f": {scheduling[-1]}" if scheduling else ""))
+    return "; ".join(str(r) for r in reasons) or "no cause found in conditions, events or pods"
+
+
 @dataclass
 class ClusterSession:
     profile: Profile
@@ -139,11 +166,14 @@ class ClusterSession:
                     obj = render.server(self.profile, server, namespace)
                     self.deployed.append(kube.apply(obj))
                 for server in self.profile.servers:
-                    kube.wait_for(
-                        SELDON_API, "Server", server.name, namespace,
-                        lambda s: condition_true(s, "Ready"),
-                        timeout=self.profile.timeouts.server_ready_s, what=f"Server {server.name} Ready",
-                    )
+                    try:
+                        kube.wait_for(
+                            SELDON_API, "Server", server.name, namespace,
+                            lambda s: condition_true(s, "Ready"),
+                            timeout=self.profile.timeouts.server_ready_s, what=f"Server {server.name} Ready",
+                        )
+                    except WaitTimeout as exc:
+                        raise WaitTimeout(f"{exc}; why: {diagnose_server(kube, server.name, namespace)}") from None
             with self.phase("models"):
                 for model in self.profile.models:
                     self.deployed.append(kube.apply(render.model(self.profile, model, namespace)))

@@ -271,7 +271,7 @@ class _Cleanup:
 
 
 @dataclass
-class TestScope:
+class Scope:
     """Objects one test creates; removed in reverse order of creation after evidence is taken."""
 
     session: Any
@@ -356,8 +356,8 @@ def _test_failed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture
-def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext) -> Iterator[TestScope]:
-    test_scope = TestScope(cluster, run_context, request.node.nodeid)
+def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext) -> Iterator[Scope]:
+    test_scope = Scope(cluster, run_context, request.node.nodeid)
     yield test_scope
     failed = _test_failed(request.node)
     if failed:
@@ -379,11 +379,22 @@ def record(request: pytest.FixtureRequest, run_context: RunContext) -> Any:
 @pytest.fixture
 def require_nvml(cluster: Any, run_context: RunContext) -> None:
     """Skip (or fail under --require-gpu) when GPUs cannot be seen through NVML on this cluster."""
-    reason = cluster.facts.nvml_unavailable_reason if cluster.facts is not None else "cluster facts unknown"
+    reason = nvml_unavailable_reason(run_context.profile, cluster.facts)
     if reason:
         if run_context.require_gpu:
             pytest.fail(f"--require-gpu: {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+def nvml_unavailable_reason(profile: Profile, facts: Any) -> str | None:
+    """Why NVML evidence cannot be had on this cluster, or None when it can."""
+    if profile.cluster.provider == "kind" and profile.cluster.fake_gpus:
+        return ("the GPUs are fake (cluster.fake_gpus: true), so NVML sees nothing; "
+                "run profiles/kind-gpu.yaml on a host with NVIDIA GPUs")
+    if facts is not None and not getattr(facts, "gpu_nodes", ("?",)):
+        return (f"no node advertises {profile.gpu.resource_name}: install the NVIDIA device plugin "
+                "or use a cluster with GPU nodes")
+    return None
 
 
 def format_exception(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import pytest
 from harness.checks.placement import is_gpu_node
 from harness.gpu import checks
 from harness.gpu.result import allocated_uuids_from_env
-from harness.pytest_plugin import TestScope
+from harness.pytest_plugin import Scope
 from harness.testing import finish_probe, free_gpus, start_probe
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
 SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
 
 
-def _gpu_nodes(scope: TestScope) -> list[dict[str, Any]]:
+def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
     nodes = [n for n in scope.kube.list("v1", "Node") if is_gpu_node(n, scope.profile)]
     if not nodes:
         pytest.fail("no GPU node in the cluster", pytrace=False)
@@ -46,7 +46,7 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: Any) -> None:
     assert not bad, "\n".join(v.reason for v in bad)
 
 
-def test_each_probe_sees_exactly_its_allocated_gpu(scope: TestScope, record: Any) -> None:
+def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: Any) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
@@ -63,7 +63,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: TestScope, record: Any
     _assert_verdicts(verdicts, record)
 
 
-def test_two_pods_on_one_node_get_disjoint_gpus(scope: TestScope, record: Any) -> None:
+def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: Any) -> None:
     resource = scope.profile.gpu.resource_name
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
@@ -83,7 +83,7 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: TestScope, record: Any) -
     _assert_verdicts(verdicts, record)
 
 
-def test_pod_that_asked_for_no_gpu_sees_none(scope: TestScope, record: Any) -> None:
+def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: Any) -> None:
     node = _gpu_nodes(scope)[0]
     start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
     pod, result = finish_probe(scope, "no-gpu")
@@ -93,7 +93,7 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: TestScope, record: Any) -> N
                                                  node=node["metadata"]["name"]), record)
 
 
-def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: TestScope, cluster: Any, record: Any) -> None:
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, cluster: Any, record: Any) -> None:
     if scope.profile.cluster.provider != "kind" or scope.profile.cluster.fake_gpus:
         pytest.skip("compares host NVML with the cluster: only on kind with GPU passthrough (profiles/kind-gpu.yaml)")
     from harness.gpu.host import host_inventory_with_reason

@@ -12,11 +12,11 @@ from harness import render
 from harness.checks.placement import is_gpu_node, pod_gpu_request
 from harness.config import Profile
 from harness.lifecycle import SELDON_API, condition
-from harness.pytest_plugin import TestScope
+from harness.pytest_plugin import Scope
 from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable
 
 
-def _gpu_nodes(scope: TestScope) -> list[dict[str, Any]]:
+def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
     return [n for n in scope.kube.list("v1", "Node") if is_gpu_node(n, scope.profile)]
 
 
@@ -25,14 +25,14 @@ def _expected_taint_text(profile: Profile) -> str:
     return f"untolerated taint {{{profile.gpu.taint.key}: {profile.gpu.taint.value}}}"
 
 
-def _await_decision(scope: TestScope, name: str) -> dict[str, Any]:
+def _await_decision(scope: Scope, name: str) -> dict[str, Any]:
     pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, scheduled_or_unschedulable,
                               timeout=scope.profile.timeouts.pod_schedule_s, what=f"scheduling decision for pod {name}")
     assert pod is not None
     return dict(pod)
 
 
-def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: TestScope, record: Any) -> None:
+def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: Scope, record: Any) -> None:
     profile = scope.profile
     if profile.gpu.taint.effect == "PreferNoSchedule":
         pytest.skip("the profile's GPU taint is PreferNoSchedule, which never keeps pods off; use NoSchedule")
@@ -47,7 +47,7 @@ def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: TestSco
     record.note("intruder FailedScheduling", messages[-1])
 
 
-def test_gpu_requesting_pod_without_toleration(scope: TestScope, cluster: Any, record: Any) -> None:
+def test_gpu_requesting_pod_without_toleration(scope: Scope, cluster: Any, record: Any) -> None:
     """A pod that asks for a GPU but lacks our toleration: blocked, unless admission adds a toleration
     for the taint's key (ExtendedResourceToleration covers only the `nvidia.com/gpu` key)."""
     profile = scope.profile
@@ -68,7 +68,7 @@ def test_gpu_requesting_pod_without_toleration(scope: TestScope, cluster: Any, r
 
 
 @pytest.mark.destructive
-def test_noexecute_taint_evicts_running_intruders(scope: TestScope, profile: Profile) -> None:
+def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile) -> None:
     """NoExecute evicts a running pod that does not tolerate it, at once or after tolerationSeconds.
 
     Uses a taint of its own (not the profile's, so the GPU Servers stay) on a GPU node that runs
@@ -113,7 +113,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: TestScope, profile: Pro
     assert time.monotonic() - tainted_at >= grace_s - 0.5, "evicted before its tolerationSeconds ran out"
 
 
-def test_gpu_server_with_requests_unequal_to_limits_is_refused(scope: TestScope, profile: Profile,
+def test_gpu_server_with_requests_unequal_to_limits_is_refused(scope: Scope, profile: Profile,
                                                                record: Any) -> None:
     if not profile.gpu_servers:
         pytest.skip("the profile has no GPU Server")

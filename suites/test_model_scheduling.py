@@ -10,7 +10,7 @@ from kubernetes.utils.quantity import parse_quantity
 from harness import render
 from harness.config import Model, Profile
 from harness.lifecycle import SELDON_API, condition
-from harness.pytest_plugin import TestScope
+from harness.pytest_plugin import Scope
 
 NO_MATCHING_SERVERS = "Failed to schedule model as no matching servers are available"
 NOT_ENOUGH_REPLICAS = "Failed to schedule model as no matching server had enough suitable replicas"
@@ -23,7 +23,7 @@ def _settled(model: dict[str, Any] | None) -> bool:
     return cond.get("status") == "True" or any(s in text for s in ("ScheduleFailed", "ModelFailed", "Failed to"))
 
 
-def _deploy(scope: TestScope, name: str, **fields: Any) -> dict[str, Any]:
+def _deploy(scope: Scope, name: str, **fields: Any) -> dict[str, Any]:
     profile = scope.profile
     storage = profile.models[0].storage_uri if profile.models else "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
     model = Model(name=f"{name}-{scope.run_context.run_id}"[:63], storage_uri=storage, **fields)
@@ -48,7 +48,7 @@ def _gpu_server_for_requirements(profile: Profile) -> str:
     return able[0].name
 
 
-def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope: TestScope) -> None:
+def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope: Scope) -> None:
     profile = scope.profile
     server = _gpu_server_for_requirements(profile)
     model = _deploy(scope, "req", requirements=["sklearn", profile.gpu.capability])
@@ -56,21 +56,21 @@ def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope
     assert (condition(model, "ModelReady") or {}).get("status") == "True", _summary(model)
 
 
-def test_pinned_model_lands_on_its_server(deployed_ok: Any, scope: TestScope) -> None:
+def test_pinned_model_lands_on_its_server(deployed_ok: Any, scope: Scope) -> None:
     profile = scope.profile
     target = (profile.gpu_servers or profile.servers)[-1].name
     model = _deploy(scope, "pin", server=target)
     assert (model.get("status") or {}).get("selector") == f"server={target}", _summary(model)
 
 
-def test_unmet_requirement_fails_with_seldons_reason(deployed_ok: Any, scope: TestScope) -> None:
+def test_unmet_requirement_fails_with_seldons_reason(deployed_ok: Any, scope: Scope) -> None:
     model = _deploy(scope, "nocap", requirements=["no-such-capability"])
     cond = condition(model, "ModelReady") or {}
     assert cond.get("status") != "True", _summary(model)
     assert NO_MATCHING_SERVERS in f"{cond.get('reason')} {cond.get('message')}", _summary(model)
 
 
-def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope: TestScope) -> None:
+def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope: Scope) -> None:
     """More model replicas than the pinned Server has: Seldon refuses rather than using another Server."""
     profile = scope.profile
     target = profile.servers[0]
@@ -81,7 +81,7 @@ def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope
     assert (model.get("status") or {}).get("selector") in (None, "", f"server={target.name}"), _summary(model)
 
 
-def test_requirement_based_model_falls_back_to_a_server_that_fits(deployed_ok: Any, scope: TestScope) -> None:
+def test_requirement_based_model_falls_back_to_a_server_that_fits(deployed_ok: Any, scope: Scope) -> None:
     """A model needing more memory than one capable Server has lands on another capable one that fits."""
     profile = scope.profile
     by_memory = sorted(profile.servers, key=lambda s: _bytes(s.memory))

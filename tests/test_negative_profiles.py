@@ -1,0 +1,93 @@
+"""Deliberately broken profiles make the right suite fail, and the failure names the cause.
+
+Each case runs the real suites in a subprocess (`pytest suites/...`) against the simulated cluster,
+as a user would, with one mistake from the seed document or the field reports (design B1).
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE: dict[str, Any] = {
+    "name": "negative",
+    "cluster": {"provider": "sim", "name": "neg", "nodes": {
+        "cpu_workers": {"count": 1},
+        "gpu_workers": [{"count": 1, "gpus": 2, "product": "NVIDIA-H200"}],
+    }},
+    "servers": [
+        {"name": "mlserver-gpu", "gpus": 1, "placement": "nodeAffinity"},
+        {"name": "mlserver-cpu", "gpus": 0, "extra_capabilities": ["model-on-cpu"]},
+    ],
+    "models": [{
+        "name": "iris-gpu", "storage_uri": "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn",
+        "requirements": ["sklearn", "model-on-gpu"],
+    }],
+    "timeouts": {"server_ready_s": 15, "model_ready_s": 90, "pod_schedule_s": 10, "probe_s": 30},
+}
+
+GPU_CONTAINER = {"name": "mlserver"}
+
+
+def _broken(case: str) -> dict[str, Any]:
+    profile = copy.deepcopy(BASE)
+    gpu_server = profile["servers"][0]
+    if case == "toleration_removed":
+        gpu_server["pod_spec"] = {"tolerations": []}
+    elif case == "wrong_effect":
+        gpu_server["pod_spec"] = {"tolerations": [
+            {"key": "seldon-gpu-srv", "operator": "Equal", "value": "true", "effect": "NoExecute"}]}
+    elif case == "affinity_to_missing_label":
+        gpu_server["pod_spec"] = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "pool", "operator": "In", "values": ["no-such-pool"]}]}]}}}}
+    elif case == "requests_not_limits":
+        gpu_server["pod_spec"] = {"containers": [{**GPU_CONTAINER, "resources": {
+            "requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "2"}}}]}
+    elif case == "model_requirement_missing":
+        profile["models"][0]["requirements"] = ["sklearn"]
+        profile["models"][0]["expect_server"] = "mlserver-gpu"
+        profile["servers"][1]["extra_capabilities"] = []
+    else:
+        raise AssertionError(case)
+    return profile
+
+
+CASES = {
+    # case: (suite to run, texts of which the failure output must contain at least one)
+    "toleration_removed": ("suites/test_placement.py", ["untolerated taint {seldon-gpu-srv: true}"]),
+    "wrong_effect": ("suites/test_placement.py", ["untolerated taint {seldon-gpu-srv: true}"]),
+    "affinity_to_missing_label": ("suites/test_placement.py", ["didn't match Pod's node affinity/selector"]),
+    "requests_not_limits": ("suites/test_placement.py", ["must be equal to nvidia.com/gpu limit"]),
+    # Seldon may put the model on either server that offers sklearn: both outcomes are named.
+    "model_requirement_missing": ("suites/test_placement.py", [
+        "model/seldon-mesh/iris-gpu: landed on server=mlserver-cpu, expected server=mlserver-gpu",
+        "landed on GPU server mlserver-gpu without requiring 'model-on-gpu'"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_broken_profile_fails_the_right_suite_naming_the_cause(tmp_path: Path, case: str) -> None:
+    suite, expected = CASES[case]
+    profile = tmp_path / f"{case}.yaml"
+    profile.write_text(yaml.safe_dump(_broken(case), sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", suite, "--profile", str(profile), "--report-dir", str(tmp_path / "r"),
+         "-q", "-p", "no:cacheprovider", "-x", "--run-id", "neg"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, f"expected the suite to fail (exit 1), got {proc.returncode}:\n{output[-3000:]}"
+    assert any(text in output for text in expected), (
+        f"{case}: expected one of {expected} in the failure output:\n{output[-4000:]}"
+    )
+    assert "Traceback" not in proc.stderr
