@@ -109,6 +109,8 @@ def test_mig_enabled_lists_only_given_mig_devices(fake: ModuleType, monkeypatch:
     assert gpu["mig_devices"][0]["memory_total_bytes"] == 5 * GIB
     assert gpu["mig_devices"][0]["compute_processes"] == [{"pid": 31, "used_memory_bytes": GIB}]
     assert gpu["mig_devices"][0]["memory_used_bytes"] == GIB
+    # The parent GPU answers NoPermission to a MIG-slice container: expected, so null and not an error.
+    assert gpu["memory_total_bytes"] is None and gpu["compute_processes"] is None and gpu["utilization"] is None
     result = parse_probe_output(json.dumps(doc), "pod/mig")
     assert result.visible_uuids == {MIG_2}
     assert result.gpu_uuids == {GPU_C}
@@ -163,6 +165,16 @@ def test_process_listing_not_supported_is_null_not_error(fake: ModuleType, monke
     doc = _collect(fake)
     assert doc["devices"][0]["compute_processes"] is None
     assert doc["errors"] == []
+
+
+def test_no_permission_on_a_whole_gpu_is_an_error(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    _node(
+        monkeypatch, NODE, GPU_A, HARNESS_SIM_NVML_FAIL=[{"call": "nvmlDeviceGetMemoryInfo", "error": "NoPermission"}]
+    )
+    doc = _collect(fake)
+    assert [(e["call"], e["error"]) for e in doc["errors"]] == [
+        ("nvmlDeviceGetMemoryInfo(0)", "NVMLError_NoPermission")
+    ]
 
 
 def test_bytes_returns_of_old_pynvml_are_decoded(fake: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,9 @@ CONTAINER_DEVICES_DIR = "/var/run/nvidia-container-devices"
 MAX_DEVICES = 64
 MAX_PROCESSES = 1024
 _MISSING = object()
+NOT_SUPPORTED = "NVMLError_NotSupported"
+# A container given MIG slices may not query the parent GPU's memory, processes or utilisation.
+NO_PERMISSION = "NVMLError_NoPermission"
 
 
 def _text(value: Any) -> Any:
@@ -53,15 +56,14 @@ class _Recorder:
     def __init__(self, nvml: Any) -> None:
         self.nvml = nvml
         self.errors: list[dict[str, Any]] = []
-        not_supported = getattr(nvml, "NVMLError_NotSupported", None)
-        self.not_supported: tuple[type, ...] = (not_supported,) if isinstance(not_supported, type) else ()
 
-    def call(self, label: str, fn: Callable[[], Any], quiet_not_supported: bool = False) -> Any:
+    def call(self, label: str, fn: Callable[[], Any], expected: tuple[str, ...] = ()) -> Any:
+        """`fn()`, or _MISSING on failure. Failures named in `expected` are answers, not errors."""
         try:
             return fn()
         except Exception as exc:
-            # NotSupported on an optional feature (MIG, utilisation) is an answer, not a failure.
-            if not (quiet_not_supported and self.not_supported and isinstance(exc, self.not_supported)):
+            # By class name: the same names exist in every pynvml release and in the simulated one.
+            if type(exc).__name__ not in expected:
                 self.errors.append(_error_entry(label, exc))
             return _MISSING
 
@@ -98,10 +100,12 @@ def _cuda_version(value: Any) -> Any:
     return None
 
 
-def _processes(rec: _Recorder, handle: Any, where: str) -> list[dict[str, Any]] | None:
+def _processes(
+    rec: _Recorder, handle: Any, where: str, expected: tuple[str, ...] = (NOT_SUPPORTED,)
+) -> list[dict[str, Any]] | None:
     """Compute processes with their device memory; pids are HOST pids (the driver ignores PID namespaces)."""
     label = "nvmlDeviceGetComputeRunningProcesses" + where
-    procs = rec.call(label, lambda: rec.nvml.nvmlDeviceGetComputeRunningProcesses(handle), True)
+    procs = rec.call(label, lambda: rec.nvml.nvmlDeviceGetComputeRunningProcesses(handle), expected)
     if procs is _MISSING:
         return None
     listed = []
@@ -169,19 +173,26 @@ def _device(rec: _Recorder, index: int) -> dict[str, Any]:
     uuid = rec.call("nvmlDeviceGetUUID" + where, lambda: nvml.nvmlDeviceGetUUID(handle))
     if uuid is not _MISSING:
         entry["uuid"] = _text(uuid)
-    memory = rec.call("nvmlDeviceGetMemoryInfo" + where, lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+    mode = rec.call("nvmlDeviceGetMigMode" + where, lambda: nvml.nvmlDeviceGetMigMode(handle), (NOT_SUPPORTED,))
+    mig_on = False
+    if mode is not _MISSING:
+        current, pending = int(mode[0]), int(mode[1])
+        entry["mig_mode"] = {"current": current, "pending": pending}
+        mig_on = current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+    parent_expected = (NO_PERMISSION,) if mig_on else ()
+    memory = rec.call("nvmlDeviceGetMemoryInfo" + where, lambda: nvml.nvmlDeviceGetMemoryInfo(handle), parent_expected)
     if memory is not _MISSING:
         entry["memory_total_bytes"] = int(memory.total)
         entry["memory_used_bytes"] = int(memory.used)
         entry["memory_free_bytes"] = int(memory.free)
-    mode = rec.call("nvmlDeviceGetMigMode" + where, lambda: nvml.nvmlDeviceGetMigMode(handle), True)
-    if mode is not _MISSING:
-        current, pending = int(mode[0]), int(mode[1])
-        entry["mig_mode"] = {"current": current, "pending": pending}
-        if current == getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1):
-            entry["mig_devices"] = _mig_devices(rec, handle, index)
-    entry["compute_processes"] = _processes(rec, handle, where)
-    util = rec.call("nvmlDeviceGetUtilizationRates" + where, lambda: nvml.nvmlDeviceGetUtilizationRates(handle), True)
+    if mig_on:
+        entry["mig_devices"] = _mig_devices(rec, handle, index)
+    entry["compute_processes"] = _processes(rec, handle, where, (NOT_SUPPORTED, *parent_expected))
+    util = rec.call(
+        "nvmlDeviceGetUtilizationRates" + where,
+        lambda: nvml.nvmlDeviceGetUtilizationRates(handle),
+        (NOT_SUPPORTED, *parent_expected),
+    )
     if util is not _MISSING:
         entry["utilization"] = {"gpu_percent": int(util.gpu), "memory_percent": int(util.memory)}
     return entry

@@ -12,7 +12,9 @@ HARNESS_SIM_NODE_GPUS
     `[{"uuid": "GPU-…", "name": "NVIDIA H200", "memory_total_bytes": 150754820096, "index": 0}, …]`.
     `index` is optional (default: position in the list). Optional per GPU: `"mig_capable": true`
     (GetMigMode reports disabled instead of raising NotSupported) and `"mig_devices": [{"uuid":
-    "MIG-…", "name": "NVIDIA H200 MIG 1g.18gb", "memory_total_bytes": …}]` (MIG mode enabled).
+    "MIG-…", "name": "NVIDIA H200 MIG 1g.18gb", "memory_total_bytes": …}]` (MIG mode enabled; as in
+    an unprivileged container, the parent GPU's memory, processes and utilisation then raise
+    `NVMLError_NoPermission` and are read per MIG device instead).
     ABSENT means the node has no NVIDIA driver: `nvmlInit` raises `NVMLError_LibraryNotFound`.
     Set it on every pod of a GPU node (the driver is a node property), never on CPU nodes.
 NVIDIA_VISIBLE_DEVICES
@@ -297,8 +299,15 @@ def _own_uuids(handle: _Device) -> list[str]:
     return [str(handle.spec["uuid"])] + [str(m["uuid"]) for m in handle.mig]
 
 
+def _deny_mig_parent(handle: _Device) -> None:
+    # An unprivileged container may not query a MIG-enabled parent GPU (no NVIDIA_MIG_MONITOR_DEVICES).
+    if not handle.is_mig and handle.spec.get("mig_devices"):
+        raise NVMLError(NVML_ERROR_NO_PERMISSION)
+
+
 def nvmlDeviceGetMemoryInfo(handle: _Device, version: Any = None) -> _Struct:
     _check("nvmlDeviceGetMemoryInfo", handle)
+    _deny_mig_parent(handle)
     total = int(handle.spec.get("memory_total_bytes", 0))
     used = min(total, _used(_own_uuids(handle)))
     return _Struct(total=total, used=used, free=total - used)
@@ -330,6 +339,7 @@ def nvmlDeviceGetMigDeviceHandleByIndex(handle: _Device, index: int) -> _Device:
 
 def nvmlDeviceGetComputeRunningProcesses(handle: _Device) -> list[_Struct]:
     _check("nvmlDeviceGetComputeRunningProcesses", handle)
+    _deny_mig_parent(handle)
     procs = []
     for uuid in _own_uuids(handle):
         for p in _state.processes.get(uuid, []):
@@ -339,6 +349,7 @@ def nvmlDeviceGetComputeRunningProcesses(handle: _Device) -> list[_Struct]:
 
 def nvmlDeviceGetUtilizationRates(handle: _Device) -> _Struct:
     _check("nvmlDeviceGetUtilizationRates", handle)
+    _deny_mig_parent(handle)
     if handle.is_mig:
         raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
     busy = bool(_used(_own_uuids(handle)))
