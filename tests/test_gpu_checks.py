@@ -364,3 +364,24 @@ def test_chain_pod_on_cpu_node_asking_for_gpu_fails() -> None:
     r = _probe_pod(A, None)
     (v,) = check_pod_visibility(r, 1, None, None, None, node="cpu-1")
     assert v.id == "gpu.nvml" and not v.ok and "NVMLError_LibraryNotFound" in v.reason
+
+
+def test_host_inventory_through_the_real_bindings() -> None:
+    pytest.importorskip("pynvml", reason="install nvidia-ml-py to read host GPUs")
+    inv, reason = host_inventory_with_reason()
+    if inv is None:
+        assert reason.startswith("host NVML unavailable")
+    else:
+        assert inv.nvml_available and reason.startswith("host NVML sees")
+        assert all(u.startswith(("GPU-", "MIG-")) for u in inv.visible_uuids)
+
+
+def test_sim_probe_env_replaces_inherited_simulation_settings() -> None:
+    base = {"PATH": "/bin", "HARNESS_SIM_NVML_FAIL": "[]", "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONPATH": "/x"}
+    env = sim_probe_env([{"uuid": A}], [A, B], {A: [{"pid": 1, "used_memory_bytes": 2}]}, base=base)
+    assert env["PATH"] == "/bin" and "HARNESS_SIM_NVML_FAIL" not in env
+    assert env["NVIDIA_VISIBLE_DEVICES"] == f"{A},{B}"
+    assert env["PYTHONPATH"] == str(FAKE_NVML_DIR)
+    assert '"GPU-aaaa"' in env["HARNESS_SIM_NODE_GPUS"] and '"pid": 1' in env["HARNESS_SIM_GPU_PROCESSES"]
+    bare = sim_probe_env(None, None)
+    assert "HARNESS_SIM_NODE_GPUS" not in bare and "NVIDIA_VISIBLE_DEVICES" not in bare
