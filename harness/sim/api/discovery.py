@@ -71,3 +71,42 @@ def resource_list(group: str, version: str) -> Obj | None:
             out.append(item)
     return {"kind": "APIResourceList", "apiVersion": "v1",
             "groupVersion": f"{group}/{version}" if group else version, "resources": out}
+
+
+# ---------------------------------------------------------------- OpenAPI v3 (just enough for kubectl)
+# kubectl decides whether the server validates fields itself (`fieldValidation=Strict`) by looking for
+# that query parameter on the PATCH operation of the kind's path in /openapi/v3. Declaring it lets
+# kubectl create/apply run with their default validation; no schemas are published, so kubectl builds
+# strategic merge patches from its compiled-in types, as it does for a server without OpenAPI.
+OPENAPI_HASH = "sim-0001"
+_QUERY_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force")
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def openapi_v3_root() -> Obj:
+    seen: dict[str, Obj] = {}
+    for group, versions in [("", ["v1"]), *groups().items()]:
+        for version in versions:
+            path = _gv_path(group, version)
+            seen[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={OPENAPI_HASH}"}
+    return {"paths": seen}
+
+
+def openapi_v3_group_version(group: str, version: str) -> Obj | None:
+    resources = in_group_version(group, version)
+    if not resources:
+        return None
+    params = [{"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": True}} for p in _QUERY_PARAMS]
+    paths: dict[str, Obj] = {}
+    for r in resources:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        base = f"/{_gv_path(group, version)}" + ("/namespaces/{namespace}" if r.namespaced else "")
+        op = {"x-kubernetes-group-version-kind": gvk, "parameters": params,
+              "responses": {"200": {"description": "OK"}}}
+        paths[f"{base}/{r.plural}/{{name}}"] = {"get": op, "put": op, "patch": op, "delete": op}
+        paths[f"{base}/{r.plural}"] = {"get": op, "post": op}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes (simulated)", "version": SERVER_VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": {}}}

@@ -173,6 +173,14 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path in ("/healthz", "/readyz", "/livez"):
             self._send_text(200, "ok")
             return
+        if parts[:2] == ["openapi", "v3"]:
+            doc = (discovery.openapi_v3_root() if len(parts) == 2 else
+                   discovery.openapi_v3_group_version(*(["", parts[3]] if parts[2] == "api" else parts[3:5]))
+                   if len(parts) in (4, 5) else None)
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            self._send_json(200, doc)
+            return
         if parts and parts[0] == "openapi":
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         route = parse_route(parts)
