@@ -1,0 +1,366 @@
+"""Boundary tests of the kind provider: recording fake tools on PATH (tests/fakebin), a fake Kube.
+
+The fakes log every call; the tests assert the exact commands, their order and their timeouts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import Profile, load_profile, parse_profile
+from harness.errors import UsageError
+from harness.kube.tools import ToolError, ToolRunner
+from harness.providers import HostProbe, ProviderOptions, get_provider
+from harness.providers.kind import (
+    INSTALL_TOOLKIT,
+    MASK_DRIVER_PARAMS,
+    KindProvider,
+    hidden_indices,
+    hide_device_script,
+    needed_host_gpus,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKEBIN = ROOT / "tests" / "fakebin"
+UUIDS = ["GPU-aaaaaaaa-0000-0000-0000-000000000000", "GPU-bbbbbbbb-0000-0000-0000-000000000000"]
+
+
+def two_gpu_profile(**cluster: Any) -> Profile:
+    data = load_profile(ROOT / "profiles" / "kind-gpu.yaml").model_dump(exclude={"source"})
+    data["cluster"]["nodes"]["gpu_workers"] = [{"count": 2, "gpus": 1, "product": "NVIDIA-H200",
+                                                "memory_mib": 143771}]
+    data["cluster"]["local_images"] = ["harness/probe:dev"]
+    data["cluster"].update(cluster)
+    return parse_profile(data, "two-gpu.yaml")
+
+
+class FakeKube:
+    """Just what the provider calls; nodes advertise the GPUs it waits for."""
+
+    def __init__(self, nodes: list[dict[str, Any]] | None = None) -> None:
+        self.applied: list[dict[str, Any]] = []
+        self.waits: list[str] = []
+        self.nodes = {n["metadata"]["name"]: n for n in nodes or []}
+
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        self.applied.append(obj)
+        return obj
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.nodes.get(name)
+
+    def wait_for_list(self, api_version: str, kind: str, namespace: str | None, predicate: Any, timeout: float,
+                      what: str, label_selector: str | None = None, field_selector: str | None = None) -> Any:
+        self.waits.append(what)
+        items = list(self.nodes.values())
+        assert predicate(items), f"predicate false for {what}"
+        return items
+
+
+def gpu_node(name: str, gpus: int, taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "resourceVersion": "1"},
+            "spec": {"taints": taints or []}, "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}}}
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "calls.jsonl"
+    # The fakes start with `env python3`: point that at this interpreter, not a slow version-manager shim.
+    py = tmp_path / "py"
+    py.mkdir()
+    (py / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')  # -S: stdlib only, fast start
+    (py / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{py}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKEBIN_LOG", str(log))
+    for var in ("FAKEBIN_FAIL", "FAKEBIN_STDOUT", "FAKEBIN_KIND_CLUSTERS", "FAKEBIN_DOCKER_RUNTIME",
+                "FAKEBIN_DOCKER_DOWN"):
+        monkeypatch.delenv(var, raising=False)
+    return log
+
+
+def calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [[rec["tool"], *rec["argv"]] for rec in map(json.loads, log.read_text().splitlines())]
+
+
+def host(tmp_path: Path, *, accept: bool = True, watches: int = 524288, instances: int = 8192,
+         gpus: list[str] | None = UUIDS, reason: str = "ok") -> HostProbe:
+    cfg = tmp_path / "nvidia-config.toml"
+    cfg.write_text(f"accept-nvidia-visible-devices-as-volume-mounts = {'true' if accept else 'false'}\n")
+    inotify = tmp_path / "inotify"
+    inotify.mkdir(exist_ok=True)
+    (inotify / "max_user_watches").write_text(f"{watches}\n")
+    (inotify / "max_user_instances").write_text(f"{instances}\n")
+    return HostProbe(nvidia_runtime_config=cfg, inotify_dir=inotify, gpu_inventory=lambda: (gpus, reason))
+
+
+def provider(tmp_path: Path, profile: Profile | None = None, keep: bool = False, **host_kw: Any) -> KindProvider:
+    options = ProviderOptions(run_id="r1", keep_cluster=keep, workdir=tmp_path / "work", kubeconfig=None, tools=None,
+                              host=host(tmp_path, **host_kw))
+    p = get_provider(profile or two_gpu_profile(), options)
+    assert isinstance(p, KindProvider)
+    return p
+
+
+# --- preflight ----------------------------------------------------------------------------------------------
+
+
+def test_preflight_all_good(fake_env: Path, tmp_path: Path) -> None:
+    findings = provider(tmp_path).preflight()
+    assert [f.id for f in findings if not f.ok] == []
+    assert {f.id for f in findings} >= {"tool.kind", "tool.helm", "tool.kubectl", "docker.daemon",
+                                       "docker.default-runtime", "host.gpus", "host.nvidia-toolkit",
+                                       "host.nvidia-ctk", "host.inotify.max_user_watches",
+                                       "host.inotify.max_user_instances"}
+    assert calls(fake_env) == [["kind", "version"], ["helm", "version", "--short"],
+                               ["kubectl", "version", "--client", "--output", "json"],
+                               ["docker", "info", "--format", "{{json .}}"], ["nvidia-ctk", "--version"]]
+
+
+@pytest.mark.parametrize(
+    ("env", "host_kw", "finding", "words"),
+    [
+        ({"FAKEBIN_DOCKER_DOWN": "1"}, {}, "docker.daemon", ["not reachable", "start Docker"]),
+        ({"FAKEBIN_DOCKER_RUNTIME": "runc"}, {}, "docker.default-runtime",
+         ["'runc'", "nvidia-ctk runtime configure --runtime=docker --set-as-default"]),
+        ({"FAKEBIN_VERSION_KIND": "0.20.0"}, {}, "tool.kind", ["kind 0.20.0 is too old", ">= 0.26.0"]),
+        ({"FAKEBIN_VERSION_HELM": "3.8.1"}, {}, "tool.helm", ["helm 3.8.1 is too old", ">= 3.12.0"]),
+        ({"FAKEBIN_VERSION_KUBECTL": "1.25.0"}, {}, "tool.kubectl", ["kubectl 1.25.0 is too old"]),
+        ({}, {"gpus": UUIDS[:1]}, "host.gpus", ["need 2 host GPU(s) but NVML sees 1"]),
+        ({}, {"gpus": None, "reason": "NVMLError_LibraryNotFound"}, "host.gpus",
+         ["NVMLError_LibraryNotFound", "kind-cpu"]),
+        ({}, {"accept": False}, "host.nvidia-toolkit",
+         ["accept-nvidia-visible-devices-as-volume-mounts is not true",
+          "nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place"]),
+        ({}, {"watches": 8192}, "host.inotify.max_user_watches",
+         ["is 8192", "sudo sysctl fs.inotify.max_user_watches=524288"]),
+        ({}, {"instances": 128}, "host.inotify.max_user_instances",
+         ["is 128", "sudo sysctl fs.inotify.max_user_instances=8192"]),
+    ],
+)
+def test_preflight_failure_messages(fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    env: dict[str, str], host_kw: dict[str, Any], finding: str,
+                                    words: list[str]) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    findings = provider(tmp_path, **host_kw).preflight()
+    failed = [f for f in findings if not f.ok]
+    assert [f.id for f in failed] == [finding]
+    for w in words:
+        assert w in failed[0].message
+    assert "\n" not in failed[0].message
+
+
+def test_preflight_missing_tool_and_toolkit_file(fake_env: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    only = tmp_path / "bin"
+    only.mkdir()
+    for tool in ("docker", "kind", "kubectl", "nvidia-ctk"):  # helm missing
+        (only / tool).symlink_to(FAKEBIN / tool)
+    monkeypatch.setenv("PATH", f"{only}{os.pathsep}{tmp_path / 'py'}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    p = provider(tmp_path)
+    object.__setattr__(p.options.host, "nvidia_runtime_config", tmp_path / "absent.toml")
+    failed = {f.id: f.message for f in p.preflight() if not f.ok}
+    assert set(failed) == {"tool.helm", "host.nvidia-toolkit"}
+    assert "helm not found on PATH" in failed["tool.helm"]
+    assert "absent.toml not found" in failed["host.nvidia-toolkit"]
+
+
+def test_preflight_kind_cpu_skips_gpu_checks(fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_DOCKER_RUNTIME", "runc")
+    p = provider(tmp_path, profile=load_profile(ROOT / "profiles" / "kind-cpu.yaml"), gpus=None, accept=False)
+    findings = p.preflight()
+    assert all(f.ok for f in findings), [f for f in findings if not f.ok]
+    assert not any(f.id.startswith(("host.gpus", "host.nvidia", "docker.default-runtime")) for f in findings)
+
+
+# --- the full kind-gpu sequence ------------------------------------------------------------------------------
+
+
+def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    work = tmp_path / "work"
+    handle = p.provision()
+    assert (handle.cluster_name, handle.context, handle.created, handle.simulated) == (
+        "seldon-gpu-r1", "kind-seldon-gpu-r1", True, False)
+    assert handle.kubeconfig == work / "kubeconfig" and handle.kubeconfig.is_file()
+    kube = FakeKube([gpu_node("seldon-gpu-r1-worker2", 1, [{"key": "seldon-gpu-srv", "value": "true",
+                                                            "effect": "NoSchedule"}]),
+                     gpu_node("seldon-gpu-r1-worker3", 1, [{"key": "seldon-gpu-srv", "value": "true",
+                                                            "effect": "NoSchedule"}])])
+    assert p.prepare_nodes(kube, guard=None) == []  # type: ignore[arg-type]
+    p.install_gpu_stack(kube)  # type: ignore[arg-type]
+    p.install_seldon(kube)  # type: ignore[arg-type]
+    p.teardown()
+
+    kc = str(work / "kubeconfig")
+    helm_tail = ["--kubeconfig", kc, "--kube-context", "kind-seldon-gpu-r1"]
+    expected: list[list[str]] = [
+        ["kind", "get", "clusters"],
+        ["kind", "create", "cluster", "--name", "seldon-gpu-r1", "--config", str(work / "kind-cluster.yaml"),
+         "--kubeconfig", kc, "--wait", "600s"],
+        ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
+    ]
+    hide = {"seldon-gpu-r1-worker2": 1, "seldon-gpu-r1-worker3": 0}  # each worker hides the other's GPU
+    for node in ("seldon-gpu-r1-worker2", "seldon-gpu-r1-worker3"):
+        expected += [
+            ["docker", "exec", node, "bash", "-c", INSTALL_TOOLKIT],
+            ["docker", "exec", node, "nvidia-ctk", "runtime", "configure", "--runtime=containerd",
+             "--set-as-default", "--config-source=command"],
+            ["docker", "exec", node, "systemctl", "restart", "containerd"],
+            ["docker", "exec", node, "bash", "-c", MASK_DRIVER_PARAMS],
+            ["docker", "exec", node, "bash", "-c", hide_device_script(hide[node])],
+        ]
+    expected.append(["helm", "upgrade", "--install", "nvidia-device-plugin", "nvidia-device-plugin", "--repo",
+                     "https://nvidia.github.io/k8s-device-plugin", "--version", "0.17.1", "--namespace",
+                     "nvidia-device-plugin", "--create-namespace", "--values",
+                     str(work / "helm" / "device-plugin-values.yaml"), "--wait", "--timeout", "600s", *helm_tail])
+    for chart, values in (("seldon-core-v2-crds", None), ("seldon-core-v2-setup", "seldon-setup-values.yaml"),
+                          ("seldon-core-v2-runtime", "seldon-runtime-values.yaml")):
+        expected.append(["helm", "upgrade", "--install", chart, chart, "--repo", "https://seldonio.github.io/helm-charts/",
+                         "--version", "2.10.2", "--namespace", "seldon-mesh", "--create-namespace",
+                         *(["--values", str(work / "helm" / values)] if values else []),
+                         "--wait", "--timeout", "900s", *helm_tail])
+    expected.append(["kind", "delete", "cluster", "--name", "seldon-gpu-r1", "--kubeconfig", kc])
+    assert calls(fake_env) == expected
+
+    # The same sequence, with the timeout each call ran under (profile.timeouts).
+    timeouts = [(rec.argv[0], rec.argv[1], rec.timeout) for rec in p.runner.history]
+    assert timeouts[:3] == [("kind", "get", 120.0), ("kind", "create", 660.0), ("kind", "load", 600.0)]
+    assert timeouts[3][2] == 600.0 and timeouts[4][2] == 120.0  # toolkit install: GPU stack budget
+    assert [t for t in timeouts if t[0] == "helm"] == [("helm", "upgrade", 630.0)] + [("helm", "upgrade", 930.0)] * 3
+    assert timeouts[-1] == ("kind", "delete", 300.0)
+
+    # Through Kube: the RuntimeClass, the mesh NodePort, and a wait for GPU allocatable on both workers.
+    assert [(o["kind"], o["metadata"]["name"]) for o in kube.applied] == [
+        ("RuntimeClass", "nvidia"), ("Service", "seldon-mesh-nodeport")]
+    assert kube.waits == ["GPU nodes to advertise nvidia.com/gpu (seldon-gpu-r1-worker2=1, seldon-gpu-r1-worker3=1)"]
+    values = (work / "helm" / "device-plugin-values.yaml").read_text()
+    assert "seldon-gpu-srv" in values and "runtimeClassName: nvidia" in values
+    assert p.mesh_endpoint(kube).http_url == "http://127.0.0.1:30080"  # type: ignore[arg-type]
+
+
+def test_gpu_wait_fails_when_a_worker_lacks_allocatable(fake_env: Path, tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    p.provision()
+    kube = FakeKube([gpu_node("seldon-gpu-r1-worker2", 1), gpu_node("seldon-gpu-r1-worker3", 0)])
+    with pytest.raises(AssertionError, match="predicate false"):
+        p.install_gpu_stack(kube)  # type: ignore[arg-type]
+
+
+def test_keep_cluster_reuses_existing_and_never_deletes(fake_env: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_KIND_CLUSTERS", "other,seldon-gpu-r1")
+    p = provider(tmp_path, keep=True)
+    handle = p.provision()
+    assert handle.created is False
+    p.teardown()
+    kc = str(tmp_path / "work" / "kubeconfig")
+    assert calls(fake_env) == [
+        ["kind", "get", "clusters"],
+        ["kind", "export", "kubeconfig", "--name", "seldon-gpu-r1", "--kubeconfig", kc],
+        ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
+    ]
+
+
+def test_existing_cluster_without_keep_is_refused(fake_env: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_KIND_CLUSTERS", "seldon-gpu-r1")
+    with pytest.raises(UsageError, match="already exists: pass --keep-cluster"):
+        provider(tmp_path).provision()
+    assert [c[:2] for c in calls(fake_env)] == [["kind", "get"]]
+
+
+def test_keep_cluster_creates_when_absent_and_keeps_it(fake_env: Path, tmp_path: Path) -> None:
+    p = provider(tmp_path, keep=True)
+    assert p.provision().created is True
+    p.teardown()
+    assert not any(c[:2] == ["kind", "delete"] for c in calls(fake_env))
+
+
+def test_teardown_after_a_failed_install_deletes_the_cluster(fake_env: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_FAIL", json.dumps(["helm upgrade --install seldon-core-v2-setup"]))
+    p = provider(tmp_path)
+    p.provision()
+    with pytest.raises(ToolError) as err:
+        p.install_seldon(FakeKube())  # type: ignore[arg-type]
+    assert "`helm upgrade --install seldon-core-v2-setup" in str(err.value)
+    assert "exit code 1" in str(err.value) and "failing on purpose" in str(err.value)
+    p.teardown()
+    log = calls(fake_env)
+    assert log[-1][:3] == ["kind", "delete", "cluster"]
+    assert [c[3] for c in log if c[:3] == ["helm", "upgrade", "--install"]] == [
+        "seldon-core-v2-crds", "seldon-core-v2-setup"]  # stopped at the failure, runtime never ran
+
+
+def test_teardown_after_a_failed_create_still_deletes(fake_env: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_FAIL", json.dumps(["kind create cluster"]))
+    p = provider(tmp_path)
+    with pytest.raises(ToolError, match="kind create cluster"):
+        p.provision()
+    p.teardown()
+    assert calls(fake_env)[-1][:5] == ["kind", "delete", "cluster", "--name", "seldon-gpu-r1"]
+
+
+def test_kind_cpu_fakes_capacity_through_the_guard_and_installs_no_gpu_stack(fake_env: Path, tmp_path: Path) -> None:
+    p = provider(tmp_path, profile=load_profile(ROOT / "profiles" / "kind-cpu.yaml"))
+    p.provision()
+
+    class Guard:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, int]] = []
+
+        def set_extended_capacity(self, node: str, resource: str, count: int) -> None:
+            self.calls.append((node, resource, count))
+
+    guard = Guard()
+    taint = [{"key": "seldon-gpu-srv", "value": "true", "effect": "NoSchedule"}]
+    kube = FakeKube([gpu_node("seldon-cpu-r1-worker2", 0, taint), gpu_node("seldon-cpu-r1-worker3", 0)])
+    problems = p.prepare_nodes(kube, guard)  # type: ignore[arg-type]
+    assert guard.calls == [("seldon-cpu-r1-worker2", "nvidia.com/gpu", 1),
+                           ("seldon-cpu-r1-worker3", "nvidia.com/gpu", 1)]
+    assert problems == ["GPU worker seldon-cpu-r1-worker3 lacks the taint seldon-gpu-srv=true:NoSchedule "
+                        "(the kind config's kubeadm patch did not apply)"]
+    before = len(calls(fake_env))
+    p.install_gpu_stack(kube)  # type: ignore[arg-type]
+    assert len(calls(fake_env)) == before and kube.applied == []
+
+
+# --- pure helpers and the runner ------------------------------------------------------------------------------
+
+
+def test_hidden_indices() -> None:
+    assert hidden_indices(("0",), UUIDS) == [1]
+    assert hidden_indices((UUIDS[1],), UUIDS) == [0]
+    assert hidden_indices(("all",), UUIDS) == []
+    assert hidden_indices(("0", "1"), UUIDS) == []
+
+
+def test_needed_host_gpus() -> None:
+    assert needed_host_gpus(two_gpu_profile()) == 2
+
+
+def test_runner_timeout_names_the_command(tmp_path: Path) -> None:
+    script = tmp_path / "slow"
+    script.write_text("#!/bin/sh\nexec sleep 5\n")  # the child sleeps, not the harness
+    script.chmod(0o755)
+    runner = ToolRunner(default_timeout=0.3)
+    object.__setattr__(runner.paths, "kind", str(script))
+    with pytest.raises(ToolError, match=r"`kind get clusters` timed out after 0.3s"):
+        runner.run("kind", ["get", "clusters"])
+    assert runner.history[-1].timeout == 0.3
+
+
+def test_runner_missing_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolError, match="kind not found on PATH"):
+        ToolRunner().run("kind", ["version"])
