@@ -267,6 +267,14 @@ def test_in_use_by_a_process_listed_on_the_mig_device() -> None:
     assert not check_gpu_in_use(result([mig_dev]), {MIG})[0].ok
 
 
+def test_in_use_device_memory_fallback_on_a_mig_slice() -> None:
+    mig_dev = device(A, mig_mode={"current": 1, "pending": 1})
+    mig_dev["memory_used_bytes"] = None
+    mig_dev["mig_devices"] = [{"slot": 0, "uuid": MIG, "name": "x", "memory_total_bytes": 5, "memory_used_bytes": 700}]
+    (v,) = check_gpu_in_use(result([mig_dev]), {MIG}, min_device_memory_bytes=512)
+    assert v.ok and v.reason.endswith("MIG-1111 has 700 B used (>= 512)")
+
+
 def test_in_use_on_mig_device() -> None:
     mig_dev = device(A, mig_mode={"current": 1, "pending": 1}, procs=[(9, 10)])
     mig_dev["mig_devices"] = [{"slot": 0, "uuid": MIG, "name": "x", "memory_total_bytes": 5}]

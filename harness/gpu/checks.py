@@ -225,12 +225,16 @@ def check_gpu_in_use(
             f"memory used {device.memory_used_bytes} B"
         )
         evidence += [f"pid {p.pid} uses {p.used_memory_bytes} B on {uuid}" for uuid, p in using]
-        if (
-            not using
-            and min_device_memory_bytes is not None
-            and (device.memory_used_bytes or 0) >= min_device_memory_bytes
-        ):
-            evidence.append(f"{device.uuid} has {device.memory_used_bytes} B used (>= {min_device_memory_bytes})")
+        if not using and min_device_memory_bytes is not None:
+            # MIG slices report memory per MIG device; the parent may be unreadable from the container.
+            usage = [(device.uuid, device.memory_used_bytes)] + [
+                (m.uuid, m.memory_used_bytes) for m in device.mig_devices if m.uuid in wanted or device.uuid in wanted
+            ]
+            evidence += [
+                f"{uuid} has {used} B used (>= {min_device_memory_bytes})"
+                for uuid, used in usage
+                if (used or 0) >= min_device_memory_bytes
+            ]
     if not looked:
         return [
             Verdict(
