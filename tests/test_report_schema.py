@@ -4,6 +4,7 @@ builds them (ReportBuilder fed Kubernetes dicts and `LoadResult.to_dict()`) vali
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,17 @@ def test_node_roles() -> None:
     assert node_info({"metadata": {"name": "b", "labels": {"nvidia.com/gpu.present": "true"}}}).role == "gpu"
     assert node_info({"metadata": {"name": "c"}, "status": {"capacity": {"nvidia.com/gpu": "4"}}}).gpu_count == 4
     assert node_info({"metadata": {"name": "d"}, "status": {"allocatable": {"cpu": "2"}}}).role == "cpu"
+
+
+def _field_names(schema: dict[str, Any]) -> set[str]:
+    names = set(schema.get("properties", {}))
+    for definition in schema.get("$defs", {}).values():
+        names |= set(definition.get("properties", {}))
+    return names
+
+
+def test_every_field_is_documented() -> None:
+    doc = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
+    undocumented = sorted(n for n in _field_names(RunReport.model_json_schema()) if f"`{n}`" not in doc
+                          and not re.search(rf"[{{,]\s*{re.escape(n)}\s*[,}}]", doc))
+    assert not undocumented, f"docs/report.md does not mention: {undocumented}"
