@@ -205,7 +205,11 @@ class _HttpProxy:
         out.append(f"content-length: {len(body)}\r\n\r\n".encode())
         request = b"".join(out) + body
         for attempt in range(2):
-            fresh, (up_reader, up_writer) = await self._connection(upstream)
+            try:
+                fresh, (up_reader, up_writer) = await self._connection(upstream)
+            except OSError:
+                return _response(503, "Service Unavailable",
+                                 _error_body("upstream connect error or disconnect/reset before headers"), keep_alive)
             try:
                 up_writer.write(request)
                 await up_writer.drain()
