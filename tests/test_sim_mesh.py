@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -28,8 +28,8 @@ HOST = "127.0.0.1"
 
 class _Upstream(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    seen: list[dict[str, Any]] = []
-    connections: set[tuple[str, int]] = set()
+    seen: ClassVar[list[dict[str, Any]]] = []
+    connections: ClassVar[set[tuple[str, int]]] = set()
 
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -47,7 +47,7 @@ class _Upstream(BaseHTTPRequestHandler):
     do_GET = _answer
     do_POST = _answer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
