@@ -362,10 +362,17 @@ def model_has_server(ctx: Context) -> Iterator[Finding]:
 @_rule("SEL006", "error", "Model that can land on a GPU Server without asking for it")
 def model_gpu_trap(ctx: Context) -> Iterator[Finding]:
     label = ctx.profile.gpu.pool_label
-    gpu_servers = [
-        w.doc for w in ctx.workloads
-        if w.is_server and (ctx.is_gpu(w) or targets_label(w.pod, label.key, label.value))
-    ]
+    gpu_servers: list[Document] = []
+    # Capabilities that do not tell a GPU Server apart: every stock one, and whatever a non-GPU Server offers.
+    common: set[str] = {c for caps in DEFAULT_CAPABILITIES.values() for c in caps}
+    for w in ctx.workloads:
+        if not w.is_server:
+            continue
+        if ctx.is_gpu(w) or targets_label(w.pod, label.key, label.value):
+            gpu_servers.append(w.doc)
+        else:
+            known = ctx.capabilities(w.doc)
+            common |= known[0] if known is not None else set()
     for doc in ctx.of_kind("Model"):
         if doc.spec.get("server"):
             continue  # pinned on purpose
@@ -374,15 +381,15 @@ def model_gpu_trap(ctx: Context) -> Iterator[Finding]:
             known = ctx.capabilities(server)
             if known is None:
                 continue
-            capabilities, defaults = known
-            distinguishing = capabilities - defaults
+            capabilities = known[0]
+            distinguishing = capabilities - common
             if needed <= capabilities and not needed & distinguishing:
                 ask = sorted(distinguishing) or [ctx.profile.gpu.capability]
                 yield _finding(
                     "SEL006", "error", doc, "spec.requirements",
-                    f"requirements {sorted(needed)} are met by GPU Server {server.name!r} through its default "
-                    f"capabilities, so the model may take a GPU it never asked for (Seldon #4968); require one of "
-                    f"{ask} for GPU models and a CPU-only capability for the others",
+                    f"requirements {sorted(needed)} are met by GPU Server {server.name!r} through capabilities that "
+                    f"other Servers share, so the model may take a GPU it never asked for (Seldon #4968); require "
+                    f"one of {ask} for GPU models and a CPU-only capability for the others",
                 )
 
 
