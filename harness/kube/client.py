@@ -91,7 +91,7 @@ class Kube:
         return host + path + (("?" + urlencode(q)) if q else "")
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers: dict[str, str] = {"Accept": "application/json"}
+        headers: dict[str, str] = {**getattr(self._api, "default_headers", {}), "Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         self._api.update_params_for_auth(headers, [], ["BearerToken"], "", "", None)

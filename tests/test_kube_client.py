@@ -1,0 +1,297 @@
+"""The kube layer over HTTP against the simulated cluster: verbs, retries at their bound, the wait primitive
+(dropped watches, 410 Gone, timeouts that report the last state and events)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import Timeouts, load_profile
+from harness.errors import UsageError, WaitTimeout
+from harness.kube import Kube, KubeApiError, RetryPolicy
+from harness.kube.wait import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = RetryPolicy(attempts=4, base_s=0.01, max_delay_s=0.05, max_retry_after_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from harness.sim import SimCluster
+
+    cluster = SimCluster(load_profile(ROOT / "profiles" / "sim.yaml"), tmp_path_factory.mktemp("sim"), mlserver=False)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def kube(sim: Any) -> Iterator[Kube]:
+    sim.faults.clear()
+    k = Kube.from_kubeconfig(sim.kubeconfig_path, None, Timeouts(request_s=5), retry=FAST)
+    yield k
+    sim.faults.clear()
+    k.close()
+
+
+@pytest.fixture
+def ns(kube: Kube, request: pytest.FixtureRequest) -> str:
+    slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().replace("_", "-"))[:40].strip("-")
+    name = f"t-{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def cm(ns: str, name: str = "c", **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data}
+
+
+def in_background(fn: Any) -> threading.Thread:
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+def until(cond: Any, timeout: float = 10.0) -> bool:
+    """Poll a condition on an Event (bounded), for test helpers that must wait for the watch to open."""
+    deadline = time.monotonic() + timeout
+    ev = threading.Event()
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        ev.wait(0.01)
+    return False
+
+
+# --- verbs ------------------------------------------------------------------------------------------------
+
+
+def test_apply_is_idempotent_and_patches(kube: Kube, ns: str) -> None:
+    first = kube.apply(cm(ns, a="1"))
+    again = kube.apply(cm(ns, a="1"))
+    assert first["metadata"]["uid"] == again["metadata"]["uid"]
+    changed = kube.apply(cm(ns, a="2", b="3"))
+    assert changed["data"] == {"a": "2", "b": "3"}
+    assert kube.get("v1", "ConfigMap", "c", ns)["data"]["a"] == "2"  # type: ignore[index]
+    assert kube.get("v1", "ConfigMap", "absent", ns) is None
+
+
+def test_apply_dry_run_creates_nothing(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "dry", a="1"), dry_run=True)
+    assert kube.get("v1", "ConfigMap", "dry", ns) is None
+
+
+def test_list_with_selectors_and_kinds_filled_in(kube: Kube, ns: str) -> None:
+    for i, team in enumerate(("a", "b", "a")):
+        obj = cm(ns, f"c{i}")
+        obj["metadata"]["labels"] = {"team": team}
+        kube.apply(obj)
+    got = kube.list("v1", "ConfigMap", ns, label_selector="team=a")
+    assert sorted(o["metadata"]["name"] for o in got) == ["c0", "c2"]
+    assert {(o["apiVersion"], o["kind"]) for o in got} == {("v1", "ConfigMap")}
+    got = kube.list("v1", "ConfigMap", ns, field_selector="metadata.name=c1")
+    assert [o["metadata"]["name"] for o in got] == ["c1"]
+
+
+def test_delete_waits_until_gone_and_tolerates_absent(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "gone"))
+    kube.delete("v1", "ConfigMap", "gone", ns, timeout=10)
+    assert kube.get("v1", "ConfigMap", "gone", ns) is None
+    kube.delete("v1", "ConfigMap", "gone", ns, timeout=10)  # 404 counts as done
+
+
+def test_patch_types(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "p", a="1"))
+    assert kube.patch("v1", "ConfigMap", "p", ns, {"data": {"b": "2"}})["data"] == {"a": "1", "b": "2"}
+    out = kube.patch("v1", "ConfigMap", "p", ns, [{"op": "remove", "path": "/data/a"}], "json")
+    assert out["data"] == {"b": "2"}
+    with pytest.raises(UsageError, match="patch_type"):
+        kube.patch("v1", "ConfigMap", "p", ns, {}, "apply")  # type: ignore[arg-type]
+
+
+def test_server_version_and_unknown_kind(kube: Kube) -> None:
+    assert kube.server_version().startswith("v1.")
+    with pytest.raises(KubeApiError, match="no kind Gizmo"):
+        kube.list("v1", "Gizmo")
+
+
+def test_events_sorted_and_filtered(kube: Kube, ns: str) -> None:
+    for name, when, obj in (("e2", "2026-01-01T00:00:02Z", "x"), ("e1", "2026-01-01T00:00:01Z", "x"),
+                            ("e3", "2026-01-01T00:00:03Z", "y")):
+        kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": ns},
+                     "involvedObject": {"kind": "Pod", "name": obj, "namespace": ns}, "reason": "R", "message": name,
+                     "type": "Normal", "firstTimestamp": when, "lastTimestamp": when})
+    assert [e["message"] for e in kube.events(ns)] == ["e1", "e2", "e3"]
+    assert [e["message"] for e in kube.events(ns, involved_name="x", involved_kind="Pod")] == ["e1", "e2"]
+
+
+def test_logs(kube: Kube, sim: Any, ns: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "l", "namespace": ns},
+                "spec": {"containers": [{"name": "main", "image": "busybox"}]}})
+    sim.store.append_log(ns, "l", "main", "line one\nline two\n")
+    assert "line two" in kube.logs(ns, "l", "main")
+
+
+# --- retries ------------------------------------------------------------------------------------------------
+
+
+def test_transient_errors_on_get_are_retried(kube: Kube, sim: Any, ns: str) -> None:
+    kube.apply(cm(ns, "r"))
+    before = sim.faults.injected
+    sim.faults.fail_next("get", "configmaps", "r", count=2, code=503)
+    assert kube.get("v1", "ConfigMap", "r", ns) is not None
+    assert sim.faults.injected - before == 2
+
+
+def test_retries_stop_at_their_bound(kube: Kube, sim: Any, ns: str) -> None:
+    kube.apply(cm(ns, "r"))
+    before = sim.faults.injected
+    sim.faults.fail_next("get", "configmaps", "r", count=50, code=500)
+    with pytest.raises(KubeApiError) as err:
+        kube.get("v1", "ConfigMap", "r", ns)
+    assert err.value.attempts == 4 and err.value.status == 500
+    assert "gave up after 4 attempts" in str(err.value)
+    assert sim.faults.injected - before == 4  # exactly the bound, no hidden retries underneath
+
+
+def test_retry_after_is_honoured(kube: Kube, sim: Any, ns: str) -> None:
+    sim.faults.fail_next("list", "configmaps", count=1, code=429, retry_after=1)
+    start = time.monotonic()
+    kube.list("v1", "ConfigMap", ns)
+    assert time.monotonic() - start >= 0.95
+    assert kube.retrier.waits[-1] == 1.0
+
+
+def close_connections(kube: Kube) -> None:
+    # The sim answers an injected fault without reading the request body, which then poisons a kept-alive
+    # connection; requests with bodies under fault injection therefore use one connection each.
+    kube._api.set_default_header("Connection", "close")
+
+
+def test_bare_create_is_not_retried(kube: Kube, sim: Any, ns: str) -> None:
+    close_connections(kube)
+    before = sim.faults.injected
+    sim.faults.fail_next("create", "configmaps", count=5, code=500)
+    with pytest.raises(KubeApiError, match="not retried because the call is not idempotent"):
+        kube.create(cm(ns, "once"))
+    assert sim.faults.injected - before == 1
+    sim.faults.clear()
+
+
+def test_apply_retries_its_create(kube: Kube, sim: Any, ns: str) -> None:
+    close_connections(kube)
+    sim.faults.fail_next("create", "configmaps", count=2, code=503)
+    assert kube.apply(cm(ns, "applied"))["metadata"]["name"] == "applied"
+
+
+def test_non_transient_errors_are_not_retried(kube: Kube, sim: Any, ns: str) -> None:
+    before = sim.faults.injected
+    sim.faults.fail_next("get", "configmaps", "f", count=5, code=403)
+    with pytest.raises(KubeApiError) as err:
+        kube.get("v1", "ConfigMap", "f", ns)
+    assert err.value.status == 403 and sim.faults.injected - before == 1
+
+
+# --- the wait primitive -------------------------------------------------------------------------------------
+
+
+def test_wait_for_returns_at_once_when_already_true(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "w", a="1"))
+    got = kube.wait_for("v1", "ConfigMap", "w", ns, lambda o: o is not None, 5, "configmap w")
+    assert got is not None and got["data"] == {"a": "1"}
+
+
+def test_wait_for_sees_a_change_through_the_watch(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "w", a="1"))
+    seen: list[str] = []
+
+    def predicate(o: dict[str, Any] | None) -> bool:
+        seen.append(o["data"]["a"] if o else "-")
+        if len(seen) == 1:  # the first look (the list): now change it, after the wait took its version
+            in_background(lambda: kube.apply(cm(ns, "w", a="2")))
+        return bool(o and o["data"]["a"] == "2")
+
+    got = kube.wait_for("v1", "ConfigMap", "w", ns, predicate, 10, "a=2")
+    assert got is not None and got["data"]["a"] == "2"
+    assert seen == ["1", "2"]
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["dropped", "dropped-and-compacted-410"])
+def test_wait_resumes_after_dropped_watch(kube: Kube, sim: Any, ns: str, compact: bool) -> None:
+    kube.apply(cm(ns, "w", a="1"))
+    dropped: list[int] = []
+
+    def chaos() -> None:
+        # Drop the wait's watch once it is open; then (optionally) forget history so resuming gets 410 Gone;
+        # only then make the change the wait is for: it must be seen through the resumed (or relisted) watch.
+        until(lambda: bool(dropped.append(sim.faults.drop_watches("configmaps")) or dropped[-1] > 0))
+        if compact:
+            sim.faults.compact_history()
+        kube.apply(cm(ns, "w", a="2"))
+
+    t = in_background(chaos)
+    got = kube.wait_for("v1", "ConfigMap", "w", ns, lambda o: bool(o and o["data"]["a"] == "2"), 15, "a=2")
+    t.join(5)
+    assert got is not None and got["data"]["a"] == "2"
+    assert max(dropped) >= 1
+
+
+def test_wait_for_list(kube: Kube, ns: str) -> None:
+    started: list[bool] = []
+
+    def predicate(xs: list[dict[str, Any]]) -> bool:
+        if not started:
+            started.append(True)
+            in_background(lambda: [kube.apply(cm(ns, f"l{i}", a="x")) for i in range(3)])
+        return len(xs) == 3
+
+    items = kube.wait_for_list("v1", "ConfigMap", ns, predicate, 10, "three configmaps")
+    assert [o["metadata"]["name"] for o in items] == ["l0", "l1", "l2"]
+
+
+def test_wait_timeout_reports_last_state_and_events(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "stuck", a="1"))
+    kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev", "namespace": ns},
+                 "involvedObject": {"kind": "ConfigMap", "name": "stuck", "namespace": ns}, "reason": "Stuck",
+                 "message": "waiting for godot", "type": "Warning", "lastTimestamp": "2026-01-01T00:00:00Z"})
+    start = time.monotonic()
+    with pytest.raises(WaitTimeout) as err:
+        kube.wait_for("v1", "ConfigMap", "stuck", ns, lambda o: False, 1.0, "the configmap to move")
+    elapsed = time.monotonic() - start
+    text = str(err.value)
+    assert 0.9 <= elapsed < 3.0
+    assert "timed out after 1s waiting for the configmap to move" in text
+    assert f"ConfigMap {ns}/stuck" in text
+    assert "Warning Stuck: waiting for godot" in text
+
+
+def test_wait_timeout_for_absent_object(kube: Kube, ns: str) -> None:
+    with pytest.raises(WaitTimeout, match="last state: not found"):
+        kube.wait_for("v1", "ConfigMap", "never", ns, lambda o: o is not None, 0.5, "never")
+
+
+def test_summarize_pod_and_node() -> None:
+    pod = {"kind": "Pod", "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/3 nodes are available: 1 Insufficient nvidia.com/gpu."}]}}
+    assert summarize(pod) == ("phase=Pending; PodScheduled=False (Unschedulable: 0/3 nodes are available: "
+                              "1 Insufficient nvidia.com/gpu.)")
+    node = {"kind": "Node", "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]},
+            "status": {"allocatable": {"nvidia.com/gpu": "1"}}}
+    assert summarize(node) == "allocatable=nvidia.com/gpu=1; taints=k=v:NoSchedule"
+
+
+def test_kubeconfig_errors_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="kubeconfig not found"):
+        Kube.from_kubeconfig(tmp_path / "nope", None, Timeouts())
+    bad = tmp_path / "kc"
+    bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with pytest.raises(UsageError, match="unusable kubeconfig"):
+        Kube.from_kubeconfig(bad, "missing", Timeouts())
