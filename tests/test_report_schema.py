@@ -258,3 +258,15 @@ def test_every_field_is_documented() -> None:
     undocumented = sorted(n for n in _field_names(RunReport.model_json_schema()) if f"`{n}`" not in doc
                           and not re.search(rf"[{{,]\s*{re.escape(n)}\s*[,}}]", doc))
     assert not undocumented, f"docs/report.md does not mention: {undocumented}"
+
+
+def test_crafted_reports_are_current(tmp_path: Path) -> None:
+    """The committed crafted reports are what generate.py makes from the current model."""
+    import runpy
+
+    main = runpy.run_path(str(DATA / "generate.py"))["main"]
+    main(tmp_path)
+    for made in sorted(tmp_path.iterdir()):
+        assert made.read_text(encoding="utf-8") == (DATA / made.name).read_text(encoding="utf-8"), (
+            f"tests/data/reports/{made.name} is stale: run .venv/bin/python tests/data/reports/generate.py"
+        )
