@@ -1,7 +1,8 @@
-"""Fixtures for the simulated API server's own tests: a store + HTTP server with no controllers.
+"""Shared setup for the simulated API server's own tests: a store + HTTP server with no controllers.
 
-Import the fixtures you need into a test module (`from tests.sim_fixtures import sim_api`).
-Nothing here depends on the sim's controllers, so these tests exercise only the API layer.
+A test module wraps the generators below in thin fixtures (`yield from serve_api(tmp_path)`), so
+nothing is registered as a plugin and each module states what it uses. Nothing here depends on the
+sim's controllers, so these tests exercise only the API layer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from harness.sim.api.server import ApiServer
@@ -68,8 +68,7 @@ def add_node(store: MemoryStore, obj: Obj) -> Obj:
     return store.update_status({**created, "status": obj["status"]})
 
 
-@pytest.fixture
-def sim_api(tmp_path: Path) -> Iterator[SimApi]:
+def serve_api(tmp_path: Path) -> Iterator[SimApi]:
     store = MemoryStore()
     faults = Faults(store)
     server = ApiServer(store, faults)
@@ -82,8 +81,7 @@ def sim_api(tmp_path: Path) -> Iterator[SimApi]:
         server.stop()
 
 
-@pytest.fixture
-def api_client(sim_api: SimApi) -> Iterator[Any]:
+def client_for(sim_api: SimApi) -> Iterator[Any]:
     from kubernetes import config
 
     client = config.new_client_from_config(config_file=str(sim_api.kubeconfig))

@@ -7,6 +7,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +17,19 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 
-from tests.sim_fixtures import SimApi, add_node, api_client, node, pod, sim_api  # noqa: F401
+from tests.sim_fixtures import SimApi, add_node, client_for, node, pod, serve_api
 
 Obj = dict[str, Any]
+
+
+@pytest.fixture
+def sim_api(tmp_path: Path) -> Iterator[SimApi]:
+    yield from serve_api(tmp_path)
+
+
+@pytest.fixture
+def api_client(sim_api: SimApi) -> Iterator[Any]:
+    yield from client_for(sim_api)
 
 
 def raw(sim: SimApi, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -51,7 +63,8 @@ def test_discovery_documents(sim_api: SimApi) -> None:
     assert by_name["pods"]["shortNames"] == ["po"] and "watch" in by_name["pods"]["verbs"]
     assert "pods/log" in by_name and "pods/status" in by_name
     _, _, apps = raw(sim_api, "GET", "/apis/apps/v1")
-    assert {r["name"]: r.get("shortNames") for r in apps["resources"] if "/" not in r["name"]}["statefulsets"] == ["sts"]
+    shorts = {r["name"]: r.get("shortNames") for r in apps["resources"] if "/" not in r["name"]}
+    assert shorts["statefulsets"] == ["sts"] and shorts["deployments"] == ["deploy"] and shorts["daemonsets"] == ["ds"]
     _, _, seldon = raw(sim_api, "GET", "/apis/mlops.seldon.io/v1alpha1")
     assert {"servers", "serverconfigs", "models", "models/status"} <= {r["name"] for r in seldon["resources"]}
 
@@ -123,7 +136,8 @@ def test_generate_name_and_generation(api_client: Any) -> None:
     assert created.spec.replicas == 1  # defaulted
     patched = apps.patch_namespaced_deployment(created.metadata.name, "default", {"spec": {"replicas": 3}})
     assert patched.metadata.generation == 2
-    relabelled = apps.patch_namespaced_deployment(created.metadata.name, "default", {"metadata": {"labels": {"x": "y"}}})
+    relabelled = apps.patch_namespaced_deployment(created.metadata.name, "default",
+                                                  {"metadata": {"labels": {"x": "y"}}})
     assert relabelled.metadata.generation == 2  # metadata changes do not bump generation
 
 
@@ -146,7 +160,8 @@ def test_label_and_field_selectors(sim_api: SimApi, api_client: Any) -> None:
     assert names(field_selector="spec.nodeName=n1") == ["a"]
     assert names(field_selector="spec.nodeName=") == ["c"]
     assert names(field_selector="metadata.name!=a,status.phase=Pending") == ["b", "c"]
-    assert sorted(p.metadata.name for p in v1.list_pod_for_all_namespaces(field_selector="metadata.name=c").items) == ["c"]
+    everywhere = v1.list_pod_for_all_namespaces(field_selector="metadata.name=c").items
+    assert [p.metadata.name for p in everywhere] == ["c"]
     with pytest.raises(ApiException) as bad:
         v1.list_namespaced_pod("default", field_selector="spec.bogus=1")
     assert bad.value.status == 400 and body_of(bad.value)["reason"] == "BadRequest"
