@@ -251,6 +251,17 @@ def test_server_merged_with_a_server_config_in_the_same_manifests() -> None:
     assert _rules(lint_manifests([sc, srv, model], p)) == {"SEL005"}
 
 
+def test_kind_node_image_must_be_pinned_and_supported() -> None:
+    p = load_profile(ROOT / "profiles" / "kind-gpu.yaml")
+    cfg = render.kind_config(p)
+    assert lint_manifests([cfg], p) == []
+    cfg["nodes"][1]["image"] = "kindest/node:v1.34.0"
+    cfg["nodes"][2]["image"] = "kindest/node:v1.26.3@sha256:" + "a" * 64
+    findings = lint_manifests([cfg], p)
+    assert [(f.rule, f.severity, f.field) for f in findings] == [
+        ("KIND001", "warning", "nodes[1].image"), ("KIND001", "warning", "nodes[2].image")]
+
+
 def test_rule_catalogue_has_unique_stable_ids() -> None:
     ids = [r.id for r in ALL_RULES]
     assert len(ids) == len(set(ids))
@@ -454,3 +465,9 @@ def test_cluster_flag_unreachable_or_bad_kubeconfig_exit_2(tmp_path: Path, capsy
     assert "cannot list nodes" in capsys.readouterr().err
     with pytest.raises(UsageError, match="kubeconfig"):
         read_live_nodes(str(tmp_path / "missing-kubeconfig"))
+
+
+def test_docs_list_every_rule() -> None:
+    text = (ROOT / "docs" / "render-and-lint.md").read_text(encoding="utf-8")
+    for rule in ALL_RULES:
+        assert f"| {rule.id} | {rule.severity} |" in text

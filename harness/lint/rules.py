@@ -5,6 +5,7 @@ Ids are part of the interface (CI filters, docs): never renumber, only add.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -412,6 +413,29 @@ def server_config_complete(ctx: Context) -> Iterator[Finding]:
                 f"missing {', '.join(missing)}: a ServerConfig replaces the whole pod template (it is not merged "
                 "with the default one); start from a complete template",
             )
+
+
+# --- kind -----------------------------------------------------------------------------------------------
+
+# Seldon Core 2.10 supports Kubernetes 1.27-1.33 (design B1).
+_KIND_IMAGE = re.compile(r"^kindest/node:v1\.(\d+)\.\d+@sha256:[0-9a-f]{64}$")
+_SUPPORTED_MINORS = range(27, 34)
+
+
+@_rule("KIND001", "warning", "kind node image not pinned to a supported Kubernetes version")
+def kind_node_image(ctx: Context) -> Iterator[Finding]:
+    for doc in ctx.docs:
+        if doc.kind != "Cluster" or not str(doc.body.get("apiVersion", "")).startswith("kind.x-k8s.io/"):
+            continue
+        for i, node in enumerate(doc.body.get("nodes") or []):
+            image = str((node or {}).get("image", "")) if isinstance(node, dict) else ""
+            match = _KIND_IMAGE.match(image)
+            if match is None or int(match.group(1)) not in _SUPPORTED_MINORS:
+                yield _finding(
+                    "KIND001", "warning", doc, f"nodes[{i}].image",
+                    f"{image or '<kind default>'}: expected kindest/node:v1.27-v1.33 pinned by @sha256 digest "
+                    "(Seldon Core 2.10 supports Kubernetes 1.27-1.33; an unpinned tag can change under you)",
+                )
 
 
 RULES: tuple[Rule, ...] = tuple(sorted(_REGISTRY, key=lambda r: r.id))
