@@ -326,6 +326,13 @@ def should_run_on(template: Obj, node: Obj) -> bool:
     return matches_node_selector_and_affinity(pod, node)
 
 
+def should_continue_running(template: Obj, node: Obj) -> bool:
+    """A daemon pod already on a node stays while it tolerates the node's NoExecute taints."""
+    taints = (node.get("spec") or {}).get("taints") or []
+    tolerations = (template.get("spec") or {}).get("tolerations") or []
+    return first_untolerated_taint(taints, tolerations, ("NoExecute",)) is None
+
+
 def _daemon_target(pod: Obj) -> str:
     affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
@@ -354,13 +361,20 @@ class DaemonSetController:
         template = daemon_pod_template(ds)
         revision = template_hash((ds.get("spec") or {}).get("template") or {})
         eligible = {node_name_of(n) for n in nodes if should_run_on(template, n)}
+        # Pods on nodes that no longer qualify stay while they tolerate the NoExecute taints (as in
+        # NodeShouldRunDaemonPod's shouldContinueRunning); they count as misscheduled.
+        keep = {node_name_of(n) for n in nodes if should_continue_running(template, n)
+                and matches_node_selector_and_affinity({"spec": template.get("spec") or {}}, n)}
         by_node: dict[str, Obj] = {}
+        misscheduled = 0
         for p in _replace_terminated(store, owned_by(all_pods, ds)):
             target = _daemon_target(p)
             stale = (_meta(p).get("labels") or {}).get("controller-revision-hash") != revision
-            if target not in eligible or target in by_node or stale:
+            if target in by_node or stale or (target not in eligible and target not in keep):
                 _delete(store, p)
                 continue
+            if target not in eligible:
+                misscheduled += 1
             by_node[target] = p
         taken = {str(_meta(p).get("name")) for p in all_pods}
         ds_name, uid = meta["name"], meta.get("uid")
@@ -374,12 +388,12 @@ class DaemonSetController:
             pod = self._pod(ds, template, pod_name, node, revision)
             _create(store, pod)
             by_node[node] = pod
-        pods = list(by_node.values())
+        pods = [p for target, p in by_node.items() if target in eligible]
         scheduled = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
         ready = sum(1 for p in pods if pod_ready(p))
         _write_status(store, ds, {
             "observedGeneration": meta.get("generation", 1), "desiredNumberScheduled": len(eligible),
-            "currentNumberScheduled": scheduled, "numberMisscheduled": 0, "numberReady": ready,
+            "currentNumberScheduled": scheduled, "numberMisscheduled": misscheduled, "numberReady": ready,
             "numberAvailable": ready, "updatedNumberScheduled": scheduled,
             "numberUnavailable": max(len(eligible) - ready, 0) or None,
         })
