@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from types import FrameType
@@ -144,7 +145,18 @@ class NodeGuard:
                     self._leases.remove(node)
                 except Exception as exc:
                     problems.append(f"releasing the lease of node {node} failed: {exc}")
+            if not self._undo:
+                self._uninstall()
         return problems
+
+    def _uninstall(self) -> None:
+        """Nothing left to undo: give SIGINT/SIGTERM back to whoever had them."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, handler in list(self._previous.items()):
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, handler)
+            del self._previous[sig]
 
     # --- internals ----------------------------------------------------------------------
     def _owns(self, node: str, what: str, key: str) -> bool:
@@ -216,12 +228,15 @@ class NodeGuard:
 
     def _at_exit(self) -> None:
         with contextlib.suppress(Exception):
-            self.restore_all()
+            for problem in self.restore_all():
+                print(f"node restore at exit: {problem}", file=sys.stderr)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.restore_all()
-        previous = self._previous.pop(signum, signal.SIG_DFL)
-        for sig, handler in list(self._previous.items()):
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        saved = dict(self._previous)
+        for problem in self.restore_all():
+            print(f"node restore: {problem}", file=sys.stderr)
+        for sig, handler in saved.items():
             signal.signal(sig, handler)
         self._previous.clear()
         signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
