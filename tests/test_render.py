@@ -274,7 +274,8 @@ def test_kind_config_nodes_taints_labels_and_passthrough() -> None:
     p = load_profile(ROOT / "profiles" / "kind-gpu.yaml")
     p = parse_profile({**p.model_dump(exclude={"source"}), "cluster": {
         **p.cluster.model_dump(), "nodes": {"cpu_workers": {"count": 2}, "gpu_workers": [
-            {"count": 2, "gpus": 2}, {"count": 1, "gpus": 1, "host_gpus": [["GPU-aaaa"]], "labels": {"x": "y"}}]}}},
+            {"count": 2, "gpus": 2},
+            {"count": 1, "gpus": 1, "host_gpus": [["GPU-aaaa"]], "labels": {"x": "y", "pool": "other"}}]}}},
         "kind-test")
     cfg = render.kind_config(p)
     assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4" and cfg["kind"] == "Cluster"
@@ -300,6 +301,7 @@ def test_kind_config_nodes_taints_labels_and_passthrough() -> None:
         assert patch == {"kind": "JoinConfiguration", "nodeRegistration": {"taints": [
             {"key": "seldon-gpu-srv", "value": "true", "effect": "NoSchedule"}]}}
     assert gpu_workers[2]["labels"]["x"] == "y"
+    assert gpu_workers[2]["labels"]["pool"] == "infer-srv"  # the pool label wins over extras
     assert gpu_workers[0]["labels"]["nvidia.com/gpu.count"] == "2"
 
 

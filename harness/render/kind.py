@@ -16,15 +16,16 @@ DEVICE_REQUEST_DIR = "/var/run/nvidia-container-devices"
 
 
 def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
-    """Labels of one GPU worker: the pool label, the gpu-feature-discovery style NVIDIA labels, extras."""
-    labels = {
+    """Labels of one GPU worker: extras first, then the pool label and the gpu-feature-discovery style
+    NVIDIA labels, which win: an extra label must not be able to move a worker out of the pool."""
+    labels = dict(group.labels)
+    labels |= {
         profile.gpu.pool_label.key: profile.gpu.pool_label.value,
         GPU_PRESENT_LABEL: "true",
         "nvidia.com/gpu.product": group.product,
         "nvidia.com/gpu.count": str(group.gpus),
         "nvidia.com/gpu.memory": str(group.memory_mib),
     }
-    labels.update(group.labels)
     return labels
 
 
