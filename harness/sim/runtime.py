@@ -31,6 +31,7 @@ class Runtime:
         self._cond = threading.Condition()
         self._dirty = True
         self._stopping = False
+        self._closed = False
         self._thread: threading.Thread | None = None
         self._wakeups: dict[str, float] = {}
         self.passes = 0
@@ -107,7 +108,7 @@ class Runtime:
             burst += 1
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop, join it, then close every controller (errors are logged, not raised)."""
+        """Stop the loop, join it, then close every controller once (errors are logged, not raised)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -116,6 +117,10 @@ class Runtime:
             if self._thread.is_alive():
                 log.error("sim runtime did not stop within %.1fs", timeout)
             self._thread = None
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
         for c in reversed(self._controllers):
             try:
                 c.close()
