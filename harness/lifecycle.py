@@ -196,6 +196,15 @@ class ClusterSession:
                     try:
                         self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
                                          wait=True, timeout=self.profile.timeouts.delete_s)
+                        if obj["kind"] == "Server":
+                            # Dependents go by background cascade: wait for the Server's pods too,
+                            # so that "nothing left behind" holds when down() returns.
+                            self.kube.wait_for_list(
+                                "v1", "Pod", meta.get("namespace"), lambda pods: not pods,
+                                timeout=self.profile.timeouts.delete_s,
+                                what=f"pods of Server {meta['name']} gone",
+                                label_selector=f"seldon-server-name={meta['name']}",
+                            )
                     except (HarnessError, WaitTimeout, Exception) as exc:  # keep going: restore nodes regardless
                         problems.append(f"delete {obj['kind']}/{meta.get('name')}: {exc}")
                 self.deployed.clear()

@@ -89,3 +89,14 @@ def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
         pytest.fail(f"probe pod {name} on {pod['spec'].get('nodeName')} ended "
                     f"{pod['status'].get('phase')}; log:\n{log[-2000:]}", pytrace=False)
     return pod, parse_probe_output(log, f"pod {scope.namespace}/{name}")
+
+
+def capture_cluster_state(kube: Any, seldon_namespace: str) -> dict[str, Any]:
+    """Everything a run may touch, for a before/after comparison (`harness.checks.leftovers`)."""
+    from harness.checks import leftovers
+
+    return leftovers.capture(
+        nodes=kube.list("v1", "Node"), namespaces=kube.list("v1", "Namespace"), pods=kube.list("v1", "Pod"),
+        servers=kube.list("mlops.seldon.io/v1alpha1", "Server", seldon_namespace),
+        models=kube.list("mlops.seldon.io/v1alpha1", "Model", seldon_namespace),
+    )

@@ -246,7 +246,20 @@ def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES
     return doc
 
 
-def main() -> int:
+def _hold_seconds(argv: list[str]) -> float:
+    """`--hold-seconds N`: keep running (and so keep the GPUs allocated) N seconds after printing,
+    so that probe pods started together on one node overlap in time and cannot share a GPU."""
+    if "--hold-seconds" in argv:
+        index = argv.index("--hold-seconds")
+        try:
+            return max(0.0, min(float(argv[index + 1]), 600.0))
+        except (IndexError, ValueError):
+            return 0.0
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    hold = _hold_seconds(list(sys.argv[1:] if argv is None else argv))
     try:
         import pynvml
     except ImportError:
@@ -265,6 +278,11 @@ def main() -> int:
         }
     sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     sys.stdout.flush()
+    if hold:
+        import threading
+
+        # Holding the allocation is the point here, not waiting for anything: a bounded pause.
+        threading.Event().wait(hold)
     return 0
 
 

@@ -13,8 +13,9 @@
 - One-shot pods (restartPolicy Never/OnFailure) whose container runs `python3 <script>` (or
   `python3 -c CODE`) really run it with this machine's Python, off the reconcile thread, with the
   pod's ConfigMap volumes materialised into a temp dir and the simulated NVML first on PYTHONPATH;
-  stdout+stderr become the container log, the exit code decides Succeeded/Failed. Containers that
-  are not Python cannot run here: they complete with exit code 0 and an empty log.
+  stdout+stderr become the container log, the exit code decides Succeeded/Failed. One-shot pods
+  with no Python container (a `pause` intruder) run until deleted, as `pause` does; inside a
+  Python pod, a container that is not Python completes with exit code 0 and an empty log.
 - Long-running containers just run. Crash faults (`crash_container`) restart a container once or
   keep it in CrashLoopBackOff, rotating its log so `--previous` shows the crashed run.
 """
@@ -295,7 +296,9 @@ class KubeletController:
             store.record_event(pod, "Started", f"Started container {c.get('name')}", "Normal", component="kubelet")
         status = self._running_status(pod, node, ip)
         pod = self._write_status(store, pod, status)
-        if spec.get("restartPolicy") in ("Never", "OnFailure"):
+        if spec.get("restartPolicy") in ("Never", "OnFailure") and any(
+            _runs_python(c) for c in spec.get("containers") or []
+        ):
             with self._lock:
                 if self._closed:
                     return
@@ -417,7 +420,7 @@ class KubeletController:
 
     def _execute(self, store: Store, pod: Obj, c: dict[str, Any], env: dict[str, str], uid: str) -> tuple[int, str]:
         argv = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
-        if not argv or not _PYTHON.match(os.path.basename(argv[0])):
+        if not _runs_python(c):
             return 0, ""
         base = Path(tempfile.mkdtemp(prefix="pod-", dir=str(self._workdir) if self._workdir else None))
         try:
@@ -581,3 +584,8 @@ class KubeletController:
         all_ready = all(st.get("ready") for st in statuses)
         self._write_status(store, pod, {"conditions": self._conditions(pod, all_ready, "ContainersNotReady"),
                                         "containerStatuses": statuses})
+
+
+def _runs_python(container: dict[str, Any]) -> bool:
+    argv = [str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])]]
+    return bool(argv) and bool(_PYTHON.match(os.path.basename(argv[0])))
