@@ -89,7 +89,7 @@ class DataPlane:
         self._load_timeout = load_timeout_s
         self._lock = threading.RLock()
         self._backends: dict[tuple[str, str], _Backend] = {}
-        self._crashes: list[tuple[PodRef, str]] = []
+        self._crashes: list[tuple[PodRef, str, str]] = []
         self._fail_loads: dict[str, str] = {}  # model name -> injected failure message
         self._closed = False
 
@@ -157,8 +157,8 @@ class DataPlane:
         with self._lock:
             return any(b.busy for b in self._backends.values())
 
-    def take_crashes(self) -> list[tuple[PodRef, str]]:
-        """Crashes seen since the last call: (pod, message). Each one restarted the container."""
+    def take_crashes(self) -> list[tuple[PodRef, str, str]]:
+        """Crashes seen since the last call: (pod, message, MLServer log tail). Each restarted the container."""
         with self._lock:
             crashes, self._crashes = self._crashes, []
             return crashes
@@ -194,6 +194,13 @@ class DataPlane:
             os.killpg(pid, signal.SIGKILL)
         self.check_processes()
         return True
+
+    def pid(self, namespace: str, pod: str) -> int | None:
+        """PID of the MLServer behind `pod`, if one runs (for tests and diagnostics)."""
+        with self._lock:
+            backend = self._backends.get((namespace, pod))
+            proc = backend.process if backend is not None else None
+            return proc.pid if proc is not None and proc.is_alive() else None
 
     def restarts(self, namespace: str, pod: str) -> int:
         with self._lock:
@@ -290,9 +297,10 @@ class DataPlane:
             return
 
     def _record_crash(self, backend: _Backend, message: str) -> None:
+        tail = backend.process.log_tail(20) if backend.process is not None else ""
         with self._lock:
             backend.restarts += 1
-            self._crashes.append((backend.pod, message))
+            self._crashes.append((backend.pod, message, tail))
 
     def _recover(self, backend: _Backend) -> None:
         """A process died while idle: restart it and reload every model it held."""

@@ -488,7 +488,7 @@ class SeldonController:
 
     # --- crashes -----------------------------------------------------------------------------
     def _report_crashes(self, store: Store) -> None:
-        for pod_ref, message in self.dataplane.take_crashes():
+        for pod_ref, message, tail in self.dataplane.take_crashes():
             pod = store.get("v1", "Pod", pod_ref.name, pod_ref.namespace)
             if pod is None:
                 continue
@@ -502,8 +502,11 @@ class SeldonController:
             if statuses:
                 status["containerStatuses"] = statuses
                 _write_status(store, pod, status)
-            store.rotate_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type)
-            store.append_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type, f"{message}\n")
+            # The dead process's last lines become the `--previous` log, as after a real restart.
+            cname = pod_ref.server_type
+            store.append_log(pod_ref.namespace, pod_ref.name, cname, f"{tail}\n{message}\n")
+            store.rotate_log(pod_ref.namespace, pod_ref.name, cname)
+            store.append_log(pod_ref.namespace, pod_ref.name, cname, "sim: MLServer restarted; reloading models\n")
             store.record_event(pod, "Started", f"Started container {pod_ref.server_type} after a crash: {message}",
                                "Normal", component="kubelet")
 

@@ -1,0 +1,260 @@
+"""The simulated data plane end to end: a started `SimCluster` with real MLServer processes behind
+MLServer-type Server pods, reached through the `seldon-mesh` Service's loopback ingress.
+
+One cluster (and so one MLServer) per module; MLServer takes seconds to start on a busy machine.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
+
+from harness.config import parse_profile
+from harness.localserver import train_iris
+from harness.render import seldon as render_seldon
+from harness.sim.cluster import SimCluster
+from harness.sim.seldon import SeldonController
+
+API = "mlops.seldon.io/v1alpha1"
+NS = "seldon-mesh"
+IRIS = "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+LOAD_TIMEOUT = 150.0  # MLServer start + first load, on a 2-core machine shared with other tests
+Obj = dict[str, Any]
+
+PROFILE = {
+    "name": "dataplane-test",
+    "cluster": {"provider": "sim", "nodes": {"cpu_workers": {"count": 1, "cpu": "8", "memory": "16Gi"},
+                                             "gpu_workers": [{"count": 1, "gpus": 2}]}},
+    "servers": [{"name": "mlserver-gpu", "gpus": 1, "placement": "nodeAffinity"}],
+}
+
+
+class Waiter:
+    """Re-checks a probe after every store write (and at least twice a second), up to a deadline."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cond = threading.Condition()
+        cluster.store.add_listener(self._poke)
+
+    def _poke(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def until(self, probe: Callable[[], tuple[bool, Any]], what: str, timeout: float = 30.0) -> Any:
+        deadline = time.monotonic() + timeout
+        for _ in range(100_000):
+            ok, seen = probe()
+            if ok:
+                return seen
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"timed out waiting for {what}; last seen: {seen}")
+            with self.cond:
+                self.cond.wait(min(remaining, 0.5))
+        pytest.fail(f"gave up waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+    profile = parse_profile(PROFILE, "test-profile")
+    sim = SimCluster(profile, tmp_path_factory.mktemp("sim-dataplane"), mlserver=True)
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture(scope="module")
+def waiter(cluster: SimCluster) -> Waiter:
+    return Waiter(cluster)
+
+
+@pytest.fixture(scope="module")
+def seldon(cluster: SimCluster) -> SeldonController:
+    return next(c for c in cluster.controllers if isinstance(c, SeldonController))
+
+
+@pytest.fixture(scope="module")
+def mesh_ports(cluster: SimCluster, waiter: Waiter) -> tuple[int, int]:
+    def ingress() -> tuple[bool, Any]:
+        svc = cluster.store.get("v1", "Service", "seldon-mesh", NS) or {}
+        found = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        return bool(found), found
+    found = waiter.until(ingress, "seldon-mesh ingress")
+    assert found[0]["ip"] == "127.0.0.1"
+    http_port, grpc_port = (p["port"] for p in found[0]["ports"])
+    return http_port, grpc_port
+
+
+@pytest.fixture(scope="module")
+def iris(cluster: SimCluster, waiter: Waiter) -> Obj:
+    """GPU Server (dedicated-node config) with the iris sample loaded: the module's one MLServer."""
+    profile = cluster.profile
+    cluster.store.create(render_seldon.server(profile, profile.server("mlserver-gpu"), NS))
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "iris", "namespace": NS},
+                          "spec": {"storageUri": IRIS, "requirements": ["sklearn", "model-on-gpu"]}})
+    return waiter.until(_model_message(cluster, "iris", "ModelAvailable"), "iris ModelAvailable", LOAD_TIMEOUT)
+
+
+def _status(cluster: SimCluster, kind: str, name: str) -> Obj:
+    return (cluster.store.get(API, kind, name, NS) or {}).get("status") or {}
+
+
+def _ready_cond(status: Obj) -> Obj:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == "ModelReady"), {})
+
+
+def _model_message(cluster: SimCluster, name: str, message: str) -> Callable[[], tuple[bool, Any]]:
+    return lambda: (_ready_cond(_status(cluster, "Model", name)).get("message") == message,
+                    _status(cluster, "Model", name))
+
+
+def _infer_rest(port: int, model: str, data: list[float], headers: dict[str, str] | None = None,
+                path_model: str | None = None) -> tuple[int, Any]:
+    body = json.dumps({"inputs": [{"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": data}]})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", f"/v2/models/{path_model or model}/infer", body=body,
+                     headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read()
+    finally:
+        conn.close()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw
+
+
+def _infer_grpc(port: int, model: str, data: list[float]) -> Any:
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        tensor = triton_grpc.InferInput("predict", [1, 4], "FP32")
+        tensor.set_data_from_numpy(np.array([data], dtype=np.float32))
+        return client.infer(model, [tensor], headers={"seldon-model": model}, client_timeout=30)
+    finally:
+        client.close()
+
+
+# --- tests ------------------------------------------------------------------------------------------
+
+def test_model_available_on_the_gpu_server(cluster: SimCluster, iris: Obj) -> None:
+    assert iris["selector"] == "server=mlserver-gpu"
+    assert iris["availableReplicas"] == 1
+    pod = cluster.store.get("v1", "Pod", "mlserver-gpu-0", NS)
+    assert pod is not None
+    node = cluster.store.get("v1", "Node", pod["spec"]["nodeName"]) or {}
+    assert node["metadata"]["labels"]["pool"] == "infer-srv"
+
+
+def test_rest_inference_through_the_mesh(iris: Obj, mesh_ports: tuple[int, int]) -> None:
+    status, answer = _infer_rest(mesh_ports[0], "iris", SETOSA)
+    assert status == 200, answer
+    assert answer["model_name"] == "iris_1"
+    assert answer["outputs"][0]["data"] == [0]
+    status, answer = _infer_rest(mesh_ports[0], "iris", [6.7, 3.0, 5.2, 2.3], headers={"Seldon-Model": "iris"})
+    assert status == 200 and answer["outputs"][0]["data"] == [2]
+
+
+def test_grpc_inference_through_the_mesh(iris: Obj, mesh_ports: tuple[int, int]) -> None:
+    result = _infer_grpc(mesh_ports[1], "iris", SETOSA)
+    assert result.get_response().model_name == "iris_1"
+    assert result.as_numpy("predict").tolist() == [[0]]
+
+
+def test_unknown_model_is_404_and_not_found(iris: Obj, mesh_ports: tuple[int, int]) -> None:
+    status, _ = _infer_rest(mesh_ports[0], "no-such-model", SETOSA)
+    assert status == 404
+    with pytest.raises(InferenceServerException) as err:
+        _infer_grpc(mesh_ports[1], "no-such-model", SETOSA)
+    assert "NOT_FOUND" in str(err.value)
+
+
+def test_inference_on_triton_is_refused_clearly(cluster: SimCluster, waiter: Waiter,
+                                                 mesh_ports: tuple[int, int]) -> None:
+    cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
+                          "spec": {"serverConfig": "triton", "replicas": 1}})
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "mnist", "namespace": NS},
+                          "spec": {"storageUri": "gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx",
+                                   "requirements": ["onnx"]}})
+    status = waiter.until(_model_message(cluster, "mnist", "ModelFailed"), "mnist ModelFailed")
+    assert status["selector"] == "server=triton"
+    code, answer = _infer_rest(mesh_ports[0], "mnist", SETOSA)
+    assert code == 503 and "no Triton in the simulated cluster" in answer["error"]
+    with pytest.raises(InferenceServerException) as err:
+        _infer_grpc(mesh_ports[1], "mnist", SETOSA)
+    assert "no Triton in the simulated cluster" in str(err.value)
+
+
+def test_local_model_directory_loads_under_its_served_name(cluster: SimCluster, waiter: Waiter, iris: Obj,
+                                                          mesh_ports: tuple[int, int], tmp_path: Path) -> None:
+    model_dir = train_iris(tmp_path / "my-iris", name="my-iris")
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "local", "namespace": NS},
+                          "spec": {"storageUri": f"file://{model_dir}", "server": "mlserver-gpu"}})
+    waiter.until(_model_message(cluster, "local", "ModelAvailable"), "local ModelAvailable", LOAD_TIMEOUT)
+    status, answer = _infer_rest(mesh_ports[0], "local", SETOSA)
+    assert status == 200 and answer["model_name"] == "local_1"
+
+
+def test_injected_load_failure_on_a_real_server(cluster: SimCluster, waiter: Waiter, iris: Obj) -> None:
+    cluster.faults.model_load_failure(NS, "broken")
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "broken", "namespace": NS},
+                          "spec": {"storageUri": IRIS, "server": "mlserver-gpu"}})
+    status = waiter.until(_model_message(cluster, "broken", "ModelFailed"), "broken ModelFailed")
+    assert "injected fault" in _ready_cond(status)["reason"]
+
+
+def test_mlserver_dying_restarts_the_container_and_reloads_models(
+    cluster: SimCluster, waiter: Waiter, seldon: SeldonController, iris: Obj, mesh_ports: tuple[int, int]
+) -> None:
+    before = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+    assert before is not None
+    assert cluster.faults.kill_mlserver(NS, "mlserver-gpu-0") is True
+
+    def restarted() -> tuple[bool, Any]:
+        pod = cluster.store.get("v1", "Pod", "mlserver-gpu-0", NS) or {}
+        statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+        count = statuses.get("mlserver", {}).get("restartCount", 0)
+        return count >= 1, statuses.get("mlserver")
+    container = waiter.until(restarted, "mlserver container restartCount >= 1")
+    assert container["lastState"]["terminated"]["exitCode"] == 137
+
+    def serving_again() -> tuple[bool, Any]:
+        status = _status(cluster, "Model", "iris")
+        pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+        ok = _ready_cond(status).get("message") == "ModelAvailable" and pid not in (None, before)
+        return ok, (pid, status)
+    waiter.until(serving_again, "iris available on a new MLServer", LOAD_TIMEOUT)
+    status, answer = _infer_rest(mesh_ports[0], "iris", SETOSA)
+    assert status == 200 and answer["model_name"] == "iris_1"
+    log = cluster.store.read_log(NS, "mlserver-gpu-0", "mlserver", previous=True)
+    assert log is not None and "container restarted" in log
+
+
+def test_deleting_the_server_stops_its_mlserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,
+                                                iris: Obj) -> None:
+    pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+    assert pid is not None
+    cluster.store.delete(API, "Server", "mlserver-gpu", NS)
+
+    def gone() -> tuple[bool, Any]:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True, "exited"
+        return False, "still running"
+    waiter.until(gone, f"MLServer pid {pid} to exit", 60)
+    waiter.until(_model_message(cluster, "iris", "ScheduleFailed"), "iris ScheduleFailed")
