@@ -153,10 +153,10 @@ class SimCluster:
 
     def start(self) -> SimCluster:
         with self._lock:
-            if self._started:
-                return self
             if self._stopped:
                 raise RuntimeError("a stopped SimCluster cannot be started again; make a new one")
+            if self._started:
+                return self
             t0 = time.monotonic()
             self.workdir.mkdir(parents=True, exist_ok=True)
             try:
