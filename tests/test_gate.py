@@ -215,3 +215,12 @@ def test_cli_unusable_input_exits_2_with_one_line(args: list[str], expected: str
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert expected in err and "Traceback" not in err
+
+
+def test_table_rows_stay_one_line_for_long_multiline_reasons() -> None:
+    reason = "def test_x():\n>       assert 1 == 2\nE       assert 1 == 2\n" + "x" * 500
+    report = edited("pass.json", lambda d: d["checks"][0].update(status="fail", reason=reason))
+    lines = format_verdict(gate(report, None, 0.10, False), "r.json").splitlines()
+    row = next(line for line in lines if line.startswith("check "))
+    assert "def test_x(): > assert 1 == 2 E assert 1 == 2" in row
+    assert row.endswith("...") and len(row) < 320

@@ -178,8 +178,17 @@ def gate(
     )
 
 
+# A table row stays one line: check reasons can hold whole pytest failure reports.
+DETAIL_WIDTH = 200
+
+
+def one_line(text: str, width: int = DETAIL_WIDTH) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    cells = [header, *rows]
+    cells = [header, *[tuple(one_line(c) for c in row) for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 

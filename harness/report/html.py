@@ -28,7 +28,7 @@ th,td{border:1px solid #d0d7de;padding:.25em .5em;text-align:left;vertical-align
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .banner{background:#fff3cd;border:2px solid #c69026;padding:.6em 1em;font-weight:bold;font-size:1.1em}
 .pass{background:#dafbe1}.fail,.error{background:#ffebe9}.skip{background:#fff8c5}
-.muted{color:#656d76}code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
+.muted{color:#656d76}td.reason{white-space:pre-wrap;max-width:60em;font-size:.85em}code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
 pre{background:#f6f8fa;padding:.5em;overflow:auto;max-height:30em}
 """
 
@@ -114,7 +114,8 @@ def _checks(checks: list[CheckVerdict]) -> str:
         return '<p class="muted">No checks recorded.</p>'
     order = {"fail": 0, "error": 1, "skip": 2, "pass": 3}
     ordered = sorted(checks, key=lambda ch: (order[ch.status], ch.suite, ch.name))
-    rows = [[_td(ch.status), _td(ch.suite), _td(ch.name), _td(ch.reason), _td(f"{ch.duration_s:.2f}", True)]
+    rows = [[_td(ch.status), _td(ch.suite), _td(ch.name), f'<td class="reason">{_e(ch.reason)}</td>',
+             _td(f"{ch.duration_s:.2f}", True)]
             for ch in ordered]
     return _table(["status", "suite", "check", "reason", "seconds"], rows, [ch.status for ch in ordered])
 

@@ -29,7 +29,9 @@ def summary_text(report: RunReport) -> str:
     )
     for check in report.checks:
         if check.status != "pass":
-            lines.append(f"  {check.status.upper():5} {check.suite}: {check.name}: {check.reason}")
+            reason = " ".join(check.reason.split())
+            reason = reason if len(reason) <= 200 else reason[:197] + "..."
+            lines.append(f"  {check.status.upper():5} {check.suite}: {check.name}: {reason}")
     for entry in report.latency:
         lat = entry.result.latency_ms
         lines.append(
