@@ -220,3 +220,16 @@ def test_deleted_pod_is_gone_at_once(sim: Sim) -> None:
     with pytest.raises(ApiException) as err:
         sim.core.read_namespaced_pod("short", NS)
     assert err.value.status == 404
+
+
+def test_fake_capacity_patched_on_status_hands_out_gpus(sim: Sim) -> None:
+    """kind-cpu style: a plain node gets nvidia.com/gpu capacity by a JSON patch on /status."""
+    reset(sim)
+    sim.core.create_node(node("kwok-1"))
+    patch = [{"op": "add", "path": "/status/capacity/nvidia.com~1gpu", "value": "1"},
+             {"op": "add", "path": "/status/allocatable/nvidia.com~1gpu", "value": "1"}]
+    sim.core.patch_node_status("kwok-1", patch)  # a list body goes out as application/json-patch+json
+    sim.core.create_namespaced_pod(NS, pod_body("fake", limits={"nvidia.com/gpu": "1"}))
+    pod = wait_pod(sim, "fake", running)
+    assert pod is not None and pod["spec"]["nodeName"] == "kwok-1"
+    assert allocated(pod) == [gpu_uuid("kwok-1", 0)]

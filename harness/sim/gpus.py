@@ -27,10 +27,20 @@ def gpu_uuid(node_name: str, index: int) -> str:
     return f"GPU-{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
-def node_gpu_uuids(node: Obj) -> list[str]:
-    """The node's simulated GPUs in index order (empty for nodes without the annotation)."""
-    text = ((node.get("metadata") or {}).get("annotations") or {}).get(GPU_UUIDS_ANNOTATION, "")
-    return [u for u in str(text).split(",") if u]
+def node_gpu_uuids(node: Obj, resource: str = GPU_RESOURCE) -> list[str]:
+    """The node's simulated GPUs in index order.
+
+    Nodes built from the profile list them in an annotation; a node created or patched through the
+    API (KWOK style, or fake capacity as on kind-cpu) gets one stable UUID per unit of its
+    `nvidia.com/gpu` capacity, so every node that advertises GPUs can hand them out.
+    """
+    meta = node.get("metadata") or {}
+    text = (meta.get("annotations") or {}).get(GPU_UUIDS_ANNOTATION)
+    if text is not None:
+        return [u for u in str(text).split(",") if u]
+    capacity = ((node.get("status") or {}).get("capacity") or {}).get(resource)
+    count = int(quantity_or_zero(capacity)) if capacity is not None else 0
+    return [gpu_uuid(str(meta.get("name", "")), i) for i in range(min(count, 64))]
 
 
 def pod_allocated_gpus(pod: Obj) -> list[str]:

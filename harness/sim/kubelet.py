@@ -433,13 +433,15 @@ class KubeletController:
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             with self._lock:
                 self._procs[uid] = proc
+            deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+            limit = min(self._script_timeout, float(deadline)) if deadline else self._script_timeout
             try:
-                out, _ = proc.communicate(timeout=self._script_timeout)
+                out, _ = proc.communicate(timeout=limit)
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 proc.kill()
                 out, _ = proc.communicate(timeout=10)
-                out += f"\nsim kubelet: killed after {self._script_timeout:.0f}s\n".encode()
+                out += f"\nsim kubelet: killed after {limit:.0f}s\n".encode()
                 code = 137
             finally:
                 with self._lock:
