@@ -1,0 +1,384 @@
+"""Open Inference Protocol clients: a lean keep-alive HTTP/1.1 pool, a gRPC channel, `infer_once`.
+
+The load path avoids every per-request cost it can: the request bytes are built once, HTTP
+responses are parsed only as far as the status line and the body length, and gRPC requests are
+sent as pre-serialised protobuf bytes. Completion is a callback, not a task, so a request costs
+one write and one read on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, cast
+
+from harness.errors import HarnessError
+from harness.load.spec import Protocol, Target, parse_endpoint, validate_inputs
+
+# on_done(error_kind or None, send_time): error kinds are short stable strings (see `classify_os_error`).
+Callback = Callable[[str | None, float], None]
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+class InferenceError(HarnessError):
+    """One inference failed; `kind` is the error kind the load engine would count."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+def classify_os_error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection_refused"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "connection_reset"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timeout"
+    return "connection_error"
+
+
+def infer_path(target: Target, model: str) -> str:
+    return f"{target.prefix}/v2/models/{model}/infer"
+
+
+def json_body(inputs: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"inputs": inputs}, separators=(",", ":")).encode()
+
+
+def http_request_bytes(target: Target, model: str, inputs: list[dict[str, Any]]) -> bytes:
+    """The whole HTTP/1.1 request, built once and written as is for every request."""
+    body = json_body(inputs)
+    head = (
+        f"POST {infer_path(target, model)} HTTP/1.1\r\n"
+        f"Host: {target.host}:{target.port}\r\n"
+        # MLServer rejects binary tensors and text/plain; the mesh routes on Seldon-Model.
+        "Content-Type: application/json\r\n"
+        f"Seldon-Model: {model}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def grpc_request_bytes(model: str, inputs: list[dict[str, Any]]) -> bytes:
+    """A serialised ModelInferRequest with the tensors as typed contents."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    for tensor in inputs:
+        item = request.inputs.add(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"])
+        field = _CONTENTS_FIELD[tensor["datatype"]]
+        values = tensor["data"]
+        if field == "bytes_contents":
+            values = [v.encode() if isinstance(v, str) else bytes(v) for v in values]
+        getattr(item.contents, field).extend(values)
+    data: bytes = request.SerializeToString()
+    return data
+
+
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP16": "fp32_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP: one asyncio protocol per keep-alive connection.
+# --------------------------------------------------------------------------------------------
+class _HttpConnection(asyncio.Protocol):
+    def __init__(self, pool: HttpPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.need = -1  # total bytes of the response in progress; -1 until its head is parsed
+        self.status = 0
+        self.chunked = False
+        self.keep_alive = True
+        self.callback: Callback | None = None
+        self.sent_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport but offer the same methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def send(self, payload: bytes, callback: Callback, timeout: float) -> None:
+        assert self.transport is not None
+        self.callback = callback
+        self.buffer.clear()
+        self.need = -1
+        self.timer = self.pool.loop.call_later(timeout, self._timed_out)
+        self.sent_at = time.monotonic()
+        self.transport.write(payload)
+
+    def _finish(self, kind: str | None, reusable: bool) -> None:
+        callback, self.callback = self.callback, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not reusable and self.transport is not None:
+            self.transport.close()
+        self.pool._released(self, reusable)
+        if callback is not None:
+            callback(kind, self.sent_at)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.callback is not None:
+            self._finish("timeout", reusable=False)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.need < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower()
+            try:
+                self.status = int(head[9:12])
+            except ValueError:
+                self._finish("http_bad_response", reusable=False)
+                return
+            self.keep_alive = b"\r\nconnection: close" not in head
+            length_at = head.find(b"\r\ncontent-length:")
+            if length_at >= 0:
+                line_end = head.find(b"\r\n", length_at + 2)
+                value = head[length_at + 17 : line_end if line_end >= 0 else len(head)]
+                self.need = end + 4 + int(value.strip())
+                self.chunked = False
+            else:
+                self.chunked = b"transfer-encoding: chunked" in head
+                self.need = end + 4
+        if self.chunked:
+            if not self.buffer.endswith(b"0\r\n\r\n"):
+                return
+        elif len(self.buffer) < self.need:
+            return
+        kind = None if self.status == 200 else f"http_{self.status}"
+        self._finish(kind, reusable=self.keep_alive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.callback is not None:
+            self._finish(classify_os_error(exc) if exc else "connection_reset", reusable=False)
+        else:
+            self.pool._dropped(self)
+
+
+class HttpPool:
+    """Keep-alive connections to one endpoint; at most `limit` open, extra requests queue in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Target, payload: bytes, timeout: float,
+                 limit: int) -> None:
+        self.loop = loop
+        self.target = target
+        self.payload = payload
+        self.timeout = timeout
+        self.limit = limit
+        self.idle: list[_HttpConnection] = []
+        self.open = 0
+        self.waiting: deque[Callback] = deque()
+        self.closed = False
+
+    def submit(self, callback: Callback) -> None:
+        if self.idle:
+            self.idle.pop().send(self.payload, callback, self.timeout)
+        elif self.open < self.limit:
+            self.open += 1
+            self.loop.create_task(self._connect_and_send(callback))
+        else:
+            self.waiting.append(callback)
+
+    async def _connect_and_send(self, callback: Callback) -> None:
+        started = time.monotonic()
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _HttpConnection(self), self.target.host, self.target.port),
+                timeout=self.timeout,
+            )
+        except (TimeoutError, OSError) as exc:
+            self.open -= 1
+            callback(classify_os_error(exc), started)
+            self._next()
+            return
+        if self.closed or conn.transport is None:
+            if conn.transport is not None:
+                conn.transport.close()
+            self.open -= 1
+            callback("connection_reset", started)
+            return
+        conn.send(self.payload, callback, self.timeout)
+
+    def _released(self, conn: _HttpConnection, reusable: bool) -> None:
+        if reusable and not self.closed:
+            if self.waiting:
+                conn.send(self.payload, self.waiting.popleft(), self.timeout)
+            else:
+                self.idle.append(conn)
+            return
+        self.open -= 1
+        self._next()
+
+    def _dropped(self, conn: _HttpConnection) -> None:
+        # An idle connection closed by the server (keep-alive timeout): forget it.
+        if conn in self.idle:
+            self.idle.remove(conn)
+            self.open -= 1
+
+    def _next(self) -> None:
+        if self.waiting and not self.closed and self.open < self.limit:
+            self.submit(self.waiting.popleft())
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in self.idle:
+            if conn.transport is not None:
+                conn.transport.close()
+        self.idle.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# gRPC: grpc.aio with pre-serialised requests (no protobuf work per request).
+# --------------------------------------------------------------------------------------------
+class GrpcPool:
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Target, payload: bytes, timeout: float,
+                 model: str, limit: int) -> None:
+        import grpc
+
+        self.loop = loop
+        self.payload = payload
+        self.timeout = timeout
+        self.metadata = (("seldon-model", model),)  # gRPC metadata keys must be lowercase
+        self.channel = grpc.aio.insecure_channel(f"{target.host}:{target.port}")
+        # No (de)serialisers: requests go out as the bytes given and responses come back as bytes.
+        self.call = self.channel.unary_unary(GRPC_METHOD)
+        self.limit = limit
+        self.active = 0
+        self.waiting: deque[Callback] = deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, callback: Callback) -> None:
+        if self.active >= self.limit:
+            self.waiting.append(callback)
+            return
+        self.active += 1
+        task = self.loop.create_task(self._one(callback))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _one(self, callback: Callback) -> None:
+        import grpc
+
+        sent = time.monotonic()
+        kind: str | None = None
+        try:
+            await self.call(self.payload, metadata=self.metadata, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            kind = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc_{code.name}"
+        except OSError as exc:
+            kind = classify_os_error(exc)
+        self.active -= 1
+        callback(kind, sent)
+        if self.waiting and self.active < self.limit:
+            self.submit(self.waiting.popleft())
+
+    async def aclose(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self.channel.close()
+
+
+# --------------------------------------------------------------------------------------------
+# One request, fully parsed: the suites' correctness check.
+# --------------------------------------------------------------------------------------------
+def infer_once(
+    endpoint: str, model: str, tensor: dict[str, Any] | list[dict[str, Any]], protocol: Protocol = "http",
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Send one inference and return the parsed response as an Open Inference Protocol dict
+    (`model_name`, `model_version`, `outputs: [{name, datatype, shape, data}]`).
+
+    Raises `InferenceError` with the error kind and the server's message on any failure.
+    """
+    inputs = validate_inputs([tensor] if isinstance(tensor, dict) else tensor, "inputs")
+    target = parse_endpoint(endpoint, protocol)
+    if protocol == "http":
+        return _infer_http(target, model, inputs, timeout)
+    return _infer_grpc(target, model, inputs, timeout)
+
+
+def _infer_http(target: Target, model: str, inputs: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    try:
+        conn.request(
+            "POST", infer_path(target, model), body=json_body(inputs),
+            headers={"Content-Type": "application/json", "Seldon-Model": model},
+        )
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as exc:
+        raise InferenceError(classify_os_error(exc), f"POST {target.host}:{target.port}: {exc}") from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        text = body[:300].decode(errors="replace")
+        raise InferenceError(f"http_{response.status}", f"model {model!r}: {text}")
+    try:
+        parsed: dict[str, Any] = json.loads(body)
+    except ValueError:
+        raise InferenceError("http_bad_response", f"model {model!r}: response is not JSON") from None
+    return parsed
+
+
+def _infer_grpc(target: Target, model: str, inputs: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
+    import grpc
+    from google.protobuf import json_format  # type: ignore[import-untyped]
+    from tritonclient.grpc import service_pb2
+
+    with grpc.insecure_channel(f"{target.host}:{target.port}") as channel:
+        call = channel.unary_unary(GRPC_METHOD)
+        try:
+            raw = call(grpc_request_bytes(model, inputs), metadata=(("seldon-model", model),), timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            kind = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc_{code.name}"
+            raise InferenceError(kind, f"model {model!r}: {exc.details()}") from None
+    response = service_pb2.ModelInferResponse.FromString(raw)
+    outputs = []
+    for i, out in enumerate(response.outputs):
+        if response.raw_output_contents:
+            data: list[Any] = _decode_raw(out.datatype, response.raw_output_contents[i])
+        else:
+            field = _CONTENTS_FIELD.get(out.datatype, "fp32_contents")
+            data = list(getattr(out.contents, field))
+        outputs.append({"name": out.name, "datatype": out.datatype, "shape": list(out.shape), "data": data})
+    params = json_format.MessageToDict(response).get("parameters", {})
+    return {"model_name": response.model_name, "model_version": response.model_version, "id": response.id,
+            "parameters": params, "outputs": outputs}
+
+
+def _decode_raw(datatype: str, raw: bytes) -> list[Any]:
+    import struct
+
+    formats = {"FP32": "f", "FP64": "d", "INT32": "i", "INT64": "q", "INT8": "b", "INT16": "h", "UINT8": "B",
+               "UINT16": "H", "UINT32": "I", "UINT64": "Q", "BOOL": "?"}
+    fmt = formats.get(datatype)
+    if fmt is None:
+        return [raw]
+    size = struct.calcsize(fmt)
+    return list(struct.unpack(f"<{len(raw) // size}{fmt}", raw))

@@ -1,0 +1,252 @@
+"""What to measure (`LoadSpec`) and what was measured (`LoadResult`, the shared result shape)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.config import Model, Profile, Tensor
+
+Protocol = Literal["http", "grpc"]
+Mode = Literal["open", "closed"]
+
+DEFAULT_INPUT: dict[str, Any] = {"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
+DATATYPES = ("FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL",
+             "BYTES")
+
+
+def tensor_dict(tensor: Tensor) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape), "data": list(tensor.data)}
+
+
+def validate_inputs(inputs: Any, source: str) -> list[dict[str, Any]]:
+    """Check an Open Inference Protocol `inputs` list; raise UsageError naming `source` and the field."""
+    if not isinstance(inputs, list) or not inputs:
+        raise UsageError(f"{source}: inputs: expected a non-empty list of tensors")
+    for i, tensor in enumerate(inputs):
+        where = f"{source}: inputs[{i}]"
+        if not isinstance(tensor, dict):
+            raise UsageError(f"{where}: expected an object with name, datatype, shape, data")
+        missing = [k for k in ("name", "datatype", "shape", "data") if k not in tensor]
+        if missing:
+            raise UsageError(f"{where}: missing {', '.join(missing)}")
+        if tensor["datatype"] not in DATATYPES:
+            raise UsageError(f"{where}.datatype: expected one of {', '.join(DATATYPES)}, got {tensor['datatype']!r}")
+        shape = tensor["shape"]
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise UsageError(f"{where}.shape: expected a list of non-negative integers, got {shape!r}")
+        if not isinstance(tensor["data"], list):
+            raise UsageError(f"{where}.data: expected a flat list of values")
+        if len(tensor["data"]) != math.prod(shape):
+            needed = math.prod(shape)
+            raise UsageError(f"{where}.data: has {len(tensor['data'])} values but shape {shape} needs {needed}")
+    return inputs
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: host and port, plus an HTTP path prefix (for a mesh behind a path)."""
+
+    host: str
+    port: int
+    prefix: str = ""
+
+
+def parse_endpoint(endpoint: str, protocol: Protocol) -> Target:
+    """`http://host:port[/prefix]`, `host:port` or, for gRPC, `grpc://host:port`."""
+    text = endpoint.strip()
+    if "://" not in text:
+        text = f"{'http' if protocol == 'http' else 'grpc'}://{text}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "grpc"):
+        raise UsageError(
+            f"--endpoint: expected http://host:port or host:port, got {endpoint!r} (https is not supported)"
+        )
+    if protocol == "grpc" and parts.path not in ("", "/"):
+        raise UsageError(f"--endpoint: a gRPC endpoint takes no path, got {endpoint!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"--endpoint: invalid port in {endpoint!r}") from None
+    if not parts.hostname:
+        raise UsageError(f"--endpoint: expected a host in {endpoint!r}")
+    if port is None:
+        port = 80 if parts.scheme == "http" else 9000
+    return Target(parts.hostname, port, parts.path.rstrip("/"))
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One latency measurement. Open loop needs `rate`, closed loop `concurrency`."""
+
+    endpoint: str
+    model: str
+    protocol: Protocol = "http"
+    mode: Mode = "open"
+    rate: float | None = None
+    concurrency: int | None = None
+    poisson: bool = False
+    duration_s: float = 10.0
+    warmup_s: float = 2.0
+    # Stability window; None means a third of `duration_s`, so every trial can be judged on its own.
+    window_s: float | None = None
+    tolerance: float = 0.10
+    max_trials: int = 1
+    # Worker processes; None lets the engine decide from the load asked for.
+    workers: int | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=lambda: [dict(DEFAULT_INPUT)])
+    timeout_s: float = 10.0
+    # Stop early (complete=False) when no request has succeeded for this long while every recent one
+    # failed at the connection level: the server is gone, not slow.
+    dead_after_s: float = 1.0
+    seed: int | None = None
+
+    def validate(self) -> LoadSpec:
+        if not self.model:
+            raise UsageError("--model: expected a model name")
+        parse_endpoint(self.endpoint, self.protocol)
+        if self.mode == "open":
+            if self.rate is None or not self.rate > 0:
+                raise UsageError(f"--rate: open loop needs a rate > 0 requests/s, got {self.rate!r}")
+            if self.concurrency is not None:
+                raise UsageError("--concurrency: not allowed in open loop (give --rate only)")
+        elif self.mode == "closed":
+            if self.concurrency is None or self.concurrency < 1:
+                raise UsageError(f"--concurrency: closed loop needs N >= 1, got {self.concurrency!r}")
+            if self.rate is not None or self.poisson:
+                raise UsageError("--rate/--poisson: not allowed in closed loop (give --concurrency only)")
+        else:
+            raise UsageError(f"mode: expected open or closed, got {self.mode!r}")
+        if self.protocol not in ("http", "grpc"):
+            raise UsageError(f"--protocol: expected http or grpc, got {self.protocol!r}")
+        if not self.duration_s > 0:
+            raise UsageError(f"--duration: expected seconds > 0, got {self.duration_s!r}")
+        if self.warmup_s < 0:
+            raise UsageError(f"--warmup: expected seconds >= 0, got {self.warmup_s!r}")
+        if self.window_s is not None and not 0 < self.window_s <= self.duration_s:
+            raise UsageError(f"--window: expected seconds in (0, duration={self.duration_s}], got {self.window_s!r}")
+        if not 0 < self.tolerance <= 1:
+            raise UsageError(f"--tolerance: expected a fraction in (0, 1], got {self.tolerance!r}")
+        if self.max_trials < 1:
+            raise UsageError(f"--max-trials: expected >= 1, got {self.max_trials!r}")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers: expected >= 1, got {self.workers!r}")
+        if not self.timeout_s > 0:
+            raise UsageError(f"--timeout: expected seconds > 0, got {self.timeout_s!r}")
+        validate_inputs(self.inputs, "inputs")
+        return self
+
+    @property
+    def window(self) -> float:
+        return self.window_s if self.window_s is not None else self.duration_s / 3.0
+
+    @property
+    def windows_per_trial(self) -> int:
+        return max(1, round(self.duration_s / self.window))
+
+    @classmethod
+    def from_profile(
+        cls, profile: Profile, model: Model | str, endpoint: str, protocol: Protocol | None = None
+    ) -> LoadSpec:
+        """The profile's `load` settings for one of its models (input from `models[].input`)."""
+        if isinstance(model, str):
+            found = [m for m in profile.models if m.name == model]
+            if not found:
+                raise UsageError(f"{profile.source}: models: no model named {model!r}")
+            model = found[0]
+        load = profile.load
+        return cls(
+            endpoint=endpoint,
+            model=model.name,
+            protocol=protocol or load.protocol,
+            mode=load.mode,
+            rate=load.rate if load.mode == "open" else None,
+            concurrency=load.concurrency if load.mode == "closed" else None,
+            poisson=load.poisson if load.mode == "open" else False,
+            duration_s=load.duration_s,
+            warmup_s=load.warmup_s,
+            window_s=min(load.window_s, load.duration_s),
+            tolerance=load.stability_tolerance,
+            max_trials=load.max_trials,
+            workers=load.workers,
+            inputs=[tensor_dict(model.input)] if model.input is not None else [dict(DEFAULT_INPUT)],
+            timeout_s=profile.timeouts.request_s,
+        ).validate()
+
+
+@dataclass
+class LoadResult:
+    """The shared result shape (see docs/architecture.md and the report schema)."""
+
+    engine: Literal["harness", "perf_analyzer"]
+    mode: Mode
+    protocol: Protocol
+    endpoint: str
+    model: str
+    offered_rate_rps: float | None
+    concurrency: int | None
+    poisson: bool
+    duration_s: float
+    warmup_s: float
+    workers: int
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    achieved_rate_rps: float
+    throughput_rps: float
+    late_sends: int
+    latency_ms: dict[str, float]
+    stable: bool
+    trials: int
+    windows: list[dict[str, float]]
+    client_cpu_ms_per_request: float
+    complete: bool = True
+    failure: str | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return (self.requests - self.ok) / self.requests if self.requests else 0.0
+
+    @property
+    def late_send_fraction(self) -> float:
+        return self.late_sends / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "mode": self.mode,
+            "protocol": self.protocol,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "offered_rate_rps": self.offered_rate_rps,
+            "concurrency": self.concurrency,
+            "poisson": self.poisson,
+            "duration_s": round(self.duration_s, 4),
+            "warmup_s": self.warmup_s,
+            "workers": self.workers,
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": dict(sorted(self.errors.items())),
+            "error_rate": round(self.error_rate, 6),
+            "achieved_rate_rps": round(self.achieved_rate_rps, 3),
+            "throughput_rps": round(self.throughput_rps, 3),
+            "late_sends": self.late_sends,
+            "late_send_fraction": round(self.late_send_fraction, 6),
+            "latency_ms": dict(self.latency_ms),
+            "stable": self.stable,
+            "trials": self.trials,
+            "windows": [dict(w) for w in self.windows],
+            "client_cpu_ms_per_request": round(self.client_cpu_ms_per_request, 4),
+            "complete": self.complete,
+            "failure": self.failure,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoadResult:
+        keys = {k for k in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in keys})

@@ -1,0 +1,330 @@
+"""One load-generating process: paces requests, times them and closes fixed windows.
+
+The same code runs in the caller's process (one worker) or in each of several spawned worker
+processes; the coordinator (`engine.py`) merges their windows. Clocks are `time.monotonic()`,
+which on Linux is one system-wide clock, so worker processes share a schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.load.clients import GrpcPool, HttpPool
+from harness.load.histogram import encode, new_histogram, record_seconds
+from harness.load.spec import Mode, Protocol, Target
+
+LATE_S = 0.001  # a send more than 1 ms after its intended time is late (as counted by wrk2 users)
+# The pacer wakes this much before an intended send: event-loop timers are millisecond-grained.
+EARLY_S = 0.0007
+TICK_S = 0.02
+OPEN_LOOP_CONNECTIONS = 256
+CONNECTION_KINDS = frozenset({"connection_refused", "connection_reset", "connection_error", "grpc_UNAVAILABLE"})
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    index: int
+    count: int
+    protocol: Protocol
+    target: Target
+    endpoint: str
+    model: str
+    payload: bytes
+    mode: Mode
+    rate: float | None  # this worker's share of the offered rate
+    concurrency: int | None  # this worker's share of the concurrency
+    poisson: bool
+    seed: int | None
+    start_at: float  # monotonic time at which warm-up starts
+    warmup_s: float
+    window_s: float
+    max_windows: int
+    timeout_s: float
+    dead_after_s: float
+    # Constant-rate workers interleave: worker k sends at start + (k + n * count) / total rate.
+    offset_s: float = 0.0
+
+
+@dataclass
+class WindowRecord:
+    worker: int
+    index: int
+    sent: int = 0
+    ok: int = 0
+    late: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    histogram: bytes = b""
+    seconds: float = 0.0
+    partial: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class WorkerSummary:
+    worker: int
+    cpu_s: float
+    measured_requests: int
+    failure: str | None
+    wall_s: float
+
+
+class _Window:
+    __slots__ = ("errors", "histogram", "late", "ok", "outstanding", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.ok = 0
+        self.late = 0
+        self.outstanding = 0
+        self.errors: dict[str, int] = {}
+        self.histogram = new_histogram()
+
+
+class Worker:
+    def __init__(self, plan: WorkerPlan, emit: Callable[[WindowRecord], None], should_stop: Callable[[], bool]) -> None:
+        self.plan = plan
+        self.emit = emit
+        self.should_stop = should_stop
+        self.measure_start = plan.start_at + plan.warmup_s
+        self.hard_end = self.measure_start + plan.max_windows * plan.window_s
+        self.windows: dict[int, _Window] = {}
+        self.next_emit = 0
+        self.scheduled_upto = plan.start_at
+        self.stopping = False
+        self.stopped_at: float | None = None
+        self.failure: str | None = None
+        self.outstanding = 0
+        self.drained: asyncio.Event | None = None
+        self.last_ok = plan.start_at
+        self.conn_streak = 0
+        self.measured = 0
+        self.cpu_start: float | None = None
+        self.cpu_end: float | None = None
+        self.pool: HttpPool | GrpcPool | None = None
+        self.open_loop = plan.mode == "open"
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def _window_index(self, t: float) -> int:
+        if t < self.measure_start:
+            return -1
+        if t >= self.hard_end:
+            return -2
+        return int((t - self.measure_start) / self.plan.window_s)
+
+    def _submit(self, intended: float) -> None:
+        assert self.pool is not None
+        index = self._window_index(intended)
+        if index >= 0:
+            window = self.windows.get(index)
+            if window is None:
+                window = self.windows[index] = _Window()
+            window.sent += 1
+            window.outstanding += 1
+            self.measured += 1
+        self.outstanding += 1
+        self.pool.submit(lambda kind, sent_at: self._done(kind, sent_at, intended, index))
+
+    def _done(self, kind: str | None, sent_at: float, intended: float, index: int) -> None:
+        now = time.monotonic()
+        self.outstanding -= 1
+        if index >= 0:
+            window = self.windows[index]
+            window.outstanding -= 1
+            if kind is None:
+                window.ok += 1
+                # Open loop: from the intended send (no coordinated omission); never from before the
+                # actual send, so a send that the pacer let out a little early is not flattered.
+                start = min(intended, sent_at) if self.open_loop else sent_at
+                record_seconds(window.histogram, now - start)
+            else:
+                window.errors[kind] = window.errors.get(kind, 0) + 1
+            if self.open_loop and sent_at - intended > LATE_S:
+                window.late += 1
+        if kind is None:
+            self.last_ok = now
+            self.conn_streak = 0
+        elif kind in CONNECTION_KINDS:
+            self.conn_streak += 1
+            self._check_dead(now, kind)
+        if not self.open_loop and not self.stopping:
+            # The stop request is polled by the ticker: cheaper than asking it on every completion.
+            if now >= self.hard_end:
+                self._stop(now)
+            else:
+                self._submit(now)
+        if self.outstanding == 0 and self.stopping and self.drained is not None:
+            self.drained.set()
+        self._try_emit(now)
+
+    def _check_dead(self, now: float, kind: str) -> None:
+        silent = now - max(self.last_ok, self.plan.start_at)
+        if self.failure is None and self.conn_streak >= 3 and silent >= self.plan.dead_after_s:
+            self.failure = (
+                f"server at {self.plan.endpoint} stopped answering: {kind} on every request for "
+                f"{silent:.1f} s (no success since then); figures are partial"
+            )
+            self._stop(now)
+
+    def _stop(self, now: float) -> None:
+        if not self.stopping:
+            self.stopping = True
+            # Running to the planned end is not an early stop: every window is whole.
+            self.stopped_at = self.hard_end if now >= self.hard_end - 1e-3 and self.failure is None else now
+            if self.cpu_end is None:
+                self.cpu_end = time.process_time()
+            if self.outstanding == 0 and self.drained is not None:
+                self.drained.set()
+
+    def _record(self, index: int, window: _Window, seconds: float, partial: bool) -> WindowRecord:
+        return WindowRecord(
+            worker=self.plan.index, index=index, sent=window.sent, ok=window.ok, late=window.late,
+            errors=dict(window.errors), histogram=encode(window.histogram), seconds=seconds, partial=partial,
+        )
+
+    def _try_emit(self, now: float) -> None:
+        plan = self.plan
+        while self.next_emit < plan.max_windows:
+            end = self.measure_start + (self.next_emit + 1) * plan.window_s
+            if now < end or (self.scheduled_upto < end and self.open_loop):
+                return
+            window = self.windows.get(self.next_emit) or _Window()
+            if window.outstanding:
+                return
+            self.emit(self._record(self.next_emit, window, plan.window_s, partial=False))
+            self.windows.pop(self.next_emit, None)
+            self.next_emit += 1
+
+    def _emit_rest(self) -> None:
+        """After stopping early: hand over the windows not yet emitted, the last one marked partial."""
+        plan = self.plan
+        end_time = self.stopped_at if self.stopped_at is not None else time.monotonic()
+        for index in range(self.next_emit, plan.max_windows):
+            start = self.measure_start + index * plan.window_s
+            if start >= end_time:
+                break
+            covered = min(plan.window_s, end_time - start)
+            window = self.windows.get(index) or _Window()
+            self.emit(self._record(index, window, covered, partial=covered < plan.window_s - 1e-9))
+            self.next_emit = index + 1
+
+    # --- pacing --------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.cpu_start is None and now >= self.measure_start:
+            self.cpu_start = time.process_time()
+        if not self.stopping and (now >= self.hard_end or self.should_stop()):
+            self._stop(now)
+        if self.conn_streak:
+            self._check_dead(now, "connection_error")
+        self._try_emit(now)
+
+    async def _ticker(self) -> None:
+        while True:
+            self._tick()
+            await asyncio.sleep(TICK_S)
+
+    async def _open_loop(self) -> None:
+        plan = self.plan
+        assert plan.rate is not None
+        rng = random.Random(None if plan.seed is None else plan.seed * 1000 + plan.index)
+        period = 1.0 / plan.rate
+        intended = plan.start_at + (rng.expovariate(plan.rate) if plan.poisson else plan.offset_s)
+        count = 0
+        while not self.stopping and intended < self.hard_end:
+            delay = intended - time.monotonic()
+            if delay > EARLY_S:
+                await asyncio.sleep(delay - EARLY_S)
+                continue
+            now = time.monotonic()
+            # Everything due is sent now; a late pacer catches up instead of silently thinning the load.
+            while intended <= now + EARLY_S and intended < self.hard_end and not self.stopping:
+                self._submit(intended)
+                self.scheduled_upto = intended
+                count += 1
+                intended = (intended + rng.expovariate(plan.rate)) if plan.poisson else (
+                    plan.start_at + plan.offset_s + count * period)
+        self.scheduled_upto = max(self.scheduled_upto, self.hard_end)
+
+    async def run(self) -> WorkerSummary:
+        loop = asyncio.get_running_loop()
+        plan = self.plan
+        self.drained = asyncio.Event()
+        if plan.protocol == "http":
+            from harness.load.clients import HttpPool
+
+            limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else OPEN_LOOP_CONNECTIONS
+            self.pool = HttpPool(loop, plan.target, plan.payload, plan.timeout_s, limit)
+        else:
+            limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else 10_000
+            self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit)
+        wall0 = time.monotonic()
+        delay = plan.start_at - wall0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ticker = loop.create_task(self._ticker())
+        try:
+            if self.open_loop:
+                await self._open_loop()
+            else:
+                assert plan.concurrency is not None
+                for _ in range(plan.concurrency):
+                    self._submit(time.monotonic())
+            if not self.stopping:
+                # Closed loop runs until a completion or the ticker sees the end; open loop has sent all.
+                while not self.stopping:
+                    if self.open_loop:
+                        # Everything was sent; the run ends at the planned end, not at the last send.
+                        self.stopping = True
+                        self.stopped_at = self.hard_end
+                        self.cpu_end = time.process_time()
+                        break
+                    await asyncio.sleep(TICK_S)
+            if self.outstanding:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.drained.wait(), timeout=plan.timeout_s + 1.0)
+            self._try_emit(time.monotonic())
+            if self.failure is not None or self.next_emit < plan.max_windows:
+                self._emit_rest()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            if isinstance(self.pool, GrpcPool):
+                await self.pool.aclose()
+            elif self.pool is not None:
+                self.pool.close()
+        cpu_end = self.cpu_end if self.cpu_end is not None else time.process_time()
+        cpu_start = self.cpu_start if self.cpu_start is not None else cpu_end
+        return WorkerSummary(plan.index, max(0.0, cpu_end - cpu_start), self.measured, self.failure,
+                             time.monotonic() - wall0)
+
+
+def new_event_loop(protocol: Protocol) -> asyncio.AbstractEventLoop:
+    """uvloop for HTTP where installed (cheaper per request); grpc.aio wants the stock loop."""
+    if protocol == "http":
+        try:
+            import uvloop
+
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def run_worker(
+    plan: WorkerPlan, emit: Callable[[WindowRecord], None], should_stop: Callable[[], bool]
+) -> WorkerSummary:
+    loop = new_event_loop(plan.protocol)
+    try:
+        return loop.run_until_complete(Worker(plan, emit, should_stop).run())
+    finally:
+        loop.close()
