@@ -1,0 +1,177 @@
+"""The sim and existing providers through the same lifecycle interface, against the simulated cluster;
+the mesh address and admission detection; `existing` never changes nodes and never deletes the cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.config import Profile, load_profile, parse_profile
+from harness.errors import UsageError
+from harness.kube import Kube, NodeGuard
+from harness.providers import ProviderOptions, get_provider
+from harness.providers.common import adds_gpu_toleration, image_tag, mesh_from_service
+from harness.providers.existing import ExistingProvider, missing_dedication
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKEBIN = ROOT / "tests" / "fakebin"
+
+
+def options(tmp_path: Path, kubeconfig: Path | None = None, keep: bool = False) -> ProviderOptions:
+    return ProviderOptions(run_id="r1", keep_cluster=keep, workdir=tmp_path / "work", kubeconfig=kubeconfig,
+                           tools=None, sim_mlserver=False)
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Kube]]:
+    """The sim provider's whole lifecycle; tests in this module then use its cluster as an 'existing' one."""
+    tmp = tmp_path_factory.mktemp("simprov")
+    profile = load_profile(ROOT / "profiles" / "sim.yaml")
+    provider = get_provider(profile, options(tmp))
+    assert [f.ok for f in provider.preflight()] == [True]
+    handle = provider.provision()
+    assert handle.simulated and handle.provider == "sim" and handle.kubeconfig.is_file()
+    kube = Kube.from_kubeconfig(handle.kubeconfig, handle.context, profile.timeouts)
+    yield provider, kube
+    provider.teardown()
+    kube.close()
+
+
+def existing_profile(**changes: Any) -> Profile:
+    data = load_profile(ROOT / "profiles" / "existing.yaml").model_dump(exclude={"source"})
+    for dotted, value in changes.items():
+        target = data
+        *path, last = dotted.split(".")
+        for key in path:
+            target = target[key]
+        target[last] = value
+    return parse_profile(data, "existing-test.yaml")
+
+
+def test_sim_provider_lifecycle(sim_run: tuple[Any, Kube]) -> None:
+    provider, kube = sim_run
+    assert provider.prepare_nodes(kube, NodeGuard(kube, "r1", install_signal_handlers=False)) == []
+    provider.install_gpu_stack(kube)
+    provider.install_seldon(kube)
+    mesh = provider.mesh_endpoint(kube)
+    assert mesh.http_url.startswith("http://127.0.0.1:") and mesh.grpc_target.startswith("127.0.0.1:")
+    facts = provider.cluster_facts(kube)
+    assert facts.simulated and facts.kubernetes_version.startswith("v1.")
+    assert facts.gpu_nodes == ("seldon-gpu-gpu-worker", "seldon-gpu-gpu-worker2", "seldon-gpu-gpu-worker3")
+    assert facts.admission_source.startswith("detected") and facts.gpu_toleration_admission is False
+
+
+def test_existing_preflight_reads_the_cluster(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    provider, _ = sim_run
+    ex = get_provider(existing_profile(), options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    findings = {f.id: f for f in ex.preflight()}
+    assert all(f.ok for f in findings.values()), findings
+    assert "seldon-gpu-gpu-worker" in findings["cluster.gpu-nodes"].message
+    assert findings["seldon.installed"].ok
+    handle = ex.provision()
+    assert handle.created is False and handle.simulated is False
+
+
+def test_existing_preflight_failures(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    provider, _ = sim_run
+    kc = Path(provider.cluster.kubeconfig_path)
+    groups = [{"count": 5, "gpus": 1}]
+    ex = get_provider(existing_profile(**{"cluster.nodes.gpu_workers": groups}), options(tmp_path, kc))
+    failed = {f.id: f.message for f in ex.preflight() if not f.ok}
+    assert list(failed) == ["cluster.gpu-nodes"] and "found 3 GPU node(s)" in failed["cluster.gpu-nodes"]
+    assert "the profile needs 5" in failed["cluster.gpu-nodes"]
+    missing = get_provider(existing_profile(), options(tmp_path, tmp_path / "absent"))
+    assert [(f.id, f.ok) for f in missing.preflight()] == [("cluster.kubeconfig", False)]
+    with pytest.raises(UsageError, match="kubeconfig not found"):
+        missing.provision()
+
+
+def test_existing_reports_missing_dedication_and_never_changes_nodes(sim_run: tuple[Any, Kube],
+                                                                     tmp_path: Path) -> None:
+    provider, kube = sim_run
+    before = copy.deepcopy(kube.list("v1", "Node"))
+    other = existing_profile(**{"gpu.taint": {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}})
+    ex = get_provider(other, options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    guard = NodeGuard(kube, "r1", install_signal_handlers=False)
+    problems = ex.prepare_nodes(kube, guard)
+    assert problems == [f"GPU node {n} lacks the taint dedicated=gpu:NoSchedule: add it with `kubectl taint nodes "
+                        f"{n} dedicated=gpu:NoSchedule` (the harness never changes it)"
+                        for n in ("seldon-gpu-gpu-worker", "seldon-gpu-gpu-worker2", "seldon-gpu-gpu-worker3")]
+    assert guard.changes() == []
+    after = kube.list("v1", "Node")
+    strip = [(n["metadata"]["name"], n["metadata"].get("labels"), n["spec"].get("taints")) for n in before]
+    assert strip == [(n["metadata"]["name"], n["metadata"].get("labels"), n["spec"].get("taints")) for n in after]
+    assert ex.prepare_nodes(kube, guard) != [] and get_provider(
+        existing_profile(), options(tmp_path, Path(provider.cluster.kubeconfig_path))).prepare_nodes(kube, guard) == []
+
+
+def test_existing_mesh_facts_and_admission_from_profile(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    provider, kube = sim_run
+    kc = Path(provider.cluster.kubeconfig_path)
+    ex = get_provider(existing_profile(**{"cluster.gpu_toleration_admission": "yes"}), options(tmp_path, kc))
+    assert ex.mesh_endpoint(kube) == provider.mesh_endpoint(kube)
+    facts = ex.cluster_facts(kube)
+    assert (facts.gpu_toleration_admission, facts.admission_source, facts.simulated) == (True, "profile", False)
+
+
+def test_existing_installs_seldon_only_when_asked_and_removes_only_that(sim_run: tuple[Any, Kube], tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, kube = sim_run
+    log = tmp_path / "calls.jsonl"
+    py = tmp_path / "py"
+    py.mkdir()
+    (py / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    (py / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{py}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKEBIN_LOG", str(log))
+    kc = Path(provider.cluster.kubeconfig_path)
+    untouched = get_provider(existing_profile(), options(tmp_path, kc))
+    untouched.install_gpu_stack(kube)
+    untouched.install_seldon(kube)
+    untouched.teardown()
+    assert not log.exists()  # seldon.install false, device plugin off: no command at all
+
+    ex = get_provider(existing_profile(**{"seldon.install": True, "cluster.context": "ctx"}), options(tmp_path, kc))
+    assert isinstance(ex, ExistingProvider)
+    ex.install_seldon(kube)
+    ex.teardown()
+    argv = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    assert [a[:3] for a in argv] == [["upgrade", "--install", "seldon-core-v2-crds"],
+                                     ["upgrade", "--install", "seldon-core-v2-setup"],
+                                     ["upgrade", "--install", "seldon-core-v2-runtime"],
+                                     ["uninstall", "seldon-core-v2-runtime", "--namespace"],
+                                     ["uninstall", "seldon-core-v2-setup", "--namespace"],
+                                     ["uninstall", "seldon-core-v2-crds", "--namespace"]]
+    assert all(a[-4:] == ["--kubeconfig", str(kc), "--kube-context", "ctx"] for a in argv)
+
+
+def test_mesh_from_service() -> None:
+    svc: dict[str, Any] = {"spec": {"ports": [{"port": 80}]},
+                           "status": {"loadBalancer": {"ingress": [{"ip": "10.1.2.3"}]}}}
+    assert mesh_from_service(svc, "ns").http_url == "http://10.1.2.3:80"
+    svc["status"]["loadBalancer"]["ingress"] = [{"hostname": "lb.example.com", "ports": [{"port": 8080}]}]
+    mesh = mesh_from_service(svc, "ns")
+    assert (mesh.http_url, mesh.grpc_target) == ("http://lb.example.com:8080", "lb.example.com:8080")
+    svc["status"] = {}
+    with pytest.raises(UsageError, match="Service ns/seldon-mesh has no LoadBalancer ingress"):
+        mesh_from_service(svc, "ns")
+    with pytest.raises(UsageError, match="not found: is Seldon Core 2 installed in namespace ns"):
+        mesh_from_service(None, "ns")
+
+
+def test_small_pure_helpers() -> None:
+    assert image_tag("docker.io/seldonio/seldonv2-controller:2.10.2") == "2.10.2"
+    assert image_tag("localhost:5000/controller") is None
+    assert image_tag("repo/x:1.0@sha256:abc") == "1.0"
+    assert adds_gpu_toleration({"spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]}},
+                               "nvidia.com/gpu")
+    assert not adds_gpu_toleration({"spec": {}}, "nvidia.com/gpu")
+    node = {"metadata": {"name": "g", "labels": {"pool": "infer-srv"}}, "spec": {"taints": []}, "status": {}}
+    assert len(missing_dedication([node], existing_profile())) == 1
