@@ -133,8 +133,10 @@ class MemoryStore:
         self._event_seq = 0
         for ns in SYSTEM_NAMESPACES:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-            self.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                         "metadata": {"name": "default", "namespace": ns}})
+        self.create({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": "kubernetes", "namespace": "default",
+                                  "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                     "spec": {"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}})
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -237,6 +239,8 @@ class MemoryStore:
             if key in self._bucket(rt):
                 raise ApiError(409, "AlreadyExists", f'{rt.qualified_plural} "{name}" already exists',
                                {"name": name, "group": rt.group, "kind": rt.plural})
+            if rt.kind == "Service":
+                self._allocate_service(new)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             meta["generation"] = 1
@@ -247,7 +251,33 @@ class MemoryStore:
             meta["resourceVersion"] = self._next_rv()
             self._bucket(rt)[key] = new
             self._commit("ADDED", rt, None, copy.deepcopy(new))
+            if rt.kind == "Namespace":
+                # what the serviceaccount controller does for every new namespace
+                self.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                             "metadata": {"name": "default", "namespace": name}})
             return copy.deepcopy(new)
+
+    def _allocate_service(self, svc: Obj) -> None:
+        """ClusterIP and node ports, as the apiserver's allocators assign them (unique within the store)."""
+        spec = svc.setdefault("spec", {})
+        used_ips: set[Any] = set()
+        used_ports: set[Any] = set()
+        for other in self._bucket(self._rt("v1", "Service")).values():
+            used_ips.add((other.get("spec") or {}).get("clusterIP"))
+            used_ports.update(p.get("nodePort") for p in (other.get("spec") or {}).get("ports") or [])
+        if not spec.get("clusterIP") and spec.get("type") != "ExternalName":
+            for n in range(65000):  # bounded: the 10.96.0.0/16 service range
+                ip = f"10.96.{n // 254}.{n % 254 + 1}"
+                if ip not in used_ips:
+                    spec["clusterIP"] = ip
+                    break
+        if spec.get("clusterIP"):
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        if spec.get("type") in ("NodePort", "LoadBalancer"):
+            free = (port for port in range(30000, 32768) if port not in used_ports)
+            for p in spec.get("ports") or []:
+                if isinstance(p, dict) and not p.get("nodePort"):
+                    p["nodePort"] = next(free, None)
 
     def _check_rv(self, rt: ResourceType, name: str, current: Obj, obj: Obj) -> None:
         wanted = (obj.get("metadata") or {}).get("resourceVersion")
@@ -259,6 +289,12 @@ class MemoryStore:
 
     def _replace(self, rt: ResourceType, current: Obj, new: Obj, dry_run: bool) -> Obj:
         """Commit `new` over `current` (both full objects); bumps generation when the spec changed."""
+        if rt.kind == "Service" and isinstance(new.get("spec"), dict):
+            # allocated fields survive an update that omits them (the apiserver keeps them too)
+            old_spec = current.get("spec") or {}
+            for fld in ("clusterIP", "clusterIPs"):
+                if fld in old_spec and not new["spec"].get(fld):
+                    new["spec"][fld] = copy.deepcopy(old_spec[fld])
         meta = new.setdefault("metadata", {})
         for k in _META_IMMUTABLE:
             if k in current["metadata"]:
