@@ -233,3 +233,25 @@ def test_fake_capacity_patched_on_status_hands_out_gpus(sim: Sim) -> None:
     pod = wait_pod(sim, "fake", running)
     assert pod is not None and pod["spec"]["nodeName"] == "kwok-1"
     assert allocated(pod) == [gpu_uuid("kwok-1", 0)]
+
+
+def test_not_ready_node_starts_nothing_and_orphans_are_collected(sim: Sim) -> None:
+    reset(sim)
+    sim.core.create_node(node("down", ready=False))
+    tolerate = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}]
+    sim.core.create_namespaced_pod(NS, pod_body("stuck", node_name="down", tolerations=tolerate))
+    sim.core.create_node(node("n1"))
+    sim.core.create_namespaced_pod(NS, pod_body("marker"))
+    wait_pod(sim, "marker", running)  # a full pass ran after "stuck" was created
+    stuck = sim.to_dict(sim.core.read_namespaced_pod("stuck", NS))
+    assert stuck["status"]["phase"] == "Pending" and not stuck["status"].get("startTime")
+
+    lifecycle = next(c for c in sim.controllers if c.name == "node-lifecycle-controller")
+    lifecycle.orphan_quarantine_s = 0.5
+    try:
+        start = time.monotonic()
+        sim.core.delete_node("down")
+        wait_pod(sim, "stuck", gone, timeout=5)
+        assert time.monotonic() - start >= 0.5
+    finally:
+        lifecycle.orphan_quarantine_s = 40.0

@@ -47,6 +47,7 @@ from harness.sim.gpus import (
     pod_allocated_gpus,
     quantity_or_zero,
 )
+from harness.sim.node_lifecycle import ready_status
 from harness.sim.scheduler import container_requests, is_terminated, node_name_of, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ class KubeletController:
             node = nodes.get(str((pod.get("spec") or {}).get("nodeName") or ""))
             if node is None or is_terminated(pod) or (pod.get("status") or {}).get("startTime"):
                 continue
+            if ready_status(node) != "True":
+                continue  # a NotReady node's kubelet is not starting anything
             try:
                 self._start(store, pod, node, in_use.setdefault(node_name_of(node), set()))
             except ApiError as exc:

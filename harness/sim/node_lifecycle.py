@@ -3,6 +3,7 @@
 - A node whose Ready condition is False carries `node.kubernetes.io/not-ready` with NoSchedule and
   NoExecute effects; Unknown carries `node.kubernetes.io/unreachable`; `spec.unschedulable`
   carries `node.kubernetes.io/unschedulable:NoSchedule`. Ready again removes them.
+- Pods bound to a node that does not exist are deleted after PodGC's 40 s quarantine.
 - Pods on a node that is not Ready get their Ready condition set to False (as the node controller's
   MarkPodsNotReady does).
 - NoExecute eviction follows the taint manager: an untolerated NoExecute taint evicts now; if every
@@ -25,6 +26,7 @@ NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 _MANAGED = (NOT_READY, UNREACHABLE, UNSCHEDULABLE)
+ORPHAN_QUARANTINE_S = 40.0  # PodGC's quarantine before deleting pods of a node that is gone
 
 
 def ready_status(node: Obj) -> str:
@@ -83,8 +85,9 @@ def eviction_delay(taints: list[dict[str, Any]], tolerations: list[dict[str, Any
 class NodeLifecycleController:
     name = "node-lifecycle-controller"
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, orphan_quarantine_s: float = ORPHAN_QUARANTINE_S) -> None:
         self._store = store
+        self.orphan_quarantine_s = orphan_quarantine_s
         # (pod uid, node name) -> monotonic time its NoExecute taints were first seen (the taint
         # manager keeps the earliest scheduled eviction while the pod stays tolerated).
         self._first_seen: dict[tuple[str, str], float] = {}
@@ -104,7 +107,17 @@ class NodeLifecycleController:
         seen: set[tuple[str, str]] = set()
         for pod in store.list("v1", "Pod"):
             spec = pod.get("spec") or {}
-            found = nodes.get(str(spec.get("nodeName") or ""))
+            bound_to = str(spec.get("nodeName") or "")
+            found = nodes.get(bound_to)
+            if bound_to and found is None:
+                orphan_key = (str(pod["metadata"].get("uid", "")), "")
+                seen.add(orphan_key)
+                due = self._first_seen.setdefault(orphan_key, now) + self.orphan_quarantine_s
+                if due <= now:
+                    self._collect_orphan(store, pod)
+                else:
+                    wake = due if wake is None else min(wake, due)
+                continue
             if found is None or is_terminated(pod):
                 continue
             node = found
@@ -152,6 +165,14 @@ class NodeLifecycleController:
         try:
             store.patch("v1", "Pod", meta["name"], meta.get("namespace"), {"status": {"conditions": updated}},
                         "merge", subresource="status")
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+
+    def _collect_orphan(self, store: Store, pod: Obj) -> None:
+        meta = pod["metadata"]
+        try:
+            store.delete("v1", "Pod", meta["name"], meta.get("namespace"))
         except ApiError as exc:
             if exc.code != 404:
                 raise
