@@ -6,6 +6,7 @@ import copy
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from harness.errors import UsageError
 from harness.lint import (
     ALL_RULES,
     Finding,
+    documents_from_rendered,
     expected_nodes,
     format_json,
     has_errors,
@@ -471,3 +473,48 @@ def test_docs_list_every_rule() -> None:
     text = (ROOT / "docs" / "render-and-lint.md").read_text(encoding="utf-8")
     for rule in ALL_RULES:
         assert f"| {rule.id} | {rule.severity} |" in text
+
+
+def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if prefix:
+        yield prefix
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _paths(value, (*prefix, i))
+
+
+def test_wrong_field_types_are_usage_errors_never_crashes() -> None:
+    """Every field of every seed and rendered document, replaced by a value of another type: lint either
+    still works or raises one UsageError line naming the file; no other exception escapes."""
+    p = load_profile(ROOT / "profiles" / "kind-gpu.yaml")
+    docs = load_manifests([str(SEED)]) + [
+        d for d in documents_from_rendered(render.render_all(p)) if d.kind != "ConfigMap"]
+    usage_errors = 0
+    for position, doc in enumerate(docs):
+        for path in list(_paths(doc.body)):
+            for bad in (7, "x", ["x"], None):
+                body = copy.deepcopy(doc.body)
+                target = body
+                for key in path[:-1]:
+                    target = target[key]
+                target[path[-1]] = bad
+                mutated = [*docs[:position], replace(doc, body=body), *docs[position + 1:]]
+                try:
+                    lint_documents(mutated, p)
+                except UsageError as exc:
+                    usage_errors += 1
+                    assert doc.source in str(exc) and "\n" not in str(exc)
+    assert usage_errors > 100  # the shape check did reject the wrong types
+
+
+def test_wrong_type_in_a_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = yaml.safe_load((SEED / "server-gpu-limits.yaml").read_text(encoding="utf-8"))
+    body["spec"]["podSpec"]["tolerations"] = {"key": "seldon-gpu-srv"}
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    assert main(["lint", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}: document 1 (Server): spec.podSpec.tolerations: expected a list, got dict"

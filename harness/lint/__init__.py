@@ -19,6 +19,7 @@ from harness.lint.loader import documents_from_rendered, documents_from_text, lo
 from harness.lint.model import Document, Finding, Severity
 from harness.lint.nodes import expected_nodes
 from harness.lint.rules import RULES, Context, Rule
+from harness.lint.shapes import check_shape
 
 ALL_RULES: tuple[Rule, ...] = RULES + CLUSTER_RULES
 
@@ -26,7 +27,12 @@ ALL_RULES: tuple[Rule, ...] = RULES + CLUSTER_RULES
 def lint_documents(
     docs: Sequence[Document], profile: Profile, nodes: Sequence[Mapping[str, Any]] | None = None
 ) -> list[Finding]:
-    """Run every rule; `nodes` are live nodes (then the cluster rules run too), None means the profile's."""
+    """Run every rule; `nodes` are live nodes (then the cluster rules run too), None means the profile's.
+
+    A field of the wrong type (e.g. `tolerations: 7`) raises `UsageError` naming the file and field.
+    """
+    for doc in docs:
+        check_shape(doc)
     live = nodes is not None
     node_list = tuple(dict(n) for n in nodes) if nodes is not None else tuple(expected_nodes(profile))
     ctx = Context(tuple(docs), profile, node_list, live)

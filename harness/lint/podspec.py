@@ -41,7 +41,7 @@ def merge_server_pod(config_pod: Mapping[str, Any] | None, server_pod: Mapping[s
     merged: dict[str, Any] = copy.deepcopy(dict(config_pod or {}))
     for key, value in (server_pod or {}).items():
         if key in ("tolerations", "volumes"):
-            merged[key] = [*merged.get(key, []), *copy.deepcopy(value or [])]
+            merged[key] = [*(merged.get(key) or []), *copy.deepcopy(value or [])]
         elif key == "nodeSelector":
             merged[key] = {**(merged.get(key) or {}), **(value or {})}
         elif key == "containers":
