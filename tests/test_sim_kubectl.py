@@ -162,3 +162,29 @@ def test_get_pods_wide_and_events(sim: SimApi, tmp_path: Path) -> None:
     assert "Scheduled" in events and "pod/web" in events
     describe = kubectl(sim, "describe", "pod", "web").stdout
     assert "Successfully assigned default/web to cpu-1" in describe
+
+
+def test_logs_and_services(sim: SimApi, tmp_path: Path) -> None:
+    manifest = tmp_path / "demo.yaml"
+    manifest.write_text(MANIFEST + """---
+apiVersion: v1
+kind: Service
+metadata: {name: mesh}
+spec:
+  type: LoadBalancer
+  selector: {app: demo}
+  ports: [{name: http, port: 80, targetPort: 9000}]
+""")
+    kubectl(sim, "apply", "-f", str(manifest))
+    sim.store.patch("v1", "Pod", "web", "default", {"status": {"phase": "Running"}}, "merge", "status")
+    sim.store.append_log("default", "web", "web", "line 1\nline 2\n")
+    assert kubectl(sim, "logs", "web").stdout == "line 1\nline 2\n"
+    assert kubectl(sim, "logs", "web", "--tail=1").stdout == "line 2\n"
+    previous = kubectl(sim, "logs", "web", "--previous", check=False)
+    assert previous.returncode != 0 and 'previous terminated container "web" in pod "web" not found' in previous.stderr
+    svc = kubectl(sim, "get", "svc", "mesh").stdout.splitlines()
+    assert svc[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    cells = svc[1].split()
+    assert cells[1] == "LoadBalancer" and cells[2].startswith("10.96.") and cells[3] == "<pending>"
+    assert cells[4].startswith("80:3") and cells[4].endswith("/TCP")
+    assert kubectl(sim, "apply", "-f", str(manifest)).stdout.count(" unchanged") == 4  # allocations survive apply
