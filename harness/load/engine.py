@@ -87,7 +87,8 @@ class _Merged:
 
     def stat(self) -> WindowStat:
         ok = sum(r.ok for r in self.records)
-        p99 = summary_ms(merge_encoded(r.histogram for r in self.records))["p99"]
+        merged = merge_encoded(r.histogram for r in self.records)
+        p99 = merged.get_value_at_percentile(99.0) / 1000.0 if merged.get_total_count() else 0.0
         return WindowStat(throughput_rps=ok / self.seconds if self.seconds else 0.0, p99_ms=p99)
 
 
@@ -151,7 +152,7 @@ class Coordinator:
             achieved_rate_rps=requests / seconds if seconds else 0.0,
             throughput_rps=ok / seconds if seconds else 0.0,
             late_sends=sum(r.late for r in records),
-            latency_ms=summary_ms(histogram),
+            latency_ms=summary_ms(histogram, sum(r.latency_sum_s for r in records)),
             stable=self.stable, trials=max(self.trials, 1 if reported else 0),
             windows=[{"throughput_rps": round(s.throughput_rps, 3), "p99_ms": s.p99_ms} for s in stats],
             client_cpu_ms_per_request=1000.0 * cpu / measured if measured else 0.0,

@@ -52,12 +52,20 @@ def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     return merged
 
 
-def summary_ms(histogram: HdrHistogram) -> dict[str, float]:
-    """min, mean, p50 ... p99.9, max in milliseconds; zeros when nothing was recorded."""
-    if histogram.get_total_count() == 0:
+def summary_ms(histogram: HdrHistogram, total_seconds: float | None = None) -> dict[str, float]:
+    """min, mean, p50 ... p99.9, max in milliseconds; zeros when nothing was recorded.
+
+    `total_seconds` (the exact sum of the recorded latencies) gives the mean cheaply; without it
+    the mean comes from the histogram, which walks every bucket in Python (~0.1 s).
+    """
+    count = histogram.get_total_count()
+    if count == 0:
         return dict.fromkeys(LATENCY_KEYS, 0.0)
-    out = {"min": histogram.get_min_value() / 1000.0, "mean": histogram.get_mean_value() / 1000.0}
+    mean_ms = total_seconds * 1000.0 / count if total_seconds is not None else histogram.get_mean_value() / 1000.0
+    out = {"min": histogram.get_min_value() / 1000.0, "mean": mean_ms}
+    # One pass over the buckets for all percentiles (asking one by one walks them each time).
+    values = histogram.get_percentile_to_value_dict([p for _, p in PERCENTILE_KEYS])
     for key, percentile in PERCENTILE_KEYS:
-        out[key] = histogram.get_value_at_percentile(percentile) / 1000.0
+        out[key] = values[percentile] / 1000.0
     out["max"] = histogram.get_max_value() / 1000.0
     return {key: round(out[key], 4) for key in LATENCY_KEYS}

@@ -60,6 +60,7 @@ class WindowRecord:
     late: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     histogram: bytes = b""
+    latency_sum_s: float = 0.0  # exact sum of the recorded latencies (the mean without a bucket walk)
     seconds: float = 0.0
     partial: bool = False
 
@@ -77,13 +78,14 @@ class WorkerSummary:
 
 
 class _Window:
-    __slots__ = ("errors", "histogram", "late", "ok", "outstanding", "sent")
+    __slots__ = ("errors", "histogram", "late", "latency_sum", "ok", "outstanding", "sent")
 
     def __init__(self) -> None:
         self.sent = 0
         self.ok = 0
         self.late = 0
         self.outstanding = 0
+        self.latency_sum = 0.0
         self.errors: dict[str, int] = {}
         self.histogram = new_histogram()
 
@@ -144,6 +146,7 @@ class Worker:
                 # actual send, so a send that the pacer let out a little early is not flattered.
                 start = min(intended, sent_at) if self.open_loop else sent_at
                 record_seconds(window.histogram, now - start)
+                window.latency_sum += now - start
             else:
                 window.errors[kind] = window.errors.get(kind, 0) + 1
             if self.open_loop and sent_at - intended > LATE_S:
@@ -186,7 +189,8 @@ class Worker:
     def _record(self, index: int, window: _Window, seconds: float, partial: bool) -> WindowRecord:
         return WindowRecord(
             worker=self.plan.index, index=index, sent=window.sent, ok=window.ok, late=window.late,
-            errors=dict(window.errors), histogram=encode(window.histogram), seconds=seconds, partial=partial,
+            errors=dict(window.errors), histogram=encode(window.histogram), latency_sum_s=window.latency_sum,
+            seconds=seconds, partial=partial,
         )
 
     def _try_emit(self, now: float) -> None:
