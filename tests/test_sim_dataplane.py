@@ -24,6 +24,7 @@ from harness.config import parse_profile
 from harness.localserver import train_iris
 from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
+from harness.sim.dataplane import PodRef
 from harness.sim.seldon import SeldonController
 
 API = "mlops.seldon.io/v1alpha1"
@@ -242,6 +243,37 @@ def test_mlserver_dying_restarts_the_container_and_reloads_models(
     assert status == 200 and answer["model_name"] == "iris_1"
     log = cluster.store.read_log(NS, "mlserver-gpu-0", "mlserver", previous=True)
     assert log is not None and "container restarted" in log
+
+
+def test_mlserver_dying_mid_load_restarts_and_the_load_is_retried(
+    cluster: SimCluster, waiter: Waiter, seldon: SeldonController, iris: Obj, mesh_ports: tuple[int, int]
+) -> None:
+    restarts_before = seldon.dataplane.restarts(NS, "mlserver-gpu-0")
+    cluster.faults.trigger("kill_mlserver_mid_load", NS, "midload")
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "midload", "namespace": NS},
+                          "spec": {"storageUri": IRIS, "server": "mlserver-gpu"}})
+    waiter.until(_model_message(cluster, "midload", "ModelAvailable"), "midload ModelAvailable", LOAD_TIMEOUT)
+    assert seldon.dataplane.restarts(NS, "mlserver-gpu-0") == restarts_before + 1
+    # The models the dead process held come back too.
+    waiter.until(_model_message(cluster, "iris", "ModelAvailable"), "iris ModelAvailable again", LOAD_TIMEOUT)
+    status, answer = _infer_rest(mesh_ports[0], "midload", SETOSA)
+    assert status == 200 and answer["model_name"] == "midload_1"
+
+
+def test_deleting_a_model_unloads_it(cluster: SimCluster, waiter: Waiter, seldon: SeldonController, iris: Obj,
+                                     mesh_ports: tuple[int, int]) -> None:
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "short", "namespace": NS},
+                          "spec": {"storageUri": IRIS, "server": "mlserver-gpu"}})
+    waiter.until(_model_message(cluster, "short", "ModelAvailable"), "short ModelAvailable", LOAD_TIMEOUT)
+    assert _infer_rest(mesh_ports[0], "short", SETOSA)[0] == 200
+    cluster.store.delete(API, "Model", "short", NS)
+
+    def unloaded() -> tuple[bool, Any]:
+        pods = [p for p in cluster.store.list("v1", "Pod", NS) if p["metadata"]["name"] == "mlserver-gpu-0"]
+        loaded = seldon.dataplane.loaded(PodRef(NS, "mlserver-gpu-0", "mlserver-gpu", "mlserver"))
+        return bool(pods) and "short_1" not in loaded and not seldon.dataplane.pending(), loaded
+    waiter.until(unloaded, "short_1 unloaded")
+    assert _infer_rest(mesh_ports[0], "short", SETOSA)[0] == 404
 
 
 def test_deleting_the_server_stops_its_mlserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,

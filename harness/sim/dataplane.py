@@ -17,6 +17,7 @@ import contextlib
 import functools
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,7 @@ class DataPlane:
         self._backends: dict[tuple[str, str], _Backend] = {}
         self._crashes: list[tuple[PodRef, str, str]] = []
         self._fail_loads: dict[str, str] = {}  # model name -> injected failure message
+        self._die_on_load: set[str] = set()  # model names whose next load kills the server mid-load
         self._closed = False
 
     # --- the controller's view --------------------------------------------------------------
@@ -181,6 +183,13 @@ class DataPlane:
     def clear_model_fault(self, model: str) -> None:
         with self._lock:
             self._fail_loads.pop(model, None)
+            self._die_on_load.discard(model)
+
+    def kill_during_load(self, model: str) -> None:
+        """The MLServer dies while loading the next load of `model` (Seldon name): the container
+        restarts and the load is retried once on the new process."""
+        with self._lock:
+            self._die_on_load.add(model)
 
     def kill_server(self, namespace: str, pod: str) -> bool:
         """SIGKILL the MLServer behind `pod` (mid-load or mid-run). True when there was one."""
@@ -188,12 +197,25 @@ class DataPlane:
             backend = self._backends.get((namespace, pod))
             proc = backend.process if backend is not None else None
             pid = proc.pid if proc is not None else None
-        if pid is None:
+        if pid is None or proc is None:
             return False
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        self._kill(proc)
         self.check_processes()
         return True
+
+    @staticmethod
+    def _kill(proc: MLServerProcess) -> None:
+        pid = proc.pid
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        # Reap it, so that `is_alive()` is False from here on (the kill is asynchronous). MLServerProcess
+        # has no public wait; its Popen is reached by name until it grows one.
+        popen = getattr(proc, "_proc", None)
+        if isinstance(popen, subprocess.Popen):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout=10)
 
     def pid(self, namespace: str, pod: str) -> int | None:
         """PID of the MLServer behind `pod`, if one runs (for tests and diagnostics)."""
@@ -265,7 +287,7 @@ class DataPlane:
             return f"MLServer for pod {backend.pod.name} failed to start: {str(exc).splitlines()[0]}"
         return None
 
-    def _load(self, backend: _Backend, served_name: str, uri: str) -> None:
+    def _load(self, backend: _Backend, served_name: str, uri: str, *, may_recover: bool = True) -> None:
         model = served_name.rsplit("_", 1)[0]
         try:
             source = resolve_storage_uri(uri, self.workdir)
@@ -277,24 +299,27 @@ class DataPlane:
         if injected is not None:
             self._set(backend, served_name, uri, ReplicaState("Failed", injected))
             return
-        for attempt in range(2):
-            problem = self._start(backend)
-            if problem is not None:
-                self._set(backend, served_name, uri, ReplicaState("Failed", problem))
-                return
-            assert backend.process is not None
-            try:
-                backend.process.load_model(served_name, source.path, timeout=self._load_timeout)
-            except MLServerError as exc:
-                if not backend.process.is_alive() and attempt == 0:
-                    # The server died mid-load: the container restarts and the load is retried.
-                    self._record_crash(backend, f"MLServer died while loading {served_name}")
-                    continue
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self._set(backend, served_name, uri, ReplicaState("Failed", f"failed to load {served_name}: {first}"))
-                return
-            self._set(backend, served_name, uri, ReplicaState("Available", "ModelAvailable"))
+        problem = self._start(backend)
+        if problem is not None:
+            self._set(backend, served_name, uri, ReplicaState("Failed", problem))
             return
+        assert backend.process is not None
+        with self._lock:
+            die = model in self._die_on_load
+            self._die_on_load.discard(model)
+        try:
+            if die:
+                self._kill(backend.process)
+            backend.process.load_model(served_name, source.path, timeout=self._load_timeout)
+        except MLServerError as exc:
+            if may_recover and not backend.process.is_alive():
+                # The server died mid-load: the container restarts and every model is loaded again.
+                self._recover(backend, f"MLServer died while loading {served_name}; container restarted")
+                return
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._set(backend, served_name, uri, ReplicaState("Failed", f"failed to load {served_name}: {first}"))
+            return
+        self._set(backend, served_name, uri, ReplicaState("Available", "ModelAvailable"))
 
     def _record_crash(self, backend: _Backend, message: str) -> None:
         tail = backend.process.log_tail(20) if backend.process is not None else ""
@@ -302,12 +327,13 @@ class DataPlane:
             backend.restarts += 1
             self._crashes.append((backend.pod, message, tail))
 
-    def _recover(self, backend: _Backend) -> None:
-        """A process died while idle: restart it and reload every model it held."""
+    def _recover(self, backend: _Backend, message: str = "MLServer process exited; container restarted") -> None:
+        """The process died: restart it and reload every model it should hold (one try each, so a
+        server that keeps dying fails its models instead of looping)."""
         proc = backend.process
         if proc is None or proc.is_alive():
             return
-        self._record_crash(backend, "MLServer process exited; container restarted")
+        self._record_crash(backend, message)
         with contextlib.suppress(MLServerError):
             proc.stop(timeout=5)
         with self._lock:
@@ -315,7 +341,7 @@ class DataPlane:
             for name, (uri, _) in wanted.items():
                 backend.models[name] = (uri, ReplicaState("Loading", "ModelProgressing"))
         for name, (uri, _) in wanted.items():
-            self._load(backend, name, uri)
+            self._load(backend, name, uri, may_recover=False)
 
     def _unload(self, backend: _Backend, served_name: str) -> None:
         proc = backend.process

@@ -224,6 +224,9 @@ class SeldonController:
         self.mesh = Mesh(self.route)
         self._routes: dict[str, Route] = {}
         self._assigned: dict[tuple[str, str], str] = {}  # (namespace, model) -> server
+        # (namespace, server) -> models with at least one available replica, from the previous pass;
+        # a change writes a Model status, which triggers the pass that reports it on the Server.
+        self._loaded: dict[tuple[str, str], int] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
         self._mesh_published: tuple[int, int] | None = None
@@ -293,9 +296,7 @@ class SeldonController:
 
     def _reconcile_servers(self, store: Store) -> dict[tuple[str, str], _ServerInfo]:
         infos: dict[tuple[str, str], _ServerInfo] = {}
-        models_by_server: dict[tuple[str, str], int] = {}
-        for (ns, _model), assigned in self._assigned.items():
-            models_by_server[(ns, assigned)] = models_by_server.get((ns, assigned), 0) + 1
+        models_by_server = dict(self._loaded)
         for server in store.list(SELDON_API, "Server"):
             meta = server["metadata"]
             ns, name = meta.get("namespace", "default"), meta["name"]
@@ -376,6 +377,7 @@ class SeldonController:
 
         routes: dict[str, Route] = {}
         seen: set[tuple[str, str]] = set()
+        self._loaded = {}
         for model in store.list(SELDON_API, "Model"):
             meta = model["metadata"]
             ns, name = meta.get("namespace", "default"), meta["name"]
@@ -455,6 +457,8 @@ class SeldonController:
             self.dataplane.ensure_model(pod, served, str(spec.get("storageUri") or "")) for pod in targets
         ]
         available = sum(1 for s in states if s.state == "Available")
+        if available:
+            self._loaded[(ns, server.name)] = self._loaded.get((ns, server.name), 0) + 1
         failed = [s for s in states if s.state == "Failed"]
         if failed:
             state, reason = "ModelFailed", failed[0].message
@@ -517,6 +521,7 @@ class SeldonController:
         faults.register("model_load_failure", lambda namespace, model: self.fail_model_load(model))
         faults.register("clear_model_load_failure", lambda namespace, model: self.dataplane.clear_model_fault(model))
         faults.register("kill_mlserver", self.kill_mlserver)
+        faults.register("kill_mlserver_mid_load", lambda namespace, model: self.dataplane.kill_during_load(model))
 
 
 def seldon_controllers(profile: Profile, workdir: str, mlserver: bool = True) -> list[SeldonController]:
