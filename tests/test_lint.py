@@ -253,6 +253,19 @@ def test_server_merged_with_a_server_config_in_the_same_manifests() -> None:
     assert _rules(lint_manifests([sc, srv, model], p)) == {"SEL005"}
 
 
+def test_kafka_components_enabled_without_kafka_warn() -> None:
+    p = _profile()
+    rendered = render.render_all(p)
+    values = rendered["seldon/runtime-values.yaml"][0]
+    values["dataflow"]["disable"] = False
+    del values["modelgateway"]
+    findings = lint_rendered(rendered, p)
+    assert [(f.rule, f.severity, f.field) for f in findings] == [
+        ("SEL008", "warning", "dataflow.disable"), ("SEL008", "warning", "modelgateway.disable")]
+    kafka = parse_profile({**p.model_dump(exclude={"source"}), "seldon": {"kafka": True}}, "kafka")
+    assert lint_rendered(rendered, kafka) == []
+
+
 def test_kind_node_image_must_be_pinned_and_supported() -> None:
     p = load_profile(ROOT / "profiles" / "kind-gpu.yaml")
     cfg = render.kind_config(p)

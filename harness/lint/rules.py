@@ -415,6 +415,27 @@ def server_config_complete(ctx: Context) -> Iterator[Finding]:
             )
 
 
+_RUNTIME_CHART = "seldon-core-v2-runtime"
+_KAFKA_COMPONENTS = ("dataflow", "modelgateway", "pipelinegateway")
+
+
+@_rule("SEL008", "warning", "Kafka components enabled without Kafka")
+def runtime_kafka_components(ctx: Context) -> Iterator[Finding]:
+    if ctx.profile.seldon.kafka:
+        return
+    for doc in ctx.docs:
+        if doc.chart != _RUNTIME_CHART:
+            continue
+        for component in _KAFKA_COMPONENTS:
+            entry = doc.body.get(component) or {}
+            if not entry.get("disable"):
+                yield _finding(
+                    "SEL008", "warning", doc, f"{component}.disable",
+                    "enabled (the chart default) while the profile has no Kafka (seldon.kafka: false): it is only "
+                    "for pipelines and crash-loops without Kafka; set disable: true",
+                )
+
+
 # --- kind -----------------------------------------------------------------------------------------------
 
 # Seldon Core 2.10 supports Kubernetes 1.27-1.33 (design B1).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from harness.errors import UsageError
-from harness.lint.model import HELM_VALUES_KIND, Document
+from harness.lint.model import Document
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,11 @@ KIND_SHAPES: dict[str, dict[str, Shape]] = {
     "ServerConfig": {"spec": {"podSpec": POD}},
     "Model": {"spec": {"storageUri": str, "requirements": ListOf(str), "server": str}},
     "Cluster": {"nodes": ListOf({"role": str, "image": str})},
-    HELM_VALUES_KIND: _PLACEMENT,
+}
+# Helm values by chart (the kind of every values document is HELM_VALUES_KIND).
+CHART_SHAPES: dict[str, dict[str, Shape]] = {
+    "nvidia-device-plugin": _PLACEMENT,
+    "seldon-core-v2-runtime": {c: {"disable": bool} for c in ("dataflow", "modelgateway", "pipelinegateway")},
 }
 _METADATA: dict[str, Shape] = {"metadata": {"name": SCALAR, "namespace": str, "labels": MapOf(SCALAR)}}
 
@@ -114,8 +118,11 @@ def _check(value: Any, shape: Shape, where: str) -> str | None:
 
 def check_shape(doc: Document) -> None:
     """Raise `UsageError` naming the file, document and field when a field lint reads has the wrong type."""
-    shapes: list[dict[str, Shape]] = [KIND_SHAPES.get(doc.kind, {})]
-    if doc.chart is None:
+    shapes: list[dict[str, Shape]]
+    if doc.chart is not None:
+        shapes = [CHART_SHAPES.get(doc.chart, {})]
+    else:
+        shapes = [KIND_SHAPES.get(doc.kind, {})]
         shapes.append(_METADATA)
         if doc.kind in KIND_SHAPES and doc.kind not in ("Cluster",):
             shapes.append({"spec": {}})
