@@ -185,3 +185,11 @@ def test_report_command_bad_input_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "schema_version" in proc.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+def test_gpu_inventory_names_probe_holders() -> None:
+    data = json.loads((DATA / "pass.json").read_text(encoding="utf-8"))
+    uuid = data["nodes"][2]["gpu_uuids"][0]
+    data["placement"][0]["gpu_uuids"] = []
+    page = render_html(parse_report(data, "x"))
+    assert f"<code>{uuid}</code> → t-gpu-1a2b/probe-gpu (probe)" in page

@@ -148,6 +148,11 @@ def _gpu_inventory(report: RunReport) -> str:
     if not report.nodes:
         return '<p class="muted">No nodes recorded.</p>'
     holders: dict[str, str] = {}
+    # Probe pods name the UUIDs they saw; placement rows (servers) win where both know a GPU.
+    for probe in report.probes:
+        for device in probe.probe.get("devices") or []:
+            if isinstance(device, dict) and isinstance(device.get("uuid"), str):
+                holders[device["uuid"]] = f"{probe.namespace}/{probe.pod} (probe)"
     for row in report.placement:
         for uuid in row.gpu_uuids:
             holders[uuid] = f"{row.namespace}/{row.pod}"
