@@ -270,3 +270,13 @@ def test_crafted_reports_are_current(tmp_path: Path) -> None:
         assert made.read_text(encoding="utf-8") == (DATA / made.name).read_text(encoding="utf-8"), (
             f"tests/data/reports/{made.name} is stale: run .venv/bin/python tests/data/reports/generate.py"
         )
+
+
+def test_add_phase_records_phases_timed_elsewhere() -> None:
+    b = ReportBuilder("r", provider="kind", simulated=False, profile_name="p")
+    started = datetime(2026, 11, 28, 18, 0, tzinfo=UTC)
+    b.add_phase("models", started, 60.9, "ok")
+    b.add_phase("cleanup", started, -0.0001, "failed", "RuntimeError: namespace stuck Terminating")
+    phases = b.snapshot().phases
+    assert [(p.name, p.status, p.seconds) for p in phases] == [("models", "ok", 60.9), ("cleanup", "failed", 0.0)]
+    assert phases[1].error == "RuntimeError: namespace stuck Terminating"

@@ -390,6 +390,20 @@ class ReportBuilder:
         record.seconds = max(0.0, self._monotonic() - started)
         record.status = "ok"
 
+    def add_phase(
+        self,
+        name: str,
+        started: datetime,
+        seconds: float | None,
+        status: Literal["ok", "failed", "running"],
+        error: str | None = None,
+    ) -> Phase:
+        """Record a phase timed elsewhere (e.g. the lifecycle's own phase records)."""
+        record = Phase(name=name, started=started, seconds=None if seconds is None else max(0.0, seconds),
+                       status=status, error=error)
+        self._report.phases.append(record)
+        return record
+
     def add_artifact(self, path: str | Path, description: str = "") -> Artifact:
         """Index a file; absolute paths must lie under `report_dir` and are stored relative to it."""
         p = Path(path)
