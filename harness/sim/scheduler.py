@@ -8,7 +8,9 @@ node stops at its first failing plugin (as the framework's RunFilterPlugins does
   TaintToleration    first untolerated NoSchedule/NoExecute taint in node order:
                      "node(s) had untolerated taint {%s: %s}" (key, value) (UnschedulableAndUnresolvable)
   NodeAffinity       nodeSelector AND required node affinity:
-                     "node(s) didn't match Pod's node affinity/selector" (UnschedulableAndUnresolvable)
+                     "node(s) didn't match Pod's node affinity/selector" (UnschedulableAndUnresolvable);
+                     its PreFilter keeps only nodes pinned by matchFields metadata.name In, the rest
+                     read "node(s) didn't satisfy plugin(s) [NodeAffinity]" (AbsentNodesStatus, 1.31+)
   NodeResourcesFit   "Too many pods", "Insufficient cpu", "Insufficient memory",
                      "Insufficient ephemeral-storage", "Insufficient <extended resource>"; all reasons
                      of a node are kept; Unresolvable when the request exceeds the node's allocatable.
@@ -46,6 +48,10 @@ FILTER_EFFECTS = ("NoSchedule", "NoExecute")
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+# NodeAffinity's PreFilter narrows to the nodes named by `matchFields: metadata.name In [...]` (how
+# DaemonSet pods are pinned); every other node gets this status without running the filters.
+REASON_PREFILTER_AFFINITY = "node(s) didn't satisfy plugin(s) [NodeAffinity]"
+REASON_AFFINITY_CONFLICT = "pod affinity terms conflict"
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 NO_NODES = "no nodes available to schedule pods"
@@ -163,6 +169,25 @@ def _required_terms(pod: Obj) -> list[dict[str, Any]] | None:
     if required is None:
         return None
     return list(required.get("nodeSelectorTerms") or [])
+
+
+def prefilter_node_names(pod: Obj) -> set[str] | None:
+    """NodeAffinity PreFilter: the node names every required term pins with metadata.name In, or
+    None when some term pins nothing (terms are ORed, so then every node stays a candidate)."""
+    terms = _required_terms(pod)
+    if not terms:
+        return None
+    names: set[str] | None = None
+    for term in terms:
+        term_names: set[str] | None = None
+        for f in term.get("matchFields") or []:
+            if f.get("key") == "metadata.name" and f.get("operator") == "In":
+                values = {str(v) for v in f.get("values") or []}
+                term_names = values if term_names is None else term_names & values
+        if term_names is None:
+            return None
+        names = term_names if names is None else names | term_names
+    return names
 
 
 def matches_node_selector_and_affinity(pod: Obj, node: Obj) -> bool:
@@ -350,8 +375,17 @@ def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj]) -> Place
     pod_req = pod_requests(pod)
     statuses: dict[str, NodeStatus] = {}
     feasible: list[Obj] = []
+    pinned = prefilter_node_names(pod)
+    if pinned is not None and not pinned and nodes:
+        everywhere = {node_name_of(n): NodeStatus([]) for n in nodes}
+        message = (f"0/{len(nodes)} nodes are available: {REASON_AFFINITY_CONFLICT}. "
+                   f"{preemption_message(pod, len(nodes), everywhere)}.")
+        return Placement(None, message, {k: [REASON_AFFINITY_CONFLICT] for k in everywhere})
     for node in nodes:
         name = node_name_of(node)
+        if pinned is not None and name not in pinned:
+            statuses[name] = NodeStatus([REASON_PREFILTER_AFFINITY])
+            continue
         status = filter_node(pod, node, by_node.get(name, []), pod_req)
         if status.ok:
             feasible.append(node)
