@@ -170,8 +170,10 @@ def test_rest_inference_through_the_mesh(iris: Obj, mesh_ports: tuple[int, int])
     assert status == 200 and answer["outputs"][0]["data"] == [2]
 
 
-def test_grpc_inference_through_the_mesh(iris: Obj, mesh_ports: tuple[int, int]) -> None:
-    result = _infer_grpc(mesh_ports[1], "iris", SETOSA)
+@pytest.mark.parametrize("port", [0, 1])
+def test_grpc_inference_through_the_mesh(iris: Obj, mesh_ports: tuple[int, int], port: int) -> None:
+    # ingress ports[0] serves REST and gRPC on one port like Envoy; ports[1] is the gRPC proxy itself.
+    result = _infer_grpc(mesh_ports[port], "iris", SETOSA)
     assert result.get_response().model_name == "iris_1"
     assert result.as_numpy("predict").tolist() == [[0]]
 

@@ -188,8 +188,10 @@ def _infer_request(model: str) -> service_pb2.ModelInferRequest:
     return service_pb2.ModelInferRequest(model_name=model, id="req-1")
 
 
-def test_grpc_routes_by_seldon_model_metadata_and_rewrites_model_name(mesh: Mesh) -> None:
-    with grpc.insecure_channel(f"{HOST}:{mesh.grpc_port}") as channel:
+@pytest.mark.parametrize("which", ["grpc_port", "http_port"])
+def test_grpc_routes_by_seldon_model_metadata_and_rewrites_model_name(mesh: Mesh, which: str) -> None:
+    # Both ports take gRPC: the REST port splices HTTP/2 connections to the gRPC proxy, like Envoy's one port.
+    with grpc.insecure_channel(f"{HOST}:{getattr(mesh, which)}") as channel:
         call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
                                    request_serializer=service_pb2.ModelInferRequest.SerializeToString,
                                    response_deserializer=service_pb2.ModelInferResponse.FromString)

@@ -1,5 +1,7 @@
 """The simulated `seldon-mesh`: what Seldon's Envoy does for Open Inference Protocol traffic.
 
+One port serves both, like Envoy's: HTTP/1.1 is REST, a connection that opens with the HTTP/2
+preface (gRPC) is spliced to the gRPC proxy, which also listens on a port of its own.
 REST: an HTTP/1.1 reverse proxy on 127.0.0.1 (a free port) routing by the `Seldon-Model` header or
 the `/v2/models/<model>/...` path to an MLServer that holds the model, with the model segment of
 the path rewritten to the served name (`<model>_1`). Upstream connections are kept open and reused;
@@ -33,6 +35,7 @@ _HOP_BY_HOP = {
 }
 _MODEL_PATH = re.compile(rb"^/v2/models/([^/?]+)((?:/versions/[^/?]+)?)([/?].*)?$")
 _MAX_HEAD = 64 * 1024
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\n"
 _IDLE_PER_UPSTREAM = 64
 GRPC_SERVICE = "inference.GRPCInferenceService"
 
@@ -74,13 +77,16 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+async def _read_raw_head(reader: asyncio.StreamReader) -> bytes | None:
     try:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        return await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return None
     except asyncio.LimitOverrunError:
         raise _BadRequest("request head too large") from None
+
+
+def _parse_head(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     lines = raw[:-4].split(b"\r\n")
     headers = []
     for line in lines[1:]:
@@ -89,6 +95,26 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, list[tuple[by
             raise _BadRequest("malformed header line")
         headers.append((key.strip().lower(), value.strip()))
     return lines[0], headers
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
+    raw = await _read_raw_head(reader)
+    return None if raw is None else _parse_head(raw)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        for _ in range(1 << 40):  # bounded by the connection's life
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: list[tuple[bytes, bytes]], until_eof: bool) -> bytes:
@@ -140,18 +166,23 @@ class _HttpProxy:
         self._rr = itertools.count()
         self.requests = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.grpc_port = 0  # where HTTP/2 (gRPC) connections on the REST port are spliced to
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
         try:
-            for _ in range(10_000_000):  # one client connection, many requests
+            for count in range(10_000_000):  # one client connection, many requests
                 try:
-                    parsed = await _read_head(reader)
-                    if parsed is None:
+                    raw = await _read_raw_head(reader)
+                    if raw is None:
                         break
-                    start, headers = parsed
+                    if count == 0 and raw.startswith(_H2_PREFACE) and self.grpc_port:
+                        # HTTP/2 with prior knowledge is gRPC: Envoy serves it on the same port as REST.
+                        await self._splice_grpc(raw, reader, writer)
+                        break
+                    start, headers = _parse_head(raw)
                     parts = start.split(b" ", 2)
                     if len(parts) != 3:
                         raise _BadRequest("malformed request line")
@@ -175,6 +206,14 @@ class _HttpProxy:
                 self.tasks.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _splice_grpc(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(HOST, self.grpc_port)
+        except OSError:
+            return  # the client sees the connection close, as when Envoy has no healthy upstream
+        up_writer.write(head)
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
     async def _forward(
         self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
@@ -388,6 +427,12 @@ class Mesh:
     def start(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
             return
+        server = grpc.server(ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="sim-mesh-grpc"))
+        server.add_generic_rpc_handlers((self._grpc_handler,))
+        self.grpc_port = server.add_insecure_port(f"{self.host}:0")
+        server.start()
+        self._grpc_server = server
+        self._http.grpc_port = self.grpc_port
         try:
             import uvloop
 
@@ -425,11 +470,6 @@ class Mesh:
         self._thread.start()
         if not ready.wait(timeout) or failure:
             raise RuntimeError(f"the mesh HTTP proxy did not start: {failure[0] if failure else 'timeout'}")
-        server = grpc.server(ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="sim-mesh-grpc"))
-        server.add_generic_rpc_handlers((self._grpc_handler,))
-        self.grpc_port = server.add_insecure_port(f"{self.host}:0")
-        server.start()
-        self._grpc_server = server
 
     def stop(self) -> None:
         if self._grpc_server is not None:

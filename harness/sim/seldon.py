@@ -5,11 +5,11 @@ the data plane (real MLServer processes) and the mesh.
 Behaviour follows Seldon's documented semantics (design B1); no Seldon code is used.
 
 How clients find the mesh: Service `seldon-mesh` (type LoadBalancer, port 80 -> 9000, as Seldon
-ships it) gets `status.loadBalancer.ingress[0] = {ip: 127.0.0.1, ports: [HTTP, gRPC]}` once the
-mesh listens: `ports[0]` is the REST port (the Service's port 80), `ports[1]` the gRPC port. The
-same two ports are also in the annotations `sim.seldon-gpu-harness/mesh-http-port` and
-`sim.seldon-gpu-harness/mesh-grpc-port`. (Real Seldon serves REST and gRPC on one port; the sim
-needs two listeners.)
+ships it) gets `status.loadBalancer.ingress[0] = {ip: 127.0.0.1, ports: [MAIN, GRPC]}` once the
+mesh listens. `ports[0]` stands for the Service's port 80 and, like Envoy, serves REST and gRPC
+on one port (HTTP/2 connections are spliced to the gRPC proxy), so `<ip>:<ports[0]>` is all a
+client needs. `ports[1]` is the gRPC proxy's own port (one hop less). Both are also in the
+annotations `sim.seldon-gpu-harness/mesh-http-port` and `sim.seldon-gpu-harness/mesh-grpc-port`.
 """
 
 from __future__ import annotations
