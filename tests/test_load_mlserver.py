@@ -1,0 +1,92 @@
+"""The latency engine against a real MLServer (parallel_workers=0) on 127.0.0.1, REST and gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from harness.load import InferenceError, LoadSpec, infer_once, run_load
+from harness.localserver import IRIS_INPUT, MLServerProcess
+
+# Fixtures `mlserver` and `mlserver_factory` come from the shared real-MLServer module.
+pytest_plugins = ("tests.mlserver_fixtures",)
+pytestmark = [pytest.mark.slow, pytest.mark.latency]
+
+
+def _endpoint(server: MLServerProcess, protocol: str) -> str:
+    return server.http_url if protocol == "http" else server.grpc_address
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_once_returns_the_parsed_response(mlserver: MLServerProcess, protocol: str) -> None:
+    response = infer_once(_endpoint(mlserver, protocol), "iris", IRIS_INPUT, protocol=protocol)  # type: ignore[arg-type]
+    assert response["model_name"] == "iris"
+    assert response["outputs"][0]["data"] == [0]
+    with pytest.raises(InferenceError) as info:
+        infer_once(_endpoint(mlserver, protocol), "no-such-model", IRIS_INPUT, protocol=protocol)  # type: ignore[arg-type]
+    assert info.value.kind in ("http_404", "grpc_NOT_FOUND", "grpc_INVALID_ARGUMENT")
+    assert "no-such-model" in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_closed_loop(mlserver: MLServerProcess, protocol: str) -> None:
+    result = run_load(LoadSpec(endpoint=_endpoint(mlserver, protocol), model="iris", protocol=protocol,  # type: ignore[arg-type]
+                               mode="closed", concurrency=4, duration_s=1.2, warmup_s=0.3))
+    assert result.complete, result.failure
+    assert result.errors == {} and result.ok == result.requests > 20
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] <= result.latency_ms["max"]
+    assert result.throughput_rps == pytest.approx(result.ok / result.duration_s)
+    assert result.client_cpu_ms_per_request > 0
+    assert len(result.windows) == 3
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_open_loop(mlserver: MLServerProcess, protocol: str) -> None:
+    result = run_load(LoadSpec(endpoint=_endpoint(mlserver, protocol), model="iris", protocol=protocol,  # type: ignore[arg-type]
+                               rate=40.0, poisson=protocol == "grpc", seed=7, duration_s=1.5, warmup_s=0.3))
+    assert result.complete, result.failure
+    assert result.errors == {}
+    assert result.offered_rate_rps == 40.0
+    expected = 60 if protocol == "http" else None  # Poisson: the count varies around 60
+    if expected is not None:
+        assert result.requests == pytest.approx(expected, abs=2)
+    else:
+        assert 25 <= result.requests <= 110
+    assert result.latency_ms["p50"] > 0
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_unknown_model_counts_errors(mlserver: MLServerProcess, protocol: str) -> None:
+    result = run_load(LoadSpec(endpoint=_endpoint(mlserver, protocol), model="no-such-model",  # type: ignore[arg-type]
+                               protocol=protocol, rate=30.0, duration_s=0.9, warmup_s=0.1))
+    assert result.complete  # the server answered every request: errors, not a failure
+    assert result.ok == 0 and result.requests > 0
+    assert sum(result.errors.values()) == result.requests
+    assert set(result.errors) <= {"http_404", "grpc_NOT_FOUND", "grpc_INVALID_ARGUMENT"}
+    assert result.error_rate == 1.0
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess], protocol: str) -> None:
+    server = mlserver_factory()
+    pid = server.pid
+    assert pid is not None
+    # Kill the whole process group 1.2 s in: the warm-up (0.3 s) is over and windows are being measured.
+    killer = threading.Timer(1.2, lambda: os.killpg(pid, signal.SIGKILL))
+    killer.start()
+    try:
+        result = run_load(LoadSpec(endpoint=_endpoint(server, protocol), model="iris", protocol=protocol,  # type: ignore[arg-type]
+                                   mode="closed", concurrency=2, duration_s=6.0, warmup_s=0.3, timeout_s=2.0))
+    finally:
+        killer.cancel()
+        killer.join()
+    assert result.complete is False
+    assert result.failure is not None and "stopped answering" in result.failure
+    assert result.ok > 0  # the partial figures before the kill are kept
+    assert result.latency_ms["p50"] > 0
+    assert sum(result.errors.values()) > 0
+    assert result.duration_s < 6.0
