@@ -255,3 +255,28 @@ def test_not_ready_node_starts_nothing_and_orphans_are_collected(sim: Sim) -> No
         assert time.monotonic() - start >= 0.5
     finally:
         lifecycle.orphan_quarantine_s = 40.0
+
+
+def test_on_failure_restarts_until_the_script_succeeds(sim: Sim, tmp_path: Path) -> None:
+    """restartPolicy OnFailure: a failing run is restarted (log rotated) and the pod then Succeeds."""
+    reset(sim)
+    sim.core.create_node(node("n1"))
+    script = ("import os, sys\n"
+              "marker = os.path.join(os.environ['STATE_DIR'], 'ran-once')\n"
+              "if not os.path.exists(marker):\n"
+              "    open(marker, 'w').close()\n"
+              "    print('first run fails'); sys.exit(2)\n"
+              "print('second run works')\n")
+    sim.core.create_namespaced_config_map(NS, {"metadata": {"name": "flaky"}, "data": {"flaky.py": script}})
+    state_dir = tmp_path  # the script's marker survives the restart there
+    body = pod_body("flaky", restartPolicy="OnFailure", volumes=[{"name": "s", "configMap": {"name": "flaky"}}])
+    body["spec"]["containers"][0].update(command=["python3", "/s/flaky.py"],
+                                         env=[{"name": "STATE_DIR", "value": str(state_dir)}],
+                                         volumeMounts=[{"name": "s", "mountPath": "/s"}])
+    sim.core.create_namespaced_pod(NS, body)
+    pod = wait_pod(sim, "flaky", finished, timeout=30)
+    assert pod is not None and pod["status"]["phase"] == "Succeeded"
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["restartCount"] == 1 and cs["lastState"]["terminated"]["exitCode"] == 2
+    assert sim.core.read_namespaced_pod_log("flaky", NS) == "second run works\n"
+    assert sim.core.read_namespaced_pod_log("flaky", NS, previous=True) == "first run fails\n"

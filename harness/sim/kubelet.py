@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 FAKE_NVML_DIR = Path(__file__).resolve().parent.parent / "gpu" / "fake_nvml"
 _PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 _BACKOFF_CAP = 8
+_MAX_ONE_SHOT_RESTARTS = 6
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -195,6 +196,7 @@ class KubeletController:
         self._crashes: dict[str, _Crash] = {}
         self._mount_reported: dict[str, str] = {}
         self._closed = False
+        self._closing = threading.Event()
 
     # ------------------------------------------------------------------ reconcile
     def reconcile(self, store: Store, now: float) -> float | None:
@@ -225,6 +227,7 @@ class KubeletController:
         return self._advance_crashes(store, now, live)
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             self._closed = True
             procs = list(self._procs.values())
@@ -383,40 +386,70 @@ class KubeletController:
 
     # ------------------------------------------------------------------ one-shot pods
     def _run_one_shot(self, store: Store, pod: Obj, node: Obj, ip: str) -> None:
+        """Run the pod's containers to completion. restartPolicy OnFailure reruns failed containers
+        after a back-off (phase stays Running, state CrashLoopBackOff, log rotated), as kubelet does;
+        after `_MAX_ONE_SHOT_RESTARTS` it leaves the pod in CrashLoopBackOff instead of running forever."""
         meta = _meta(pod)
         ns, name, uid = str(meta.get("namespace")), str(meta["name"]), _uid(pod)
         per_container = split_allocation(pod, pod_allocated_gpus(pod))
-        results: list[tuple[dict[str, Any], int, str, str, str]] = []
-        for c in (pod.get("spec") or {}).get("containers") or []:
-            started = now_rfc3339()
-            env = container_environment(store, pod, c, node, per_container.get(str(c.get("name")), []), ip)
-            try:
-                code, output = self._execute(store, pod, c, env, uid)
-            except Exception as exc:  # a broken script must fail the pod, never the worker
-                code, output = 128, f"sim kubelet: cannot run container: {exc}\n"
-            if output:
-                store.append_log(ns, name, str(c.get("name")), output)
-            results.append((c, code, started, now_rfc3339(), output))
-        with self._lock:
-            if self._closed:
+        on_failure = (pod.get("spec") or {}).get("restartPolicy") == "OnFailure"
+        todo = list((pod.get("spec") or {}).get("containers") or [])
+        done: dict[str, Obj] = {}
+        restarts: dict[str, int] = {}
+        for attempt in range(_MAX_ONE_SHOT_RESTARTS + 1):
+            failed: list[dict[str, Any]] = []
+            for c in todo:
+                cname = str(c.get("name"))
+                started = now_rfc3339()
+                env = container_environment(store, pod, c, node, per_container.get(cname, []), ip)
+                try:
+                    code, output = self._execute(store, pod, c, env, uid)
+                except Exception as exc:  # a broken script must fail the pod, never the worker
+                    code, output = 128, f"sim kubelet: cannot run container: {exc}\n"
+                if output:
+                    store.append_log(ns, name, cname, output)
+                terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                              "startedAt": started, "finishedAt": now_rfc3339(),
+                              "containerID": f"containerd://{_digest(uid, cname, str(restarts.get(cname, 0)))}"}
+                if code != 0 and on_failure:
+                    failed.append(c)
+                status = self._container_status(pod, c, {"terminated": terminated}, False, restarts.get(cname, 0))
+                if cname in done:
+                    status["lastState"] = done[cname].get("lastState", {})
+                done[cname] = status
+            with self._lock:
+                if self._closed:
+                    return
+            current = store.get("v1", "Pod", name, ns)
+            if current is None or _uid(current) != uid:
                 return
-        failed = any(code != 0 for _, code, *_ in results)
-        statuses = [
-            self._container_status(pod, c, {"terminated": {
-                "exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                "startedAt": started, "finishedAt": finished,
-                "containerID": f"containerd://{_digest(uid, str(c.get('name')), '0')}"}}, False)
-            for c, code, started, finished, _ in results
-        ]
-        current = store.get("v1", "Pod", name, ns)
-        if current is None or _uid(current) != uid:
+            if failed and attempt < _MAX_ONE_SHOT_RESTARTS:
+                for c in failed:
+                    cname = str(c.get("name"))
+                    restarts[cname] = restarts.get(cname, 0) + 1
+                    store.rotate_log(ns, name, cname)
+                    last = done[cname]["state"]
+                    done[cname] = {**done[cname], "restartCount": restarts[cname], "lastState": last,
+                                   "state": {"waiting": {"reason": "CrashLoopBackOff", "message": (
+                                       f"back-off {10 * 2 ** (restarts[cname] - 1)}s restarting failed "
+                                       f"container={cname} pod={name}_{ns}({uid})")}}}
+                self._write_one_shot(store, current, "Running", list(done.values()), "ContainersNotReady")
+                todo = failed
+                # Pacing the restart back-off (interrupted by close()), not waiting for a condition.
+                if self._closing.wait(self._backoff * min(2 ** attempt, _BACKOFF_CAP)):
+                    return
+                continue
+            if failed:
+                return  # restart budget spent: stay in CrashLoopBackOff, as a real pod would keep trying
+            phase = "Failed" if any(s["state"].get("terminated", {}).get("exitCode") for s in done.values()) \
+                else "Succeeded"
+            self._write_one_shot(store, current, phase, list(done.values()), "PodCompleted")
             return
+
+    def _write_one_shot(self, store: Store, pod: Obj, phase: str, statuses: list[Obj], reason: str) -> None:
         try:
-            self._write_status(store, current, {
-                "phase": "Failed" if failed else "Succeeded",
-                "conditions": self._conditions(current, False, "PodCompleted"),
-                "containerStatuses": statuses,
-            })
+            self._write_status(store, pod, {"phase": phase, "conditions": self._conditions(pod, False, reason),
+                                            "containerStatuses": statuses})
         except ApiError as exc:
             if exc.code != 404:
                 raise
