@@ -175,3 +175,15 @@ def test_small_pure_helpers() -> None:
     assert not adds_gpu_toleration({"spec": {}}, "nvidia.com/gpu")
     node = {"metadata": {"name": "g", "labels": {"pool": "infer-srv"}}, "spec": {"taints": []}, "status": {}}
     assert len(missing_dedication([node], existing_profile())) == 1
+
+
+def test_mesh_without_load_balancer_fails_clearly_after_a_bounded_wait(sim_run: tuple[Any, Kube],
+                                                                        tmp_path: Path) -> None:
+    provider, kube = sim_run
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "no-lb"}})
+    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seldon-mesh", "namespace": "no-lb"},
+                "spec": {"type": "ClusterIP", "ports": [{"port": 80}], "selector": {"app": "x"}}})
+    profile = existing_profile(**{"seldon.namespace": "no-lb", "timeouts.pod_schedule_s": 0.5})
+    ex = get_provider(profile, options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    with pytest.raises(UsageError, match="Service no-lb/seldon-mesh has no LoadBalancer ingress"):
+        ex.mesh_endpoint(kube)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from harness.config import Profile
-from harness.errors import UsageError
+from harness.errors import UsageError, WaitTimeout
 from harness.kube.client import Kube
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner
@@ -64,9 +64,19 @@ def mesh_from_service(svc: Obj | None, namespace: str) -> MeshEndpoint:
     return MeshEndpoint(http_url=f"http://{shown}:{port}", grpc_target=f"{shown}:{port}")
 
 
+def _has_ingress(svc: Obj | None) -> bool:
+    return bool((((svc or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress"))
+
+
 def mesh_endpoint(kube: Kube, profile: Profile) -> MeshEndpoint:
+    """Load balancers publish their address some time after the Service exists: wait for it (bounded)."""
     ns = profile.seldon.namespace
-    return mesh_from_service(kube.get("v1", "Service", "seldon-mesh", ns), ns)
+    try:
+        svc = kube.wait_for("v1", "Service", "seldon-mesh", ns, _has_ingress, profile.timeouts.pod_schedule_s,
+                            "the seldon-mesh Service to get a LoadBalancer address")
+    except WaitTimeout:
+        svc = kube.get("v1", "Service", "seldon-mesh", ns)
+    return mesh_from_service(svc, ns)
 
 
 def image_tag(image: str) -> str | None:
