@@ -206,15 +206,24 @@ def test_cli_simulated(capsys: pytest.CaptureFixture[str]) -> None:
         (["--report", str(DATA / "wrong-version.json")], "wrong-version.json: schema_version: expected '1'"),
         (["--report", str(DATA / "missing-field.json")], "missing-field.json: latency[0].result.latency_ms.p99"),
         (["--report", str(DATA / "pass.json"), "--baseline", str(DATA / "not-json.json")], "not-json.json"),
-        (["--report", str(DATA / "pass.json"), "--max-regression", "lots"], "--max-regression"),
     ],
 )
-def test_cli_unusable_input_exits_2_with_one_line(args: list[str], expected: str) -> None:
-    code, out, err = run_cli("gate", *args)
-    assert code == 2
+def test_cli_unusable_input_exits_2_with_one_line(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gate", *args]) == 2
+    out, err = capsys.readouterr()
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
-    assert expected in err and "Traceback" not in err
+    assert expected in err
+
+
+def test_cli_in_a_real_process_never_shows_a_traceback() -> None:
+    code, out, err = run_cli("gate", "--report", str(DATA / "missing-field.json"))
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli("gate", "--report", str(DATA / "pass.json"), "--max-regression", "lots")
+    assert code == 2 and "--max-regression" in err and "Traceback" not in err
 
 
 def test_table_rows_stay_one_line_for_long_multiline_reasons() -> None:

@@ -163,15 +163,12 @@ def test_plot_without_latency_is_still_a_png() -> None:
     assert "No latency measured." in page and "data:image/png" not in page
 
 
-def test_report_command_renders_again(tmp_path: Path) -> None:
+def test_report_command_renders_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
     html, junit = tmp_path / "again.html", tmp_path / "sub" / "again.xml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness", "report", "--report", str(DATA / "simulated.json"), "--html", str(html),
-         "--junit", str(junit)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[0].startswith("SIMULATED CLUSTER")
+    assert main(["report", "--report", str(DATA / "simulated.json"), "--html", str(html), "--junit", str(junit)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("SIMULATED CLUSTER")
     assert html.read_text(encoding="utf-8") == render_html(crafted("simulated.json"))
     assert junit.read_text(encoding="utf-8") == render_junit(crafted("simulated.json"))
 
