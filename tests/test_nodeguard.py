@@ -194,3 +194,26 @@ def test_restore_after_signal_in_a_real_subprocess(kube: Kube, sim: Any, how: st
         assert proc.returncode == code, err
     assert snapshot(kube, CPU_NODE) == before
     assert kube.get("coordination.k8s.io/v1", "Lease", f"harness-node-{CPU_NODE}", "default") is None
+
+
+def test_capacity_patch_retries_when_the_node_moves_between_read_and_patch(kube: Kube,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    before = snapshot(kube, CPU_NODE)
+    real_get = kube.get
+    raced: list[bool] = []
+
+    def racy_get(api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        obj = real_get(api_version, kind, name, namespace)
+        if kind == "Node" and not raced:
+            raced.append(True)  # another writer bumps the node right after our read: our version is stale
+            kube.patch("v1", "Node", CPU_NODE, None, {"metadata": {"labels": {"harness/race": "1"}}})
+        return obj
+
+    g = guard(kube)
+    monkeypatch.setattr(kube, "get", racy_get)
+    g.set_extended_capacity(CPU_NODE, "nvidia.com/gpu", 3)
+    monkeypatch.setattr(kube, "get", real_get)
+    assert raced and snapshot(kube, CPU_NODE)["allocatable"]["nvidia.com/gpu"] == "3"
+    assert g.restore_all() == []
+    kube.patch("v1", "Node", CPU_NODE, None, {"metadata": {"labels": {"harness/race": None}}})
+    assert snapshot(kube, CPU_NODE) == before

@@ -270,9 +270,7 @@ class NodeGuard:
                                     subresource)
                     return
                 except KubeApiError as exc:
-                    conflict = exc.status == 409 or (patch_type == "json" and exc.status == 422
-                                                      and "test" in str(exc).lower())
-                    if not conflict or attempt == CONFLICT_RETRIES:
+                    if not self._conflict(exc, node, obj) or attempt == CONFLICT_RETRIES:
                         raise
             # unreachable: the loop returns or raises
 
@@ -305,9 +303,18 @@ class NodeGuard:
                                 subresource)
                 return
             except KubeApiError as exc:
-                conflict = exc.status == 409 or (patch_type == "json" and exc.status == 422)
-                if not conflict or attempt == CONFLICT_RETRIES:
+                if not self._conflict(exc, undo.node, obj) or attempt == CONFLICT_RETRIES:
                     raise
+
+    def _conflict(self, exc: KubeApiError, node: str, seen: Obj) -> bool:
+        """Did the node change under us? 409 says so; a failed JSON-patch `test` on resourceVersion is
+        reported as 409, 422 or 400 depending on the server, so those count when the version moved."""
+        if exc.status == 409:
+            return True
+        if exc.status not in (400, 422):
+            return False
+        now = self.kube.get("v1", "Node", node)
+        return now is not None and now["metadata"].get("resourceVersion") != seen["metadata"].get("resourceVersion")
 
     def _verify(self, undo: _Undo) -> str | None:
         obj = self._read(undo.node)
