@@ -217,3 +217,18 @@ def test_capacity_patch_retries_when_the_node_moves_between_read_and_patch(kube:
     assert g.restore_all() == []
     kube.patch("v1", "Node", CPU_NODE, None, {"metadata": {"labels": {"harness/race": None}}})
     assert snapshot(kube, CPU_NODE) == before
+
+
+def test_nested_guards_of_one_run_share_the_lease(kube: Kube) -> None:
+    before = snapshot(kube, CPU_NODE)
+    session, per_test = guard(kube, "run-n"), guard(kube, "run-n")
+    session.add_label(CPU_NODE, "harness/session", "1")
+    per_test.add_taint(CPU_NODE, TAINT)
+    lease = ("coordination.k8s.io/v1", "Lease", f"harness-node-{CPU_NODE}", "default")
+    assert per_test.restore_all() == []
+    assert kube.get(*lease) is not None  # the session still holds the node
+    with pytest.raises(UsageError, match="run-n"):
+        guard(kube, "run-other").add_label(CPU_NODE, "harness/x", "1")
+    assert session.restore_all() == []
+    assert kube.get(*lease) is None
+    assert snapshot(kube, CPU_NODE) == before

@@ -28,6 +28,9 @@ from harness.kube.retry import KubeApiError
 Obj = dict[str, Any]
 
 CONFLICT_RETRIES = 5
+# Guards of one run in one process share node leases (same holder): count them, release with the last.
+_HELD: dict[tuple[str, str, str], int] = {}
+_HELD_LOCK = threading.Lock()
 LEASE_SECONDS = 900
 
 
@@ -139,9 +142,17 @@ class NodeGuard:
             for node in list(self._leases):
                 if any(u.node == node for u in self._undo):
                     continue  # keep the lease on a node we could not restore: others must not assume it clean
+                key = self._lease_key(node)
                 try:
-                    self.kube.delete("coordination.k8s.io/v1", "Lease", self._lease_name(node),
-                                     self.lease_namespace, wait=False)
+                    with _HELD_LOCK:
+                        last = _HELD.get(key, 1) <= 1
+                    if last:  # another guard of this run (e.g. a test's, inside the session's) still holds it
+                        self.kube.delete("coordination.k8s.io/v1", "Lease", self._lease_name(node),
+                                         self.lease_namespace, wait=False)
+                    with _HELD_LOCK:
+                        _HELD[key] = _HELD.get(key, 1) - 1
+                        if _HELD[key] <= 0:
+                            del _HELD[key]
                     self._leases.remove(node)
                 except Exception as exc:
                     problems.append(f"releasing the lease of node {node} failed: {exc}")
@@ -213,6 +224,12 @@ class NodeGuard:
                             {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
                              "spec": body["spec"]})
         self._leases.append(node)
+        with _HELD_LOCK:
+            key = self._lease_key(node)
+            _HELD[key] = _HELD.get(key, 0) + 1
+
+    def _lease_key(self, node: str) -> tuple[str, str, str]:
+        return self.lease_namespace, self._lease_name(node), self.owner
 
     def _install(self) -> None:
         if not self._atexit:
