@@ -526,3 +526,35 @@ def test_read_only_resources_refuse_writes(sim_api: SimApi) -> None:
     code, _, body = raw(sim_api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                         {"metadata": {"name": "x.example.com"}})
     assert code == 405 and body["reason"] == "MethodNotAllowed"
+
+
+def test_keep_alive_survives_an_error_before_the_body_was_read(sim_api: SimApi) -> None:
+    import http.client
+
+    sim_api.faults.fail_next("create", "configmaps", code=500)
+    conn = http.client.HTTPConnection("127.0.0.1", sim_api.server.port, timeout=10)
+    try:
+        body = json.dumps({"metadata": {"name": "k1"}})
+        for expected in (500, 201):  # the same connection: the first body must not leak into the second request
+            conn.request("POST", "/api/v1/namespaces/default/configmaps", body,
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == expected
+        conn.request("POST", "/api/v1/namespaces/default/nosuchthings", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 404
+        conn.request("GET", "/api/v1/namespaces/default/configmaps/k1")
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read())["metadata"]["name"] == "k1"
+    finally:
+        conn.close()
+
+
+def test_protobuf_bodies_are_refused_with_415(sim_api: SimApi) -> None:
+    req = urllib.request.Request(sim_api.url + "/api/v1/namespaces", data=b"k8s\x00\n\x0b", method="POST",
+                                 headers={"Content-Type": "application/vnd.kubernetes.protobuf"})
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=10)
+    assert exc.value.code == 415 and json.loads(exc.value.read())["reason"] == "UnsupportedMediaType"

@@ -137,9 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             raise ApiError(413, "RequestEntityTooLarge", "the request body is too large")
         raw = self.rfile.read(length) if length else b""
+        self._body_read = True
         if not raw:
             return None
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+            # no protobuf/CBOR codec here: 415 makes client-go fall back to JSON, as for a server without them
+            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
+                           'accepted media types include: application/json, application/yaml')
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
             import yaml  # only for the rare YAML body
 
@@ -149,15 +154,33 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise ApiError(400, "BadRequest", f"the body of the request could not be decoded as JSON: {exc}") from None
 
+    def _drain_body(self) -> None:
+        """An error answered before the handler read the body (an injected fault, a 404) must still
+        consume it: on a kept-alive connection the unread bytes would be parsed as the next request."""
+        if getattr(self, "_body_read", False):
+            return
+        self._body_read = True
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
+        elif length > MAX_BODY:
+            self.close_connection = True
+
     def _dispatch(self) -> None:
+        self._body_read = False
         try:
             self._handle()
         except ApiError as err:
+            self._drain_body()
             self._send_error(err)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception as exc:  # a bug in the sim must look like an apiserver 500, not a dropped socket
             log.exception("sim API internal error on %s %s", self.command, self.path)
+            self._drain_body()
             self._send_error(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch

@@ -251,6 +251,11 @@ class MemoryStore:
             meta["resourceVersion"] = self._next_rv()
             self._bucket(rt)[key] = new
             self._commit("ADDED", rt, None, copy.deepcopy(new))
+            if self._owners_gone(new):
+                # What the garbage collector does with a dependent whose owners no longer exist
+                # (a controller that created it from a stale view of a just-deleted owner).
+                self._delete_one(rt, key, new)
+                self._cascade(new)
             if rt.kind == "Namespace":
                 # what the serviceaccount controller does for every new namespace
                 self.create({"apiVersion": "v1", "kind": "ServiceAccount",
@@ -410,6 +415,16 @@ class MemoryStore:
             ns, name = key
             for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:
                 del self._logs[log_key]
+
+    def _owners_gone(self, obj: Obj) -> bool:
+        refs = [r for r in obj["metadata"].get("ownerReferences") or [] if isinstance(r, dict) and r.get("uid")]
+        if not refs:
+            return False
+        wanted = {r["uid"] for r in refs}
+        for rt in STORED:
+            if any(o["metadata"].get("uid") in wanted for o in self._bucket(rt).values()):
+                return False
+        return True
 
     def _cascade(self, root: Obj) -> None:
         """Delete dependents of `root` (and theirs); a Namespace takes all its objects with it."""
