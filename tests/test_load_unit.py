@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main
 from harness.errors import UsageError
 from harness.load import LoadSpec, run_load
-from harness.load.engine import Coordinator, plan_workers
+from harness.load.engine import Coordinator, more_workers, plan_workers
 from harness.load.histogram import encode, merge_encoded, new_histogram, record_seconds, summary_ms
 from harness.load.perf_analyzer import input_data, parse_csv, perf_analyzer_args
 from harness.load.spec import parse_endpoint
@@ -206,6 +206,23 @@ def test_worker_count_follows_the_load() -> None:
     assert plan_workers(LoadSpec(**base, mode="closed", concurrency=8), cpus=8) == 1
 
 
+def test_more_workers_only_when_the_client_is_late_and_busy() -> None:
+    spec = LoadSpec(endpoint="http://127.0.0.1:1", model="m", rate=100.0, duration_s=1.0)
+    coordinator = Coordinator(spec, workers=1)
+    for index in range(3):
+        coordinator.on_window(_record(0, index, 100, {}, late=5))
+    late = coordinator.result([])
+    assert late.late_send_fraction == pytest.approx(0.05)
+    late.client_cpu_ms_per_request = 8.0  # 100 req/s x 8 ms = 0.8 of a core
+    assert more_workers(late, workers=1, cpus=4) == 2
+    assert more_workers(late, workers=4, cpus=4) is None  # no CPU left to spread over
+    late.client_cpu_ms_per_request = 1.0  # 0.1 of a core: the machine, not the client, was slow
+    assert more_workers(late, workers=1, cpus=4) is None
+    late.client_cpu_ms_per_request = 8.0
+    late.late_sends = 0
+    assert more_workers(late, workers=1, cpus=4) is None
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -222,6 +239,25 @@ def test_spec_validation_names_the_field(kwargs: dict[str, object], field: str) 
     args: dict[str, object] = {"endpoint": "http://127.0.0.1:1", "model": "m", **kwargs}
     with pytest.raises(UsageError, match=field.replace("[", r"\[").replace("]", r"\]")):
         LoadSpec(**args).validate()  # type: ignore[arg-type]
+
+
+def test_spec_from_profile() -> None:
+    from harness.config import parse_profile
+
+    profile = parse_profile({
+        "servers": [{"name": "cpu", "gpus": 0}],
+        "models": [{"name": "iris", "storage_uri": "gs://x", "requirements": ["sklearn"],
+                    "input": {"name": "predict", "shape": [1, 4], "data": [1, 2, 3, 4]}}],
+        "cluster": {"nodes": {"gpu_workers": []}},
+        "load": {"mode": "closed", "concurrency": 3, "duration_s": 4, "window_s": 9, "protocol": "grpc"},
+    }, "p.yaml")
+    spec = LoadSpec.from_profile(profile, "iris", "127.0.0.1:9500")
+    assert spec.mode == "closed" and spec.concurrency == 3 and spec.rate is None
+    assert spec.protocol == "grpc" and spec.window_s == 4  # a window never exceeds the duration
+    assert spec.inputs == [{"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]
+    assert spec.timeout_s == profile.timeouts.request_s
+    with pytest.raises(UsageError, match="no model named 'nope'"):
+        LoadSpec.from_profile(profile, "nope", "127.0.0.1:9500")
 
 
 def test_endpoint_forms() -> None:

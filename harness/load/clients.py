@@ -139,6 +139,11 @@ class _HttpConnection(asyncio.Protocol):
             self._finish("timeout", reusable=False)
 
     def data_received(self, data: bytes) -> None:
+        if self.callback is None:
+            # Bytes nobody asked for (a late answer after a timeout): the connection is out of step.
+            if self.transport is not None:
+                self.transport.close()
+            return
         self.buffer += data
         if self.need < 0:
             end = self.buffer.find(b"\r\n\r\n")

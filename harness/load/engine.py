@@ -25,6 +25,10 @@ PER_WORKER_CONCURRENCY = 128
 # Spawned workers need a moment to import and connect before the shared start time.
 WORKER_START_TIMEOUT_S = 60.0
 START_MARGIN_S = 0.05
+# Open loop: more late sends than this, with the client busier than this share of a core per
+# worker, means the client is the bottleneck and needs more processes.
+LATE_FRACTION_LIMIT = 0.01
+BUSY_CORE_FRACTION = 0.6
 
 
 def plan_workers(spec: LoadSpec, cpus: int | None = None) -> int:
@@ -241,16 +245,47 @@ def _run_in_workers(spec: LoadSpec, coordinator: Coordinator, workers: int) -> l
     return [summaries[i] for i in sorted(summaries)]
 
 
+def more_workers(result: LoadResult, workers: int, cpus: int) -> int | None:
+    """A larger worker count when the client itself could not keep the open-loop schedule, else None.
+
+    Late sends alone do not prove the client is short of CPU (a busy machine delays wake-ups too),
+    so the client's own CPU use must also be high: above `BUSY_CORE_FRACTION` of a core per worker.
+    """
+    if result.mode != "open" or not result.complete or result.late_send_fraction <= LATE_FRACTION_LIMIT:
+        return None
+    if workers >= cpus:
+        return None
+    cores_per_worker = result.client_cpu_ms_per_request * result.achieved_rate_rps / 1000.0 / workers
+    if cores_per_worker < BUSY_CORE_FRACTION:
+        return None
+    return min(cpus, workers * 2)
+
+
+def _measure(spec: LoadSpec, workers: int) -> LoadResult:
+    coordinator = Coordinator(spec, workers)
+    summaries = _run_in_process(spec, coordinator) if workers == 1 else _run_in_workers(spec, coordinator, workers)
+    return coordinator.result(summaries)
+
+
 def run_load(spec: LoadSpec, progress: Callable[[str], None] | None = None) -> LoadResult:
     """Measure latency as `spec` says. Never raises for server-side trouble: errors are counted
-    and a dead server ends the run with `complete=False` and the partial figures."""
+    and a dead server ends the run with `complete=False` and the partial figures.
+
+    With `spec.workers` unset, a run whose client could not keep the schedule (late sends while the
+    client was busy) is measured once more with twice the worker processes, and that run is reported.
+    """
     spec.validate()
     workers = plan_workers(spec)
     if spec.mode == "closed":
         assert spec.concurrency is not None
         workers = min(workers, spec.concurrency)
-    coordinator = Coordinator(spec, workers)
     if progress is not None:
         progress(f"load: {spec.mode} loop, {workers} worker(s), {spec.protocol} {spec.endpoint} model {spec.model}")
-    summaries = _run_in_process(spec, coordinator) if workers == 1 else _run_in_workers(spec, coordinator, workers)
-    return coordinator.result(summaries)
+    result = _measure(spec, workers)
+    bigger = more_workers(result, workers, os.cpu_count() or 1) if spec.workers is None else None
+    if bigger is not None:
+        if progress is not None:
+            late = f"{result.late_send_fraction:.1%}"
+            progress(f"load: {late} late sends with a busy client; measuring again with {bigger} workers")
+        result = _measure(spec, bigger)
+    return result

@@ -107,6 +107,7 @@ class Worker:
         self.drained: asyncio.Event | None = None
         self.last_ok = plan.start_at
         self.conn_streak = 0
+        self.conn_kind = "connection_error"
         self.measured = 0
         self.cpu_start: float | None = None
         self.cpu_end: float | None = None
@@ -156,6 +157,7 @@ class Worker:
             self.conn_streak = 0
         elif kind in CONNECTION_KINDS:
             self.conn_streak += 1
+            self.conn_kind = kind
             self._check_dead(now, kind)
         if not self.open_loop and not self.stopping:
             # The stop request is polled by the ticker: cheaper than asking it on every completion.
@@ -227,7 +229,7 @@ class Worker:
         if not self.stopping and (now >= self.hard_end or self.should_stop()):
             self._stop(now)
         if self.conn_streak:
-            self._check_dead(now, "connection_error")
+            self._check_dead(now, self.conn_kind)
         self._try_emit(now)
 
     async def _ticker(self) -> None:

@@ -1,0 +1,239 @@
+"""`python -m harness.load.bench --out docs/benchmarks.md`: the harness against wrk on loopback MLServer.
+
+Measures, in one run and interleaved (wrk, harness, wrk, harness, ...) so that drifting machine load
+hits both alike: max throughput at concurrency 8 (ratio harness/wrk), p50 at one connection
+(harness - wrk) and open-loop accuracy at half of capacity (achieved/offered, late sends).
+Not a timed test; the figures depend on the machine and are written with its description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from harness.load.clients import json_body
+from harness.load.engine import run_load
+from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec
+from harness.localserver import MLServerProcess, train_iris
+
+TARGET_RATIO = 0.9
+TARGET_P50_OVERHEAD_MS = 0.5
+TARGET_RATE_ERROR = 0.01
+TARGET_LATE = 0.01
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Requests/sec and the --latency distribution from wrk's text output."""
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if found is None:
+        raise ValueError(f"no Requests/sec in wrk output: {output[-300:]!r}")
+    rps = float(found.group(1))
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return WrkResult(
+        rps=rps,
+        p50_ms=_ms(p50.group(1)) if p50 else 0.0,
+        p99_ms=_ms(p99.group(1)) if p99 else 0.0,
+        errors=int(errors.group(1)) if errors else 0,
+    )
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+    args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 30, check=True)
+    return parse_wrk(proc.stdout)
+
+
+def _wrk_script(path: Path, model: str) -> Path:
+    body = json_body([dict(DEFAULT_INPUT)]).decode()
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{body}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Seldon-Model"] = "{model}"\n'
+    )
+    return path
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _closed(url: str, concurrency: int, seconds: float, warmup: float, protocol: str = "http") -> LoadResult:
+    return run_load(LoadSpec(endpoint=url, model="iris", protocol=protocol, mode="closed",  # type: ignore[arg-type]
+                             concurrency=concurrency, duration_s=seconds, warmup_s=warmup, workers=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.load.bench", description=__doc__)
+    parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure (median taken)")
+    args = parser.parse_args(argv)
+    seconds, rounds, warmup = args.seconds, args.rounds, 1.0
+    wrk = shutil.which("wrk")
+    lines: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        models = Path(tmp) / "models"
+        train_iris(models / "iris")
+        server = MLServerProcess(Path(tmp) / "srv", models_dir=models, parallel_workers=0)
+        server.start(timeout=120)
+        try:
+            url = f"{server.http_url}/v2/models/iris/infer"
+            script = _wrk_script(Path(tmp) / "post.lua", "iris")
+            load_before = os.getloadavg()
+            # Warm the server once so the first measured figure is not a cold start.
+            _closed(server.http_url, 8, 1.0, 0.5)
+
+            tput_h: list[float] = []
+            tput_w: list[float] = []
+            cpu_h: list[float] = []
+            p50_h: list[float] = []
+            p50_w: list[float] = []
+            for _ in range(rounds):
+                if wrk:
+                    tput_w.append(run_wrk(wrk, url, script, 8, seconds).rps)
+                r = _closed(server.http_url, 8, seconds, warmup)
+                tput_h.append(r.throughput_rps)
+                cpu_h.append(r.client_cpu_ms_per_request)
+            for _ in range(rounds):
+                if wrk:
+                    p50_w.append(run_wrk(wrk, url, script, 1, seconds).p50_ms)
+                p50_h.append(_closed(server.http_url, 1, seconds, warmup).latency_ms["p50"])
+            grpc = _closed(server.grpc_address, 8, seconds, warmup, protocol="grpc")
+
+            capacity = statistics.median(tput_w) if tput_w else statistics.median(tput_h)
+            rate = round(capacity * 0.5, 1)
+            open_runs = [
+                run_load(LoadSpec(endpoint=server.http_url, model="iris", rate=rate, duration_s=seconds,
+                                  warmup_s=warmup, workers=1))
+                for _ in range(rounds)
+            ]
+            load_after = os.getloadavg()
+        finally:
+            server.stop()
+
+    med = statistics.median
+    h_tput, h_p50 = med(tput_h), med(p50_h)
+    achieved = med(r.achieved_rate_rps for r in open_runs)
+    late = med(r.late_send_fraction for r in open_runs)
+    rate_error = abs(achieved - rate) / rate
+
+    lines += [
+        "# Latency engine benchmark",
+        "",
+        "Written by `make bench` (`python -m harness.load.bench --out docs/benchmarks.md`). MLServer "
+        f"{_version('mlserver')} serves the iris sklearn model on 127.0.0.1 with `parallel_workers=0`; "
+        "the harness (one worker process, HTTP unless noted) and `wrk` take turns against it, "
+        f"{rounds} interleaved rounds of {seconds:g} s each (medians shown), 1 s warm-up per harness run.",
+        "",
+        "## Machine",
+        "",
+        f"- CPUs: {os.cpu_count()} x {_cpu_model()}",
+        f"- load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+        "(anything above the CPU count means other work shared the machine and the figures are noisy)",
+        f"- Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"- mlserver {_version('mlserver')}, uvloop {_version('uvloop')}, grpcio {_version('grpcio')}, "
+        f"hdrhistogram {_version('hdrhistogram')}, wrk {'4.x at ' + wrk if wrk else 'not installed'}",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "## Results",
+        "",
+        "| figure | harness | wrk | result | target | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    if wrk:
+        w_tput, w_p50 = med(tput_w), med(p50_w)
+        ratio = h_tput / w_tput
+        overhead = h_p50 - w_p50
+        lines += [
+            f"| max throughput, concurrency 8 (req/s) | {h_tput:.0f} | {w_tput:.0f} | ratio {ratio:.2f} "
+            f"| >= {TARGET_RATIO} | {verdict(ratio >= TARGET_RATIO)} |",
+            f"| p50 at one connection (ms) | {h_p50:.3f} | {w_p50:.3f} | overhead {overhead:+.3f} ms "
+            f"| <= {TARGET_P50_OVERHEAD_MS} ms | {verdict(overhead <= TARGET_P50_OVERHEAD_MS)} |",
+        ]
+    else:
+        lines += [
+            f"| max throughput, concurrency 8 (req/s) | {h_tput:.0f} | skipped | - | - | wrk not installed "
+            "(`apt-get install -y wrk`) |",
+            f"| p50 at one connection (ms) | {h_p50:.3f} | skipped | - | - | wrk not installed |",
+        ]
+    lines += [
+        f"| open loop at 50 % of capacity: achieved / offered ({rate:g} req/s) | {achieved:.1f} | - "
+        f"| {achieved / rate:.4f} | within {TARGET_RATE_ERROR:.0%} | {verdict(rate_error <= TARGET_RATE_ERROR)} |",
+        f"| open loop late sends (> 1 ms after intended) | {late:.2%} | - | - | < {TARGET_LATE:.0%} "
+        f"| {verdict(late < TARGET_LATE)} |",
+        "",
+        "## Detail",
+        "",
+        f"- harness throughput per round (c=8): {', '.join(f'{v:.0f}' for v in tput_h)} req/s; "
+        f"wrk: {', '.join(f'{v:.0f}' for v in tput_w) or 'skipped'}",
+        f"- harness p50 per round (c=1): {', '.join(f'{v:.3f}' for v in p50_h)} ms; "
+        f"wrk: {', '.join(f'{v:.3f}' for v in p50_w) or 'skipped'}",
+        f"- harness client CPU per request (HTTP, c=8): {med(cpu_h):.3f} ms",
+        f"- gRPC (grpc.aio, pre-serialised requests), c=8: {grpc.throughput_rps:.0f} req/s, p50 "
+        f"{grpc.latency_ms['p50']:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
+        "- open loop runs: " + "; ".join(
+            f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms['p50']:.2f} ms, "
+            f"p99 {r.latency_ms['p99']:.2f} ms" for r in open_runs),
+        "",
+        "Client and server share the same CPUs here, so every millisecond of client CPU is taken from the "
+        "server; that, not the network, is why a cheaper client shows higher throughput.",
+        "",
+    ]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
