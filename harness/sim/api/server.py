@@ -76,10 +76,10 @@ def parse_route(parts: list[str]) -> Route | Obj | None:
         return discovery.resource_list(group, version)
     if rest[0] == "namespaces" and len(rest) >= 3:
         rt = by_plural(group, version, rest[2])
-        if rt is not None and rt.namespaced and len(rest) <= 5:
+        if rt is not None and rt.namespaced and len(rest) <= 5 and (len(rest) < 5 or rest[4] in rt.subresources):
             return Route(rt, rest[1], rest[3] if len(rest) > 3 else None, rest[4] if len(rest) > 4 else None)
     rt = by_plural(group, version, rest[0])
-    if rt is None or len(rest) > 3:
+    if rt is None or len(rest) > 3 or (len(rest) == 3 and rest[2] not in rt.subresources):
         return None
     return Route(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
 
