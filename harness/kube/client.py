@@ -37,6 +37,10 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink")
 
 
+LIST_PAGE = 500
+MAX_PAGES = 1000
+
+
 def api_path(api_version: str) -> str:
     return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
 
@@ -183,14 +187,24 @@ class Kube:
                           label_selector: str | None = None,
                           field_selector: str | None = None) -> tuple[ObjList, str]:
         """Items (with apiVersion/kind filled in, as kubectl shows them) and the list's resourceVersion."""
-        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
-        body = self._json("GET", self.path(api_version, kind, namespace), query, idempotent=True) or {}
+        query: dict[str, Any] = {"labelSelector": label_selector, "fieldSelector": field_selector,
+                                 "limit": LIST_PAGE}
+        path = self.path(api_version, kind, namespace)
         items: ObjList = []
-        for item in body.get("items") or []:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", kind)
-            items.append(item)
-        return items, str((body.get("metadata") or {}).get("resourceVersion", ""))
+        version = ""
+        for page in range(MAX_PAGES):  # big clusters answer in pages; the bound keeps a broken server finite
+            body = self._json("GET", path, query, idempotent=True) or {}
+            meta = body.get("metadata") or {}
+            if page == 0:
+                version = str(meta.get("resourceVersion", ""))
+            for item in body.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            if not meta.get("continue"):
+                break
+            query["continue"] = meta["continue"]
+        return items, version
 
     def list(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None,
              field_selector: str | None = None) -> ObjList:
