@@ -69,6 +69,7 @@ class _Backend:
     restarts: int = 0
     closing: bool = False
     busy: int = 0  # tasks queued or running on the worker
+    log_offset: int = 0  # how much of the MLServer log has been copied into the pod log
 
 
 class DataPlane:
@@ -80,8 +81,8 @@ class DataPlane:
         *,
         enabled: bool = True,
         notify: Callable[[], None] | None = None,
-        start_timeout_s: float = 60.0,
-        load_timeout_s: float = 60.0,
+        start_timeout_s: float = 120.0,
+        load_timeout_s: float = 120.0,
     ) -> None:
         self.workdir = Path(workdir)
         self.enabled = enabled
@@ -158,6 +159,25 @@ class DataPlane:
     def pending(self) -> bool:
         with self._lock:
             return any(b.busy for b in self._backends.values())
+
+    def drain_logs(self, limit: int = 64 * 1024) -> list[tuple[PodRef, str]]:
+        """New MLServer output per pod since the last call (at most `limit` bytes each), so the pod's
+        container log shows what the real server printed."""
+        with self._lock:
+            backends = [b for b in self._backends.values() if b.process is not None and not b.closing]
+        out: list[tuple[PodRef, str]] = []
+        for backend in backends:
+            assert backend.process is not None
+            try:
+                with backend.process.log_path.open("rb") as fh:
+                    fh.seek(backend.log_offset)
+                    chunk = fh.read(limit)
+            except OSError:
+                continue
+            if chunk:
+                backend.log_offset += len(chunk)
+                out.append((backend.pod, chunk.decode("utf-8", "replace")))
+        return out
 
     def take_crashes(self) -> list[tuple[PodRef, str, str]]:
         """Crashes seen since the last call: (pod, message, MLServer log tail). Each restarted the container."""

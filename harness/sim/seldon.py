@@ -256,6 +256,9 @@ class SeldonController:
         self._publish_mesh(store)
         servers = self._reconcile_servers(store)
         self._reconcile_models(store, servers)
+        # MLServer output first, so a crash's last lines land in the log that the restart rotates away.
+        for pod_ref, text in self.dataplane.drain_logs():
+            store.append_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type, text)
         self._report_crashes(store)
         self.dataplane.check_processes()
         if self.dataplane.pending():
@@ -492,7 +495,7 @@ class SeldonController:
 
     # --- crashes -----------------------------------------------------------------------------
     def _report_crashes(self, store: Store) -> None:
-        for pod_ref, message, tail in self.dataplane.take_crashes():
+        for pod_ref, message, _tail in self.dataplane.take_crashes():
             pod = store.get("v1", "Pod", pod_ref.name, pod_ref.namespace)
             if pod is None:
                 continue
@@ -506,9 +509,9 @@ class SeldonController:
             if statuses:
                 status["containerStatuses"] = statuses
                 _write_status(store, pod, status)
-            # The dead process's last lines become the `--previous` log, as after a real restart.
+            # The dead process's output becomes the `--previous` log, as after a real restart.
             cname = pod_ref.server_type
-            store.append_log(pod_ref.namespace, pod_ref.name, cname, f"{tail}\n{message}\n")
+            store.append_log(pod_ref.namespace, pod_ref.name, cname, f"sim: {message}\n")
             store.rotate_log(pod_ref.namespace, pod_ref.name, cname)
             store.append_log(pod_ref.namespace, pod_ref.name, cname, "sim: MLServer restarted; reloading models\n")
             store.record_event(pod, "Started", f"Started container {pod_ref.server_type} after a crash: {message}",
