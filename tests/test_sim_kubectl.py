@@ -188,3 +188,17 @@ spec:
     assert cells[1] == "LoadBalancer" and cells[2].startswith("10.96.") and cells[3] == "<pending>"
     assert cells[4].startswith("80:3") and cells[4].endswith("/TCP")
     assert kubectl(sim, "apply", "-f", str(manifest)).stdout.count(" unchanged") == 4  # allocations survive apply
+
+
+def test_imperative_create_namespace_and_configmap(sim: SimApi) -> None:
+    # kubectl's generators send protobuf bodies; the sim decodes these two kinds
+    assert "namespace/team-x created" in kubectl(sim, "create", "namespace", "team-x").stdout
+    assert kubectl(sim, "get", "serviceaccount", "default", "-n", "team-x", "-o", "name").stdout.strip() == (
+        "serviceaccount/default")
+    kubectl(sim, "create", "configmap", "conf", "-n", "team-x", "--from-literal=a=1", "--from-literal=b=two")
+    cm = sim.store.get("v1", "ConfigMap", "conf", "team-x")
+    assert cm is not None and cm["data"] == {"a": "1", "b": "two"}
+    kubectl(sim, "label", "namespace", "team-x", "run=abc")
+    assert kubectl(sim, "get", "ns", "-l", "run=abc", "-o", "name").stdout.strip() == "namespace/team-x"
+    assert 'namespace "team-x" deleted' in kubectl(sim, "delete", "namespace", "team-x").stdout
+    assert sim.store.get("v1", "ConfigMap", "conf", "team-x") is None

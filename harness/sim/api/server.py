@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery
+from harness.sim.api import discovery, protobuf
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
 from harness.sim.api.tables import to_table
@@ -141,8 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw:
             return None
         ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(raw)
+            except protobuf.Unsupported:
+                pass
         if ctype in ("application/vnd.kubernetes.protobuf", "application/cbor"):
-            # no protobuf/CBOR codec here: 415 makes client-go fall back to JSON, as for a server without them
+            # no general protobuf/CBOR codec here (see protobuf.py): kubectl's -f paths send JSON
             raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
                            'accepted media types include: application/json, application/yaml')
         if ctype in ("application/yaml", "application/apply-patch+yaml"):

@@ -421,10 +421,7 @@ class MemoryStore:
         if not refs:
             return False
         wanted = {r["uid"] for r in refs}
-        for rt in STORED:
-            if any(o["metadata"].get("uid") in wanted for o in self._bucket(rt).values()):
-                return False
-        return True
+        return not any(o["metadata"].get("uid") in wanted for rt in STORED for o in self._bucket(rt).values())
 
     def _cascade(self, root: Obj) -> None:
         """Delete dependents of `root` (and theirs); a Namespace takes all its objects with it."""
