@@ -125,7 +125,8 @@ def gone(pod: Obj | None) -> bool:
 
 def pod_body(name: str, *, tolerations: list[Obj] | None = None, node_selector: dict[str, str] | None = None,
              affinity: Obj | None = None, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None,
-             init_requests: dict[str, str] | None = None, node_name: str | None = None, **spec: Any) -> Obj:
+             init_requests: dict[str, str] | None = None, node_name: str | None = None,
+             labels: dict[str, str] | None = None, **spec: Any) -> Obj:
     container: Obj = {"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}
     if requests or limits:
         container["resources"] = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
@@ -142,6 +143,8 @@ def pod_body(name: str, *, tolerations: list[Obj] | None = None, node_selector: 
         body["spec"]["affinity"] = affinity
     if node_name:
         body["spec"]["nodeName"] = node_name
+    if labels:
+        body["metadata"]["labels"] = labels
     return body
 
 
@@ -173,6 +176,11 @@ def expr(key: str, op: str, *values: str) -> Obj:
     if values:
         e["values"] = list(values)
     return e
+
+
+def pod_affinity(kind: str, match: dict[str, str], key: str = "kubernetes.io/hostname") -> Obj:
+    return {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": match}, "topologyKey": key}]}}
 
 
 GPU_TAINT = {"key": "seldon-gpu-srv", "value": "true", "effect": "NoSchedule"}
@@ -277,6 +285,26 @@ CASES = [
     Case("selector-and-affinity-both-apply",
          [node("n1", labels={"pool": "x", "zone": "a"}), node("n2", labels={"pool": "x", "zone": "b"})],
          pod_body("p", node_selector={"pool": "x"}, affinity=affinity([expr("zone", "NotIn", "a")])), "n2"),
+    # --- inter-pod affinity (required terms) ---
+    Case("pod-anti-affinity-spreads", [node("n1"), node("n2")],
+         pod_body("p", labels={"app": "web"}, affinity=pod_affinity("podAntiAffinity", {"app": "web"})),
+         existing=[pod_body("first", labels={"app": "web"}, node_name="n1")], expect_node="n2"),
+    Case("pod-anti-affinity-nowhere", [node("n1")],
+         pod_body("p", affinity=pod_affinity("podAntiAffinity", {"app": "web"})),
+         existing=[pod_body("first", labels={"app": "web"})],
+         expect_message="0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules. preemption: "
+                        "0/1 nodes are available: 1 No preemption victims found for incoming pod.."),
+    Case("pod-affinity-follows", [node("n1"), node("n2")],
+         pod_body("p", affinity=pod_affinity("podAffinity", {"app": "db"})),
+         existing=[pod_body("first", labels={"app": "db"}, node_name="n2")], expect_node="n2"),
+    Case("pod-affinity-unmet", [node("n1"), node("n2")],
+         pod_body("p", affinity=pod_affinity("podAffinity", {"app": "db"})),
+         expect_message=not_helpful(2, "2 node(s) didn't match pod affinity rules")),
+    Case("pod-affinity-first-of-group", [node("n1")],
+         pod_body("p", labels={"app": "grp"}, affinity=pod_affinity("podAffinity", {"app": "grp"})), "n1"),
+    Case("existing-pod-anti-affinity", [node("n1"), node("n2")], pod_body("p", labels={"app": "x"}),
+         existing=[pod_body("first", node_name="n1", affinity=pod_affinity("podAntiAffinity", {"app": "x"}))],
+         expect_node="n2"),
     # --- resource fit ---
     Case("cpu-fit", [node("n1", cpu="1"), node("n2", cpu="4")], pod_body("p", requests={"cpu": "2"}), "n2"),
     Case("cpu-millicores", [node("n1", cpu="500m"), node("n2", cpu="2")],

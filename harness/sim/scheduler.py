@@ -24,8 +24,12 @@ pod" (the sim has no lower-priority victims); that is why real events end in "..
 against kubernetes/kubernetes (plugins tainttoleration, nodeaffinity, nodeunschedulable,
 noderesources/fit.go, framework/types.go, framework/preemption) and events captured from clusters.
 
-Known simplifications: no preemption (higher-priority pods do not evict others), no pod
-(anti-)affinity or topology spread, no volume plugins; scoring is lexicographic rather than a
+After NodeResourcesFit comes InterPodAffinity (required terms): "node(s) didn't match pod affinity
+rules", "node(s) didn't match pod anti-affinity rules", "node(s) didn't satisfy existing pods
+anti-affinity rules".
+
+Known simplifications: no preemption (higher-priority pods do not evict others), no topology
+spread constraints, no preferred pod affinity in scoring, no volume plugins; scoring is lexicographic rather than a
 weighted sum (fewest untolerated PreferNoSchedule taints, highest preferred-affinity weight, least
 allocated with the scheduler's non-zero default requests, then node name).
 """
@@ -52,6 +56,10 @@ REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 # DaemonSet pods are pinned); every other node gets this status without running the filters.
 REASON_PREFILTER_AFFINITY = "node(s) didn't satisfy plugin(s) [NodeAffinity]"
 REASON_AFFINITY_CONFLICT = "pod affinity terms conflict"
+# InterPodAffinity (plugins/interpodaffinity/filtering.go), checked in this order.
+REASON_POD_AFFINITY = "node(s) didn't match pod affinity rules"
+REASON_POD_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
+REASON_EXISTING_ANTI_AFFINITY = "node(s) didn't satisfy existing pods anti-affinity rules"
 NOT_HELPFUL = "Preemption is not helpful for scheduling"
 NO_VICTIMS = "No preemption victims found for incoming pod"
 NO_NODES = "no nodes available to schedule pods"
@@ -300,8 +308,74 @@ def resource_fit(pod_req: dict[str, Fraction], node: Obj, node_pods: Sequence[Ob
     return status
 
 
+# --- inter-pod affinity (required terms only) ---------------------------------------------------------
+
+def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """metav1.LabelSelector: a null selector matches nothing, an empty one everything."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != str(v) for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return all(requirement_matches(e, labels) for e in selector.get("matchExpressions") or [])
+
+
+def _pod_terms(pod: Obj, kind: str) -> list[dict[str, Any]]:
+    section = (_spec(pod).get("affinity") or {}).get(kind) or {}
+    return list(section.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+
+
+def _term_matches(term: dict[str, Any], owner: Obj, target: Obj, ns_labels: dict[str, dict[str, str]]) -> bool:
+    """Does `target` fall under `owner`'s affinity term (namespaces, namespaceSelector, labelSelector)?"""
+    target_ns = str((target.get("metadata") or {}).get("namespace") or "")
+    names = set(term.get("namespaces") or [])
+    ns_selector = term.get("namespaceSelector")
+    if ns_selector is None and not names:
+        names = {str((owner.get("metadata") or {}).get("namespace") or "")}
+    in_ns = target_ns in names or label_selector_matches(ns_selector, ns_labels.get(target_ns, {}))
+    return in_ns and label_selector_matches(term.get("labelSelector"), _labels(target))
+
+
+@dataclass
+class InterPodContext:
+    """Placed pods with their nodes' labels, and namespace labels for namespaceSelector."""
+
+    placed: list[tuple[Obj, dict[str, str]]]
+    ns_labels: dict[str, dict[str, str]]
+
+    def status(self, pod: Obj, node: Obj) -> NodeStatus | None:
+        labels = _labels(node)
+        affinity = _pod_terms(pod, "podAffinity")
+        if affinity:
+            # A pod counts only if it matches every term (updateWithAffinityTerms).
+            matching = [pl for pl in self.placed
+                        if all(_term_matches(t, pod, pl[0], self.ns_labels) for t in affinity)]
+            exists = True
+            for term in affinity:
+                value = labels.get(str(term.get("topologyKey", "")))
+                if value is None:
+                    return NodeStatus([REASON_POD_AFFINITY])
+                if not any(nl.get(str(term.get("topologyKey"))) == value for _, nl in matching):
+                    exists = False
+            # The first pod of a group with affinity to itself may go anywhere with the topology labels.
+            if not exists and not (not matching and all(_term_matches(t, pod, pod, self.ns_labels) for t in affinity)):
+                return NodeStatus([REASON_POD_AFFINITY])
+        for term in _pod_terms(pod, "podAntiAffinity"):
+            key = str(term.get("topologyKey", ""))
+            value = labels.get(key)
+            if value is not None and any(nl.get(key) == value and _term_matches(term, pod, other, self.ns_labels)
+                                         for other, nl in self.placed):
+                return NodeStatus([REASON_POD_ANTI_AFFINITY], resolvable=True)
+        for other, nl in self.placed:
+            for term in _pod_terms(other, "podAntiAffinity"):
+                key = str(term.get("topologyKey", ""))
+                if key in nl and labels.get(key) == nl[key] and _term_matches(term, other, pod, self.ns_labels):
+                    return NodeStatus([REASON_EXISTING_ANTI_AFFINITY], resolvable=True)
+        return None
+
+
 def filter_node(
-    pod: Obj, node: Obj, node_pods: Sequence[Obj], pod_req: dict[str, Fraction] | None = None
+    pod: Obj, node: Obj, node_pods: Sequence[Obj], pod_req: dict[str, Fraction] | None = None,
+    interpod: InterPodContext | None = None,
 ) -> NodeStatus:
     """Run the filter plugins in order; the first failing one decides the node's reasons."""
     spec = _spec(pod)
@@ -316,7 +390,10 @@ def filter_node(
         return NodeStatus([taint_reason(taint)])
     if not matches_node_selector_and_affinity(pod, node):
         return NodeStatus([REASON_AFFINITY])
-    return resource_fit(pod_requests(pod) if pod_req is None else pod_req, node, node_pods)
+    fit = resource_fit(pod_requests(pod) if pod_req is None else pod_req, node, node_pods)
+    if not fit.ok or interpod is None:
+        return fit
+    return interpod.status(pod, node) or fit
 
 
 @dataclass(frozen=True)
@@ -365,13 +442,21 @@ def _score_key(pod: Obj, pod_req: dict[str, Fraction], node: Obj, node_pods: Seq
     return (soft, -preferred_affinity_weight(pod, node), load, node_name_of(node))
 
 
-def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj]) -> Placement:
+def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj],
+             namespace_labels: dict[str, dict[str, str]] | None = None) -> Placement:
     """Pick a node for `pod` given every node and the non-terminated pods already bound."""
     by_node: dict[str, list[Obj]] = {}
     for p in bound_pods:
         name = _spec(p).get("nodeName")
         if name and not is_terminated(p):
             by_node.setdefault(str(name), []).append(p)
+    interpod: InterPodContext | None = None
+    if _pod_terms(pod, "podAffinity") or _pod_terms(pod, "podAntiAffinity") or any(
+            _pod_terms(p, "podAntiAffinity") for pods in by_node.values() for p in pods):
+        node_labels = {node_name_of(n): _labels(n) for n in nodes}
+        interpod = InterPodContext(
+            [(p, node_labels[name]) for name, pods in by_node.items() if name in node_labels for p in pods],
+            namespace_labels or {})
     pod_req = pod_requests(pod)
     statuses: dict[str, NodeStatus] = {}
     feasible: list[Obj] = []
@@ -386,7 +471,7 @@ def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj]) -> Place
         if pinned is not None and name not in pinned:
             statuses[name] = NodeStatus([REASON_PREFILTER_AFFINITY])
             continue
-        status = filter_node(pod, node, by_node.get(name, []), pod_req)
+        status = filter_node(pod, node, by_node.get(name, []), pod_req, interpod)
         if status.ok:
             feasible.append(node)
         else:
@@ -447,6 +532,7 @@ class SchedulerController:
     def reconcile(self, store: Store, now: float) -> float | None:
         nodes = sorted(store.list("v1", "Node"), key=node_name_of)
         pods = store.list("v1", "Pod")
+        ns_labels = {node_name_of(ns): _labels(ns) for ns in store.list("v1", "Namespace")}
         bound = [p for p in pods if _spec(p).get("nodeName") and not is_terminated(p)]
         live: set[str] = set()
         for pod in sorted((p for p in pods if needs_scheduling(p)), key=_queue_key):
@@ -455,7 +541,7 @@ class SchedulerController:
             if _spec(pod).get("schedulingGates"):
                 self._gated(store, pod)
                 continue
-            placement = schedule(pod, nodes, bound)
+            placement = schedule(pod, nodes, bound, ns_labels)
             try:
                 if placement.node is not None:
                     bound.append(self._bind(store, pod, placement.node))
