@@ -61,6 +61,11 @@ def test_start_is_fast_and_writes_a_kubeconfig(tmp_path: Path) -> None:
 def test_context_manager_and_no_restart(tmp_path: Path) -> None:
     with SimCluster(load_profile(PROFILE), tmp_path, mlserver=False) as cluster:
         assert cluster.store.get("v1", "Namespace", "default") is not None
+        # controllers that offer fault hooks got the cluster's Faults (with a store to act on)
+        if any(callable(getattr(c, "register_faults", None)) for c in cluster.controllers):
+            assert cluster.faults.registered()
+        with pytest.raises(LookupError, match="no fault hook 'no_such_fault'"):
+            cluster.faults.trigger("no_such_fault")
     with pytest.raises(RuntimeError):
         cluster.start()
 

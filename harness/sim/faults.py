@@ -12,10 +12,13 @@ API-level faults live here:
 
 Controllers add their own faults through a small registry: a controller calls
 `faults.register("pod_crash", callback)` when it is built, and a test then calls
-`faults.pod_crash(namespace, name)`, which delegates to that callback. Named hooks with wrappers:
+`faults.pod_crash(namespace, name)`, which delegates to that callback. `SimCluster` calls each
+controller's `register_faults(faults)` at start. Named hooks with wrappers here:
 `pod_crash(namespace, pod, container=None)`, `node_not_ready(node)`, `node_ready(node)`,
-`model_load_failure(namespace, model)`, `kill_mlserver(namespace, pod)`. Any other name works through
-`trigger(name, *args, **kwargs)`. An unregistered hook raises `LookupError` naming what is registered.
+`model_load_failure(namespace, model)`, `kill_mlserver(namespace, pod)`. Others registered by the
+controllers (kubelet: `pod_crash_loop`, `end_crash_loop`; Seldon: `clear_model_load_failure`,
+`kill_mlserver_mid_load`) and any future name work through `trigger(name, *args, **kwargs)`;
+`registered()` lists them. An unregistered hook raises `LookupError` naming what is registered.
 """
 
 from __future__ import annotations
