@@ -25,7 +25,38 @@ from pathlib import Path
 from harness.load.clients import json_body
 from harness.load.engine import run_load
 from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec
-from harness.localserver import MLServerProcess, train_iris
+from harness.localserver import MLServerProcess, free_port, train_iris
+
+# A minimal HTTP/1.1 server answering every request at once: it measures the client's own ceiling.
+_ECHO_SERVER = """
+import asyncio, sys
+RESP = (b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buf = transport, b""
+    def data_received(self, data):
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\\r\\n\\r\\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            at = head.find(b"content-length:")
+            size = int(head[at + 15:].split(b"\\r\\n")[0]) if at >= 0 else 0
+            if len(self.buf) < end + 4 + size:
+                return
+            self.buf = self.buf[end + 4 + size:]
+            self.transport.write(RESP)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
 
 TARGET_RATIO = 0.9
 TARGET_P50_OVERHEAD_MS = 0.5
@@ -111,6 +142,26 @@ def _closed(url: str, concurrency: int, seconds: float, warmup: float, protocol:
                              concurrency=concurrency, duration_s=seconds, warmup_s=warmup, workers=1))
 
 
+def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[float, float | None]:
+    """Harness and wrk throughput (c=8) against a server that costs almost nothing."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # "ready": the server is listening
+        url = f"http://127.0.0.1:{port}"
+        harness = _closed(url, 8, seconds, 0.5).throughput_rps
+        other = run_wrk(wrk, url + "/v2/models/iris/infer", script, 8, seconds).rps if wrk else None
+        return harness, other
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.load.bench", description=__doc__)
     parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write")
@@ -159,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             load_after = os.getloadavg()
         finally:
             server.stop()
+        ceiling = _client_ceiling(wrk, script, seconds)
 
     med = statistics.median
     h_tput, h_p50 = med(tput_h), med(p50_h)
@@ -218,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- harness p50 per round (c=1): {', '.join(f'{v:.3f}' for v in p50_h)} ms; "
         f"wrk: {', '.join(f'{v:.3f}' for v in p50_w) or 'skipped'}",
         f"- harness client CPU per request (HTTP, c=8): {med(cpu_h):.3f} ms",
+        f"- client ceiling against a minimal loopback HTTP server (c=8): harness {ceiling[0]:.0f} req/s, wrk "
+        + (f"{ceiling[1]:.0f} req/s" if ceiling[1] is not None else "skipped"),
         f"- gRPC (grpc.aio, pre-serialised requests), c=8: {grpc.throughput_rps:.0f} req/s, p50 "
         f"{grpc.latency_ms['p50']:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
         "- open loop runs: " + "; ".join(
