@@ -71,6 +71,11 @@ def pods(sim: Sim, selector: str) -> list[Obj]:
                   key=lambda p: p["metadata"]["name"])
 
 
+def owner_events(sim: Sim, name: str, reason: str) -> list[str]:
+    return [e.message for e in sim.core.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+            if e.reason == reason]
+
+
 def template(app: str, image: str = "nginx:1.27", **spec: Any) -> Obj:
     return {"metadata": {"labels": {"app": app}},
             "spec": {"containers": [{"name": "c", "image": image}], **spec}}
@@ -112,10 +117,13 @@ def test_statefulset_pods_status_scale_and_update(sim: Sim) -> None:
         assert p["spec"]["hostname"] == f"web-{i}" and p["spec"]["subdomain"] == "web"
         assert {"name": "data", "persistentVolumeClaim": {"claimName": f"data-web-{i}"}} in p["spec"]["volumes"]
         assert p["status"]["phase"] == "Running"
+    assert {"create Pod web-0 in StatefulSet web successful", "create Pod web-2 in StatefulSet web successful"} <= \
+        set(owner_events(sim, "web", "SuccessfulCreate"))
 
     sim.apps.patch_namespaced_stateful_set("web", NS, {"spec": {"replicas": 1}})
     wait_for(sim, sim.apps.list_namespaced_stateful_set, "web", status_is(replicas=1, readyReplicas=1))
     assert [p["metadata"]["name"] for p in pods(sim, "app=web")] == ["web-0"]
+    assert "delete Pod web-2 in StatefulSet web successful" in owner_events(sim, "web", "SuccessfulDelete")
 
     sim.apps.patch_namespaced_stateful_set("web", NS, {"spec": {"template": template("web", image="nginx:1.28")}})
     sts = wait_for(sim, sim.apps.list_namespaced_stateful_set, "web",
@@ -154,6 +162,7 @@ def test_deployment_pods_status_and_rollout(sim: Sim) -> None:
     hashes = {p["metadata"]["labels"]["pod-template-hash"] for p in got}
     assert len(hashes) == 1
     (pod_hash,) = hashes
+    assert f"Scaled up replica set api-{pod_hash} to 2" in owner_events(sim, "api", "ScalingReplicaSet")
     progressing = next(c for c in dep["status"]["conditions"] if c["type"] == "Progressing")
     assert progressing["message"] == f'ReplicaSet "api-{pod_hash}" has successfully progressed.'
     for p in got:
@@ -189,6 +198,8 @@ def test_daemonset_respects_taints_selectors_and_new_nodes(sim: Sim) -> None:
     wait_for(sim, sim.apps.list_namespaced_daemon_set, "gpu-plugin",
              status_is(desiredNumberScheduled=1, numberReady=1))
     assert [p["spec"]["nodeName"] for p in pods(sim, "app=agent")] == ["w1"]
+    agent_pod = pods(sim, "app=agent")[0]["metadata"]["name"]
+    assert owner_events(sim, "agent", "SuccessfulCreate") == [f"Created pod: {agent_pod}"]
     (plugin,) = pods(sim, "app=gpu-plugin")
     assert plugin["spec"]["nodeName"] == "g1"
     tolerated = {(t.get("key"), t.get("effect")) for t in plugin["spec"]["tolerations"]}

@@ -94,20 +94,42 @@ def build_pod(owner: Obj, name: str, labels: dict[str, str], spec_overrides: dic
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
-def _create(store: Store, pod: Obj) -> None:
+_COMPONENT = {"StatefulSet": "statefulset-controller", "DaemonSet": "daemonset-controller",
+              "Deployment": "deployment-controller"}
+
+
+def _pod_event(store: Store, owner: Obj | None, pod: Obj, created: bool) -> None:
+    """The controller's SuccessfulCreate / SuccessfulDelete event, worded as the real controllers do."""
+    if owner is None or owner.get("kind") == "Deployment":
+        return  # Deployments report ScalingReplicaSet instead (their ReplicaSets are not simulated)
+    kind, name, pod_name = owner.get("kind"), _meta(owner).get("name"), _meta(pod).get("name")
+    if kind == "StatefulSet":
+        message = f"{'create' if created else 'delete'} Pod {pod_name} in StatefulSet {name} successful"
+    else:
+        message = f"{'Created' if created else 'Deleted'} pod: {pod_name}"
+    store.record_event(owner, "SuccessfulCreate" if created else "SuccessfulDelete", message, "Normal",
+                       component=_COMPONENT.get(str(kind), ""))
+
+
+def _create(store: Store, pod: Obj, owner: Obj | None = None) -> None:
     try:
         store.create(pod)
     except ApiError as exc:
         if exc.code != 409:
             raise
+        return
+    _pod_event(store, owner, pod, True)
 
 
-def _delete(store: Store, pod: Obj) -> None:
+def _delete(store: Store, pod: Obj, owner: Obj | None = None) -> None:
     try:
-        store.delete("v1", "Pod", str(_meta(pod)["name"]), _meta(pod).get("namespace"))
+        gone = store.delete("v1", "Pod", str(_meta(pod)["name"]), _meta(pod).get("namespace"))
     except ApiError as exc:
         if exc.code != 404:
             raise
+        return
+    if gone is not None:
+        _pod_event(store, owner, pod, False)
 
 
 def _write_status(store: Store, obj: Obj, status: dict[str, Any]) -> None:
@@ -131,11 +153,11 @@ def _condition(obj: Obj, ctype: str, status: str, reason: str, message: str) -> 
             "lastTransitionTime": old.get("lastTransitionTime", stamp) if old.get("status") == status else stamp}
 
 
-def _replace_terminated(store: Store, pods: list[Obj]) -> list[Obj]:
+def _replace_terminated(store: Store, pods: list[Obj], owner: Obj | None = None) -> list[Obj]:
     alive = []
     for p in pods:
         if is_terminated(p):
-            _delete(store, p)
+            _delete(store, p, owner)
         else:
             alive.append(p)
     return alive
@@ -166,12 +188,12 @@ class StatefulSetController:
         replicas = int(spec.get("replicas", 1))
         revision = f"{name}-{template_hash(spec.get('template') or {})}"
         by_ordinal: dict[int, Obj] = {}
-        for p in _replace_terminated(store, owned_by(all_pods, sts)):
+        for p in _replace_terminated(store, owned_by(all_pods, sts), sts):
             i = _ordinal(p, name)
             if i is not None:
                 by_ordinal[i] = p
         for i in sorted((i for i in by_ordinal if i >= replicas), reverse=True):
-            _delete(store, by_ordinal.pop(i))
+            _delete(store, by_ordinal.pop(i), sts)
         parallel = spec.get("podManagementPolicy") == "Parallel"
         for i in range(replicas):
             if i in by_ordinal:
@@ -179,7 +201,7 @@ class StatefulSetController:
             if not parallel and not all(j in by_ordinal and pod_ready(by_ordinal[j]) for j in range(i)):
                 break
             pod = self._pod(sts, i, revision)
-            _create(store, pod)
+            _create(store, pod, sts)
             by_ordinal[i] = pod
         strategy = spec.get("updateStrategy") or {}
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":
@@ -188,7 +210,7 @@ class StatefulSetController:
                      and (_meta(p).get("labels") or {}).get("controller-revision-hash") != revision]
             others_ready = all(pod_ready(p) for i, p in by_ordinal.items() if i not in stale)
             if stale and (others_ready or parallel):
-                _delete(store, by_ordinal.pop(max(stale)))
+                _delete(store, by_ordinal.pop(max(stale)), sts)
         pods = list(by_ordinal.values())
         ready = sum(1 for p in pods if pod_ready(p))
         updated = sum(1 for p in pods if (_meta(p).get("labels") or {}).get("controller-revision-hash") == revision)
@@ -253,9 +275,9 @@ class DeploymentController:
         new = [p for p in pods if (_meta(p).get("labels") or {}).get("pod-template-hash") == pod_hash]
         old = [p for p in pods if p not in new]
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
+        before = len(new)
         if recreate and old:
-            for p in old:
-                _delete(store, p)
+            self._drop_old(store, deploy, old)
             old = []
         else:
             taken = {str(_meta(p).get("name")) for p in all_pods}
@@ -276,9 +298,12 @@ class DeploymentController:
                 _delete(store, p)
                 new.remove(p)
             if old and sum(1 for p in new if pod_ready(p)) >= replicas:
-                for p in old:
-                    _delete(store, p)
+                self._drop_old(store, deploy, old)
                 old = []
+        if len(new) != before:
+            direction = "up" if len(new) > before else "down"
+            store.record_event(deploy, "ScalingReplicaSet", f"Scaled {direction} replica set {rs_name} to {len(new)}",
+                               "Normal", component="deployment-controller")
         live = new + old
         available = sum(1 for p in live if pod_ready(p))
         updated_ready = sum(1 for p in new if pod_ready(p))
@@ -300,6 +325,16 @@ class DeploymentController:
         ]
         status["conditions"] = conditions
         _write_status(store, deploy, status)
+
+
+    @staticmethod
+    def _drop_old(store: Store, deploy: Obj, old: list[Obj]) -> None:
+        hashes = sorted({str((_meta(p).get("labels") or {}).get("pod-template-hash", "")) for p in old})
+        for p in old:
+            _delete(store, p)
+        for h in hashes:
+            store.record_event(deploy, "ScalingReplicaSet", f"Scaled down replica set {_meta(deploy)['name']}-{h} to 0",
+                               "Normal", component="deployment-controller")
 
 
 # --- DaemonSet ---------------------------------------------------------------------------------------
@@ -367,11 +402,11 @@ class DaemonSetController:
                 and matches_node_selector_and_affinity({"spec": template.get("spec") or {}}, n)}
         by_node: dict[str, Obj] = {}
         misscheduled = 0
-        for p in _replace_terminated(store, owned_by(all_pods, ds)):
+        for p in _replace_terminated(store, owned_by(all_pods, ds), ds):
             target = _daemon_target(p)
             stale = (_meta(p).get("labels") or {}).get("controller-revision-hash") != revision
             if target in by_node or stale or (target not in eligible and target not in keep):
-                _delete(store, p)
+                _delete(store, p, ds)
                 continue
             if target not in eligible:
                 misscheduled += 1
@@ -386,7 +421,7 @@ class DaemonSetController:
                     break
             taken.add(pod_name)
             pod = self._pod(ds, template, pod_name, node, revision)
-            _create(store, pod)
+            _create(store, pod, ds)
             by_node[node] = pod
         pods = [p for target, p in by_node.items() if target in eligible]
         scheduled = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
