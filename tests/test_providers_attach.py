@@ -187,3 +187,33 @@ def test_mesh_without_load_balancer_fails_clearly_after_a_bounded_wait(sim_run: 
     ex = get_provider(profile, options(tmp_path, Path(provider.cluster.kubeconfig_path)))
     with pytest.raises(UsageError, match="Service no-lb/seldon-mesh has no LoadBalancer ingress"):
         ex.mesh_endpoint(kube)
+
+
+class _ReadOnlyKube:
+    """A cluster without Seldon: the preflight must say so, and how to fix it."""
+
+    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+        self.nodes = nodes
+
+    def server_version(self) -> str:
+        return "v1.31.4"
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        return self.nodes if kind == "Node" else []
+
+    def get(self, *args: Any) -> None:
+        return None
+
+
+def test_existing_preflight_without_seldon(tmp_path: Path) -> None:
+    gpu = {"metadata": {"name": "g1", "labels": {"nvidia.com/gpu.present": "true"}}, "status": {}}
+    ex = ExistingProvider(existing_profile(), options(tmp_path, tmp_path / "kc"))
+    findings = {f.id: f for f in ex._preflight(_ReadOnlyKube([gpu]))}  # type: ignore[arg-type]
+    assert findings["cluster.reachable"].message == "Kubernetes v1.31.4"
+    assert findings["cluster.gpu-nodes"].ok and "g1" in findings["cluster.gpu-nodes"].message
+    assert not findings["seldon.installed"].ok
+    assert findings["seldon.installed"].message == (
+        "Seldon Core 2 is not installed (no CRD servers.mlops.seldon.io): install it or set seldon.install: true "
+        "in the profile")
+    installing = ExistingProvider(existing_profile(**{"seldon.install": True}), options(tmp_path, tmp_path / "kc"))
+    assert "seldon.installed" not in {f.id for f in installing._preflight(_ReadOnlyKube([gpu]))}  # type: ignore[arg-type]
