@@ -79,6 +79,9 @@ def test_pod_runs_with_status_like_a_kubelet(sim: Sim) -> None:
     assert cs["state"]["running"]["startedAt"]
     assert cs["image"] == "busybox:1.36" and cs["imageID"].startswith("docker.io/library/busybox@sha256:")
     assert allocated(a) == []
+    sim.core.create_namespaced_pod(NS, pod_body("host", hostNetwork=True))
+    host = wait_pod(sim, "host", running)
+    assert host is not None and host["status"]["podIP"] == host["status"]["hostIP"] == "127.0.0.1"
 
 
 def test_gpu_allocation_distinct_and_freed(sim: Sim) -> None:

@@ -294,7 +294,8 @@ class KubeletController:
             in_use.update(allocated)
             pod = store.patch("v1", "Pod", name, ns,
                               {"metadata": {"annotations": {ALLOCATED_GPUS_ANNOTATION: ",".join(allocated)}}}, "merge")
-        ip = self._allocate_ip(_uid(pod))
+        # hostNetwork pods share the node's address, as on a real node.
+        ip = _host_ip(node) if spec.get("hostNetwork") else self._allocate_ip(_uid(pod))
         for c in spec.get("containers") or []:
             store.record_event(pod, "Pulled", f'Container image "{c.get("image")}" already present on machine',
                                "Normal", component="kubelet")
@@ -345,8 +346,7 @@ class KubeletController:
     def _running_status(self, pod: Obj, node: Obj, ip: str) -> Obj:
         spec = pod.get("spec") or {}
         stamp = now_rfc3339()
-        host_ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
-                        if a.get("type") == "InternalIP"), "127.0.0.1")
+        host_ip = _host_ip(node)
         init_statuses = []
         for c in spec.get("initContainers") or []:
             st = self._container_status(pod, c, {"terminated": {"exitCode": 0, "reason": "Completed",
@@ -622,6 +622,11 @@ class KubeletController:
         all_ready = all(st.get("ready") for st in statuses)
         self._write_status(store, pod, {"conditions": self._conditions(pod, all_ready, "ContainersNotReady"),
                                         "containerStatuses": statuses})
+
+
+def _host_ip(node: Obj) -> str:
+    return str(next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                     if a.get("type") == "InternalIP"), "127.0.0.1"))
 
 
 def _runs_python(container: dict[str, Any]) -> bool:
