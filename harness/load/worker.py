@@ -314,16 +314,15 @@ class Worker:
 
 
 def new_event_loop(protocol: Protocol) -> asyncio.AbstractEventLoop:
-    """uvloop for HTTP where installed (cheaper per request); grpc.aio wants the stock loop."""
-    if protocol == "http":
-        try:
-            import uvloop
+    """uvloop where installed: cheaper per request and its timers wake closer to the asked time
+    (measured here: grpc.aio at concurrency 8 went from ~370 to ~660 req/s against MLServer)."""
+    try:
+        import uvloop
 
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-        except ImportError:
-            pass
-    return asyncio.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
+    except ImportError:
+        return asyncio.new_event_loop()
 
 
 def run_worker(
