@@ -447,7 +447,7 @@ def test_eviction_immediate_without_toleration(sim: Sim) -> None:
 def test_eviction_after_toleration_seconds_and_forever(sim: Sim) -> None:
     reset(sim)
     sim.core.create_node(node("n1"))
-    timed = {"key": "maintenance", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}
+    timed = {"key": "maintenance", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}
     forever = {"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}
     sim.core.create_namespaced_pod(NS, pod_body("timed", tolerations=[timed]))
     sim.core.create_namespaced_pod(NS, pod_body("forever", tolerations=[forever]))
@@ -456,11 +456,11 @@ def test_eviction_after_toleration_seconds_and_forever(sim: Sim) -> None:
         wait_pod(sim, name, running)
     start = _taint(sim, "n1", [EVICT])
     wait_pod(sim, "zero", gone, timeout=5)
-    assert time.monotonic() - start < 1.0, "tolerationSeconds 0 evicts at once"
+    assert time.monotonic() - start < 2.0, "tolerationSeconds 0 evicts at once"
     assert sim.core.list_namespaced_pod(NS, field_selector="metadata.name=timed").items, "evicted too early"
-    wait_pod(sim, "timed", gone, timeout=5)
+    wait_pod(sim, "timed", gone, timeout=8)
     elapsed = time.monotonic() - start
-    assert 1.0 <= elapsed < 3.0, elapsed
+    assert 2.0 <= elapsed < 5.0, elapsed
     # The timed pod is the clock: when it went, the pod tolerating forever must still be there.
     assert running(sim.to_dict(sim.core.read_namespaced_pod("forever", NS)))
 
