@@ -202,3 +202,44 @@ def test_imperative_create_namespace_and_configmap(sim: SimApi) -> None:
     assert kubectl(sim, "get", "ns", "-l", "run=abc", "-o", "name").stdout.strip() == "namespace/team-x"
     assert 'namespace "team-x" deleted' in kubectl(sim, "delete", "namespace", "team-x").stdout
     assert sim.store.get("v1", "ConfigMap", "conf", "team-x") is None
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {a: "1"}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      tolerations: [{key: t1, operator: Exists}]
+      containers:
+      - name: web
+        image: nginx:1.27
+        env: [{name: A, value: "1"}, {name: B, value: "2"}]
+        ports: [{containerPort: 80}, {containerPort: 443}]
+      - name: side
+        image: side:1
+"""
+
+
+def test_apply_three_way_strategic_merge_on_a_deployment(sim: SimApi, tmp_path: Path) -> None:
+    manifest = tmp_path / "deploy.yaml"
+    manifest.write_text(DEPLOYMENT)
+    kubectl(sim, "apply", "-f", str(manifest))
+    changed = (DEPLOYMENT.replace('{name: A, value: "1"}, ', "").replace('value: "2"', 'value: "3"')
+               .replace(", {containerPort: 443}", "").replace("t1", "t2")
+               .replace("      - name: side\n        image: side:1\n", "")
+               .replace('labels: {a: "1"}', 'labels: {b: "2"}'))
+    manifest.write_text(changed)
+    assert "deployment.apps/web configured" in kubectl(sim, "apply", "-f", str(manifest)).stdout
+    dep = sim.store.get("apps/v1", "Deployment", "web", "default")
+    assert dep is not None
+    spec = dep["spec"]["template"]["spec"]
+    assert dep["metadata"]["labels"] == {"b": "2"} and dep["metadata"]["generation"] == 2
+    assert [c["name"] for c in spec["containers"]] == ["web"]  # removed from the file: removed ($patch: delete)
+    assert spec["containers"][0]["env"] == [{"name": "B", "value": "3"}]
+    assert [p["containerPort"] for p in spec["containers"][0]["ports"]] == [80]
+    assert spec["tolerations"] == [{"key": "t2", "operator": "Exists"}]

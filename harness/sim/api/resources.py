@@ -61,7 +61,6 @@ RESOURCES: tuple[ResourceType, ...] = (
                  categories=("all",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",), categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status",), categories=("all",)),
-    ResourceType("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
@@ -76,8 +75,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(SELDON_GROUP, "v1alpha1", "models", "Model", True, ("mlm",), ("status", "scale")),
 )
 
-# The events.k8s.io/v1 view of Events is discovery-only here: the store keeps one core/v1 Event kind.
-STORED: tuple[ResourceType, ...] = tuple(r for r in RESOURCES if r.group != "events.k8s.io")
+# Events are served as core/v1 only (no events.k8s.io/v1 view), so discovery never promises what is not served.
+STORED: tuple[ResourceType, ...] = RESOURCES
 
 _BY_KIND: dict[tuple[str, str], ResourceType] = {(r.api_version, r.kind): r for r in STORED}
 _BY_PLURAL: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -60,14 +60,17 @@ def _pod_row(pod: Obj) -> list[Any]:
     ready = sum(1 for s in statuses if s.get("ready"))
     restarts = sum(int(s.get("restartCount", 0)) for s in statuses)
     reason = status.get("reason") or status.get("phase") or "Pending"
-    for s in statuses:
+    for s in reversed(statuses):  # like kubectl's printer: the first container's state wins
         state = s.get("state") or {}
         waiting = state.get("waiting") or {}
         terminated = state.get("terminated") or {}
         if waiting.get("reason"):
             reason = waiting["reason"]
-        elif terminated.get("reason") and reason == "Running":
+        elif terminated.get("reason"):
             reason = terminated["reason"]
+        elif terminated:
+            reason = (f"Signal:{terminated['signal']}" if terminated.get("signal")
+                      else f"ExitCode:{terminated.get('exitCode', 0)}")
     if _meta(pod).get("deletionTimestamp"):
         reason = "Terminating"
     return [_meta(pod).get("name", ""), f"{ready}/{len(spec.get('containers') or [])}", reason, restarts, _age(pod),
