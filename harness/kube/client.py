@@ -329,6 +329,7 @@ class Kube:
         # seconds) and also stops a silent, half-dead connection from hanging the wait.
         raw = self._send("GET", path, query, timeout=(self.timeouts.request_s, max(0.05, timeout_s)), stream=True)
         buf = b""
+        finished = False
         try:
             for chunk in raw.stream(4096, decode_content=False):
                 buf += chunk
@@ -338,10 +339,16 @@ class Kube:
                         yield json.loads(line)
             if buf.strip():
                 yield json.loads(buf)
+            finished = True
         except (urllib3.exceptions.HTTPError, OSError, ValueError):
             return
         finally:
-            raw.release_conn()
+            if finished:
+                raw.release_conn()
+            else:
+                # Left mid-stream (the wait was satisfied, or the stream broke): unread watch data must never
+                # reach the next request on a pooled connection, so this connection is closed, not reused.
+                raw.close()
 
 
 def event_time(event: Obj) -> str:
