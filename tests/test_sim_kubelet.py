@@ -283,3 +283,42 @@ def test_on_failure_restarts_until_the_script_succeeds(sim: Sim, tmp_path: Path)
     assert cs["restartCount"] == 1 and cs["lastState"]["terminated"]["exitCode"] == 2
     assert sim.core.read_namespaced_pod_log("flaky", NS) == "second run works\n"
     assert sim.core.read_namespaced_pod_log("flaky", NS, previous=True) == "first run fails\n"
+
+
+def test_profile_nodes_look_like_kind_nodes_with_gpu_labels() -> None:
+    from harness.sim.api.store import MemoryStore
+    from harness.sim.nodes import bootstrap_nodes
+
+    store = MemoryStore()
+    nodes = {n["metadata"]["name"]: n for n in bootstrap_nodes(store, PROFILE)}
+    base = PROFILE.cluster.name
+    group = PROFILE.cluster.nodes.gpu_workers[0]
+    gpu_names = [f"{base}-gpu-worker"] + [f"{base}-gpu-worker{i}" for i in range(2, group.count + 1)]
+    assert set(nodes) == {f"{base}-control-plane", f"{base}-worker", *gpu_names}
+    cp = nodes[f"{base}-control-plane"]
+    assert cp["spec"]["taints"] == [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    assert cp["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == ""
+    assert nodes[f"{base}-worker"]["spec"]["taints"] == []
+    for name in gpu_names:
+        n = nodes[name]
+        labels = n["metadata"]["labels"]
+        assert n["spec"]["taints"] == [PROFILE.gpu.taint.as_k8s()]
+        assert labels[PROFILE.gpu.pool_label.key] == PROFILE.gpu.pool_label.value
+        assert labels["nvidia.com/gpu.present"] == "true" and labels["nvidia.com/gpu.product"] == group.product
+        assert labels["nvidia.com/gpu.count"] == str(group.gpus)
+        assert labels["nvidia.com/gpu.memory"] == str(group.memory_mib)
+        assert labels["kubernetes.io/hostname"] == name and labels["kubernetes.io/os"] == "linux"
+        assert n["status"]["capacity"]["nvidia.com/gpu"] == str(group.gpus)
+        assert n["status"]["allocatable"]["pods"] == "110"
+        assert n["status"]["nodeInfo"]["kubeletVersion"] == "v1.32.2"
+        ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
+        uuids = n["metadata"]["annotations"][GPU_UUIDS_ANNOTATION].split(",")
+        assert uuids == [gpu_uuid(name, i) for i in range(group.gpus)]
+        assert all(len(u) == 40 and u.startswith("GPU-") for u in uuids)
+    annotations = [n["metadata"]["annotations"].get(GPU_UUIDS_ANNOTATION, "") for n in nodes.values()]
+    all_uuids = [u for text in annotations for u in text.split(",") if u]
+    assert len(all_uuids) == len(set(all_uuids)) == group.count * group.gpus
+    # Bootstrapping twice keeps the existing nodes.
+    again = {n["metadata"]["uid"] for n in bootstrap_nodes(store, PROFILE)}
+    assert again == {n["metadata"]["uid"] for n in nodes.values()}
