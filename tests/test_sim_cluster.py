@@ -192,3 +192,18 @@ def test_sim_up_stops_its_mlserver_children(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_sim_up_on_a_busy_port_is_a_usage_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "harness", "sim", "up", "--profile", str(PROFILE),
+                                 "--kubeconfig", str(tmp_path / "kc"), "--port", str(port), "--no-mlserver"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith("simulated cluster runs without")]
+    assert len(lines) == 1 and lines[0].startswith("error: --port") and "Traceback" not in result.stderr
