@@ -217,3 +217,23 @@ def test_existing_preflight_without_seldon(tmp_path: Path) -> None:
         "in the profile")
     installing = ExistingProvider(existing_profile(**{"seldon.install": True}), options(tmp_path, tmp_path / "kc"))
     assert "seldon.installed" not in {f.id for f in installing._preflight(_ReadOnlyKube([gpu]))}  # type: ignore[arg-type]
+
+
+def test_existing_fake_gpus_go_through_the_guard_and_are_restored(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    provider, kube = sim_run
+    node = "seldon-gpu-worker"
+    kube.patch("v1", "Node", node, None, {"metadata": {"labels": {"pool": "infer-srv"}}})
+    try:
+        ex = get_provider(existing_profile(**{"cluster.fake_gpus": True}),
+                          options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+        guard = NodeGuard(kube, "r-fake", install_signal_handlers=False)
+        problems = ex.prepare_nodes(kube, guard)
+        assert problems == [f"GPU node {node} lacks the taint seldon-gpu-srv=true:NoSchedule: add it with "
+                            f"`kubectl taint nodes {node} seldon-gpu-srv=true:NoSchedule` "
+                            f"(the harness never changes it)"]
+        assert guard.changes() == [f"capacity nvidia.com/gpu on node {node}"]  # real GPU nodes left alone
+        assert (kube.get("v1", "Node", node) or {})["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+        assert guard.restore_all() == []
+        assert "nvidia.com/gpu" not in (kube.get("v1", "Node", node) or {})["status"]["allocatable"]
+    finally:
+        kube.patch("v1", "Node", node, None, {"metadata": {"labels": {"pool": None}}})

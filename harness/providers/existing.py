@@ -121,7 +121,18 @@ class ExistingProvider:
                              cluster_name=self.context or "current-context", created=False)
 
     def prepare_nodes(self, kube: Kube, guard: NodeGuard) -> list[str]:
-        return missing_dedication(kube.list("v1", "Node"), self.profile)
+        nodes = kube.list("v1", "Node")
+        problems = missing_dedication(nodes, self.profile)
+        if self.profile.cluster.fake_gpus:
+            # A GPU-less shared cluster: pool nodes get fake capacity through the guard (restored at the end).
+            pool = self.profile.gpu.pool_label
+            count = max((g.gpus for g in self.profile.cluster.nodes.gpu_workers), default=1)
+            for node in nodes:
+                labels = node["metadata"].get("labels") or {}
+                alloc = ((node.get("status") or {}).get("allocatable") or {}).get(self.profile.gpu.resource_name)
+                if labels.get(pool.key) == pool.value and alloc in (None, "0"):
+                    guard.set_extended_capacity(node["metadata"]["name"], self.profile.gpu.resource_name, count)
+        return problems
 
     def install_gpu_stack(self, kube: Kube) -> None:
         if self.profile.gpu.device_plugin.install:
