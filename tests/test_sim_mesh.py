@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import statistics
 import threading
@@ -19,7 +20,7 @@ import pytest
 from tritonclient.grpc import service_pb2
 
 from harness.localserver import MLServerProcess
-from harness.sim.mesh import Mesh, Route, Upstream
+from harness.sim.mesh import Mesh, MeshProcess, Route, Upstream, routes_from_json, routes_to_json
 
 pytest_plugins = ("tests.mlserver_fixtures",)
 
@@ -247,3 +248,37 @@ def test_mesh_overhead_against_a_real_mlserver(mlserver: MLServerProcess, record
     print(f"mesh overhead: p50 direct {p50_direct:.2f} ms, through mesh {p50_mesh:.2f} ms, +{overhead:.2f} ms")
     # Generous: the client, the mesh and MLServer share two cores here; the point is no gross cost.
     assert overhead < max(5.0, p50_direct), f"mesh adds {overhead:.2f} ms at p50 (direct {p50_direct:.2f} ms)"
+
+
+# --- the mesh as a child process ----------------------------------------------------------------
+
+def test_mesh_process_routes_what_it_was_sent_and_stops(upstream: tuple[int, int]) -> None:
+    http_port, grpc_port = upstream
+    child = MeshProcess()
+    child.start()
+    try:
+        assert child.alive() and child.http_port and child.grpc_port
+        assert _post(child.http_port, "/v2/models/iris/infer")[0] == 404  # nothing routed yet
+        # update() returns once the child has the table: the very next request is routed.
+        assert child.update({"iris": Route("iris_1", (Upstream(HOST, http_port, grpc_port),))}) is True
+        status, body, _ = _post(child.http_port, "/v2/models/iris/infer")
+        assert status == 200 and json.loads(body)["path"] == "/v2/models/iris_1/infer"
+        with grpc.insecure_channel(f"{HOST}:{child.http_port}") as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                       request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                                       response_deserializer=service_pb2.ModelInferResponse.FromString)
+            assert call(_infer_request("iris"), metadata=(("seldon-model", "iris"),), timeout=10).model_name == "iris_1"
+        assert child.update({}) is True
+        assert _post(child.http_port, "/v2/models/iris/infer")[0] == 404
+    finally:
+        pid = child.pid
+        child.stop()
+    assert not child.alive()
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_route_tables_survive_the_trip_to_the_child() -> None:
+    routes = {"a": Route("a_1", (Upstream(HOST, 1, 2), Upstream(HOST, 3, 4))), "t": Route("t_1", refusal="no")}
+    assert routes_from_json(routes_to_json(routes)) == routes

@@ -133,7 +133,8 @@ def test_bootstrap_installs_server_configs_control_plane_and_mesh_service(cluste
         return bool(((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")), svc
     svc = waiter.until(mesh, "seldon-mesh ingress")
     assert svc["spec"]["type"] == "LoadBalancer"
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}]
+    (port,) = svc["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"], port["protocol"]) == ("http", 80, 9000, "TCP")
     ingress = svc["status"]["loadBalancer"]["ingress"][0]
     assert ingress["ip"] == "127.0.0.1"
     http_port, grpc_port = (p["port"] for p in ingress["ports"])

@@ -18,9 +18,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -481,3 +486,168 @@ class Mesh:
             self._thread.join(10)
         self._thread = None
         self._loop = None
+
+
+# --- the mesh in its own process -------------------------------------------------------------------
+# In-process, the mesh shares the GIL with whatever else runs there (in the sim provider: the load
+# generator itself), which inflates the latency it adds. `MeshProcess` runs the same `Mesh` in a
+# child process; the controller sends it the route table as one JSON line on stdin whenever it
+# changes. The child exits when its stdin closes, so it never outlives its parent.
+
+def routes_to_json(routes: dict[str, Route]) -> str:
+    return json.dumps({
+        name: {"served_name": r.served_name, "refusal": r.refusal,
+               "upstreams": [[u.host, u.http_port, u.grpc_port] for u in r.upstreams]}
+        for name, r in routes.items()
+    }, sort_keys=True)
+
+
+def routes_from_json(text: str) -> dict[str, Route]:
+    data = json.loads(text)
+    return {
+        str(name): Route(str(r["served_name"]),
+                         tuple(Upstream(str(h), int(hp), int(gp)) for h, hp, gp in r.get("upstreams") or []),
+                         r.get("refusal"))
+        for name, r in data.items()
+    }
+
+
+class MeshProcess:
+    """`Mesh` in a child process: `start()`, `update(routes)`, `stop()`; same ports attributes."""
+
+    def __init__(self, *, host: str = HOST, log_path: str | None = None) -> None:
+        self.host = host
+        self.http_port = 0
+        self.grpc_port = 0
+        self._log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._sent: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 30.0) -> None:
+        import selectors
+
+        if self.alive():
+            return
+        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.sim.mesh", "--host", self.host],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # type: ignore[union-attr]
+        assert self._proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._proc.stdout, selectors.EVENT_READ)
+            for _ in range(10_000):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or b"\n" in line:
+                    break
+                if sel.select(remaining):
+                    chunk = os.read(self._proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    line += chunk
+        try:
+            ports = json.loads(line.split(b"\n", 1)[0])
+            self.http_port, self.grpc_port = int(ports["http_port"]), int(ports["grpc_port"])
+        except (ValueError, KeyError, TypeError):
+            code = self._proc.poll()
+            self.stop()
+            raise RuntimeError(
+                f"the mesh process did not report its ports (exit code {code}, got {line[:200]!r})") from None
+        self._sent = None
+
+    def update(self, routes: dict[str, Route], timeout: float = 10.0) -> bool:
+        """Send the route table and wait for the child to acknowledge it, so a Model reported
+        available afterwards is already routable. False when the child did not answer."""
+        import selectors
+
+        text = routes_to_json(routes)
+        with self._lock:
+            proc = self._proc
+            if text == self._sent:
+                return True
+            if proc is None or proc.stdin is None or proc.stdout is None:
+                return False
+            try:
+                proc.stdin.write(text.encode() + b"\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._sent = None  # the child died; the controller restarts it
+                return False
+            deadline = time.monotonic() + timeout
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                for _ in range(1000):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not sel.select(remaining):
+                        return False
+                    ack = os.read(proc.stdout.fileno(), 64)
+                    if not ack:
+                        return False
+                    if b"\n" in ack:
+                        self._sent = text
+                        return True
+            return False
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=timeout)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child-process entry point: print the ports as JSON, then read route tables from stdin."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m harness.sim.mesh")
+    parser.add_argument("--host", default=HOST)
+    args = parser.parse_args(argv)
+    table: dict[str, dict[str, Route]] = {"routes": {}}
+    mesh = Mesh(lambda model: table["routes"].get(model), host=args.host)
+    mesh.start()
+    sys.stdout.write(json.dumps({"http_port": mesh.http_port, "grpc_port": mesh.grpc_port}) + "\n")
+    sys.stdout.flush()
+    try:
+        for line in sys.stdin:  # ends when the parent closes stdin or dies
+            if line.strip():
+                try:
+                    table["routes"] = routes_from_json(line)
+                except (ValueError, KeyError, TypeError) as exc:
+                    sys.stderr.write(f"mesh: ignoring a bad route table: {exc}\n")
+                # The acknowledgement: the parent reports Models available only after it.
+                sys.stdout.write("ok\n")
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mesh.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,7 +27,7 @@ from typing import Any
 from harness.config import Profile
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import NO_TRITON, DataPlane, PodRef, ReplicaState
-from harness.sim.mesh import HOST, Mesh, Route, Upstream
+from harness.sim.mesh import HOST, Mesh, MeshProcess, Route, Upstream
 from harness.sim.seldon_merge import (
     SELDON_API,
     build_statefulset,
@@ -217,12 +217,17 @@ class SeldonController:
         *,
         mlserver: bool = True,
         notify: Callable[[], None] | None = None,
+        mesh_process: bool = True,
     ) -> None:
         self.profile = profile
         self.namespace = profile.seldon.namespace
         self.dataplane = DataPlane(Path(workdir), enabled=mlserver, notify=notify)
-        self.mesh = Mesh(self.route)
+        # The mesh runs in a child process by default so that it does not share the GIL with the test
+        # process (the load generator lives there in the sim provider); in-process is for debugging.
+        self.mesh: Mesh | MeshProcess = (MeshProcess(log_path=str(Path(workdir) / "mesh.log")) if mesh_process
+                                         else Mesh(self.route))
         self._routes: dict[str, Route] = {}
+        self._mesh_ok = True
         self._assigned: dict[tuple[str, str], str] = {}  # (namespace, model) -> server
         # (namespace, server) -> models with at least one available replica, from the previous pass;
         # a change writes a Model status, which triggers the pass that reports it on the Server.
@@ -251,11 +256,16 @@ class SeldonController:
     def reconcile(self, store: Store, now: float) -> float | None:
         if self._closed:
             return None
-        if self.mesh.http_port == 0:
+        if self.mesh.http_port == 0 or (isinstance(self.mesh, MeshProcess) and not self.mesh.alive()):
+            if self.mesh.http_port:
+                log.warning("the mesh process exited; starting a new one")
+                self.mesh.stop()
             self.mesh.start()
         self._publish_mesh(store)
         servers = self._reconcile_servers(store)
         self._reconcile_models(store, servers)
+        if not self._mesh_ok:
+            return now + _POLL_S
         # MLServer output first, so a crash's last lines land in the log that the restart rotates away.
         for pod_ref, text in self.dataplane.drain_logs():
             store.append_log(pod_ref.namespace, pod_ref.name, pod_ref.server_type, text)
@@ -379,6 +389,7 @@ class SeldonController:
         self.dataplane.sync_pods(live_pods)
 
         routes: dict[str, Route] = {}
+        statuses: list[tuple[Obj, Obj]] = []
         seen: set[tuple[str, str]] = set()
         self._loaded = {}
         for model in store.list(SELDON_API, "Model"):
@@ -386,15 +397,23 @@ class SeldonController:
             ns, name = meta.get("namespace", "default"), meta["name"]
             key = (ns, name)
             seen.add(key)
-            route = self._reconcile_model(store, model, servers, pod_refs)
-            if route is not None:
+            route, status = self._reconcile_model(store, model, servers, pod_refs)
+            statuses.append((model, status))
+            # One mesh per Seldon namespace in real Seldon; here one mesh, the Seldon namespace wins a clash.
+            if route is not None and (name not in routes or ns == self.namespace):
                 routes[name] = route
         for key in list(self._placed):
             if key not in seen:
                 self._unplace(key, set())
                 self._assigned.pop(key, None)
+        # Routes first, statuses second: a Model reported available is routable by then.
         # One assignment replaces the whole table: the mesh threads only ever read a complete one.
         self._routes = routes
+        self._mesh_ok = self.mesh.update(routes) if isinstance(self.mesh, MeshProcess) else True
+        if not self._mesh_ok:
+            return  # statuses wait for a mesh that has the routes
+        for model, status in statuses:
+            _write_status(store, model, status)
 
     def _request(self, model: Obj) -> ModelRequest | str:
         spec = model.get("spec") or {}
@@ -421,7 +440,8 @@ class SeldonController:
             self._placed.pop(key, None)
 
     def _reconcile_model(self, store: Store, model: Obj, servers: dict[tuple[str, str], _ServerInfo],
-                         pod_refs: dict[tuple[str, str], list[PodRef]]) -> Route | None:
+                         pod_refs: dict[tuple[str, str], list[PodRef]]) -> tuple[Route | None, Obj]:
+        """Schedule and load one Model; its mesh route and the status to write once routes are live."""
         meta = model["metadata"]
         ns, name = meta.get("namespace", "default"), meta["name"]
         key = (ns, name)
@@ -441,15 +461,14 @@ class SeldonController:
             self._assigned.pop(key, None)
             reason = placement.reason or "ScheduleFailed"
             self._event_once(store, model, f"model/{meta.get('uid')}", "ScheduleFailed", reason, True)
-            _write_status(store, model, {
+            return None, {
                 "conditions": [
                     _condition(previous, "ModelReady", False, reason, "ScheduleFailed"),
                     _condition(previous, "Ready", False, reason, "ScheduleFailed"),
                 ],
                 "replicas": replicas,
                 "availableReplicas": 0,
-            })
-            return None
+            }
 
         server = servers[(ns, placement.server)]
         self._assigned[key] = server.name
@@ -471,7 +490,7 @@ class SeldonController:
             state, reason = "ModelProgressing", ""
         ok = state == "ModelAvailable"
         self._event_once(store, model, f"model/{meta.get('uid')}", state, reason or state, state == "ModelFailed")
-        _write_status(store, model, {
+        status = {
             "conditions": [
                 _condition(previous, "ModelReady", ok, reason, state),
                 _condition(previous, "Ready", ok, reason, state),
@@ -479,9 +498,9 @@ class SeldonController:
             "replicas": replicas,
             "availableReplicas": available,
             "selector": f"server={server.name}",
-        })
+        }
         if server.kind == "triton":
-            return Route(served, refusal=f"{NO_TRITON}: model {name} is on Triton server {server.name}")
+            return Route(served, refusal=f"{NO_TRITON}: model {name} is on Triton server {server.name}"), status
         upstreams = []
         for pod in targets:
             endpoint = self.dataplane.endpoints(pod, served)
@@ -489,9 +508,9 @@ class SeldonController:
                 upstreams.append(Upstream(HOST, endpoint.http_port, endpoint.grpc_port))
         if not upstreams:
             if not self.dataplane.enabled and ok:
-                return Route(served, refusal=f"model {name} is available but the data plane is disabled")
-            return None
-        return Route(served, tuple(upstreams))
+                return Route(served, refusal=f"model {name} is available but the data plane is disabled"), status
+            return None, status
+        return Route(served, tuple(upstreams)), status
 
     # --- crashes -----------------------------------------------------------------------------
     def _report_crashes(self, store: Store) -> None:
