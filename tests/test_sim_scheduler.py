@@ -183,6 +183,11 @@ def pod_affinity(kind: str, match: dict[str, str], key: str = "kubernetes.io/hos
         {"labelSelector": {"matchLabels": match}, "topologyKey": key}]}}
 
 
+def spread(key: str, match: dict[str, str], max_skew: int = 1) -> Obj:
+    return {"maxSkew": max_skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": match}}
+
+
 GPU_TAINT = {"key": "seldon-gpu-srv", "value": "true", "effect": "NoSchedule"}
 CP_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 GPU_TOL = {"key": "seldon-gpu-srv", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
@@ -305,6 +310,20 @@ CASES = [
     Case("existing-pod-anti-affinity", [node("n1"), node("n2")], pod_body("p", labels={"app": "x"}),
          existing=[pod_body("first", node_name="n1", affinity=pod_affinity("podAntiAffinity", {"app": "x"}))],
          expect_node="n2"),
+    # --- topology spread (DoNotSchedule) ---
+    Case("spread-max-skew", [node("n1", labels={"zone": "a"}), node("n2", labels={"zone": "b"})],
+         pod_body("p", labels={"app": "s"}, topologySpreadConstraints=[spread("zone", {"app": "s"})]),
+         existing=[pod_body("first", labels={"app": "s"}, node_name="n1")], expect_node="n2"),
+    Case("spread-missing-label", [node("n1", labels={"zone": "a"}), node("n2")],
+         pod_body("p", labels={"app": "s"}, topologySpreadConstraints=[spread("zone", {"app": "s"})]),
+         expect_node="n1"),
+    Case("spread-unsatisfiable", [node("n1", labels={"zone": "a"}), node("n2", labels={"zone": "b"}, cpu="1")],
+         pod_body("p", labels={"app": "s"}, requests={"cpu": "2"},
+                  topologySpreadConstraints=[spread("zone", {"app": "s"})]),
+         existing=[pod_body("first", labels={"app": "s"}, node_name="n1")],
+         expect_message="0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match pod topology spread "
+                        "constraints. preemption: 0/2 nodes are available: 1 No preemption victims found for "
+                        "incoming pod, 1 Preemption is not helpful for scheduling.."),
     # --- resource fit ---
     Case("cpu-fit", [node("n1", cpu="1"), node("n2", cpu="4")], pod_body("p", requests={"cpu": "2"}), "n2"),
     Case("cpu-millicores", [node("n1", cpu="500m"), node("n2", cpu="2")],

@@ -28,10 +28,14 @@ After NodeResourcesFit comes InterPodAffinity (required terms): "node(s) didn't 
 rules", "node(s) didn't match pod anti-affinity rules", "node(s) didn't satisfy existing pods
 anti-affinity rules".
 
-Known simplifications: no preemption (higher-priority pods do not evict others), no topology
-spread constraints, no preferred pod affinity in scoring, no volume plugins; scoring is lexicographic rather than a
-weighted sum (fewest untolerated PreferNoSchedule taints, highest preferred-affinity weight, least
-allocated with the scheduler's non-zero default requests, then node name).
+PodTopologySpread (hard constraints) runs just before it: "node(s) didn't match pod topology spread
+constraints" (and "... (missing required label)").
+
+Known simplifications: no preemption (higher-priority pods do not evict others), no
+ScheduleAnyway spreading or preferred pod affinity in scoring, no matchLabelKeys, no volume
+plugins; scoring is lexicographic rather than a weighted sum (fewest untolerated PreferNoSchedule
+taints, highest preferred-affinity weight, least allocated with the scheduler's non-zero default
+requests, then node name).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 # DaemonSet pods are pinned); every other node gets this status without running the filters.
 REASON_PREFILTER_AFFINITY = "node(s) didn't satisfy plugin(s) [NodeAffinity]"
 REASON_AFFINITY_CONFLICT = "pod affinity terms conflict"
+# PodTopologySpread (plugins/podtopologyspread/filtering.go), whenUnsatisfiable DoNotSchedule only.
+REASON_SPREAD = "node(s) didn't match pod topology spread constraints"
+REASON_SPREAD_LABEL = REASON_SPREAD + " (missing required label)"
 # InterPodAffinity (plugins/interpodaffinity/filtering.go), checked in this order.
 REASON_POD_AFFINITY = "node(s) didn't match pod affinity rules"
 REASON_POD_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
@@ -335,14 +342,54 @@ def _term_matches(term: dict[str, Any], owner: Obj, target: Obj, ns_labels: dict
     return in_ns and label_selector_matches(term.get("labelSelector"), _labels(target))
 
 
+def _hard_spread(pod: Obj) -> list[dict[str, Any]]:
+    return [c for c in _spec(pod).get("topologySpreadConstraints") or []
+            if (c.get("whenUnsatisfiable") or "DoNotSchedule") == "DoNotSchedule"]
+
+
 @dataclass
 class InterPodContext:
-    """Placed pods with their nodes' labels, and namespace labels for namespaceSelector."""
+    """Placed pods with their nodes' labels, and namespace labels for namespaceSelector; evaluates
+    PodTopologySpread (hard constraints) and InterPodAffinity (required terms) for one pod."""
 
     placed: list[tuple[Obj, dict[str, str]]]
     ns_labels: dict[str, dict[str, str]]
+    nodes: Sequence[Obj] = ()
+
+    def spread_status(self, pod: Obj, node: Obj) -> NodeStatus | None:
+        constraints = _hard_spread(pod)
+        if not constraints:
+            return None
+        labels = _labels(node)
+        keys = [str(c.get("topologyKey", "")) for c in constraints]
+        if any(k not in labels for k in keys):
+            return NodeStatus([REASON_SPREAD_LABEL])
+        # Domains come from nodes that carry every key and pass the pod's node affinity/selector
+        # (nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore: the defaults).
+        eligible = [n for n in self.nodes if all(k in _labels(n) for k in keys)
+                    and matches_node_selector_and_affinity(pod, n)]
+        ns = (pod.get("metadata") or {}).get("namespace")
+        for c, key in zip(constraints, keys, strict=True):
+            selector = c.get("labelSelector")
+            counts: Counter[str] = Counter({_labels(n)[key]: 0 for n in eligible})
+            eligible_values = set(counts)
+            for other, node_labels in self.placed:
+                if (other.get("metadata") or {}).get("namespace") != ns or key not in node_labels:
+                    continue
+                if node_labels[key] in eligible_values and label_selector_matches(selector, _labels(other)):
+                    counts[node_labels[key]] += 1
+            min_match = min(counts.values(), default=0)
+            if int(c.get("minDomains") or 1) > len(counts):
+                min_match = 0
+            self_match = 1 if label_selector_matches(selector, _labels(pod)) else 0
+            if counts.get(labels[key], 0) + self_match - min_match > int(c.get("maxSkew", 1)):
+                return NodeStatus([REASON_SPREAD], resolvable=True)
+        return None
 
     def status(self, pod: Obj, node: Obj) -> NodeStatus | None:
+        spread = self.spread_status(pod, node)
+        if spread is not None:
+            return spread
         labels = _labels(node)
         affinity = _pod_terms(pod, "podAffinity")
         if affinity:
@@ -451,12 +498,12 @@ def schedule(pod: Obj, nodes: Sequence[Obj], bound_pods: Sequence[Obj],
         if name and not is_terminated(p):
             by_node.setdefault(str(name), []).append(p)
     interpod: InterPodContext | None = None
-    if _pod_terms(pod, "podAffinity") or _pod_terms(pod, "podAntiAffinity") or any(
+    if _pod_terms(pod, "podAffinity") or _pod_terms(pod, "podAntiAffinity") or _hard_spread(pod) or any(
             _pod_terms(p, "podAntiAffinity") for pods in by_node.values() for p in pods):
         node_labels = {node_name_of(n): _labels(n) for n in nodes}
         interpod = InterPodContext(
             [(p, node_labels[name]) for name, pods in by_node.items() if name in node_labels for p in pods],
-            namespace_labels or {})
+            namespace_labels or {}, nodes)
     pod_req = pod_requests(pod)
     statuses: dict[str, NodeStatus] = {}
     feasible: list[Obj] = []
