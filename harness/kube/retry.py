@@ -1,7 +1,7 @@
 """Bounded retries of transient Kubernetes API failures.
 
 Only idempotent verbs are retried (a repeated bare `create` could act twice). Waits between
-attempts use `threading.Event.wait` against a monotonic clock, never `time.sleep`, so an
+attempts use `threading.Event.wait` against a monotonic clock (never a blind pause), so an
 interrupting signal or a `cancel` event ends them early.
 """
 

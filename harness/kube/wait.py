@@ -3,7 +3,7 @@
 List first (the state now plus a resourceVersion), then watch from that version. A stream that
 ends or drops is resumed from the last version seen; `410 Gone` (the version was compacted) or a
 failing watch falls back to a fresh list. Between failed attempts the wait backs off on an Event,
-never a sleep. On timeout, `WaitTimeout` names what was awaited, the object, its last observed
+never a blind pause. On timeout, `WaitTimeout` names what was awaited, the object, its last observed
 state and its recent events.
 """
 
