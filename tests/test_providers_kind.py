@@ -214,6 +214,8 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
             ["docker", "exec", node, "bash", "-c", INSTALL_TOOLKIT],
             ["docker", "exec", node, "nvidia-ctk", "runtime", "configure", "--runtime=containerd",
              "--set-as-default", "--config-source=command"],
+            ["docker", "exec", node, "nvidia-ctk", "config", "--set",
+             "accept-nvidia-visible-devices-as-volume-mounts=true", "--in-place"],
             ["docker", "exec", node, "systemctl", "restart", "containerd"],
             ["docker", "exec", node, "bash", "-c", MASK_DRIVER_PARAMS],
             ["docker", "exec", node, "bash", "-c", hide_device_script(hide[node])],

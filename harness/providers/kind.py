@@ -343,6 +343,12 @@ class KindProvider:
             self._docker_exec(w.node, ["bash", "-c", INSTALL_TOOLKIT], t.gpu_stack_s)
             self._docker_exec(w.node, ["nvidia-ctk", "runtime", "configure", "--runtime=containerd",
                                        "--set-as-default", "--config-source=command"], t.subprocess_s)
+            if self.profile.gpu.device_plugin.device_list_strategy == "volume-mounts":
+                # The device plugin then hands GPUs to pods as volume mounts; the runtime inside the node must
+                # accept those, exactly like the host runtime does for the node itself.
+                self._docker_exec(w.node, ["nvidia-ctk", "config", "--set",
+                                           "accept-nvidia-visible-devices-as-volume-mounts=true", "--in-place"],
+                                  t.subprocess_s)
             self._docker_exec(w.node, ["systemctl", "restart", "containerd"], t.subprocess_s)
             self._docker_exec(w.node, ["bash", "-c", MASK_DRIVER_PARAMS], t.subprocess_s)
             for index in hidden_indices(w.devices, inventory or []):
