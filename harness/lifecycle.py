@@ -54,6 +54,19 @@ def condition(obj: Obj | None, kind: str) -> Obj | None:
     return None
 
 
+def model_failed(model: Obj | None) -> str | None:
+    """`ModelFailed: <reason>` or `ScheduleFailed: <reason>` when Seldon reports a failure, else None."""
+    cond = condition(model, "ModelReady")
+    if cond is None or cond.get("status") == "True":
+        return None
+    text = f"{cond.get('reason') or ''} {cond.get('message') or ''}"
+    for state in ("ModelFailed", "ScheduleFailed"):
+        if state in text:
+            detail = " ".join(str(cond.get(k) or "") for k in ("reason", "message") if cond.get(k) != state)
+            return f"{state}: {detail.strip() or state}"
+    return None
+
+
 def condition_true(obj: Obj | None, kind: str) -> bool:
     cond = condition(obj, kind)
     return cond is not None and cond.get("status") == "True"
@@ -76,7 +89,15 @@ def diagnose_server(kube: Kube, server: str, namespace: str) -> str:
         reasons.append("no pods were created")
     for pod in pods:
         name = pod["metadata"]["name"]
-        phase = (pod.get("status") or {}).get("phase")
+        status = pod.get("status") or {}
+        phase = status.get("phase")
+        waiting = [
+            f"container {c.get('name')} {c['state']['waiting'].get('reason')} (restarts {c.get('restartCount', 0)})"
+            for c in status.get("containerStatuses") or [] if (c.get("state") or {}).get("waiting")
+        ]
+        if waiting:
+            reasons.append(f"pod {name} {phase}: {', '.join(waiting)}")
+            continue
         if phase == "Running":
             continue
         scheduling = [e.get("message") for e in kube.events(namespace=namespace, involved_name=name,
@@ -178,11 +199,16 @@ class ClusterSession:
                 for model in self.profile.models:
                     self.deployed.append(kube.apply(render.model(self.profile, model, namespace)))
                 for model in self.profile.models:
-                    kube.wait_for(
+                    live = kube.wait_for(
                         SELDON_API, "Model", model.name, namespace,
-                        lambda m: condition_true(m, "ModelReady"),
+                        lambda m: condition_true(m, "ModelReady") or model_failed(m) is not None,
                         timeout=self.profile.timeouts.model_ready_s, what=f"Model {model.name} ModelReady",
                     )
+                    failure = model_failed(live)
+                    if failure is not None:
+                        # Fail fast: the deployment is judged once, and waiting out the budget on a
+                        # model Seldon already gave up on only delays the verdict.
+                        raise HarnessError(f"Model {model.name} {failure}")
         except PhaseFailed as exc:
             self.deploy_error = str(exc)
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery, protobuf
+from harness.sim.api import discovery, fieldcheck, protobuf
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
 from harness.sim.api.tables import to_table
@@ -96,6 +96,7 @@ def _param(query: dict[str, list[str]], key: str) -> str | None:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: ApiHttpServer
+    _warnings: list[str]
 
     def setup(self) -> None:
         super().setup()
@@ -113,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for text in self._warnings:
+            self.send_header("Warning", '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
@@ -176,6 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self._body_read = False
+        self._warnings = []
         try:
             self._handle()
         except ApiError as err:
@@ -297,6 +301,21 @@ class _Handler(BaseHTTPRequestHandler):
             meta["name"] = route.name
         return body
 
+    def _check_fields(self, route: Route, obj: Any, query: dict[str, list[str]]) -> None:
+        """Drop unknown fields of built-in kinds; `Strict` rejects them, `Warn` (default) warns."""
+        mode = _param(query, "fieldValidation") or "Warn"
+        if mode not in ("Ignore", "Warn", "Strict"):
+            raise ApiError(400, "BadRequest", f'fieldValidation: Unsupported value: "{mode}": supported values: '
+                           '"Ignore", "Warn", "Strict"')
+        unknown = fieldcheck.unknown_fields(route.rt, obj, prune=True)
+        if not unknown or mode == "Ignore":
+            return
+        if mode == "Strict":
+            fields = ", ".join(f'unknown field "{p}"' for p in unknown)
+            raise ApiError(400, "BadRequest", f'{route.rt.kind} in version "{route.rt.version}" cannot be handled '
+                           f"as a {route.rt.kind}: strict decoding error: {fields}")
+        self._warnings.extend(f'unknown field "{p}"' for p in unknown)
+
     # ------------------------------------------------------------ verbs
     def _do_get(self, route: Route, query: dict[str, list[str]]) -> None:
         if route.sub == "log":
@@ -394,6 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._body_object(route, body)
+        self._check_fields(route, obj, query)
         obj["metadata"].pop("resourceVersion", None)
         created = self.store.create(obj, dry_run=self._dry_run(query))
         self._respond_obj(201, route, created, query)
@@ -402,6 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route.name is None or route.sub not in (None, "status"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._body_object(route, self._read_body())
+        self._check_fields(route, obj, query)
         dry = self._dry_run(query)
         if route.sub == "status":
             updated = self.store.update_status(obj, dry_run=dry)
@@ -420,6 +441,8 @@ class _Handler(BaseHTTPRequestHandler):
                            "accepted media types include: application/json-patch+json, application/merge-patch+json, "
                            "application/strategic-merge-patch+json")
         body = self._read_body()
+        if patch_type != "json":
+            self._check_fields(route, body, query)
         patched = self.store.patch(route.rt.api_version, route.rt.kind, route.name, route.namespace, body,
                                    patch_type, route.sub, dry_run=self._dry_run(query))
         self._respond_obj(200, route, patched, query)
@@ -544,6 +567,8 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # the client models behind unknown-field checks take seconds to import: load them off the start path
+        threading.Thread(target=fieldcheck.warm_up, name="sim-api-warmup", daemon=True).start()
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                             name="sim-api", daemon=True)
