@@ -19,6 +19,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
 import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from harness.config import Timeouts
 from harness.errors import UsageError
@@ -115,6 +116,8 @@ class Kube:
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeApiError(f"{method} {path}: connection failed: {exc.__class__.__name__}: {exc}") from exc
+        except ApiException as exc:  # the client reports TLS failures this way: not transient, not retried
+            raise KubeApiError(f"{method} {path}: {exc.reason}".replace("\n", " "), -1, "TLS") from exc
         raw = resp.response
         if stream and 200 <= raw.status < 300:
             return raw
