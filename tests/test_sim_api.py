@@ -558,3 +558,35 @@ def test_protobuf_bodies_are_refused_with_415(sim_api: SimApi) -> None:
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 415 and json.loads(exc.value.read())["reason"] == "UnsupportedMediaType"
+
+
+TYPO_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo", "labelz": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i:1", "imagePullPolcy": "Always"}]}}
+
+
+def test_strict_field_validation_rejects_unknown_fields(sim_api: SimApi) -> None:
+    code, _, status = raw(sim_api, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict", TYPO_POD)
+    assert code == 400 and status["reason"] == "BadRequest"
+    assert status["message"] == ('Pod in version "v1" cannot be handled as a Pod: strict decoding error: '
+                                 'unknown field "metadata.labelz", unknown field "spec.containers[0].imagePullPolcy"')
+    assert sim_api.store.get("v1", "Pod", "typo", "default") is None
+
+
+def test_unknown_fields_are_dropped_with_a_warning_by_default(sim_api: SimApi) -> None:
+    code, _, created = raw(sim_api, "POST", "/api/v1/namespaces/default/pods", TYPO_POD)
+    assert code == 201
+    assert "labelz" not in created["metadata"] and "imagePullPolcy" not in created["spec"]["containers"][0]
+    req = urllib.request.Request(sim_api.url + "/api/v1/namespaces/default/configmaps", method="POST",
+                                 data=json.dumps({"metadata": {"name": "w"}, "datta": {"a": "1"}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers.get_all("Warning") == ['299 - "unknown field \\"datta\\""']
+    # patches are checked too; custom resources (no published schema) are not
+    code, _, status = raw(sim_api, "PATCH", "/api/v1/namespaces/default/pods/typo?fieldValidation=Strict",
+                          {"spec": {"nodeSelectr": {"a": "b"}}},
+                          headers={"Content-Type": "application/strategic-merge-patch+json"})
+    assert code == 400 and 'unknown field "spec.nodeSelectr"' in status["message"]
+    code, _, model = raw(sim_api, "POST", "/apis/mlops.seldon.io/v1alpha1/namespaces/default/models"
+                         "?fieldValidation=Strict",
+                         {"metadata": {"name": "m"}, "spec": {"storageUri": "x", "extra": 1}})
+    assert code == 201 and model["spec"]["extra"] == 1

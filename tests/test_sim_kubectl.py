@@ -243,3 +243,14 @@ def test_apply_three_way_strategic_merge_on_a_deployment(sim: SimApi, tmp_path: 
     assert spec["containers"][0]["env"] == [{"name": "B", "value": "3"}]
     assert [p["containerPort"] for p in spec["containers"][0]["ports"]] == [80]
     assert spec["tolerations"] == [{"key": "t2", "operator": "Exists"}]
+
+
+def test_kubectl_apply_reports_unknown_fields(sim: SimApi, tmp_path: Path) -> None:
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(MANIFEST.replace("ports: [{containerPort: 80}]",
+                                         "ports: [{containerPort: 80}], imagePulPolicy: Always"))
+    result = kubectl(sim, "apply", "-f", str(manifest), check=False)
+    assert result.returncode != 0
+    assert 'strict decoding error: unknown field "spec.containers[0].imagePulPolicy"' in result.stderr
+    relaxed = kubectl(sim, "apply", "--validate=warn", "-f", str(manifest))
+    assert 'unknown field "spec.containers[0].imagePulPolicy"' in relaxed.stderr and "pod/web created" in relaxed.stdout
