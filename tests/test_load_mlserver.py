@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.load import InferenceError, LoadSpec, infer_once, run_load
+from harness.load import InferenceError, LoadResult, LoadSpec, infer_once, run_load
+from harness.load.spec import Protocol
 from harness.localserver import IRIS_INPUT, MLServerProcess
 
 # Fixtures `mlserver` and `mlserver_factory` come from the shared real-MLServer module.
@@ -70,23 +71,35 @@ def test_unknown_model_counts_errors(mlserver: MLServerProcess, protocol: str) -
     assert result.error_rate == 1.0
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess], protocol: str) -> None:
+def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) -> None:
     server = mlserver_factory()
     pid = server.pid
     assert pid is not None
-    # Kill the whole process group 1.2 s in: the warm-up (0.3 s) is over and windows are being measured.
+    results: dict[str, LoadResult] = {}
+
+    def measure(protocol: Protocol) -> None:
+        results[protocol] = run_load(LoadSpec(endpoint=_endpoint(server, protocol), model="iris", protocol=protocol,
+                                              mode="closed", concurrency=2, duration_s=6.0, warmup_s=0.3,
+                                              timeout_s=2.0))
+
+    # REST and gRPC at once against one server (one MLServer start instead of two); the whole process
+    # group is killed 1.2 s in, after the warm-up, while windows are being measured.
+    runners = [threading.Thread(target=measure, args=(p,)) for p in ("http", "grpc")]
     killer = threading.Timer(1.2, lambda: os.killpg(pid, signal.SIGKILL))
+    for thread in runners:
+        thread.start()
     killer.start()
     try:
-        result = run_load(LoadSpec(endpoint=_endpoint(server, protocol), model="iris", protocol=protocol,  # type: ignore[arg-type]
-                                   mode="closed", concurrency=2, duration_s=6.0, warmup_s=0.3, timeout_s=2.0))
+        for thread in runners:
+            thread.join(timeout=60)
     finally:
         killer.cancel()
         killer.join()
-    assert result.complete is False
-    assert result.failure is not None and "stopped answering" in result.failure
-    assert result.ok > 0  # the partial figures before the kill are kept
-    assert result.latency_ms["p50"] > 0
-    assert sum(result.errors.values()) > 0
-    assert result.duration_s < 6.0
+    assert set(results) == {"http", "grpc"}
+    for protocol, result in results.items():
+        assert result.complete is False, protocol
+        assert result.failure is not None and "stopped answering" in result.failure, protocol
+        assert result.ok > 0, protocol  # the partial figures before the kill are kept
+        assert result.latency_ms["p50"] > 0, protocol
+        assert sum(result.errors.values()) > 0, protocol
+        assert result.duration_s < 6.0, protocol

@@ -38,6 +38,7 @@ class StubServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.server: asyncio.base_events.Server | None = None
         self.gate: asyncio.Event | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -47,9 +48,17 @@ class StubServer:
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
+        # Close every connection and let the handlers finish before the loop goes away.
+        for writer in list(self.writers):
+            writer.close()
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        if pending:
+            self.loop.run_until_complete(asyncio.wait(pending, timeout=5))
+        self.loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.gate is not None
+        self.writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -73,6 +82,7 @@ class StubServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()
 
     def __enter__(self) -> StubServer:

@@ -61,12 +61,13 @@ def test_load_and_unload_under_another_name(mlserver: MLServerProcess, iris_mode
     assert _infer(mlserver, "iris-extra")[0] == 404
 
 
-def test_early_exit_reports_log_tail(iris_model_dir: Path, tmp_path: Path) -> None:
+def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     # A port that is already taken makes MLServer exit at startup; fixed ports are not retried.
+    # No models: nothing to load before the failing bind, so the failure comes quickly.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = MLServerProcess(tmp_path / "srv", models_dir=iris_model_dir, http_port=taken.getsockname()[1])
+        server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", http_port=taken.getsockname()[1])
         try:
             with pytest.raises(MLServerError) as info:
                 server.start(timeout=60)

@@ -64,8 +64,9 @@ def parse_endpoint(endpoint: str, protocol: Protocol) -> Target:
         text = f"{'http' if protocol == 'http' else 'grpc'}://{text}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "grpc"):
+        note = " (TLS endpoints are not supported)" if parts.scheme in ("https", "grpcs") else ""
         raise UsageError(
-            f"--endpoint: expected http://host:port or host:port, got {endpoint!r} (https is not supported)"
+            f"--endpoint: expected http://host:port, grpc://host:port or host:port, got {endpoint!r}{note}"
         )
     if protocol == "grpc" and parts.path not in ("", "/"):
         raise UsageError(f"--endpoint: a gRPC endpoint takes no path, got {endpoint!r}")
