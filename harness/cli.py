@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--baseline", help="report.json of the baseline run")
     gate.add_argument("--max-regression", type=_percent, default=0.10, help="allowed latency regression (default 10%%)")
     gate.add_argument("--allow-simulated", action="store_true", help="accept a report from the simulated cluster")
+    gate.add_argument("--allow-skip", action="append", metavar="SUITE", default=None,
+                      help="accept skipped checks of this suite (repeatable; '*' for all)")
 
     report = sub.add_parser("report", help="render a report.json again as HTML (and JUnit)")
     report.add_argument("--report", required=True, help="report.json")

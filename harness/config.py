@@ -193,6 +193,8 @@ class Gpu(Strict):
     resource_name: str = "nvidia.com/gpu"
     # The Server capability that GPU models require (matched by the GPU Servers' extraCapabilities).
     capability: str = "model-on-gpu"
+    # Image the NVML probe runs in: any image with Python and nvidia-ml-py (MLServer's has both).
+    probe_image: str = "seldonio/mlserver:1.7.1"
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin)
 
 

@@ -28,7 +28,7 @@ from harness.config import Profile, apply_overrides, load_profile
 from harness.errors import HarnessError, UsageError
 
 DEFAULT_PROFILE = "profiles/sim.yaml"
-RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")
+RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 MARKERS = {
     "gpu": "needs GPUs visible through NVML (skipped without, failed under --require-gpu)",
     "destructive": "changes node taints or evicts pods (restored afterwards)",
@@ -69,7 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--require-gpu", action="store_true", default=False,
                     help="fail instead of skip when GPUs are not visible through NVML (nightly and release lanes)")
     group.addoption("--run-id", default=None,
-                    help="run id used in cluster, namespace and label names (lowercase, <= 20 chars)")
+                    help="run id used in cluster, namespace and label names (lowercase, <= 32 chars)")
 
 
 def _default_run_id() -> str:
@@ -101,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = config.getoption("--run-id") or _default_run_id()
     if not RUN_ID.match(run_id):
         raise pytest.UsageError(
-            f"--run-id: expected 1-20 lowercase letters, digits or '-', "
+            f"--run-id: expected 1-32 lowercase letters, digits or '-', "
             f"starting and ending alphanumeric, got {run_id!r}"
         )
     try:

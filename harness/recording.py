@@ -98,12 +98,8 @@ class Recorder:
         return self.tests.setdefault(nodeid, TestRecorder(self, nodeid))
 
     def phase(self, record: Any) -> None:
-        from harness.report.model import Phase
-
-        self.builder._report.phases.append(Phase(
-            name=record.name, started=datetime.fromtimestamp(record.started, UTC), seconds=record.seconds,
-            status="ok" if record.status == "ok" else "failed", error=record.detail or None,
-        ))
+        self.builder.add_phase(record.name, datetime.fromtimestamp(record.started, UTC), record.seconds,
+                               "ok" if record.status == "ok" else "failed", record.detail or None)
 
     def cleanup_problems(self, problems: list[str]) -> None:
         self.problems.extend(problems)
@@ -120,7 +116,10 @@ class Recorder:
             if report.skipped and isinstance(report.longrepr, tuple):
                 reason = str(report.longrepr[2]).removeprefix("Skipped: ")
             elif report.failed:
-                reason = _first_lines(report.longreprtext)
+                # The crash line ("AssertionError: ...", "Failed: ...") reads well in a table; the
+                # whole longrepr starts with fixture reprs.
+                crash = getattr(report.longrepr, "reprcrash", None)
+                reason = _first_lines(str(crash.message) if crash is not None else report.longreprtext)
             details = dict(self.tests.get(nodeid, TestRecorder(self, nodeid)).details)
             if report.when != "call":
                 details["phase"] = report.when

@@ -107,7 +107,7 @@ def test_creates(scope):
     ("args", "message"),
     [
         (["--profile", "missing.yaml"], "missing.yaml: profile file not found"),
-        (["--profile", "profile.yaml", "--run-id", "Bad_Id"], "--run-id: expected 1-20 lowercase"),
+        (["--profile", "profile.yaml", "--run-id", "Bad_Id"], "--run-id: expected 1-32 lowercase"),
         (["--profile", "profile.yaml", "--kubeconfig", "nope.kubeconfig"], "--kubeconfig: file not found"),
     ],
 )
