@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from collections.abc import Callable
 
 import pytest
 
+from harness.config import Tensor
 from harness.load import InferenceError, LoadResult, LoadSpec, infer_once, run_load
 from harness.load.spec import Protocol
 from harness.localserver import IRIS_INPUT, MLServerProcess
+from harness.localserver.process import group_members
 
 # Fixtures `mlserver` and `mlserver_factory` come from the shared real-MLServer module.
 pytest_plugins = ("tests.mlserver_fixtures",)
@@ -31,6 +31,12 @@ def test_infer_once_returns_the_parsed_response(mlserver: MLServerProcess, proto
         infer_once(_endpoint(mlserver, protocol), "no-such-model", IRIS_INPUT, protocol=protocol)  # type: ignore[arg-type]
     assert info.value.kind in ("http_404", "grpc_NOT_FOUND", "grpc_INVALID_ARGUMENT")
     assert "no-such-model" in str(info.value)
+
+
+def test_infer_once_takes_a_profile_tensor(mlserver: MLServerProcess) -> None:
+    tensor = Tensor(name="predict", shape=[1, 4], data=[6.7, 3.0, 5.2, 2.3])
+    response = infer_once(mlserver.http_url, "iris", tensor, "http", 10.0)
+    assert response["outputs"][0]["data"] == [2]  # virginica
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -85,7 +91,7 @@ def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) 
     # REST and gRPC at once against one server (one MLServer start instead of two); the whole process
     # group is killed 1.2 s in, after the warm-up, while windows are being measured.
     runners = [threading.Thread(target=measure, args=(p,)) for p in ("http", "grpc")]
-    killer = threading.Timer(1.2, lambda: os.killpg(pid, signal.SIGKILL))
+    killer = threading.Timer(1.2, server.kill)
     for thread in runners:
         thread.start()
     killer.start()
@@ -96,6 +102,7 @@ def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) 
         killer.cancel()
         killer.join()
     assert set(results) == {"http", "grpc"}
+    assert not server.is_alive() and group_members(pid) == []  # kill() took the whole group down
     for protocol, result in results.items():
         assert result.complete is False, protocol
         assert result.failure is not None and "stopped answering" in result.failure, protocol

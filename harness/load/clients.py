@@ -311,16 +311,23 @@ class GrpcPool:
 # --------------------------------------------------------------------------------------------
 # One request, fully parsed: the suites' correctness check.
 # --------------------------------------------------------------------------------------------
+def _as_dict(tensor: Any) -> Any:
+    # A profile `Tensor` (pydantic) dumps to exactly the Open Inference Protocol tensor fields.
+    dump = getattr(tensor, "model_dump", None)
+    return dump() if callable(dump) else tensor
+
+
 def infer_once(
-    endpoint: str, model: str, tensor: dict[str, Any] | list[dict[str, Any]], protocol: Protocol = "http",
-    timeout: float = 10.0,
+    endpoint: str, model: str, tensor: Any, protocol: Protocol = "http", timeout: float = 10.0,
 ) -> dict[str, Any]:
     """Send one inference and return the parsed response as an Open Inference Protocol dict
     (`model_name`, `model_version`, `outputs: [{name, datatype, shape, data}]`).
 
-    Raises `InferenceError` with the error kind and the server's message on any failure.
+    `tensor`: one input (a dict with name, datatype, shape, data, or a profile `Tensor`) or a list
+    of them. Raises `InferenceError` with the error kind and the server's message on any failure.
     """
-    inputs = validate_inputs([tensor] if isinstance(tensor, dict) else tensor, "inputs")
+    items = tensor if isinstance(tensor, list) else [tensor]
+    inputs = validate_inputs([_as_dict(t) for t in items], "inputs")
     target = parse_endpoint(endpoint, protocol)
     if protocol == "http":
         return _infer_http(target, model, inputs, timeout)

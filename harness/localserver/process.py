@@ -262,6 +262,27 @@ class MLServerProcess:
         if left:
             raise MLServerError(f"MLServer process group {pgid} still has live processes {left} after SIGKILL")
 
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the whole process group at once (a crash, for fault injection) and reap the parent,
+        so `is_alive()` is False on return. The object can be started again afterwards."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+        wait_group_gone(proc.pid, timeout)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to `timeout` for the MLServer parent to exit; its exit code, or None if still running."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def __enter__(self) -> MLServerProcess:
         self.start()
         return self
