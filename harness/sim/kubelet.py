@@ -13,9 +13,11 @@
 - One-shot pods (restartPolicy Never/OnFailure) whose container runs `python3 <script>` (or
   `python3 -c CODE`) really run it with this machine's Python, off the reconcile thread, with the
   pod's ConfigMap volumes materialised into a temp dir and the simulated NVML first on PYTHONPATH;
-  stdout+stderr become the container log, the exit code decides Succeeded/Failed. One-shot pods
-  with no Python container (a `pause` intruder) run until deleted, as `pause` does; inside a
+  stdout+stderr become the container log, the exit code decides Succeeded/Failed (OnFailure reruns
+  a failed container after a back-off, rotating its log; activeDeadlineSeconds bounds a run). One-shot
+  pods with no Python container (a `pause` intruder) run until deleted, as `pause` does; inside a
   Python pod, a container that is not Python completes with exit code 0 and an empty log.
+- Nodes whose Ready condition is not True start nothing; hostNetwork pods get the node's address.
 - Long-running containers just run. Crash faults (`crash_container`) restart a container once or
   keep it in CrashLoopBackOff, rotating its log so `--previous` shows the crashed run.
 """
