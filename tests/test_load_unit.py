@@ -346,6 +346,16 @@ def test_errors_are_counted_by_kind_not_retried() -> None:
     assert result.error_rate == pytest.approx(0.25, abs=0.03)
 
 
+def test_timeouts_are_counted_and_every_request_is_accounted_for() -> None:
+    with StubServer(stall_after_s=0.0, stall_s=1.0) as server:
+        result = run_load(LoadSpec(endpoint=server.url, model="stub", rate=50.0, duration_s=0.6, warmup_s=0.0,
+                                   timeout_s=0.3))
+    assert result.complete  # a slow server is measured, not declared dead
+    assert result.ok == 0 and result.requests == pytest.approx(30, abs=2)
+    assert result.errors.get("timeout", 0) >= result.requests - 1
+    assert sum(result.errors.values()) == result.requests
+
+
 def test_unreachable_server_ends_incomplete_with_partial_figures() -> None:
     with StubServer() as server:
         url = server.url

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import UsageError
 from harness.load.clients import grpc_request_bytes, http_request_bytes
 from harness.load.histogram import merge_encoded, summary_ms
 from harness.load.spec import LoadResult, LoadSpec, parse_endpoint
@@ -199,17 +198,17 @@ def _run_in_workers(spec: LoadSpec, coordinator: Coordinator, workers: int) -> l
     try:
         ready: set[int] = set()
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while len(ready) < len(plans):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UsageError(f"load workers did not start within {WORKER_START_TIMEOUT_S:.0f} s "
-                                 f"({len(ready)} of {len(plans)} ready)")
+        while len(ready) < len(plans) and time.monotonic() < deadline:
             try:
-                kind, index, _ = out.get(timeout=remaining)
+                kind, index, _ = out.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 continue
             if kind == "ready":
                 ready.add(index)
+        if len(ready) < len(plans):
+            failure = (f"load workers did not start within {WORKER_START_TIMEOUT_S:.0f} s "
+                       f"({len(ready)} of {len(plans)} ready)")
+            return [WorkerSummary(p.index, 0.0, 0, failure, 0.0) for p in plans]
         start_value.value = time.monotonic() + 0.2
         go.set()
         run_s = spec.warmup_s + spec.max_trials * spec.duration_s + spec.timeout_s + 30.0

@@ -218,6 +218,10 @@ class Worker:
                 break
             covered = min(plan.window_s, end_time - start)
             window = self.windows.get(index) or _Window()
+            if window.outstanding:
+                # Still unanswered after the drain deadline: counted, so requests == ok + errors.
+                window.errors["unfinished"] = window.errors.get("unfinished", 0) + window.outstanding
+                window.outstanding = 0
             self.emit(self._record(index, window, covered, partial=covered < plan.window_s - 1e-9))
             self.next_emit = index + 1
 
