@@ -590,3 +590,16 @@ def test_unknown_fields_are_dropped_with_a_warning_by_default(sim_api: SimApi) -
                          "?fieldValidation=Strict",
                          {"metadata": {"name": "m"}, "spec": {"storageUri": "x", "extra": 1}})
     assert code == 201 and model["spec"]["extra"] == 1
+
+
+def test_table_output_for_seldon_models(sim_api: SimApi) -> None:
+    sim_api.store.create({"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model",
+                          "metadata": {"name": "iris", "namespace": "default"}, "spec": {"storageUri": "gs://x"}})
+    sim_api.store.patch("mlops.seldon.io/v1alpha1", "Model", "iris", "default", {"status": {
+        "availableReplicas": 1, "conditions": [{"type": "Ready", "status": "True"}]}}, "merge", "status")
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    _, _, table = raw(sim_api, "GET", "/apis/mlops.seldon.io/v1alpha1/namespaces/default/models",
+                      headers={"Accept": accept})
+    assert [c["name"] for c in table["columnDefinitions"]] == [
+        "Name", "Ready", "Desired Replicas", "Available Replicas", "Age"]
+    assert table["rows"][0]["cells"][:4] == ["iris", "True", 1, 1]

@@ -273,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _respond_obj(self, code: int, route: Route, obj: Obj, query: dict[str, list[str]]) -> None:
         if self._wants_table():
             rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-            self._send_json(code, to_table(route.rt.kind, [obj], rv, _param(query, "includeObject") or "Metadata"))
+            self._send_json(code, to_table(route.rt.kind, [obj], rv, _param(query, "includeObject") or "Metadata",
+                                           route.rt.group))
         else:
             self._send_json(code, obj)
 
@@ -329,7 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
         items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
                                                  _param(query, "labelSelector"), _param(query, "fieldSelector"))
         if self._wants_table():
-            self._send_json(200, to_table(route.rt.kind, items, rv, _param(query, "includeObject") or "Metadata"))
+            self._send_json(200, to_table(route.rt.kind, items, rv, _param(query, "includeObject") or "Metadata",
+                                          route.rt.group))
             return
         # `limit` is honoured by returning everything in one page (no `continue` token): allowed by the API
         self._send_json(200, {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version,
@@ -373,7 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
                 etype, obj = event
                 if table and etype != "BOOKMARK":
                     obj = to_table(route.rt.kind, [obj], str(obj["metadata"].get("resourceVersion", "")),
-                                   _param(query, "includeObject") or "Metadata")
+                                   _param(query, "includeObject") or "Metadata", route.rt.group)
                 self._chunk({"type": etype, "object": obj})
             # A dropped stream ends like a watch the apiserver closes: clients must re-watch from their last rv.
             self.wfile.write(b"0\r\n\r\n")

@@ -131,6 +131,18 @@ def _event_row(obj: Obj) -> list[Any]:
             f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}", obj.get("message", "")]
 
 
+def _seldon_model_row(obj: Obj) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [_meta(obj).get("name", ""), _condition(obj, "Ready") or "", spec.get("replicas", 1),
+            status.get("availableReplicas", 0), _age(obj)]
+
+
+def _seldon_server_row(obj: Obj) -> list[Any]:
+    status = obj.get("status") or {}
+    return [_meta(obj).get("name", ""), _condition(obj, "Ready") or "", status.get("replicas", 0),
+            status.get("loadedModels", 0), _age(obj)]
+
+
 _S, _I = "string", "integer"
 LAYOUTS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     "Pod": ([("Name", _S, 0), ("Ready", _S, 0), ("Status", _S, 0), ("Restarts", _I, 0), ("Age", _S, 0),
@@ -151,7 +163,18 @@ LAYOUTS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
 }
 
 
-def _columns_for(kind: str, items: list[Obj]) -> tuple[list[Column], Callable[[Obj], list[Any]]]:
+# Seldon kinds: the columns their CRDs declare (names and meaning; rendered here)
+CUSTOM_LAYOUTS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
+    "Model": ([("Name", _S, 0), ("Ready", _S, 0), ("Desired Replicas", _I, 0), ("Available Replicas", _I, 0),
+               ("Age", _S, 0)], _seldon_model_row),
+    "Server": ([("Name", _S, 0), ("Ready", _S, 0), ("Replicas", _I, 0), ("Loaded Models", _I, 0),
+                ("Age", _S, 0)], _seldon_server_row),
+}
+
+
+def _columns_for(kind: str, items: list[Obj], group: str = "") -> tuple[list[Column], Callable[[Obj], list[Any]]]:
+    if group == "mlops.seldon.io" and kind in CUSTOM_LAYOUTS:
+        return CUSTOM_LAYOUTS[kind]
     if kind in LAYOUTS:
         return LAYOUTS[kind]
     with_ready = any(_condition(o, "Ready") is not None for o in items)
@@ -163,8 +186,9 @@ def _columns_for(kind: str, items: list[Obj]) -> tuple[list[Column], Callable[[O
     return cols, row
 
 
-def to_table(kind: str, items: list[Obj], resource_version: str, include_object: str = "Metadata") -> Obj:
-    columns, row = _columns_for(kind, items)
+def to_table(kind: str, items: list[Obj], resource_version: str, include_object: str = "Metadata",
+             group: str = "") -> Obj:
+    columns, row = _columns_for(kind, items, group)
     rows = []
     for obj in items:
         entry: Obj = {"cells": row(obj)}
