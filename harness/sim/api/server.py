@@ -1,10 +1,17 @@
 """The simulated cluster's Kubernetes API over HTTP (127.0.0.1 only).
 
 Speaks enough of the real API for the official `kubernetes` client (typed and dynamic) and for
-kubectl: discovery, get/list/watch/create/update/patch/delete(+collection) on every resource in
-`resources.RESOURCES`, the pod subresources log/status/binding/eviction, `dryRun=All`, Table output,
-and `Status` errors with the real codes and reasons. Watches are chunked streams of JSON lines.
-Requests may be failed on purpose through `Faults` (see harness/sim/faults.py).
+kubectl: discovery (plain form; aggregated-discovery requests get it too and clients fall back),
+a minimal `/openapi/v3` that tells kubectl the server validates fields itself, get/list/watch/create/
+update/patch/delete(+collection) on every resource in `resources.RESOURCES`, the pod subresources
+log/status/binding/eviction, `dryRun=All`, `fieldValidation` (unknown fields of built-in kinds are
+dropped, warned about or rejected), Table output, and `Status` errors with the real codes and
+reasons. Watches are chunked streams of JSON lines (bookmarks, `sendInitialEvents`, 410 as an ERROR
+event). Requests may be failed on purpose through `Faults` (see harness/sim/faults.py).
+
+Not served: protobuf bodies other than kubectl's Namespace/ConfigMap creates (415), server-side
+apply (`application/apply-patch+yaml`, 415), list pagination (`limit` returns everything at once),
+schemas for custom resources (Seldon objects are stored as sent), `/openapi/v2`.
 """
 
 from __future__ import annotations
