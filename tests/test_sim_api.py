@@ -603,3 +603,31 @@ def test_table_output_for_seldon_models(sim_api: SimApi) -> None:
     assert [c["name"] for c in table["columnDefinitions"]] == [
         "Name", "Ready", "Desired Replicas", "Available Replicas", "Age"]
     assert table["rows"][0]["cells"][:4] == ["iris", "True", 1, 1]
+
+
+def test_concurrent_writers_and_watchers_see_every_change(api_client: Any, sim_api: SimApi) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    v1 = k8s.CoreV1Api(api_client)
+    start_rv = v1.list_namespaced_config_map("default").metadata.resource_version
+    n_writers, per_writer = 8, 10
+
+    def write(i: int) -> None:
+        for j in range(per_writer):
+            v1.create_namespaced_config_map("default", {"metadata": {"name": f"c-{i}-{j}", "labels": {"w": str(i)}}})
+            v1.patch_namespaced_config_map(f"c-{i}-{j}", "default", {"data": {"j": str(j)}})
+
+    def watch_all() -> int:
+        seen = 0
+        for _ in k8s_watch.Watch().stream(v1.list_namespaced_config_map, "default", resource_version=start_rv,
+                                          timeout_seconds=20):
+            seen += 1
+            if seen == 2 * n_writers * per_writer:
+                break
+        return seen
+
+    with ThreadPoolExecutor(max_workers=n_writers + 3) as pool:
+        watchers = [pool.submit(watch_all) for _ in range(3)]
+        list(pool.map(write, range(n_writers)))
+        assert [w.result(timeout=30) for w in watchers] == [2 * n_writers * per_writer] * 3
+    assert len(v1.list_namespaced_config_map("default", label_selector="w in (0,7)").items) == 2 * per_writer
