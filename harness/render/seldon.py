@@ -55,7 +55,36 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
     else:
         spec["affinity"] = off_pool_affinity(profile)
     spec["containers"] = [{"name": container, "resources": {"requests": requests, "limits": limits}}]
+    if server.pod_spec:
+        spec = overlay_pod_spec(spec, server.pod_spec)
     return spec
+
+
+def overlay_pod_spec(spec: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Lay the profile's raw `servers[].pod_spec` over the rendered fragment.
+
+    Top-level fields replace (so `tolerations: []` really removes the toleration); containers merge by
+    name, their resource maps key by key, which is how Seldon itself merges a Server's podSpec.
+    """
+    out = copy.deepcopy(spec)
+    for key, value in overlay.items():
+        if key != "containers":
+            out[key] = copy.deepcopy(value)
+            continue
+        by_name = {c.get("name"): c for c in out.get("containers") or []}
+        for extra in value or []:
+            current = by_name.get(extra.get("name"))
+            if current is None:
+                out.setdefault("containers", []).append(copy.deepcopy(extra))
+                continue
+            for field, field_value in extra.items():
+                if field == "resources" and isinstance(field_value, dict):
+                    resources = current.setdefault("resources", {})
+                    for section, amounts in field_value.items():
+                        resources[section] = {**(resources.get(section) or {}), **(amounts or {})}
+                else:
+                    current[field] = copy.deepcopy(field_value)
+    return out
 
 
 def server(profile: Profile, server: Server, namespace: str, *, run_id: str | None = None) -> dict[str, Any]:
