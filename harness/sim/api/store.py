@@ -32,7 +32,7 @@ from harness.sim.contracts import ApiError, Obj, PatchType
 
 log = logging.getLogger(__name__)
 
-HISTORY_LIMIT = 20000
+HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion")
 

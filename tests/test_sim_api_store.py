@@ -1,0 +1,88 @@
+"""The object store on its own (what controllers use in-process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.sim.api.store import MemoryStore
+from harness.sim.contracts import ApiError
+
+
+def cm(name: str, **meta: object) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default", **meta}}
+
+
+def test_rolling_history_compaction_gives_410() -> None:
+    s = MemoryStore(history_limit=5)
+    rv0 = s.resource_version
+    for i in range(10):
+        s.create(cm(f"c{i}"))
+    with pytest.raises(ApiError) as gone:
+        s.watch("v1", "ConfigMap", "default", resource_version=str(rv0))
+    assert gone.value.code == 410 and gone.value.reason == "Expired"
+    w = s.watch("v1", "ConfigMap", "default", resource_version=str(s.resource_version - 3))
+    names = []
+    for _ in range(3):
+        event = w.next(1.0)
+        assert event is not None
+        names.append(event[1]["metadata"]["name"])
+    assert names == ["c7", "c8", "c9"]
+    w.close()
+
+
+def test_update_keeps_status_and_noop_keeps_resource_version() -> None:
+    s = MemoryStore()
+    pod = s.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                    "spec": {"containers": [{"name": "c", "image": "i:1"}]}})
+    s.update_status({**pod, "status": {"phase": "Running"}})
+    current = s.get("v1", "Pod", "p", "default")
+    assert current is not None
+    again = s.update({**current, "status": {"phase": "Failed"}})
+    assert again["status"]["phase"] == "Running"  # status only through the status subresource
+    assert again["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]  # nothing changed
+    bound = s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n1"}}, "merge")
+    assert bound["spec"]["nodeName"] == "n1" and bound["metadata"]["generation"] == 2
+    with pytest.raises(ApiError) as immutable:
+        s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n2"}}, "merge")
+    assert immutable.value.code == 422
+    with pytest.raises(ApiError) as conflict:
+        s.update({**current, "metadata": {**current["metadata"], "labels": {"x": "y"}}})
+    assert conflict.value.code == 409
+
+
+def test_dependents_of_a_deleted_owner_are_collected() -> None:
+    s = MemoryStore()
+    owner = s.create(cm("owner"))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    s.create(cm("child", ownerReferences=[ref]))
+    s.delete("v1", "ConfigMap", "owner", "default")
+    assert s.get("v1", "ConfigMap", "child", "default") is None
+    # a controller acting on a stale view creates a dependent of the gone owner: the GC removes it
+    s.create(cm("late", ownerReferences=[ref]))
+    assert s.get("v1", "ConfigMap", "late", "default") is None
+
+
+def test_events_are_deduplicated_and_logs_rotate() -> None:
+    s = MemoryStore()
+    node = s.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+    for _ in range(3):
+        s.record_event(node, "NodeNotReady", "Node n1 status is now: NodeNotReady", "Warning", "node-controller")
+    events = s.list("v1", "Event", "default", field_selector="involvedObject.name=n1")
+    assert len(events) == 1 and events[0]["count"] == 3 and "namespace" not in events[0]["involvedObject"]
+    s.append_log("default", "p", "c", "a\n")
+    s.rotate_log("default", "p", "c")
+    s.append_log("default", "p", "c", "b\n")
+    assert s.read_log("default", "p", "c") == "b\n" and s.read_log("default", "p", "c", previous=True) == "a\n"
+    assert s.read_log("default", "p", "other") is None
+
+
+def test_namespaces_bring_a_default_service_account_and_take_their_objects() -> None:
+    s = MemoryStore()
+    s.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t"}})
+    assert s.get("v1", "ServiceAccount", "default", "t") is not None
+    s.create({**cm("x"), "metadata": {"name": "x", "namespace": "t"}})
+    s.delete("v1", "Namespace", "t")
+    assert s.get("v1", "ConfigMap", "x", "t") is None and s.get("v1", "ServiceAccount", "default", "t") is None
+    with pytest.raises(ApiError) as missing:
+        s.create({**cm("y"), "metadata": {"name": "y", "namespace": "t"}})
+    assert missing.value.code == 404
