@@ -226,10 +226,12 @@ def _latencies(port: int, path: str, body: bytes, n: int) -> list[float]:
 
 
 def test_mesh_overhead_against_a_real_mlserver(mlserver: MLServerProcess, record_property: Any) -> None:
+    # The configuration the sim runs: the mesh in its own process.
     route = Route("iris", (Upstream(HOST, mlserver.http_port, mlserver.grpc_port),))
-    m = Mesh({"iris": route}.get)
+    m = MeshProcess()
     m.start()
     try:
+        assert m.update({"iris": route})
         body = json.dumps({"inputs": [{"name": "predict", "datatype": "FP32", "shape": [1, 4],
                                        "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
         path = "/v2/models/iris/infer"
