@@ -78,7 +78,7 @@ def test_gpu_server_with_node_affinity_tolerates_taint_and_pins_replicas() -> No
     (container,) = pod["containers"]
     assert container["name"] == "mlserver"
     resources = container["resources"]
-    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == 1
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
     # A memory request above the default ServerConfig's 1Gi limit needs its own limit (maps merge by key).
     assert container["resources"]["limits"]["memory"] == container["resources"]["requests"]["memory"]
 
@@ -89,7 +89,7 @@ def test_gpu_server_with_node_selector_uses_triton_container_name() -> None:
     assert pod["nodeSelector"] == {"pool": "infer-srv"}
     assert "affinity" not in pod
     assert pod["containers"][0]["name"] == "triton"
-    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
 
 
 def test_toleration_follows_profile_taint_and_noexecute_has_no_toleration_seconds() -> None:
@@ -182,7 +182,7 @@ def test_server_config_variant_is_complete_and_gpu_placed() -> None:
     assert {"key": "other", "operator": "Exists"} in pod["tolerations"]
     assert {"key": "seldon-gpu-srv", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod["tolerations"]
     resources = pod["containers"][2]["resources"]
-    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == 1
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
     assert resources["requests"]["cpu"] == "1"
     assert sc["spec"]["volumeClaimTemplates"][0]["name"] == "mlserver-models"
     assert render.server_config(p, p.server("cpu"), "seldon-mesh", base=base) is None
@@ -223,7 +223,7 @@ def test_probe_pod_requests_gpus_and_targets_the_pool() -> None:
     assert spec["restartPolicy"] == "Never"
     (c,) = spec["containers"]
     assert c["command"] == ["python3", "/probe/probe.py"]
-    assert c["resources"] == {"requests": {"nvidia.com/gpu": 2}, "limits": {"nvidia.com/gpu": 2}}
+    assert c["resources"] == {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}
     assert c["image"] == render.PROBE_IMAGE
     assert {"name": "probe", "mountPath": "/probe", "readOnly": True} in c["volumeMounts"]
     assert {"name": "probe", "configMap": {"name": "nvml-probe", "defaultMode": 0o444}} in spec["volumes"]

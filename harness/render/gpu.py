@@ -121,8 +121,8 @@ def probe_pod(
     if gpus > 0:
         # Extended resources: requests must equal limits.
         container["resources"] = {
-            "requests": {profile.gpu.resource_name: gpus},
-            "limits": {profile.gpu.resource_name: gpus},
+            "requests": {profile.gpu.resource_name: str(gpus)},
+            "limits": {profile.gpu.resource_name: str(gpus)},
         }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",

@@ -43,8 +43,8 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if server.on_gpu:
         # Extended resources must have requests == limits, or the StatefulSet is rejected.
-        requests[profile.gpu.resource_name] = server.gpus
-        limits[profile.gpu.resource_name] = server.gpus
+        requests[profile.gpu.resource_name] = str(server.gpus)
+        limits[profile.gpu.resource_name] = str(server.gpus)
         spec["tolerations"] = [gpu_toleration(profile)]
         if server.placement == "nodeSelector":
             spec["nodeSelector"] = pool_selector(profile)
