@@ -205,6 +205,23 @@ class HttpPool:
         else:
             self.waiting.append(callback)
 
+    async def prewarm(self, count: int) -> None:
+        """Open up to `count` idle connections ahead of the run, so early sends do not wait for a
+        TCP handshake (wrk and wrk2 open their connections up front too). Failures are left to the run."""
+        count = min(count, self.limit - self.open)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.loop.create_connection(lambda: _HttpConnection(self), self.target.host,
+                                                           self.target.port), timeout=min(self.timeout, 0.5))
+              for _ in range(count)),
+            return_exceptions=True,
+        )
+        for item in results:
+            if isinstance(item, BaseException):
+                continue
+            _, conn = item
+            self.open += 1
+            self.idle.append(conn)
+
     async def _connect_and_send(self, callback: Callback) -> None:
         started = time.monotonic()
         try:

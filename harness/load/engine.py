@@ -23,7 +23,7 @@ PER_WORKER_RPS = {"http": 2000.0, "grpc": 700.0}
 PER_WORKER_CONCURRENCY = 128
 # Spawned workers need a moment to import and connect before the shared start time.
 WORKER_START_TIMEOUT_S = 60.0
-START_MARGIN_S = 0.05
+START_MARGIN_S = 0.1
 # Open loop: more late sends than this, with the client busier than this share of a core per
 # worker, means the client is the bottleneck and needs more processes.
 LATE_FRACTION_LIMIT = 0.01

@@ -24,6 +24,7 @@ LATE_S = 0.001  # a send more than 1 ms after its intended time is late (as coun
 EARLY_S = 0.0007
 TICK_S = 0.02
 OPEN_LOOP_CONNECTIONS = 256
+PREWARM_CONNECTIONS = 16
 CONNECTION_KINDS = frozenset({"connection_refused", "connection_reset", "connection_error", "grpc_UNAVAILABLE"})
 
 
@@ -268,15 +269,15 @@ class Worker:
         plan = self.plan
         self.drained = asyncio.Event()
         if plan.protocol == "http":
-            from harness.load.clients import HttpPool
-
             limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else OPEN_LOOP_CONNECTIONS
             self.pool = HttpPool(loop, plan.target, plan.payload, plan.timeout_s, limit)
         else:
             limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else 10_000
             self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit)
         wall0 = time.monotonic()
-        delay = plan.start_at - wall0
+        if isinstance(self.pool, HttpPool):
+            await self.pool.prewarm(min(limit, PREWARM_CONNECTIONS))
+        delay = plan.start_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         ticker = loop.create_task(self._ticker())
