@@ -263,6 +263,27 @@ def test_mlserver_dying_mid_load_restarts_and_the_load_is_retried(
     assert status == 200 and answer["model_name"] == "midload_1"
 
 
+def test_kubelet_container_crash_restarts_mlserver_and_reloads(
+    cluster: SimCluster, waiter: Waiter, seldon: SeldonController, iris: Obj, mesh_ports: tuple[int, int]
+) -> None:
+    """The kubelet's own crash fault on the mlserver container: the pod goes NotReady for the back-off,
+    the data plane drops that process, and once the pod is Ready again a new MLServer loads the models."""
+    before = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+    assert before is not None
+    cluster.faults.pod_crash(NS, "mlserver-gpu-0", "mlserver")
+
+    def serving_again() -> tuple[bool, Any]:
+        status = _status(cluster, "Model", "iris")
+        pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+        ok = _ready_cond(status).get("message") == "ModelAvailable" and pid not in (None, before)
+        return ok, (pid, status)
+    waiter.until(serving_again, "iris available on a new MLServer after the container crash", LOAD_TIMEOUT)
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)
+    status, answer = _infer_rest(mesh_ports[0], "iris", SETOSA)
+    assert status == 200 and answer["model_name"] == "iris_1"
+
+
 def test_deleting_a_model_unloads_it(cluster: SimCluster, waiter: Waiter, seldon: SeldonController, iris: Obj,
                                      mesh_ports: tuple[int, int]) -> None:
     cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "short", "namespace": NS},
