@@ -111,7 +111,7 @@ class Coordinator:
     def on_window(self, record: WindowRecord) -> None:
         merged = self.windows.setdefault(record.index, _Merged(record.index))
         merged.records.append(record)
-        if len(merged.records) < self.workers or record.partial:
+        if len(merged.records) < self.workers or any(r.partial for r in merged.records):
             return
         # Windows complete in order per worker, so the merged ones complete in order too.
         self.complete_windows.append(merged)
