@@ -278,7 +278,19 @@ def main(argv: list[str] | None = None) -> int:
             f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms['p50']:.2f} ms, "
             f"p99 {r.latency_ms['p99']:.2f} ms" for r in open_runs),
         "",
-        "Client and server share the same CPUs here, so every millisecond of client CPU is taken from the "
+        "## Method",
+        "",
+        "- Max throughput: closed loop with 8 connections (harness: 8 requests in flight on 8 keep-alive "
+        "connections; wrk: `-t1 -c8`), successful responses per second.",
+        "- p50 at one connection: closed loop with one request in flight; harness p50 from its HdrHistogram "
+        "(microsecond resolution, 3 significant digits), wrk's from `--latency`.",
+        "- Open loop: constant rate at half the median wrk capacity (the harness's own when wrk is missing); "
+        "latency timed from each request's intended send time; a send more than 1 ms after its intended "
+        "time is late. Late sends measure the client's ability to keep the schedule: on a machine whose "
+        "CPUs are shared with other work, the kernel not running the client on time shows up here first.",
+        "- Client ceiling: the same closed loop against a minimal HTTP server that answers at once, which "
+        "bounds what the client itself can generate on this machine.",
+        "- Client and server share the same CPUs, so every millisecond of client CPU is taken from the "
         "server; that, not the network, is why a cheaper client shows higher throughput.",
         "",
     ]
