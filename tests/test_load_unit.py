@@ -425,3 +425,29 @@ def test_cli_writes_json_and_summary(stub: StubServer, tmp_path: Path, capsys: p
     data = json.loads(out.read_text())
     assert data["mode"] == "closed" and data["concurrency"] == 2 and data["ok"] > 0
     assert "latency ms" in printed and "p99" in printed and str(out) in printed
+
+
+def test_wrk_output_is_parsed() -> None:
+    from harness.load.bench import parse_wrk
+
+    output = """Running 5s test @ http://127.0.0.1:8080/v2/models/iris/infer
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     9.41ms    2.10ms  30.01ms   80.00%
+  Latency Distribution
+     50%  850.00us
+     75%   10.10ms
+     90%   11.20ms
+     99%    1.02s
+  4321 requests in 5.00s, 1.10MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:    864.20
+Transfer/sec:    220.00KB
+"""
+    result = parse_wrk(output)
+    assert result.rps == pytest.approx(864.2)
+    assert result.p50_ms == pytest.approx(0.85)
+    assert result.p99_ms == pytest.approx(1020.0)
+    assert result.errors == 3
+    with pytest.raises(ValueError):
+        parse_wrk("nothing here")
