@@ -26,7 +26,9 @@ from harness.load.worker import WindowRecord
 # A stub Open Inference Protocol server: answers at once, can stall everything once, can fail.
 # --------------------------------------------------------------------------------------------
 class StubServer:
-    def __init__(self, stall_after_s: float | None = None, stall_s: float = 0.0, fail_every: int = 0) -> None:
+    def __init__(self, stall_after_s: float | None = None, stall_s: float = 0.0, fail_every: int = 0,
+                 framing: str = "length") -> None:
+        self.framing = framing  # length | chunked | close (HTTP/1.0 style: the body ends at close)
         # The first request that arrives `stall_after_s` after start stalls the whole server.
         self.stall_at: float | None = None if stall_after_s is None else time.monotonic() + stall_after_s
         self.stall_s = stall_s
@@ -77,8 +79,18 @@ class StubServer:
                 failing = self.fail_every and self.count % self.fail_every == 0
                 body = b'{"error":"overloaded"}' if failing else b'{"model_name":"stub","outputs":[]}'
                 status = b"503 Service Unavailable" if failing else b"200 OK"
-                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                head = b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                if self.framing == "chunked":
+                    half = len(body) // 2
+                    chunks = [body[:half], body[half:], b""]
+                    writer.write(head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+                        f"{len(c):x}".encode() + b"\r\n" + c + b"\r\n" for c in chunks))
+                elif self.framing == "close":
+                    writer.write(head + b"Connection: close\r\n\r\n" + body)
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -331,6 +343,14 @@ def test_open_loop_rate_is_kept(stub: StubServer) -> None:
     assert result.achieved_rate_rps == pytest.approx(300.0, rel=0.02)
     assert result.offered_rate_rps == 300.0 and result.concurrency is None
     assert result.client_cpu_ms_per_request > 0
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_response_framings(framing: str) -> None:
+    with StubServer(framing=framing) as server:
+        result = run_load(LoadSpec(endpoint=server.url, model="stub", mode="closed", concurrency=2,
+                                   duration_s=0.6, warmup_s=0.1))
+    assert result.complete and result.errors == {} and result.ok > 10
 
 
 def test_errors_are_counted_by_kind_not_retried() -> None:

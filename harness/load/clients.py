@@ -104,6 +104,7 @@ class _HttpConnection(asyncio.Protocol):
         self.need = -1  # total bytes of the response in progress; -1 until its head is parsed
         self.status = 0
         self.chunked = False
+        self.until_close = False
         self.keep_alive = True
         self.callback: Callback | None = None
         self.sent_at = 0.0
@@ -118,6 +119,7 @@ class _HttpConnection(asyncio.Protocol):
         self.callback = callback
         self.buffer.clear()
         self.need = -1
+        self.until_close = False
         self.timer = self.pool.loop.call_later(timeout, self._timed_out)
         self.sent_at = time.monotonic()
         self.transport.write(payload)
@@ -165,6 +167,13 @@ class _HttpConnection(asyncio.Protocol):
             else:
                 self.chunked = b"transfer-encoding: chunked" in head
                 self.need = end + 4
+                if not self.chunked and self.status not in (204, 304):
+                    # No length and no chunks: the body ends when the server closes (HTTP/1.0 style).
+                    self.until_close = True
+                    self.keep_alive = False
+                    return
+        if self.until_close:
+            return
         if self.chunked:
             if not self.buffer.endswith(b"0\r\n\r\n"):
                 return
@@ -175,7 +184,9 @@ class _HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        if self.callback is not None:
+        if self.callback is not None and self.until_close and exc is None:
+            self._finish(None if self.status == 200 else f"http_{self.status}", reusable=False)
+        elif self.callback is not None:
             self._finish(classify_os_error(exc) if exc else "connection_reset", reusable=False)
         else:
             self.pool._dropped(self)
