@@ -1,0 +1,86 @@
+"""SIGINT and SIGTERM at each lifecycle phase: the run stops, and the cluster is left as it was found.
+
+The cluster is a `sim up` process attached as an existing cluster; the run is `pytest suites/` in a
+subprocess whose live progress lines (`-s`) tell the test which phase it is in. The last case waits
+until the destructive isolation test has tainted a node, so the node guard's restore is what is
+being tested there.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.checks.leftovers import differences
+from harness.config import load_profile
+from harness.kube import Kube
+from harness.testing import capture_cluster_state
+from tests.simproc import ROOT, existing_profile_for, running_sim
+
+SIM_PROFILE = ROOT / "profiles" / "sim.yaml"
+EVICT_TAINT = "harness.seldon.dev/evict-test"
+
+
+def _wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not selector.select(deadline - time.monotonic()):
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip())
+        if marker in line:
+            return seen
+    raise AssertionError(f"never saw {marker!r} within {timeout:g}s; last lines: {seen[-15:]}")
+
+
+CASES = [
+    ("SIGINT", "harness: Seldon started", ["suites/test_placement.py"]),
+    ("SIGTERM", "harness: servers started", ["suites/test_placement.py"]),
+    ("SIGINT", "harness: models started", ["suites/test_placement.py"]),
+    ("SIGTERM", f"taint:{EVICT_TAINT}", ["suites/test_isolation.py::test_noexecute_taint_evicts_running_intruders"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signame", "when", "suites"), CASES, ids=[f"{c[0]}-{c[1].split(':')[-1]}" for c in CASES])
+def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, when: str, suites: list[str]) -> None:
+    with running_sim(SIM_PROFILE, tmp_path) as sim:
+        profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml")
+        profile = load_profile(profile_path)
+        kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
+        before = capture_cluster_state(kube, profile.seldon.namespace)
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pytest", *suites, "--profile", str(profile_path), "--report-dir",
+             str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            if when.startswith("taint:"):
+                key = when.split(":", 1)[1]
+                kube.wait_for_list("v1", "Node", None,
+                                   lambda nodes: any(t.get("key") == key for n in nodes
+                                                     for t in (n.get("spec") or {}).get("taints") or []),
+                                   timeout=180, what=f"a node tainted {key}")
+            else:
+                _wait_for_line(proc, when, timeout=180)
+            proc.send_signal(getattr(signal, signame))
+            output, _ = proc.communicate(timeout=180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert proc.returncode != 0, f"an interrupted run must not report success:\n{output[-2000:]}"
+        left = differences(before, capture_cluster_state(kube, profile.seldon.namespace))
+        assert left == [], f"{signame} at {when!r} left: {left}\n{output[-3000:]}"
