@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from harness.config import load_profile
+from harness.config import parse_profile
 from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
 from harness.sim.seldon import GRPC_PORT_ANNOTATION, HTTP_PORT_ANNOTATION
@@ -56,7 +57,10 @@ class Waiter:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    profile = load_profile(ROOT / "profiles" / "sim.yaml")
+    # The sim profile with a roomier CPU worker: every test here adds a Server of its own.
+    data = yaml.safe_load((ROOT / "profiles" / "sim.yaml").read_text())
+    data["cluster"]["nodes"]["cpu_workers"] = {"count": 1, "cpu": "32", "memory": "128Gi"}
+    profile = parse_profile(data, "profiles/sim.yaml (roomier CPU worker)")
     sim = SimCluster(profile, tmp_path_factory.mktemp("sim-seldon"), mlserver=False)
     sim.start()
     try:
@@ -285,3 +289,32 @@ def test_kubectl_wait_for_condition_ready_on_a_model(cluster: SimCluster, waiter
     )
     assert result.returncode == 0, result.stderr
     assert "condition met" in result.stdout
+
+
+def _partial_config(name: str, without: str) -> Obj:
+    from harness.sim.seldon_merge import default_server_config
+
+    config = default_server_config("mlserver", NS, "2.10.2")
+    config["metadata"]["name"] = name
+    pod = config["spec"]["podSpec"]
+    pod["containers"] = [c for c in pod["containers"] if c["name"] != without]
+    return config
+
+
+def test_server_config_without_agent_runs_pods_but_never_takes_models(cluster: SimCluster, waiter: Waiter) -> None:
+    # The seed's trap: a partial ServerConfig replaces the default one instead of merging with it.
+    cluster.store.create(_partial_config("no-agent", "agent"))
+    cluster.store.create(_cpu_server("cap-noagent", "cap-noagent", serverConfig="no-agent"))
+    waiter.until(_server_ready(cluster, "cap-noagent"), "Server cap-noagent Ready (pods run)")
+    cluster.store.create(_model("model-noagent", ["cap-noagent"]))
+    status = waiter.until(_model_state(cluster, "model-noagent", "ScheduleFailed"), "ScheduleFailed")
+    assert _cond(status, "ModelReady")["reason"] == NO_MATCHING_SERVERS
+
+
+def test_server_config_without_rclone_fails_model_downloads(cluster: SimCluster, waiter: Waiter) -> None:
+    cluster.store.create(_partial_config("no-rclone", "rclone"))
+    cluster.store.create(_cpu_server("cap-norclone", "cap-norclone", serverConfig="no-rclone"))
+    cluster.store.create(_model("model-norclone", ["cap-norclone"]))
+    status = waiter.until(_model_state(cluster, "model-norclone", "ModelFailed"), "ModelFailed")
+    assert "no rclone container" in _cond(status, "ModelReady")["reason"]
+    assert status["selector"] == "server=cap-norclone"

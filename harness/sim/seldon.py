@@ -49,7 +49,7 @@ HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
 MODEL_VERSION = 1
 COMPONENT = "seldon-controller-manager"
 _POLL_S = 0.1  # how soon to look again while a load or start is in flight
-_WATCH_PROCESSES_S = 0.5  # how soon to look again for a dead MLServer while processes run
+_WATCH_PROCESSES_S = 2.0  # how soon to look again for a dead MLServer (and its new log lines)
 
 
 def _now() -> str:
@@ -200,7 +200,8 @@ class _ServerInfo:
     kind: str | None  # mlserver | triton
     capabilities: tuple[str, ...]
     memory_bytes: int
-    ready_pods: list[Obj]
+    ready_pods: list[Obj]  # Running and Ready, and with an agent that connects to the scheduler
+    has_rclone: bool = True
 
 
 # --- the controller ------------------------------------------------------------------------------
@@ -335,9 +336,13 @@ class SeldonController:
             problem = self._apply_statefulset(store, sts)
             pods = store.list("v1", "Pod", ns, label_selector=f"seldon-server-name={name}")
             ready_pods = sorted((p for p in pods if _pod_ready(p)), key=_ordinal)
+            containers = {c.get("name") for c in pod_spec.get("containers") or []}
+            # A ServerConfig replaces the default one: without an `agent` container no replica ever
+            # connects to the scheduler, so the Server can run but no Model is scheduled onto it.
+            connected = ready_pods if problem is None and "agent" in containers else []
             infos[(ns, name)] = _ServerInfo(name, ns, server_type(pod_spec),
                                             tuple(server_capabilities(server, pod_spec)),
-                                            server_memory_bytes(pod_spec), ready_pods if problem is None else [])
+                                            server_memory_bytes(pod_spec), connected, "rclone" in containers)
             if problem is not None:
                 self._event_once(store, server, f"server/{meta.get('uid')}", "StatefulSetFailed", problem, True)
                 _write_status(store, server, {**base_status, "conditions": [
@@ -475,9 +480,15 @@ class SeldonController:
         targets = pod_refs.get((ns, server.name), [])[:replicas]
         self._unplace(key, set(targets))
         served = f"{name}_{MODEL_VERSION}"
-        states: list[ReplicaState] = [
-            self.dataplane.ensure_model(pod, served, str(spec.get("storageUri") or "")) for pod in targets
-        ]
+        if server.has_rclone:
+            states: list[ReplicaState] = [
+                self.dataplane.ensure_model(pod, served, str(spec.get("storageUri") or "")) for pod in targets
+            ]
+        else:
+            # The agent downloads artifacts through the pod's rclone container.
+            states = [ReplicaState("Failed", f"failed to download {spec.get('storageUri')}: server {server.name} "
+                                   "has no rclone container (its ServerConfig replaces the default, it does not "
+                                   "merge)")] * len(targets)
         available = sum(1 for s in states if s.state == "Available")
         if available:
             self._loaded[(ns, server.name)] = self._loaded.get((ns, server.name), 0) + 1
