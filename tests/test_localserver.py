@@ -36,8 +36,13 @@ def test_train_iris_is_cached_and_named(tmp_path: Path) -> None:
     stamp = (folder / "model.joblib").stat().st_mtime_ns
     train_iris(folder, name="iris-x")
     assert (folder / "model.joblib").stat().st_mtime_ns == stamp  # reused, not retrained
-    train_iris(folder, name="other")  # a different name is not a valid cache hit
+    train_iris(folder, name="other")  # another name: the settings are renamed, the model is kept
     assert json.loads((folder / "model-settings.json").read_text())["name"] == "other"
+    assert (folder / "model.joblib").stat().st_mtime_ns == stamp
+    (folder / "model-settings.json").write_text("{broken")
+    train_iris(folder, name="other")  # unreadable settings: trained again
+    assert json.loads((folder / "model-settings.json").read_text())["name"] == "other"
+    assert (folder / "model.joblib").stat().st_mtime_ns != stamp
 
 
 def test_serves_iris_on_loopback(mlserver: MLServerProcess) -> None:
@@ -79,11 +84,14 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     assert not server.is_alive()
 
 
-def test_stop_leaves_no_process_group(iris_model_dir: Path, tmp_path: Path) -> None:
-    server = MLServerProcess(tmp_path / "srv", models_dir=iris_model_dir, parallel_workers=1)
+def test_stop_leaves_no_process_group(tmp_path: Path) -> None:
+    # One inference worker process (and multiprocessing's resource tracker) even without models:
+    # children that must go down with the parent.
+    server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", parallel_workers=1)
     server.start(timeout=90)
     pid = server.pid
     assert pid is not None
+    assert len(group_members(pid)) >= 2
     server.stop(timeout=10)
     assert group_members(pid) == []
 

@@ -24,20 +24,19 @@ def model_settings(name: str, uri: str, version: str = "1") -> dict[str, Any]:
     }
 
 
-def _valid(model_dir: Path, name: str) -> bool:
+def _settings_ok(model_dir: Path) -> dict[str, Any] | None:
+    """The folder's model settings if they describe an sklearn model next to a non-empty model file."""
     settings_path = model_dir / SETTINGS_FILE
     model_path = model_dir / MODEL_FILE
     if not settings_path.is_file() or not model_path.is_file() or model_path.stat().st_size == 0:
-        return False
+        return None
     try:
         settings = json.loads(settings_path.read_text())
     except (OSError, ValueError):
-        return False
-    return (
-        isinstance(settings, dict)
-        and settings.get("name") == name
-        and settings.get("implementation") == IMPLEMENTATION
-    )
+        return None
+    if not isinstance(settings, dict) or settings.get("implementation") != IMPLEMENTATION:
+        return None
+    return settings
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -51,18 +50,25 @@ def train_iris(model_dir: Path, name: str | None = None) -> Path:
     """Train (or reuse) a deterministic iris classifier in `model_dir`; return `model_dir`.
 
     Writes `model.joblib` and a `model-settings.json` naming the model `name` (default: the
-    folder's name). A folder that already holds a valid model of that name is left as it is.
+    folder's name). A folder that already holds a valid model is reused (its settings renamed if
+    `name` differs); only a missing or unreadable model is trained again.
     """
+    model_dir = Path(model_dir)
+    model_name = name or model_dir.name
+    settings = _settings_ok(model_dir)
+    if settings is not None:
+        if settings.get("name") != model_name:
+            # Same model under another name: only the settings change, no retraining.
+            settings["name"] = model_name
+            _write_atomic(model_dir / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+        return model_dir
+    # Imported here so that a cache hit costs no scikit-learn import (seconds on a busy machine).
     import io
 
     import joblib
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    model_dir = Path(model_dir)
-    model_name = name or model_dir.name
-    if _valid(model_dir, model_name):
-        return model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
     features, target = load_iris(return_X_y=True)
     # lbfgs on a fixed data set is deterministic; no random state is involved.
