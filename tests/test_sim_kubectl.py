@@ -95,7 +95,7 @@ def test_create_then_apply_is_idempotent_and_applies_changes(sim: SimApi, tmp_pa
     assert kubectl(sim, "get", "servers.mlops.seldon.io", "mlserver-gpu", "-o",
                    "jsonpath={.spec.replicas}").stdout == "2"
     listing = kubectl(sim, "get", "servers.mlops.seldon.io").stdout.split()
-    assert listing[:2] == ["NAME", "AGE"] and "mlserver-gpu" in listing
+    assert listing[:5] == ["NAME", "READY", "REPLICAS", "LOADED", "MODELS"] and "mlserver-gpu" in listing
     assert kubectl(sim, "get", "mls", "-o", "name").stdout.split() == ["server.mlops.seldon.io/mlserver-gpu"]
 
 
