@@ -20,8 +20,14 @@ from harness.load.histogram import encode, new_histogram, record_seconds
 from harness.load.spec import Mode, Protocol, Target
 
 LATE_S = 0.001  # a send more than 1 ms after its intended time is late (as counted by wrk2 users)
-# The pacer wakes this much before an intended send: event-loop timers are millisecond-grained.
-EARLY_S = 0.0007
+# Event-loop timers are millisecond-grained: uvloop rounds a delay to the nearest millisecond, the
+# stock loop rounds it up. The pacer asks to wake half a millisecond (uvloop) or one millisecond
+# (stock loop) ahead, then sends everything due within the next millisecond. Sends therefore land
+# up to ~1 ms early rather than late; an early send is timed from its actual send (never flattered),
+# and a send counts as late only when the process itself was not run in time.
+EARLY_S = 0.001
+UVLOOP_BIAS_S = 0.0005
+STOCK_LOOP_BIAS_S = 0.001
 TICK_S = 0.02
 OPEN_LOOP_CONNECTIONS = 256
 PREWARM_CONNECTIONS = 16
@@ -249,10 +255,12 @@ class Worker:
         period = 1.0 / plan.rate
         intended = plan.start_at + (rng.expovariate(plan.rate) if plan.poisson else plan.offset_s)
         count = 0
+        uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        bias = UVLOOP_BIAS_S if uvloop else STOCK_LOOP_BIAS_S
         while not self.stopping and intended < self.hard_end:
             delay = intended - time.monotonic()
             if delay > EARLY_S:
-                await asyncio.sleep(delay - EARLY_S)
+                await asyncio.sleep(max(0.0, delay - bias))
                 continue
             now = time.monotonic()
             # Everything due is sent now; a late pacer catches up instead of silently thinning the load.
