@@ -142,8 +142,22 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _redact_report(report)
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
     return report
+
+
+def _redact_report(report: pytest.TestReport) -> None:
+    """Failure text quotes cluster objects (status messages, storage URIs, env): redact secrets in it
+    before pytest prints it, and in the captured output sections too."""
+    from harness.redact import redact
+
+    if report.longrepr is not None:
+        text = report.longreprtext
+        cleaned = redact(text)
+        if cleaned != text:
+            report.longrepr = cleaned
+    report.sections = [(title, redact(content)) for title, content in report.sections]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from harness.kube.client import Kube, event_time
 from harness.kube.tools import HelmRunner
+from harness.redact import redact, redact_tree
 
 Obj = dict[str, Any]
 
@@ -24,52 +25,6 @@ SELDON_API = "mlops.seldon.io/v1alpha1"
 SELDON_KINDS = ("Server", "Model", "ServerConfig")
 HELM_RELEASES = ("seldon-core-v2-crds", "seldon-core-v2-setup", "seldon-core-v2-runtime")
 LOG_TAIL_LINES = 2000
-
-_REDACTIONS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?i)(authorization:\s*bearer\s+)[^\s\"']+"), r"\1<redacted>"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-_.=:/+]{8,}"), r"\1<redacted>"),
-    (re.compile(r"(?i)((?:client-key-data|client-certificate-data|token|password|secret|"
-                r"secret_access_key|access_key_id|aws_secret_access_key|aws_access_key_id|"
-                r"service_account_credentials|account_key|sas_token|rclone_config[a-z_]*)"
-                r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"), r"\1<redacted>"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-     "<redacted private key>"),
-    (re.compile(r"(?i)(https?://[^:/\s]+:)[^@/\s]+@"), r"\1<redacted>@"),
-]
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _redact_obj(obj: Any) -> Any:
-    """Secret-looking env values and Secret data are blanked structurally, before text redaction."""
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            lowered = str(key).lower()
-            if lowered in ("data", "stringdata") and obj.get("kind") == "Secret":
-                out[key] = {k: "<redacted>" for k in (value or {})}
-            elif lowered == "env" and isinstance(value, list):
-                out[key] = [_redact_env(e) for e in value]
-            else:
-                out[key] = _redact_obj(value)
-        return out
-    if isinstance(obj, list):
-        return [_redact_obj(v) for v in obj]
-    return obj
-
-
-_SECRET_NAME = re.compile(r"(?i)(token|secret|password|passwd|credential|key|rclone_config)")
-
-
-def _redact_env(entry: Any) -> Any:
-    if isinstance(entry, dict) and "value" in entry and _SECRET_NAME.search(str(entry.get("name", ""))):
-        return {**entry, "value": "<redacted>"}
-    return _redact_obj(entry)
-
 
 def pods_wide(pods: list[Obj]) -> str:
     """The `kubectl get pods -o wide` columns, for humans reading artifacts."""
@@ -185,7 +140,7 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         base = f"pods/{_safe(ns)}/{_safe(name)}"
-        c.write(f"{base}/describe.yaml", yaml.safe_dump(_redact_obj(pod), sort_keys=False))
+        c.write(f"{base}/describe.yaml", yaml.safe_dump(redact_tree(pod), sort_keys=False))
         pod_events = [e for e in all_events if (e.get("involvedObject") or {}).get("name") == name
                       and (e.get("metadata") or {}).get("namespace") == ns]
         if pod_events:
@@ -221,7 +176,7 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
                     items += kube.list(SELDON_API, kind, ns)
             docs = [{"name": i["metadata"].get("name"), "namespace": i["metadata"].get("namespace"),
                      "spec": i.get("spec"), "status": i.get("status")} for i in items]
-            c.write(f"seldon/{kind.lower()}s.yaml", yaml.safe_dump(_redact_obj(docs), sort_keys=False))
+            c.write(f"seldon/{kind.lower()}s.yaml", yaml.safe_dump(redact_tree(docs), sort_keys=False))
 
         c.attempt(f"Seldon {kind} statuses", crs)
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.redact import redact_tree
 from harness.report.html import render_html
 from harness.report.junit import render_junit
 from harness.report.model import RunReport, dump_report
@@ -28,6 +29,9 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write report.json (always), junit.xml and report.html; returns kind -> path."""
     out = Path(out_dir)
+    # Every string of the report passes through redaction: failure messages quote objects, URIs and
+    # environment values, and a report travels further (CI artifacts, release records) than a log.
+    report = RunReport.model_validate(redact_tree(report.model_dump(mode="json")))
     written = {"json": write_text(out / "report.json", dump_report(report))}
     if junit:
         written["junit"] = write_text(out / "junit.xml", render_junit(report))

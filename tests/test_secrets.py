@@ -1,0 +1,55 @@
+"""Planted secrets (a kubeconfig bearer token, a storage credential in a Server's env, credentials in
+a storage URI) never reach the report, the JUnit file, the HTML page or the evidence of a failed run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.simproc import ROOT, existing_profile_for, running_sim
+
+TOKEN = "planted-bearer-token-5f1c9a"
+STORAGE_SECRET = "planted-storage-secret-77e2b4"
+URI_PASSWORD = "planted-uri-password-3d9e"
+
+
+@pytest.mark.slow
+def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
+    with running_sim(ROOT / "profiles" / "sim.yaml", tmp_path) as sim:
+        config = yaml.safe_load(sim.kubeconfig.read_text())
+        for user in config["users"]:
+            user["user"] = {"token": TOKEN}
+        kubeconfig = tmp_path / "planted.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        profile = existing_profile_for(
+            ROOT / "profiles" / "sim.yaml", kubeconfig, tmp_path / "existing.yaml",
+            servers=[
+                {"name": "mlserver-gpu", "gpus": 1, "pod_spec": {"containers": [{"name": "mlserver", "env": [
+                    {"name": "AWS_SECRET_ACCESS_KEY", "value": STORAGE_SECRET}]}]}},
+                {"name": "mlserver-cpu", "gpus": 0, "extra_capabilities": ["model-on-cpu"]},
+            ],
+            # The model cannot be fetched (and the run fails, so evidence is collected).
+            models=[{"name": "private", "storage_uri": f"s3://user:{URI_PASSWORD}@bucket/model",
+                     "requirements": ["sklearn", "model-on-gpu"]}],
+            timeouts={"server_ready_s": 60, "model_ready_s": 30},
+        )
+        report_dir = tmp_path / "report"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "suites/test_placement.py", "--profile", str(profile),
+             "--report-dir", str(report_dir), "-q", "-p", "no:cacheprovider", "--run-id", "secrets"],
+            capture_output=True, text=True, timeout=600, cwd=ROOT,
+        )
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    files = [p for p in report_dir.rglob("*") if p.is_file() and p.suffix != ".kubeconfig"]
+    assert any(p.name == "report.json" for p in files)
+    leaks = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        leaks += [f"{path.relative_to(report_dir)}: {s}" for s in (TOKEN, STORAGE_SECRET, URI_PASSWORD) if s in text]
+    for stream in (proc.stdout, proc.stderr):
+        leaks += [f"pytest output: {s}" for s in (TOKEN, STORAGE_SECRET, URI_PASSWORD) if s in stream]
+    assert leaks == [], leaks
