@@ -312,6 +312,12 @@ def test_perf_analyzer_csv_and_arguments(tmp_path: Path) -> None:
     assert "--request-rate-range" in args and args[args.index("--request-rate-range") + 1] == "40:40"
     assert args[args.index("--request-distribution") + 1] == "poisson"
     assert args[args.index("-i") + 1] == "grpc"
+    assert args[args.index("-H") + 1] == "seldon-model:iris"
+    http_args = perf_analyzer_args(LoadSpec(endpoint="http://127.0.0.1:9000", model="iris", mode="closed",
+                                            concurrency=4).validate(), tmp_path / "r.csv", tmp_path / "in.json")
+    assert http_args[http_args.index("--input-tensor-format") + 1] == "json"
+    assert http_args[http_args.index("--concurrency-range") + 1] == "4:4"
+    assert http_args[http_args.index("-u") + 1] == "127.0.0.1:9000"
     assert input_data(spec)["data"] == [{"predict": {"content": [5.1, 3.5, 1.4, 0.2], "shape": [1, 4]}}]
 
 

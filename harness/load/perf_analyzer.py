@@ -1,7 +1,8 @@
 """Optional external engine: Triton's `perf_analyzer` with the same settings, parsed into `LoadResult`.
 
-perf_analyzer sends binary tensors over HTTP, which MLServer rejects (design B3); against MLServer
-use `--protocol grpc`. Its latencies are microseconds in the CSV (`-f FILE`).
+Over HTTP it is asked for JSON tensors (MLServer rejects binary ones, design B3); requests carry the
+`Seldon-Model` header (HTTP) or `seldon-model` metadata (gRPC). Latencies in its CSV (`-f FILE`) are
+microseconds. Needs a perf_analyzer recent enough for `-H` and `--input-tensor-format`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def perf_analyzer_args(spec: LoadSpec, csv_path: Path, input_path: Path, executa
         "--input-data", str(input_path),
         "-f", str(csv_path),
     ]
+    if spec.protocol == "http":
+        # MLServer rejects binary tensors (design B3); the mesh routes on the Seldon-Model header.
+        args += ["--input-tensor-format", "json", "--output-tensor-format", "json", "-H", f"Seldon-Model:{spec.model}"]
+    else:
+        args += ["-H", f"seldon-model:{spec.model}"]  # gRPC metadata keys must be lowercase
     if spec.mode == "closed":
         args += ["--concurrency-range", f"{spec.concurrency}:{spec.concurrency}"]
     else:
