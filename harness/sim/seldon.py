@@ -235,7 +235,6 @@ class SeldonController:
         self._loaded: dict[tuple[str, str], int] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
-        self._mesh_published: tuple[int, int] | None = None
         self._closed = False
 
     # --- routing (called from the mesh's threads) ------------------------------------------
