@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -477,3 +478,38 @@ Transfer/sec:    220.00KB
     assert result.errors == 3
     with pytest.raises(ValueError):
         parse_wrk("nothing here")
+
+
+def test_perf_analyzer_engine_runs_the_executable_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.load.perf_analyzer import run_perf_analyzer
+
+    spec = LoadSpec(endpoint="127.0.0.1:9500", model="iris", protocol="grpc", mode="closed", concurrency=2,
+                    duration_s=3.0).validate()
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UsageError, match="not on PATH"):
+        run_perf_analyzer(spec)
+    # A recording fake: keeps its arguments and writes the CSV where -f says.
+    fake = tmp_path / "perf_analyzer"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"open({str(tmp_path / 'args.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+        "out = sys.argv[sys.argv.index('-f') + 1]\n"
+        "open(out, 'w').write('Concurrency,Inferences/Second,Client Send,p50 latency,p90 latency,"
+        "p95 latency,p99 latency\\n2,250.5,10,3000,4000,4500,6000\\n')\n"
+    )
+    fake.chmod(0o755)
+    result = run_perf_analyzer(spec)
+    assert result.complete and result.engine == "perf_analyzer"
+    assert result.throughput_rps == pytest.approx(250.5) and result.latency_ms["p99"] == pytest.approx(6.0)
+    recorded = json.loads((tmp_path / "args.json").read_text())
+    assert recorded[recorded.index("--concurrency-range") + 1] == "2:2"
+    out = tmp_path / "r.json"
+    code = main(["load", "--engine", "perf_analyzer", "--endpoint", "127.0.0.1:9500", "--protocol", "grpc",
+                 "--model", "iris", "--concurrency", "2", "--duration", "3", "--json", str(out)])
+    assert code == 0 and json.loads(out.read_text())["engine"] == "perf_analyzer"
+    assert "perf_analyzer" in capsys.readouterr().out
+    fake.write_text("#!/bin/sh\necho 'error: failed to connect' >&2\nexit 3\n")
+    failed = run_perf_analyzer(spec)
+    assert failed.complete is False and failed.failure is not None and "failed to connect" in failed.failure
