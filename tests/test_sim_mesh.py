@@ -178,6 +178,24 @@ def test_chunked_request_body_is_forwarded_whole(mesh: Mesh) -> None:
     assert json.loads(body)["body"] == "hello world"
 
 
+def test_expect_100_continue_is_answered(mesh: Mesh) -> None:
+    body = b'{"inputs": []}'
+    with socket.create_connection((HOST, mesh.http_port), timeout=10) as sock:
+        sock.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        data = b""
+        for _ in range(100):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") or b"HTTP/1.1 200" in interim + data
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["body"] == body.decode()
+
+
 def test_malformed_request_is_400(mesh: Mesh) -> None:
     with socket.create_connection((HOST, mesh.http_port), timeout=10) as sock:
         sock.sendall(b"GARBAGE\r\nno-colon-here\r\n\r\n")

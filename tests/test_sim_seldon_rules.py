@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from harness.config import DEFAULT_CAPABILITIES
+from harness.sim.models import ModelUnavailable, iris_cache_dir, resolve_storage_uri
 from harness.sim.seldon_merge import (
     build_statefulset,
     default_server_config,
@@ -308,3 +309,48 @@ def test_choice_among_candidates_is_deterministic_and_sticky() -> None:
     # ... unless it no longer fits.
     b_down = ServerView("b", MLS, 0, 1024**3)
     assert schedule_model(model, [a, b_down], current="b").server == "a"
+
+
+# --- storageUri resolution ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri", [
+    "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn",
+    "gs://seldon-models/scv2/samples/mlserver_1.5.0/iris-sklearn/",
+    "gs://seldon-models/mlserver/iris-sklearn",
+])
+def test_iris_samples_map_to_the_local_iris_model(uri: str, tmp_path: Path) -> None:
+    source = resolve_storage_uri(uri, tmp_path, train=False)
+    assert source.sample and source.path == iris_cache_dir(tmp_path)
+
+
+def test_iris_sample_is_trained_once_into_the_workdir(tmp_path: Path) -> None:
+    source = resolve_storage_uri("gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn", tmp_path)
+    assert (source.path / "model.joblib").is_file() and (source.path / "model-settings.json").is_file()
+    stamp = (source.path / "model.joblib").stat().st_mtime_ns
+    again = resolve_storage_uri("gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn", tmp_path)
+    assert (again.path / "model.joblib").stat().st_mtime_ns == stamp
+
+
+def test_local_paths_load_as_they_are(tmp_path: Path) -> None:
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    assert resolve_storage_uri(f"file://{folder}", tmp_path).path == folder
+    assert resolve_storage_uri(str(folder), tmp_path).path == folder
+    with pytest.raises(ModelUnavailable, match="not a folder"):
+        resolve_storage_uri(f"file://{tmp_path / 'missing'}", tmp_path)
+
+
+@pytest.mark.parametrize("uri", [
+    "gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx",
+    "s3://bucket/model",
+    "https://example.com/model.tar.gz",
+    "relative/path",
+])
+def test_anything_else_is_not_reachable_from_the_sim(uri: str, tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="not reachable from the simulated cluster"):
+        resolve_storage_uri(uri, tmp_path)
+
+
+def test_empty_storage_uri_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="empty"):
+        resolve_storage_uri("  ", tmp_path)
