@@ -265,6 +265,9 @@ class DataPlane:
             workdir = self.workdir / "mlserver" / f"{pod.namespace}.{pod.name}.{pod.uid[:8] or 'pod'}"
             worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mlserver-{pod.name}")
             backend = _Backend(pod, workdir, worker)
+            # A pod that comes back (same uid) reuses its folder: copy only what the new process logs.
+            with contextlib.suppress(OSError):
+                backend.log_offset = (workdir / "mlserver.log").stat().st_size
             self._backends[key] = backend
         return backend
 
