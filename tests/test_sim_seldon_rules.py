@@ -354,3 +354,37 @@ def test_anything_else_is_not_reachable_from_the_sim(uri: str, tmp_path: Path) -
 def test_empty_storage_uri_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="empty"):
         resolve_storage_uri("  ", tmp_path)
+
+
+# --- what a Seldon install puts into the cluster -------------------------------------------------------
+
+def _install(kafka: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    from harness.config import parse_profile
+    from harness.sim.seldon import seldon_objects
+
+    profile = parse_profile({"seldon": {"kafka": kafka}}, "test")
+    return {(o["kind"], o["metadata"]["name"]): o for o in seldon_objects(profile)}
+
+
+def test_install_without_kafka_has_controller_scheduler_envoy_and_mesh_service() -> None:
+    objs = _install(kafka=False)
+    manager = objs[("Deployment", "seldon-v2-controller-manager")]
+    assert manager["spec"]["template"]["metadata"]["labels"] == {"control-plane": "v2-controller-manager"}
+    assert manager["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.10.2")
+    assert ("StatefulSet", "seldon-scheduler") in objs and ("Deployment", "seldon-envoy") in objs
+    assert {("ServerConfig", "mlserver"), ("ServerConfig", "triton")} <= set(objs)
+    mesh = objs[("Service", "seldon-mesh")]
+    assert mesh["spec"]["type"] == "LoadBalancer"
+    assert mesh["spec"]["selector"] == {"app.kubernetes.io/name": "seldon-envoy"}
+    assert not any(name in ("seldon-modelgateway", "seldon-pipelinegateway", "seldon-dataflow-engine")
+                   for _, name in objs)
+    for obj in objs.values():
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        assert not pod.get("tolerations"), f"{obj['metadata']['name']} must not tolerate the GPU taint"
+
+
+def test_install_with_kafka_adds_the_gateways_and_dataflow() -> None:
+    objs = _install(kafka=True)
+    for name in ("seldon-modelgateway", "seldon-pipelinegateway", "seldon-dataflow-engine"):
+        labels = objs[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+        assert labels == {"app.kubernetes.io/name": name}
