@@ -108,8 +108,10 @@ class DataPlane:
 
     def ensure_model(self, pod: PodRef, served_name: str, storage_uri: str) -> ReplicaState:
         """Make sure `served_name` is (being) loaded on `pod`; return its current state."""
-        if pod.server_type != "mlserver":
+        if pod.server_type == "triton":
             return ReplicaState("Failed", f"{NO_TRITON}: server {pod.server} is a Triton server")
+        if pod.server_type != "mlserver":
+            return ReplicaState("Failed", f"server {pod.server} has neither an mlserver nor a triton container")
         if not self.enabled:
             # No process to load into, but an unreachable storageUri or an injected fault still fails.
             try:
