@@ -187,3 +187,11 @@ def test_snapshot_is_not_mutated() -> None:
     pl.all_findings(snap, PROFILE)
     pl.placement_table(snap, PROFILE)
     assert snap == before
+
+
+def test_gpu_server_on_a_node_that_is_not_ready() -> None:
+    snap = good()
+    snap.nodes[2]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    assert [str(f) for f in pl.gpu_server_pods_on_pool(snap, PROFILE)] == [
+        "pod/seldon-mesh/mlserver-gpu-0: on node g1: node is not Ready"
+    ]

@@ -488,7 +488,13 @@ def test_node_not_ready_taints_and_evicts(sim: Sim) -> None:
     reset(sim)
     sim.core.create_node(node("n1"))
     tolerant = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}
-    sim.core.create_namespaced_pod(NS, pod_body("plain"))
+    # Without tolerations of its own a pod gets DefaultTolerationSeconds' 300 s; 0 means evict at once.
+    defaulted = sim.to_dict(sim.core.create_namespaced_pod(NS, pod_body("defaulted")))
+    assert {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 300} in defaulted["spec"]["tolerations"]
+    sim.core.delete_namespaced_pod("defaulted", NS)
+    short = {**tolerant, "tolerationSeconds": 0}
+    sim.core.create_namespaced_pod(NS, pod_body("plain", tolerations=[short]))
     sim.core.create_namespaced_pod(NS, pod_body("tolerant", tolerations=[tolerant]))
     for name in ("plain", "tolerant"):
         wait_pod(sim, name, running)

@@ -95,6 +95,13 @@ def _has_taint(node: Obj, profile: Profile) -> bool:
     )
 
 
+def _node_ready(node: Obj) -> bool:
+    conditions = (node.get("status") or {}).get("conditions")
+    if conditions is None:
+        return True  # a snapshot without status says nothing either way
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _has_pool_label(node: Obj, profile: Profile) -> bool:
     return _labels(node).get(profile.gpu.pool_label.key) == profile.gpu.pool_label.value
 
@@ -149,6 +156,8 @@ def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Findin
                 findings.append(Finding("gpu-server-on-pool", _pod_id(pod), "is not scheduled on any node"))
                 continue
             why = []
+            if not _node_ready(node):
+                why.append("node is not Ready")
             if not _has_taint(node, profile):
                 why.append(f"node lacks taint {profile.gpu.taint}")
             if not _has_pool_label(node, profile):

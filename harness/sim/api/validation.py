@@ -191,6 +191,30 @@ def _validate_pod_spec(spec: Any, prefix: str) -> list[Cause]:
     return causes
 
 
+# The DefaultTolerationSeconds admission plugin (on by default, kind included): pods ride out a
+# NotReady or unreachable node for 300 s before the taint manager evicts them.
+DEFAULT_TOLERATION_SECONDS = 300
+_NODE_PROBLEM_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def _default_toleration_seconds(spec: Obj) -> None:
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = []
+    if not isinstance(tolerations, list):
+        return
+    for key in _NODE_PROBLEM_TAINTS:
+        covered = any(
+            isinstance(t, dict) and t.get("effect") in (None, "", "NoExecute")
+            and (t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists"))
+            for t in tolerations
+        )
+        if not covered:
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS})
+    spec["tolerations"] = tolerations
+
+
 def apply_defaults(rt: ResourceType, obj: Obj) -> None:
     """Fill what the API server fills on create (mutates `obj`)."""
     kind = rt.kind
@@ -198,6 +222,7 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
     if kind == "Pod" and isinstance(spec, dict):
         _default_pod_spec(spec)
         spec.setdefault("serviceAccountName", "default")
+        _default_toleration_seconds(spec)
         status = obj.setdefault("status", {})
         status.setdefault("phase", "Pending")
     elif kind in TEMPLATE_KINDS and isinstance(spec, dict):
