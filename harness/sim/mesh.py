@@ -540,6 +540,8 @@ class MeshProcess:
 
         if self.alive():
             return
+        if self._log_path:
+            os.makedirs(os.path.dirname(self._log_path) or ".", exist_ok=True)
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
