@@ -110,6 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
         # Without this, a response written as headers + body stalls ~40 ms on delayed ACKs.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def end_headers(self) -> None:
+        # Say so when this response ends the connection (the client asked for it, or the body could
+        # not be drained): a client that believes the socket is reusable sends its next request into
+        # a closed connection and fails with "Remote end closed connection without response".
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        super().end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("api %s - " + format, self.address_string(), *args)
 
