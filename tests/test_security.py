@@ -113,3 +113,23 @@ def test_every_subprocess_call_has_a_timeout() -> None:
             if "timeout" not in text[match.start(): end]:
                 problems.append(f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}")
     assert not problems, "subprocess calls without a timeout: " + ", ".join(problems)
+
+
+def test_only_documented_environment_variables_are_read() -> None:
+    """The profile is the single source of every knob: the harness reads KUBECONFIG and PROFILE only
+    (PATH is handed to child processes). The probe and the simulated NVML run inside pods and read
+    the container's environment by design."""
+    allowed = {"KUBECONFIG", "PROFILE", "PATH"}
+    exempt = {"harness/gpu/probe.py", "harness/gpu/fake_nvml/pynvml.py"}
+    read = re.compile(r"os\.environ\.get\(\s*[\"']([A-Z_]+)[\"']|os\.getenv\(\s*[\"']([A-Z_]+)[\"']|"
+                      r"os\.environ\[\s*[\"']([A-Z_]+)[\"']\s*\]")
+    problems = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel in exempt:
+            continue
+        for match in read.finditer(path.read_text()):
+            name = next(g for g in match.groups() if g)
+            if name not in allowed:
+                problems.append(f"{rel}: reads ${name}")
+    assert not problems, problems
