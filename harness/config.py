@@ -240,6 +240,15 @@ class Server(Strict):
     # runtimeClassName; containers merged by name). For clusters that need more than the knobs
     # above, and for reproducing configuration mistakes on purpose: `lint` checks the result.
     pod_spec: dict[str, Any] | None = None
+    # Assert that the server's process really holds memory on its GPU once a model is loaded.
+    # Default: yes for Triton GPU servers (GPU models), no for MLServer (sklearn runs on the CPU).
+    expect_gpu_use: bool | None = None
+
+    @property
+    def gpu_use_expected(self) -> bool:
+        if self.expect_gpu_use is not None:
+            return self.expect_gpu_use and self.on_gpu
+        return self.on_gpu and self.server_config == "triton"
 
     @field_validator("name")
     @classmethod

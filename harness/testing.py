@@ -63,7 +63,8 @@ def free_gpus(kube: Any, node: Obj, resource: str) -> int:
     return allocatable - used
 
 
-def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0) -> None:
+def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,
+                env: dict[str, str] | None = None) -> None:
     """Create the NVML probe ConfigMap (once per namespace) and a one-shot probe pod on `node`."""
     from harness import render
 
@@ -75,6 +76,9 @@ def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0) 
         # Keep the GPUs allocated for a while after printing, so that pods started together overlap.
         pod["spec"]["containers"][0]["command"] = [*pod["spec"]["containers"][0]["command"], "--hold-seconds",
                                                    f"{hold_s:g}"]
+    if env:
+        container = pod["spec"]["containers"][0]
+        container["env"] = [*container.get("env", []), *({"name": k, "value": v} for k, v in env.items())]
     scope.apply(pod)
 
 

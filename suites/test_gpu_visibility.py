@@ -112,3 +112,35 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, cluster: Any
     servers_hold = any(s.on_gpu for s in scope.profile.servers)
     _assert_verdicts(checks.check_host_matches_cluster(set(host.visible_uuids), seen,
                                                        allow_unused_host_gpus=servers_hold), record)
+
+
+def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record: Any) -> None:
+    """Once a model is loaded, the server's GPU shows a compute process holding device memory.
+
+    Seen from a diagnostic probe on the server's node that asks for no GPU and sets
+    NVIDIA_VISIBLE_DEVICES=all: NVML lists every process on a device, whichever container owns it.
+    """
+    profile = scope.profile
+    servers = [s for s in profile.servers if s.gpu_use_expected]
+    if not servers:
+        pytest.skip("no GPU Server expects GPU use (servers[].expect_gpu_use, default: Triton GPU servers)")
+    verdicts: list[checks.Verdict] = []
+    for i, server in enumerate(servers):
+        pods = scope.kube.list("v1", "Pod", profile.seldon.namespace,
+                               label_selector=f"seldon-server-name={server.name}")
+        assert pods, f"Server {server.name} has no pods"
+        for j, pod in enumerate(pods):
+            node_name = pod["spec"]["nodeName"]
+            node = scope.kube.get("v1", "Node", node_name) or {}
+            name = f"use-{i}-{j}"
+            start_probe(scope, name, node_name, gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
+            probe_pod, result = finish_probe(scope, name)
+            record.probe(probe_pod, result, requested=0)
+            if not result.nvml_available or not result.visible_uuids:
+                pytest.skip(f"a pod on {node_name} cannot see the node's GPUs with NVIDIA_VISIBLE_DEVICES=all "
+                            "(the runtime ignores it for unprivileged pods); check GPU use with Triton metrics")
+            # The server's own GPUs where the cluster states them (the sim), else every GPU of the node.
+            allocated = (pod["metadata"].get("annotations") or {}).get("sim.harness.dev/allocated-gpus", "")
+            held = {u for u in allocated.split(",") if u} or _node_uuids(node) or set(result.visible_uuids)
+            verdicts += checks.check_gpu_in_use(result, held, node=node_name)
+    _assert_verdicts(verdicts, record)

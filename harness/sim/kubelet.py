@@ -166,7 +166,34 @@ def container_environment(store: Store, pod: Obj, container: dict[str, Any], nod
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(allocated)
     if node is not None and node_gpu_uuids(node):
         env["HARNESS_SIM_NODE_GPUS"] = json.dumps(node_gpu_inventory(node))
+        processes = gpu_processes(store, node)
+        if processes:
+            env["HARNESS_SIM_GPU_PROCESSES"] = json.dumps(processes)
     return env
+
+
+# What a loaded model costs on its GPU in the simulation: enough to be plainly "in use".
+SIM_MODEL_GPU_MEMORY_BYTES = 512 * 2**20
+
+
+def gpu_processes(store: Store, node: Obj) -> dict[str, list[dict[str, int]]]:
+    """Compute processes per GPU of `node`, as NVML would list them: one for every running Seldon
+    server pod holding that GPU whose Server has loaded a model (the sim's MLServer is a CPU process;
+    this is the GPU footprint a real inference server would have once its model is loaded)."""
+    node_name = _meta(node).get("name")
+    out: dict[str, list[dict[str, int]]] = {}
+    for other in store.list("v1", "Pod", field_selector=f"spec.nodeName={node_name}"):
+        meta = _meta(other)
+        server = (meta.get("labels") or {}).get("seldon-server-name")
+        if not server or (other.get("status") or {}).get("phase") != "Running":
+            continue
+        live = store.get("mlops.seldon.io/v1alpha1", "Server", server, meta.get("namespace"))
+        if not live or not ((live.get("status") or {}).get("loadedModels") or 0):
+            continue
+        pid = 10000 + int(hashlib.sha256(str(meta.get("uid", "")).encode()).hexdigest()[:4], 16)
+        for uuid in pod_allocated_gpus(other):
+            out.setdefault(uuid, []).append({"pid": pid, "used_memory_bytes": SIM_MODEL_GPU_MEMORY_BYTES})
+    return out
 
 
 @dataclass
