@@ -17,8 +17,9 @@ from harness.load.spec import LoadResult, LoadSpec, parse_endpoint
 from harness.load.stability import WindowStat, is_stable
 from harness.load.worker import WindowRecord, WorkerPlan, WorkerSummary, run_worker
 
-# Requests per second one worker process offers comfortably (client CPU well under one core);
-# measured on the benchmark machine, see docs/benchmarks.md.
+# Requests per second one worker process offers comfortably. Measured on a shared 2-core machine
+# (docs/benchmarks.md): ~0.03-0.1 ms client CPU per HTTP request and ~0.5 ms per gRPC request, so
+# these keep one worker well under a core even on a slower or busier machine.
 PER_WORKER_RPS = {"http": 2000.0, "grpc": 700.0}
 PER_WORKER_CONCURRENCY = 128
 # Spawned workers need a moment to import and connect before the shared start time.

@@ -83,7 +83,13 @@ def parse_endpoint(endpoint: str, protocol: Protocol) -> Target:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """One latency measurement. Open loop needs `rate`, closed loop `concurrency`."""
+    """One latency measurement. Open loop needs `rate`, closed loop `concurrency`.
+
+    After `warmup_s`, the run measures back-to-back windows of `window` seconds; a trial is
+    `duration_s` (`windows_per_trial` windows). After each trial the last three windows are judged
+    (throughput and p99 within `tolerance`); the run stops when they agree or after `max_trials`.
+    The figures reported are those of the last trial; `windows` lists every window measured.
+    """
 
     endpoint: str
     model: str
