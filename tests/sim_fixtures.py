@@ -89,3 +89,31 @@ def client_for(sim_api: SimApi) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+def started_sim(workdir: Path, *, mlserver: bool = False) -> Iterator[Any]:
+    """A whole `SimCluster` from profiles/sim.yaml (controllers included), stopped afterwards."""
+    from harness.config import load_profile
+    from harness.sim import SimCluster
+
+    cluster = SimCluster(load_profile(Path(__file__).resolve().parents[1] / "profiles" / "sim.yaml"), workdir,
+                         mlserver=mlserver)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def kube_against(sim: Any, retry: Any) -> Iterator[Any]:
+    """A `Kube` on the sim's kubeconfig with fast retries; injected faults are cleared around it."""
+    from harness.config import Timeouts
+    from harness.kube import Kube
+
+    sim.faults.clear()
+    k = Kube.from_kubeconfig(sim.kubeconfig_path, None, Timeouts(request_s=5), retry=retry)
+    try:
+        yield k
+    finally:
+        sim.faults.clear()
+        k.close()

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.config import Timeouts, load_profile
+from harness.config import Timeouts
 from harness.kube import Kube, RetryPolicy
 from harness.kube.evidence import collect_evidence, events_table, pods_wide, redact
 from harness.kube.tools import HelmRunner, ToolRunner
+from tests.sim_fixtures import kube_against, started_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkFCQyJ9.payload.signature"
@@ -21,22 +22,12 @@ TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkFCQyJ9.payload.signature"
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from harness.sim import SimCluster
-
-    cluster = SimCluster(load_profile(ROOT / "profiles" / "sim.yaml"), tmp_path_factory.mktemp("sim"), mlserver=False)
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture
 def kube(sim: Any) -> Iterator[Kube]:
-    sim.faults.clear()
-    k = Kube.from_kubeconfig(sim.kubeconfig_path, None, Timeouts(request_s=5),
-                             retry=RetryPolicy(attempts=2, base_s=0.01, max_delay_s=0.02))
-    yield k
-    sim.faults.clear()
-    k.close()
+    yield from kube_against(sim, RetryPolicy(attempts=2, base_s=0.01, max_delay_s=0.02))
 
 
 def make_pod(kube: Kube, sim: Any, ns: str) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from harness.config import Timeouts, load_profile
+from harness.config import Timeouts
 from harness.errors import UsageError, WaitTimeout
 from harness.kube import Kube, KubeApiError, RetryPolicy
 from harness.kube.wait import summarize
+from tests.sim_fixtures import kube_against, started_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = RetryPolicy(attempts=4, base_s=0.01, max_delay_s=0.05, max_retry_after_s=2.0)
@@ -24,21 +25,12 @@ FAST = RetryPolicy(attempts=4, base_s=0.01, max_delay_s=0.05, max_retry_after_s=
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from harness.sim import SimCluster
-
-    cluster = SimCluster(load_profile(ROOT / "profiles" / "sim.yaml"), tmp_path_factory.mktemp("sim"), mlserver=False)
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture
 def kube(sim: Any) -> Iterator[Kube]:
-    sim.faults.clear()
-    k = Kube.from_kubeconfig(sim.kubeconfig_path, None, Timeouts(request_s=5), retry=FAST)
-    yield k
-    sim.faults.clear()
-    k.close()
+    yield from kube_against(sim, FAST)
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from harness.config import Timeouts, load_profile
 from harness.errors import UsageError
 from harness.kube import Kube, KubeApiError, NodeGuard, RetryPolicy
+from tests.sim_fixtures import kube_against, started_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_NODE = "seldon-gpu-worker"
@@ -27,22 +27,12 @@ TAINT = {"key": "harness-test", "value": "x", "effect": "NoSchedule"}
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from harness.sim import SimCluster
-
-    cluster = SimCluster(load_profile(ROOT / "profiles" / "sim.yaml"), tmp_path_factory.mktemp("sim"), mlserver=False)
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture
 def kube(sim: Any) -> Iterator[Kube]:
-    sim.faults.clear()
-    k = Kube.from_kubeconfig(sim.kubeconfig_path, None, Timeouts(request_s=5),
-                             retry=RetryPolicy(attempts=3, base_s=0.01, max_delay_s=0.05))
-    yield k
-    sim.faults.clear()
-    k.close()
+    yield from kube_against(sim, RetryPolicy(attempts=3, base_s=0.01, max_delay_s=0.05))
 
 
 def snapshot(kube: Kube, node: str) -> dict[str, Any]:
