@@ -343,6 +343,17 @@ def test_open_loop_shows_a_server_stall_in_p99_and_closed_loop_hides_it() -> Non
     assert open_result.latency_ms["p99"] > 2 * closed_result.latency_ms["p99"]
 
 
+def test_trials_stop_when_stable_and_are_bounded_when_not(stub: StubServer) -> None:
+    base = {"endpoint": stub.url, "model": "stub", "mode": "closed", "concurrency": 2, "duration_s": 0.6,
+            "window_s": 0.2, "warmup_s": 0.1, "max_trials": 3}
+    lenient = run_load(LoadSpec(**base, tolerance=1.0))  # type: ignore[arg-type]
+    assert lenient.stable and lenient.trials == 1 and len(lenient.windows) == 3
+    strict = run_load(LoadSpec(**base, tolerance=1e-6))  # type: ignore[arg-type]
+    assert not strict.stable and strict.trials == 3 and len(strict.windows) == 9
+    # The figures are the last trial's: its three windows, not all nine.
+    assert strict.duration_s == pytest.approx(0.6)
+
+
 def test_open_loop_rate_is_kept(stub: StubServer) -> None:
     result = run_load(LoadSpec(endpoint=stub.url, model="stub", rate=300.0, duration_s=1.5, warmup_s=0.2))
     assert result.complete and result.errors == {}
