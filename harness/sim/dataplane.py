@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
-import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -227,17 +224,8 @@ class DataPlane:
 
     @staticmethod
     def _kill(proc: MLServerProcess) -> None:
-        pid = proc.pid
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        # Reap it, so that `is_alive()` is False from here on (the kill is asynchronous). MLServerProcess
-        # has no public wait; its Popen is reached by name until it grows one.
-        popen = getattr(proc, "_proc", None)
-        if isinstance(popen, subprocess.Popen):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(timeout=10)
+        # SIGKILL to the whole process group, reaped, so `is_alive()` is False from here on.
+        proc.kill(timeout=10)
 
     def pid(self, namespace: str, pod: str) -> int | None:
         """PID of the MLServer behind `pod`, if one runs (for tests and diagnostics)."""
