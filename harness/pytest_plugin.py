@@ -111,6 +111,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    worker = getattr(config, "workerinput", {}).get("workerid")  # set on pytest-xdist workers
+    if worker is not None and profile.cluster.provider != "sim":
+        raise pytest.UsageError(
+            f"{profile.source}: cluster.provider: pytest-xdist (-n) needs the sim provider, where every worker "
+            f"gets a cluster of its own; a {profile.cluster.provider} cluster is shared state: run without -n"
+        )
     kubeconfig = config.getoption("--kubeconfig")
     if kubeconfig and not Path(kubeconfig).is_file():
         raise pytest.UsageError(f"--kubeconfig: file not found: {kubeconfig}")
@@ -120,7 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=profile,
         profile_path=Path(profile_arg),
         run_id=run_id,
-        report_dir=Path(profile.report.dir),
+        # xdist workers write side by side instead of over each other.
+        report_dir=Path(profile.report.dir) / worker if worker else Path(profile.report.dir),
         keep_cluster=bool(config.getoption("--keep-cluster")),
         require_gpu=bool(config.getoption("--require-gpu")),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
@@ -181,6 +188,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _CURRENT.pop("ctx", None)
     if ctx is None or ctx.recorder is None:
         return
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        return  # the xdist controller runs no test: each worker writes its own report
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         paths = ctx.recorder.write()
