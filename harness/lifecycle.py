@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import render
+from harness.render.labels import RUN_ID_KEY
 from harness.checks.placement import Snapshot
 from harness.config import Profile
 from harness.errors import HarnessError, UsageError, WaitTimeout
@@ -184,7 +185,8 @@ class ClusterSession:
         try:
             with self.phase("servers"):
                 for server in self.profile.servers:
-                    obj = render.server(self.profile, server, namespace)
+                    obj = render.server(self.profile, server, namespace, run_id=self.options.run_id)
+                    self._claim(obj)
                     self.deployed.append(kube.apply(obj))
                 for server in self.profile.servers:
                     try:
@@ -197,7 +199,9 @@ class ClusterSession:
                         raise WaitTimeout(f"{exc}; why: {diagnose_server(kube, server.name, namespace)}") from None
             with self.phase("models"):
                 for model in self.profile.models:
-                    self.deployed.append(kube.apply(render.model(self.profile, model, namespace)))
+                    obj = render.model(self.profile, model, namespace, run_id=self.options.run_id)
+                    self._claim(obj)
+                    self.deployed.append(kube.apply(obj))
                 for model in self.profile.models:
                     live = kube.wait_for(
                         SELDON_API, "Model", model.name, namespace,
@@ -211,6 +215,22 @@ class ClusterSession:
                         raise HarnessError(f"Model {model.name} {failure}")
         except PhaseFailed as exc:
             self.deploy_error = str(exc)
+
+    def _claim(self, obj: Obj) -> None:
+        """Refuse to take over an object this run did not create: another run's Server (two runs
+        on one cluster must not delete each other's objects) or one the cluster's owners made."""
+        meta = obj["metadata"]
+        live = self._kube().get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        if live is None:
+            return
+        owner = (live["metadata"].get("labels") or {}).get(RUN_ID_KEY)
+        if owner != self.options.run_id:
+            held = f"run {owner!r}" if owner else "no harness run (it was not created by the harness)"
+            raise HarnessError(
+                f"{obj['kind']} {meta.get('namespace')}/{meta['name']} already exists and belongs to {held}; "
+                "the harness never changes objects it did not create: rename it in the profile or wait for "
+                "the other run to finish"
+            )
 
     def down(self) -> list[str]:
         """Undo everything in reverse; never raises. Returns the problems met on the way."""

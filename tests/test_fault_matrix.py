@@ -207,3 +207,19 @@ def test_mlserver_killed_during_the_latency_run_fails_the_slo_with_the_cause(run
     assert verdicts, f"a run whose server died should fail its SLO: {result}"
     reasons = " ".join(v.reason for v in verdicts)
     assert "error rate" in reasons or "incomplete" in reasons, reasons
+
+
+def test_a_second_run_on_the_same_cluster_is_refused_and_leaves_the_first_alone(run: Run, tmp_path: Path) -> None:
+    run.session.deploy()
+    assert run.session.deploy_error is None
+    other = ClusterSession(run.profile, RunOptions(run_id="fm2", workdir=tmp_path / "other"))
+    other.up()
+    try:
+        other.deploy()
+        assert other.deploy_error is not None
+        assert "Server seldon-mesh/mlserver-gpu already exists and belongs to run 'fm'" in other.deploy_error
+    finally:
+        assert other.down() == []
+    # The first run's Servers and Models are untouched by the second run's cleanup.
+    assert run.kube.get("mlops.seldon.io/v1alpha1", "Server", "mlserver-gpu", NAMESPACE) is not None
+    assert placement.models_on_intended_servers(run.session.snapshot(), run.profile) == []

@@ -418,10 +418,17 @@ class _NodesHandler(BaseHTTPRequestHandler):
     nodes: ClassVar[list[dict[str, Any]]] = []
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] != "/api/v1/nodes":
+        path = self.path.split("?")[0]
+        if path == "/api/v1":  # discovery, which the kube wrapper reads to find the nodes resource
+            doc: dict[str, Any] = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": [
+                {"name": "nodes", "singularName": "node", "namespaced": False, "kind": "Node",
+                 "verbs": ["get", "list", "watch"]}]}
+        elif path == "/api/v1/nodes":
+            doc = {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": self.nodes}
+        else:
             self.send_error(404)
             return
-        body = json.dumps({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": self.nodes}).encode()
+        body = json.dumps(doc).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
