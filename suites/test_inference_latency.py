@@ -13,6 +13,7 @@ import pytest
 from harness.checks.slo import evaluate_slo, failed
 from harness.config import Model, Profile
 from harness.lifecycle import ClusterSession
+from harness.progress import progress
 from harness.pytest_plugin import RUN_CONTEXT
 
 
@@ -79,7 +80,8 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
     spec = LoadSpec.from_profile(profile, model, endpoint)
-    result = run_load(spec).to_dict()
+    with progress(f"load {model.name} ({spec.mode} loop, {profile.load.protocol})"):
+        result = run_load(spec).to_dict()
     slo = profile.slo_for(model.name)
     verdicts = evaluate_slo(result, slo)
     server, node, uuids = _served_by(deployed_ok, profile, model)
