@@ -112,10 +112,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", {}).get("workerid")  # set on pytest-xdist workers
-    if worker is not None and profile.cluster.provider != "sim":
+    distributed = worker is not None or bool(getattr(config.option, "numprocesses", None))
+    if distributed and profile.cluster.provider != "sim":
         raise pytest.UsageError(
             f"{profile.source}: cluster.provider: pytest-xdist (-n) needs the sim provider, where every worker "
-            f"gets a cluster of its own; a {profile.cluster.provider} cluster is shared state: run without -n"
+            f"gets a cluster of its own; the {profile.cluster.provider} provider's cluster is shared state: "
+            "run without -n"
         )
     kubeconfig = config.getoption("--kubeconfig")
     if kubeconfig and not Path(kubeconfig).is_file():

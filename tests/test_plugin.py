@@ -159,3 +159,12 @@ def test_namespace_names_are_valid_and_distinct() -> None:
     assert len(names) == 3
     for name in names:
         assert len(name) <= 63 and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name), name
+
+
+def test_xdist_is_refused_for_a_shared_cluster(pytester: pytest.Pytester) -> None:
+    _setup(pytester)
+    pytester.makefile(".yaml", shared=(ROOT / "profiles" / "existing.yaml").read_text())
+    pytester.makepyfile(test_x="def test_a():\n    pass\n")
+    result = pytester.runpytest("--profile", "shared.yaml", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cluster.provider: pytest-xdist (-n) needs the sim provider*"])
