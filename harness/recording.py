@@ -48,7 +48,7 @@ class TestRecorder:
     def check(self, check_id: str, ok: bool, reason: str) -> None:
         """A sub-verdict of this test (e.g. one GPU visibility rule), reported as a check of its own."""
         self.recorder.builder.add_check(
-            f"{self.nodeid}::{check_id}", check_id, "pass" if ok else "fail",
+            f"{self.nodeid}::{check_id}", f"{self.nodeid.split('::')[-1]} / {check_id}", "pass" if ok else "fail",
             suite=suite_of(self.nodeid), reason="" if ok else reason, details={"reason": reason},
         )
 
