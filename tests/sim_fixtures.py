@@ -117,3 +117,35 @@ def kube_against(sim: Any, retry: Any) -> Iterator[Any]:
     finally:
         sim.faults.clear()
         k.close()
+
+
+class Waiter:
+    """Re-checks a probe after every store write of a `SimCluster` (and at least twice a second),
+    up to a deadline: the tests' wait on in-process controllers, without sleeping."""
+
+    def __init__(self, cluster: Any) -> None:
+        import threading
+
+        self.cond = threading.Condition()
+        cluster.store.add_listener(self._poke)
+
+    def _poke(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def until(self, probe: Any, what: str, timeout: float = 30.0) -> Any:
+        import time
+
+        import pytest
+
+        deadline = time.monotonic() + timeout
+        for _ in range(100_000):
+            ok, seen = probe()
+            if ok:
+                return seen
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"timed out waiting for {what}; last seen: {seen}")
+            with self.cond:
+                self.cond.wait(min(remaining, 0.5))
+        pytest.fail(f"gave up waiting for {what}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
 from harness.sim.dataplane import PodRef
 from harness.sim.seldon import SeldonController
+from tests.sim_fixtures import Waiter
 
 API = "mlops.seldon.io/v1alpha1"
 NS = "seldon-mesh"
@@ -41,30 +40,6 @@ PROFILE = {
     "servers": [{"name": "mlserver-gpu", "gpus": 1, "placement": "nodeAffinity"}],
 }
 
-
-class Waiter:
-    """Re-checks a probe after every store write (and at least twice a second), up to a deadline."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cond = threading.Condition()
-        cluster.store.add_listener(self._poke)
-
-    def _poke(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def until(self, probe: Callable[[], tuple[bool, Any]], what: str, timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        for _ in range(100_000):
-            ok, seen = probe()
-            if ok:
-                return seen
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"timed out waiting for {what}; last seen: {seen}")
-            with self.cond:
-                self.cond.wait(min(remaining, 0.5))
-        pytest.fail(f"gave up waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ cross between tests, its own capability, so tests do not see each other's object
 from __future__ import annotations
 
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
 from harness.sim.seldon import GRPC_PORT_ANNOTATION, HTTP_PORT_ANNOTATION
 from harness.sim.seldon_schedule import NO_MATCHING_SERVERS, NOT_ENOUGH_REPLICAS
+from tests.sim_fixtures import Waiter
 
 ROOT = Path(__file__).resolve().parents[1]
 API = "mlops.seldon.io/v1alpha1"
@@ -28,31 +27,6 @@ NS = "seldon-mesh"
 IRIS = "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
 Obj = dict[str, Any]
 
-
-class Waiter:
-    """Waits on store writes (no sleeping): re-checks a probe after every write, up to a deadline."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cond = threading.Condition()
-        self.cluster = cluster
-        cluster.store.add_listener(self._poke)
-
-    def _poke(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def until(self, probe: Callable[[], tuple[bool, Any]], what: str, timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        for _ in range(100_000):
-            ok, seen = probe()
-            if ok:
-                return seen
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"timed out waiting for {what}; last seen: {seen}")
-            with self.cond:
-                self.cond.wait(min(remaining, 0.5))
-        pytest.fail(f"gave up waiting for {what}")
 
 
 @pytest.fixture(scope="module")
