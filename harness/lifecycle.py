@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import render
-from harness.render.labels import RUN_ID_KEY
 from harness.checks.placement import Snapshot
 from harness.config import Profile
-from harness.errors import HarnessError, UsageError, WaitTimeout
+from harness.errors import HarnessError, WaitTimeout
 from harness.kube import Kube, NodeGuard
 from harness.progress import progress
 from harness.providers import ClusterHandle, MeshEndpoint, ProviderOptions, get_provider
+from harness.render.labels import RUN_ID_KEY
 
 SELDON_API = "mlops.seldon.io/v1alpha1"
 Obj = dict[str, Any]
@@ -144,7 +144,7 @@ class ClusterSession:
         try:
             with progress(name):
                 yield
-        except (HarnessError, UsageError) as exc:
+        except HarnessError as exc:  # UsageError and WaitTimeout included
             status, detail = "failed", str(exc)
             raise PhaseFailed(f"{name} failed: {exc}") from exc
         except Exception as exc:  # an unexpected error still names its phase
@@ -251,7 +251,7 @@ class ClusterSession:
                                 what=f"pods of Server {meta['name']} gone",
                                 label_selector=f"seldon-server-name={meta['name']}",
                             )
-                    except (HarnessError, WaitTimeout, Exception) as exc:  # keep going: restore nodes regardless
+                    except Exception as exc:  # keep going: nodes are restored regardless
                         problems.append(f"delete {obj['kind']}/{meta.get('name')}: {exc}")
                 self.deployed.clear()
             if self.guard is not None:

@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import signal
-import traceback
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,7 +419,3 @@ def nvml_unavailable_reason(profile: Profile, facts: Any) -> str | None:
         return (f"no node advertises {profile.gpu.resource_name}: install the NVIDIA device plugin "
                 "or use a cluster with GPU nodes")
     return None
-
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
