@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,6 +25,7 @@ from pydantic import (
 )
 
 from harness.errors import UsageError
+from harness.safeyaml import load_one, read_text
 
 # Kubernetes object names (RFC 1123 label: what Servers, Models, namespaces and pods need).
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -54,7 +54,10 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 class Strict(BaseModel):
     """Base for every profile section: unknown keys are errors, values are not coerced loosely."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True)
+    # allow_inf_nan=False: `.inf` as a timeout or `.nan` as an SLO would pass every comparison
+    # (or none) and surface later as a traceback; every number must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, validate_default=True,
+                              allow_inf_nan=False)
 
 
 def _check_name(value: str, what: str) -> str:
@@ -513,21 +516,8 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
 def load_profile(path: str | Path) -> Profile:
     """Read, parse (safe loader only) and validate a profile file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{p}: profile file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{p}: expected a profile file, got a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{p}: cannot read the profile ({exc.__class__.__name__}: {exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{p}: not valid YAML{where}: {problem}") from None
+    # Strict and bounded: a regular UTF-8 file of bounded size, no duplicate keys, no alias bombs.
+    data = load_one(read_text(p, "profile file"), str(p))
     if isinstance(data, dict) and "source" in data:
         raise UsageError(f"{p}: source: unknown key (check the spelling against the commented profiles in profiles/)")
     return parse_profile(data, str(p))

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from harness.fsio import write_atomic
 from harness.kube.client import Kube, event_time
 from harness.kube.tools import HelmRunner
 from harness.redact import redact, redact_tree
@@ -86,8 +87,7 @@ class _Collector:
     def write(self, rel: str, text: str) -> None:
         path = self.out_dir / rel
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(redact(text), encoding="utf-8")
+            write_atomic(path, redact(text))
             self.written.append(path)
         except OSError as exc:
             self.errors.append(f"writing {rel}: {exc}")

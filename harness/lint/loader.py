@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.errors import UsageError
 from harness.lint.model import DEVICE_PLUGIN_CHART, Document
+from harness.safeyaml import load_all, read_text
 
 # Helm values files are recognised by name (they have no apiVersion/kind): what `render` writes.
 _VALUES_CHARTS = (
@@ -51,13 +50,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 
 
 def documents_from_text(text: str, source: str) -> list[Document]:
-    try:
-        raw_docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UsageError(f"{source}: not valid YAML{where}: {problem}") from None
+    raw_docs = load_all(text, source)
     docs: list[Document] = []
     chart = chart_for(source)
     for index, body in enumerate(raw_docs):
@@ -98,12 +91,7 @@ def _objects(body: dict[str, Any], source: str, index: int, chart: str | None) -
 def load_manifests(paths: Sequence[str]) -> list[Document]:
     docs: list[Document] = []
     for path in _expand(paths):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"{path}: manifest file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: cannot read the manifest ({exc.__class__.__name__})") from None
+        text = read_text(path, "manifest file")
         docs.extend(documents_from_text(text, str(path)))
     return docs
 

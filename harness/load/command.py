@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 from harness.load.engine import run_load as run_engine
 from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec, validate_inputs
 
@@ -88,8 +89,7 @@ def run_load(args: argparse.Namespace) -> int:
     else:
         result = run_engine(spec)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_atomic(out, json.dumps(result.to_dict(), indent=2) + "\n")
     except OSError as exc:
         raise UsageError(f"--json {out}: cannot write ({exc.strerror or exc})") from None
     for line in summary_lines(result):

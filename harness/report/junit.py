@@ -8,10 +8,28 @@ viewer shows is that the evidence is simulated.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from harness.report.model import RunReport
 from harness.report.text import SIMULATED_BANNER, headline
+
+# Characters XML 1.0 forbids even escaped (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF).
+# ElementTree writes them as they are, and CI's JUnit parsers then reject the whole file, so a test
+# whose output held an ANSI escape or a NUL would hide every result. They are shown as \xNN instead.
+_XML_INVALID = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _sanitize(root: ET.Element) -> None:
+    for element in root.iter():
+        if element.text:
+            element.text = xml_safe(element.text)
+        for key, value in element.attrib.items():
+            element.attrib[key] = xml_safe(value)
 
 
 def _properties(report: RunReport) -> list[tuple[str, str]]:
@@ -62,9 +80,10 @@ def render_junit(report: RunReport) -> str:
             ET.SubElement(case, "error", message=message, type="error").text = check.reason
         elif check.status == "skip":
             ET.SubElement(case, "skipped", message=message)
+    _sanitize(root)
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     # No XML declaration (UTF-8 is the default), so the first line is this comment: whoever opens the
     # file sees at once whether the evidence is simulated.
-    first = headline(report).replace("--", "- -")
+    first = xml_safe(headline(report)).replace("--", "- -")
     return f"<!-- {first} -->\n{body}\n"

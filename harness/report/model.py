@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UsageError
+from harness.safeyaml import read_text
 
 SCHEMA_VERSION: Literal["1"] = "1"
 
@@ -29,7 +30,8 @@ PhaseStatus = Literal["ok", "failed", "running"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Finite numbers only: a NaN p99 compares false with every SLO and would pass a gate.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ProfileRef(_Model):
@@ -279,21 +281,53 @@ def parse_report(data: Any, source: str) -> RunReport:
         raise UsageError(f"{source}: {_loc(first)}: {what}{shown}{suffix}") from None
 
 
+# Reports carry latency curves and per-check details: tens of MB at most, a dozen levels of nesting.
+MAX_REPORT_BYTES = 256 * 1024 * 1024
+MAX_REPORT_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    # json.loads accepts NaN/Infinity, which JSON itself does not have.
+    raise _NonFinite(name)
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def json_depth(data: Any) -> int:
+    """Nesting depth of a JSON value, iteratively (deep input must not exhaust Python's stack)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_REPORT_DEPTH:
+            return depth
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
 def load_report(path: str | Path) -> RunReport:
     """Read and validate a report.json; unusable input raises one `UsageError` line."""
     p = Path(path)
+    # A regular UTF-8 file of bounded size (a FIFO or /dev/zero as --report must not hang the gate).
+    text = read_text(p, "report file", limit=MAX_REPORT_BYTES)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{p}: report file not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{p}: expected a report.json file, got a directory") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{p}: cannot read the report ({exc.__class__.__name__})") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except _NonFinite as exc:
+        raise UsageError(f"{p}: {exc} is not a JSON number; every number in a report must be finite") from None
+    except RecursionError:
+        raise UsageError(f"{p}: JSON nested deeper than this reader allows; a report is at most "
+                         f"{MAX_REPORT_DEPTH} levels deep") from None
+    depth = json_depth(data)
+    if depth > MAX_REPORT_DEPTH:
+        raise UsageError(f"{p}: JSON nested {depth} levels deep; a report is at most {MAX_REPORT_DEPTH} levels deep")
     return parse_report(data, str(p))
 
 

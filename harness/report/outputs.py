@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 from harness.redact import redact_tree
 from harness.report.html import render_html
 from harness.report.junit import render_junit
@@ -13,12 +13,9 @@ from harness.report.model import RunReport, dump_report
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves half a report behind."""
+    """Write atomically, never through a symlink (`harness.fsio`): no half reports, no planted links."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, text)
     except OSError as exc:
         raise UsageError(f"{path}: cannot write ({exc.__class__.__name__}: {exc.strerror or exc})") from None
     return path

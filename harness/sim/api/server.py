@@ -169,9 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
                            'accepted media types include: application/json, application/yaml')
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
-            import yaml  # only for the rare YAML body
+            from harness.errors import UsageError
+            from harness.safeyaml import load_one  # only for the rare YAML body
 
-            return yaml.safe_load(raw)
+            try:
+                return load_one(raw.decode("utf-8", "strict"), "request body")
+            except (UsageError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "BadRequest", f"the body could not be decoded as YAML: {exc}") from None
         try:
             return json.loads(raw)
         except ValueError as exc:
