@@ -279,4 +279,5 @@ class ClusterSession:
 
     @property
     def simulated(self) -> bool:
-        return bool(self.handle and self.handle.simulated)
+        """True for the sim provider and for any cluster whose API server identifies as the sim."""
+        return bool(self.handle and self.handle.simulated) or bool(getattr(self.facts, "simulated", False))

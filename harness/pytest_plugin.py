@@ -247,9 +247,11 @@ def cluster(run_context: RunContext) -> Iterator[Any]:
     try:
         session.up()
     except PhaseFailed as exc:
+        run_context.recorder.cluster_identified(session)
         problems = session.down()
         suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
         pytest.fail(f"{exc}{suffix}", pytrace=False)
+    run_context.recorder.cluster_identified(session)
     try:
         yield session
     finally:

@@ -94,6 +94,14 @@ class Recorder:
     def attach(self, session: Any) -> None:
         self.session = session
 
+    def cluster_identified(self, session: Any) -> None:
+        """Record as soon as the cluster is known whether it is simulated, whichever provider reached it,
+        so that even a run cut short right after provisioning leaves a report that says so."""
+        facts = getattr(session, "facts", None)
+        if getattr(facts, "simulated", False) or getattr(session, "simulated", False):
+            self.builder.mark_simulated(getattr(facts, "simulated_reason", None)
+                                        or "the profile's provider is the simulated cluster")
+
     def for_test(self, nodeid: str) -> TestRecorder:
         return self.tests.setdefault(nodeid, TestRecorder(self, nodeid))
 
@@ -130,6 +138,7 @@ class Recorder:
     def capture_cluster(self, session: Any) -> None:
         """Nodes, facts and the placement table as the run ends (before cleanup)."""
         try:
+            self.cluster_identified(session)
             facts = session.facts
             if facts is not None:
                 self.builder.set_cluster(

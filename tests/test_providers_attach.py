@@ -118,7 +118,8 @@ def test_existing_mesh_facts_and_admission_from_profile(sim_run: tuple[Any, Kube
     ex = get_provider(existing_profile(**{"cluster.gpu_toleration_admission": "yes"}), options(tmp_path, kc))
     assert ex.mesh_endpoint(kube) == provider.mesh_endpoint(kube)
     facts = ex.cluster_facts(kube)
-    assert (facts.gpu_toleration_admission, facts.admission_source, facts.simulated) == (True, "profile", False)
+    # The sim's API server identifies itself, so even through the existing provider the facts say simulated.
+    assert (facts.gpu_toleration_admission, facts.admission_source, facts.simulated) == (True, "profile", True)
 
 
 def test_existing_installs_seldon_only_when_asked_and_removes_only_that(sim_run: tuple[Any, Kube], tmp_path: Path,
@@ -237,3 +238,22 @@ def test_existing_fake_gpus_go_through_the_guard_and_are_restored(sim_run: tuple
         assert "nvidia.com/gpu" not in (kube.get("v1", "Node", node) or {})["status"]["allocatable"]
     finally:
         kube.patch("v1", "Node", node, None, {"metadata": {"labels": {"pool": None}}})
+
+
+def test_simulated_marker_is_the_sims_build_metadata_only() -> None:
+    from harness.providers.common import simulated_marker
+
+    assert simulated_marker({"gitVersion": "v1.33.1+harness-sim"})
+    for real in ("v1.32.2", "v1.27.3+k3s1", "v1.29.1-gke.1589018", "v1.30.0-eks-036c24b", "", "harness-sim"):
+        assert simulated_marker({"gitVersion": real}) is None, real
+    assert simulated_marker({}) is None
+
+
+def test_existing_provider_against_the_sim_says_simulated(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    """A kubeconfig that points at the sim does not make its evidence real: the API server says what it is."""
+    provider, kube = sim_run
+    ex = get_provider(existing_profile(), options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    assert ex.provision().simulated is False  # the provider alone cannot know ...
+    facts = ex.cluster_facts(kube)
+    assert facts.simulated is True  # ... the API server tells it
+    assert facts.simulated_reason is not None and "harness-sim" in facts.simulated_reason

@@ -296,8 +296,12 @@ class Kube:
         return sorted(out, key=event_time)
 
     def server_version(self) -> str:
-        body = self._json("GET", "/version", idempotent=True) or {}
-        return str(body.get("gitVersion", ""))
+        return str(self.version_info().get("gitVersion", ""))
+
+    def version_info(self) -> Obj:
+        """The API server's `/version` document (gitVersion, gitCommit, platform, ...)."""
+        body = self._json("GET", "/version", idempotent=True)
+        return dict(body) if isinstance(body, dict) else {}
 
     def wait_for(self, api_version: str, kind: str, name: str, namespace: str | None,
                  predicate: Callable[[Obj | None], bool], timeout: float, what: str) -> Obj | None:

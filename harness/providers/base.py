@@ -52,6 +52,8 @@ class ClusterFacts:
     admission_source: str
     simulated: bool
     gpu_nodes: tuple[str, ...] = ()
+    # How `simulated` was established (the profile's provider, or the API server's own marker).
+    simulated_reason: str | None = None
 
 
 # (GPU UUIDs in index order, or None when NVML is unusable; a one-line reason)

@@ -147,7 +147,24 @@ def gpu_node_names(nodes: list[Obj], profile: Profile) -> list[str]:
     return sorted(out)
 
 
+def simulated_marker(version_info: Obj) -> str | None:
+    """Why `/version` shows the harness's simulated API server, or None for any other cluster.
+
+    The marker is the sim's own build metadata on gitVersion (`harness.sim.contracts.SIMULATED_BUILD`),
+    so a report made through a kubeconfig that points at `sim up` is still marked simulated.
+    """
+    from harness.sim.contracts import SIMULATED_BUILD
+
+    git_version = str(version_info.get("gitVersion") or "")
+    _, plus, build = git_version.partition("+")
+    if plus and SIMULATED_BUILD in build.split("."):
+        return f"the API server reports gitVersion {git_version} (the harness's simulated cluster)"
+    return None
+
+
 def cluster_facts(kube: Kube, profile: Profile, simulated: bool) -> ClusterFacts:
+    info = kube.version_info()
+    marker = simulated_marker(info)
     admission, source = detect_admission(kube, profile)
     try:
         gpu_nodes = gpu_node_names(kube.list("v1", "Node"), profile)
@@ -158,8 +175,10 @@ def cluster_facts(kube: Kube, profile: Profile, simulated: bool) -> ClusterFacts
     except KubeApiError:
         version = None
     return ClusterFacts(
-        kubernetes_version=kube.server_version(), seldon_version=version, gpu_toleration_admission=admission,
-        admission_source=source, simulated=simulated, gpu_nodes=tuple(gpu_nodes),
+        kubernetes_version=str(info.get("gitVersion", "")), seldon_version=version,
+        gpu_toleration_admission=admission, admission_source=source,
+        simulated=simulated or marker is not None, gpu_nodes=tuple(gpu_nodes),
+        simulated_reason=marker or ("the profile's provider is the simulated cluster" if simulated else None),
     )
 
 

@@ -225,6 +225,12 @@ class ReportBuilder:
         self._report.cluster = ClusterFacts.model_validate(current)
         return self._report.cluster
 
+    def mark_simulated(self, reason: str) -> None:
+        """The evidence comes from a simulated cluster. One way only: nothing marks a run real again."""
+        self._report.simulated = True
+        if not self._report.cluster.simulated_reason:
+            self._report.cluster = self._report.cluster.model_copy(update={"simulated_reason": reason})
+
     def set_nodes(
         self,
         nodes: Iterable[Mapping[str, Any] | NodeInfo],

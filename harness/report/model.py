@@ -52,6 +52,11 @@ class ClusterFacts(_Model):
         "null when unknown. Negative placement checks read differently when true.",
     )
     context: str | None = Field(default=None, description="kubeconfig context (existing clusters)")
+    simulated_reason: str | None = Field(
+        default=None,
+        description="why the run counts as simulated: the profile's provider, or the API server's own marker "
+        "(a kubeconfig pointing at `harness sim up`); null on real clusters",
+    )
 
 
 class NodeTaint(_Model):

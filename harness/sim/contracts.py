@@ -12,6 +12,11 @@ from typing import Any, Literal, Protocol
 Obj = dict[str, Any]
 PatchType = Literal["merge", "strategic", "json"]
 
+# How the simulated API server says what it is: semver build metadata on `/version`'s gitVersion
+# (e.g. `v1.33.1+harness-sim`). Real distributions use build metadata too (`+k3s1`), but never this
+# one, so a client that reaches the sim through any kubeconfig can tell (harness.providers.common).
+SIMULATED_BUILD = "harness-sim"
+
 
 class ApiError(Exception):
     """A Kubernetes API failure, rendered by the HTTP layer as a `Status` object."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from harness.sim.api.resources import ResourceType, groups, in_group_version
+from harness.sim.contracts import SIMULATED_BUILD
 
 Obj = dict[str, Any]
 
 SERVER_VERSION: Obj = {
-    "major": "1", "minor": "33", "gitVersion": "v1.33.1", "gitCommit": "simulated", "gitTreeState": "clean",
+    "major": "1", "minor": "33", "gitVersion": f"v1.33.1+{SIMULATED_BUILD}", "gitCommit": "simulated",
+    "gitTreeState": "clean",
     "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24.0", "compiler": "gc", "platform": "linux/amd64",
 }
 
