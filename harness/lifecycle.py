@@ -20,7 +20,7 @@ from harness.config import Profile
 from harness.errors import HarnessError, WaitTimeout
 from harness.kube import Kube, NodeGuard
 from harness.progress import progress
-from harness.providers import ClusterHandle, MeshEndpoint, ProviderOptions, get_provider
+from harness.providers import ClusterHandle, Finding, MeshEndpoint, ProviderOptions, get_provider
 from harness.render.labels import RUN_ID_KEY
 
 SELDON_API = "mlops.seldon.io/v1alpha1"
@@ -122,6 +122,8 @@ class ClusterSession:
     deployed: list[Obj] = field(default_factory=list)
     deploy_error: str | None = None
     phases: list[PhaseRecord] = field(default_factory=list)
+    # What the provider's preflight found; None until it ran (it runs once per session).
+    preflight_findings: list[Finding] | None = None
 
     def __post_init__(self) -> None:
         self.provider = get_provider(
@@ -155,11 +157,29 @@ class ClusterSession:
             self.phases.append(record)
             self.on_phase(record)
 
+    def preflight(self) -> list[Finding]:
+        """Run the provider's preflight once and return what is missing (empty: the cluster can come up).
+
+        The pytest plugin calls this before collection so that an unusable environment stops the
+        session with one checklist; `up()` reuses the result instead of probing again.
+        """
+        if self.preflight_findings is None:
+            found: list[Finding] = []
+            with contextlib.suppress(PhaseFailed), self.phase("preflight"):
+                try:
+                    found = list(self.provider.preflight())
+                except Exception as exc:  # a crashing probe is itself a finding, not a traceback
+                    found = [Finding("preflight", False, f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+                self.preflight_findings = found
+                missing = [f for f in found if not f.ok]
+                if missing:
+                    raise HarnessError(f"{len(missing)} problem(s): " + "; ".join(f.message for f in missing))
+        return [f for f in self.preflight_findings or [] if not f.ok]
+
     def up(self) -> None:
-        with self.phase("preflight"):
-            problems = [f for f in self.provider.preflight() if not f.ok]
-            if problems:
-                raise PhaseFailed("; ".join(f.message for f in problems))
+        problems = self.preflight()
+        if problems:
+            raise PhaseFailed("preflight failed: " + "; ".join(f.message for f in problems))
         with self.phase("provision"):
             self.handle = self.provider.provision()
             self.kube = Kube.from_kubeconfig(self.handle.kubeconfig, self.handle.context, self.profile.timeouts)

@@ -47,6 +47,36 @@ class RunContext:
     require_gpu: bool
     kubeconfig: Path | None
     recorder: Any = None  # harness.recording.Recorder, created in pytest_configure
+    session: Any = None  # harness.lifecycle.ClusterSession, created by `cluster_session()`
+    tests_started: int = 0  # tests whose setup began: a session that started none writes no report
+
+
+def cluster_session(ctx: RunContext) -> Any:
+    """The run's one `ClusterSession` (created on first use: the preflight and the `cluster` fixture share it)."""
+    if ctx.session is None:
+        from harness.lifecycle import ClusterSession, RunOptions
+
+        workdir = ctx.report_dir / "work"
+        ctx.session = ClusterSession(
+            ctx.profile,
+            RunOptions(run_id=ctx.run_id, workdir=workdir.resolve(), keep_cluster=ctx.keep_cluster,
+                       kubeconfig=ctx.kubeconfig),
+            on_phase=ctx.recorder.phase,
+        )
+    return ctx.session
+
+
+# The README section every preflight message points to (tests check that it exists).
+PREREQUISITES_SECTION = "Prerequisites per provider"
+
+
+def preflight_checklist(profile_path: Path, provider: str, problems: list[Any]) -> str:
+    """One readable stop: a heading, then each missing piece and its fix on a line of its own."""
+    lines = [f"{profile_path}: the {provider} cluster cannot be set up on this machine; "
+             f"{len(problems)} thing(s) to fix (README, '{PREREQUISITES_SECTION}'):"]
+    lines += [f"  - {' '.join(str(p.message).split())}" for p in problems]
+    lines.append("No test was run and no report was written.")
+    return "\n".join(lines)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -180,8 +210,57 @@ _CURRENT: dict[str, RunContext] = {}
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     ctx = _context(session.config)
+    if ctx is None:
+        return
+    _CURRENT["ctx"] = ctx
+    config = session.config
+    if config.option.collectonly or hasattr(config, "workerinput"):
+        return  # nothing will be provisioned here (xdist workers preflight their own cluster)
+    # Preflight once, before collection: an unusable environment is one stop with one checklist and
+    # pytest's usage-error exit code (the same as a bad profile), not an error per test.
+    problems = cluster_session(ctx).preflight()
+    if problems:
+        raise pytest.UsageError(preflight_checklist(ctx.profile_path, ctx.profile.cluster.provider, problems))
+
+
+# What a run writes into --report-dir; an earlier run's copies are removed before a new run's tests
+# start, so a report never sits beside evidence of another run. Nothing else there is touched.
+RUN_OUTPUTS = ("report.json", "report.html", "junit.xml", "evidence")
+
+
+def clear_earlier_run(report_dir: Path) -> list[str]:
+    """Remove an earlier run's outputs from `report_dir`; returns the names removed."""
+    import shutil
+
+    removed = []
+    for name in RUN_OUTPUTS:
+        path = report_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    ctx = _context(session.config)
+    if ctx is None or session.config.option.collectonly or not session.items:
+        return
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        return  # each xdist worker has a report folder of its own
+    removed = clear_earlier_run(ctx.report_dir)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if removed and reporter is not None:
+        reporter.write_line(f"harness: removed an earlier run's {', '.join(removed)} from {ctx.report_dir}")
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    ctx = _CURRENT.get("ctx")
     if ctx is not None:
-        _CURRENT["ctx"] = ctx
+        ctx.tests_started += 1
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -192,6 +271,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
         return  # the xdist controller runs no test: each worker writes its own report
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if ctx.tests_started == 0:
+        # --collect-only, `-k nothing`, an interrupted collection: a report of nothing would read as a
+        # pass and replace the last real one.
+        if reporter is not None:
+            kept = " (the one there is from an earlier run)" if (ctx.report_dir / "report.json").exists() else ""
+            reporter.write_line(f"harness: no test ran, so no report was written to {ctx.report_dir}{kept}")
+        return
     try:
         paths = ctx.recorder.write()
     except Exception as exc:  # the report must never hide the run's own result
@@ -233,16 +319,10 @@ def profile(run_context: RunContext) -> Profile:
 @pytest.fixture(scope="session")
 def cluster(run_context: RunContext) -> Iterator[Any]:
     """The cluster, provisioned through the profile's provider, with the GPU stack and Seldon."""
-    from harness.lifecycle import ClusterSession, PhaseFailed, RunOptions
+    from harness.lifecycle import PhaseFailed
 
-    workdir = run_context.report_dir / "work"
-    workdir.mkdir(parents=True, exist_ok=True)
-    session = ClusterSession(
-        run_context.profile,
-        RunOptions(run_id=run_context.run_id, workdir=workdir.resolve(), keep_cluster=run_context.keep_cluster,
-                   kubeconfig=run_context.kubeconfig),
-        on_phase=run_context.recorder.phase,
-    )
+    (run_context.report_dir / "work").mkdir(parents=True, exist_ok=True)
+    session = cluster_session(run_context)
     run_context.recorder.attach(session)
     try:
         session.up()

@@ -167,8 +167,9 @@ class KindProvider:
         for tool in ("docker", "kind", "helm", "kubectl"):
             present[tool] = self.runner.which(tool) is not None
             if not present[tool]:
-                findings.append(Finding(f"tool.{tool}", False,
-                                        f"{tool} not found on PATH: install it (see README, 'kind prerequisites')"))
+                findings.append(Finding(
+                    f"tool.{tool}", False,
+                    f"{tool} not found on PATH: install it (see README, 'Prerequisites per provider')"))
             elif tool in MIN_VERSIONS:
                 findings.append(self._version_finding(tool))
         if present["docker"]:
