@@ -116,11 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--endpoint", required=True, help="base URL (http://host:port) or host:port for gRPC")
     load.add_argument("--model", required=True, help="model name")
     load.add_argument("--protocol", choices=["http", "grpc"], default="http")
-    mode = load.add_mutually_exclusive_group(required=True)
+    mode = load.add_mutually_exclusive_group()
     mode.add_argument("--concurrency", type=_positive_int, help="closed loop with N requests in flight")
     mode.add_argument("--rate", type=_positive_float, help="open loop at R requests per second")
+    mode.add_argument("--sweep", action="store_true",
+                      help="find the highest open-loop rate that meets the --slo-* limits")
     load.add_argument("--poisson", action="store_true", help="open loop with exponential gaps (needs --rate)")
-    load.add_argument("--duration", type=_positive_float, required=True, help="measured seconds per trial")
+    load.add_argument("--duration", type=_positive_float, default=None,
+                      help="measured seconds per trial (with --sweep: per step, default 3)")
     load.add_argument("--warmup", type=_non_negative_float, default=2.0, help="seconds excluded before measuring")
     load.add_argument("--window", type=_positive_float, default=None, help="stability window seconds")
     load.add_argument("--tolerance", type=_percent, default=0.10, help="stability tolerance (default 10%%)")
@@ -130,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--timeout", type=_positive_float, default=10.0, help="per-request timeout seconds")
     load.add_argument("--engine", choices=["harness", "perf_analyzer"], default="harness")
     load.add_argument("--json", required=True, help="write the JSON result here")
+    load.add_argument("--expected-output", metavar="FILE",
+                      help="JSON file with the expected 'outputs' [{name, data}] for --input (checked on a sample)")
+    load.add_argument("--check-every", type=_positive_int, default=10,
+                      help="compare every Nth answer with --expected-output (default 10)")
+    load.add_argument("--slo-p50-ms", type=_positive_float, default=None, help="SLO: p50 latency limit (ms)")
+    load.add_argument("--slo-p95-ms", type=_positive_float, default=None, help="SLO: p95 latency limit (ms)")
+    load.add_argument("--slo-p99-ms", type=_positive_float, default=None, help="SLO: p99 latency limit (ms)")
+    load.add_argument("--slo-max-error-rate", type=_percent, default=0.0,
+                      help="SLO: highest error rate (default 0); a run above it exits 1")
+    load.add_argument("--sweep-budget", type=_positive_float, default=120.0,
+                      help="--sweep: time budget in seconds (default 120)")
+    load.add_argument("--sweep-start-rate", type=_positive_float, default=None,
+                      help="--sweep: first offered rate in req/s (default 20)")
 
     gate = sub.add_parser("gate", help="release verdict: exit 0 pass, 1 fail, 2 unusable input")
     gate.add_argument("--report", required=True, help="report.json of the run")

@@ -22,14 +22,18 @@ from harness.load.spec import parse_endpoint
 from harness.load.stability import WindowStat, is_stable
 from harness.load.worker import WindowRecord
 
-
 # --------------------------------------------------------------------------------------------
 # A stub Open Inference Protocol server: answers at once, can stall everything once, can fail.
 # --------------------------------------------------------------------------------------------
+STUB_ANSWER = b'{"model_name":"stub","outputs":[{"name":"predict","datatype":"INT64","shape":[1,1],"data":[0]}]}'
+
+
 class StubServer:
     def __init__(self, stall_after_s: float | None = None, stall_s: float = 0.0, fail_every: int = 0,
-                 framing: str = "length") -> None:
+                 framing: str = "length", body: bytes | None = None) -> None:
         self.framing = framing  # length | chunked | close (HTTP/1.0 style: the body ends at close)
+        # What a 200 carries: by default a well-formed inference answer for model `stub`.
+        self.body = body if body is not None else STUB_ANSWER
         # The first request that arrives `stall_after_s` after start stalls the whole server.
         self.stall_at: float | None = None if stall_after_s is None else time.monotonic() + stall_after_s
         self.stall_s = stall_s
@@ -78,7 +82,7 @@ class StubServer:
                     self.loop.call_later(self.stall_s, self.gate.set)
                 await self.gate.wait()
                 failing = self.fail_every and self.count % self.fail_every == 0
-                body = b'{"error":"overloaded"}' if failing else b'{"model_name":"stub","outputs":[]}'
+                body = b'{"error":"overloaded"}' if failing else self.body
                 status = b"503 Service Unavailable" if failing else b"200 OK"
                 head = b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
                 if self.framing == "chunked":

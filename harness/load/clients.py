@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from harness.errors import HarnessError
+from harness.load.answers import BODY_TOO_LARGE, MAX_BODY_BYTES
 from harness.load.spec import Protocol, Target, parse_endpoint, validate_inputs
 
 # on_done(error_kind or None, send_time): error kinds are short stable strings (see `classify_os_error`).
@@ -109,6 +110,7 @@ class _HttpConnection(asyncio.Protocol):
         self.callback: Callback | None = None
         self.sent_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.body_at = 0  # offset of the body in `buffer`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport but offer the same methods.
@@ -158,11 +160,21 @@ class _HttpConnection(asyncio.Protocol):
                 self._finish("http_bad_response", reusable=False)
                 return
             self.keep_alive = b"\r\nconnection: close" not in head
+            self.body_at = end + 4
             length_at = head.find(b"\r\ncontent-length:")
             if length_at >= 0:
                 line_end = head.find(b"\r\n", length_at + 2)
                 value = head[length_at + 17 : line_end if line_end >= 0 else len(head)]
-                self.need = end + 4 + int(value.strip())
+                try:
+                    length = int(value.strip())
+                except ValueError:
+                    self._finish("http_bad_response", reusable=False)
+                    return
+                if length > MAX_BODY_BYTES:
+                    # Bounded reads: the body is not buffered, and the connection is out of step.
+                    self._finish(BODY_TOO_LARGE, reusable=False)
+                    return
+                self.need = end + 4 + length
                 self.chunked = False
             else:
                 self.chunked = b"transfer-encoding: chunked" in head
@@ -172,6 +184,9 @@ class _HttpConnection(asyncio.Protocol):
                     self.until_close = True
                     self.keep_alive = False
                     return
+        if (self.until_close or self.chunked) and len(self.buffer) - self.body_at > MAX_BODY_BYTES:
+            self._finish(BODY_TOO_LARGE, reusable=False)
+            return
         if self.until_close:
             return
         if self.chunked:
@@ -179,25 +194,61 @@ class _HttpConnection(asyncio.Protocol):
                 return
         elif len(self.buffer) < self.need:
             return
-        kind = None if self.status == 200 else f"http_{self.status}"
-        self._finish(kind, reusable=self.keep_alive)
+        self._finish(self._kind(), reusable=self.keep_alive)
+
+    def _kind(self) -> str | None:
+        """The error kind of the response now complete in `buffer` (None: a checked answer)."""
+        if self.status != 200:
+            return f"http_{self.status}"
+        checker = self.pool.checker
+        if checker is None:
+            return None
+        if self.chunked:
+            body = dechunk(self.buffer, self.body_at)
+            if body is None:
+                return "http_bad_response"
+        else:
+            body = bytes(self.buffer[self.body_at : self.need if self.need >= self.body_at else len(self.buffer)])
+        return checker(body)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         if self.callback is not None and self.until_close and exc is None:
-            self._finish(None if self.status == 200 else f"http_{self.status}", reusable=False)
+            self.need = len(self.buffer)
+            self._finish(self._kind(), reusable=False)
         elif self.callback is not None:
             self._finish(classify_os_error(exc) if exc else "connection_reset", reusable=False)
         else:
             self.pool._dropped(self)
 
 
+def dechunk(buffer: bytes | bytearray, start: int) -> bytes | None:
+    """The body of a chunked response that starts at `start`; None when the framing is broken."""
+    body = bytearray()
+    at = start
+    while True:
+        line_end = buffer.find(b"\r\n", at)
+        if line_end < 0:
+            return None
+        try:
+            size = int(bytes(buffer[at:line_end]).split(b";", 1)[0], 16)
+        except ValueError:
+            return None
+        if size == 0:
+            return bytes(body)
+        body += buffer[line_end + 2 : line_end + 2 + size]
+        at = line_end + 2 + size + 2
+
+
 class HttpPool:
-    """Keep-alive connections to one endpoint; at most `limit` open, extra requests queue in order."""
+    """Keep-alive connections to one endpoint; at most `limit` open, extra requests queue in order.
+
+    `checker` judges each 200 body (see `answers.py`): its error kind, or None for a real answer."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, target: Target, payload: bytes, timeout: float,
-                 limit: int) -> None:
+                 limit: int, checker: Callable[[bytes], str | None] | None = None) -> None:
         self.loop = loop
+        self.checker = checker
         self.target = target
         self.payload = payload
         self.timeout = timeout
@@ -286,14 +337,17 @@ class HttpPool:
 # --------------------------------------------------------------------------------------------
 class GrpcPool:
     def __init__(self, loop: asyncio.AbstractEventLoop, target: Target, payload: bytes, timeout: float,
-                 model: str, limit: int) -> None:
+                 model: str, limit: int, checker: Callable[[bytes], str | None] | None = None) -> None:
         import grpc
 
         self.loop = loop
         self.payload = payload
         self.timeout = timeout
+        self.checker = checker
         self.metadata = (("seldon-model", model),)  # gRPC metadata keys must be lowercase
-        self.channel = grpc.aio.insecure_channel(f"{target.host}:{target.port}")
+        # Bounded reads: a larger answer fails as RESOURCE_EXHAUSTED instead of being buffered.
+        self.channel = grpc.aio.insecure_channel(
+            f"{target.host}:{target.port}", options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)])
         # No (de)serialisers: requests go out as the bytes given and responses come back as bytes.
         self.call = self.channel.unary_unary(GRPC_METHOD)
         self.limit = limit
@@ -316,7 +370,9 @@ class GrpcPool:
         sent = time.monotonic()
         kind: str | None = None
         try:
-            await self.call(self.payload, metadata=self.metadata, timeout=self.timeout)
+            raw = await self.call(self.payload, metadata=self.metadata, timeout=self.timeout)
+            if self.checker is not None:
+                kind = self.checker(raw)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             kind = "timeout" if code == grpc.StatusCode.DEADLINE_EXCEEDED else f"grpc_{code.name}"

@@ -8,10 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.checks.slo import evaluate_slo, failed
+from harness.config import Slo
 from harness.errors import UsageError
 from harness.fsio import write_atomic
+from harness.load.answers import Expected, expected_from_outputs
 from harness.load.engine import run_load as run_engine
 from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec, validate_inputs
+from harness.load.sweep import SweepPlan, SweepResult, run_sweep
+
+SWEEP_STEP_S = 3.0
 
 
 def read_inputs(path: str) -> list[dict[str, Any]]:
@@ -27,17 +33,46 @@ def read_inputs(path: str) -> list[dict[str, Any]]:
     return validate_inputs(data["inputs"], f"--input {path}")
 
 
+def read_expected(path: str) -> tuple[Expected, ...]:
+    """`--expected-output FILE`: JSON with an `outputs` list of `{name, data}` (a response body will do)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"--expected-output {path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise UsageError(f"--expected-output {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--expected-output {path}: expected a JSON object with an 'outputs' list")
+    try:
+        return expected_from_outputs(data.get("outputs"), f"--expected-output {path}")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def slo_from_args(args: argparse.Namespace) -> Slo:
+    if args.slo_max_error_rate > 1:
+        raise UsageError(f"--slo-max-error-rate: expected a fraction in [0, 1], got {args.slo_max_error_rate!r}")
+    return Slo(p50_ms=args.slo_p50_ms, p95_ms=args.slo_p95_ms, p99_ms=args.slo_p99_ms,
+               max_error_rate=args.slo_max_error_rate)
+
+
 def spec_from_args(args: argparse.Namespace) -> LoadSpec:
     if args.poisson and args.rate is None:
         raise UsageError("--poisson: needs --rate (open loop)")
+    sweep = bool(getattr(args, "sweep", False))
+    if not sweep and args.rate is None and args.concurrency is None:
+        raise UsageError("load: expected one of --rate R (open loop), --concurrency N (closed loop) or --sweep")
+    if args.duration is None and not sweep:
+        raise UsageError("--duration: expected the measured seconds per trial")
     inputs = read_inputs(args.input) if args.input else [dict(DEFAULT_INPUT)]
-    duration = float(args.duration)
+    expected = read_expected(args.expected_output) if args.expected_output else ()
+    duration = float(args.duration) if args.duration is not None else SWEEP_STEP_S
     return LoadSpec(
         endpoint=args.endpoint,
         model=args.model,
         protocol=args.protocol,
-        mode="open" if args.rate is not None else "closed",
-        rate=args.rate,
+        mode="open" if args.rate is not None or sweep else "closed",
+        rate=args.rate if not sweep else float(args.sweep_start_rate or 20.0),
         concurrency=args.concurrency,
         poisson=bool(args.poisson),
         duration_s=duration,
@@ -48,6 +83,8 @@ def spec_from_args(args: argparse.Namespace) -> LoadSpec:
         workers=args.workers,
         inputs=inputs,
         timeout_s=float(args.timeout),
+        expected=expected,
+        check_every=int(args.check_every),
     ).validate()
 
 
@@ -76,24 +113,62 @@ def summary_lines(result: LoadResult) -> list[str]:
     return lines
 
 
+def sweep_lines(sweep: SweepResult) -> list[str]:
+    slo = ", ".join(f"{k} {v:g}" for k, v in sweep.slo.items() if v is not None)
+    lines = [f"sweep over {sweep.protocol} to {sweep.endpoint}, model {sweep.model}, SLO {slo}",
+             "  step  offered/s  achieved/s    p50 ms    p95 ms    p99 ms  errors  goodput  verdict"]
+    for i, step in enumerate(sweep.steps, 1):
+        lat = step.latency_ms
+        lines.append(
+            f"  {i:>4}  {step.offered_rate_rps:>9.1f}  {step.achieved_rate_rps:>10.1f}  {lat.get('p50', 0):>8.2f}  "
+            f"{lat.get('p95', 0):>8.2f}  {lat.get('p99', 0):>8.2f}  {step.error_rate:>6.1%}  "
+            f"{step.goodput_fraction:>7.1%}  {'meets SLO' if step.meets_slo else 'misses: ' + '; '.join(step.reasons)}")
+    lines.append(f"  capacity at SLO: {sweep.capacity_rps:.1f} req/s ({sweep.stop_reason}; "
+                 f"{len(sweep.steps)} steps in {sweep.elapsed_s:.1f} s of a {sweep.budget_s:g} s budget)")
+    if not sweep.complete:
+        lines.append(f"  INCOMPLETE: {sweep.failure}")
+    return lines
+
+
+def _write(out: Path, data: dict[str, Any]) -> None:
+    try:
+        write_atomic(out, json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(f"--json {out}: cannot write ({exc.strerror or exc})") from None
+
+
 def run_load(args: argparse.Namespace) -> int:
-    """CLI handler: 0 when the run completed, 1 when it did not (server gone), 2 for bad input."""
+    """CLI handler: 0 when the run completed within the SLO, 1 when it did not (errors above the
+    SLO's limit, a latency SLO missed, a server gone, no capacity at the SLO), 2 for bad input."""
     out = Path(args.json)
     if out.exists() and out.is_dir():
         raise UsageError(f"--json {out}: is a directory, expected a file path")
     spec = spec_from_args(args)
+    slo = slo_from_args(args)
+    if getattr(args, "sweep", False):
+        if args.engine != "harness":
+            raise UsageError("--sweep: runs with --engine harness only")
+        plan = SweepPlan(start_rate=float(args.sweep_start_rate or 20.0), budget_s=float(args.sweep_budget),
+                         step_s=spec.duration_s, warmup_s=min(spec.warmup_s, 1.0)).validate()
+        sweep = run_sweep(spec, slo, plan, progress=lambda line: print(line, flush=True))
+        _write(out, sweep.to_dict())
+        for line in sweep_lines(sweep):
+            print(line)
+        print(f"  result written to {out}")
+        sys.stdout.flush()
+        return 0 if sweep.complete and sweep.capacity_rps > 0 else 1
     if args.engine == "perf_analyzer":
         from harness.load.perf_analyzer import run_perf_analyzer
 
         result = run_perf_analyzer(spec)
     else:
         result = run_engine(spec)
-    try:
-        write_atomic(out, json.dumps(result.to_dict(), indent=2) + "\n")
-    except OSError as exc:
-        raise UsageError(f"--json {out}: cannot write ({exc.strerror or exc})") from None
+    _write(out, result.to_dict())
     for line in summary_lines(result):
         print(line)
+    verdicts = failed(evaluate_slo(result.to_dict(), slo))
+    for verdict in verdicts:
+        print(f"  SLO MISSED: {verdict.reason}")
     print(f"  result written to {out}")
     sys.stdout.flush()
-    return 0 if result.complete else 1
+    return 0 if result.complete and not verdicts else 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.load.clients import grpc_request_bytes, http_request_bytes
-from harness.load.histogram import merge_encoded, summary_ms
+from harness.load.histogram import count_at_or_below_ms, merge_encoded, summary_ms
 from harness.load.spec import LoadResult, LoadSpec, parse_endpoint
 from harness.load.stability import WindowStat, is_stable
 from harness.load.worker import WindowRecord, WorkerPlan, WorkerSummary, run_worker
@@ -75,7 +75,8 @@ def make_plans(spec: LoadSpec, workers: int, start_at: float) -> list[WorkerPlan
             model=spec.model, payload=payload, mode=spec.mode, rate=rate, concurrency=concurrency,
             poisson=spec.poisson, seed=spec.seed, start_at=start_at, warmup_s=spec.warmup_s,
             window_s=spec.window, max_windows=spec.max_trials * spec.windows_per_trial, timeout_s=spec.timeout_s,
-            dead_after_s=spec.dead_after_s, offset_s=offset,
+            dead_after_s=spec.dead_after_s, offset_s=offset, check_answers=spec.check_answers,
+            expected=spec.expected, check_every=spec.check_every,
         ))
     return plans
 
@@ -161,6 +162,7 @@ class Coordinator:
             windows=[{"throughput_rps": round(s.throughput_rps, 3), "p99_ms": s.p99_ms} for s in stats],
             client_cpu_ms_per_request=1000.0 * cpu / measured if measured else 0.0,
             complete=complete, failure=failure,
+            good=count_at_or_below_ms(histogram, spec.goodput_ms) if spec.goodput_ms is not None else None,
         )
 
 

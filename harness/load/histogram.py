@@ -69,3 +69,17 @@ def summary_ms(histogram: HdrHistogram, total_seconds: float | None = None) -> d
         out[key] = values[percentile] / 1000.0
     out["max"] = histogram.get_max_value() / 1000.0
     return {key: round(out[key], 4) for key in LATENCY_KEYS}
+
+
+def count_at_or_below_ms(histogram: HdrHistogram, limit_ms: float) -> int:
+    """How many recorded latencies are at or below `limit_ms` (goodput against a latency SLO).
+
+    Values are compared at the histogram's resolution (3 significant digits): a value counts when
+    its bucket's lowest equivalent value is within the limit."""
+    limit_us = int(limit_ms * 1000.0)
+    total = 0
+    for item in histogram.get_recorded_iterator():
+        if histogram.get_lowest_equivalent_value(item.value_iterated_to) > limit_us:
+            break
+        total += item.count_at_value_iterated_to
+    return total

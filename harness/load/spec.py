@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from harness.errors import UsageError
+from harness.load.answers import Expected
 
 if TYPE_CHECKING:
     from harness.config import Model, Profile, Tensor
@@ -112,6 +113,13 @@ class LoadSpec:
     # failed at the connection level: the server is gone, not slow.
     dead_after_s: float = 1.0
     seed: int | None = None
+    # Answers are checked (answers.py): every 200 must be an inference answer for `model`; with
+    # `expected` outputs, every `check_every`-th answer's values are compared too.
+    expected: tuple[Expected, ...] = ()
+    check_every: int = 10
+    check_answers: bool = True
+    # Goodput: count the successful requests at or below this latency (the SLO's per-request bound).
+    goodput_ms: float | None = None
 
     def validate(self) -> LoadSpec:
         if not self.model:
@@ -145,6 +153,8 @@ class LoadSpec:
             raise UsageError(f"--workers: expected >= 1, got {self.workers!r}")
         if not self.timeout_s > 0:
             raise UsageError(f"--timeout: expected seconds > 0, got {self.timeout_s!r}")
+        if self.check_every < 1:
+            raise UsageError(f"--check-every: expected >= 1, got {self.check_every!r}")
         validate_inputs(self.inputs, "inputs")
         return self
 
@@ -183,6 +193,8 @@ class LoadSpec:
             workers=load.workers,
             inputs=[tensor_dict(model.input)] if model.input is not None else [dict(DEFAULT_INPUT)],
             timeout_s=profile.timeouts.request_s,
+            expected=(Expected(model.expected_output.name, tuple(model.expected_output.data)),)
+            if model.expected_output is not None else (),
         ).validate()
 
 
@@ -214,6 +226,9 @@ class LoadResult:
     client_cpu_ms_per_request: float
     complete: bool = True
     failure: str | None = None
+    # Successful requests within `LoadSpec.goodput_ms` (None when not asked); not part of the shared
+    # result dict: the sweep reports it per step.
+    good: int | None = None
 
     @property
     def error_rate(self) -> float:
@@ -255,5 +270,5 @@ class LoadResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadResult:
-        keys = {k for k in cls.__dataclass_fields__}
+        keys = {k for k in cls.__dataclass_fields__} - {"good"}
         return cls(**{k: v for k, v in data.items() if k in keys})

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.load.answers import AnswerChecker, Expected
 from harness.load.clients import GrpcPool, HttpPool
 from harness.load.histogram import encode, new_histogram, record_seconds
 from harness.load.spec import Mode, Protocol, Target
@@ -56,6 +57,9 @@ class WorkerPlan:
     dead_after_s: float
     # Constant-rate workers interleave: worker k sends at start + (k + n * count) / total rate.
     offset_s: float = 0.0
+    check_answers: bool = True
+    expected: tuple[Expected, ...] = ()
+    check_every: int = 10
 
 
 @dataclass
@@ -276,12 +280,15 @@ class Worker:
         loop = asyncio.get_running_loop()
         plan = self.plan
         self.drained = asyncio.Event()
+        checker = AnswerChecker(plan.model, plan.expected, plan.check_every) if plan.check_answers else None
         if plan.protocol == "http":
             limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else OPEN_LOOP_CONNECTIONS
-            self.pool = HttpPool(loop, plan.target, plan.payload, plan.timeout_s, limit)
+            self.pool = HttpPool(loop, plan.target, plan.payload, plan.timeout_s, limit,
+                                 checker.http if checker else None)
         else:
             limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else 10_000
-            self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit)
+            self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit,
+                                 checker.grpc if checker else None)
         wall0 = time.monotonic()
         if isinstance(self.pool, HttpPool):
             await self.pool.prewarm(min(limit, PREWARM_CONNECTIONS))

@@ -1,0 +1,217 @@
+"""Capacity at SLO: the highest open-loop rate whose window meets the SLO, found by a bounded search.
+
+A geometric ramp (start, start*g, start*g^2, ...) runs until the first step that misses the SLO,
+then bisection (geometric midpoints) between the highest passing and the lowest failing rate until
+they are within `resolution` of each other, the steps run out or the time budget would be exceeded.
+Every step is one short open-loop window after its own warm-up; its verdict is the same SLO check as
+the latency suite's (percentiles, error rate, achieved rate, completeness).
+
+`next_rate` is the pure decision; `run_sweep` drives it with a `measure` function (the engine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.checks.slo import evaluate_slo, failed
+from harness.config import Slo
+from harness.errors import UsageError
+from harness.load.engine import run_load
+from harness.load.spec import LoadResult, LoadSpec
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    start_rate: float = 20.0
+    growth: float = 2.0
+    # Bisection stops when the failing rate is within this fraction above the passing one.
+    resolution: float = 0.05
+    budget_s: float = 120.0
+    step_s: float = 3.0
+    warmup_s: float = 1.0
+    # Below this rate the service is declared to have no capacity at the SLO.
+    min_rate: float = 1.0
+    max_steps: int = 40
+
+    def validate(self, source: str = "--sweep") -> SweepPlan:
+        if not self.start_rate > 0:
+            raise UsageError(f"{source}: start_rate: expected req/s > 0, got {self.start_rate!r}")
+        if not self.growth > 1:
+            raise UsageError(f"{source}: growth: expected a factor > 1, got {self.growth!r}")
+        if not 0 < self.resolution < 1:
+            raise UsageError(f"{source}: resolution: expected a fraction in (0, 1), got {self.resolution!r}")
+        if not self.budget_s > 0 or not self.step_s > 0 or self.warmup_s < 0:
+            raise UsageError(f"{source}: budget_s and step_s must be > 0 and warmup_s >= 0")
+        if self.step_s + self.warmup_s > self.budget_s:
+            raise UsageError(f"{source}: budget_s {self.budget_s:g} is shorter than one step "
+                             f"(warmup_s {self.warmup_s:g} + step_s {self.step_s:g})")
+        return self
+
+
+def bracket(history: Sequence[tuple[float, bool]]) -> tuple[float | None, float | None]:
+    """(highest passing rate below the lowest failing one, lowest failing rate) of the steps so far.
+
+    A pass above a failure (noise on a busy machine) does not move the bracket: the lowest failure
+    bounds the capacity, so the answer errs on the safe side."""
+    fails = [rate for rate, ok in history if not ok]
+    hi = min(fails) if fails else None
+    passes = [rate for rate, ok in history if ok and (hi is None or rate < hi)]
+    return (max(passes) if passes else None), hi
+
+
+def next_rate(history: Sequence[tuple[float, bool]], plan: SweepPlan) -> float | None:
+    """The next offered rate to measure, or None when the search has converged."""
+    if not history:
+        return plan.start_rate
+    lo, hi = bracket(history)
+    if hi is None:
+        assert lo is not None
+        return lo * plan.growth
+    if lo is None:
+        # Even the first step failed: ramp down until one passes.
+        rate = hi / plan.growth
+        return rate if rate >= plan.min_rate else None
+    if hi <= lo * (1 + plan.resolution):
+        return None
+    return math.sqrt(lo * hi)
+
+
+def latency_bound_ms(slo: Slo) -> float | None:
+    """The per-request latency bound that goodput counts against: the tightest-tail SLO given."""
+    return slo.p99_ms or slo.p95_ms or slo.p50_ms
+
+
+@dataclass
+class SweepStep:
+    offered_rate_rps: float
+    achieved_rate_rps: float
+    throughput_rps: float
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    error_rate: float
+    latency_ms: dict[str, float]
+    goodput_fraction: float
+    goodput_rps: float
+    late_send_fraction: float
+    client_cpu_ms_per_request: float
+    meets_slo: bool
+    reasons: list[str]
+    phase: str  # ramp | bisect
+    elapsed_s: float
+    telemetry: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("offered_rate_rps", "achieved_rate_rps", "throughput_rps", "goodput_rps", "elapsed_s"):
+            out[key] = round(out[key], 3)
+        for key in ("error_rate", "goodput_fraction", "late_send_fraction"):
+            out[key] = round(out[key], 6)
+        out["client_cpu_ms_per_request"] = round(out["client_cpu_ms_per_request"], 4)
+        out["latency_ms"] = {k: self.latency_ms.get(k, 0.0) for k in ("p50", "p95", "p99", "max")}
+        return out
+
+
+@dataclass
+class SweepResult:
+    endpoint: str
+    model: str
+    protocol: str
+    slo: dict[str, float | None]
+    budget_s: float
+    capacity_rps: float
+    converged: bool
+    stop_reason: str
+    elapsed_s: float
+    steps: list[SweepStep] = field(default_factory=list)
+    complete: bool = True
+    failure: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint, "model": self.model, "protocol": self.protocol, "slo": dict(self.slo),
+            "budget_s": self.budget_s, "capacity_rps": round(self.capacity_rps, 3), "converged": self.converged,
+            "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 3),
+            "steps": [s.to_dict() for s in self.steps], "complete": self.complete, "failure": self.failure,
+        }
+
+
+def step_of(result: LoadResult, slo: Slo, phase: str, elapsed_s: float) -> SweepStep:
+    verdicts = failed(evaluate_slo(result.to_dict(), slo))
+    seconds = result.duration_s
+    good = result.good if result.good is not None else result.ok
+    return SweepStep(
+        offered_rate_rps=float(result.offered_rate_rps or 0.0), achieved_rate_rps=result.achieved_rate_rps,
+        throughput_rps=result.throughput_rps, requests=result.requests, ok=result.ok, errors=dict(result.errors),
+        error_rate=result.error_rate, latency_ms=dict(result.latency_ms),
+        goodput_fraction=good / result.requests if result.requests else 0.0,
+        goodput_rps=good / seconds if seconds else 0.0, late_send_fraction=result.late_send_fraction,
+        client_cpu_ms_per_request=result.client_cpu_ms_per_request, meets_slo=not verdicts,
+        reasons=[v.reason for v in verdicts], phase=phase, elapsed_s=elapsed_s,
+    )
+
+
+def run_sweep(
+    spec: LoadSpec,
+    slo: Slo,
+    plan: SweepPlan,
+    measure: Callable[[LoadSpec], LoadResult] = run_load,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Search the capacity at `slo` for the endpoint and model of `spec` (its rate is ignored)."""
+    plan.validate()
+    bound = latency_bound_ms(slo)
+    if bound is None:
+        raise UsageError("--sweep: needs a latency SLO (--slo-p99-ms, --slo-p95-ms or --slo-p50-ms)")
+    template = dataclasses.replace(
+        spec, mode="open", rate=plan.start_rate, concurrency=None, duration_s=plan.step_s, window_s=plan.step_s,
+        warmup_s=plan.warmup_s, max_trials=1, goodput_ms=bound,
+    ).validate()
+    started = clock()
+    history: list[tuple[float, bool]] = []
+    steps: list[SweepStep] = []
+    # The cost of a step beyond its planned seconds (worker start, drain); learnt from the steps run.
+    overhead = 0.5
+    reason = "converged"
+    failure = None
+    while True:
+        rate = next_rate(history, plan)
+        if rate is None:
+            lo, _ = bracket(history)
+            reason = "converged" if lo is not None else f"no rate down to {plan.min_rate:g} req/s meets the SLO"
+            break
+        if len(steps) >= plan.max_steps:
+            reason = f"step limit ({plan.max_steps}) reached"
+            break
+        elapsed = clock() - started
+        if elapsed + plan.warmup_s + plan.step_s + overhead > plan.budget_s:
+            reason = f"time budget {plan.budget_s:g} s reached"
+            break
+        phase = "bisect" if any(not ok for _, ok in history) and any(ok for _, ok in history) else "ramp"
+        if progress is not None:
+            progress(f"sweep: step {len(steps) + 1} at {rate:.1f} req/s ({phase})")
+        step_start = clock()
+        result = measure(dataclasses.replace(template, rate=rate))
+        took = clock() - step_start
+        overhead = max(overhead, took - plan.warmup_s - plan.step_s)
+        step = step_of(result, slo, phase, clock() - started)
+        steps.append(step)
+        history.append((rate, step.meets_slo))
+        if not result.complete:
+            reason = "a step did not complete"
+            failure = result.failure
+            break
+    lo, hi = bracket(history)
+    converged = lo is not None and hi is not None and hi <= lo * (1 + plan.resolution)
+    return SweepResult(
+        endpoint=spec.endpoint, model=spec.model, protocol=spec.protocol,
+        slo={"p50_ms": slo.p50_ms, "p95_ms": slo.p95_ms, "p99_ms": slo.p99_ms, "max_error_rate": slo.max_error_rate},
+        budget_s=plan.budget_s, capacity_rps=lo or 0.0, converged=converged, stop_reason=reason,
+        elapsed_s=clock() - started, steps=steps, complete=failure is None, failure=failure,
+    )

@@ -1,0 +1,121 @@
+"""Capacity at SLO: the search decisions and the sweep driver against a modelled server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.config import Slo
+from harness.errors import UsageError
+from harness.load.spec import LoadResult, LoadSpec
+from harness.load.sweep import SweepPlan, bracket, next_rate, run_sweep
+from tests.test_load_unit import StubServer
+
+
+def test_ramp_then_bisect() -> None:
+    plan = SweepPlan(start_rate=10, growth=2, resolution=0.05)
+    assert next_rate([], plan) == 10
+    assert next_rate([(10, True)], plan) == 20
+    assert next_rate([(10, True), (20, True), (40, False)], plan) == pytest.approx((20 * 40) ** 0.5)
+    assert next_rate([(10, True), (20, True), (20.9, False)], plan) is None  # within 5 %
+    # The first step already fails: ramp down, and give up below min_rate.
+    assert next_rate([(10, False)], plan) == 5
+    assert next_rate([(1.5, False)], plan) is None
+
+
+def test_noise_never_raises_the_capacity_above_a_failure() -> None:
+    # A pass above a failure (a lucky window) does not count: the lowest failure bounds the answer.
+    assert bracket([(10, True), (20, False), (30, True)]) == (10, 20)
+    assert bracket([(10, False)]) == (None, 10)
+    assert bracket([(10, True)]) == (10, None)
+
+
+class ModelledServer:
+    """p99 grows slowly below `capacity` and explodes above it; a fake clock advances per step."""
+
+    def __init__(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.now = 0.0
+        self.rates: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def measure(self, spec: LoadSpec) -> LoadResult:
+        assert spec.rate is not None and spec.mode == "open" and spec.goodput_ms == 25.0
+        self.rates.append(spec.rate)
+        self.now += spec.warmup_s + spec.duration_s + 0.3
+        p99 = 5.0 + 10.0 * spec.rate / self.capacity if spec.rate <= self.capacity else 400.0
+        requests = int(spec.rate * spec.duration_s)
+        return LoadResult(
+            engine="harness", mode="open", protocol="http", endpoint=spec.endpoint, model=spec.model,
+            offered_rate_rps=spec.rate, concurrency=None, poisson=False, duration_s=spec.duration_s,
+            warmup_s=spec.warmup_s, workers=1, requests=requests, ok=requests, errors={},
+            achieved_rate_rps=spec.rate, throughput_rps=spec.rate, late_sends=0,
+            latency_ms={"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99, "max": p99 * 1.1},
+            stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.05,
+            good=requests if p99 <= 25 else requests // 2,
+        )
+
+
+def _spec() -> LoadSpec:
+    return LoadSpec(endpoint="http://127.0.0.1:1", model="m", rate=1.0, duration_s=3.0)
+
+
+@pytest.mark.parametrize("capacity", [37.0, 512.0, 3000.0])
+def test_sweep_finds_the_capacity_within_resolution_and_budget(capacity: float) -> None:
+    server = ModelledServer(capacity)
+    plan = SweepPlan(start_rate=20, budget_s=120)
+    result = run_sweep(_spec(), Slo(p99_ms=25.0), plan, measure=server.measure, clock=server.clock)
+    assert result.converged and result.complete, result.stop_reason
+    assert capacity / 1.05 <= result.capacity_rps <= capacity
+    assert result.elapsed_s <= 120
+    assert [s.offered_rate_rps for s in result.steps] == server.rates
+    passing = [s for s in result.steps if s.meets_slo]
+    assert all(s.goodput_fraction == 1.0 for s in passing)
+    assert all(not s.meets_slo and "p99" in s.reasons[0] for s in result.steps if s.offered_rate_rps > capacity)
+    assert {s.phase for s in result.steps} == {"ramp", "bisect"}
+    json.dumps(result.to_dict())
+
+
+def test_sweep_stops_at_the_budget_with_a_lower_bound() -> None:
+    server = ModelledServer(1e9)  # never fails within the budget
+    result = run_sweep(_spec(), Slo(p99_ms=25.0), SweepPlan(start_rate=20, budget_s=20), measure=server.measure,
+                       clock=server.clock)
+    assert not result.converged and "budget" in result.stop_reason
+    assert result.elapsed_s <= 20
+    assert result.capacity_rps == max(server.rates)
+
+
+def test_sweep_with_no_capacity_at_the_slo() -> None:
+    server = ModelledServer(0.5)
+    result = run_sweep(_spec(), Slo(p99_ms=25.0), SweepPlan(start_rate=20), measure=server.measure,
+                       clock=server.clock)
+    assert result.capacity_rps == 0 and "no rate" in result.stop_reason
+
+
+def test_sweep_needs_a_latency_slo_and_a_sane_plan() -> None:
+    with pytest.raises(UsageError, match="latency SLO"):
+        run_sweep(_spec(), Slo(), SweepPlan())
+    with pytest.raises(UsageError, match="growth"):
+        SweepPlan(growth=1.0).validate()
+    with pytest.raises(UsageError, match="shorter than one step"):
+        SweepPlan(budget_s=2, step_s=3).validate()
+
+
+def test_cli_sweep_against_a_stub_writes_the_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep.json"
+    # A budget of a few short steps: the stub answers at once, so the ramp runs until the budget ends.
+    with StubServer() as server:
+        code = main(["load", "--endpoint", server.url, "--model", "stub", "--sweep", "--slo-p99-ms", "250",
+                     "--duration", "0.4", "--warmup", "0.1", "--sweep-start-rate", "20", "--sweep-budget", "2.5",
+                     "--json", str(out)])
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert code == 0, printed
+    assert data["capacity_rps"] >= 20 and data["steps"] and data["steps"][0]["meets_slo"]
+    assert data["steps"][0]["goodput_fraction"] == 1.0
+    assert "capacity at SLO" in printed
