@@ -68,8 +68,8 @@ def add_node(store: MemoryStore, obj: Obj) -> Obj:
     return store.update_status({**created, "status": obj["status"]})
 
 
-def serve_api(tmp_path: Path) -> Iterator[SimApi]:
-    store = MemoryStore()
+def serve_api(tmp_path: Path, history_limit: int | None = None) -> Iterator[SimApi]:
+    store = MemoryStore() if history_limit is None else MemoryStore(history_limit=history_limit)
     faults = Faults(store)
     server = ApiServer(store, faults)
     server.start()

@@ -246,39 +246,47 @@ def test_watch_list_initial_events_end_with_a_bookmark(sim_api: SimApi) -> None:
 
 
 # ---------------------------------------------------------------- patches
+def _deployment(name: str, containers: list[Obj]) -> Obj:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default",
+                                                                          "labels": {"a": "1"}},
+            "spec": {"selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}}}}
+
+
 def test_merge_strategic_and_json_patches(api_client: Any, sim_api: SimApi) -> None:
-    v1 = k8s.CoreV1Api(api_client)
-    sim_api.store.create(pod("pt", labels={"a": "1"}, containers=[
+    # A Deployment's pod template: unlike a pod's own spec (immutable), it takes any change.
+    apps = k8s.AppsV1Api(api_client)
+    base = "/apis/apps/v1/namespaces/default/deployments/pt"
+    sim_api.store.create(_deployment("pt", [
         {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
         {"name": "side", "image": "side:1"}]))
     # strategic (the typed client's default for dict bodies): containers merge by name, env by name
-    patched = v1.patch_namespaced_pod("pt", "default", {"spec": {"containers": [
-        {"name": "app", "env": [{"name": "B", "value": "2"}]}]}})
-    app = next(c for c in patched.spec.containers if c.name == "app")
-    assert [e.name for e in app.env] == ["A", "B"] and len(patched.spec.containers) == 2
+    patched = apps.patch_namespaced_deployment("pt", "default", {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "env": [{"name": "B", "value": "2"}]}]}}}})
+    app = next(c for c in patched.spec.template.spec.containers if c.name == "app")
+    assert [e.name for e in app.env] == ["A", "B"] and len(patched.spec.template.spec.containers) == 2
     # strategic $patch: delete on a list element
-    patched = v1.patch_namespaced_pod("pt", "default", {"metadata": {"labels": {"b": "2"}}, "spec": {
-        "containers": [{"name": "app", "env": [{"name": "A", "$patch": "delete"}]}]}})
-    assert [e.name for e in next(c for c in patched.spec.containers if c.name == "app").env] == ["B"]
+    patched = apps.patch_namespaced_deployment("pt", "default", {"metadata": {"labels": {"b": "2"}}, "spec": {
+        "template": {"spec": {"containers": [{"name": "app", "env": [{"name": "A", "$patch": "delete"}]}]}}}})
+    assert [e.name for e in next(c for c in patched.spec.template.spec.containers if c.name == "app").env] == ["B"]
     assert patched.metadata.labels == {"a": "1", "b": "2"}
 
-    code, _, merged = raw(sim_api, "PATCH", "/api/v1/namespaces/default/pods/pt",
-                          {"metadata": {"labels": {"a": None}}},
+    code, _, merged = raw(sim_api, "PATCH", base, {"metadata": {"labels": {"a": None}}},
                           headers={"Content-Type": "application/merge-patch+json"})
     assert code == 200 and merged["metadata"]["labels"] == {"b": "2"}
-    code, _, jp = raw(sim_api, "PATCH", "/api/v1/namespaces/default/pods/pt",
+    code, _, jp = raw(sim_api, "PATCH", base,
                       [{"op": "add", "path": "/metadata/labels/c", "value": "3"},
                        {"op": "replace", "path": "/metadata/labels/b", "value": "20"},
-                       {"op": "remove", "path": "/spec/containers/1"}],
+                       {"op": "remove", "path": "/spec/template/spec/containers/1"}],
                       headers={"Content-Type": "application/json-patch+json"})
     assert code == 200 and jp["metadata"]["labels"] == {"b": "20", "c": "3"}
-    assert [c["name"] for c in jp["spec"]["containers"]] == ["app"]
-    code, _, failed = raw(sim_api, "PATCH", "/api/v1/namespaces/default/pods/pt",
+    assert [c["name"] for c in jp["spec"]["template"]["spec"]["containers"]] == ["app"]
+    code, _, failed = raw(sim_api, "PATCH", base,
                           [{"op": "test", "path": "/metadata/labels/c", "value": "nope"}],
                           headers={"Content-Type": "application/json-patch+json"})
     assert code == 422 and failed["reason"] == "Invalid"
-    code, _, unsupported = raw(sim_api, "PATCH", "/api/v1/namespaces/default/pods/pt", {},
-                               headers={"Content-Type": "application/xml"})
+    code, _, unsupported = raw(sim_api, "PATCH", base, {}, headers={"Content-Type": "application/xml"})
     assert code == 415 and unsupported["reason"] == "UnsupportedMediaType"
 
 

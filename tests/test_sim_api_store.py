@@ -40,11 +40,14 @@ def test_update_keeps_status_and_noop_keeps_resource_version() -> None:
     again = s.update({**current, "status": {"phase": "Failed"}})
     assert again["status"]["phase"] == "Running"  # status only through the status subresource
     assert again["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]  # nothing changed
-    bound = s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n1"}}, "merge")
-    assert bound["spec"]["nodeName"] == "n1" and bound["metadata"]["generation"] == 2
-    with pytest.raises(ApiError) as immutable:
-        s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n2"}}, "merge")
+    with pytest.raises(ApiError) as immutable:  # nodeName is set through the binding subresource only
+        s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n1"}}, "merge")
     assert immutable.value.code == 422
+    bound = s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n1"}}, "merge", subresource="binding")
+    assert bound["spec"]["nodeName"] == "n1" and bound["metadata"]["generation"] == 2
+    with pytest.raises(ApiError) as rebind:
+        s.patch("v1", "Pod", "p", "default", {"spec": {"nodeName": "n2"}}, "merge", subresource="binding")
+    assert rebind.value.code == 409
     with pytest.raises(ApiError) as conflict:
         s.update({**current, "metadata": {**current["metadata"], "labels": {"x": "y"}}})
     assert conflict.value.code == 409

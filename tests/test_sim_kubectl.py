@@ -150,7 +150,7 @@ def test_get_pods_wide_and_events(sim: SimApi, tmp_path: Path) -> None:
     manifest = tmp_path / "demo.yaml"
     manifest.write_text(MANIFEST)
     kubectl(sim, "apply", "-f", str(manifest))
-    sim.store.patch("v1", "Pod", "web", "default", {"spec": {"nodeName": "cpu-1"}}, "merge")
+    sim.store.patch("v1", "Pod", "web", "default", {"spec": {"nodeName": "cpu-1"}}, "merge", subresource="binding")
     pod = sim.store.get("v1", "Pod", "web", "default")
     assert pod is not None
     sim.store.record_event(pod, "Scheduled", "Successfully assigned default/web to cpu-1", "Normal",

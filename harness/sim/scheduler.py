@@ -609,7 +609,8 @@ class SchedulerController:
     def _bind(self, store: Store, pod: Obj, node: str) -> Obj:
         meta = pod["metadata"]
         ns, name = meta.get("namespace"), meta["name"]
-        bound = store.patch("v1", "Pod", name, ns, {"spec": {"nodeName": node}}, "merge")
+        # the binding subresource: an update may not set nodeName (pod specs are immutable)
+        bound = store.patch("v1", "Pod", name, ns, {"spec": {"nodeName": node}}, "merge", subresource="binding")
         condition = {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                      "lastTransitionTime": now_rfc3339()}
         bound = store.patch("v1", "Pod", name, ns, {"status": {"conditions": _with_condition(bound, condition)}},

@@ -457,6 +457,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         patch_type = PATCH_TYPES.get(ctype)
+        if ctype == "application/apply-patch+yaml":
+            # Out of scope (docs/architecture.md, fidelity table): say so instead of a bare 415.
+            raise ApiError(415, "UnsupportedMediaType", "server-side apply (application/apply-patch+yaml) is not "
+                           "supported by the simulated cluster; use client-side apply (kubectl apply without "
+                           "--server-side) or a merge patch")
         if patch_type is None:
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                            "accepted media types include: application/json-patch+json, application/merge-patch+json, "
@@ -549,8 +554,8 @@ class _Handler(BaseHTTPRequestHandler):
         if current:
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{route.name}": pod '
                            f"{route.name} is already assigned to node \"{current}\"")
-        if not self._dry_run(query):
-            self.store.patch("v1", "Pod", str(route.name), route.namespace, {"spec": {"nodeName": node}}, "merge")
+        self.store.patch("v1", "Pod", str(route.name), route.namespace, {"spec": {"nodeName": node}}, "merge",
+                         "binding", dry_run=self._dry_run(query))
         self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
     def _do_eviction(self, route: Route, query: dict[str, list[str]]) -> None:

@@ -3,8 +3,12 @@
 One re-entrant lock guards everything. Every write takes the next value of one global
 resourceVersion counter, is appended to a bounded history (so watches can resume from a
 resourceVersion, and get 410 Gone once it has been compacted away) and is pushed to open watches.
-Deletion is immediate (finalizers are ignored) and cascades through ownerReferences; deleting a
-Namespace deletes everything in it.
+
+Deletion follows the apiserver and the garbage collector: an object with `metadata.finalizers`
+only gets a deletionTimestamp and stays until an update removes its last finalizer; anything else
+goes at once and takes its dependents (ownerReferences) with it, or, with `orphan=True`, leaves
+them behind without the ownerReference to it. Deleting a Namespace deletes everything in it; while
+objects in it wait for finalizers it is Terminating and refuses new content (403).
 
 Besides the `Store` protocol this class offers what the HTTP layer and the runtime need:
 `list_with_version`, `watch`, `read_log`, `add_listener` (called after each write),
@@ -34,7 +38,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-_META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion")
+_META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion",
+                   "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
 def now_rfc3339() -> str:
@@ -228,9 +233,14 @@ class MemoryStore:
             if rt.namespaced:
                 ns = meta.get("namespace") or "default"
                 meta["namespace"] = ns
-                if self._bucket(self._rt("v1", "Namespace")).get(("", ns)) is None:
+                namespace_obj = self._bucket(self._rt("v1", "Namespace")).get(("", ns))
+                if namespace_obj is None:
                     raise ApiError(404, "NotFound", f'namespaces "{ns}" not found',
                                    {"name": ns, "kind": "namespaces"})
+                if namespace_obj["metadata"].get("deletionTimestamp"):
+                    raise ApiError(403, "Forbidden", f'{rt.qualified_plural} "{meta.get("name") or ""}" is forbidden: '
+                                   f"unable to create new content in namespace {ns} because it is being terminated",
+                                   {"name": meta.get("name") or "", "group": rt.group, "kind": rt.plural})
             else:
                 meta.pop("namespace", None)
             apply_defaults(rt, new)
@@ -334,12 +344,14 @@ class MemoryStore:
             name, current = self._current(rt, obj)
             self._check_rv(rt, name, current, obj)
             new = copy.deepcopy(obj)
+            apply_defaults(rt, new)  # defaulting runs on every write, not only on create
             if "status" in rt.subresources:
                 new.pop("status", None)
                 if "status" in current:
                     new["status"] = copy.deepcopy(current["status"])
+            self._check_finalizers(rt, current, new)
             validate(rt, new, old=current)
-            return self._replace(rt, current, new, dry_run)
+            return self._replace_or_finalize(rt, current, new, dry_run)
 
     def update_status(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         rt = self._rt(obj.get("apiVersion", ""), obj.get("kind", ""))
@@ -360,6 +372,8 @@ class MemoryStore:
             current = self._bucket(rt).get(self._key(rt, name, namespace))
             if current is None:
                 raise self._not_found(rt, name)
+            if subresource == "binding":
+                return self._bind(rt, current, patch, dry_run)
             if patch_type == "merge":
                 patched = patching.merge_patch(current, patch)
             elif patch_type == "json":
@@ -384,12 +398,59 @@ class MemoryStore:
                     new.pop("status", None)
             else:
                 new = patched
+                apply_defaults(rt, new)
                 if "status" in rt.subresources:
                     new.pop("status", None)
                     if "status" in current:
                         new["status"] = copy.deepcopy(current["status"])
+                self._check_finalizers(rt, current, new)
                 validate(rt, new, old=current)
+            return self._replace_or_finalize(rt, current, new, dry_run)
+
+    def _bind(self, rt: ResourceType, current: Obj, patch: Any, dry_run: bool) -> Obj:
+        """The pods/binding subresource: the one way to set a pod's nodeName (once)."""
+        name = current["metadata"]["name"]
+        node = ((patch or {}).get("spec") or {}).get("nodeName") if isinstance(patch, dict) else None
+        if rt.kind != "Pod" or not node:
+            raise ApiError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
+        bound_to = (current.get("spec") or {}).get("nodeName")
+        if bound_to:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                           f'already assigned to node "{bound_to}"')
+        if current["metadata"].get("deletionTimestamp"):
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
+                           "being deleted, cannot be assigned to a host")
+        new = copy.deepcopy(current)
+        new.setdefault("spec", {})["nodeName"] = str(node)
+        return self._replace(rt, current, new, dry_run)
+
+    def _check_finalizers(self, rt: ResourceType, current: Obj, new: Obj) -> None:
+        """ValidateObjectMetaUpdate: an object being deleted takes no new finalizers."""
+        if not current["metadata"].get("deletionTimestamp"):
+            return
+        old = set(current["metadata"].get("finalizers") or [])
+        added = [f for f in (new.get("metadata") or {}).get("finalizers") or [] if f not in old]
+        if added:
+            raise ApiError(422, "Invalid", f'{rt.qualified_kind} "{current["metadata"]["name"]}" is invalid: '
+                           "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being "
+                           f"deleted, found new finalizers {added}",
+                           {"name": current["metadata"]["name"], "group": rt.group, "kind": rt.kind,
+                            "causes": [{"reason": "FieldValueForbidden", "field": "metadata.finalizers",
+                                        "message": "Forbidden: no new finalizers can be added if the object is "
+                                                   "being deleted"}]})
+
+    def _replace_or_finalize(self, rt: ResourceType, current: Obj, new: Obj, dry_run: bool) -> Obj:
+        """Commit an update; an object being deleted whose last finalizer went is removed instead."""
+        if not current["metadata"].get("deletionTimestamp") or (new.get("metadata") or {}).get("finalizers"):
             return self._replace(rt, current, new, dry_run)
+        if dry_run:
+            return new
+        replaced = self._replace(rt, current, new, False)
+        key = self._key(rt, replaced["metadata"]["name"], replaced["metadata"].get("namespace"))
+        self._delete_one(rt, key, replaced)
+        self._cascade(replaced)
+        self._finish_namespace(replaced["metadata"].get("namespace") if rt.namespaced else None)
+        return replaced
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
                dry_run: bool = False, orphan: bool = False) -> Obj | None:
@@ -399,12 +460,75 @@ class MemoryStore:
             current = self._bucket(rt).get(key)
             if current is None:
                 return None
+            if current["metadata"].get("finalizers") or (rt.kind == "Namespace" and self._holds_finalized(name)):
+                return self._mark_deleting(rt, key, current, dry_run, orphan)
             if dry_run:
                 return copy.deepcopy(current)
             self._delete_one(rt, key, current)
-            if not orphan:
+            if orphan:
+                self._orphan(current)
+            else:
                 self._cascade(current)
+            self._finish_namespace(current["metadata"].get("namespace") if rt.namespaced else None)
             return copy.deepcopy(current)
+
+    def _holds_finalized(self, namespace: str) -> bool:
+        """Whether anything in `namespace` carries finalizers (so deleting the namespace must wait)."""
+        return any(key[0] == namespace and obj["metadata"].get("finalizers")
+                   for rt in STORED if rt.namespaced for key, obj in self._bucket(rt).items())
+
+    def _mark_deleting(self, rt: ResourceType, key: tuple[str, str], current: Obj, dry_run: bool,
+                       orphan: bool) -> Obj:
+        """Graceful deletion: set deletionTimestamp; finalizers (or a namespace's contents) decide when it goes."""
+        new = copy.deepcopy(current)
+        if not new["metadata"].get("deletionTimestamp"):
+            new["metadata"]["deletionTimestamp"] = now_rfc3339()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+        if rt.kind == "Namespace":
+            new.setdefault("status", {})["phase"] = "Terminating"
+        if dry_run:
+            return new
+        if new != current:
+            new["metadata"]["resourceVersion"] = self._next_rv()
+            self._bucket(rt)[key] = new
+            self._commit("MODIFIED", rt, current, copy.deepcopy(new))
+        if orphan:
+            self._orphan(new)
+        if rt.kind == "Namespace":
+            self._cascade(new)
+            self._finish_namespace(new["metadata"]["name"])
+        return copy.deepcopy(self._bucket(rt).get(key, new))
+
+    def _finish_namespace(self, namespace: str | None) -> None:
+        """A Terminating namespace goes once nothing is left in it (the namespace controller's last step)."""
+        if not namespace:
+            return
+        ns_rt = self._rt("v1", "Namespace")
+        ns_obj = self._bucket(ns_rt).get(("", namespace))
+        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp"):
+            return
+        if any(key[0] == namespace for rt in STORED if rt.namespaced for key in self._bucket(rt)):
+            return
+        self._delete_one(ns_rt, ("", namespace), ns_obj)
+
+    def _orphan(self, owner: Obj) -> None:
+        """Orphan propagation: the garbage collector strips the owner's reference from its dependents."""
+        uid = owner["metadata"].get("uid")
+        for rt in STORED:
+            bucket = self._bucket(rt)
+            for key, obj in list(bucket.items()):
+                refs = obj["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
+                if len(kept) == len(refs):
+                    continue
+                new = copy.deepcopy(obj)
+                if kept:
+                    new["metadata"]["ownerReferences"] = kept
+                else:
+                    new["metadata"].pop("ownerReferences", None)
+                new["metadata"]["resourceVersion"] = self._next_rv()
+                bucket[key] = new
+                self._commit("MODIFIED", rt, obj, copy.deepcopy(new))
 
     def _delete_one(self, rt: ResourceType, key: tuple[str, str], obj: Obj) -> None:
         del self._bucket(rt)[key]
@@ -439,6 +563,10 @@ class MemoryStore:
                     refs = obj["metadata"].get("ownerReferences") or []
                     owned = any(r.get("uid") == uid for r in refs if isinstance(r, dict))
                     if (owned or (is_ns and rt.namespaced and key[0] == ns_name)) and key in bucket:
+                        if obj["metadata"].get("finalizers"):
+                            if not obj["metadata"].get("deletionTimestamp"):
+                                self._mark_deleting(rt, key, obj, False, False)
+                            continue
                         self._delete_one(rt, key, obj)
                         pending.append(obj)
 

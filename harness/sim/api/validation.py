@@ -1,7 +1,7 @@
 """Admission for the simulated API server: defaulting and validation, worded like kube-apiserver.
 
 Only the rules the harness leans on are enforced (names, labels, extended-resource requests and
-limits, Pod nodeName immutability); everything else is accepted as a real server would accept it.
+limits, the immutability of a pod's spec); everything else is accepted as a real server would accept it.
 """
 
 from __future__ import annotations
@@ -259,21 +259,110 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
         obj.setdefault("status", {}).setdefault("loadBalancer", {})
 
 
+# --- pod updates ---------------------------------------------------------------------------------
+# kubernetes/kubernetes pkg/apis/core/validation/validation.go (ValidatePodUpdate,
+# ValidateContainerUpdates, validateOnlyAddedTolerations; read at commit 000f26050b9be6fb3d79fae95e06b47fc96128cd):
+# a pod's spec is immutable except for container images, activeDeadlineSeconds (set, or lowered),
+# added tolerations (existing ones may change only tolerationSeconds) and removed scheduling gates.
+# nodeName is set once, through the binding subresource, never by an update.
+UPDATABLE_POD_SPEC_FIELDS = (
+    "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+    "`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _same_toleration(old: Any, new: Any) -> bool:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return bool(old == new)
+    keys = ("key", "operator", "value", "effect")
+    return all((old.get(k) or "") == (new.get(k) or "") for k in keys)
+
+
+def _changed_paths(old: Any, new: Any, path: str, out: list[str], limit: int = 8) -> None:
+    """Where two JSON values differ (a short, readable stand-in for the apiserver's cmp.Diff)."""
+    if len(out) >= limit or old == new:
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            _changed_paths(old.get(key), new.get(key), f"{path}.{key}", out, limit)
+    elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            _changed_paths(a, b, f"{path}[{i}]", out, limit)
+    else:
+        out.append(path)
+
+
+def pod_update_causes(new: Obj, old: Obj) -> list[Cause]:
+    """What kube-apiserver's ValidatePodUpdate forbids in a change from `old` to `new` (pod specs)."""
+    causes: list[Cause] = []
+    for key in ("containers", "initContainers"):
+        new_list = [c for c in new.get(key) or [] if isinstance(c, dict)]
+        old_list = [c for c in old.get(key) or [] if isinstance(c, dict)]
+        if len(new_list) != len(old_list):
+            return [("FieldValueForbidden", f"spec.{key}", "Forbidden: pod updates may not add or remove containers")]
+        for i, c in enumerate(new_list):
+            if not c.get("image"):
+                causes.append(("FieldValueRequired", f"spec.{key}[{i}].image", "Required value"))
+    new_deadline, old_deadline = new.get("activeDeadlineSeconds"), old.get("activeDeadlineSeconds")
+    if new_deadline is not None:
+        if not isinstance(new_deadline, int) or new_deadline < 0 or new_deadline > 2**31 - 1:
+            return [*causes, ("FieldValueInvalid", "spec.activeDeadlineSeconds",
+                              f"Invalid value: {new_deadline}: must be between 0 and 2147483647, inclusive")]
+        if isinstance(old_deadline, int) and old_deadline < new_deadline:
+            return [*causes, ("FieldValueInvalid", "spec.activeDeadlineSeconds",
+                              f"Invalid value: {new_deadline}: must be less than or equal to previous value")]
+    elif old_deadline is not None:
+        causes.append(("FieldValueInvalid", "spec.activeDeadlineSeconds",
+                       "Invalid value: null: must not update from a positive integer to nil value"))
+    new_tols = new.get("tolerations") or []
+    if any(not any(_same_toleration(o, n) for n in new_tols) for o in old.get("tolerations") or []):
+        causes.append(("FieldValueForbidden", "spec.tolerations",
+                       "Forbidden: existing toleration can not be modified except its tolerationSeconds"))
+    new_gates = [g.get("name") for g in new.get("schedulingGates") or [] if isinstance(g, dict)]
+    old_gates = [g.get("name") for g in old.get("schedulingGates") or [] if isinstance(g, dict)]
+    if any(g not in old_gates for g in new_gates):
+        causes.append(("FieldValueForbidden", "spec.schedulingGates",
+                       "Forbidden: only deletion is allowed, but found new scheduling gate"))
+    munged = dict(new)
+    for key in ("containers", "initContainers"):
+        if key in new:
+            olds = [c for c in old.get(key) or [] if isinstance(c, dict)]
+            munged[key] = [{**c, "image": olds[i].get("image")} if isinstance(c, dict) else c
+                           for i, c in enumerate(new.get(key) or [])]
+    for key in ("activeDeadlineSeconds", "schedulingGates", "tolerations"):
+        munged.pop(key, None)
+        if key in old:
+            munged[key] = old[key]
+    grace_old, grace_new = old.get("terminationGracePeriodSeconds"), munged.get("terminationGracePeriodSeconds")
+    if isinstance(grace_old, int) and grace_old < 0 and grace_new == 1:
+        munged["terminationGracePeriodSeconds"] = grace_old
+    if _normal(munged) != _normal(old):
+        changed: list[str] = []
+        _changed_paths(_normal(old), _normal(munged), "spec", changed)
+        causes.append(("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other than "
+                       f"{UPDATABLE_POD_SPEC_FIELDS}\n  changed: {', '.join(changed)}"))
+    return causes
+
+
+def _normal(value: Any) -> Any:
+    """Drop empty values, as Go's semantic equality treats an absent field and its zero value alike."""
+    if isinstance(value, dict):
+        out = {k: _normal(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, "", [], {}, False)}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return value
+
+
 def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     """Raise 422 Invalid listing every violated rule, shaped like kube-apiserver's message."""
     causes = _validate_meta(rt, obj)
     spec = obj.get("spec")
     if rt.kind == "Pod":
         causes.extend(_validate_pod_spec(spec, "spec"))
-        if old is not None:
-            old_node = (old.get("spec") or {}).get("nodeName")
-            new_node = (spec or {}).get("nodeName") if isinstance(spec, dict) else None
-            if old_node and new_node != old_node:
-                causes.append(("FieldValueForbidden", "spec", "Forbidden: pod updates may not change fields other "
-                               "than `spec.containers[*].image`, `spec.initContainers[*].image`, "
-                               "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing "
-                               "tolerations) or `spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
-                               "was previously negative)"))
+        if old is not None and isinstance(spec, dict):
+            causes.extend(pod_update_causes(spec, old.get("spec") or {}))
     elif rt.kind in TEMPLATE_KINDS:
         tpl = (spec or {}).get("template") if isinstance(spec, dict) else None
         if not isinstance(tpl, dict):
