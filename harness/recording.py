@@ -152,7 +152,8 @@ class Recorder:
                 raw = (node["metadata"].get("annotations") or {}).get("sim.harness.dev/gpu-uuids")
                 if raw:
                     uuids[node["metadata"]["name"]] = [u for u in raw.split(",") if u]
-            self.builder.set_nodes(snapshot.nodes, uuids, self.profile.gpu.resource_name)
+            pool = self.profile.gpu.pool_label
+            self.builder.set_nodes(snapshot.nodes, uuids, self.profile.gpu.resource_name, (pool.key, pool.value))
             from harness.checks.placement import placement_table
 
             self.builder.add_placement_table(placement_table(snapshot, self.profile))

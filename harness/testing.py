@@ -8,6 +8,7 @@ import pytest
 
 from harness.checks.placement import Finding, Snapshot, format_table, placement_table
 from harness.config import Profile
+from harness.k8s.gpu import node_gpu_count, pod_gpu_request
 from harness.lifecycle import condition
 
 Obj = dict[str, Any]
@@ -54,9 +55,7 @@ def condition_text(obj: Obj | None, kind: str) -> str:
 
 def free_gpus(kube: Any, node: Obj, resource: str) -> int:
     """Allocatable GPUs of `node` minus what its non-terminated pods request."""
-    from harness.checks.placement import pod_gpu_request
-
-    allocatable = int(str((node.get("status") or {}).get("allocatable", {}).get(resource) or 0))
+    allocatable = node_gpu_count(node, resource)
     pods = kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}")
     used = sum(pod_gpu_request(p, resource) for p in pods
                if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.checks.placement import is_gpu_node
+from harness.checks.placement import gpu_node
 from harness.gpu import checks
 from harness.gpu.result import allocated_uuids_from_env
 from harness.pytest_plugin import Scope
@@ -23,7 +23,7 @@ SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
 
 
 def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
-    nodes = [n for n in scope.kube.list("v1", "Node") if is_gpu_node(n, scope.profile)]
+    nodes = [n for n in scope.kube.list("v1", "Node") if gpu_node(n, scope.profile)]
     if not nodes:
         pytest.fail("no GPU node in the cluster", pytrace=False)
     return nodes

@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 from harness import render
-from harness.checks.placement import is_gpu_node, pod_gpu_request
+from harness.checks.placement import gpu_node
 from harness.config import Profile
+from harness.k8s.gpu import pod_gpu_request
 from harness.lifecycle import SELDON_API, condition
 from harness.pytest_plugin import Scope
 from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable
 
 
 def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
-    return [n for n in scope.kube.list("v1", "Node") if is_gpu_node(n, scope.profile)]
+    return [n for n in scope.kube.list("v1", "Node") if gpu_node(n, scope.profile)]
 
 
 def _expected_taint_text(profile: Profile) -> str:

@@ -28,7 +28,7 @@ def _record_placement(snapshot: placement.Snapshot, profile: Profile, record: An
 
 
 def test_gpu_pool_nodes_carry_the_taint_and_label(snapshot: placement.Snapshot, profile: Profile) -> None:
-    gpu_nodes = [n for n in snapshot.nodes if placement.is_gpu_node(n, profile)]
+    gpu_nodes = [n for n in snapshot.nodes if placement.gpu_node(n, profile)]
     assert gpu_nodes, (
         f"no GPU node found (none labelled {profile.gpu.pool_label.key}={profile.gpu.pool_label.value}, "
         f"nvidia.com/gpu.present=true, or advertising {profile.gpu.resource_name})"

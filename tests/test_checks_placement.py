@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from harness.checks import placement as pl
-from harness.checks.taints import tolerates, untolerated
 from harness.config import load_profile
+from harness.k8s.taints import tolerates, untolerated
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = load_profile(ROOT / "profiles" / "sim.yaml")

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
+from harness.k8s.quantity import parse_quantity
 from harness.sim.api.patch import json_patch, merge_patch, strategic_merge_patch
 from harness.sim.api.selectors import parse_field_selector, parse_label_selector
-from harness.sim.api.validation import is_extended_resource, parse_quantity
+from harness.sim.api.validation import is_extended_resource
 from harness.sim.contracts import ApiError
 
 POD: dict[str, Any] = {

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from harness.config import DEFAULT_CAPABILITIES
+from harness.k8s.quantity import parse_quantity
+from harness.k8s.seldon import merge_pod_spec
 from harness.sim.models import ModelUnavailable, iris_cache_dir, resolve_storage_uri
 from harness.sim.seldon_merge import (
+    announced_capabilities,
     build_statefulset,
     default_server_config,
-    merge_pod_spec,
-    parse_quantity,
-    server_capabilities,
     server_memory_bytes,
     server_type,
 )
@@ -65,7 +65,7 @@ def test_default_server_configs_are_complete_pod_templates(kind: str, image: str
     claim = config["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
     assert server_type(pod) == kind
-    assert server_capabilities(_server(), pod) == list(DEFAULT_CAPABILITIES[kind])
+    assert announced_capabilities(_server(), pod) == list(DEFAULT_CAPABILITIES[kind])
 
 
 def test_default_server_configs_validate_against_the_seldon_crd_schema() -> None:
@@ -189,9 +189,9 @@ def test_statefulset_replicas_default_to_one() -> None:
 def test_extra_capabilities_append_and_capabilities_replace() -> None:
     pod = _config()["spec"]["podSpec"]
     extra = _server(extraCapabilities=["model-on-gpu"])
-    assert server_capabilities(extra, pod) == [*DEFAULT_CAPABILITIES["mlserver"], "model-on-gpu"]
+    assert announced_capabilities(extra, pod) == [*DEFAULT_CAPABILITIES["mlserver"], "model-on-gpu"]
     replaced = _server(capabilities=["model-on-gpu"], extraCapabilities=["ignored"])
-    assert server_capabilities(replaced, pod) == ["model-on-gpu"]
+    assert announced_capabilities(replaced, pod) == ["model-on-gpu"]
     # What the agent announces is also written into its environment.
     sts = build_statefulset(replaced, _config())
     env = {e["name"]: e.get("value") for e in _container(sts["spec"]["template"]["spec"], "agent")["env"]}

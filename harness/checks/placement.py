@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.taints import format_taint, tolerates
 from harness.config import Profile
+from harness.k8s.gpu import is_gpu_node as _is_gpu_node
+from harness.k8s.gpu import node_gpu_count, pod_gpu_request
+from harness.k8s.taints import format_taint, tolerates
 
 Obj = dict[str, Any]
 TERMINATED = ("Succeeded", "Failed")
@@ -53,38 +55,10 @@ def _pod_id(pod: Obj) -> str:
     return f"pod/{pod['metadata'].get('namespace', '')}/{_name(pod)}"
 
 
-def _node_gpus(node: Obj, resource: str) -> int:
-    raw = (node.get("status", {}).get("allocatable") or {}).get(resource) or (
-        node.get("status", {}).get("capacity") or {}
-    ).get(resource)
-    try:
-        return int(str(raw or "0"))
-    except ValueError:
-        return 0
-
-
-def pod_gpu_request(pod: Obj, resource: str = "nvidia.com/gpu") -> int:
-    total = 0
-    for container in pod.get("spec", {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        raw = (resources.get("limits") or {}).get(resource) or (resources.get("requests") or {}).get(resource)
-        if raw is not None:
-            try:
-                total += int(str(raw))
-            except ValueError:
-                continue
-    return total
-
-
-def is_gpu_node(node: Obj, profile: Profile) -> bool:
-    """A node belongs to the GPU pool if it carries the pool label, advertises GPUs or is GFD-labelled."""
-    labels = _labels(node)
+def gpu_node(node: Obj, profile: Profile) -> bool:
+    """`harness.k8s.gpu.is_gpu_node` with the profile's pool label and GPU resource."""
     pool = profile.gpu.pool_label
-    return (
-        labels.get(pool.key) == pool.value
-        or labels.get("nvidia.com/gpu.present") == "true"
-        or _node_gpus(node, profile.gpu.resource_name) > 0
-    )
+    return _is_gpu_node(node, pool.key, pool.value, profile.gpu.resource_name)
 
 
 def _has_taint(node: Obj, profile: Profile) -> bool:
@@ -122,7 +96,7 @@ def gpu_pool_tainted(snapshot: Snapshot, profile: Profile) -> list[Finding]:
     """Every node of the GPU pool carries the GPU taint and the pool label (reported, never fixed)."""
     findings = []
     for node in snapshot.nodes:
-        if not is_gpu_node(node, profile):
+        if not gpu_node(node, profile):
             continue
         missing = []
         if not _has_taint(node, profile):
@@ -130,7 +104,7 @@ def gpu_pool_tainted(snapshot: Snapshot, profile: Profile) -> list[Finding]:
         if not _has_pool_label(node, profile):
             missing.append(f"label {profile.gpu.pool_label.key}={profile.gpu.pool_label.value}")
         if missing:
-            gpus = _node_gpus(node, profile.gpu.resource_name)
+            gpus = node_gpu_count(node, profile.gpu.resource_name)
             findings.append(Finding(
                 "gpu-pool-tainted", f"node/{_name(node)}",
                 f"GPU node ({gpus} {profile.gpu.resource_name}) lacks {' and '.join(missing)}",
@@ -173,7 +147,7 @@ def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Findin
 def nothing_else_on_gpu_nodes(snapshot: Snapshot, profile: Profile) -> list[Finding]:
     """No running pod that lacks a toleration for the GPU taint is on a GPU node."""
     taint = profile.gpu.taint.as_k8s()
-    gpu_nodes = {_name(n) for n in snapshot.nodes if is_gpu_node(n, profile)}
+    gpu_nodes = {_name(n) for n in snapshot.nodes if gpu_node(n, profile)}
     findings = []
     for pod in _running(snapshot.pods):
         node_name = pod.get("spec", {}).get("nodeName")
@@ -187,7 +161,7 @@ def nothing_else_on_gpu_nodes(snapshot: Snapshot, profile: Profile) -> list[Find
 
 
 def cpu_servers_off_pool(snapshot: Snapshot, profile: Profile) -> list[Finding]:
-    gpu_nodes = {_name(n) for n in snapshot.nodes if is_gpu_node(n, profile)}
+    gpu_nodes = {_name(n) for n in snapshot.nodes if gpu_node(n, profile)}
     findings = []
     for server in profile.servers:
         if server.on_gpu:
@@ -315,7 +289,7 @@ def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Finding
     by_subject: dict[str, list[str]] = {}
     for f in findings:
         by_subject.setdefault(f.subject, []).append(f.message)
-    gpu_nodes = {_name(n) for n in snapshot.nodes if is_gpu_node(n, profile)}
+    gpu_nodes = {_name(n) for n in snapshot.nodes if gpu_node(n, profile)}
     rows = []
     for pod in sorted(_running(snapshot.pods), key=lambda p: (p["metadata"].get("namespace", ""), _name(p))):
         node_name = pod.get("spec", {}).get("nodeName") or ""

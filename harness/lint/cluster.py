@@ -5,23 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from harness.k8s.gpu import is_gpu_node, node_gpu_count
 from harness.lint.model import Finding
-from harness.lint.podspec import node_labels, quantity
+from harness.lint.podspec import node_labels
 from harness.lint.rules import Context, Rule
-from harness.render.placement import GPU_PRESENT_LABEL
 
 
 def _name(node: dict[str, Any]) -> str:
     return f"Node/{(node.get('metadata') or {}).get('name', '<unnamed>')}"
-
-
-def _gpus(node: dict[str, Any], resource: str) -> float:
-    status = node.get("status") or {}
-    for section in ("allocatable", "capacity"):
-        value = quantity((status.get(section) or {}).get(resource))
-        if value is not None:
-            return value
-    return 0.0
 
 
 def _taints(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -39,7 +30,8 @@ def _in_pool(ctx: Context, node: dict[str, Any]) -> bool:
 
 
 def _looks_gpu(ctx: Context, node: dict[str, Any]) -> bool:
-    return node_labels(node).get(GPU_PRESENT_LABEL) == "true" or _gpus(node, ctx.resource) > 0
+    """GPU-present label or advertised GPUs, whatever the pool label says (`harness.k8s.gpu`)."""
+    return is_gpu_node(node, "", "", ctx.resource)
 
 
 def node_taint(ctx: Context) -> Iterator[Finding]:
@@ -65,7 +57,7 @@ def node_pool_label(ctx: Context) -> Iterator[Finding]:
 
 def node_advertises_gpus(ctx: Context) -> Iterator[Finding]:
     for node in ctx.nodes:
-        if (_in_pool(ctx, node) or _has_taint(node, ctx.taint)) and _gpus(node, ctx.resource) <= 0:
+        if (_in_pool(ctx, node) or _has_taint(node, ctx.taint)) and node_gpu_count(node, ctx.resource) <= 0:
             yield Finding(
                 "NODE003", "error", _name(node), f"status.allocatable[{ctx.resource}]",
                 f"GPU-pool node advertises no {ctx.resource}: is the device plugin running there "

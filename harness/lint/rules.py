@@ -8,20 +8,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
 from harness.config import DEFAULT_CAPABILITIES, Profile
+from harness.k8s.seldon import config_capabilities, merge_pod_spec, satisfies, server_capabilities
+from harness.k8s.taints import tolerates, toleration_matches
 from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
 from harness.lint.podspec import (
     containers,
     gpu_counts,
     has_selection,
-    merge_server_pod,
     requests_gpu,
     selects_node,
     targets_label,
-    tolerates,
     workload_pod,
 )
 
@@ -30,7 +31,6 @@ _DEVICE_PLUGIN_DEFAULT_TOLERATIONS = (
     {"key": "CriticalAddonsOnly", "operator": "Exists"},
     {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
 )
-_CAPABILITIES_ENV = "SELDON_SERVER_CAPABILITIES"
 _SERVER_CONTAINERS = ("mlserver", "triton")
 
 
@@ -70,7 +70,7 @@ class Context:
     def server_pod(self, server: Document) -> dict[str, Any]:
         config = self.server_configs.get(str(server.spec.get("serverConfig", "")))
         config_pod = config.spec.get("podSpec") if config is not None else None
-        return merge_server_pod(config_pod, server.spec.get("podSpec"))
+        return merge_pod_spec(config_pod, server.spec.get("podSpec"))
 
     @cached_property
     def workloads(self) -> list[Workload]:
@@ -90,31 +90,16 @@ class Context:
     def capabilities(self, server: Document) -> tuple[set[str], set[str]] | None:
         """(all capabilities, the defaults of its ServerConfig), or None when they cannot be known."""
         config_name = str(server.spec.get("serverConfig", ""))
-        defaults: set[str] | None = None
+        defaults: list[str] | None = None
         config = self.server_configs.get(config_name)
         if config is not None:
-            defaults = _agent_capabilities(config)
+            pod = config.spec.get("podSpec")
+            defaults = config_capabilities(pod) if isinstance(pod, dict) else None
         elif config_name in DEFAULT_CAPABILITIES:
-            defaults = set(DEFAULT_CAPABILITIES[config_name])
-        replaced = server.spec.get("capabilities")
-        if isinstance(replaced, list):
-            base = {str(c) for c in replaced}
-        elif defaults is not None:
-            base = set(defaults)
-        else:
+            defaults = list(DEFAULT_CAPABILITIES[config_name])
+        if defaults is None and not isinstance(server.spec.get("capabilities"), list):
             return None
-        extra = {str(c) for c in server.spec.get("extraCapabilities") or []}
-        return base | extra, defaults or set()
-
-
-def _agent_capabilities(config: Document) -> set[str] | None:
-    for _, c in containers(config.spec.get("podSpec") or {}):
-        if c.get("name") != "agent":
-            continue
-        for env in c.get("env") or []:
-            if isinstance(env, dict) and env.get("name") == _CAPABILITIES_ENV and isinstance(env.get("value"), str):
-                return {s.strip() for s in env["value"].split(",") if s.strip()}
-    return None
+        return set(server_capabilities(server.spec, defaults or [])), set(defaults or [])
 
 
 CheckFn = Callable[[Context], Iterable[Finding]]
@@ -143,8 +128,8 @@ def _finding(rule_id: str, severity: Severity, doc: Document, field: str, messag
     return Finding(rule_id, severity, doc.ref, field, message, f"{doc.source}#{doc.index + 1}")
 
 
-def _shown(quantity: float | None) -> str:
-    return "unset" if quantity is None else f"{quantity:g}"
+def _shown(quantity: Fraction | None) -> str:
+    return "unset" if quantity is None else f"{float(quantity):g}"
 
 
 def _taint_text(taint: dict[str, str]) -> str:
@@ -179,7 +164,7 @@ def gpu_tolerates_taint(ctx: Context) -> Iterator[Finding]:
         if not ctx.is_gpu(w):
             continue
         tolerations = [t for t in w.pod.get("tolerations") or [] if isinstance(t, dict)]
-        if any(tolerates(t, taint) for t in tolerations):
+        if any(toleration_matches(t, taint) for t in tolerations):
             continue
         same_key = [t for t in tolerations if t.get("key") == taint["key"]]
         if same_key:
@@ -253,14 +238,14 @@ def device_plugin_tolerates(ctx: Context) -> Iterator[Finding]:
     for doc in _device_plugin_values(ctx):
         raw = doc.body.get("tolerations")
         tolerations = raw if isinstance(raw, list) else list(_DEVICE_PLUGIN_DEFAULT_TOLERATIONS)
-        if not any(isinstance(t, dict) and tolerates(t, taint) for t in tolerations):
+        if not any(isinstance(t, dict) and toleration_matches(t, taint) for t in tolerations):
             source = "its tolerations" if isinstance(raw, list) else "the chart's default tolerations"
             yield _finding("GPU006", "error", doc, "tolerations", f"{source} miss the GPU taint: {consequence}")
     for doc in ctx.docs:
         if _is_device_plugin_daemonset(doc):
             located = workload_pod(doc)
             pod = located[0] if located else {}
-            if not any(isinstance(t, dict) and tolerates(t, taint) for t in pod.get("tolerations") or []):
+            if not any(isinstance(t, dict) and toleration_matches(t, taint) for t in pod.get("tolerations") or []):
                 yield _finding(
                     "GPU006", "error", doc, "spec.template.spec.tolerations",
                     f"the device plugin DaemonSet does not tolerate the GPU taint: {consequence}",
@@ -270,7 +255,8 @@ def device_plugin_tolerates(ctx: Context) -> Iterator[Finding]:
 @_rule("GPU007", "warning", "CPU Server tolerating the GPU taint")
 def cpu_server_off_pool(ctx: Context) -> Iterator[Finding]:
     for w in ctx.workloads:
-        tolerated = any(isinstance(t, dict) and tolerates(t, ctx.taint) for t in w.pod.get("tolerations") or [])
+        tolerations = [t for t in w.pod.get("tolerations") or [] if isinstance(t, dict)]
+        tolerated = tolerates(tolerations, ctx.taint)
         if w.is_server and not ctx.is_gpu(w) and tolerated:
             yield _finding(
                 "GPU007", "warning", w.doc, f"{w.path}.tolerations",
@@ -344,7 +330,7 @@ def model_has_server(ctx: Context) -> Iterator[Finding]:
                 )
                 continue
             known = caps[pinned]
-            if known is not None and not needed <= known[0]:
+            if known is not None and not satisfies(needed, known[0]):
                 yield _finding(
                     "SEL005", "error", doc, "spec.requirements",
                     f"pinned Server {pinned!r} lacks {sorted(needed - known[0])}; the model will not schedule",
@@ -352,7 +338,7 @@ def model_has_server(ctx: Context) -> Iterator[Finding]:
             continue
         if any(c is None for c in caps.values()):
             continue  # a Server with unknown capabilities might serve it
-        if not any(needed <= c[0] for c in caps.values() if c is not None):
+        if not any(satisfies(needed, c[0]) for c in caps.values() if c is not None):
             yield _finding(
                 "SEL005", "error", doc, "spec.requirements",
                 f"no Server offers all of {sorted(needed)}; Seldon reports 'Failed to schedule model as no "
@@ -384,7 +370,7 @@ def model_gpu_trap(ctx: Context) -> Iterator[Finding]:
                 continue
             capabilities = known[0]
             distinguishing = capabilities - common
-            if needed <= capabilities and not needed & distinguishing:
+            if satisfies(needed, capabilities) and not needed & distinguishing:
                 ask = sorted(distinguishing) or [ctx.profile.gpu.capability]
                 yield _finding(
                     "SEL006", "error", doc, "spec.requirements",

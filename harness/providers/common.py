@@ -10,6 +10,7 @@ import yaml
 
 from harness.config import Profile
 from harness.errors import UsageError, WaitTimeout
+from harness.k8s.gpu import is_gpu_node
 from harness.kube.client import Kube
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner
@@ -135,16 +136,10 @@ def detect_admission(kube: Kube, profile: Profile, namespace: str = "default") -
 
 
 def gpu_node_names(nodes: list[Obj], profile: Profile) -> list[str]:
-    """GPU nodes: the pool label, the GPU-present label, or advertised GPU capacity."""
+    """Names of the GPU nodes (`harness.k8s.gpu.is_gpu_node` with the profile's pool label)."""
     pool = profile.gpu.pool_label
-    out = []
-    for n in nodes:
-        labels = (n.get("metadata") or {}).get("labels") or {}
-        alloc = ((n.get("status") or {}).get("allocatable") or {}).get(profile.gpu.resource_name)
-        if labels.get(pool.key) == pool.value or labels.get("nvidia.com/gpu.present") == "true" or (
-                alloc not in (None, "0", 0)):
-            out.append(str(n["metadata"]["name"]))
-    return sorted(out)
+    return sorted(str(n["metadata"]["name"]) for n in nodes
+                  if is_gpu_node(n, pool.key, pool.value, profile.gpu.resource_name))
 
 
 def simulated_marker(version_info: Obj) -> str | None:

@@ -8,7 +8,7 @@ import yaml
 
 from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
-from harness.render.placement import GPU_PRESENT_LABEL
+from harness.k8s.gpu import GPU_PRESENT_LABEL
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 # nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.

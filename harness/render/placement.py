@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.gpu import GPU_PRESENT_LABEL
 
 # Applied to GPU workloads on kind with real passthrough: the nvkind recipe configures the NVIDIA
 # runtime in containerd without making it the default, so GPU pods must ask for it by name.
 NVIDIA_RUNTIME_CLASS = "nvidia"
-GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 
 
 def gpu_toleration(profile: Profile) -> dict[str, Any]:

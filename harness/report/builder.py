@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from harness.k8s.gpu import is_gpu_node, node_gpu_count, pod_gpu_request
 from harness.report.model import (
     Artifact,
     CheckVerdict,
@@ -69,14 +70,15 @@ def _int(raw: Any) -> int:
         return 0
 
 
-def node_info(node: Mapping[str, Any], gpu_uuids: Iterable[str] = (), resource: str = GPU_RESOURCE) -> NodeInfo:
-    """A `NodeInfo` from a Kubernetes Node dict (as `kubectl get node -o json` shows it)."""
+def node_info(node: Mapping[str, Any], gpu_uuids: Iterable[str] = (), resource: str = GPU_RESOURCE,
+              pool: tuple[str, str] = ("", "")) -> NodeInfo:
+    """A `NodeInfo` from a Kubernetes Node dict (as `kubectl get node -o json` shows it); `pool` is the
+    profile's GPU pool label (key, value), so a pool node without GPU capacity still counts as GPU."""
     meta = node.get("metadata") or {}
     labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     status = node.get("status") or {}
     allocatable = {str(k): str(v) for k, v in (status.get("allocatable") or {}).items()}
-    capacity = status.get("capacity") or {}
-    gpus = _int(allocatable.get(resource, capacity.get(resource, 0)))
+    gpus = node_gpu_count(node, resource)
     taints = [
         NodeTaint(key=str(t.get("key", "")), value=t.get("value"), effect=str(t.get("effect", "")))
         for t in (node.get("spec") or {}).get("taints") or []
@@ -84,7 +86,7 @@ def node_info(node: Mapping[str, Any], gpu_uuids: Iterable[str] = (), resource: 
     role: Literal["control-plane", "cpu", "gpu"]
     if any(key in labels for key in CONTROL_PLANE_LABELS):
         role = "control-plane"
-    elif gpus > 0 or labels.get("nvidia.com/gpu.present") == "true":
+    elif is_gpu_node(node, pool[0], pool[1], resource):
         role = "gpu"
     else:
         role = "cpu"
@@ -98,15 +100,6 @@ def node_info(node: Mapping[str, Any], gpu_uuids: Iterable[str] = (), resource: 
         gpu_uuids=list(gpu_uuids),
         allocatable=allocatable,
     )
-
-
-def _pod_gpus(pod: Mapping[str, Any], resource: str) -> int:
-    total = 0
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        resources = container.get("resources") or {}
-        raw = (resources.get("limits") or {}).get(resource, (resources.get("requests") or {}).get(resource))
-        total += _int(raw)
-    return total
 
 
 def placement_row(
@@ -130,7 +123,7 @@ def placement_row(
         pod=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
         node=(pod.get("spec") or {}).get("nodeName") or None,
-        gpus_requested=_pod_gpus(pod, resource),
+        gpus_requested=pod_gpu_request(pod, resource),
         gpu_uuids=list(gpu_uuids),
         owner_kind=owner_kind,
         owner=owner,
@@ -236,6 +229,7 @@ class ReportBuilder:
         nodes: Iterable[Mapping[str, Any] | NodeInfo],
         gpu_uuids: Mapping[str, Iterable[str]] | None = None,
         resource: str = GPU_RESOURCE,
+        pool: tuple[str, str] = ("", ""),
     ) -> list[NodeInfo]:
         """Replace the node list; Node dicts are converted, `gpu_uuids` maps node name -> UUIDs."""
         uuids = gpu_uuids or {}
@@ -245,7 +239,7 @@ class ReportBuilder:
                 out.append(node)
             else:
                 name = str((node.get("metadata") or {}).get("name", ""))
-                out.append(node_info(node, uuids.get(name, ()), resource))
+                out.append(node_info(node, uuids.get(name, ()), resource, pool))
         self._report.nodes = out
         return out
 

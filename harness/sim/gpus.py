@@ -8,9 +8,9 @@ The annotations below exist only in the sim: the harness's checks must never nee
 from __future__ import annotations
 
 import hashlib
-import re
-from fractions import Fraction
 from typing import Any
+
+from harness.k8s.quantity import quantity_or_zero
 
 Obj = dict[str, Any]
 
@@ -46,36 +46,3 @@ def node_gpu_uuids(node: Obj, resource: str = GPU_RESOURCE) -> list[str]:
 def pod_allocated_gpus(pod: Obj) -> list[str]:
     text = ((pod.get("metadata") or {}).get("annotations") or {}).get(ALLOCATED_GPUS_ANNOTATION, "")
     return [u for u in str(text).split(",") if u]
-
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_SUFFIX: dict[str, Fraction] = {
-    "": Fraction(1), "m": Fraction(1, 1000), "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9),
-    "T": Fraction(10**12), "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
-
-
-def parse_quantity(value: Any) -> Fraction:
-    """A Kubernetes resource quantity (`100m`, `1.5`, `2Gi`, `1e3`) as an exact fraction.
-
-    Raises ValueError for anything Kubernetes would reject, so callers can name the field.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"not a quantity: {value!r}")
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(str(value))
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise ValueError(f"not a quantity: {value!r}")
-    return Fraction(match.group(1)) * _SUFFIX[match.group(2) or ""]
-
-
-def quantity_or_zero(value: Any) -> Fraction:
-    try:
-        return parse_quantity(value)
-    except ValueError:
-        return Fraction(0)

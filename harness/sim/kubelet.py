@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.k8s.quantity import quantity_or_zero
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.gpus import (
     ALLOCATED_GPUS_ANNOTATION,
     GPU_RESOURCE,
     node_gpu_uuids,
     pod_allocated_gpus,
-    quantity_or_zero,
 )
 from harness.sim.node_lifecycle import ready_status
 from harness.sim.scheduler import container_requests, is_terminated, node_name_of, now_rfc3339

@@ -19,8 +19,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.k8s.taints import toleration_matches
 from harness.sim.contracts import ApiError, Obj, Store
-from harness.sim.scheduler import is_terminated, node_name_of, now_rfc3339, tolerates
+from harness.sim.scheduler import is_terminated, node_name_of, now_rfc3339
 
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -72,7 +73,7 @@ def eviction_delay(taints: list[dict[str, Any]], tolerations: list[dict[str, Any
         return None
     used: list[dict[str, Any]] = []
     for taint in no_execute:
-        matching = [tol for tol in tolerations if tolerates(tol, taint)]
+        matching = [tol for tol in tolerations if toleration_matches(tol, taint)]
         if not matching:
             return 0.0
         used.extend(matching)

@@ -42,17 +42,24 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from harness.k8s.affinity import (
+    label_selector_matches,
+    preferred_weight,
+    required_terms,
+    selects_node,
+)
+from harness.k8s.quantity import quantity_or_zero
+from harness.k8s.taints import first_untolerated
+from harness.k8s.taints import tolerates as tolerated_by
 from harness.sim.contracts import ApiError, Obj, Store
-from harness.sim.gpus import quantity_or_zero
 
 DEFAULT_SCHEDULER = "default-scheduler"
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
-FILTER_EFFECTS = ("NoSchedule", "NoExecute")
 
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
@@ -90,106 +97,16 @@ def node_name_of(obj: Obj) -> str:
 
 # --- taints and tolerations -----------------------------------------------------------------------
 
-def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint: empty effect matches every effect, empty key with
-    Exists matches every key, Equal (or no operator) compares values."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    if operator == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated_by(tolerations: Iterable[dict[str, Any]], taint: dict[str, Any]) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
-
-
-def first_untolerated_taint(
-    taints: Sequence[dict[str, Any]], tolerations: Sequence[dict[str, Any]], effects: Sequence[str] = FILTER_EFFECTS
-) -> dict[str, Any] | None:
-    for taint in taints:
-        if taint.get("effect") in effects and not tolerated_by(tolerations, taint):
-            return taint
-    return None
-
-
-def taint_reason(taint: dict[str, Any]) -> str:
+def taint_reason(taint: Mapping[str, Any]) -> str:
     return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value') or ''}}}"
 
 
 # --- node affinity ------------------------------------------------------------------------------------
 
-def _parse_int(text: Any) -> int | None:
-    try:
-        return int(str(text), 10)
-    except ValueError:
-        return None
-
-
-def requirement_matches(req: dict[str, Any], labels: dict[str, str]) -> bool:
-    """One NodeSelectorRequirement against a label map (In, NotIn, Exists, DoesNotExist, Gt, Lt)."""
-    key = req.get("key", "")
-    op = req.get("operator", "")
-    values = [str(v) for v in (req.get("values") or [])]
-    present = key in labels
-    value = labels.get(key)
-    if op == "In":
-        return present and value in values
-    if op == "NotIn":
-        # Absent labels satisfy NotIn, exactly as labels.Selector does.
-        return not present or value not in values
-    if op == "Exists":
-        return present
-    if op == "DoesNotExist":
-        return not present
-    if op in ("Gt", "Lt"):
-        if not present or len(values) != 1:
-            return False
-        have, want = _parse_int(value), _parse_int(values[0])
-        if have is None or want is None:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def term_matches(term: dict[str, Any], node: Obj) -> bool:
-    """A NodeSelectorTerm: expressions and fields ANDed; an empty term matches nothing."""
-    exprs = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    labels = _labels(node)
-    if not all(requirement_matches(e, labels) for e in exprs):
-        return False
-    # metadata.name is the only field Kubernetes supports in matchFields.
-    name_fields = {"metadata.name": node_name_of(node)}
-    for f in fields:
-        if f.get("key") not in name_fields:
-            return False
-        if not requirement_matches(f, name_fields):
-            return False
-    return True
-
-
-def _required_terms(pod: Obj) -> list[dict[str, Any]] | None:
-    affinity = (_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if required is None:
-        return None
-    return list(required.get("nodeSelectorTerms") or [])
-
-
 def prefilter_node_names(pod: Obj) -> set[str] | None:
     """NodeAffinity PreFilter: the node names every required term pins with metadata.name In, or
     None when some term pins nothing (terms are ORed, so then every node stays a candidate)."""
-    terms = _required_terms(pod)
+    terms = required_terms(_spec(pod))
     if not terms:
         return None
     names: set[str] | None = None
@@ -206,23 +123,11 @@ def prefilter_node_names(pod: Obj) -> set[str] | None:
 
 
 def matches_node_selector_and_affinity(pod: Obj, node: Obj) -> bool:
-    selector = _spec(pod).get("nodeSelector") or {}
-    labels = _labels(node)
-    if any(labels.get(k) != str(v) for k, v in selector.items()):
-        return False
-    terms = _required_terms(pod)
-    if terms is None:
-        return True
-    return any(term_matches(t, node) for t in terms)
+    return selects_node(_spec(pod), _labels(node), node_name_of(node))
 
 
 def preferred_affinity_weight(pod: Obj, node: Obj) -> int:
-    affinity = (_spec(pod).get("affinity") or {}).get("nodeAffinity") or {}
-    total = 0
-    for pref in affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
-        if term_matches(pref.get("preference") or {}, node):
-            total += int(pref.get("weight", 0))
-    return total
+    return preferred_weight(_spec(pod), _labels(node), node_name_of(node))
 
 
 # --- resources ----------------------------------------------------------------------------------------
@@ -317,21 +222,12 @@ def resource_fit(pod_req: dict[str, Fraction], node: Obj, node_pods: Sequence[Ob
 
 # --- inter-pod affinity (required terms only) ---------------------------------------------------------
 
-def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """metav1.LabelSelector: a null selector matches nothing, an empty one everything."""
-    if selector is None:
-        return False
-    if any(labels.get(k) != str(v) for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    return all(requirement_matches(e, labels) for e in selector.get("matchExpressions") or [])
-
-
 def _pod_terms(pod: Obj, kind: str) -> list[dict[str, Any]]:
     section = (_spec(pod).get("affinity") or {}).get(kind) or {}
     return list(section.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
 
 
-def _term_matches(term: dict[str, Any], owner: Obj, target: Obj, ns_labels: dict[str, dict[str, str]]) -> bool:
+def _term_covers(term: dict[str, Any], owner: Obj, target: Obj, ns_labels: dict[str, dict[str, str]]) -> bool:
     """Does `target` fall under `owner`'s affinity term (namespaces, namespaceSelector, labelSelector)?"""
     target_ns = str((target.get("metadata") or {}).get("namespace") or "")
     names = set(term.get("namespaces") or [])
@@ -395,7 +291,7 @@ class InterPodContext:
         if affinity:
             # A pod counts only if it matches every term (updateWithAffinityTerms).
             matching = [pl for pl in self.placed
-                        if all(_term_matches(t, pod, pl[0], self.ns_labels) for t in affinity)]
+                        if all(_term_covers(t, pod, pl[0], self.ns_labels) for t in affinity)]
             exists = True
             for term in affinity:
                 value = labels.get(str(term.get("topologyKey", "")))
@@ -404,18 +300,18 @@ class InterPodContext:
                 if not any(nl.get(str(term.get("topologyKey"))) == value for _, nl in matching):
                     exists = False
             # The first pod of a group with affinity to itself may go anywhere with the topology labels.
-            if not exists and not (not matching and all(_term_matches(t, pod, pod, self.ns_labels) for t in affinity)):
+            if not exists and not (not matching and all(_term_covers(t, pod, pod, self.ns_labels) for t in affinity)):
                 return NodeStatus([REASON_POD_AFFINITY])
         for term in _pod_terms(pod, "podAntiAffinity"):
             key = str(term.get("topologyKey", ""))
             value = labels.get(key)
-            if value is not None and any(nl.get(key) == value and _term_matches(term, pod, other, self.ns_labels)
+            if value is not None and any(nl.get(key) == value and _term_covers(term, pod, other, self.ns_labels)
                                          for other, nl in self.placed):
                 return NodeStatus([REASON_POD_ANTI_AFFINITY], resolvable=True)
         for other, nl in self.placed:
             for term in _pod_terms(other, "podAntiAffinity"):
                 key = str(term.get("topologyKey", ""))
-                if key in nl and labels.get(key) == nl[key] and _term_matches(term, other, pod, self.ns_labels):
+                if key in nl and labels.get(key) == nl[key] and _term_covers(term, other, pod, self.ns_labels):
                     return NodeStatus([REASON_EXISTING_ANTI_AFFINITY], resolvable=True)
         return None
 
@@ -432,7 +328,7 @@ def filter_node(
         tolerations, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule"}
     ):
         return NodeStatus([REASON_UNSCHEDULABLE])
-    taint = first_untolerated_taint(node_spec.get("taints") or [], tolerations)
+    taint = first_untolerated(tolerations, node_spec.get("taints") or [])
     if taint is not None:
         return NodeStatus([taint_reason(taint)])
     if not matches_node_selector_and_affinity(pod, node):

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.quantity import parse_quantity
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import NO_TRITON, DataPlane, PodRef, ReplicaState
 from harness.sim.mesh import HOST, Mesh, MeshProcess, Route, Upstream
 from harness.sim.seldon_merge import (
     SELDON_API,
+    announced_capabilities,
     build_statefulset,
     default_server_config,
-    parse_quantity,
-    server_capabilities,
     server_memory_bytes,
     server_selector,
     server_type,
@@ -340,7 +340,7 @@ class SeldonController:
             # connects to the scheduler, so the Server can run but no Model is scheduled onto it.
             connected = ready_pods if problem is None and "agent" in containers else []
             infos[(ns, name)] = _ServerInfo(name, ns, server_type(pod_spec),
-                                            tuple(server_capabilities(server, pod_spec)),
+                                            tuple(announced_capabilities(server, pod_spec)),
                                             server_memory_bytes(pod_spec), connected, "rclone" in containers)
             if problem is not None:
                 self._event_once(store, server, f"server/{meta.get('uid')}", "StatefulSetFailed", problem, True)
@@ -422,7 +422,7 @@ class SeldonController:
     def _request(self, model: Obj) -> ModelRequest | str:
         spec = model.get("spec") or {}
         try:
-            memory = parse_quantity(str(spec["memory"])) if spec.get("memory") not in (None, "") else 0
+            memory = int(parse_quantity(spec["memory"])) if spec.get("memory") not in (None, "") else 0
         except ValueError:
             return f"spec.memory {spec.get('memory')!r} is not a quantity"
         replicas = spec.get("replicas")

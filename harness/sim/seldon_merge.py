@@ -13,6 +13,14 @@ import copy
 from typing import Any
 
 from harness.config import DEFAULT_CAPABILITIES
+from harness.k8s.quantity import quantity_or_zero
+from harness.k8s.seldon import (
+    CAPABILITIES_ENV,
+    EXTRA_CAPABILITIES_ENV,
+    config_capabilities,
+    merge_pod_spec,
+    server_capabilities,
+)
 
 Obj = dict[str, Any]
 
@@ -22,8 +30,6 @@ SERVER_GRPC_PORT = 9500
 SERVER_TYPES = ("mlserver", "triton")
 # The agent learns its capabilities from these variables (the ServerConfig ships the defaults; the
 # operator writes the Server's overrides into the agent container).
-CAPABILITIES_ENV = "SELDON_SERVER_CAPABILITIES"
-EXTRA_CAPABILITIES_ENV = "SELDON_EXTRA_CAPABILITIES"
 
 _SERVER_IMAGES = {
     "mlserver": "seldonio/mlserver:1.7.1",
@@ -132,68 +138,6 @@ def default_server_config(kind: str, namespace: str, version: str) -> Obj:
     }
 
 
-# --- the merge -------------------------------------------------------------------------------
-
-def _merge_resources(base: Obj, override: Obj) -> Obj:
-    out = copy.deepcopy(base)
-    for section in ("requests", "limits", "claims"):
-        if section not in override:
-            continue
-        if section == "claims":
-            out[section] = copy.deepcopy(override[section])
-            continue
-        merged = dict(out.get(section) or {})
-        merged.update(override[section] or {})
-        out[section] = merged
-    return out
-
-
-def merge_container(base: Obj, override: Obj) -> Obj:
-    """A Server's container over the ServerConfig's container of the same name."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            continue
-        if key == "resources" and isinstance(value, dict):
-            out["resources"] = _merge_resources(out.get("resources") or {}, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _merge_containers(base: list[Obj], override: list[Obj]) -> list[Obj]:
-    out = [copy.deepcopy(c) for c in base]
-    index = {c.get("name"): i for i, c in enumerate(out)}
-    for container in override:
-        i = index.get(container.get("name"))
-        if i is None:
-            out.append(copy.deepcopy(container))
-            index[container.get("name")] = len(out) - 1
-        else:
-            out[i] = merge_container(out[i], container)
-    return out
-
-
-def merge_pod_spec(base: Obj, override: Obj | None) -> Obj:
-    """The ServerConfig pod spec with a Server's `spec.podSpec` applied (Seldon's merge rules)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if value is None:
-            continue
-        if key in ("tolerations", "volumes", "initContainers", "imagePullSecrets"):
-            out[key] = list(out.get(key) or []) + copy.deepcopy(list(value))
-        elif key == "nodeSelector":
-            merged = dict(out.get("nodeSelector") or {})
-            merged.update(value)
-            out["nodeSelector"] = merged
-        elif key == "containers":
-            out["containers"] = _merge_containers(list(out.get("containers") or []), list(value))
-        else:
-            # affinity and every scalar/structured field: the Server's value replaces the config's.
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 # --- server type and capabilities ------------------------------------------------------------
 
 def server_type(pod_spec: Obj) -> str | None:
@@ -205,33 +149,14 @@ def server_type(pod_spec: Obj) -> str | None:
     return None
 
 
-def _agent_env(pod_spec: Obj, name: str) -> str | None:
-    for container in pod_spec.get("containers") or []:
-        if container.get("name") != "agent":
-            continue
-        for env in container.get("env") or []:
-            if env.get("name") == name and "value" in env:
-                return str(env["value"])
-    return None
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def server_capabilities(server: Obj, pod_spec: Obj) -> list[str]:
-    """What the Server's agents announce: `spec.capabilities` replaces the config's list,
-    otherwise the config's list plus `spec.extraCapabilities` (exact strings, order kept)."""
-    spec = server.get("spec") or {}
-    if spec.get("capabilities"):
-        return [str(c) for c in spec["capabilities"]]
-    base_env = _agent_env(pod_spec, CAPABILITIES_ENV)
-    if base_env is not None:
-        base = _split(base_env)
-    else:
+def announced_capabilities(server: Obj, pod_spec: Obj) -> list[str]:
+    """What the Server's agents announce (`harness.k8s.seldon.server_capabilities` over the config's
+    list, or Seldon's defaults for the server type when the ServerConfig's agent does not say)."""
+    base = config_capabilities(pod_spec)
+    if base is None:
         kind = server_type(pod_spec)
         base = list(DEFAULT_CAPABILITIES[kind]) if kind else []
-    return base + [str(c) for c in spec.get("extraCapabilities") or []]
+    return server_capabilities(server.get("spec") or {}, base)
 
 
 def _set_agent_env(pod_spec: Obj, name: str, value: str) -> None:
@@ -266,25 +191,8 @@ def server_memory_bytes(pod_spec: Obj) -> int:
             requests = (container.get("resources") or {}).get("requests") or {}
             limits = (container.get("resources") or {}).get("limits") or {}
             value = requests.get("memory", limits.get("memory"))
-            return parse_quantity(str(value)) if value is not None else 0
+            return int(quantity_or_zero(value)) if value is not None else 0
     return 0
-
-
-_SUFFIXES = {
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5, "Ei": 1024**6,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
-
-
-def parse_quantity(text: str) -> int:
-    """A Kubernetes memory quantity in bytes (`1Gi`, `500M`, `1e9`, `100`); ValueError if malformed."""
-    value = text.strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * _SUFFIXES[suffix])
-    if value.endswith("m"):
-        return int(float(value[:-1]) / 1000)
-    return int(float(value))
 
 
 def build_statefulset(server: Obj, server_config: Obj) -> Obj:

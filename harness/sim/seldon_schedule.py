@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from harness.k8s.seldon import satisfies
+
 NO_MATCHING_SERVERS = "Failed to schedule model as no matching servers are available"
 NOT_ENOUGH_REPLICAS = "Failed to schedule model as no matching server had enough suitable replicas"
 OVERCOMMIT = 1.1
@@ -55,8 +57,7 @@ def _server_matches(model: ModelRequest, server: ServerView) -> bool:
         return False
     if model.server is not None and server.name != model.server:
         return False
-    caps = set(server.capabilities)
-    return all(req in caps for req in model.requirements)
+    return satisfies(model.requirements, server.capabilities)
 
 
 def _suitable_replicas(model: ModelRequest, server: ServerView) -> int:

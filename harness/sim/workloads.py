@@ -26,9 +26,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from harness.k8s.taints import first_untolerated
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.scheduler import (
-    first_untolerated_taint,
     is_terminated,
     matches_node_selector_and_affinity,
     node_name_of,
@@ -356,7 +356,7 @@ def daemon_pod_template(ds: Obj) -> Obj:
 def should_run_on(template: Obj, node: Obj) -> bool:
     pod = {"spec": template.get("spec") or {}}
     taints = (node.get("spec") or {}).get("taints") or []
-    if first_untolerated_taint(taints, pod["spec"].get("tolerations") or []) is not None:
+    if first_untolerated(pod["spec"].get("tolerations") or [], taints) is not None:
         return False
     return matches_node_selector_and_affinity(pod, node)
 
@@ -365,7 +365,7 @@ def should_continue_running(template: Obj, node: Obj) -> bool:
     """A daemon pod already on a node stays while it tolerates the node's NoExecute taints."""
     taints = (node.get("spec") or {}).get("taints") or []
     tolerations = (template.get("spec") or {}).get("tolerations") or []
-    return first_untolerated_taint(taints, tolerations, ("NoExecute",)) is None
+    return first_untolerated(tolerations, taints, ("NoExecute",)) is None
 
 
 def _daemon_target(pod: Obj) -> str:

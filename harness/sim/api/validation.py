@@ -7,9 +7,9 @@ limits, the immutability of a pod's spec); everything else is accepted as a real
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from harness.k8s.quantity import quantity_or_none
 from harness.sim.api.resources import ResourceType
 from harness.sim.contracts import ApiError
 
@@ -25,30 +25,6 @@ QUALIFIED_NAME = re.compile(
 # Kinds whose names must be DNS labels (they become hostnames or DNS records).
 LABEL_NAMED = frozenset({"Namespace", "Service"})
 TEMPLATE_KINDS = frozenset({"StatefulSet", "Deployment", "DaemonSet", "ReplicaSet"})
-
-_SUFFIX: dict[str, int | Decimal] = {
-    "": 1, "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}
-_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-
-
-def parse_quantity(value: Any) -> Decimal | None:
-    """A Kubernetes quantity as a Decimal, or None when it does not parse."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    if not isinstance(value, str):
-        return None
-    m = _QTY.match(value.strip())
-    if not m:
-        return None
-    try:
-        return Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2) or ""])
-    except InvalidOperation:
-        return None
-
 
 def _qstr(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
@@ -115,7 +91,7 @@ def _validate_container_resources(container: Obj, path: str) -> list[Cause]:
     limits = res.get("limits") or {}
     for section, values in (("requests", requests), ("limits", limits)):
         for rname, qty in values.items():
-            parsed = parse_quantity(qty)
+            parsed = quantity_or_none(qty)
             field = f"{path}.resources.{section}[{rname}]"
             if parsed is None:
                 causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": quantities must match the '
@@ -123,15 +99,15 @@ def _validate_container_resources(container: Obj, path: str) -> list[Cause]:
             elif parsed < 0:
                 causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be greater than or '
                                "equal to 0"))
-            elif is_extended_resource(rname) and parsed != parsed.to_integral_value():
+            elif is_extended_resource(rname) and parsed.denominator != 1:
                 causes.append(("FieldValueInvalid", field, f'Invalid value: "{_qstr(qty)}": must be an integer'))
     for rname, qty in requests.items():
-        parsed = parse_quantity(qty)
+        parsed = quantity_or_none(qty)
         if parsed is None:
             continue
         field = f"{path}.resources.requests[{rname}]"
         if rname in limits:
-            lim = parse_quantity(limits[rname])
+            lim = quantity_or_none(limits[rname])
             if lim is None:
                 continue
             if is_extended_resource(rname) and parsed != lim:
