@@ -112,6 +112,7 @@ def _context(config: pytest.Config) -> RunContext | None:
 
 RUN_CONTEXT = pytest.StashKey[RunContext]()
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+DESELECTED = pytest.StashKey[int]()
 
 
 def _uses_suites(config: pytest.Config) -> bool:
@@ -208,6 +209,44 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 _CURRENT: dict[str, RunContext] = {}
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        config = items[0].config
+        config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(items)
+
+
+def _record_selection(session: pytest.Session) -> None:
+    """Record what was selected, so the gate can tell a whole run from a partial one."""
+    ctx = _context(session.config)
+    if ctx is None or ctx.recorder is None:
+        return
+    from harness.recording import selection_of
+
+    config = session.config
+    args = [_relative_arg(str(a), config.invocation_params.dir) for a in config.args]
+    ctx.recorder.builder.set_selection(selection_of(
+        args, str(getattr(config.option, "keyword", "") or ""), str(getattr(config.option, "markexpr", "") or ""),
+        config.stash.get(DESELECTED, 0), [item.nodeid for item in session.items],
+    ))
+
+
+def _relative_arg(arg: str, cwd: Path) -> str:
+    """pytest makes its default argument absolute; a report keeps paths relative to where pytest ran."""
+    path, sep, rest = arg.partition("::")
+    try:
+        rel = Path(path).relative_to(cwd) if Path(path).is_absolute() else Path(path)
+    except ValueError:
+        return arg
+    return f"{rel.as_posix()}{sep}{rest}"
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    ctx = _CURRENT.get("ctx")
+    if ctx is not None and ctx.recorder is not None:
+        detail = str(excinfo.value) or "SIGINT"
+        ctx.recorder.builder.mark_interrupted(f"interrupted ({type(excinfo.value).__name__}: {detail})")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     ctx = _context(session.config)
     if ctx is None:
@@ -246,6 +285,7 @@ def clear_earlier_run(report_dir: Path) -> list[str]:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    _record_selection(session)
     ctx = _context(session.config)
     if ctx is None or session.config.option.collectonly or not session.items:
         return
@@ -278,6 +318,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             kept = " (the one there is from an earlier run)" if (ctx.report_dir / "report.json").exists() else ""
             reporter.write_line(f"harness: no test ran, so no report was written to {ctx.report_dir}{kept}")
         return
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        ctx.recorder.builder.mark_interrupted("interrupted (pytest exit status 2: a signal or Ctrl-C)")
+    elif session.shouldstop or session.shouldfail:
+        # -x / --maxfail: the remaining tests never ran, so the evidence is partial.
+        ctx.recorder.builder.mark_interrupted(f"stopped early: {session.shouldstop or session.shouldfail}")
     try:
         paths = ctx.recorder.write()
     except Exception as exc:  # the report must never hide the run's own result

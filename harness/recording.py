@@ -27,6 +27,15 @@ SUITES = {
 }
 
 
+def selection_of(args: list[str], keyword: str, markers: str, deselected: int, tests: list[str]) -> Any:
+    """What pytest was asked to run. Whole: folders or modules only (no `::` node ids), no -k/-m
+    that dropped anything, nothing deselected; the gate then also checks that every suite is there."""
+    from harness.report.model import Selection
+
+    whole = deselected == 0 and not any("::" in a for a in args)
+    return Selection(args=args, keyword=keyword, markers=markers, deselected=deselected, tests=tests, whole=whole)
+
+
 def suite_of(nodeid: str) -> str:
     module = Path(nodeid.split("::")[0]).stem
     return SUITES.get(module, module.removeprefix("test_") or "general")

@@ -117,7 +117,7 @@ def test_skipped_checks_fail_unless_their_suite_is_allowed() -> None:
     report = edited("pass.json", skip_gpu)
     verdict = gate(report, None, 0.10, False)
     (failure,) = verdict.failures
-    assert failure.kind == "skip" and "--allow-skip gpu" in failure.detail
+    assert failure.kind == "skip" and "allowed-skips.yaml" in failure.detail
     assert gate(report, None, 0.10, False, allow_skip=["gpu"]).passed
     assert gate(report, None, 0.10, False, allow_skip=["*"]).passed
     assert not gate(report, None, 0.10, False, allow_skip=["latency"]).passed
@@ -157,7 +157,8 @@ def test_incomplete_run_and_slo_miss_fail() -> None:
 
 def test_empty_or_unfinished_report_fails() -> None:
     verdict = gate(edited("pass.json", lambda d: d.update(checks=[], finished=None)), None, 0.10, False)
-    assert [f.kind for f in verdict.failures] == ["unfinished", "empty"]
+    # the selected tests have no verdicts either
+    assert [f.kind for f in verdict.failures] == ["partial", "unfinished", "empty"]
 
 
 def test_negative_bound_is_a_programming_error() -> None:
@@ -233,3 +234,85 @@ def test_table_rows_stay_one_line_for_long_multiline_reasons() -> None:
     row = next(line for line in lines if line.startswith("check "))
     assert "def test_x(): > assert 1 == 2 E assert 1 == 2" in row
     assert row.endswith("...") and len(row) < 320
+
+
+# --- complete evidence ----------------------------------------------------------------
+def _first_line(report: RunReport, allow_simulated: bool = False) -> str:
+    return format_verdict(gate(report, None, 0.10, allow_simulated), "r.json").splitlines()[0]
+
+
+def test_interrupted_run_is_refused_with_its_reason() -> None:
+    report = edited("pass.json", lambda d: d.update(interrupted=True, interrupted_reason="stopped early: -x"))
+    verdict = gate(report, None, 0.10, False)
+    assert not verdict.passed and [f.kind for f in verdict.failures] == ["interrupted"]
+    assert _first_line(report) == (
+        "REFUSED: r.json: incomplete evidence: the run was stopped early (stopped early: -x); "
+        "its evidence is partial; 1 problem"
+    )
+
+
+def test_partial_suite_report_is_refused() -> None:
+    def latency_only(data: dict[str, Any]) -> None:
+        data["checks"] = [c for c in data["checks"] if c["suite"] == "latency"]
+        data["selection"].update(args=["suites/test_inference_latency.py"],
+                                 tests=[c["id"] for c in data["checks"]])
+
+    report = edited("pass.json", latency_only)
+    (failure,) = gate(report, None, 0.10, False).failures
+    assert failure.kind == "partial" and "placement, isolation, scheduling, gpu did not run" in failure.detail
+    assert _first_line(report).startswith("REFUSED: r.json: incomplete evidence: suite(s) placement")
+
+
+def test_deselected_or_single_test_selection_is_refused() -> None:
+    k = edited("pass.json", lambda d: d["selection"].update(keyword="latency", deselected=7, whole=False))
+    (failure,) = gate(k, None, 0.10, False).failures
+    assert failure.kind == "partial" and "7 test(s) deselected; -k 'latency'" in failure.detail
+    one = edited("pass.json", lambda d: d["selection"].update(args=["suites/test_placement.py::test_a"],
+                                                               whole=False))
+    assert "single tests named: suites/test_placement.py::test_a" in gate(one, None, 0.10, False).failures[0].detail
+
+
+def test_selected_test_without_verdict_and_missing_selection_are_refused() -> None:
+    lost = edited("pass.json", lambda d: d["checks"].pop(0))
+    assert [f.kind for f in gate(lost, None, 0.10, False).failures] == ["partial"]
+    unknown = edited("pass.json", lambda d: d.update(selection=None))
+    (failure,) = gate(unknown, None, 0.10, False).failures
+    assert failure.kind == "partial" and "does not record which tests were selected" in failure.detail
+
+
+def test_malformed_run_id_is_refused() -> None:
+    report = edited("pass.json", lambda d: d.update(run_id="Nightly 1001; rm -rf"))
+    assert [f.kind for f in gate(report, None, 0.10, False).failures] == ["tampered"]
+
+
+def test_simulated_refusal_comes_first_even_when_also_incomplete() -> None:
+    report = edited("simulated.json", lambda d: d.update(interrupted=True))
+    assert _first_line(report).startswith("REFUSED: r.json is evidence from a SIMULATED CLUSTER")
+    assert _first_line(report, allow_simulated=True).startswith(
+        "SIMULATED CLUSTER (accepted with --allow-simulated): REFUSED: r.json: incomplete evidence")
+
+
+def test_allow_list_accepts_exactly_the_listed_skips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.report.allowlist import AllowedSkip, AllowList
+
+    def skip_cpu_pod(data: dict[str, Any]) -> None:
+        check = next(c for c in data["checks"] if c["id"].endswith("test_cpu_pod_sees_no_gpu"))
+        check.update(status="skip", reason="NVIDIA_VISIBLE_DEVICES=all cannot be hidden here")
+
+    report = edited("pass.json", skip_cpu_pod)
+    name = "a pod that asked for no GPU sees none"
+    listed = AllowList((AllowedSkip("kind-gpu*", name, "the runtime exposes every GPU"),), "allow.yaml")
+    verdict = gate(report, None, 0.10, False, allow_list=listed)
+    assert verdict.passed and any("the runtime exposes every GPU" in n for n in verdict.notes)
+    other_profile = AllowList((AllowedSkip("kind-cpu", name, "fake GPUs"),), "allow.yaml")
+    assert [f.kind for f in gate(report, None, 0.10, False, allow_list=other_profile).failures] == ["skip"]
+    path = write(tmp_path, report)
+    allow = tmp_path / "allow.yaml"
+    allow.write_text(f"allowed_skips:\n  - {{profile: kind-gpu, check: '{name}', reason: runtime shows all}}\n")
+    assert main(["gate", "--report", str(path), "--allow-list", str(allow)]) == 0
+    assert main(["gate", "--report", str(path)]) == 1
+    capsys.readouterr()
+    allow.write_text("allowed_skips:\n  - {profile: kind-gpu, check: x}\n")
+    assert main(["gate", "--report", str(path), "--allow-list", str(allow)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {allow}: allowed_skips[0]: missing reason (expected exactly profile, check and reason)")

@@ -168,3 +168,47 @@ def test_xdist_is_refused_for_a_shared_cluster(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest("--profile", "shared.yaml", "-n", "2", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cluster.provider: pytest-xdist (-n) needs the sim provider*"])
+
+
+def _report(pytester: pytest.Pytester) -> dict[str, object]:
+    import json
+
+    data: dict[str, object] = json.loads((pytester.path / "out" / "report.json").read_text())
+    return data
+
+
+def test_whole_run_records_its_selection(pytester: pytest.Pytester) -> None:
+    _setup(pytester)
+    pytester.makepyfile(test_x="def test_a():\n    pass\ndef test_b():\n    pass\n")
+    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out", "-p",
+                       "no:randomly").assert_outcomes(passed=2)
+    report = _report(pytester)
+    assert report["interrupted"] is False
+    assert report["selection"] == {"args": ["."], "keyword": "", "markers": "", "deselected": 0,
+                                   "tests": ["test_x.py::test_a", "test_x.py::test_b"], "whole": True}
+
+
+def test_keyword_and_node_id_selections_are_not_whole(pytester: pytest.Pytester) -> None:
+    _setup(pytester)
+    pytester.makepyfile(test_x="def test_a():\n    pass\ndef test_b():\n    pass\n")
+    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out", "-k", "test_a")
+    selection = _report(pytester)["selection"]
+    assert isinstance(selection, dict)
+    assert (selection["whole"], selection["deselected"], selection["keyword"]) == (False, 1, "test_a")
+    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out",
+                       "test_x.py::test_b")
+    selection = _report(pytester)["selection"]
+    assert isinstance(selection, dict)
+    assert (selection["whole"], selection["tests"]) == (False, ["test_x.py::test_b"])
+
+
+def test_exitfirst_and_keyboard_interrupt_record_interrupted(pytester: pytest.Pytester) -> None:
+    _setup(pytester)
+    pytester.makepyfile(test_x="def test_a():\n    assert False\ndef test_b():\n    pass\n")
+    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out", "-x")
+    report = _report(pytester)
+    assert report["interrupted"] is True and "stopping after 1 failures" in str(report["interrupted_reason"])
+    pytester.makepyfile(test_x="def test_a():\n    raise KeyboardInterrupt('signal 2')\ndef test_b():\n    pass\n")
+    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out")
+    report = _report(pytester)
+    assert report["interrupted"] is True and "KeyboardInterrupt" in str(report["interrupted_reason"])

@@ -20,6 +20,7 @@ import pytest
 from harness.checks.leftovers import differences
 from harness.config import load_profile
 from harness.kube import Kube
+from harness.report import gate, load_report
 from harness.testing import capture_cluster_state
 from tests.simproc import ROOT, existing_profile_for, running_sim
 
@@ -84,3 +85,10 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
         assert proc.returncode != 0, f"an interrupted run must not report success:\n{output[-2000:]}"
         left = differences(before, capture_cluster_state(kube, profile.seldon.namespace))
         assert left == [], f"{signame} at {when!r} left: {left}\n{output[-3000:]}"
+    # The report it leaves says what happened, and the gate refuses it twice over: the cluster was
+    # `sim up` reached through an existing profile (its API says so), and the run was cut short.
+    report = load_report(tmp_path / "report" / "report.json")
+    assert report.simulated and report.provider == "existing" and report.interrupted, report.interrupted_reason
+    assert gate(report, None, 0.10, allow_simulated=False).refused
+    kinds = {f.kind for f in gate(report, None, 0.10, allow_simulated=True).failures}
+    assert "interrupted" in kinds, kinds

@@ -28,7 +28,9 @@ from harness.report.model import (
     PlacementRow,
     ProbeResult,
     ProfileRef,
+    Rehearsal,
     RunReport,
+    Selection,
     SloSpec,
     SloVerdict,
     Status,
@@ -217,6 +219,19 @@ class ReportBuilder:
         current.update({k: v for k, v in update.items() if v is not None})
         self._report.cluster = ClusterFacts.model_validate(current)
         return self._report.cluster
+
+    def set_selection(self, selection: Selection) -> None:
+        self._report.selection = selection
+
+    def mark_interrupted(self, reason: str) -> None:
+        """The run stopped early; the first reason wins (later ones are consequences)."""
+        self._report.interrupted = True
+        if not self._report.interrupted_reason:
+            self._report.interrupted_reason = reason
+
+    def set_rehearsal(self, rehearsal: Rehearsal) -> None:
+        self._report.rehearsal = rehearsal
+        self.mark_simulated(f"--rehearse: the {rehearsal.provider} profile ran on the simulated cluster")
 
     def mark_simulated(self, reason: str) -> None:
         """The evidence comes from a simulated cluster. One way only: nothing marks a run real again."""

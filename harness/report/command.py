@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.report.allowlist import load_allow_list
 from harness.report.gate import format_verdict, gate
 from harness.report.html import render_html
 from harness.report.junit import render_junit
@@ -27,7 +28,10 @@ def _allow_skip(args: argparse.Namespace) -> list[str]:
 def run_gate(args: argparse.Namespace) -> int:
     report = load_report(args.report)
     baseline = load_report(args.baseline) if args.baseline else None
-    verdict = gate(report, baseline, float(args.max_regression), bool(args.allow_simulated), _allow_skip(args))
+    raw_list = getattr(args, "allow_list", None)
+    allow_list = load_allow_list(raw_list) if raw_list else None
+    verdict = gate(report, baseline, float(args.max_regression), bool(args.allow_simulated), _allow_skip(args),
+                   allow_list=allow_list)
     sys.stdout.write(format_verdict(verdict, str(args.report)))
     sys.stdout.flush()
     return verdict.exit_code

@@ -7,6 +7,10 @@ Rules (documented in docs/report.md, "The release gate"):
   `allow_skip` ("*" allows every skip): a skipped GPU check proved nothing, so a release must not
   count it as passed by default;
 - a report with no checks, or one whose run never finished, fails (nothing or only part was proven);
+- incomplete evidence is refused (`harness.report.completeness`): an interrupted run (signal, -x),
+  a partial selection (-k, -m, single tests, deselection), a suite that did not run, a selected test
+  without a verdict, a malformed run id; a skip is accepted only when the reviewed allow-list file
+  (`profiles/allowed-skips.yaml`, `--allow-list`) lists it for the report's profile, with a reason;
 - every latency result must be complete and meet its SLO verdicts;
 - against a baseline, p50/p95/p99 of every model measured at the same load (model, protocol, loop,
   offered rate or concurrency) may grow by at most `max_regression` (0.10 = 10 %, the bound itself
@@ -19,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from harness.report.allowlist import AllowList
+from harness.report.completeness import completeness_problems
 from harness.report.model import LatencyEntry, RunReport
 
 PERCENTILES = ("p50", "p95", "p99")
@@ -28,7 +34,9 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True)
 class GateFailure:
-    kind: str  # refused | empty | unfinished | check | skip | incomplete | slo | regression | missing
+    # refused | interrupted | partial | tampered | empty | unfinished | check | skip | incomplete | slo
+    # | regression | missing
+    kind: str
     subject: str
     detail: str
 
@@ -69,19 +77,24 @@ def _latest_by_load(entries: list[LatencyEntry], notes: list[str], which: str) -
     return out
 
 
-def _check_failures(report: RunReport, allow_skip: Collection[str]) -> list[GateFailure]:
+def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: AllowList | None,
+                    notes: list[str]) -> list[GateFailure]:
     failures: list[GateFailure] = []
     skip_all = "*" in allow_skip
     for check in report.checks:
         subject = f"{check.suite}: {check.name}"
         if check.status in ("fail", "error"):
             failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
-        elif check.status == "skip" and not (skip_all or check.suite in allow_skip):
-            failures.append(GateFailure(
-                "skip", subject,
-                f"skipped ({check.reason or 'no reason given'}); a skipped check proves nothing "
-                f"(allow with --allow-skip {check.suite})",
-            ))
+        elif check.status == "skip":
+            listed = allow_list.allowing(report.profile.name, check.name) if allow_list is not None else None
+            if listed is not None:
+                notes.append(f"{subject}: skip allowed by {allow_list.source if allow_list else ''}: {listed.reason}")
+            elif not (skip_all or check.suite in allow_skip):
+                failures.append(GateFailure(
+                    "skip", subject,
+                    f"skipped ({check.reason or 'no reason given'}); a skipped check proves nothing unless the "
+                    f"reviewed allow-list (profiles/allowed-skips.yaml) lists it for profile {report.profile.name}",
+                ))
     return failures
 
 
@@ -137,6 +150,7 @@ def gate(
     max_regression: float,
     allow_simulated: bool,
     allow_skip: Collection[str] = (),
+    allow_list: AllowList | None = None,
 ) -> GateVerdict:
     """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
     if max_regression < 0:
@@ -154,13 +168,14 @@ def gate(
             "refused", f"baseline run {baseline.run_id}",
             "the baseline is from a SIMULATED CLUSTER; its latencies say nothing about a real cluster",
         ))
+    failures.extend(GateFailure(kind, subject, detail) for kind, subject, detail in completeness_problems(report))
     if report.finished is None:
         failures.append(GateFailure(
             "unfinished", f"run {report.run_id}", "the run never finished; evidence is partial"
         ))
     if not report.checks:
         failures.append(GateFailure("empty", f"run {report.run_id}", "the report holds no checks: nothing was proven"))
-    failures.extend(_check_failures(report, allow_skip))
+    failures.extend(_check_failures(report, allow_skip, allow_list, notes))
     failures.extend(_latency_failures(report))
     comparisons: list[Comparison] = []
     if baseline is not None:
@@ -177,6 +192,9 @@ def gate(
         notes=tuple(notes),
     )
 
+
+# Failures that make the evidence unusable, whatever the checks say: the first line says REFUSED and why.
+INCOMPLETE_KINDS = ("interrupted", "partial", "tampered", "unfinished", "empty")
 
 # A table row stays one line: check reasons can hold whole pytest failure reports.
 DETAIL_WIDTH = 200
@@ -202,6 +220,8 @@ def format_verdict(verdict: GateVerdict, report_name: str) -> str:
             f"REFUSED: {report_name} is evidence from a SIMULATED CLUSTER, which cannot release anything "
             f"(--allow-simulated judges it anyway); {problems}"
         )
+    elif (incomplete := next((f for f in verdict.failures if f.kind in INCOMPLETE_KINDS), None)) is not None:
+        first = f"REFUSED: {report_name}: incomplete evidence: {one_line(incomplete.detail)}; {problems}"
     elif verdict.passed:
         first = f"PASS: {report_name}"
     else:

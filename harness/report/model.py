@@ -222,6 +222,27 @@ class Artifact(_Model):
     description: str = ""
 
 
+class Selection(_Model):
+    """What pytest was asked to run; the gate accepts only whole-suite runs."""
+
+    args: list[str] = Field(default_factory=list, description="the paths and node ids given to pytest")
+    keyword: str = Field(default="", description="-k expression, empty when none")
+    markers: str = Field(default="", description="-m expression, empty when none")
+    deselected: int = Field(default=0, ge=0, description="tests collected but deselected (-k, -m, --deselect, --lf)")
+    tests: list[str] = Field(default_factory=list, description="node ids of every test selected to run")
+    whole: bool = Field(description="true when the whole suites folder ran: only folder or module paths, "
+                        "nothing deselected")
+
+
+class Rehearsal(_Model):
+    """A `--rehearse` run: the profile's shape on the simulated cluster instead of its own provider."""
+
+    provider: Literal["sim", "kind", "existing"] = Field(description="the rehearsed profile's own provider")
+    host_gpus_simulated: bool = Field(
+        default=False, description="true when the host's GPUs were simulated too (kind profiles)"
+    )
+
+
 class RunReport(_Model):
     """The whole run. Top-level document of report.json."""
 
@@ -229,6 +250,14 @@ class RunReport(_Model):
     run_id: str
     started: datetime
     finished: datetime | None = Field(default=None, description="null when the run was cut short")
+    interrupted: bool = Field(
+        default=False, description="true when the run was stopped early (a signal, -x or --maxfail)"
+    )
+    interrupted_reason: str | None = Field(default=None, description="what stopped the run early")
+    selection: Selection | None = Field(default=None, description="what pytest was asked to run; null when unknown")
+    rehearsal: Rehearsal | None = Field(
+        default=None, description="set on `--rehearse` runs: the profile ran on the simulated cluster"
+    )
     simulated: bool = Field(description="true when the evidence comes from the built-in simulated cluster")
     provider: Literal["sim", "kind", "existing"]
     profile: ProfileRef

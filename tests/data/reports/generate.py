@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import ReportBuilder, RunReport, dump_report
+from harness.report.model import Selection
 
 OUT = Path(__file__).resolve().parent
 T0 = datetime(2026, 11, 28, 2, 17, 0, tzinfo=UTC)
@@ -123,7 +124,11 @@ def build(run_id: str, provider: str = "kind", fail: bool = False, factor: float
                 suite="latency", duration_s=35.0)
     b.add_check("suites/test_latency.py::test_latency_slo[iris-cpu]", "iris-cpu meets its latency SLO", "pass",
                 suite="latency", duration_s=35.0)
+    b.add_check("suites/test_model_scheduling.py::test_models_ready_on_intended_servers",
+                "each Model is ready on the Server it was meant for", "pass", suite="scheduling", duration_s=0.5)
     b.add_artifact("evidence/seldon-mesh/events.txt", "events of the Seldon namespace")
+    # The whole suites folder ran: every test above was selected and judged.
+    b.set_selection(Selection(args=["suites/"], tests=[c.id for c in b.snapshot().checks], whole=True))
     return b.finish()
 
 

@@ -1,0 +1,88 @@
+"""The reviewed allow-list of skips: checks a real cluster of a shipped profile cannot run, with why.
+
+One file (`profiles/allowed-skips.yaml`) is read by the release gate (`harness gate --allow-list`),
+by the workflows that call it, and by the rehearsal test that proves it: a rehearsal of each
+shipped profile skips exactly the checks listed for that profile, no more and no fewer.
+
+Format:
+
+    allowed_skips:
+      - profile: kind-cpu*          # fnmatch pattern on the report's profile name
+        check: test_probe_sees_*    # fnmatch pattern on the check's name (the test name with params)
+        reason: the GPUs are fake capacity; NVML has nothing to show
+
+Bad input is one `UsageError` line naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.safeyaml import load_one, read_text
+
+DEFAULT_PATH = Path("profiles/allowed-skips.yaml")
+_KEYS = {"profile", "check", "reason"}
+
+
+@dataclass(frozen=True)
+class AllowedSkip:
+    profile: str
+    check: str
+    reason: str
+
+    def matches(self, profile: str, check: str) -> bool:
+        return fnmatchcase(profile, self.profile) and fnmatchcase(check, self.check)
+
+
+@dataclass(frozen=True)
+class AllowList:
+    entries: tuple[AllowedSkip, ...] = ()
+    source: str = "<none>"
+
+    def allowing(self, profile: str, check: str) -> AllowedSkip | None:
+        """The entry that allows `check` of `profile` to skip, or None."""
+        for entry in self.entries:
+            if entry.matches(profile, check):
+                return entry
+        return None
+
+    def for_profile(self, profile: str) -> tuple[AllowedSkip, ...]:
+        return tuple(e for e in self.entries if fnmatchcase(profile, e.profile))
+
+
+def parse_allow_list(data: Any, source: str) -> AllowList:
+    if data is None:
+        return AllowList((), source)
+    if not isinstance(data, dict) or set(data) != {"allowed_skips"}:
+        raise UsageError(f"{source}: expected a mapping with the one key allowed_skips")
+    raw = data["allowed_skips"] or []
+    if not isinstance(raw, list):
+        raise UsageError(f"{source}: allowed_skips: expected a list of entries, got {type(raw).__name__}")
+    entries: list[AllowedSkip] = []
+    for i, item in enumerate(raw):
+        where = f"{source}: allowed_skips[{i}]"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where}: expected a mapping with profile, check and reason")
+        if set(item) != _KEYS:
+            missing, extra = sorted(_KEYS - set(item)), sorted(set(item) - _KEYS)
+            what = f"missing {', '.join(missing)}" if missing else f"unknown key {', '.join(extra)}"
+            raise UsageError(f"{where}: {what} (expected exactly profile, check and reason)")
+        values = {k: item[k] for k in _KEYS}
+        for key, value in values.items():
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+        entry = AllowedSkip(values["profile"].strip(), values["check"].strip(), " ".join(values["reason"].split()))
+        if (entry.profile, entry.check) in {(e.profile, e.check) for e in entries}:
+            raise UsageError(f"{where}: profile {entry.profile!r} check {entry.check!r} is listed twice")
+        entries.append(entry)
+    return AllowList(tuple(entries), source)
+
+
+def load_allow_list(path: str | Path) -> AllowList:
+    """Read with the strict loader (duplicate keys, aliases, non-regular files refused: one line each)."""
+    p = Path(path)
+    return parse_allow_list(load_one(read_text(p, "allow-list"), str(p)), str(p))
