@@ -209,6 +209,7 @@ def test_exitfirst_and_keyboard_interrupt_record_interrupted(pytester: pytest.Py
     report = _report(pytester)
     assert report["interrupted"] is True and "stopping after 1 failures" in str(report["interrupted_reason"])
     pytester.makepyfile(test_x="def test_a():\n    raise KeyboardInterrupt('signal 2')\ndef test_b():\n    pass\n")
-    pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out")
+    pytester.inline_run("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out",
+                        no_reraise_ctrlc=True)
     report = _report(pytester)
     assert report["interrupted"] is True and "KeyboardInterrupt" in str(report["interrupted_reason"])
