@@ -18,7 +18,7 @@ from harness import render
 from harness.checks.placement import Snapshot
 from harness.config import Profile
 from harness.errors import HarnessError, WaitTimeout
-from harness.kube import Kube, NodeGuard
+from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.progress import progress
 from harness.providers import ClusterHandle, Finding, MeshEndpoint, ProviderOptions, get_provider
 from harness.render.labels import RUN_ID_KEY
@@ -206,8 +206,7 @@ class ClusterSession:
             with self.phase("servers"):
                 for server in self.profile.servers:
                     obj = render.server(self.profile, server, namespace, run_id=self.options.run_id)
-                    self._claim(obj)
-                    self.deployed.append(kube.apply(obj))
+                    self.deployed.append(self._create_owned(obj))
                 for server in self.profile.servers:
                     try:
                         kube.wait_for(
@@ -220,8 +219,7 @@ class ClusterSession:
             with self.phase("models"):
                 for model in self.profile.models:
                     obj = render.model(self.profile, model, namespace, run_id=self.options.run_id)
-                    self._claim(obj)
-                    self.deployed.append(kube.apply(obj))
+                    self.deployed.append(self._create_owned(obj))
                 for model in self.profile.models:
                     live = kube.wait_for(
                         SELDON_API, "Model", model.name, namespace,
@@ -236,21 +234,29 @@ class ClusterSession:
         except PhaseFailed as exc:
             self.deploy_error = str(exc)
 
-    def _claim(self, obj: Obj) -> None:
-        """Refuse to take over an object this run did not create: another run's Server (two runs
-        on one cluster must not delete each other's objects) or one the cluster's owners made."""
+    def _create_owned(self, obj: Obj) -> Obj:
+        """Servers and Models are create-only. A create that finds the object already there (409)
+        takes it only when it carries this run's id (our own create whose answer was lost, or a
+        rerun with the same --run-id); anything else is another run's or the cluster owners' object
+        and is never patched. No check-then-write: two runs starting together cannot both take it."""
+        kube = self._kube()
         meta = obj["metadata"]
-        live = self._kube().get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-        if live is None:
-            return
-        owner = (live["metadata"].get("labels") or {}).get(RUN_ID_KEY)
-        if owner != self.options.run_id:
-            held = f"run {owner!r}" if owner else "no harness run (it was not created by the harness)"
-            raise HarnessError(
-                f"{obj['kind']} {meta.get('namespace')}/{meta['name']} already exists and belongs to {held}; "
-                "the harness never changes objects it did not create: rename it in the profile or wait for "
-                "the other run to finish"
-            )
+        try:
+            return kube.create_only(obj)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+        live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        owner = ((live or {}).get("metadata", {}).get("labels") or {}).get(RUN_ID_KEY)
+        if live is not None and owner == self.options.run_id:
+            return kube.apply(obj)
+        held = (f"run {owner!r}" if owner else "no harness run (it was not created by the harness)") \
+            if live is not None else "someone else (it was deleted again since)"
+        raise HarnessError(
+            f"{obj['kind']} {meta.get('namespace')}/{meta['name']} already exists and belongs to {held}; "
+            "the harness never changes objects it did not create: rename it in the profile or wait for "
+            "the other run to finish"
+        )
 
     def down(self) -> list[str]:
         """Undo everything in reverse; never raises. Returns the problems met on the way."""

@@ -91,6 +91,7 @@ class Recorder:
         from harness.report.builder import ReportBuilder
 
         self.profile = profile
+        self.run_id = run_id
         self.report_dir = report_dir
         self.builder = ReportBuilder.from_profile(profile, run_id, report_dir=report_dir)
         self.tests: dict[str, TestRecorder] = {}
@@ -176,7 +177,11 @@ class Recorder:
         try:
             from harness.kube.evidence import collect_evidence
 
-            paths = collect_evidence(session.kube, out, namespaces, seldon_namespace=self.profile.seldon.namespace)
+            # On a cluster the harness did not create, and whose Seldon it did not install, the Seldon
+            # namespace is shared: copy only this run's objects from it.
+            shared = self.profile.cluster.provider == "existing" and not self.profile.seldon.install
+            paths = collect_evidence(session.kube, out, namespaces, seldon_namespace=self.profile.seldon.namespace,
+                                     only_run=self.run_id if shared else None)
             for path in paths:
                 try:
                     self.builder.add_artifact(Path(path).resolve().relative_to(self.report_dir.resolve()),

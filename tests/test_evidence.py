@@ -101,7 +101,7 @@ def test_redact() -> None:
     assert redact(f"Authorization: Bearer {TOKEN}") == "Authorization: Bearer <redacted>"
     assert redact("client-key-data: LS0tLS1CRUdJTi") == "client-key-data: <redacted>"
     assert redact('{"token": "abc123"}') == '{"token": "<redacted>"}'
-    assert redact("s3://b and https://user:pa55@example.com/x") == "s3://b and https://user:<redacted>@example.com/x"
+    assert redact("s3://b and https://user:pa55@example.com/x") == "s3://b and https://<redacted>@example.com/x"
     assert redact("-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----") == "<redacted private key>"
     assert redact("phase: Running") == "phase: Running"
 

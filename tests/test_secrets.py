@@ -15,6 +15,14 @@ from tests.simproc import ROOT, existing_profile_for, running_sim
 TOKEN = "planted-bearer-token-5f1c9a"
 STORAGE_SECRET = "planted-storage-secret-77e2b4"
 URI_PASSWORD = "planted-uri-password-3d9e"
+# Shapes from issue 14 that the name-based redaction missed.
+S3_SLASHED = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYpLaNtEd"
+PRESIGNED_SIG = "a1b2c3d4e5f6planted7presigned"
+SAS_SIG = "Zm9vYmFyplantedSAS%2Bqux%3D"
+URI_TOKEN = "plantedUriToken8c2f"
+BASIC = "cGxhbnRlZDpiYXNpYw=="
+ARG_TOKEN = "plantedArgTokenX91kQ"
+PLANTED = (TOKEN, STORAGE_SECRET, URI_PASSWORD, S3_SLASHED, PRESIGNED_SIG, SAS_SIG, URI_TOKEN, BASIC, ARG_TOKEN)
 
 
 @pytest.mark.slow
@@ -29,11 +37,20 @@ def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
             ROOT / "profiles" / "sim.yaml", kubeconfig, tmp_path / "existing.yaml",
             servers=[
                 {"name": "mlserver-gpu", "gpus": 1, "pod_spec": {"containers": [{"name": "mlserver", "env": [
-                    {"name": "AWS_SECRET_ACCESS_KEY", "value": STORAGE_SECRET}]}]}},
+                    {"name": "AWS_SECRET_ACCESS_KEY", "value": STORAGE_SECRET},
+                    {"name": "S3_CREDS", "value": S3_SLASHED},
+                    {"name": "MIRROR", "value": f"https://b.s3.amazonaws.com/m?X-Amz-Signature={PRESIGNED_SIG}"},
+                    {"name": "BLOB", "value": f"https://a.blob.core.windows.net/c/m?sv=2022&sig={SAS_SIG}"},
+                    {"name": "PROXY_AUTHORIZATION", "value": f"Basic {BASIC}"},
+                ], "args": ["--api-token", ARG_TOKEN]}]}},
                 {"name": "mlserver-cpu", "gpus": 0, "extra_capabilities": ["model-on-cpu"]},
             ],
             # The model cannot be fetched (and the run fails, so evidence is collected).
-            models=[{"name": "private", "storage_uri": f"s3://user:{URI_PASSWORD}@bucket/model",
+            # The first model fails to load, and its failure quotes its storage URI: a token-only
+            # userinfo (no ':'), which name-based redaction let through into every output.
+            models=[{"name": "private", "storage_uri": f"https://{URI_TOKEN}@host.example/model",
+                     "requirements": ["sklearn", "model-on-gpu"]},
+                    {"name": "private2", "storage_uri": f"s3://user:{URI_PASSWORD}@bucket/model",
                      "requirements": ["sklearn", "model-on-gpu"]}],
             timeouts={"server_ready_s": 60, "model_ready_s": 30},
         )
@@ -49,7 +66,7 @@ def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
     leaks = []
     for path in files:
         text = path.read_text(errors="replace")
-        leaks += [f"{path.relative_to(report_dir)}: {s}" for s in (TOKEN, STORAGE_SECRET, URI_PASSWORD) if s in text]
+        leaks += [f"{path.relative_to(report_dir)}: {s}" for s in PLANTED if s in text]
     for stream in (proc.stdout, proc.stderr):
-        leaks += [f"pytest output: {s}" for s in (TOKEN, STORAGE_SECRET, URI_PASSWORD) if s in stream]
+        leaks += [f"pytest output: {s}" for s in PLANTED if s in stream]
     assert leaks == [], leaks

@@ -224,6 +224,19 @@ class Kube:
         created: Obj = self._json("POST", self.path(api_version, kind, namespace), query, obj, idempotent=False)
         return created
 
+    def create_only(self, obj: Obj) -> Obj:
+        """Create, retrying transient errors; an existing object is a 409 `KubeApiError`, never patched.
+
+        Retrying a create is safe here because the caller decides what a 409 means (a lost create
+        of ours that landed carries our run id; anything else is someone else's object).
+        """
+        api_version, kind, name, namespace = _identity(obj)
+        body = _strip_server_fields(obj)
+        created: Obj = self.retrier.call(
+            f"create {describe(kind, name, namespace)}",
+            lambda: self._create_once(api_version, kind, namespace, body, None), idempotent=True)
+        return created
+
     def apply(self, obj: Obj, dry_run: bool = False) -> Obj:
         """Create, or merge-patch what is there: running it twice leaves the same object."""
         api_version, kind, name, namespace = _identity(obj)

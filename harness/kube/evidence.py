@@ -19,6 +19,7 @@ from harness.fsio import write_atomic
 from harness.kube.client import Kube, event_time
 from harness.kube.tools import HelmRunner
 from harness.redact import redact, redact_tree
+from harness.render.labels import RUN_ID_KEY
 
 Obj = dict[str, Any]
 
@@ -104,11 +105,17 @@ def _safe(name: str) -> str:
 
 
 def collect_evidence(kube: Kube, out_dir: Path, namespaces: list[str], *, seldon_namespace: str,
-                     helm: HelmRunner | None = None) -> list[Path]:
-    """Write the evidence files under `out_dir`; return the paths written. Never raises."""
+                     helm: HelmRunner | None = None, only_run: str | None = None) -> list[Path]:
+    """Write the evidence files under `out_dir`; return the paths written. Never raises.
+
+    `only_run`: on a shared cluster the Seldon namespace holds other teams' Servers, Models, pods,
+    logs and events; with a run id here only this run's objects from it (labelled with the run id,
+    and the pods of its Servers) and the events about them are copied. The run's own `namespaces`
+    are copied whole.
+    """
     c = _Collector(Path(out_dir))
     try:
-        _collect(c, kube, Path(out_dir), namespaces, seldon_namespace, helm)
+        _collect(c, kube, Path(out_dir), namespaces, seldon_namespace, helm, only_run)
     except Exception as exc:  # never raise: the caller is already handling a failure
         c.errors.append(f"evidence collection stopped early: {exc.__class__.__name__}: {exc}")
     if c.errors:
@@ -116,12 +123,42 @@ def collect_evidence(kube: Kube, out_dir: Path, namespaces: list[str], *, seldon
     return c.written
 
 
+def _owned(obj: Obj, run_id: str) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID_KEY) == run_id
+
+
+def _run_scope(kube: Kube, namespace: str, run_id: str) -> tuple[set[str], set[str]]:
+    """(names of this run's objects in `namespace`, names of its Servers)."""
+    names: set[str] = set()
+    servers: set[str] = set()
+    for kind in SELDON_KINDS:
+        for item in kube.list(SELDON_API, kind, namespace):
+            if _owned(item, run_id):
+                names.add(item["metadata"]["name"])
+                if kind == "Server":
+                    servers.add(item["metadata"]["name"])
+    return names, servers
+
+
+def _in_scope(obj: Obj, own: set[str], servers: set[str], run_id: str) -> bool:
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return (_owned(obj, run_id) or meta.get("name") in own
+            or labels.get("seldon-server-name") in servers)
+
+
 def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], seldon_namespace: str,
-             helm: HelmRunner | None) -> None:
+             helm: HelmRunner | None, only_run: str | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     spaces = list(dict.fromkeys([*namespaces, seldon_namespace]))
+    shared = {seldon_namespace} - set(namespaces) if only_run is not None else set()
     all_events: list[Obj] = []
     all_pods: list[Obj] = []
+    own: set[str] = set()
+    servers: set[str] = set()
+    if shared and only_run is not None:
+        scope = _run_scope(kube, seldon_namespace, only_run)
+        own, servers = scope
 
     for ns in spaces:
         def events(ns: str = ns) -> None:
@@ -132,6 +169,16 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
 
         c.attempt(f"events in {ns}", events)
         c.attempt(f"pods in {ns}", pods)
+
+    if shared and only_run is not None:
+        run_id = only_run
+        all_pods = [p for p in all_pods if (p.get("metadata") or {}).get("namespace") not in shared
+                    or _in_scope(p, own, servers, run_id)]
+        own |= {p["metadata"]["name"] for p in all_pods if p["metadata"].get("namespace") in shared}
+        # StatefulSets are named after their Servers; events about them are this run's too.
+        own |= servers
+        all_events = [e for e in all_events if (e.get("metadata") or {}).get("namespace") not in shared
+                      or (e.get("involvedObject") or {}).get("name") in own]
 
     c.write("events.txt", events_table(all_events))
     c.write("pods-wide.txt", pods_wide(all_pods))
@@ -171,6 +218,8 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
     for kind in SELDON_KINDS:
         def crs(kind: str = kind) -> None:
             items = kube.list(SELDON_API, kind, seldon_namespace)
+            if shared and only_run is not None:
+                items = [i for i in items if _owned(i, only_run)]
             for ns in spaces:
                 if ns != seldon_namespace:
                     items += kube.list(SELDON_API, kind, ns)
@@ -180,7 +229,7 @@ def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], se
 
         c.attempt(f"Seldon {kind} statuses", crs)
 
-    if helm is not None:
+    if helm is not None and not shared:
         for release in HELM_RELEASES:
             def status(release: str = release) -> None:
                 c.write(f"helm/{release}.txt", helm.status(release, seldon_namespace))
