@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.config import Profile, load_profile, parse_profile
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.kube import Kube, NodeGuard
 from harness.providers import ProviderOptions, get_provider
 from harness.providers.common import adds_gpu_toleration, image_tag, mesh_from_service
@@ -144,9 +144,10 @@ def test_existing_installs_seldon_only_when_asked_and_removes_only_that(sim_run:
     ex.install_seldon(kube)
     ex.teardown()
     argv = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
-    assert [a[:3] for a in argv] == [["upgrade", "--install", "seldon-core-v2-crds"],
-                                     ["upgrade", "--install", "seldon-core-v2-setup"],
-                                     ["upgrade", "--install", "seldon-core-v2-runtime"],
+    # `helm install`, never `upgrade --install`: a release that is already there is refused by helm.
+    assert [a[:3] for a in argv] == [["install", "seldon-core-v2-crds", "seldon-core-v2-crds"],
+                                     ["install", "seldon-core-v2-setup", "seldon-core-v2-setup"],
+                                     ["install", "seldon-core-v2-runtime", "seldon-core-v2-runtime"],
                                      ["uninstall", "seldon-core-v2-runtime", "--namespace"],
                                      ["uninstall", "seldon-core-v2-setup", "--namespace"],
                                      ["uninstall", "seldon-core-v2-crds", "--namespace"]]
@@ -257,3 +258,66 @@ def test_existing_provider_against_the_sim_says_simulated(sim_run: tuple[Any, Ku
     facts = ex.cluster_facts(kube)
     assert facts.simulated is True  # ... the API server tells it
     assert facts.simulated_reason is not None and "harness-sim" in facts.simulated_reason
+
+
+def _fake_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "calls.jsonl"
+    py = tmp_path / "py"
+    py.mkdir(exist_ok=True)
+    (py / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    (py / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{py}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKEBIN_LOG", str(log))
+    return log
+
+
+def test_install_true_on_a_cluster_that_has_seldon_is_a_preflight_failure(sim_run: tuple[Any, Kube],
+                                                                        tmp_path: Path) -> None:
+    provider, _ = sim_run
+    ex = get_provider(existing_profile(**{"seldon.install": True}),
+                      options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    failed = {f.id: f.message for f in ex.preflight() if not f.ok}
+    assert "seldon.preexisting" in failed, failed
+    assert "already on this cluster (CRD servers.mlops.seldon.io" in failed["seldon.preexisting"]
+    assert "set seldon.install: false" in failed["seldon.preexisting"]
+
+
+def test_install_true_on_a_cluster_that_has_a_device_plugin_is_a_preflight_failure(
+        sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
+    provider, kube = sim_run
+    kc = Path(provider.cluster.kubeconfig_path)
+    ex = get_provider(existing_profile(**{"gpu.device_plugin.install": True}), options(tmp_path, kc))
+    failed = {f.id: f.message for f in ex.preflight() if not f.ok}
+    # the sim's GPU nodes advertise nvidia.com/gpu, as only a registered device plugin makes them do
+    assert "already advertise nvidia.com/gpu" in failed.get("gpu.device-plugin.preexisting", ""), failed
+    kube.apply({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "nvidia-device-plugin-daemonset", "namespace": "kube-system"},
+                "spec": {"selector": {"matchLabels": {"app": "dp"}}, "template": {
+                    "metadata": {"labels": {"app": "dp"}},
+                    "spec": {"nodeSelector": {"no-such": "node"},
+                             "containers": [{"name": "dp", "image": "nvcr.io/nvidia/k8s-device-plugin"}]}}}})
+    try:
+        failed = {f.id: f.message for f in ex.preflight() if not f.ok}
+        assert "DaemonSet kube-system/nvidia-device-plugin-daemonset" in failed["gpu.device-plugin.preexisting"]
+    finally:
+        kube.delete("apps/v1", "DaemonSet", "nvidia-device-plugin-daemonset", "kube-system")
+
+
+def test_a_release_that_existed_before_the_run_is_never_upgraded_or_uninstalled(
+        sim_run: tuple[Any, Kube], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preflight passed (the release appeared after it, or was invisible to it); helm then
+    refuses `install` of a name in use, and teardown uninstalls nothing this run did not install."""
+    provider, kube = sim_run
+    log = _fake_helm(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKEBIN_FAIL", json.dumps(["helm install seldon-core-v2-setup"]))
+    ex = get_provider(existing_profile(**{"seldon.install": True, "gpu.device_plugin.install": True}),
+                      options(tmp_path, Path(provider.cluster.kubeconfig_path)))
+    ex.install_gpu_stack(kube)
+    with pytest.raises(HarnessError):
+        ex.install_seldon(kube)
+    ex.teardown()
+    argv = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    assert not any(a[:1] == ["upgrade"] for a in argv), argv
+    uninstalled = [a[1] for a in argv if a[0] == "uninstall"]
+    # only what this run installed, newest first: never the setup release that was already there
+    assert uninstalled == ["seldon-core-v2-crds", "nvidia-device-plugin"], argv

@@ -115,8 +115,11 @@ class HelmRunner:
 
     def upgrade_install(self, release: str, chart: str, *, repo: str, version: str, namespace: str,
                         timeout_s: float, values: Path | None = None, wait: bool = True,
-                        sets: Sequence[str] = ()) -> None:
-        args = ["upgrade", "--install", release, chart, "--repo", repo, "--version", version,
+                        sets: Sequence[str] = (), create_only: bool = False) -> None:
+        # create_only: `helm install`, which refuses a release name already in use, so a release
+        # someone else installed (found between our preflight and now) is never upgraded.
+        verb = ["install"] if create_only else ["upgrade", "--install"]
+        args = [*verb, release, chart, "--repo", repo, "--version", version,
                 "--namespace", namespace, "--create-namespace"]
         if values is not None:
             args += ["--values", str(values)]

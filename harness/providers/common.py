@@ -177,8 +177,12 @@ def cluster_facts(kube: Kube, profile: Profile, simulated: bool) -> ClusterFacts
     )
 
 
-def install_seldon(helm: HelmRunner, profile: Profile, workdir: Path) -> list[str]:
-    """crds → setup → runtime, pinned to profile.seldon.version. Returns the releases installed."""
+def install_seldon(helm: HelmRunner, profile: Profile, workdir: Path, *, create_only: bool = False,
+                   installed: list[str] | None = None) -> list[str]:
+    """crds → setup → runtime, pinned to profile.seldon.version. Returns the releases installed.
+
+    `installed` (when given) gets each release as soon as it is in, so a failure half-way still
+    lets teardown remove what this run put there, and nothing else."""
     docs = rendered(profile)
     s = profile.seldon
     values = {
@@ -191,18 +195,21 @@ def install_seldon(helm: HelmRunner, profile: Profile, workdir: Path) -> list[st
     done = []
     for chart in SELDON_CHARTS:
         helm.upgrade_install(chart, chart, repo=s.helm_repo, version=s.version, namespace=s.namespace,
-                             timeout_s=profile.timeouts.seldon_install_s, values=values[chart])
+                             timeout_s=profile.timeouts.seldon_install_s, values=values[chart],
+                             create_only=create_only)
         done.append(chart)
+        if installed is not None:
+            installed.append(f"{s.namespace}/{chart}")
     return done
 
 
-def install_device_plugin(helm: HelmRunner, profile: Profile, workdir: Path) -> None:
+def install_device_plugin(helm: HelmRunner, profile: Profile, workdir: Path, *, create_only: bool = False) -> None:
     dp = profile.gpu.device_plugin
     values = write_values(rendered(profile).get("gpu/device-plugin-values.yaml", [{}]),
                           workdir / "helm" / "device-plugin-values.yaml")
     helm.upgrade_install(DEVICE_PLUGIN_RELEASE, "nvidia-device-plugin", repo=DEVICE_PLUGIN_REPO,
                          version=dp.chart_version, namespace=dp.namespace, timeout_s=profile.timeouts.gpu_stack_s,
-                         values=values)
+                         values=values, create_only=create_only)
 
 
 def wait_gpu_allocatable(kube: Kube, profile: Profile, expected: dict[str, int]) -> list[Obj]:

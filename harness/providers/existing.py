@@ -42,6 +42,28 @@ def missing_dedication(nodes: list[dict[str, Any]], profile: Profile) -> list[st
     return problems
 
 
+def device_plugins_present(kube: Kube, profile: Profile) -> list[str]:
+    """What shows a GPU device plugin already runs: its DaemonSets (any namespace; upstream chart,
+    GPU Operator, GKE's) and nodes that already advertise the GPU resource, which only a registered
+    device plugin makes them do."""
+    found: list[str] = []
+    try:
+        for ds in kube.list("apps/v1", "DaemonSet"):
+            meta = ds.get("metadata") or {}
+            name = str(meta.get("name", ""))
+            app = str((meta.get("labels") or {}).get("app.kubernetes.io/name", ""))
+            if "device-plugin" in name + app and ("nvidia" in name + app or "gpu" in name + app):
+                found.append(f"DaemonSet {meta.get('namespace')}/{name}")
+    except KubeApiError as exc:
+        found.append(f"cannot list DaemonSets to check ({exc.status or exc})")
+    resource = profile.gpu.resource_name
+    advertising = [str(n["metadata"]["name"]) for n in kube.list("v1", "Node")
+                   if str(((n.get("status") or {}).get("allocatable") or {}).get(resource, "0")) not in ("0", "")]
+    if advertising and not profile.cluster.fake_gpus:
+        found.append(f"node(s) {', '.join(sorted(advertising))} already advertise {resource}")
+    return found
+
+
 class ExistingProvider:
     name = "existing"
 
@@ -110,6 +132,19 @@ class ExistingProvider:
                 out.append(Finding("seldon.installed", True,
                                    f"Seldon Core 2 {shown} in {self.profile.seldon.namespace}"
                                    + ("" if same else f" (the profile names {self.profile.seldon.version})")))
+        if self.profile.seldon.install and crd is not None:
+            where = f", controller {installed} in {self.profile.seldon.namespace}" if installed else ""
+            out.append(Finding("seldon.preexisting", False,
+                               f"seldon.install is true but Seldon Core 2 is already on this cluster (CRD "
+                               f"{SELDON_CRD}{where}); set seldon.install: false to test it: the harness never "
+                               "upgrades or uninstalls a release it did not install"))
+        if self.profile.gpu.device_plugin.install:
+            present = device_plugins_present(kube, self.profile)
+            if present:
+                out.append(Finding("gpu.device-plugin.preexisting", False,
+                                   f"gpu.device_plugin.install is true but a device plugin is already there "
+                                   f"({'; '.join(present)}); set gpu.device_plugin.install: false: the harness "
+                                   "never upgrades or uninstalls a release it did not install"))
         if self.profile.seldon.install and self.runner.which("helm") is None:
             out.append(Finding("tool.helm", False, "seldon.install is true but helm is not on PATH: install helm 3"))
         return out
@@ -136,7 +171,7 @@ class ExistingProvider:
 
     def install_gpu_stack(self, kube: Kube) -> None:
         if self.profile.gpu.device_plugin.install:
-            common.install_device_plugin(self._helm(), self.profile, self.workdir)
+            common.install_device_plugin(self._helm(), self.profile, self.workdir, create_only=True)
             self.installed.append(f"{self.profile.gpu.device_plugin.namespace}/{common.DEVICE_PLUGIN_RELEASE}")
 
     def _helm(self) -> HelmRunner:
@@ -145,8 +180,7 @@ class ExistingProvider:
     def install_seldon(self, kube: Kube) -> None:
         if not self.profile.seldon.install:
             return
-        for release in common.install_seldon(self._helm(), self.profile, self.workdir):
-            self.installed.append(f"{self.profile.seldon.namespace}/{release}")
+        common.install_seldon(self._helm(), self.profile, self.workdir, create_only=True, installed=self.installed)
 
     def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
         return common.mesh_endpoint(kube, self.profile)
