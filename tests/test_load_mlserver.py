@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,33 @@ def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) 
         assert result.latency_ms["p50"] > 0, protocol
         assert sum(result.errors.values()) > 0, protocol
         assert result.duration_s < 6.0, protocol
+
+
+def test_sweep_capacity_holds_at_085x_and_not_at_14x(mlserver: MLServerProcess, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Done-when of the capacity sweep: within 120 s, `load --sweep --slo-p99-ms 25` finds a capacity
+    that an open-loop run at 0.85x holds and one at 1.4x does not.
+
+    Robust to a shared machine: other processes only ever add latency, so one passing run of two at
+    0.85x shows the SLO can be held there, and one failing run of two at 1.4x shows it cannot."""
+    from harness.checks.slo import evaluate_slo, failed
+    from harness.cli import main
+    from harness.config import Slo
+
+    out = tmp_path / "sweep.json"
+    code = main(["load", "--endpoint", mlserver.http_url, "--model", "iris", "--sweep", "--slo-p99-ms", "25",
+                 "--json", str(out)])
+    printed = capsys.readouterr().out
+    sweep = json.loads(out.read_text())
+    assert code == 0, printed
+    assert sweep["elapsed_s"] <= 120 and sweep["capacity_rps"] > 0, printed
+    capacity = sweep["capacity_rps"]
+    slo = Slo(p99_ms=25.0)
+
+    def holds(rate: float) -> bool:
+        result = run_load(LoadSpec(endpoint=mlserver.http_url, model="iris", rate=rate, duration_s=5.0,
+                                   window_s=5.0, warmup_s=1.0))
+        return not failed(evaluate_slo(result.to_dict(), slo))
+
+    assert holds(0.85 * capacity) or holds(0.85 * capacity), printed
+    assert not holds(1.4 * capacity) or not holds(1.4 * capacity), printed

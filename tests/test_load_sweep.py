@@ -11,7 +11,7 @@ from harness.cli import main
 from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.spec import LoadResult, LoadSpec
-from harness.load.sweep import SweepPlan, bracket, next_rate, run_sweep
+from harness.load.sweep import SweepPlan, bracket, next_rate, run_sweep, step_seconds
 from tests.test_load_unit import StubServer
 
 
@@ -24,6 +24,11 @@ def test_ramp_then_bisect() -> None:
     # The first step already fails: ramp down, and give up below min_rate.
     assert next_rate([(10, False)], plan) == 5
     assert next_rate([(1.5, False)], plan) is None
+
+
+def test_low_rate_steps_last_long_enough_for_a_p99() -> None:
+    plan = SweepPlan(step_s=3.0, min_requests=300, max_step_s=10.0)
+    assert step_seconds(20, plan) == 10.0 and step_seconds(60, plan) == 5.0 and step_seconds(500, plan) == 3.0
 
 
 def test_noise_never_raises_the_capacity_above_a_failure() -> None:
@@ -68,7 +73,7 @@ def _spec() -> LoadSpec:
 @pytest.mark.parametrize("capacity", [37.0, 512.0, 3000.0])
 def test_sweep_finds_the_capacity_within_resolution_and_budget(capacity: float) -> None:
     server = ModelledServer(capacity)
-    plan = SweepPlan(start_rate=20, budget_s=120)
+    plan = SweepPlan(start_rate=20, budget_s=120, min_requests=0)
     result = run_sweep(_spec(), Slo(p99_ms=25.0), plan, measure=server.measure, clock=server.clock)
     assert result.converged and result.complete, result.stop_reason
     assert capacity / 1.05 <= result.capacity_rps <= capacity

@@ -162,6 +162,9 @@ def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[floa
             proc.wait(timeout=10)
 
 
+NOTES_HEADING = "## Notes (added by hand"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.load.bench", description=__doc__)
     parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write")
@@ -303,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    # Hand-written notes (figures measured once, such as the capacity sweep) survive a rewrite.
+    previous = out.read_text() if out.is_file() else ""
+    kept = previous.find(NOTES_HEADING)
+    out.write_text("\n".join(lines) + (previous[kept:] if kept >= 0 else ""))
     print("\n".join(lines))
     return 0
 

@@ -37,6 +37,10 @@ class SweepPlan:
     # Below this rate the service is declared to have no capacity at the SLO.
     min_rate: float = 1.0
     max_steps: int = 40
+    # A p99 from a handful of samples is noise: a step lasts long enough for this many requests
+    # (at most `max_step_s`), so its p99 rests on several samples above it.
+    min_requests: int = 300
+    max_step_s: float = 10.0
 
     def validate(self, source: str = "--sweep") -> SweepPlan:
         if not self.start_rate > 0:
@@ -79,6 +83,11 @@ def next_rate(history: Sequence[tuple[float, bool]], plan: SweepPlan) -> float |
     if hi <= lo * (1 + plan.resolution):
         return None
     return math.sqrt(lo * hi)
+
+
+def step_seconds(rate: float, plan: SweepPlan) -> float:
+    """How long one step at `rate` measures: `step_s`, longer at low rates (see `min_requests`)."""
+    return max(plan.step_s, min(plan.max_step_s, plan.min_requests / rate))
 
 
 def latency_bound_ms(slo: Slo) -> float | None:
@@ -190,16 +199,17 @@ def run_sweep(
             reason = f"step limit ({plan.max_steps}) reached"
             break
         elapsed = clock() - started
-        if elapsed + plan.warmup_s + plan.step_s + overhead > plan.budget_s:
+        seconds = step_seconds(rate, plan)
+        if elapsed + plan.warmup_s + seconds + overhead > plan.budget_s:
             reason = f"time budget {plan.budget_s:g} s reached"
             break
         phase = "bisect" if any(not ok for _, ok in history) and any(ok for _, ok in history) else "ramp"
         if progress is not None:
             progress(f"sweep: step {len(steps) + 1} at {rate:.1f} req/s ({phase})")
         step_start = clock()
-        result = measure(dataclasses.replace(template, rate=rate))
+        result = measure(dataclasses.replace(template, rate=rate, duration_s=seconds, window_s=seconds))
         took = clock() - step_start
-        overhead = max(overhead, took - plan.warmup_s - plan.step_s)
+        overhead = max(overhead, took - plan.warmup_s - seconds)
         step = step_of(result, slo, phase, clock() - started)
         steps.append(step)
         history.append((rate, step.meets_slo))
