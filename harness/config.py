@@ -196,9 +196,13 @@ class Gpu(Strict):
     resource_name: str = "nvidia.com/gpu"
     # The Server capability that GPU models require (matched by the GPU Servers' extraCapabilities).
     capability: str = "model-on-gpu"
-    # Image the NVML probe runs in: any image with Python and nvidia-ml-py (MLServer's has both).
-    probe_image: str = "seldonio/mlserver:1.7.1"
+    # Image the NVML probe runs in: any image with Python 3.8+ and glibc (the probe ships its own NVML
+    # bindings). None: the harness's digest-pinned python:3.12-slim (pre-loaded into kind nodes).
+    probe_image: str | None = None
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin)
+    # kind GPU workers: NVIDIA container toolkit packages installed inside each node, all at this apt
+    # version (nvidia-container-toolkit, -base, libnvidia-container-tools, libnvidia-container1).
+    container_toolkit_version: str = Field(default="1.17.8-1", pattern=r"^\d+\.\d+\.\d+(-\d+)?$")
 
 
 class Seldon(Strict):
@@ -347,6 +351,9 @@ class Timeouts(Strict):
     model_ready_s: PositiveFloat = 600
     pod_schedule_s: PositiveFloat = 120
     probe_s: PositiveFloat = 300
+    # Image pulls get their own budget: readiness budgets start once the image is on the node
+    # (MLServer's images are several GB; a pod's activeDeadlineSeconds would otherwise include the pull).
+    image_pull_s: PositiveFloat = 900
     eviction_s: PositiveFloat = 120
     delete_s: PositiveFloat = 300
     subprocess_s: PositiveFloat = 120

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-from types import ModuleType
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.gpu import FAKE_NVML_DIR, sim_probe_command, sim_probe_env
+from harness.gpu import run_probe_simulated
 from harness.gpu.checks import (
     Verdict,
     check_disjoint,
@@ -22,6 +21,7 @@ from harness.gpu.checks import (
 )
 from harness.gpu.host import host_inventory, host_inventory_with_reason
 from harness.gpu.result import ProbeResult, allocated_uuids_from_env, parse_probe_output, probe_result_from_dict
+from harness.gpu.simnvml import build_library, load_simulated_bindings, prepare_driver_dir
 
 A, B, C = "GPU-aaaa", "GPU-bbbb", "GPU-cccc"
 MIG = "MIG-1111"
@@ -304,29 +304,24 @@ def test_host_subset_allowed_when_profile_hands_out_some_gpus() -> None:
 # ---- host inventory (through the simulated NVML in-process) ----
 
 
-@pytest.fixture
-def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    for var in ("HARNESS_SIM_NODE_GPUS", "HARNESS_SIM_NVML_FAIL", "HARNESS_SIM_GPU_PROCESSES"):
-        monkeypatch.delenv(var, raising=False)
-    spec = importlib.util.spec_from_file_location("fake_pynvml_host", FAKE_NVML_DIR / "pynvml.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_library(tmp_path_factory.getbasetemp() / "simnvml-cache")
 
 
-def test_host_inventory_with_driver(fake_nvml: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARNESS_SIM_NODE_GPUS", f'[{{"uuid": "{A}", "name": "NVIDIA H200", "memory_total_bytes": 1}}]')
+def test_host_inventory_with_driver(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = prepare_driver_dir(tmp_path, library, [{"uuid": A, "name": "NVIDIA H200", "memory_total_bytes": 1}])
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
-    inv, reason = host_inventory_with_reason(fake_nvml)
+    inv, reason = host_inventory_with_reason(load_simulated_bindings(driver))
     assert inv is not None and inv.source == "host"
     assert inv.visible_uuids == {A}
     assert reason == f"host NVML sees 1 GPU(s): {A}"
 
 
-def test_host_inventory_without_driver(fake_nvml: ModuleType) -> None:
-    assert host_inventory(fake_nvml) is None
-    _, reason = host_inventory_with_reason(fake_nvml)
+def test_host_inventory_without_driver() -> None:
+    nvml = load_simulated_bindings(None)
+    assert host_inventory(nvml) is None
+    _, reason = host_inventory_with_reason(nvml)
     assert reason.startswith(
         "host NVML unavailable (no NVIDIA driver on this host?): nvmlInit: NVMLError_LibraryNotFound"
     )
@@ -343,10 +338,17 @@ def test_host_inventory_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- the whole chain: real probe script under the simulated NVML -> parser -> verdicts ----
 
 
-def _probe_pod(visible: str | None, node_gpus: list[dict[str, Any]] | None) -> ProbeResult:
-    env = sim_probe_env(node_gpus, visible, base={"PATH": "/usr/bin:/bin"})
-    proc = subprocess.run(sim_probe_command(), env=env, capture_output=True, text=True, timeout=60, check=True)
-    return parse_probe_output(proc.stdout, "ns/probe")
+@pytest.fixture
+def probe_pod(library: Path, tmp_path: Path) -> Callable[[str | None, list[dict[str, Any]] | None], ProbeResult]:
+    def run(visible: str | None, node_gpus: list[dict[str, Any]] | None) -> ProbeResult:
+        proc = run_probe_simulated(tmp_path / "pod", library, node_gpus, visible)
+        assert proc.returncode == 0, proc.stderr
+        return parse_probe_output(proc.stdout, "ns/probe")
+
+    return run
+
+
+ProbePod = Callable[[str | None, list[dict[str, Any]] | None], ProbeResult]
 
 
 NODE_GPUS = [
@@ -355,21 +357,21 @@ NODE_GPUS = [
 ]
 
 
-def test_chain_allocated_gpu_pod_passes() -> None:
-    r = _probe_pod(B, NODE_GPUS)
+def test_chain_allocated_gpu_pod_passes(probe_pod: ProbePod) -> None:
+    r = probe_pod(B, NODE_GPUS)
     verdicts = check_pod_visibility(r, 1, {A, B}, "NVIDIA-H200", allocated_uuids_from_env(r.env), node="gpu-1")
     assert failed(verdicts) == [] and {v.id for v in verdicts} >= {"gpu.allocation", "gpu.product"}
 
 
-def test_chain_catches_visible_devices_all_leak() -> None:
-    r = _probe_pod("all", NODE_GPUS)
+def test_chain_catches_visible_devices_all_leak(probe_pod: ProbePod) -> None:
+    r = probe_pod("all", NODE_GPUS)
     bad = failed(check_pod_visibility(r, 0, {A, B}, "NVIDIA-H200", None, node="gpu-1"))
     assert [v.id for v in bad] == ["gpu.no-gpu-without-request"]
     assert "sees 2: {GPU-aaaa, GPU-bbbb}" in bad[0].reason
 
 
-def test_chain_pod_on_cpu_node_asking_for_gpu_fails() -> None:
-    r = _probe_pod(A, None)
+def test_chain_pod_on_cpu_node_asking_for_gpu_fails(probe_pod: ProbePod) -> None:
+    r = probe_pod(A, None)
     (v,) = check_pod_visibility(r, 1, None, None, None, node="cpu-1")
     assert v.id == "gpu.nvml" and not v.ok and "NVMLError_LibraryNotFound" in v.reason
 
@@ -382,14 +384,3 @@ def test_host_inventory_through_the_real_bindings() -> None:
     else:
         assert inv.nvml_available and reason.startswith("host NVML sees")
         assert all(u.startswith(("GPU-", "MIG-")) for u in inv.visible_uuids)
-
-
-def test_sim_probe_env_replaces_inherited_simulation_settings() -> None:
-    base = {"PATH": "/bin", "HARNESS_SIM_NVML_FAIL": "[]", "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONPATH": "/x"}
-    env = sim_probe_env([{"uuid": A}], [A, B], {A: [{"pid": 1, "used_memory_bytes": 2}]}, base=base)
-    assert env["PATH"] == "/bin" and "HARNESS_SIM_NVML_FAIL" not in env
-    assert env["NVIDIA_VISIBLE_DEVICES"] == f"{A},{B}"
-    assert env["PYTHONPATH"] == str(FAKE_NVML_DIR)
-    assert '"GPU-aaaa"' in env["HARNESS_SIM_NODE_GPUS"] and '"pid": 1' in env["HARNESS_SIM_GPU_PROCESSES"]
-    bare = sim_probe_env(None, None)
-    assert "HARNESS_SIM_NODE_GPUS" not in bare and "NVIDIA_VISIBLE_DEVICES" not in bare

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.gpu import sim_probe_command, sim_probe_env
+from harness.gpu import run_probe_simulated
 from harness.gpu.result import (
     ProbeEnv,
     ProbeOutputError,
     allocated_uuids_from_env,
     parse_probe_output,
 )
+from harness.gpu.simnvml import build_library
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nvml"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
@@ -70,40 +70,42 @@ A100_MIG = {
     ],
 }
 CAPS = {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
-# fixture name -> (node GPUs, NVIDIA_VISIBLE_DEVICES, processes, extra env)
-SYNTHETIC: dict[str, tuple[Any, str | None, dict[str, Any] | None, dict[str, str]]] = {
+# fixture name -> (node GPUs, NVIDIA_VISIBLE_DEVICES, processes, extra env, driver version)
+SYNTHETIC: dict[str, tuple[Any, str | None, dict[str, Any] | None, dict[str, str], str | None]] = {
     "synthetic-2xH200-550.54.15": (
         [{**g, "mig_capable": True} for g in H200],
         ",".join(g["uuid"] for g in H200),
         {H200[0]["uuid"]: [{"pid": 4242, "used_memory_bytes": 2147483648}]},
         CAPS,
+        None,
     ),
     "synthetic-A100-MIG-535.161.08": (
         [A100_MIG],
         "MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f",
         {"MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f": [{"pid": 5151, "used_memory_bytes": 1073741824}]},
-        {**CAPS, "HARNESS_SIM_DRIVER_VERSION": "535.161.08"},
+        CAPS,
+        "535.161.08",
     ),
-    "synthetic-no-driver": (None, None, None, {}),
+    "synthetic-no-driver": (None, None, None, {}, None),
 }
 
 
-def _synthetic_document(name: str) -> dict[str, Any]:
-    gpus, visible, procs, extra = SYNTHETIC[name]
-    env = sim_probe_env(gpus, visible, procs, base={"PATH": "/usr/bin:/bin"})
-    env.update(extra)
-    out = subprocess.run(sim_probe_command(), env=env, capture_output=True, text=True, timeout=60, check=True).stdout
-    doc: dict[str, Any] = json.loads(out)
+def _synthetic_document(name: str, work: Path) -> dict[str, Any]:
+    gpus, visible, procs, extra, driver = SYNTHETIC[name]
+    library = build_library(work.parent / "simnvml-cache")
+    proc = run_probe_simulated(work, library, gpus, visible, procs, driver_version=driver, extra_env=extra)
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
     # Normalised so the fixture does not change with the machine or the clock.
     doc.update(hostname="synthetic-probe", time="2026-01-01T00:00:00Z", python="3.10.12")
     return doc
 
 
 @pytest.mark.parametrize("name", sorted(SYNTHETIC))
-def test_synthetic_fixture_is_exactly_what_the_probe_prints_today(name: str) -> None:
+def test_synthetic_fixture_is_exactly_what_the_probe_prints_today(name: str, tmp_path: Path) -> None:
     """Set UPDATE_NVML_FIXTURES=1 to rewrite the synthetic fixtures after changing the probe."""
     path = FIXTURES / f"{name}.json"
-    doc = _synthetic_document(name)
+    doc = _synthetic_document(name, tmp_path / "pod")
     if os.environ.get("UPDATE_NVML_FIXTURES") == "1":
         path.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
     assert json.loads(path.read_text(encoding="utf-8")) == doc

@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import render
 from harness.config import Profile, load_profile, parse_profile
 from harness.errors import UsageError
 from harness.kube.tools import ToolError, ToolRunner
 from harness.providers import HostProbe, ProviderOptions, get_provider
 from harness.providers.kind import (
-    INSTALL_TOOLKIT,
+    CONFIGURE_CONTAINERD,
     MASK_DRIVER_PARAMS,
+    MIN_VERSIONS,
+    NODE_IMAGE_KIND_RELEASE,
+    NVKIND_COMMIT,
+    RESTART_CONTAINERD,
     KindProvider,
     hidden_indices,
     hide_device_script,
+    install_toolkit_script,
     needed_host_gpus,
+    node_image_kind_floor,
 )
+from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKEBIN = ROOT / "tests" / "fakebin"
@@ -130,7 +139,7 @@ def test_preflight_all_good(fake_env: Path, tmp_path: Path) -> None:
         ({"FAKEBIN_DOCKER_DOWN": "1"}, {}, "docker.daemon", ["not reachable", "start Docker"]),
         ({"FAKEBIN_DOCKER_RUNTIME": "runc"}, {}, "docker.default-runtime",
          ["'runc'", "nvidia-ctk runtime configure --runtime=docker --set-as-default"]),
-        ({"FAKEBIN_VERSION_KIND": "0.20.0"}, {}, "tool.kind", ["kind 0.20.0 is too old", ">= 0.26.0"]),
+        ({"FAKEBIN_VERSION_KIND": "0.20.0"}, {}, "tool.kind", ["kind 0.20.0 is too old", ">= 0.27.0"]),
         ({"FAKEBIN_VERSION_HELM": "3.8.1"}, {}, "tool.helm", ["helm 3.8.1 is too old", ">= 3.12.0"]),
         ({"FAKEBIN_VERSION_KUBECTL": "1.25.0"}, {}, "tool.kubectl", ["kubectl 1.25.0 is too old"]),
         ({}, {"gpus": UUIDS[:1]}, "host.gpus", ["need 2 host GPU(s) but NVML sees 1"]),
@@ -207,13 +216,18 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
         ["kind", "create", "cluster", "--name", "seldon-gpu-r1", "--config", str(work / "kind-cluster.yaml"),
          "--kubeconfig", kc, "--wait", "600s"],
         ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
+        # The probe image is pre-loaded under a local tag, so no probe deadline ever includes a pull.
+        ["docker", "pull", PROBE_IMAGE],
+        ["docker", "tag", PROBE_IMAGE, KIND_PROBE_IMAGE],
+        ["kind", "load", "docker-image", KIND_PROBE_IMAGE, "--name", "seldon-gpu-r1"],
     ]
     hide = {"seldon-gpu-r1-worker2": 1, "seldon-gpu-r1-worker3": 0}  # each worker hides the other's GPU
     for node in ("seldon-gpu-r1-worker2", "seldon-gpu-r1-worker3"):
         expected += [
-            ["docker", "exec", node, "bash", "-c", INSTALL_TOOLKIT],
+            ["docker", "exec", node, "bash", "-c", install_toolkit_script("1.17.8-1")],
+            # nvkind's recipe: containerd configured from its file, the NVIDIA runtime NOT the default.
             ["docker", "exec", node, "nvidia-ctk", "runtime", "configure", "--runtime=containerd",
-             "--set-as-default", "--config-source=command"],
+             "--config-source=file"],
             ["docker", "exec", node, "nvidia-ctk", "config", "--set",
              "accept-nvidia-visible-devices-as-volume-mounts=true", "--in-place"],
             ["docker", "exec", node, "systemctl", "restart", "containerd"],
@@ -236,7 +250,8 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
     # The same sequence, with the timeout each call ran under (profile.timeouts).
     timeouts = [(rec.argv[0], rec.argv[1], rec.timeout) for rec in p.runner.history]
     assert timeouts[:3] == [("kind", "get", 120.0), ("kind", "create", 660.0), ("kind", "load", 600.0)]
-    assert timeouts[3][2] == 600.0 and timeouts[4][2] == 120.0  # toolkit install: GPU stack budget
+    assert timeouts[3:6] == [("docker", "pull", 900.0), ("docker", "tag", 120.0), ("kind", "load", 600.0)]
+    assert timeouts[6][2] == 600.0 and timeouts[7][2] == 120.0  # toolkit install: GPU stack budget
     assert [t for t in timeouts if t[0] == "helm"] == [("helm", "upgrade", 630.0)] + [("helm", "upgrade", 930.0)] * 3
     assert timeouts[-1] == ("kind", "delete", 300.0)
 
@@ -269,6 +284,9 @@ def test_keep_cluster_reuses_existing_and_never_deletes(fake_env: Path, tmp_path
         ["kind", "get", "clusters"],
         ["kind", "export", "kubeconfig", "--name", "seldon-gpu-r1", "--kubeconfig", kc],
         ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
+        ["docker", "pull", PROBE_IMAGE],
+        ["docker", "tag", PROBE_IMAGE, KIND_PROBE_IMAGE],
+        ["kind", "load", "docker-image", KIND_PROBE_IMAGE, "--name", "seldon-gpu-r1"],
     ]
 
 
@@ -366,3 +384,62 @@ def test_runner_missing_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolError, match="kind not found on PATH"):
         ToolRunner().run("kind", ["version"])
+
+
+# --- pinned upstream facts ------------------------------------------------------------------------------------
+
+
+UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
+
+
+def test_in_node_recipe_is_nvkinds_at_the_pinned_commit() -> None:
+    facts = json.loads((UPSTREAM / "nvkind-node.json").read_text(encoding="utf-8"))
+    assert facts["commit"] == NVKIND_COMMIT
+    assert facts["configure_runtime"] == CONFIGURE_CONTAINERD
+    assert "--set-as-default" not in CONFIGURE_CONTAINERD and "--config-source=command" not in CONFIGURE_CONTAINERD
+    assert facts["restart_runtime"] == RESTART_CONTAINERD
+    rc = render.runtime_class()
+    assert {"name": rc["metadata"]["name"], "handler": rc["handler"]} == facts["runtime_class"]
+
+
+def test_toolkit_packages_are_pinned_to_one_version_from_the_profile() -> None:
+    script = install_toolkit_script("1.17.8-1")
+    install = next(line for line in script.splitlines() if line.startswith("apt-get install") and "toolkit" in line)
+    assert sorted(install.split()[4:]) == sorted(
+        f"{pkg}=1.17.8-1" for pkg in ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                                      "libnvidia-container-tools", "libnvidia-container1"))
+    assert Profile().gpu.container_toolkit_version == "1.17.8-1"
+    with pytest.raises(UsageError, match="container_toolkit_version"):
+        parse_profile({"gpu": {"container_toolkit_version": "latest; rm -rf /"}}, "p.yaml")
+
+
+def test_node_image_digests_map_to_the_kind_release_that_ships_them() -> None:
+    # kind's release notes: v0.26.0 -> kindest/node:v1.32.0@c48c62ea..., v0.27.0 -> v1.32.2@f2263459...
+    assert node_image_kind_floor(
+        "kindest/node:v1.32.2@sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f") == (0, 27, 0)
+    assert node_image_kind_floor(
+        "kindest/node:v1.32.0@sha256:c48c62eac5da28cdadcf560d1d8616cfa6783b58f0d94cf63ad1bf49600cb027") == (0, 26, 0)
+    assert node_image_kind_floor("kindest/node:v1.32.2") is None
+    for name in ("kind-gpu.yaml", "kind-cpu.yaml"):
+        image = load_profile(ROOT / "profiles" / name).cluster.node_image or ""
+        floor = node_image_kind_floor(image)
+        assert floor is not None, f"{name}: node image {image} is not in NODE_IMAGE_KIND_RELEASE"
+        assert floor <= MIN_VERSIONS["kind"], f"{name}: its node image needs kind {floor}"
+    assert max(NODE_IMAGE_KIND_RELEASE.values()) <= MIN_VERSIONS["kind"]
+
+
+def test_readme_and_code_agree_on_every_tool_floor() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for tool, floor in MIN_VERSIONS.items():
+        shown = ".".join(map(str, floor))
+        assert f"`{tool}` ≥ {shown}" in readme, f"README must say `{tool}` ≥ {shown}"
+        others = [v.rstrip(".") for v in re.findall(rf"`{tool}` ≥ ([0-9.]+)", readme)]
+        assert set(others) == {shown}, f"README names other {tool} floors: {others}"
+
+
+def test_kind_older_than_the_node_image_is_refused(fake_env: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_STDOUT", json.dumps({"kind version": "kind v0.26.0 go1.23.4 linux/amd64\n"}))
+    p = provider(tmp_path)
+    finding = p._version_finding("kind")
+    assert not finding.ok and "install kind >= 0.27.0" in finding.message

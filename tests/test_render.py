@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +223,12 @@ def test_probe_pod_requests_gpus_and_targets_the_pool() -> None:
     spec = pod["spec"]
     assert spec["restartPolicy"] == "Never"
     (c,) = spec["containers"]
-    assert c["command"] == ["python3", "/probe/probe.py"]
+    # Isolated: nothing of the image's Python environment (MLServer 1.7.1 has no nvidia-ml-py at all).
+    assert c["command"] == ["python3", "-I", "-S", "/probe/probe.py"]
     assert c["resources"] == {"requests": {"nvidia.com/gpu": "2"}, "limits": {"nvidia.com/gpu": "2"}}
     assert c["image"] == render.PROBE_IMAGE
+    assert re.fullmatch(r"docker\.io/library/python:3\.\d+-slim@sha256:[0-9a-f]{64}", c["image"])
+    assert "imagePullPolicy" not in c  # pulled where the cluster is not kind
     assert {"name": "probe", "mountPath": "/probe", "readOnly": True} in c["volumeMounts"]
     assert {"name": "probe", "configMap": {"name": "nvml-probe", "defaultMode": 0o444}} in spec["volumes"]
     assert spec["tolerations"] == render.server(p, p.server("gpu-aff"), "x")["spec"]["podSpec"]["tolerations"]
@@ -251,9 +255,25 @@ def test_probe_configmap_holds_the_script_and_fails_clearly_without_it(
     cm = render.probe_configmap("t-ns")
     assert cm["metadata"]["name"] == "nvml-probe"
     assert cm["data"]["probe.py"] == render_gpu.PROBE_SCRIPT.read_text(encoding="utf-8")
-    monkeypatch.setattr(render_gpu, "PROBE_SCRIPT", tmp_path / "absent" / "probe.py")
-    with pytest.raises(UsageError, match=r"probe\.py"):
+    # The bindings travel with the probe, with their version and licence; a ConfigMap holds at most 1 MiB.
+    assert sorted(cm["data"]) == ["NOTICE-nvidia-ml-py.txt", "probe.py", "pynvml.py", "pynvml.version"]
+    assert "def nvmlInit" in cm["data"]["pynvml.py"] and "BSD" in cm["data"]["NOTICE-nvidia-ml-py.txt"]
+    assert cm["data"]["pynvml.version"].startswith("nvidia-ml-py ")
+    assert sum(len(v.encode()) for v in cm["data"].values()) < 1024 * 1024
+    files = {**render_gpu.PROBE_FILES, "pynvml.py": tmp_path / "absent" / "pynvml.py"}
+    monkeypatch.setattr(render_gpu, "PROBE_FILES", files)
+    with pytest.raises(UsageError, match=r"pynvml\.py"):
         render.probe_configmap("t-ns")
+
+
+def test_kind_probe_pod_uses_the_preloaded_image_and_never_pulls() -> None:
+    kind = {"provider": "kind", "nodes": {"gpu_workers": [{"count": 2, "gpus": 2}]}}
+    p = _profile(cluster=kind)
+    (c,) = render.probe_pod(p, "probe-1", "t-ns", 1)["spec"]["containers"]
+    assert c["image"] == render_gpu.KIND_PROBE_IMAGE and c["imagePullPolicy"] == "Never"
+    own = _profile(cluster=kind, gpu={"probe_image": "registry.example/py:3.12"})
+    (c,) = render.probe_pod(own, "probe-1", "t-ns", 1)["spec"]["containers"]
+    assert c["image"] == "registry.example/py:3.12" and "imagePullPolicy" not in c
 
 
 def test_intruder_has_no_toleration_and_aims_at_the_pool() -> None:

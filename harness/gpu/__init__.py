@@ -1,58 +1,106 @@
 """GPU visibility through NVML: the probe script, its parsed result, pure verdicts, host inventory.
 
-Paths and helpers for the code that ships or runs the probe:
-- `PROBE_PATH`: the script; its text goes into the probe ConfigMap (`probe_script_text()`).
-- `FAKE_NVML_DIR`: put it first on PYTHONPATH to run the real probe against the simulated NVML;
-  `sim_probe_env(...)` builds the environment the simulated NVML reads (contract in
-  harness/gpu/fake_nvml/pynvml.py) and `sim_probe_command()` the argument list.
+The probe ships as a ConfigMap of four files (`PROBE_FILES`): probe.py, nvidia-ml-py's single-module
+bindings `pynvml.py` (BSD, unmodified; bundle/NOTICE-nvidia-ml-py.txt), their version and that
+notice. A pod runs it as `python3 -I -S /probe/probe.py`: only the standard library and these files,
+whatever the image holds.
+
+The simulated cluster runs the same files the same way (`sim_probe_command`) and simulates one layer
+lower, the driver library (harness/gpu/simnvml.py): `sim_probe_env` gives a container the simulated
+libnvidia-ml.so.1 exactly when the NVIDIA container runtime would inject the real one.
 """
 
 from __future__ import annotations
 
-import json
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.gpu.simnvml import prepare_driver_dir, runtime_injects_driver
+
 PROBE_PATH = Path(__file__).resolve().parent / "probe.py"
-FAKE_NVML_DIR = Path(__file__).resolve().parent / "fake_nvml"
+BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
+# ConfigMap key -> file. The probe loads the bindings from its own folder by these names.
+PROBE_FILES: dict[str, Path] = {
+    "probe.py": PROBE_PATH,
+    "pynvml.py": BUNDLE_DIR / "pynvml.py",
+    "pynvml.version": BUNDLE_DIR / "pynvml.version",
+    "NOTICE-nvidia-ml-py.txt": BUNDLE_DIR / "NOTICE-nvidia-ml-py.txt",
+}
+# How a pod runs the probe: isolated (-I: no PYTHON* variables, no user site, no script dir on the
+# path) and without site-packages (-S), so nothing of the image's Python environment can answer.
+PROBE_PYTHON_FLAGS = ("-I", "-S")
 
 
 def probe_script_text() -> str:
     return PROBE_PATH.read_text(encoding="utf-8")
 
 
-def sim_probe_command(python: str | None = None) -> list[str]:
-    return [python or sys.executable, str(PROBE_PATH)]
+def probe_files() -> dict[str, str]:
+    """The probe ConfigMap's data."""
+    return {key: path.read_text(encoding="utf-8") for key, path in PROBE_FILES.items()}
+
+
+def write_probe_files(dest: str | Path) -> Path:
+    """The ConfigMap's files materialised in `dest` (as the kubelet mounts them); returns probe.py's path."""
+    folder = Path(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, text in probe_files().items():
+        (folder / key).write_text(text, encoding="utf-8")
+    return folder / "probe.py"
+
+
+def sim_probe_command(probe: str | Path, python: str | None = None) -> list[str]:
+    return [python or sys.executable, *PROBE_PYTHON_FLAGS, str(probe)]
 
 
 def sim_probe_env(
-    node_gpus: Sequence[Mapping[str, Any]] | None,
+    driver_dir: str | Path | None,
     visible_devices: str | Iterable[str] | None,
-    processes: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Environment for one simulated probe run.
+    """Environment for one simulated probe container.
 
-    `node_gpus`: the node's GPUs (`uuid`, `name`, `memory_total_bytes`, optional `index`), None for a
-    node without a driver. `visible_devices`: NVIDIA_VISIBLE_DEVICES as the runtime would see it (a
-    string such as "all"/"none", or the allocated UUIDs), None to leave it unset. `processes`:
-    {uuid: [{pid, used_memory_bytes}]}. `base`: other variables to keep (PATH, ...); any inherited
-    HARNESS_SIM_* and NVIDIA_VISIBLE_DEVICES are replaced.
+    `driver_dir`: the node's simulated driver (`simnvml.prepare_driver_dir`), None for a node without
+    one. `visible_devices`: NVIDIA_VISIBLE_DEVICES as the runtime sees it ("all", "none", the allocated
+    UUIDs...), None to leave it unset. `base`: other variables to keep (PATH...); any inherited
+    NVIDIA_VISIBLE_DEVICES, LD_LIBRARY_PATH and PYTHON* are dropped.
     """
     env = {
         k: v
         for k, v in (base or {}).items()
-        if not k.startswith("HARNESS_SIM_") and k not in ("NVIDIA_VISIBLE_DEVICES", "PYTHONPATH")
+        if k not in ("NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH") and not k.startswith(("PYTHON", "HARNESS_SIM_"))
     }
-    env["PYTHONPATH"] = str(FAKE_NVML_DIR)
-    if node_gpus is not None:
-        env["HARNESS_SIM_NODE_GPUS"] = json.dumps([dict(g) for g in node_gpus])
+    visible = None
     if visible_devices is not None:
-        env["NVIDIA_VISIBLE_DEVICES"] = (
-            visible_devices if isinstance(visible_devices, str) else ",".join(visible_devices)
-        )
-    if processes:
-        env["HARNESS_SIM_GPU_PROCESSES"] = json.dumps({k: [dict(p) for p in v] for k, v in processes.items()})
+        visible = visible_devices if isinstance(visible_devices, str) else ",".join(visible_devices)
+        env["NVIDIA_VISIBLE_DEVICES"] = visible
+    if driver_dir is not None and runtime_injects_driver(visible):
+        env["LD_LIBRARY_PATH"] = str(driver_dir)
     return env
+
+
+def run_probe_simulated(
+    workdir: str | Path,
+    library: str | Path,
+    node_gpus: Sequence[Mapping[str, Any]] | None,
+    visible_devices: str | Iterable[str] | None,
+    processes: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    faults: Iterable[Mapping[str, Any]] = (),
+    driver_version: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+) -> subprocess.CompletedProcess[str]:
+    """The probe run once the way the sim kubelet runs it (for tests and `harness` self-checks)."""
+    work = Path(workdir)
+    probe = write_probe_files(work / "probe")
+    driver = None
+    if node_gpus is not None:
+        driver = prepare_driver_dir(work / "driver", library, node_gpus, processes, driver_version, faults)
+    env = sim_probe_env(driver, visible_devices, base={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", **(extra_env or {})})
+    return subprocess.run(
+        sim_probe_command(probe), env=env, cwd=str(work), capture_output=True, text=True, timeout=timeout_s,
+        check=False,
+    )

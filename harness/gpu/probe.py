@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """NVML probe: what GPUs does THIS container see? Prints exactly one JSON document (one line).
 
-Self-contained on purpose: it is mounted from a ConfigMap at /probe and run as `python3 probe.py`
-inside whatever image the pod uses (MLServer, Triton, a CUDA base image), so it needs only the
-standard library and `pynvml` from nvidia-ml-py, and must run on Python 3.8+.
+Self-contained on purpose: it is mounted from a ConfigMap at /probe and run as
+`python3 -I -S /probe/probe.py` inside a small Python image, so it needs only Python 3.8+'s standard
+library plus the files the ConfigMap ships beside it: `pynvml.py` (nvidia-ml-py's single-module
+bindings, BSD; see NOTICE-nvidia-ml-py.txt) and `pynvml.version`. It loads those bindings from its
+own folder by path and never imports an image's `pynvml` (MLServer 1.7.1's image has none, and an
+old `pynvml` there would answer differently); the bindings then load the driver's
+libnvidia-ml.so.1, which the NVIDIA container runtime injects into GPU containers.
 
 Errors are data: every NVML call that fails is recorded in `errors` as {call, error, message} and
 the probe carries on. No driver (`NVMLError_LibraryNotFound` at nvmlInit) is a normal answer, not a
@@ -14,6 +18,7 @@ The output schema is documented in tests/fixtures/nvml/README.md and parsed by h
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import socket
@@ -77,21 +82,32 @@ def _environment(environ: Any, devices_dir: str) -> dict[str, Any]:
     return env
 
 
-def _bindings_version(nvml: Any) -> Any:
-    """Which Python bindings answered: old pynvml releases differ (bytes returns, missing calls)."""
-    version = getattr(nvml, "__version__", None)
-    if version:
-        return str(version)
+BINDINGS_FILE = "pynvml.py"
+BINDINGS_VERSION_FILE = "pynvml.version"
+
+
+def load_bindings(folder: str) -> tuple[Any, Any, dict[str, Any] | None]:
+    """(module, version, None) for the bindings shipped in `folder`, or (None, None, error entry).
+
+    By path, under a private name: an image's own `pynvml` (or none at all) must not change the answer."""
+    path = os.path.join(folder, BINDINGS_FILE)
     try:
-        from importlib import metadata
-    except ImportError:  # Python < 3.8
-        return None
-    for dist in ("nvidia-ml-py", "pynvml"):
-        try:
-            return f"{dist} {metadata.version(dist)}"
-        except Exception:
-            continue
-    return None
+        spec = importlib.util.spec_from_file_location("harness_probe_pynvml", path)
+        if spec is None or spec.loader is None or not os.path.isfile(path):
+            raise ImportError(f"{path} is missing: the probe ConfigMap ships it beside probe.py")
+        module = importlib.util.module_from_spec(spec)
+        # The bindings look themselves up in sys.modules while they build their exception classes.
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        return None, None, {"call": "load " + BINDINGS_FILE, "error": type(exc).__name__, "message": str(exc)}
+    version = getattr(module, "__version__", None)
+    try:
+        with open(os.path.join(folder, BINDINGS_VERSION_FILE), encoding="utf-8") as handle:
+            version = handle.read().strip() or version
+    except OSError:
+        pass
+    return module, (None if version is None else str(version)), None
 
 
 def _cuda_version(value: Any) -> Any:
@@ -198,8 +214,15 @@ def _device(rec: _Recorder, index: int) -> dict[str, Any]:
     return entry
 
 
-def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES_DIR) -> dict[str, Any]:
-    """Everything the probe reports, as a JSON-ready dict. `nvml` is the pynvml module (or None if absent)."""
+def collect(
+    nvml: Any,
+    environ: Any = None,
+    devices_dir: str = CONTAINER_DEVICES_DIR,
+    bindings_version: Any = None,
+    load_error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the probe reports, as a JSON-ready dict. `nvml` is the pynvml module (None if it could
+    not be loaded; `load_error` then says why)."""
     environ = os.environ if environ is None else environ
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -217,11 +240,13 @@ def collect(nvml: Any, environ: Any = None, devices_dir: str = CONTAINER_DEVICES
         "errors": [],
     }
     if nvml is None:
-        doc["errors"].append({"call": "import pynvml", "error": "ImportError", "message": "pynvml is not installed"})
+        doc["errors"].append(
+            load_error or {"call": "load " + BINDINGS_FILE, "error": "ImportError", "message": "no NVML bindings"}
+        )
         return doc
     rec = _Recorder(nvml)
     doc["errors"] = rec.errors
-    doc["pynvml_version"] = _bindings_version(nvml)
+    doc["pynvml_version"] = bindings_version if bindings_version is not None else getattr(nvml, "__version__", None)
     if rec.call("nvmlInit", nvml.nvmlInit) is _MISSING:
         return doc
     doc["nvml_available"] = True
@@ -261,13 +286,11 @@ def _hold_seconds(argv: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     hold = _hold_seconds(list(sys.argv[1:] if argv is None else argv))
     try:
-        import pynvml
-    except ImportError:
-        nvml = None
-    else:
-        nvml = pynvml
-    try:
-        doc = collect(nvml)
+        here = os.path.dirname(os.path.abspath(__file__))
+        # Beside the script in the ConfigMap; in a checkout of the harness, in its bundle/ folder.
+        folder = here if os.path.isfile(os.path.join(here, BINDINGS_FILE)) else os.path.join(here, "bundle")
+        nvml, version, load_error = load_bindings(folder)
+        doc = collect(nvml, bindings_version=version, load_error=load_error)
     except Exception as exc:
         # A bug in the probe itself is still reported as data, so the pod log says what happened.
         doc = {

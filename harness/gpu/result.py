@@ -88,7 +88,7 @@ class ProbeResult:
     hostname: str | None
     time: str | None
     python: str | None
-    pynvml_version: str | None  # "simulated" from the sim's NVML, else e.g. "nvidia-ml-py 12.560.30"
+    pynvml_version: str | None  # the bindings that answered, e.g. "nvidia-ml-py 13.615.71" (bundled with the probe)
     env: ProbeEnv
     nvml_available: bool
     driver_version: str | None

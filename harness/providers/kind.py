@@ -24,12 +24,21 @@ from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
 from harness.providers import common
 from harness.providers.base import ClusterFacts, ClusterHandle, Finding, MeshEndpoint, ProviderOptions
+from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE, preloads_probe_image
 
 Obj = dict[str, Any]
 
-# Oldest tool versions known to work: kind node images for Kubernetes 1.32 need kind 0.26+;
-# helm 3.12 is the oldest with every flag used here; kubectl within Seldon's 1.27-1.33 window.
-MIN_VERSIONS: dict[str, tuple[int, int, int]] = {"kind": (0, 26, 0), "helm": (3, 12, 0), "kubectl": (1, 27, 0)}
+# Oldest tool versions known to work. kind: the pinned node image (kindest/node v1.32.2, containerd 2.0)
+# is kind v0.27.0's default; kind 0.26 cannot `kind load docker-image` into containerd-2 nodes ("failed
+# to detect containerd snapshotter"). helm 3.12 is the oldest with every flag used here; kubectl within
+# Seldon's 1.27-1.33 window. README.md ("kind prerequisites") lists the same floors (tested).
+MIN_VERSIONS: dict[str, tuple[int, int, int]] = {"kind": (0, 27, 0), "helm": (3, 12, 0), "kubectl": (1, 27, 0)}
+# Node image digest -> the kind release that ships it as its default (kind's release notes): an older
+# kind must not drive a node image built for a newer one.
+NODE_IMAGE_KIND_RELEASE: dict[str, tuple[int, int, int]] = {
+    "sha256:c48c62eac5da28cdadcf560d1d8616cfa6783b58f0d94cf63ad1bf49600cb027": (0, 26, 0),  # v1.32.0
+    "sha256:f226345927d7e348497136874b6d207e0b32cc52154ad8323129352923a3142f": (0, 27, 0),  # v1.32.2
+}
 VERSION_ARGS: dict[str, list[str]] = {
     "kind": ["version"],
     "helm": ["version", "--short"],
@@ -38,8 +47,26 @@ VERSION_ARGS: dict[str, list[str]] = {
 INOTIFY_MIN = {"max_user_watches": 524288, "max_user_instances": 8192}
 DEVICES_DIR = "/var/run/nvidia-container-devices"
 
-# Inside a GPU worker: the NVIDIA container toolkit from NVIDIA's apt repository (nvkind's recipe).
-INSTALL_TOOLKIT = """set -euo pipefail
+# nvkind's in-node recipe, followed from NVIDIA/nvkind pkg/nvkind/node.go at commit 9f70016 (main,
+# 2026-06-09); tests/fixtures/upstream/nvkind-node.json holds the same facts and a test compares them.
+# - containerd is configured from its config FILE: with kind's version-2 root config.toml the
+#   `--config-source=command` default writes a drop-in of a higher version and containerd may refuse
+#   to start (NVIDIA/aicr #1237);
+# - the NVIDIA runtime is NOT made containerd's default (nvkind dropped --set-as-default in 089defd):
+#   GPU pods name the `nvidia` RuntimeClass (handler `nvidia`).
+NVKIND_COMMIT = "9f70016"
+CONFIGURE_CONTAINERD = ["nvidia-ctk", "runtime", "configure", "--runtime=containerd", "--config-source=file"]
+RESTART_CONTAINERD = ["systemctl", "restart", "containerd"]
+# Installed together at one version: unpinned installs inside kind nodes have broken nvkind's
+# /proc/driver/nvidia step before (kubeflow/trainer #3067).
+TOOLKIT_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
+                    "libnvidia-container1")
+
+
+def install_toolkit_script(version: str) -> str:
+    """Inside a GPU worker: the NVIDIA container toolkit from NVIDIA's apt repository, pinned."""
+    pinned = " ".join(f"{pkg}={version}" for pkg in TOOLKIT_PACKAGES)
+    return f"""set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y gpg curl
@@ -49,8 +76,10 @@ curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-contai
   | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \\
   > /etc/apt/sources.list.d/nvidia-container-toolkit.list
 apt-get update
-apt-get install -y nvidia-container-toolkit
+apt-get install -y --allow-downgrades {pinned}
 """
+
+
 # Stop the driver from re-creating /dev/nvidiaN nodes on demand (ModifyDeviceFiles: 0), so hiding the
 # device nodes of GPUs this worker must not see sticks. Newer toolkits already mask it: then skip.
 MASK_DRIVER_PARAMS = """set -eu
@@ -100,6 +129,12 @@ def worker_nodes(cluster_name: str, config: Obj, profile: Profile) -> list[KindW
 def parse_version(text: str) -> tuple[int, int, int] | None:
     m = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def node_image_kind_floor(image: str) -> tuple[int, int, int] | None:
+    """The kind release whose default node image `image` is (by digest); None when not in the table."""
+    _, _, digest = image.partition("@")
+    return NODE_IMAGE_KIND_RELEASE.get(digest)
 
 
 def needed_host_gpus(profile: Profile) -> int:
@@ -195,6 +230,12 @@ class KindProvider:
         shown = ".".join(map(str, found))
         if found < MIN_VERSIONS[tool]:
             return Finding(f"tool.{tool}", False, f"{tool} {shown} is too old: install {tool} >= {want}")
+        if tool == "kind":
+            image = self.profile.cluster.node_image or ""
+            needs = node_image_kind_floor(image)
+            if needs is not None and found < needs:
+                return Finding("tool.kind", False, f"kind {shown} is older than the node image {image} needs: "
+                                                   f"install kind >= {'.'.join(map(str, needs))}")
         return Finding(f"tool.{tool}", True, f"{tool} {shown} (>= {want})")
 
     def _docker_findings(self) -> list[Finding]:
@@ -310,8 +351,20 @@ class KindProvider:
         for image in self.profile.cluster.local_images:
             self.runner.run("kind", ["load", "docker-image", image, "--name", self.cluster_name],
                             timeout=t.cluster_create_s)
+        if preloads_probe_image(self.profile):
+            self.preload_probe_image()
         return ClusterHandle(provider=self.name, kubeconfig=self.kubeconfig, context=self.context, simulated=False,
                              cluster_name=self.cluster_name, created=self.created)
+
+    def preload_probe_image(self) -> None:
+        """Pull the digest-pinned probe image once on the host and load it into every node under a local
+        tag, so probe pods start without a pull (their deadline counts from the pod's start, pull
+        included). By tag: `kind load docker-image` cannot load an image named by digest (kind#2394)."""
+        t = self.profile.timeouts
+        self.runner.run("docker", ["pull", PROBE_IMAGE], timeout=t.image_pull_s)
+        self.runner.run("docker", ["tag", PROBE_IMAGE, KIND_PROBE_IMAGE], timeout=t.subprocess_s)
+        self.runner.run("kind", ["load", "docker-image", KIND_PROBE_IMAGE, "--name", self.cluster_name],
+                        timeout=t.cluster_create_s)
 
     # --- nodes --------------------------------------------------------------------------
     def prepare_nodes(self, kube: Kube, guard: NodeGuard) -> list[str]:
@@ -341,16 +394,16 @@ class KindProvider:
         gpu_workers = [w for w in self.workers() if w.gpu]
         inventory, _ = self.options.host.gpu_inventory()
         for w in gpu_workers:
-            self._docker_exec(w.node, ["bash", "-c", INSTALL_TOOLKIT], t.gpu_stack_s)
-            self._docker_exec(w.node, ["nvidia-ctk", "runtime", "configure", "--runtime=containerd",
-                                       "--set-as-default", "--config-source=command"], t.subprocess_s)
+            toolkit = install_toolkit_script(self.profile.gpu.container_toolkit_version)
+            self._docker_exec(w.node, ["bash", "-c", toolkit], t.gpu_stack_s)
+            self._docker_exec(w.node, CONFIGURE_CONTAINERD, t.subprocess_s)
             if self.profile.gpu.device_plugin.device_list_strategy == "volume-mounts":
                 # The device plugin then hands GPUs to pods as volume mounts; the runtime inside the node must
                 # accept those, exactly like the host runtime does for the node itself.
                 self._docker_exec(w.node, ["nvidia-ctk", "config", "--set",
                                            "accept-nvidia-visible-devices-as-volume-mounts=true", "--in-place"],
                                   t.subprocess_s)
-            self._docker_exec(w.node, ["systemctl", "restart", "containerd"], t.subprocess_s)
+            self._docker_exec(w.node, RESTART_CONTAINERD, t.subprocess_s)
             self._docker_exec(w.node, ["bash", "-c", MASK_DRIVER_PARAMS], t.subprocess_s)
             for index in hidden_indices(w.devices, inventory or []):
                 self._docker_exec(w.node, ["bash", "-c", hide_device_script(index)], t.subprocess_s)

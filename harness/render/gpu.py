@@ -7,11 +7,11 @@ Device plugin value names were checked against NVIDIA/k8s-device-plugin tag v0.1
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from harness.config import Profile
 from harness.errors import UsageError
+from harness.gpu import PROBE_FILES, PROBE_PYTHON_FLAGS
 from harness.render.labels import object_meta
 from harness.render.placement import (
     NVIDIA_RUNTIME_CLASS,
@@ -22,13 +22,22 @@ from harness.render.placement import (
 )
 from harness.render.pods import hostname_selector, restricted_container_security, restricted_pod_security
 
-# The probe runs in the MLServer image: it has Python 3, and Seldon already pulls it onto GPU nodes.
-# A profile may set `gpu.probe_image` (read when the field exists) or a caller passes `image=`.
-PROBE_IMAGE = "seldonio/mlserver:1.7.1"
+# The probe needs nothing but Python 3.8+'s standard library (its NVML bindings ship in its ConfigMap),
+# so it runs in a small official Python image, pinned by digest. Debian-based on purpose: the driver's
+# libnvidia-ml.so.1 that the NVIDIA runtime injects is linked against glibc, which Alpine lacks.
+# Digest of the multi-arch index of docker.io/library/python:3.12-slim, taken from public Dockerfiles
+# that pin it (one verified against the canonical index); not pulled from here (no registry access).
+# Re-resolve with `docker buildx imagetools inspect python:3.12-slim` when bumping.
+PROBE_IMAGE = (
+    "docker.io/library/python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea"
+)
+# On kind the pinned image is pulled once on the host, tagged with this local name and pre-loaded into
+# every node (`kind load docker-image` cannot load an image by digest: kubernetes-sigs/kind#2394); the
+# pod names the local tag with imagePullPolicy Never, so its deadline never includes a pull.
+KIND_PROBE_IMAGE = "harness.local/nvml-probe-python:3.12-slim-78387bc3881b"
 PROBE_CONFIGMAP = "nvml-probe"
 PROBE_MOUNT = "/probe"
-# The NVML probe script written by the gpu module; read as a file so it can be shipped in a ConfigMap.
-PROBE_SCRIPT = Path(__file__).resolve().parent.parent / "gpu" / "probe.py"
+PROBE_SCRIPT = PROBE_FILES["probe.py"]
 
 # The chart's own default tolerations (values.yaml v0.17.1), kept because `tolerations` replaces them.
 _CHART_DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = (
@@ -64,14 +73,22 @@ def device_plugin_values(profile: Profile) -> dict[str, Any]:
     return values
 
 
+def probe_configmap_data() -> dict[str, str]:
+    """probe.py, the nvidia-ml-py bindings it loads, their version and licence notice."""
+    data = {}
+    for key, path in PROBE_FILES.items():
+        try:
+            data[key] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(
+                f"{path}: cannot read the NVML probe's {key} ({exc.__class__.__name__}); "
+                "expected it in the installed harness package (harness/gpu)"
+            ) from None
+    return data
+
+
 def probe_script_text() -> str:
-    try:
-        return PROBE_SCRIPT.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"{PROBE_SCRIPT}: cannot read the NVML probe script ({exc.__class__.__name__}); "
-            "expected harness/gpu/probe.py in the installed package"
-        ) from None
+    return probe_configmap_data()["probe.py"]
 
 
 def probe_configmap(namespace: str, *, run_id: str | None = None) -> dict[str, Any]:
@@ -79,13 +96,20 @@ def probe_configmap(namespace: str, *, run_id: str | None = None) -> dict[str, A
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(PROBE_CONFIGMAP, namespace, run_id, "nvml-probe"),
-        "data": {"probe.py": probe_script_text()},
+        "data": probe_configmap_data(),
     }
+
+
+def preloads_probe_image(profile: Profile) -> bool:
+    """kind loads the probe image into its nodes before any probe runs; other clusters pull it."""
+    return profile.cluster.provider == "kind" and not getattr(profile.gpu, "probe_image", None)
 
 
 def probe_image(profile: Profile) -> str:
     override = getattr(profile.gpu, "probe_image", None)
-    return override if isinstance(override, str) and override else PROBE_IMAGE
+    if isinstance(override, str) and override:
+        return override
+    return KIND_PROBE_IMAGE if preloads_probe_image(profile) else PROBE_IMAGE
 
 
 def probe_pod(
@@ -105,7 +129,8 @@ def probe_pod(
     container: dict[str, Any] = {
         "name": "probe",
         "image": image or probe_image(profile),
-        "command": ["python3", f"{PROBE_MOUNT}/probe.py"],
+        # Only the standard library and the ConfigMap's files: nothing of the image's Python environment.
+        "command": ["python3", *PROBE_PYTHON_FLAGS, f"{PROBE_MOUNT}/probe.py"],
         "env": [
             # Nothing may be written: the root filesystem is read-only.
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -118,6 +143,9 @@ def probe_pod(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if image is None and preloads_probe_image(profile):
+        # Pre-loaded: a missing image is an immediate ErrImageNeverPull, never a pull inside the deadline.
+        container["imagePullPolicy"] = "Never"
     if gpus > 0:
         # Extended resources: requests must equal limits.
         container["resources"] = {

@@ -8,11 +8,14 @@
 - What a container sees of the GPUs follows the device plugin's envvar strategy and the NVIDIA
   container runtime: `NVIDIA_VISIBLE_DEVICES` is the container's allocated UUID list; a container
   that requested none keeps its own value (unset: no GPU; `all` on a GPU node: every GPU of the
-  node, the leak the visibility suite must catch). The simulated NVML (harness/gpu/fake_nvml) reads
-  that variable plus `HARNESS_SIM_NODE_GPUS` (the node's GPUs; set only on GPU nodes).
+  node, the leak the visibility suite must catch). Where the real runtime would inject the driver
+  (a GPU node, NVIDIA_VISIBLE_DEVICES set and not `void`), the container gets the simulated driver
+  library (harness/gpu/simnvml.py: a C libnvidia-ml.so.1 built with gcc, with the node's inventory
+  beside it) on LD_LIBRARY_PATH; nothing is put on its Python path.
 - One-shot pods (restartPolicy Never/OnFailure) whose container runs `python3 <script>` (or
-  `python3 -c CODE`) really run it with this machine's Python, off the reconcile thread, with the
-  pod's ConfigMap volumes materialised into a temp dir and the simulated NVML first on PYTHONPATH;
+  `python3 -c CODE`) really run it with this machine's Python and the container's own flags (the NVML
+  probe runs `python3 -I -S`: standard library and its ConfigMap files only), off the reconcile
+  thread, with the pod's ConfigMap volumes materialised into a temp dir;
   stdout+stderr become the container log, the exit code decides Succeeded/Failed (OnFailure reruns
   a failed container after a back-off, rotating its log; activeDeadlineSeconds bounds a run). One-shot
   pods with no Python container (a `pause` intruder) run until deleted, as `pause` does; inside a
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import os
 import re
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
 from harness.k8s.quantity import quantity_or_zero
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.gpus import (
@@ -54,7 +57,8 @@ from harness.sim.scheduler import container_requests, is_terminated, node_name_o
 
 log = logging.getLogger(__name__)
 
-FAKE_NVML_DIR = Path(__file__).resolve().parent.parent / "gpu" / "fake_nvml"
+# The simulated driver library is compiled once per source version and user, not once per run.
+DEFAULT_DRIVER_CACHE = Path.home() / ".cache" / "seldon-gpu-harness"
 _PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 _BACKOFF_CAP = 8
 _MAX_ONE_SHOT_RESTARTS = 6
@@ -102,7 +106,7 @@ def split_allocation(pod: Obj, uuids: list[str]) -> dict[str, list[str]]:
 
 
 def node_gpu_inventory(node: Obj) -> list[dict[str, Any]]:
-    """The node's GPUs in the shape the simulated NVML reads from HARNESS_SIM_NODE_GPUS."""
+    """The node's GPUs in the shape harness.gpu.simnvml writes into the simulated driver's inventory."""
     labels = _meta(node).get("labels") or {}
     product = str(labels.get("nvidia.com/gpu.product", "NVIDIA-GPU")).replace("-", " ")
     memory_mib = int(quantity_or_zero(labels.get("nvidia.com/gpu.memory", "0")))
@@ -164,11 +168,6 @@ def container_environment(store: Store, pod: Obj, container: dict[str, Any], nod
     if allocated:
         # The device plugin's Allocate response wins over the image's and the pod's own value.
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(allocated)
-    if node is not None and node_gpu_uuids(node):
-        env["HARNESS_SIM_NODE_GPUS"] = json.dumps(node_gpu_inventory(node))
-        processes = gpu_processes(store, node)
-        if processes:
-            env["HARNESS_SIM_GPU_PROCESSES"] = json.dumps(processes)
     return env
 
 
@@ -209,12 +208,13 @@ class _Crash:
 class KubeletController:
     name = "kubelet"
 
-    def __init__(self, workdir: str | Path | None = None, fake_nvml_path: str | Path | None = None,
+    def __init__(self, workdir: str | Path | None = None, driver_cache: str | Path | None = None,
                  script_timeout_s: float = 120.0, crash_backoff_s: float = 0.5, max_workers: int = 4,
                  store: Store | None = None) -> None:
         self._store = store
         self._workdir = Path(workdir) if workdir else None
-        self._fake_nvml = Path(fake_nvml_path) if fake_nvml_path else FAKE_NVML_DIR
+        self._driver_cache = Path(driver_cache) if driver_cache else DEFAULT_DRIVER_CACHE
+        self._driver_lock = threading.Lock()
         self._script_timeout = script_timeout_s
         self._backoff = crash_backoff_s
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sim-kubelet")
@@ -432,7 +432,7 @@ class KubeletController:
                 started = now_rfc3339()
                 env = container_environment(store, pod, c, node, per_container.get(cname, []), ip)
                 try:
-                    code, output = self._execute(store, pod, c, env, uid)
+                    code, output = self._execute(store, pod, c, env, uid, node)
                 except Exception as exc:  # a broken script must fail the pod, never the worker
                     code, output = 128, f"sim kubelet: cannot run container: {exc}\n"
                 if output:
@@ -483,7 +483,16 @@ class KubeletController:
             if exc.code != 404:
                 raise
 
-    def _execute(self, store: Store, pod: Obj, c: dict[str, Any], env: dict[str, str], uid: str) -> tuple[int, str]:
+    def _driver_dir(self, store: Store, node: Obj | None, env: dict[str, str], base: Path) -> Path | None:
+        """The simulated driver injected into this container, or None where the real runtime injects none."""
+        if node is None or not node_gpu_uuids(node) or not runtime_injects_driver(env.get("NVIDIA_VISIBLE_DEVICES")):
+            return None
+        with self._driver_lock:  # one gcc run, however many probes start at once
+            library = build_library(self._driver_cache)
+        return prepare_driver_dir(base / "nvidia-driver", library, node_gpu_inventory(node), gpu_processes(store, node))
+
+    def _execute(self, store: Store, pod: Obj, c: dict[str, Any], env: dict[str, str], uid: str,
+                 node: Obj | None = None) -> tuple[int, str]:
         argv = [str(a) for a in [*(c.get("command") or []), *(c.get("args") or [])]]
         if not _runs_python(c):
             return 0, ""
@@ -491,9 +500,11 @@ class KubeletController:
         try:
             mounts = self._materialise(store, pod, c, base)
             args = [self._translate(a, mounts) for a in argv[1:]]
-            python_path = os.pathsep.join(p for p in (str(self._fake_nvml), env.get("PYTHONPATH", "")) if p)
             full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base), "LANG": "C.UTF-8",
-                        "HOSTNAME": str(_meta(pod).get("name")), **env, "PYTHONPATH": python_path}
+                        "HOSTNAME": str(_meta(pod).get("name")), **env}
+            driver = self._driver_dir(store, node, env, base)
+            if driver is not None:
+                full_env["LD_LIBRARY_PATH"] = str(driver)
             proc = subprocess.Popen([sys.executable, *args], cwd=str(base), env=full_env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             with self._lock:

@@ -161,7 +161,7 @@ def bootstrap_nodes(store: Store, profile: Profile) -> list[Obj]:
 
 
 def core_controllers(workdir: str | None = None, store: Store | None = None,
-                     fake_nvml_path: str | None = None) -> list[Any]:
+                     driver_cache: str | None = None) -> list[Any]:
     """The node-side controllers in the order the runtime should run them.
 
     Node lifecycle first (taints decide placement and eviction), then the workload controllers that
@@ -178,5 +178,5 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
         DeploymentController(),
         DaemonSetController(),
         SchedulerController(),
-        KubeletController(workdir=workdir, fake_nvml_path=fake_nvml_path, store=store),
+        KubeletController(workdir=workdir, driver_cache=driver_cache, store=store),
     ]
