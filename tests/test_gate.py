@@ -27,14 +27,32 @@ def edited(name: str, edit: Any) -> RunReport:
     return parse_report(data, name)
 
 
-def scale_p99(factor: float) -> RunReport:
-    """pass.json with iris-gpu's p99 set to baseline p99 * factor."""
+# So many samples that each percentile's uncertainty interval is a point: the bound alone decides.
+EXACT = 10**9
+
+
+def with_samples(data: dict[str, Any], samples: int) -> None:
+    for entry in data["latency"]:
+        entry["result"]["ok"] = entry["result"]["requests"] = samples
+
+
+def scale_p99(factor: float, samples: int | None = None) -> RunReport:
+    """pass.json with iris-gpu's p99 (overall and per window) set to baseline p99 * factor."""
     base = crafted("baseline.json").latency[0].result.latency_ms.p99
 
     def edit(data: dict[str, Any]) -> None:
-        data["latency"][0]["result"]["latency_ms"]["p99"] = base * factor
+        result = data["latency"][0]["result"]
+        result["latency_ms"]["p99"] = base * factor
+        for window in result["windows"]:
+            window["p99_ms"] = base * factor
+        if samples is not None:
+            with_samples(data, samples)
 
     return edited("pass.json", edit)
+
+
+def baseline_with(samples: int) -> RunReport:
+    return edited("baseline.json", lambda data: with_samples(data, samples))
 
 
 def write(tmp_path: Path, report: RunReport, name: str = "r.json") -> Path:
@@ -69,19 +87,43 @@ def test_failed_check_fails_with_its_reason() -> None:
 
 
 @pytest.mark.parametrize(("factor", "passes"), [(1.099, True), (1.10, True), (1.101, False), (2.0, False)])
-def test_regression_bound(factor: float, passes: bool) -> None:
-    verdict = gate(scale_p99(factor), crafted("baseline.json"), 0.10, allow_simulated=False)
+def test_regression_bound_when_the_measurement_is_exact(factor: float, passes: bool) -> None:
+    verdict = gate(scale_p99(factor, EXACT), baseline_with(EXACT), 0.10, allow_simulated=False)
     assert verdict.passed is passes
     p99 = next(c for c in verdict.comparisons if c.load.startswith("iris-gpu") and c.percentile == "p99")
     assert p99.change == pytest.approx(factor - 1)
     if not passes:
         (failure,) = verdict.failures
         assert failure.kind == "regression" and failure.subject == "iris-gpu http open 100 rps p99"
+        assert "combined uncertainty" in failure.detail
+
+
+def test_a_change_within_the_measurements_uncertainty_is_not_a_regression() -> None:
+    """3000 samples put p99 somewhere in [10.9, 14.6] ms: +20 % is within the noise, +100 % is not."""
+    p99 = next(c for c in gate(scale_p99(1.2), crafted("baseline.json"), 0.10, False).comparisons
+                if c.load.startswith("iris-gpu") and c.percentile == "p99")
+    assert p99.ok and p99.within_noise
+    assert p99.baseline_interval is not None and p99.current_interval is not None
+    assert p99.current_interval.low <= p99.baseline_interval.high
+    assert p99.current_ms - p99.baseline_ms <= p99.noise_ms
+    verdict = gate(scale_p99(2.0), crafted("baseline.json"), 0.10, False)
+    assert [f.subject for f in verdict.failures] == ["iris-gpu http open 100 rps p99"]
+
+
+def test_the_minimum_absolute_change_keeps_tiny_shifts_from_regressing() -> None:
+    exact_report = edited("pass.json", lambda data: with_samples(data, EXACT))
+    # every percentile is ~5 % slower; p50 grows by 0.20-0.25 ms, p99 by 0.60-0.75 ms
+    verdict = gate(exact_report, baseline_with(EXACT), 0.0, False, min_change_ms=0.5)
+    assert {f.subject.rsplit(" ", 1)[1] for f in verdict.failures} == {"p99"}
+    assert len(gate(exact_report, baseline_with(EXACT), 0.0, False, min_change_ms=0.0).failures) == 6
+    with pytest.raises(ValueError, match="min_change_ms"):
+        gate(exact_report, None, 0.1, False, min_change_ms=-1)
 
 
 def test_a_tighter_bound_fails_the_same_report() -> None:
-    assert gate(crafted("pass.json"), crafted("baseline.json"), 0.10, False).passed
-    verdict = gate(crafted("pass.json"), crafted("baseline.json"), 0.05, False)
+    exact_report = edited("pass.json", lambda data: with_samples(data, EXACT))
+    assert gate(exact_report, baseline_with(EXACT), 0.10, False).passed
+    verdict = gate(exact_report, baseline_with(EXACT), 0.05, False, min_change_ms=0.0)
     assert {f.kind for f in verdict.failures} == {"regression"} and len(verdict.failures) == 6
 
 
@@ -184,11 +226,14 @@ def test_cli_pass_and_fail_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixt
     assert capsys.readouterr().out.startswith("PASS: ")
     assert main(["gate", "--report", str(DATA / "failed-check.json")]) == 1
     assert capsys.readouterr().out.startswith("FAIL: ")
-    regressed = write(tmp_path, scale_p99(1.2))
+    regressed = write(tmp_path, scale_p99(1.2, EXACT))
+    baseline = str(write(tmp_path, baseline_with(EXACT), "b.json"))
     assert main(["gate", "--report", str(regressed), "--baseline", baseline, "--max-regression", "25%"]) == 0
     capsys.readouterr()
     assert main(["gate", "--report", str(regressed), "--baseline", baseline, "--max-regression", "0.15"]) == 1
     assert "+20.0%" in capsys.readouterr().out
+    assert main(["gate", "--report", str(regressed), "--baseline", baseline, "--max-regression", "0.15",
+                 "--min-change-ms", "3"]) == 0
 
 
 def test_cli_simulated(capsys: pytest.CaptureFixture[str]) -> None:

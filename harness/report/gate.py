@@ -13,21 +13,30 @@ Rules (documented in docs/report.md, "The release gate"):
   (`profiles/allowed-skips.yaml`, `--allow-list`) lists it for the report's profile, with a reason;
 - every latency result must be complete and meet its SLO verdicts;
 - against a baseline, p50/p95/p99 of every model measured at the same load (model, protocol, loop,
-  offered rate or concurrency) may grow by at most `max_regression` (0.10 = 10 %, the bound itself
-  passes); a baseline measurement with no counterpart in the report fails, because an unmeasured
-  model cannot be shown not to have regressed.
+  offered rate or concurrency) regress only when both hold: the growth exceeds the allowance
+  (`max_regression` of the baseline, 0.10 = 10 %, but at least `min_change_ms`; the bound itself
+  passes), and it exceeds both runs' measurement uncertainty combined (the root sum of squares of
+  the baseline's upper and the current run's lower 99 % half-widths; harness/report/uncertainty.py).
+  So identical runs do not regress on sampling noise, and a slowdown the samples resolve does. A
+  baseline measurement with no counterpart in the report fails, because an unmeasured model cannot
+  be shown not to have regressed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
 from harness.report.allowlist import AllowList
 from harness.report.completeness import completeness_problems
 from harness.report.model import LatencyEntry, RunReport
+from harness.report.uncertainty import Interval, percentile_interval
 
 PERCENTILES = ("p50", "p95", "p99")
+# Below this a change is not a regression however certain: sub-millisecond shifts are scheduler and
+# loopback jitter, not the model (docs/report.md, "Comparing with a baseline").
+DEFAULT_MIN_CHANGE_MS = 0.5
 # Float noise must not turn "exactly at the bound" into a failure.
 _EPSILON = 1e-9
 
@@ -52,6 +61,12 @@ class Comparison:
     change: float  # fraction: 0.25 = 25 % slower
     limit: float
     ok: bool
+    # The statistical part of the verdict: each run's 99 % interval and the absolute floor.
+    baseline_interval: Interval | None = None
+    current_interval: Interval | None = None
+    min_change_ms: float = 0.0
+    within_noise: bool = False  # grew past the allowance, but not past the runs' uncertainty
+    noise_ms: float = 0.0  # the two runs' combined 99 % uncertainty of the difference
 
 
 @dataclass(frozen=True)
@@ -112,7 +127,8 @@ def _latency_failures(report: RunReport) -> list[GateFailure]:
 
 
 def _regressions(
-    report: RunReport, baseline: RunReport, max_regression: float, notes: list[str]
+    report: RunReport, baseline: RunReport, max_regression: float, notes: list[str],
+    min_change_ms: float = DEFAULT_MIN_CHANGE_MS,
 ) -> tuple[list[Comparison], list[GateFailure]]:
     current = _latest_by_load(report.latency, notes, "the report")
     base = _latest_by_load(baseline.latency, notes, "the baseline")
@@ -132,12 +148,22 @@ def _regressions(
                 notes.append(f"{key} {pct}: baseline is {before:g} ms, no ratio to compare")
                 continue
             change = after / before - 1.0
-            ok = change <= max_regression + _EPSILON
-            comparisons.append(Comparison(key, pct, before, after, change, max_regression, ok))
+            was, now = percentile_interval(old.result, pct), percentile_interval(new.result, pct)
+            allowance = max(min_change_ms, max_regression * before)
+            # Independent runs: the uncertainties of the two percentiles add in quadrature.
+            noise = math.hypot(was.high - before, after - now.low)
+            exceeds = after - before > allowance + _EPSILON
+            beyond_noise = after - before > noise + _EPSILON
+            ok = not (exceeds and beyond_noise)
+            comparisons.append(Comparison(key, pct, before, after, change, max_regression, ok,
+                                          baseline_interval=was, current_interval=now, min_change_ms=min_change_ms,
+                                          within_noise=exceeds and not beyond_noise, noise_ms=noise))
             if not ok:
                 failures.append(GateFailure(
                     "regression", f"{key} {pct}",
-                    f"{before:.2f} ms -> {after:.2f} ms (+{change:.1%}, bound {max_regression:.1%})",
+                    f"{before:.2f} ms -> {after:.2f} ms (+{change:.1%}, bound {max_regression:.1%} and "
+                    f"{min_change_ms:g} ms), more than the runs' combined uncertainty ({noise:.2f} ms; 99% "
+                    f"intervals {was.describe()} and {now.describe()} ms)",
                 ))
     for key in sorted(set(current) - set(base)):
         notes.append(f"{key}: not in the baseline, compared with SLOs only")
@@ -151,10 +177,13 @@ def gate(
     allow_simulated: bool,
     allow_skip: Collection[str] = (),
     allow_list: AllowList | None = None,
+    min_change_ms: float = DEFAULT_MIN_CHANGE_MS,
 ) -> GateVerdict:
     """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
     if max_regression < 0:
         raise ValueError(f"max_regression must be >= 0, got {max_regression}")
+    if min_change_ms < 0:
+        raise ValueError(f"min_change_ms must be >= 0, got {min_change_ms}")
     notes: list[str] = []
     failures: list[GateFailure] = []
     refused = report.simulated and not allow_simulated
@@ -179,7 +208,7 @@ def gate(
     failures.extend(_latency_failures(report))
     comparisons: list[Comparison] = []
     if baseline is not None:
-        comparisons, regressions = _regressions(report, baseline, max_regression, notes)
+        comparisons, regressions = _regressions(report, baseline, max_regression, notes, min_change_ms)
         failures.extend(regressions)
     else:
         notes.append("no baseline given: latency judged against SLOs only")
@@ -211,6 +240,10 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
+def _with_interval(value: float, interval: Interval | None) -> str:
+    return f"{value:.2f}" if interval is None else f"{value:.2f} {interval.describe()}"
+
+
 def format_verdict(verdict: GateVerdict, report_name: str) -> str:
     """Human-readable verdict; the first line alone says pass, fail or refused (and SIMULATED)."""
     n = len(verdict.failures)
@@ -239,11 +272,15 @@ def format_verdict(verdict: GateVerdict, report_name: str) -> str:
         lines += _table(
             ("LOAD", "PCT", "BASELINE MS", "CURRENT MS", "CHANGE", "BOUND", "VERDICT"),
             [
-                (c.load, c.percentile, f"{c.baseline_ms:.2f}", f"{c.current_ms:.2f}", f"{c.change:+.1%}",
-                 f"{c.limit:.1%}", "ok" if c.ok else "REGRESSED")
+                (c.load, c.percentile, _with_interval(c.baseline_ms, c.baseline_interval),
+                 _with_interval(c.current_ms, c.current_interval), f"{c.change:+.1%}",
+                 f"{c.limit:.1%}" + (f", {c.min_change_ms:g} ms" if c.min_change_ms else ""),
+                 "REGRESSED" if not c.ok else "ok (within noise)" if c.within_noise else "ok")
                 for c in verdict.comparisons
             ],
         )
+        lines.append("(99% intervals in brackets: a percentile regresses only when it grew past the bound and "
+                     "by more than both runs' uncertainty combined; docs/report.md)")
     if verdict.notes:
         lines.append("")
         lines += [f"note: {note}" for note in verdict.notes]

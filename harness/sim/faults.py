@@ -15,7 +15,9 @@ Controllers add their own faults through a small registry: a controller calls
 `faults.pod_crash(namespace, name)`, which delegates to that callback. `SimCluster` calls each
 controller's `register_faults(faults)` at start. Named hooks with wrappers here:
 `pod_crash(namespace, pod, container=None)`, `node_not_ready(node)`, `node_ready(node)`,
-`model_load_failure(namespace, model)`, `kill_mlserver(namespace, pod)`. Others registered by the
+`model_load_failure(namespace, model)`, `kill_mlserver(namespace, pod)`,
+`slow_model(namespace, model, factor)` (the mesh holds the model's answers until `factor` times
+the server's own time has passed: a model made 2x slower, for regression-gate tests). Others registered by the
 controllers (kubelet: `pod_crash_loop`, `end_crash_loop`; Seldon: `clear_model_load_failure`,
 `kill_mlserver_mid_load`) and any future name work through `trigger(name, *args, **kwargs)`;
 `registered()` lists them. An unregistered hook raises `LookupError` naming what is registered.
@@ -145,3 +147,6 @@ class Faults:
 
     def kill_mlserver(self, namespace: str, pod: str) -> Any:
         return self.trigger("kill_mlserver", namespace, pod)
+
+    def slow_model(self, namespace: str, model: str, factor: float) -> Any:
+        return self.trigger("slow_model", namespace, model, factor)

@@ -59,6 +59,9 @@ class Route:
     served_name: str
     upstreams: tuple[Upstream, ...] = ()
     refusal: str | None = None
+    # Test hook (`faults.slow_model`): answers are held until `slowdown` times the upstream's own
+    # time has passed, so the model looks that much slower to every client (regression-gate tests).
+    slowdown: float = 1.0
 
 
 Resolver = Callable[[str], "Route | None"]
@@ -252,6 +255,7 @@ class _HttpProxy:
                 out.append(key + b": " + value + b"\r\n")
         out.append(f"content-length: {len(body)}\r\n\r\n".encode())
         request = b"".join(out) + body
+        started = time.monotonic()
         for attempt in range(2):
             try:
                 fresh, (up_reader, up_writer) = await self._connection(upstream)
@@ -291,6 +295,9 @@ class _HttpProxy:
             if not keep_alive:
                 resp.append(b"connection: close\r\n")
             resp.append(b"\r\n")
+            if route.slowdown > 1.0:
+                # The injected slowness itself (not a wait for a condition): other requests proceed.
+                await asyncio.sleep((time.monotonic() - started) * (route.slowdown - 1.0))
             return b"".join(resp) + up_body
         raise AssertionError("unreachable")
 
@@ -394,6 +401,7 @@ class _GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             remaining = context.time_remaining()
             # Without a client deadline grpc reports ~9e18 s, which overflows as an upstream timeout.
             timeout = remaining if remaining is not None and remaining < 1e6 else None
+            started = time.monotonic()
             try:
                 reply: bytes = stub(
                     _rewrite(method, request, route.served_name),
@@ -403,6 +411,9 @@ class _GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             except grpc.RpcError as exc:
                 context.abort(exc.code(), exc.details() or "")
                 raise AssertionError("unreachable") from None
+            if route.slowdown > 1.0:
+                # The injected slowness itself, on this call's own server thread (see Route.slowdown).
+                time.sleep((time.monotonic() - started) * (route.slowdown - 1.0))
             return reply
 
         return grpc.unary_unary_rpc_method_handler(call)
@@ -500,7 +511,7 @@ class Mesh:
 
 def routes_to_json(routes: dict[str, Route]) -> str:
     return json.dumps({
-        name: {"served_name": r.served_name, "refusal": r.refusal,
+        name: {"served_name": r.served_name, "refusal": r.refusal, "slowdown": r.slowdown,
                "upstreams": [[u.host, u.http_port, u.grpc_port] for u in r.upstreams]}
         for name, r in routes.items()
     }, sort_keys=True)
@@ -511,7 +522,7 @@ def routes_from_json(text: str) -> dict[str, Route]:
     return {
         str(name): Route(str(r["served_name"]),
                          tuple(Upstream(str(h), int(hp), int(gp)) for h, hp, gp in r.get("upstreams") or []),
-                         r.get("refusal"))
+                         r.get("refusal"), float(r.get("slowdown") or 1.0))
         for name, r in data.items()
     }
 

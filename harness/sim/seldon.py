@@ -14,6 +14,7 @@ annotations `sim.seldon-gpu-harness/mesh-http-port` and `sim.seldon-gpu-harness/
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -235,6 +236,7 @@ class SeldonController:
         self._loaded: dict[tuple[str, str], int] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
+        self._slowdown: dict[str, float] = {}  # model -> factor, set by the `slow_model` fault
         self._closed = False
 
     # --- routing (called from the mesh's threads) ------------------------------------------
@@ -246,6 +248,17 @@ class SeldonController:
         return self.mesh.http_port, self.mesh.grpc_port
 
     # --- faults ------------------------------------------------------------------------------
+    def slow_model(self, model: str, factor: float) -> None:
+        """Make `model` answer `factor` times slower through the mesh (1.0 restores it)."""
+        if not factor >= 1.0:
+            raise ValueError(f"slow_model: factor must be >= 1, got {factor!r}")
+        self._slowdown[model] = factor
+        routes = {name: dataclasses.replace(route, slowdown=self._slowdown.get(name, 1.0))
+                  for name, route in self._routes.items()}
+        self._routes = routes
+        if isinstance(self.mesh, MeshProcess) and not self.mesh.update(routes):
+            raise RuntimeError("slow_model: the mesh process did not take the new routes")
+
     def fail_model_load(self, model: str, message: str = "injected fault: the model failed to load") -> None:
         self.dataplane.fail_model_load(model, message)
 
@@ -405,7 +418,7 @@ class SeldonController:
             statuses.append((model, status))
             # One mesh per Seldon namespace in real Seldon; here one mesh, the Seldon namespace wins a clash.
             if route is not None and (name not in routes or ns == self.namespace):
-                routes[name] = route
+                routes[name] = dataclasses.replace(route, slowdown=self._slowdown.get(name, 1.0))
         for key in list(self._placed):
             if key not in seen:
                 self._unplace(key, set())
@@ -551,6 +564,7 @@ class SeldonController:
     def register_faults(self, faults: Any) -> None:
         """Hook this controller's faults into `SimCluster.faults` (see harness/sim/faults.py)."""
         faults.register("model_load_failure", lambda namespace, model: self.fail_model_load(model))
+        faults.register("slow_model", lambda namespace, model, factor: self.slow_model(model, factor))
         faults.register("clear_model_load_failure", lambda namespace, model: self.dataplane.clear_model_fault(model))
         faults.register("kill_mlserver", self.kill_mlserver)
         faults.register("kill_mlserver_mid_load", lambda namespace, model: self.dataplane.kill_during_load(model))
