@@ -169,6 +169,9 @@ class Cluster(Strict):
     gpu_toleration_admission: Literal["detect", "yes", "no"] = "detect"
     # kind-cpu: advertise fake `nvidia.com/gpu` capacity by patching node status instead of passthrough.
     fake_gpus: bool = False
+    # existing: may tests change nodes (NoExecute taints, evictions, fake capacity)? Off by default on
+    # a cluster the harness did not create; when on, only nodes running nothing of anyone else are used.
+    destructive: bool = False
     # Host port that kind maps to the seldon-mesh NodePort.
     mesh_host_port: Annotated[int, Field(ge=1024, le=65535)] = 30080
     mesh_node_port: Annotated[int, Field(ge=30000, le=32767)] = 30080
@@ -394,6 +397,9 @@ class Profile(Strict):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise _FieldError("models", "model names must be unique")
+        if self.cluster.provider == "existing" and self.cluster.fake_gpus and not self.cluster.destructive:
+            raise _FieldError("cluster.fake_gpus", "patches the capacity of nodes of a cluster the harness did not "
+                              "create: set cluster.destructive: true as well to allow it")
         gpu_nodes = sum(g.count for g in self.cluster.nodes.gpu_workers)
         if self.cluster.provider in ("sim", "kind"):
             for i, server in enumerate(self.servers):

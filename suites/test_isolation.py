@@ -10,6 +10,7 @@ import pytest
 
 from harness import render
 from harness.checks.placement import gpu_node
+from harness.checks.shared_nodes import destructive_refusal, nodes_free_of_others
 from harness.config import Profile
 from harness.k8s.gpu import pod_gpu_request
 from harness.lifecycle import SELDON_API, condition
@@ -75,16 +76,26 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     Uses a taint of its own (not the profile's, so the GPU Servers stay) on a GPU node that runs
     none of the deployment's Servers; the node guard removes it afterwards.
     """
+    refusal = destructive_refusal(profile.cluster.provider, profile.cluster.destructive)
+    if refusal:
+        pytest.skip(f"the eviction test {refusal}")
+    test_taint = {"key": "harness.seldon.dev/evict-test", "value": "true", "effect": "NoExecute"}
     pods = scope.kube.list("v1", "Pod")
     busy = {(p.get("spec") or {}).get("nodeName") for p in pods
             if (p.get("metadata", {}).get("labels") or {}).get("seldon-server-name")}
-    free = [n for n in _gpu_nodes(scope) if n["metadata"]["name"] not in busy]
-    if not free:
+    without_servers = [n["metadata"]["name"] for n in _gpu_nodes(scope) if n["metadata"]["name"] not in busy]
+    if not without_servers:
         pytest.skip("every GPU node runs a Server; add a GPU worker to the profile to run the eviction test")
-    node = free[0]["metadata"]["name"]
+    # Nothing of anyone else may be evicted: only a node where every pod is this run's (or tolerates
+    # the test taint for good) is used; on a cluster the harness created, every pod is the run's.
+    choice = nodes_free_of_others(without_servers, pods, scope.run_context.run_id, test_taint,
+                                  own_namespaces=[scope.namespace])
+    if profile.cluster.provider == "existing" and not choice.free:
+        pytest.skip("no GPU node without Servers runs only this run's pods; the taint would evict others' pods ("
+                    + "; ".join(f"{n}: {who}" for n, who in choice.busy.items()) + ")")
+    node = (choice.free or without_servers)[0]
     gpu_toleration = {"key": profile.gpu.taint.key, "operator": "Equal", "value": profile.gpu.taint.value,
                       "effect": profile.gpu.taint.effect}
-    test_taint = {"key": "harness.seldon.dev/evict-test", "value": "true", "effect": "NoExecute"}
     grace_s = 3
 
     def intruder(name: str, extra_tolerations: list[dict[str, Any]]) -> dict[str, Any]:

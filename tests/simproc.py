@@ -74,6 +74,8 @@ def existing_profile_for(sim_profile: Path, kubeconfig: Path, out: Path, **chang
     data = yaml.safe_load(sim_profile.read_text())
     data["cluster"]["provider"] = "existing"
     data["cluster"]["kubeconfig"] = str(kubeconfig)
+    # The sim stands in for a cluster whose owners allow node changes; tests of the refusal set False.
+    data["cluster"]["destructive"] = True
     data.setdefault("seldon", {})["install"] = False
     data.setdefault("gpu", {})["device_plugin"] = {"install": False}
     for key, value in changes.items():

@@ -226,7 +226,7 @@ def test_existing_fake_gpus_go_through_the_guard_and_are_restored(sim_run: tuple
     node = "seldon-gpu-worker"
     kube.patch("v1", "Node", node, None, {"metadata": {"labels": {"pool": "infer-srv"}}})
     try:
-        ex = get_provider(existing_profile(**{"cluster.fake_gpus": True}),
+        ex = get_provider(existing_profile(**{"cluster.fake_gpus": True, "cluster.destructive": True}),
                           options(tmp_path, Path(provider.cluster.kubeconfig_path)))
         guard = NodeGuard(kube, "r-fake", install_signal_handlers=False)
         problems = ex.prepare_nodes(kube, guard)
