@@ -12,6 +12,7 @@ test's own failure: a cleanup error fails the teardown only when the test itself
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -83,10 +84,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "GPU serving harness (Seldon Core 2 on dedicated GPU nodes)")
     group.addoption("--profile", default=None,
                     help=f"profile YAML file (default: $PROFILE or {DEFAULT_PROFILE})")
-    # pytest-kind (a dependency, auto-loaded) defines --kubeconfig and --keep-cluster with the same
-    # meaning; share them rather than fight over the names.
+    # pytest-kind's own plugin is disabled (pyproject addopts `-p no:pytest-kind`): its --cluster-name
+    # and --kind-image would be accepted and ignored here. The try below keeps a run that loads it
+    # anyway (another rootdir) working with its option definitions.
     for flag, kwargs in (
-        ("--kubeconfig", {"default": None, "help": "kubeconfig for existing clusters (overrides the profile)"}),
+        ("--kubeconfig", {"default": None,
+                          "help": "kubeconfig for existing clusters (overrides the profile and $KUBECONFIG)"}),
         ("--keep-cluster", {"action": "store_true", "default": False,
                             "help": "keep (and reuse) the kind cluster instead of deleting it at the end"}),
     ):
@@ -94,6 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(flag, **kwargs)
         except ValueError:
             continue
+    group.addoption("--context", default=None,
+                    help="kubeconfig context for existing clusters (overrides the profile's cluster.context)")
     group.addoption("--report-dir", default=None, help="where report.json, junit.xml, report.html and evidence go")
     group.addoption("--require-gpu", action="store_true", default=False,
                     help="fail instead of skip when GPUs are not visible through NVML (nightly and release lanes)")
@@ -138,6 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
         profile = load_profile(profile_arg)
         profile = apply_overrides(
             profile, kubeconfig=config.getoption("--kubeconfig"), report_dir=config.getoption("--report-dir"),
+            context=config.getoption("--context"),
         )
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -361,8 +367,25 @@ def profile(run_context: RunContext) -> Profile:
     return run_context.profile
 
 
+@contextlib.contextmanager
+def shown(config: pytest.Config) -> Iterator[None]:
+    """Let lifecycle progress reach the terminal (or CI log) while it happens: session fixtures run
+    inside the first test's setup, whose output pytest captures and shows only on failure."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+        if reporter is not None:
+            # Inside: while capturing, even the reporter's fd 1 is captured. `-q` writes dots only.
+            reporter.ensure_newline()
+            if reporter._tw.width_of_current_line:
+                reporter._tw.line()
+        yield
+    if reporter is not None:
+        reporter.currentfspath = None  # the next result starts a fresh line with its file name
+
+
 @pytest.fixture(scope="session")
-def cluster(run_context: RunContext) -> Iterator[Any]:
+def cluster(run_context: RunContext, pytestconfig: pytest.Config) -> Iterator[Any]:
     """The cluster, provisioned through the profile's provider, with the GPU stack and Seldon."""
     from harness.lifecycle import PhaseFailed
 
@@ -370,10 +393,12 @@ def cluster(run_context: RunContext) -> Iterator[Any]:
     session = cluster_session(run_context)
     run_context.recorder.attach(session)
     try:
-        session.up()
+        with shown(pytestconfig):
+            session.up()
     except PhaseFailed as exc:
         run_context.recorder.cluster_identified(session)
-        problems = session.down()
+        with shown(pytestconfig):
+            problems = session.down()
         suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
         pytest.fail(f"{exc}{suffix}", pytrace=False)
     run_context.recorder.cluster_identified(session)
@@ -381,15 +406,17 @@ def cluster(run_context: RunContext) -> Iterator[Any]:
         yield session
     finally:
         run_context.recorder.capture_cluster(session)
-        problems = session.down()
+        with shown(pytestconfig):
+            problems = session.down()
         run_context.recorder.cleanup_problems(problems)
 
 
 @pytest.fixture(scope="session")
-def deployment(cluster: Any) -> Any:
+def deployment(cluster: Any, pytestconfig: pytest.Config) -> Any:
     """The profile's Servers and Models applied and awaited (once per run; tests must not change them)."""
     if not cluster.deployed and cluster.deploy_error is None:
-        cluster.deploy()
+        with shown(pytestconfig):
+            cluster.deploy()
     return cluster
 
 

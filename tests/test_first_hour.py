@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from harness.errors import UsageError
+from harness.kube import kubeconfig
+from harness.progress import current_phase, progress, waiting
 from harness.providers import Finding
 from harness.pytest_plugin import PREREQUISITES_SECTION, RUN_OUTPUTS, preflight_checklist
 
@@ -111,3 +118,136 @@ def test_an_earlier_runs_outputs_are_removed_before_a_new_run(pytester: pytest.P
     assert (out / "notes.txt").read_text() == "the user's own file"
     assert "<old/>" not in (out / "junit.xml").read_text()
     assert set(RUN_OUTPUTS) >= {"report.json", "junit.xml", "report.html", "evidence"}
+
+
+# --- progress --------------------------------------------------------------------------------
+class _Stream(io.StringIO):
+    """A non-terminal stream that signals when a heartbeat line arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.beat = threading.Event()
+
+    def write(self, text: str) -> int:
+        if "still running" in text:
+            self.beat.set()
+        return super().write(text)
+
+
+def test_a_phase_heartbeat_says_what_it_waits_for_and_how_long() -> None:
+    ticks = iter([100.0, 100.0, 103.0, 130.0, 130.0, 130.0, 130.0, 130.0])
+    clock = lambda: next(ticks, 130.0)  # noqa: E731
+    moment = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+    out = _Stream()
+    with progress("models", stream=out, interactive=False, now=lambda: moment, monotonic=clock,
+                  heartbeat_s=0.01) as phase:
+        assert current_phase() is phase
+        with waiting("Model iris ModelReady"):
+            assert out.beat.wait(timeout=30), out.getvalue()
+        assert phase.waiting_for is None
+    assert current_phase() is None
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "2026-11-29T12:00:00Z harness: models started"
+    assert ("2026-11-29T12:00:00Z harness: models: still running after 30s; "
+            "waiting for Model iris ModelReady (27s)") in lines
+    assert lines[-1].startswith("2026-11-29T12:00:00Z harness: models done in")
+
+
+def test_waiting_outside_a_phase_does_nothing() -> None:
+    with waiting("nothing"):
+        assert current_phase() is None
+
+
+def test_lifecycle_progress_reaches_the_terminal_while_the_output_is_captured(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest('''
+import pytest
+from harness.pytest_plugin import shown
+
+@pytest.fixture(scope="session")
+def slow_setup(pytestconfig):
+    with shown(pytestconfig):
+        print("PROGRESS-LINE cluster up")
+    print("CAPTURED-LINE")
+''')
+    pytester.makepyfile(test_x="def test_a(slow_setup):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["PROGRESS-LINE cluster up"])
+    assert "CAPTURED-LINE" not in result.stdout.str()
+
+
+# --- kubeconfig and command-line conventions --------------------------------------------------
+def _kubeconfig(path: Path, *, cluster: str, server: str, context: str | None, current: str | None = None,
+                ca: str | None = None) -> Path:
+    doc: dict[str, object] = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server, **({"certificate-authority": ca} if ca else {})}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": context, "context": {"cluster": cluster, "user": "u"}}] if context else [],
+    }
+    if current:
+        doc["current-context"] = current
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_kubeconfig_resolution_names_what_it_tried(tmp_path: Path) -> None:
+    a, b, missing = tmp_path / "a", tmp_path / "b", tmp_path / "missing"
+    a.write_text("{}")
+    b.write_text("{}")
+    with pytest.raises(UsageError, match=rf"--kubeconfig {missing}: kubeconfig not found"):
+        kubeconfig.resolve(missing, None, tmp_path)
+    choice = kubeconfig.resolve(None, os.pathsep.join([str(missing), str(a), str(b), str(a)]), tmp_path)
+    assert choice.files == (a, b) and choice.merged and choice.source == "$KUBECONFIG"
+    with pytest.raises(UsageError, match=r"tried \$KUBECONFIG \(.*missing\); none of those files exists"):
+        kubeconfig.resolve(None, str(missing), tmp_path)
+    with pytest.raises(UsageError, match=r"tried .*\.kube/config \(KUBECONFIG is not set\)"):
+        kubeconfig.resolve(None, None, tmp_path)
+    assert kubeconfig.resolve(a, str(b), tmp_path).files == (a,)  # an explicit file is used alone
+
+
+def test_merged_kubeconfig_follows_kubectls_first_wins_rules(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    first = _kubeconfig(tmp_path / "one" / "a", cluster="c", server="https://127.0.0.1:1", context="x",
+                        current="y", ca="ca.crt")
+    second = _kubeconfig(tmp_path / "b", cluster="c", server="https://127.0.0.1:2", context="y", current="x")
+    merged = kubeconfig.load_merged(kubeconfig.resolve(None, f"{first}{os.pathsep}{second}", tmp_path))
+    assert [c["cluster"]["server"] for c in merged["clusters"]] == ["https://127.0.0.1:1"]
+    assert merged["clusters"][0]["cluster"]["certificate-authority"] == str(tmp_path / "one" / "ca.crt")
+    assert [c["name"] for c in merged["contexts"]] == ["x", "y"] and merged["current-context"] == "y"
+    single = kubeconfig.single_file(kubeconfig.resolve(None, f"{first}{os.pathsep}{second}", tmp_path), tmp_path)
+    assert single == tmp_path / "kubeconfig.merged" and (single.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_client_reads_every_file_of_a_kubeconfig_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.config import Timeouts
+    from harness.kube import Kube
+
+    # The current context is set in the first file, its cluster defined only in the second.
+    first = _kubeconfig(tmp_path / "a", cluster="other", server="https://127.0.0.1:9", context=None, current="y")
+    second = _kubeconfig(tmp_path / "b", cluster="c", server="https://127.0.0.1:7", context="y")
+    monkeypatch.setenv("KUBECONFIG", f"{first}{os.pathsep}{second}")
+    kube = Kube.from_kubeconfig(None, None, Timeouts())
+    try:
+        assert kube._api.configuration.host == "https://127.0.0.1:7"
+    finally:
+        kube.close()
+
+
+def test_cli_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert re.match(r"^python -m harness \d+\.\d+", capsys.readouterr().out)
+
+
+def test_pytest_kind_options_are_not_offered() -> None:
+    """pytest-kind's --cluster-name/--kind-image would be accepted and ignored: they are refused."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--cluster-name", "x", "--collect-only", "-q"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 4 and "unrecognized arguments: --cluster-name" in proc.stderr, proc.stderr

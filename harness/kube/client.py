@@ -68,16 +68,16 @@ class Kube:
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
-        if path is None:
-            env = os.environ.get("KUBECONFIG", "")
-            path = env.split(os.pathsep)[0] if env else Path.home() / ".kube" / "config"
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"{path}: kubeconfig not found (pass --kubeconfig or set KUBECONFIG)")
+        from harness.kube.kubeconfig import resolve
+
+        # kubectl's rules: the given file alone, else every $KUBECONFIG file merged (the kubernetes
+        # client merges a path list itself, first definition wins), else ~/.kube/config.
+        choice = resolve(path, os.environ.get("KUBECONFIG"), Path.home())
+        path = os.pathsep.join(str(p) for p in choice.files)
         configuration = client.Configuration()
         try:
             config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(path), context=context,
+                config_file=path, context=context,
                                     client_configuration=configuration, persist_config=False)
         except ConfigException as exc:
             where = f" context {context!r}" if context else ""
@@ -320,17 +320,21 @@ class Kube:
                  predicate: Callable[[Obj | None], bool], timeout: float, what: str) -> Obj | None:
         """See `harness.kube.wait.wait_for`: the one wait primitive."""
         from harness.kube.wait import wait_for
+        from harness.progress import waiting
 
-        return wait_for(self, api_version, kind, name, namespace, predicate, timeout, what)
+        with waiting(what):  # the running phase's heartbeat names what it waits for
+            return wait_for(self, api_version, kind, name, namespace, predicate, timeout, what)
 
     def wait_for_list(self, api_version: str, kind: str, namespace: str | None,
                       predicate: Callable[[ObjList], bool], timeout: float, what: str,
                       label_selector: str | None = None, field_selector: str | None = None) -> ObjList:
         """See `harness.kube.wait.wait_for_list`."""
         from harness.kube.wait import wait_for_list
+        from harness.progress import waiting
 
-        return wait_for_list(self, api_version, kind, namespace, predicate, timeout, what,
-                             label_selector, field_selector)
+        with waiting(what):
+            return wait_for_list(self, api_version, kind, namespace, predicate, timeout, what,
+                                 label_selector, field_selector)
 
     def watch_stream(self, api_version: str, kind: str, namespace: str | None, resource_version: str,
                      timeout_s: float, label_selector: str | None = None,

@@ -14,6 +14,7 @@ from typing import Any
 from harness.config import Profile
 from harness.errors import UsageError
 from harness.kube.client import Kube
+from harness.kube.kubeconfig import KubeconfigChoice, resolve, single_file
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
@@ -71,17 +72,34 @@ class ExistingProvider:
         self.profile = profile
         self.options = options
         self.runner = runner or ToolRunner(profile.timeouts.subprocess_s, options.tools or ToolPaths())
-        explicit = options.kubeconfig or (Path(profile.cluster.kubeconfig) if profile.cluster.kubeconfig else None)
-        if explicit is None:
-            env = os.environ.get("KUBECONFIG", "")
-            explicit = Path(env.split(os.pathsep)[0]) if env else Path.home() / ".kube" / "config"
-        self.kubeconfig = Path(explicit)
         self.context = profile.cluster.context
         self.workdir = Path(options.workdir)
+        # kubectl's rules: --kubeconfig (or the profile's) alone, else every $KUBECONFIG file merged,
+        # else ~/.kube/config. A problem is kept for the preflight to report with what was tried.
+        self.kubeconfig_problem: str | None = None
+        source = "--kubeconfig" if options.kubeconfig else "profile cluster.kubeconfig"
+        explicit = options.kubeconfig or (Path(profile.cluster.kubeconfig) if profile.cluster.kubeconfig else None)
+        try:
+            self.choice: KubeconfigChoice | None = resolve(explicit, os.environ.get("KUBECONFIG"), Path.home(),
+                                                           source=source)
+            self.kubeconfig = self.choice.files[0]
+        except UsageError as exc:
+            self.choice, self.kubeconfig_problem = None, str(exc)
+            self.kubeconfig = Path(explicit) if explicit else Path.home() / ".kube" / "config"
+        self._single: Path | None = None
         self.installed: list[str] = []
 
     def _kube(self) -> Kube:
-        return Kube.from_kubeconfig(self.kubeconfig, self.context, self.profile.timeouts)
+        return Kube.from_kubeconfig(self._kubeconfig_file(), self.context, self.profile.timeouts)
+
+    def _kubeconfig_file(self) -> Path:
+        """One file for the client, kubectl and helm: a merged $KUBECONFIG is written to the workdir."""
+        if self.kubeconfig_problem is not None or self.choice is None:
+            raise UsageError(self.kubeconfig_problem or f"{self.kubeconfig}: kubeconfig not found")
+        if self._single is None:
+            self._single = single_file(self.choice, self.workdir)
+            self.kubeconfig = self._single
+        return self._single
 
     def preflight(self) -> list[Finding]:
         try:
@@ -150,8 +168,7 @@ class ExistingProvider:
         return out
 
     def provision(self) -> ClusterHandle:
-        if not self.kubeconfig.is_file():
-            raise UsageError(f"{self.kubeconfig}: kubeconfig not found (pass --kubeconfig or set KUBECONFIG)")
+        self._kubeconfig_file()
         return ClusterHandle(provider=self.name, kubeconfig=self.kubeconfig, context=self.context, simulated=False,
                              cluster_name=self.context or "current-context", created=False)
 

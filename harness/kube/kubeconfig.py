@@ -1,0 +1,123 @@
+"""Which kubeconfig a run uses, the way kubectl finds and merges it.
+
+kubectl's rules (kubernetes/client-go `tools/clientcmd/loader.go`, `ClientConfigLoadingRules`):
+an explicit `--kubeconfig` file is used alone and must exist; otherwise every file named in
+`KUBECONFIG` (separated by `os.pathsep`; missing files are skipped) is merged, the first file to
+define a cluster, user or context name wins it, and the first `current-context` set wins; without
+`KUBECONFIG`, `~/.kube/config`. Relative paths inside a file (certificate-authority, client
+certificate and key, token file) are relative to that file.
+
+`resolve()` is pure over its inputs and says what it tried, so "not found" names every place looked
+at. `flatten()` builds the merged document that a single-file consumer (kubectl --kubeconfig, helm,
+the kubernetes client) can use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+_PATH_FIELDS = {
+    "clusters": ("certificate-authority",),
+    "users": ("client-certificate", "client-key", "tokenFile"),
+}
+
+
+@dataclass(frozen=True)
+class KubeconfigChoice:
+    """The files to merge, in precedence order, and how they were chosen (for messages)."""
+
+    files: tuple[Path, ...]
+    source: str  # "--kubeconfig", "profile cluster.kubeconfig", "$KUBECONFIG" or "~/.kube/config"
+    tried: str
+
+    @property
+    def merged(self) -> bool:
+        return len(self.files) > 1
+
+
+def resolve(explicit: str | Path | None, env: str | None, home: Path, *, source: str = "--kubeconfig",
+            exists: Callable[[Path], bool] = Path.is_file) -> KubeconfigChoice:
+    """The kubeconfig files kubectl would read; `UsageError` naming what was tried when there is none."""
+    if explicit is not None and str(explicit) != "":
+        path = Path(explicit).expanduser()
+        if not exists(path):
+            raise UsageError(f"{source} {path}: kubeconfig not found (that file does not exist)")
+        return KubeconfigChoice((path,), source, f"{source} {path}")
+    if env:
+        listed = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+        found = tuple(dict.fromkeys(p for p in listed if exists(p)))
+        tried = f"$KUBECONFIG ({', '.join(str(p) for p in listed) or 'empty'})"
+        if not found:
+            raise UsageError(f"kubeconfig not found: tried {tried}; none of those files exists "
+                             "(pass --kubeconfig FILE or fix KUBECONFIG)")
+        return KubeconfigChoice(found, "$KUBECONFIG", tried)
+    default = home / ".kube" / "config"
+    if not exists(default):
+        raise UsageError(f"kubeconfig not found: tried {default} (KUBECONFIG is not set); "
+                         "pass --kubeconfig FILE or set KUBECONFIG")
+    return KubeconfigChoice((default,), "~/.kube/config", str(default))
+
+
+def _absolute(entry: Mapping[str, Any], kind: str, base: Path) -> dict[str, Any]:
+    out = dict(entry)
+    body_key = "cluster" if kind == "clusters" else "user"
+    body = dict(out.get(body_key) or {})
+    for field in _PATH_FIELDS[kind]:
+        value = body.get(field)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            body[field] = str((base / value).resolve())
+    out[body_key] = body
+    return out
+
+
+def flatten(documents: list[tuple[Path, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Merge parsed kubeconfig documents in precedence order with kubectl's first-wins rules."""
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    seen: dict[str, set[str]] = {"clusters": set(), "users": set(), "contexts": set()}
+    for path, doc in documents:
+        if not isinstance(doc, Mapping):
+            raise UsageError(f"{path}: not a kubeconfig (expected a YAML mapping)")
+        for kind in ("clusters", "users", "contexts"):
+            for entry in doc.get(kind) or []:
+                name = str((entry or {}).get("name", ""))
+                if not name or name in seen[kind]:
+                    continue
+                seen[kind].add(name)
+                merged[kind].append(_absolute(entry, kind, path.parent) if kind in _PATH_FIELDS else dict(entry))
+        if "current-context" not in merged and doc.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+    return merged
+
+
+def load_merged(choice: KubeconfigChoice) -> dict[str, Any]:
+    """Read and merge the chosen files (I/O at the edge; `flatten` decides)."""
+    import yaml
+
+    documents = []
+    for path in choice.files:
+        try:
+            documents.append((path, yaml.safe_load(path.read_text(encoding="utf-8")) or {}))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: unreadable kubeconfig: {' '.join(str(exc).split())}") from None
+    return flatten(documents)
+
+
+def single_file(choice: KubeconfigChoice, workdir: Path) -> Path:
+    """One file holding the chosen configuration: the file itself, or the merge written (0600) to
+    `workdir/kubeconfig.merged` for tools that take a single --kubeconfig."""
+    if not choice.merged:
+        return choice.files[0]
+    import yaml
+
+    out = workdir / "kubeconfig.merged"
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(load_merged(choice), handle, sort_keys=False)
+    return out
