@@ -79,8 +79,10 @@ def diagnose_server(kube: Kube, server: str, namespace: str) -> str:
     live = kube.get(SELDON_API, "Server", server, namespace)
     for kind in ("StatefulSetOrDeploymentReady", "Ready"):
         cond = condition(live, kind)
-        if cond and cond.get("status") != "True" and cond.get("message"):
-            reasons.append(f"{kind}: {cond.get('message')}")
+        # Seldon's operator writes its errors (e.g. the StatefulSet's refusal) as the reason, not the message
+        text = (cond or {}).get("message") or (cond or {}).get("reason")
+        if cond and cond.get("status") != "True" and text:
+            reasons.append(f"{kind}: {text}")
             break
     for event in kube.events(namespace=namespace, involved_name=server, involved_kind="StatefulSet"):
         if event.get("type") == "Warning":

@@ -78,7 +78,9 @@ def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope
     cond = condition(model, "ModelReady") or {}
     assert cond.get("status") != "True", _summary(model)
     assert NOT_ENOUGH_REPLICAS in f"{cond.get('reason')} {cond.get('message')}", _summary(model)
-    assert (model.get("status") or {}).get("selector") in (None, "", f"server={target.name}"), _summary(model)
+    # Seldon writes "server=" + the model's server, which a failed first schedule leaves empty
+    assert (model.get("status") or {}).get("selector") in (None, "", "server=", f"server={target.name}"), \
+        _summary(model)
 
 
 def test_requirement_based_model_falls_back_to_a_server_that_fits(deployed_ok: Any, scope: Scope) -> None:

@@ -275,6 +275,45 @@ def test_deleting_a_model_unloads_it(cluster: SimCluster, waiter: Waiter, seldon
     assert _infer_rest(mesh_ports[0], "short", SETOSA)[0] == 404
 
 
+def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
+        cluster: SimCluster, waiter: Waiter, iris: Obj, mesh_ports: tuple[int, int]) -> None:
+    """Seldon v2.10.2 (commit 8ca3c3c741d6b7d25a1eedf2d415359ab042d2ce): a change to the model spec
+    (storageUri, requirements, memory, server, ...) is a new version, served as `<model>_<n+1>`
+    (scheduler/pkg/store/memory.go updateModelImpl); a replicas change is not. Scaling beyond the
+    Server's replicas is ScheduleFailed while the loaded replica keeps serving (scheduler.go,
+    FailedScheduling without reset). Driven through the kubernetes client."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
+    crs = k8s.CustomObjectsApi(api)
+    try:
+        crs.create_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", {
+            "apiVersion": API, "kind": "Model", "metadata": {"name": "bump"},
+            "spec": {"storageUri": IRIS, "server": "mlserver-gpu"}})
+        waiter.until(_model_message(cluster, "bump", "ModelAvailable"), "bump ModelAvailable", LOAD_TIMEOUT)
+        assert _infer_rest(mesh_ports[0], "bump", SETOSA)[1]["model_name"] == "bump_1"
+
+        def answered_by(version: str) -> Callable[[], tuple[bool, Any]]:
+            def probe() -> tuple[bool, Any]:
+                code, answer = _infer_rest(mesh_ports[0], "bump", SETOSA)
+                return code == 200 and answer.get("model_name") == version, (code, answer)
+            return probe
+
+        patch = {"spec": {"storageUri": "gs://seldon-models/scv2/samples/mlserver_1.5.0/iris-sklearn"}}
+        crs.patch_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", "bump", patch)
+        waiter.until(answered_by("bump_2"), "bump_2 answering", LOAD_TIMEOUT)
+
+        crs.patch_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", "bump",
+                                           {"spec": {"replicas": 2}})
+        status = waiter.until(_model_message(cluster, "bump", "ScheduleFailed"), "bump ScheduleFailed")
+        assert status["availableReplicas"] == 1 and status["replicas"] == 2
+        code, answer = _infer_rest(mesh_ports[0], "bump", SETOSA)
+        assert code == 200 and answer["model_name"] == "bump_2"  # replicas are no new version; still serving
+    finally:
+        api.close()
+
+
 def test_deleting_the_server_stops_its_mlserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,
                                                 iris: Obj) -> None:
     pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")

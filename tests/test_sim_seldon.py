@@ -155,8 +155,9 @@ def test_gpu_requests_not_equal_limits_fail_the_statefulset(cluster: SimCluster,
         return _cond(status, "StatefulSetOrDeploymentReady").get("status") == "False", status
     status = waiter.until(failed, "StatefulSetOrDeploymentReady=False")
     cond = _cond(status, "StatefulSetOrDeploymentReady")
-    assert "nvidia.com/gpu" in cond["message"] and "invalid" in cond["message"].lower()
-    assert _cond(status, "Ready")["status"] == "False"
+    # Seldon's updateStatusFromError puts the API's refusal into the reason (no message)
+    assert "nvidia.com/gpu" in cond["reason"] and "invalid" in cond["reason"].lower() and "message" not in cond
+    assert _cond(status, "Ready")["status"] == "False" and _cond(status, "Ready")["reason"] == cond["reason"]
     assert cluster.store.get("apps/v1", "StatefulSet", "gpu-mismatch", NS) is None
     events = [e for e in cluster.store.list("v1", "Event", NS)
               if e["involvedObject"].get("name") == "gpu-mismatch" and e.get("type") == "Warning"]
@@ -170,7 +171,8 @@ def test_server_with_unknown_server_config_says_so(cluster: SimCluster, waiter: 
         status = _status(cluster, "Server", "no-config")
         return _cond(status, "Ready").get("status") == "False", status
     status = waiter.until(failed, "Ready=False")
-    assert 'ServerConfig "does-not-exist" not found' in _cond(status, "Ready")["message"]
+    assert _cond(status, "Ready")["reason"] == \
+        'failed to get ServerConfig: serverconfigs.mlops.seldon.io "does-not-exist" not found'
 
 
 # --- Models ---------------------------------------------------------------------------------------
@@ -184,6 +186,7 @@ def test_model_goes_available_on_the_server_with_its_capability(cluster: SimClus
     assert _cond(status, "Ready")["status"] == "True"
     assert status["selector"] == "server=cap-a"
     assert status["availableReplicas"] == 1 and status["replicas"] == 1
+    assert "reason" not in _cond(status, "Ready") and "message" not in _cond(status, "Ready")
     waiter.until(lambda: (_status(cluster, "Server", "cap-a").get("loadedModels") == 1,
                           _status(cluster, "Server", "cap-a")), "loadedModels=1")
 
@@ -193,7 +196,7 @@ def test_unmatched_requirement_is_schedule_failed(cluster: SimCluster, waiter: W
     status = waiter.until(_model_state(cluster, "model-nomatch", "ScheduleFailed"), "ScheduleFailed")
     cond = _cond(status, "ModelReady")
     assert cond["status"] == "False" and cond["reason"] == NO_MATCHING_SERVERS
-    assert "selector" not in status
+    assert status["selector"] == "server=" and "availableReplicas" not in status
 
 
 def test_more_model_replicas_than_server_replicas_is_schedule_failed(cluster: SimCluster, waiter: Waiter) -> None:

@@ -39,7 +39,7 @@ from harness.sim.seldon_merge import (
     server_selector,
     server_type,
 )
-from harness.sim.seldon_schedule import ModelRequest, Placement, ServerView, schedule_model
+from harness.sim.seldon_schedule import NOT_ENOUGH_REPLICAS, ModelRequest, ServerView, scaling_spec, schedule_model
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,15 @@ MESH_SERVICE = "seldon-mesh"
 HTTP_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-http-port"
 GRPC_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-grpc-port"
 HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
-MODEL_VERSION = 1
+MODEL_FINALIZER = "seldon.model.finalizer"  # operator/pkg/constants/constants.go ModelFinalizerName
+# operator/controllers/reconcilers/server/statefulset_reconciler.go: the reasons of StatefulSetOrDeploymentReady
+STATEFULSET_READY = "StatefulSet replicas matches desired replicas"
+STATEFULSET_NOT_READY = "StatefulSet replicas does not match desired replicas"
+# The Model fields the scheduler's ModelSpec carries (operator/apis/mlops/v1alpha1/model_types.go
+# `AsSchedulerModel`): a change to any of them is a new version of the model (scheduler/pkg/store/memory.go
+# `updateModelImpl` + equality.go); replicas and the logger are the DeploymentSpec and change it in place.
+MODEL_SPEC_FIELDS = ("storageUri", "artifactVersion", "requirements", "modelType", "server", "memory",
+                     "parameters", "secretName", "explainer", "llm")
 COMPONENT = "seldon-controller-manager"
 _POLL_S = 0.1  # how soon to look again while a load or start is in flight
 _WATCH_PROCESSES_S = 2.0  # how soon to look again for a dead MLServer (and its new log lines)
@@ -148,17 +156,28 @@ def bootstrap_seldon(store: Store, profile: Profile) -> None:
 
 # --- status helpers ------------------------------------------------------------------------------
 
-def _condition(previous: list[Obj], ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
-    status = "True" if ok else "False"
-    old = next((c for c in previous if c.get("type") == ctype), None)
-    cond: Obj = {"type": ctype, "status": status}
-    if reason:
-        cond["reason"] = reason
-    if message:
-        cond["message"] = message
-    same = old is not None and old.get("status") == status
-    cond["lastTransitionTime"] = old.get("lastTransitionTime", _now()) if same and old is not None else _now()
-    return cond
+def _conditions(previous: list[Obj], dependent: str, ok: bool, reason: str = "", message: str = "") -> list[Obj]:
+    """The conditions Seldon's knative LivingConditionSet writes for its one dependent condition
+    (knative.dev/pkg apis/condition_set.go at efddeac3ec35, the version Seldon 2.10.2 pins):
+    `MarkTrueWithReason` sets the dependent True with reason/message and `Ready` True with neither;
+    `MarkFalse` sets both False with the same reason/message. Empty fields are omitted (omitempty);
+    `SetCondition` keeps lastTransitionTime only when nothing else changed; the list is sorted by type."""
+    def one(ctype: str, with_text: bool) -> Obj:
+        cond: Obj = {"type": ctype, "status": "True" if ok else "False"}
+        if with_text and reason:
+            cond["reason"] = reason
+        if with_text and message:
+            cond["message"] = message
+        old = next((c for c in previous if c.get("type") == ctype), None)
+        same = old is not None and {k: v for k, v in old.items() if k != "lastTransitionTime"} == cond
+        cond["lastTransitionTime"] = old.get("lastTransitionTime", _now()) if same and old is not None else _now()
+        return cond
+    return sorted([one(dependent, True), one("Ready", not ok)], key=lambda c: str(c["type"]))
+
+
+def _omit_empty(status: Obj) -> Obj:
+    """Seldon's ModelStatus fields are `omitempty`: zero counts and empty strings are not written."""
+    return {k: v for k, v in status.items() if v not in (0, "", None)}
 
 
 def _write_status(store: Store, obj: Obj, status: Obj) -> None:
@@ -235,6 +254,8 @@ class SeldonController:
         # a change writes a Model status, which triggers the pass that reports it on the Server.
         self._loaded: dict[tuple[str, str], int] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
+        self._served: dict[tuple[str, str], str] = {}  # (namespace, model) -> the served name on those pods
+        self._versions: dict[tuple[str, str], tuple[int, str]] = {}  # -> (version, model spec fingerprint)
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
         self._slowdown: dict[str, float] = {}  # model -> factor, set by the `slow_model` fault
         self._closed = False
@@ -334,13 +355,13 @@ class SeldonController:
             config_name = spec.get("serverConfig") or ""
             config = store.get(SELDON_API, "ServerConfig", config_name, self.namespace) if config_name else None
             if config is None:
-                message = (f'ServerConfig "{config_name}" not found in namespace {self.namespace}' if config_name
-                           else "spec.serverConfig is empty")
+                # operator/apis/mlops/v1alpha1/serverconfig_types.go GetServerConfigForServer's errors, written
+                # by the server controller's updateStatusFromError as the condition's reason
+                message = (f'failed to get ServerConfig: serverconfigs.mlops.seldon.io "{config_name}" not found'
+                           if config_name else "ServerType not specified and is required")
                 self._event_once(store, server, f"server/{meta.get('uid')}", "ServerConfigNotFound", message, True)
-                _write_status(store, server, {**base_status, "conditions": [
-                    _condition(previous, "Ready", False, "ServerConfigNotFound", message),
-                    _condition(previous, "StatefulSetOrDeploymentReady", False, "ServerConfigNotFound", message),
-                ]})
+                _write_status(store, server, {**base_status, "conditions": _conditions(
+                    previous, "StatefulSetOrDeploymentReady", False, message)})
                 continue
             sts = build_statefulset(server, config)
             pod_spec = sts["spec"]["template"]["spec"]
@@ -357,22 +378,16 @@ class SeldonController:
                                             server_memory_bytes(pod_spec), connected, "rclone" in containers)
             if problem is not None:
                 self._event_once(store, server, f"server/{meta.get('uid')}", "StatefulSetFailed", problem, True)
-                _write_status(store, server, {**base_status, "conditions": [
-                    _condition(previous, "Ready", False, "StatefulSetFailed", problem),
-                    _condition(previous, "StatefulSetOrDeploymentReady", False, "StatefulSetFailed", problem),
-                ]})
+                _write_status(store, server, {**base_status, "conditions": _conditions(
+                    previous, "StatefulSetOrDeploymentReady", False, problem)})
                 continue
             self._reported.pop(f"server/{meta.get('uid')}", None)
             current = store.get("apps/v1", "StatefulSet", name, ns) or {}
             sts_status = current.get("status") or {}
             ready = int(sts_status.get("readyReplicas", len(ready_pods)) or 0)
             ok = ready >= desired_replicas
-            message = "" if ok else f"{ready}/{desired_replicas} replicas ready"
-            reason = "" if ok else "StatefulSetNotReady"
-            _write_status(store, server, {**base_status, "conditions": [
-                _condition(previous, "Ready", ok, reason, message),
-                _condition(previous, "StatefulSetOrDeploymentReady", ok, reason, message),
-            ]})
+            _write_status(store, server, {**base_status, "conditions": _conditions(
+                previous, "StatefulSetOrDeploymentReady", ok, STATEFULSET_READY if ok else STATEFULSET_NOT_READY)})
         return infos
 
     def _apply_statefulset(self, store: Store, sts: Obj) -> str | None:
@@ -413,7 +428,14 @@ class SeldonController:
             meta = model["metadata"]
             ns, name = meta.get("namespace", "default"), meta["name"]
             key = (ns, name)
+            if meta.get("deletionTimestamp"):
+                self._finalize_model(store, model)
+                continue
             seen.add(key)
+            if MODEL_FINALIZER not in (meta.get("finalizers") or []):
+                # operator/controllers/mlops/model_controller.go handleFinalizer: added before the first load
+                self._add_finalizer(store, model)
+                continue  # the write brings this Model round again
             route, status = self._reconcile_model(store, model, servers, pod_refs)
             statuses.append((model, status))
             # One mesh per Seldon namespace in real Seldon; here one mesh, the Seldon namespace wins a clash.
@@ -422,6 +444,8 @@ class SeldonController:
         for key in list(self._placed):
             if key not in seen:
                 self._unplace(key, set())
+        for key in list(self._assigned):
+            if key not in seen:
                 self._assigned.pop(key, None)
         # Routes first, statuses second: a Model reported available is routable by then.
         # One assignment replaces the whole table: the mesh threads only ever read a complete one.
@@ -432,29 +456,81 @@ class SeldonController:
         for model, status in statuses:
             _write_status(store, model, status)
 
+    def _add_finalizer(self, store: Store, model: Obj) -> None:
+        meta = model["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), MODEL_FINALIZER]
+        try:
+            store.patch(SELDON_API, "Model", meta["name"], meta.get("namespace"),
+                        {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}},
+                        "merge")
+        except ApiError as exc:
+            if exc.code not in (404, 409, 422):  # gone, changed or being deleted meanwhile: the next pass sees it
+                raise
+
+    def _finalize_model(self, store: Store, model: Obj) -> None:
+        """A deleted Model: unload it everywhere first, then let it go (remove Seldon's finalizer)."""
+        meta = model["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        self._unplace(key, set())
+        self._assigned.pop(key, None)
+        self._versions.pop(key, None)
+        if MODEL_FINALIZER not in (meta.get("finalizers") or []):
+            return
+        rest = [f for f in meta.get("finalizers") or [] if f != MODEL_FINALIZER]
+        try:
+            store.patch(SELDON_API, "Model", meta["name"], meta.get("namespace"),
+                        {"metadata": {"finalizers": rest or None, "resourceVersion": meta.get("resourceVersion")}},
+                        "merge")
+        except ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
+
     def _request(self, model: Obj) -> ModelRequest | str:
         spec = model.get("spec") or {}
         try:
             memory = int(parse_quantity(spec["memory"])) if spec.get("memory") not in (None, "") else 0
         except ValueError:
             return f"spec.memory {spec.get('memory')!r} is not a quantity"
-        replicas = spec.get("replicas")
+
+        def count(field: str) -> int | None:
+            value = spec.get(field)
+            return None if value is None else int(value)
+        scaling = scaling_spec(count("replicas"), count("minReplicas"), count("maxReplicas"))
+        if isinstance(scaling, str):
+            return scaling
+        requirements = [str(r) for r in spec.get("requirements") or []]
+        if spec.get("modelType"):
+            requirements.append(str(spec["modelType"]))  # AsSchedulerModel appends modelType to requirements
         return ModelRequest(
             name=model["metadata"]["name"],
-            requirements=tuple(str(r) for r in spec.get("requirements") or []),
+            requirements=tuple(requirements),
             server=spec.get("server") or None,
             memory_bytes=memory,
-            replicas=1 if replicas is None else int(replicas),
+            replicas=scaling[0],
+            min_replicas=scaling[1],
         )
 
+    def _served_name(self, key: tuple[str, str], spec: Obj) -> str:
+        """`<model>_<version>`: the version goes up by one whenever the model spec changes."""
+        fingerprint = json.dumps({f: spec.get(f) for f in MODEL_SPEC_FIELDS}, sort_keys=True, default=str)
+        version, known = self._versions.get(key, (0, ""))
+        if known != fingerprint:
+            if version:
+                self._unplace(key, set())  # the old version is unloaded; the new one loads afresh
+            version += 1
+            self._versions[key] = (version, fingerprint)
+        return f"{key[1]}_{version}"
+
     def _unplace(self, key: tuple[str, str], keep: set[PodRef]) -> None:
-        served = f"{key[1]}_{MODEL_VERSION}"
+        served = self._served.get(key)
         for pod in self._placed.get(key, set()) - keep:
-            self.dataplane.unload(pod, served)
+            if served is not None:
+                self.dataplane.unload(pod, served)
         if keep:
             self._placed[key] = set(keep)
         else:
             self._placed.pop(key, None)
+            self._served.pop(key, None)
 
     def _reconcile_model(self, store: Store, model: Obj, servers: dict[tuple[str, str], _ServerInfo],
                          pod_refs: dict[tuple[str, str], list[PodRef]]) -> tuple[Route | None, Obj]:
@@ -465,33 +541,44 @@ class SeldonController:
         spec = model.get("spec") or {}
         previous = list((model.get("status") or {}).get("conditions") or [])
         request = self._request(model)
-        replicas = request.replicas if isinstance(request, ModelRequest) else 1
         if isinstance(request, str):
-            placement = Placement(None, request)
-        else:
-            views = [ServerView(i.name, i.capabilities, len(i.ready_pods), i.memory_bytes)
-                     for (sns, _), i in servers.items() if sns == ns]
-            placement = schedule_model(request, views, current=self._assigned.get(key))
-
-        if placement.server is None:
+            # AsSchedulerModel refused the spec: the model controller writes ModelFailed with the error
             self._unplace(key, set())
             self._assigned.pop(key, None)
-            reason = placement.reason or "ScheduleFailed"
-            self._event_once(store, model, f"model/{meta.get('uid')}", "ScheduleFailed", reason, True)
-            return None, {
-                "conditions": [
-                    _condition(previous, "ModelReady", False, reason, "ScheduleFailed"),
-                    _condition(previous, "Ready", False, reason, "ScheduleFailed"),
-                ],
-                "replicas": replicas,
-                "availableReplicas": 0,
-            }
-
-        server = servers[(ns, placement.server)]
+            self._event_once(store, model, f"model/{meta.get('uid')}", "ModelFailed", request, True)
+            kept = {k: v for k, v in (model.get("status") or {}).items() if k != "conditions"}
+            return None, {**kept, "conditions": _conditions(previous, "ModelReady", False, request, "ModelFailed")}
+        served = self._served_name(key, spec)
+        current = self._assigned.get(key)
+        views = [ServerView(i.name, i.capabilities, len(i.ready_pods), i.memory_bytes)
+                 for (sns, _), i in servers.items() if sns == ns]
+        placement = schedule_model(request, views, current=current)
+        schedule_failed: str | None = None
+        if placement.server is not None:
+            server = servers[(ns, placement.server)]
+            targets = pod_refs.get((ns, server.name), [])[:placement.replicas]
+        else:
+            schedule_failed = placement.reason or NOT_ENOUGH_REPLICAS
+            held = [p for p in pod_refs.get((ns, current), []) if p in self._placed.get(key, set())] \
+                if current is not None and (ns, current) in servers else []
+            if schedule_failed != NOT_ENOUGH_REPLICAS or not held:
+                # scheduler.go: FailedScheduling resets the model's server when it has no live replicas
+                self._unplace(key, set())
+                self._assigned.pop(key, None)
+                self._event_once(store, model, f"model/{meta.get('uid')}", "ScheduleFailed", schedule_failed, True)
+                return None, _omit_empty({
+                    "conditions": _conditions(previous, "ModelReady", False, schedule_failed, "ScheduleFailed"),
+                    "replicas": request.replicas,
+                    "selector": "server=",  # operator/scheduler/model.go: "server=" + the (reset, empty) server
+                })
+            # A failed scale-up keeps the replicas that are loaded serving (FailedScheduling without reset)
+            assert current is not None  # `held` is empty otherwise
+            server, targets = servers[(ns, current)], held
         self._assigned[key] = server.name
-        targets = pod_refs.get((ns, server.name), [])[:replicas]
         self._unplace(key, set(targets))
-        served = f"{name}_{MODEL_VERSION}"
+        self._served[key] = served
+        if targets:
+            self._placed[key] = set(targets)
         if server.has_rclone:
             states: list[ReplicaState] = [
                 self.dataplane.ensure_model(pod, served, str(spec.get("storageUri") or "")) for pod in targets
@@ -503,25 +590,30 @@ class SeldonController:
                                    "merge)")] * len(targets)
         available = sum(1 for s in states if s.state == "Available")
         if available:
-            self._loaded[(ns, server.name)] = self._loaded.get((ns, server.name), 0) + 1
+            # Server status.loadedModels counts model replicas (scheduler/pkg/server/server.go)
+            self._loaded[(ns, server.name)] = self._loaded.get((ns, server.name), 0) + available
         failed = [s for s in states if s.state == "Failed"]
-        if failed:
-            state, reason = "ModelFailed", failed[0].message
-        elif available >= replicas:
-            state, reason = "ModelAvailable", ""
+        # scheduler/pkg/store/memory_status.go updateModelState (and FailedScheduling)
+        if schedule_failed is not None:
+            state, reason = "ScheduleFailed", schedule_failed
+            replicas = request.replicas
         else:
-            state, reason = "ModelProgressing", ""
+            replicas = len(targets)  # available + unavailable (loading or failed) replicas
+            if failed:
+                state, reason = "ModelFailed", failed[0].message
+            elif available == request.replicas or (request.min_replicas > 0 and available >= request.min_replicas):
+                state, reason = "ModelAvailable", ""
+            else:
+                state, reason = "ModelProgressing", ""
         ok = state == "ModelAvailable"
-        self._event_once(store, model, f"model/{meta.get('uid')}", state, reason or state, state == "ModelFailed")
-        status = {
-            "conditions": [
-                _condition(previous, "ModelReady", ok, reason, state),
-                _condition(previous, "Ready", ok, reason, state),
-            ],
+        self._event_once(store, model, f"model/{meta.get('uid')}", state, reason or state,
+                         state in ("ModelFailed", "ScheduleFailed"))
+        status = _omit_empty({
+            "conditions": _conditions(previous, "ModelReady", ok, reason, state),
             "replicas": replicas,
             "availableReplicas": available,
             "selector": f"server={server.name}",
-        }
+        })
         if server.kind == "triton":
             return Route(served, refusal=f"{NO_TRITON}: model {name} is on Triton server {server.name}"), status
         upstreams = []
@@ -530,7 +622,7 @@ class SeldonController:
             if endpoint is not None:
                 upstreams.append(Upstream(HOST, endpoint.http_port, endpoint.grpc_port))
         if not upstreams:
-            if not self.dataplane.enabled and ok:
+            if not self.dataplane.enabled and available:
                 return Route(served, refusal=f"model {name} is available but the data plane is disabled"), status
             return None, status
         return Route(served, tuple(upstreams)), status

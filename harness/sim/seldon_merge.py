@@ -156,7 +156,8 @@ def announced_capabilities(server: Obj, pod_spec: Obj) -> list[str]:
     if base is None:
         kind = server_type(pod_spec)
         base = list(DEFAULT_CAPABILITIES[kind]) if kind else []
-    return server_capabilities(server.get("spec") or {}, base)
+    # the agent splits its capability variables on "," and trims each (scheduler/cmd/agent/cli/cli.go)
+    return [c.strip() for c in server_capabilities(server.get("spec") or {}, base)]
 
 
 def _set_agent_env(pod_spec: Obj, name: str, value: str) -> None:

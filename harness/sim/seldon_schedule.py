@@ -1,9 +1,14 @@
 """Pure model scheduling of the simulated Seldon scheduler (design B1).
 
-A model goes to exactly one Server. Server filters first (connected replicas, the pin, every
-requirement among the capabilities); then replica filters (memory) and the replica count. The two
-failure texts are Seldon's. Among several candidates the choice is deterministic: the Server that
-already holds the model wins (Seldon avoids flip-flops), then the lexicographically smallest name.
+Follows SeldonIO/seldon-core v2.10.2 (commit 8ca3c3c741d6b7d25a1eedf2d415359ab042d2ce)
+scheduler/pkg/scheduler/scheduler.go `scheduleToServer`/`findAndUpdateToServers` and its filters:
+a model goes to exactly one Server. Server filters first (connected replicas, the pin, every
+requirement, trimmed, among the capabilities); then replica filters (memory) and the replica count.
+When no Server has `replicas` suitable replicas but the model sets `minReplicas`, a Server with at
+least `minReplicas` takes it on as many replicas as it has, up to `replicas` (partial scheduling,
+not a failure). The two failure texts are Seldon's. Among several candidates the choice is
+deterministic: the Server that already holds the model wins (Seldon's ModelAlreadyLoadedOnServer
+sorter), then the lexicographically smallest name.
 
 Simplification, documented: a replica's memory capacity is the inference container's memory request
 x 1.1 (Seldon's default 10 % overcommit) and is not reduced by other models on that replica.
@@ -38,18 +43,50 @@ class ModelRequest:
     server: str | None = None  # spec.server: pin, no fallback
     memory_bytes: int = 0
     replicas: int = 1
+    min_replicas: int = 0  # spec.minReplicas: schedule on fewer replicas rather than fail
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Either `server` is set, or `reason` says why scheduling failed."""
+    """Either `server` is set (with how many of its replicas load the model), or `reason` says why
+    scheduling failed."""
 
     server: str | None
     reason: str | None = None
+    replicas: int = 0
 
     @property
     def ok(self) -> bool:
         return self.server is not None
+
+
+SCALING_SPEC_ERROR = "scaling spec is invalid"
+
+
+def scaling_spec(replicas: int | None, min_replicas: int | None, max_replicas: int | None) -> tuple[int, int] | str:
+    """(replicas, minReplicas) as Seldon's operator validates them (operator/internal/utils.go
+    `GetValidatedScalingSpec`), or the error text that fails the Model."""
+    wanted, low = 1, 0
+    if replicas is None and min_replicas is None and max_replicas is None:
+        return wanted, low
+    if replicas is not None and replicas >= 0:
+        wanted = replicas
+    elif min_replicas is not None and min_replicas > 0:
+        if replicas is not None and replicas < min_replicas:
+            return (f"{SCALING_SPEC_ERROR}: number of replicas {replicas} cannot be less than minimum replica "
+                    f"{min_replicas}")
+        wanted = min_replicas
+    if min_replicas is not None and min_replicas > 0:
+        low = min_replicas
+        if wanted < low:
+            return f"{SCALING_SPEC_ERROR}: number of replicas {wanted} must be >= min replicas {low}"
+    if max_replicas is not None and max_replicas > 0:
+        if low > max_replicas:
+            return (f"{SCALING_SPEC_ERROR}: min number of replicas {low} must be <= max number of replicas "
+                    f"{max_replicas}")
+        if wanted > max_replicas:
+            return f"{SCALING_SPEC_ERROR}: number of replicas {wanted} must be <= max replicas {max_replicas}"
+    return wanted, low
 
 
 def _server_matches(model: ModelRequest, server: ServerView) -> bool:
@@ -68,17 +105,23 @@ def _suitable_replicas(model: ModelRequest, server: ServerView) -> int:
 
 def schedule_model(model: ModelRequest, servers: Iterable[ServerView], current: str | None = None) -> Placement:
     """Pick the Server for `model`, or say why none fits (Seldon's two ScheduleFailed reasons)."""
-    matching = [s for s in servers if _server_matches(model, s)]
+    matching = sorted((s for s in servers if _server_matches(model, s)), key=lambda s: (s.name != current, s.name))
     if not matching:
         return Placement(None, NO_MATCHING_SERVERS)
-    able = [s for s in matching if _suitable_replicas(model, s) >= max(model.replicas, 1)]
-    if not able:
-        return Placement(None, NOT_ENOUGH_REPLICAS)
-    chosen = sorted(able, key=lambda s: (s.name != current, s.name))[0]
-    return Placement(chosen.name)
+    wanted = max(model.replicas, 1)
+    for server in matching:
+        if _suitable_replicas(model, server) >= wanted:
+            return Placement(server.name, replicas=wanted)
+    if model.min_replicas > 0:
+        for server in matching:
+            suitable = _suitable_replicas(model, server)
+            if suitable >= model.min_replicas:
+                return Placement(server.name, replicas=min(suitable, wanted))
+    return Placement(None, NOT_ENOUGH_REPLICAS)
 
 
 def candidates(model: ModelRequest, servers: Sequence[ServerView]) -> list[str]:
     """Names of every Server that could take the model, in preference order (for diagnostics)."""
     matching = [s for s in servers if _server_matches(model, s)]
-    return sorted(s.name for s in matching if _suitable_replicas(model, s) >= max(model.replicas, 1))
+    needed = model.min_replicas if model.min_replicas > 0 else max(model.replicas, 1)
+    return sorted(s.name for s in matching if _suitable_replicas(model, s) >= needed)
