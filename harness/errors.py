@@ -26,5 +26,10 @@ class WaitTimeout(HarnessError):
     """A wait ran past its deadline. The message names what was awaited and the last state seen."""
 
 
+class WaitGaveUp(WaitTimeout):
+    """A wait stopped before its deadline because the awaited state can no longer come (a pod that
+    cannot schedule or pull, a crash loop, a Model Seldon failed). The message names the cause."""
+
+
 class CheckFailed(HarnessError):
     """A check over cluster evidence failed; the message is the human-readable reason."""

@@ -19,6 +19,7 @@ from harness.checks.placement import Snapshot
 from harness.config import Profile
 from harness.errors import HarnessError, WaitTimeout
 from harness.kube import Kube, KubeApiError, NodeGuard
+from harness.kube.stuck import StuckPods
 from harness.progress import progress
 from harness.providers import ClusterHandle, Finding, MeshEndpoint, ProviderOptions, get_provider
 from harness.render.labels import RUN_ID_KEY
@@ -209,30 +210,30 @@ class ClusterSession:
                 for server in self.profile.servers:
                     obj = render.server(self.profile, server, namespace, run_id=self.options.run_id)
                     self.deployed.append(self._create_owned(obj))
+                timeouts = self.profile.timeouts
                 for server in self.profile.servers:
+                    stuck = StuckPods(kube, timeouts.pod_schedule_s, timeouts.image_pull_s)
                     try:
                         kube.wait_for(
                             SELDON_API, "Server", server.name, namespace,
                             lambda s: condition_true(s, "Ready"),
-                            timeout=self.profile.timeouts.server_ready_s, what=f"Server {server.name} Ready",
+                            timeout=timeouts.server_ready_s, what=f"Server {server.name} Ready",
+                            give_up=stuck.for_selector(namespace, f"seldon-server-name={server.name}"),
                         )
-                    except WaitTimeout as exc:
-                        raise WaitTimeout(f"{exc}; why: {diagnose_server(kube, server.name, namespace)}") from None
+                    except WaitTimeout as exc:  # WaitGaveUp included; the type is kept
+                        why = diagnose_server(kube, server.name, namespace)
+                        raise type(exc)(f"{exc}; why: {why}") from None
             with self.phase("models"):
                 for model in self.profile.models:
                     obj = render.model(self.profile, model, namespace, run_id=self.options.run_id)
                     self.deployed.append(self._create_owned(obj))
                 for model in self.profile.models:
-                    live = kube.wait_for(
-                        SELDON_API, "Model", model.name, namespace,
-                        lambda m: condition_true(m, "ModelReady") or model_failed(m) is not None,
+                    # Fail fast: waiting out the budget on a model Seldon already failed only delays the verdict.
+                    kube.wait_for(
+                        SELDON_API, "Model", model.name, namespace, lambda m: condition_true(m, "ModelReady"),
                         timeout=self.profile.timeouts.model_ready_s, what=f"Model {model.name} ModelReady",
+                        give_up=model_failed,
                     )
-                    failure = model_failed(live)
-                    if failure is not None:
-                        # Fail fast: the deployment is judged once, and waiting out the budget on a
-                        # model Seldon already gave up on only delays the verdict.
-                        raise HarnessError(f"Model {model.name} {failure}")
         except PhaseFailed as exc:
             self.deploy_error = str(exc)
 

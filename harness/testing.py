@@ -9,6 +9,7 @@ import pytest
 from harness.checks.placement import Finding, Snapshot, format_table, placement_table
 from harness.config import Profile
 from harness.k8s.gpu import node_gpu_count, pod_gpu_request
+from harness.kube.stuck import StuckPods
 from harness.lifecycle import condition
 
 Obj = dict[str, Any]
@@ -85,8 +86,10 @@ def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
     """Wait for the probe pod to finish and parse its log; fails with the pod's state and log otherwise."""
     from harness.gpu.result import parse_probe_output
 
-    pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, finished,
-                              timeout=scope.profile.timeouts.probe_s, what=f"NVML probe pod {name} to finish")
+    timeouts = scope.profile.timeouts
+    stuck = StuckPods(scope.kube, timeouts.pod_schedule_s, timeouts.image_pull_s)
+    pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, finished, timeout=timeouts.probe_s,
+                              what=f"NVML probe pod {name} to finish", give_up=stuck.for_pod())
     log = scope.kube.logs(scope.namespace, name)
     if (pod.get("status") or {}).get("phase") != "Succeeded":
         pytest.fail(f"probe pod {name} on {pod['spec'].get('nodeName')} ended "

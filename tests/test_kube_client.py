@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from harness.config import Timeouts
-from harness.errors import UsageError, WaitTimeout
+from harness.errors import UsageError, WaitGaveUp, WaitTimeout
 from harness.kube import Kube, KubeApiError, RetryPolicy
+from harness.kube.stuck import StuckPods
 from harness.kube.wait import summarize
 from tests.sim_fixtures import kube_against, started_sim
 
@@ -287,3 +288,45 @@ def test_kubeconfig_errors_are_usage_errors(tmp_path: Path) -> None:
     bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
     with pytest.raises(UsageError, match="unusable kubeconfig"):
         Kube.from_kubeconfig(bad, "missing", Timeouts())
+
+
+# --- give-up: waits that stop early, naming the cause ---------------------------------------------------
+def _gpu_pod(ns: str, name: str, tolerations: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"tolerations": tolerations or [], "containers": [{
+                "name": "c", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+
+
+def test_unschedulable_pod_gives_up_after_its_budget_naming_the_taint(kube: Kube, ns: str) -> None:
+    kube.apply(_gpu_pod(ns, "no-toleration"))
+    stuck = StuckPods(kube, schedule_s=1.0, pull_s=60)
+    start = time.monotonic()
+    with pytest.raises(WaitGaveUp) as err:
+        kube.wait_for("v1", "Pod", "no-toleration", ns, lambda p: False, timeout=60, what="the pod to run",
+                      give_up=stuck.for_pod())
+    elapsed = time.monotonic() - start
+    text = str(err.value)
+    assert 1.0 <= elapsed < 15, elapsed  # the 60 s timeout was not waited out
+    assert text.startswith("gave up after")
+    assert f"pod {ns}/no-toleration unschedulable for" in text
+    assert "untolerated taint {seldon-gpu-srv: true}" in text
+
+
+def test_give_up_through_a_selector_on_another_object(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "owner", a="1"))
+    pod = _gpu_pod(ns, "member")
+    pod["metadata"]["labels"] = {"group": "g"}
+    kube.apply(pod)
+    stuck = StuckPods(kube, schedule_s=0.5, pull_s=60)
+    with pytest.raises(WaitGaveUp, match="untolerated taint"):
+        kube.wait_for("v1", "ConfigMap", "owner", ns, lambda o: False, timeout=60, what="never",
+                      give_up=stuck.for_selector(ns, "group=g"))
+
+
+def test_a_give_up_that_never_fires_still_times_out(kube: Kube, ns: str) -> None:
+    kube.apply(cm(ns, "calm", a="1"))
+    with pytest.raises(WaitTimeout) as err:
+        kube.wait_for("v1", "ConfigMap", "calm", ns, lambda o: False, 1.0, "calm", give_up=lambda o: None)
+    assert not isinstance(err.value, WaitGaveUp)
+    assert "timed out after 1s" in str(err.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,26 @@ def test_broken_profile_fails_the_right_suite_naming_the_cause(tmp_path: Path, c
         f"{case}: expected one of {expected} in the failure output:\n{output[-4000:]}"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_unschedulable_gpu_server_fails_fast_whatever_server_ready_s_is(tmp_path: Path) -> None:
+    """The GPU Server without its toleration: the deployment gives up once its pod has been Unschedulable
+    for `pod_schedule_s`, naming the taint, instead of waiting out a 10-minute `server_ready_s`."""
+    broken = _broken("toleration_removed")
+    broken["timeouts"] = {**broken["timeouts"], "server_ready_s": 600, "model_ready_s": 600}
+    profile = tmp_path / "slow-budget.yaml"
+    profile.write_text(yaml.safe_dump(broken, sort_keys=False))
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_placement.py", "--profile", str(profile), "--report-dir",
+         str(tmp_path / "r"), "-q", "-p", "no:cacheprovider", "-x", "--run-id", "neg"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    elapsed = time.monotonic() - start
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output[-3000:]
+    assert "gave up after" in output and "unschedulable for" in output, output[-4000:]
+    assert "untolerated taint {seldon-gpu-srv: true}" in output, output[-4000:]
+    # pod_schedule_s is 10 s; the rest is the sim's start and the suite. Far below server_ready_s (600 s).
+    assert elapsed < 150, f"took {elapsed:.0f}s: the wait did not give up early"

@@ -23,7 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.config import Timeouts
 from harness.errors import UsageError
+from harness.kube import wait as waits
 from harness.kube.retry import KubeApiError, Retrier, RetryPolicy
+from harness.progress import waiting
 
 Obj = dict[str, Any]
 ObjList = list[dict[str, Any]]
@@ -284,9 +286,7 @@ class Kube:
             if exc.status != 404:
                 raise
         if wait:
-            from harness.kube.wait import wait_for
-
-            wait_for(self, api_version, kind, name, namespace, lambda o: o is None,
+            waits.wait_for(self, api_version, kind, name, namespace, lambda o: o is None,
                      timeout if timeout is not None else self.timeouts.delete_s,
                      f"{describe(kind, name, namespace)} to be deleted")
 
@@ -317,24 +317,20 @@ class Kube:
         return dict(body) if isinstance(body, dict) else {}
 
     def wait_for(self, api_version: str, kind: str, name: str, namespace: str | None,
-                 predicate: Callable[[Obj | None], bool], timeout: float, what: str) -> Obj | None:
+                 predicate: Callable[[Obj | None], bool], timeout: float, what: str,
+                 give_up: waits.GiveUp | None = None) -> Obj | None:
         """See `harness.kube.wait.wait_for`: the one wait primitive."""
-        from harness.kube.wait import wait_for
-        from harness.progress import waiting
-
         with waiting(what):  # the running phase's heartbeat names what it waits for
-            return wait_for(self, api_version, kind, name, namespace, predicate, timeout, what)
+            return waits.wait_for(self, api_version, kind, name, namespace, predicate, timeout, what, give_up)
 
     def wait_for_list(self, api_version: str, kind: str, namespace: str | None,
                       predicate: Callable[[ObjList], bool], timeout: float, what: str,
-                      label_selector: str | None = None, field_selector: str | None = None) -> ObjList:
+                      label_selector: str | None = None, field_selector: str | None = None,
+                      give_up: waits.GiveUpList | None = None) -> ObjList:
         """See `harness.kube.wait.wait_for_list`."""
-        from harness.kube.wait import wait_for_list
-        from harness.progress import waiting
-
         with waiting(what):
-            return wait_for_list(self, api_version, kind, namespace, predicate, timeout, what,
-                                 label_selector, field_selector)
+            return waits.wait_for_list(self, api_version, kind, namespace, predicate, timeout, what,
+                                       label_selector, field_selector, give_up)
 
     def watch_stream(self, api_version: str, kind: str, namespace: str | None, resource_version: str,
                      timeout_s: float, label_selector: str | None = None,

@@ -5,25 +5,52 @@ ends or drops is resumed from the last version seen; `410 Gone` (the version was
 failing watch falls back to a fresh list. Between failed attempts the wait backs off on an Event,
 never a blind pause. On timeout, `WaitTimeout` names what was awaited, the object, its last observed
 state and its recent events.
+
+A wait may also take a `give_up` callable: given the same state as the predicate, it returns a reason
+when the awaited state can no longer come (a pod Unschedulable past its budget, a Model Seldon failed),
+and the wait raises `WaitGaveUp` with that reason at once instead of running out its timeout. Give-up
+reasons are often time-based, so a wait with one re-checks at least every `GIVE_UP_RECHECK_S` even when
+no event arrives (the watch is reopened from the last version, not re-listed).
+
+The module talks to the API through the small `WatchSource` protocol (which `harness.kube.client.Kube`
+satisfies), so it does not import the client: the client imports it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-from harness.errors import WaitTimeout
-from harness.kube.retry import KubeApiError
-
-if TYPE_CHECKING:
-    from harness.kube.client import Kube
+from harness.errors import WaitGaveUp, WaitTimeout
+from harness.kube.retry import KubeApiError, Retrier
 
 Obj = dict[str, Any]
+GiveUp = Callable[[Obj | None], str | None]
+GiveUpList = Callable[[list[Obj]], str | None]
 
 # Upper bound on list/watch rounds in one wait: a server that ends every watch at once cannot spin us.
 MAX_ROUNDS = 10_000
+# How often a wait with a give-up callable looks again when nothing happens (time-based reasons).
+GIVE_UP_RECHECK_S = 2.0
+
+
+class WatchSource(Protocol):
+    """What a wait needs from the API client."""
+
+    retrier: Retrier
+
+    def list_with_version(self, api_version: str, kind: str, namespace: str | None = None,
+                          label_selector: str | None = None,
+                          field_selector: str | None = None) -> tuple[list[Obj], str]: ...
+
+    def watch_stream(self, api_version: str, kind: str, namespace: str | None, resource_version: str,
+                     timeout_s: float, label_selector: str | None = None,
+                     field_selector: str | None = None) -> Iterator[Obj]: ...
+
+    def events(self, namespace: str | None = None, involved_name: str | None = None,
+               involved_kind: str | None = None) -> list[Obj]: ...
 
 
 def summarize(obj: Obj | None) -> str:
@@ -59,7 +86,7 @@ def summarize(obj: Obj | None) -> str:
     return "; ".join(parts) if parts else "exists, no status reported"
 
 
-def _events_text(kube: Kube, kind: str, name: str | None, namespace: str | None, limit: int = 5) -> str:
+def _events_text(kube: WatchSource, kind: str, name: str | None, namespace: str | None, limit: int = 5) -> str:
     try:
         events = kube.events(namespace, involved_name=name, involved_kind=kind)
     except Exception as exc:  # the timeout message must not be lost because events could not be read
@@ -71,7 +98,7 @@ def _events_text(kube: Kube, kind: str, name: str | None, namespace: str | None,
 
 
 class _Backoff:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: WatchSource) -> None:
         self.kube = kube
         self.failures = 0
         self.event = threading.Event()
@@ -85,38 +112,63 @@ class _Backoff:
         self.event.wait(max(0.0, min(0.05, deadline - time.monotonic())))
 
 
-def wait_for(kube: Kube, api_version: str, kind: str, name: str, namespace: str | None,
-             predicate: Callable[[Obj | None], bool], timeout: float, what: str) -> Obj | None:
-    """Block until `predicate(obj)` holds (obj is None while absent); return the object that satisfied it."""
+def wait_for(kube: WatchSource, api_version: str, kind: str, name: str, namespace: str | None,
+             predicate: Callable[[Obj | None], bool], timeout: float, what: str,
+             give_up: GiveUp | None = None) -> Obj | None:
+    """Block until `predicate(obj)` holds (obj is None while absent); return the object that satisfied it.
+
+    `give_up(obj)` returning a reason ends the wait early with `WaitGaveUp`."""
     state: dict[str, Obj | None] = {"obj": None}
+    started = time.monotonic()
 
     def check(items: list[Obj]) -> bool:
         state["obj"] = items[0] if items else None
         return predicate(state["obj"])
 
-    ok = _wait(kube, api_version, kind, namespace, None, f"metadata.name={name}", check, timeout)
+    def reason() -> str | None:
+        return give_up(state["obj"]) if give_up is not None else None
+
+    ok = _wait(kube, api_version, kind, namespace, None, f"metadata.name={name}", check, timeout,
+               None if give_up is None else reason)
     if ok:
         return state["obj"]
     last = state["obj"]
+    why = reason()
+    if why is not None:
+        raise WaitGaveUp(
+            f"gave up after {time.monotonic() - started:.0f}s waiting for {what}: {why}; "
+            f"{_describe(kind, name, namespace)}: last state: {summarize(last)}"
+        )
     raise WaitTimeout(
         f"timed out after {timeout:g}s waiting for {what}: {_describe(kind, name, namespace)}: "
         f"last state: {summarize(last)}; events: {_events_text(kube, kind, name, namespace)}"
     )
 
 
-def wait_for_list(kube: Kube, api_version: str, kind: str, namespace: str | None,
+def wait_for_list(kube: WatchSource, api_version: str, kind: str, namespace: str | None,
                   predicate: Callable[[list[Obj]], bool], timeout: float, what: str,
-                  label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
-    """Block until `predicate(objects matching the selectors)` holds; return that list (sorted by name)."""
+                  label_selector: str | None = None, field_selector: str | None = None,
+                  give_up: GiveUpList | None = None) -> list[Obj]:
+    """Block until `predicate(objects matching the selectors)` holds; return that list (sorted by name).
+
+    `give_up(objects)` returning a reason ends the wait early with `WaitGaveUp`."""
     state: dict[str, list[Obj]] = {"items": []}
+    started = time.monotonic()
 
     def check(items: list[Obj]) -> bool:
         state["items"] = items
         return predicate(items)
 
-    if _wait(kube, api_version, kind, namespace, label_selector, field_selector, check, timeout):
+    def reason() -> str | None:
+        return give_up(state["items"]) if give_up is not None else None
+
+    if _wait(kube, api_version, kind, namespace, label_selector, field_selector, check, timeout,
+             None if give_up is None else reason):
         return state["items"]
     items = state["items"]
+    why = reason()
+    if why is not None:
+        raise WaitGaveUp(f"gave up after {time.monotonic() - started:.0f}s waiting for {what}: {why}")
     shown = "; ".join(f"{(o.get('metadata') or {}).get('name')}: {summarize(o)}" for o in items[:8])
     more = f" (+{len(items) - 8} more)" if len(items) > 8 else ""
     selector = ",".join(s for s in (label_selector, field_selector) if s) or "all"
@@ -136,8 +188,11 @@ def _key(obj: Obj) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-def _wait(kube: Kube, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
-          field_selector: str | None, check: Callable[[list[Obj]], bool], timeout: float) -> bool:
+def _wait(kube: WatchSource, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
+          field_selector: str | None, check: Callable[[list[Obj]], bool], timeout: float,
+          give_up: Callable[[], str | None] | None = None) -> bool:
+    """True once `check` holds; False at the deadline or as soon as `give_up` (over the state `check` last
+    saw) names a reason."""
     deadline = time.monotonic() + timeout
     backoff = _Backoff(kube)
     objects: dict[str, Obj] = {}
@@ -160,10 +215,11 @@ def _wait(kube: Kube, api_version: str, kind: str, namespace: str | None, label_
             need_list = False
             if check(sorted(objects.values(), key=_key)):
                 return True
-        if remaining <= 0:
+        if remaining <= 0 or (give_up is not None and give_up() is not None):
             return False
         try:
-            stream = kube.watch_stream(api_version, kind, namespace, version, remaining, label_selector,
+            window = remaining if give_up is None else min(remaining, GIVE_UP_RECHECK_S)
+            stream = kube.watch_stream(api_version, kind, namespace, version, window, label_selector,
                                        field_selector)
             seen = 0
             for event in stream:
@@ -185,7 +241,7 @@ def _wait(kube: Kube, api_version: str, kind: str, namespace: str | None, label_
                     continue  # BOOKMARK: only the version moves
                 if check(sorted(objects.values(), key=_key)):
                     return True
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (give_up is not None and give_up() is not None):
                     return False
             if seen == 0 and not need_list:
                 # A stream that ends at once with nothing (a flapping proxy) must not become a busy loop.
