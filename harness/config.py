@@ -354,12 +354,10 @@ class Timeouts(Strict):
     model_ready_s: PositiveFloat = 600
     # A pod Unschedulable this long ends the wait for it (Server, probe) with the scheduler's reason.
     pod_schedule_s: PositiveFloat = 120
-    # ErrImagePull/ImagePullBackOff this long ends the wait naming the image (a slow pull of a big
-    # image shows as ContainerCreating, not as these reasons, so this budget does not cut it short).
-    image_pull_s: PositiveFloat = 300
     probe_s: PositiveFloat = 300
     # Image pulls get their own budget: readiness budgets start once the image is on the node
     # (MLServer's images are several GB; a pod's activeDeadlineSeconds would otherwise include the pull).
+    # A pod in ErrImagePull/ImagePullBackOff this long also ends the wait for it, naming the image.
     image_pull_s: PositiveFloat = 900
     eviction_s: PositiveFloat = 120
     delete_s: PositiveFloat = 300
