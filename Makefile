@@ -27,6 +27,7 @@ e2e: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check harness suites tests conftest.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m harness.load.bench --out docs/benchmarks.md

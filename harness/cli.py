@@ -20,7 +20,7 @@ from harness.errors import UsageError
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
     "render": "harness.render.command:run_render",
-    "lint": "harness.lint.command:run_lint",
+    "lint": "harness.commands.lint:run_lint",
     "sim up": "harness.sim.command:run_sim_up",
     "load": "harness.load.command:run_load",
     "gate": "harness.report.command:run_gate",

@@ -16,6 +16,7 @@ import yaml
 
 from harness import render
 from harness.cli import main
+from harness.commands.lint import read_live_nodes
 from harness.config import Profile, load_profile, parse_profile
 from harness.errors import UsageError
 from harness.k8s.taints import toleration_matches as tolerates
@@ -31,7 +32,6 @@ from harness.lint import (
     lint_rendered,
     load_manifests,
 )
-from harness.lint.live import read_live_nodes
 from harness.lint.podspec import selects_node
 from harness.render import gpu as render_gpu
 

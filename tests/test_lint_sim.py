@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.commands.lint import read_live_nodes
 from harness.config import load_profile
-from harness.lint.live import read_live_nodes
 from harness.render import gpu as render_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
