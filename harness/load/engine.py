@@ -76,7 +76,7 @@ def make_plans(spec: LoadSpec, workers: int, start_at: float) -> list[WorkerPlan
             poisson=spec.poisson, seed=spec.seed, start_at=start_at, warmup_s=spec.warmup_s,
             window_s=spec.window, max_windows=spec.max_trials * spec.windows_per_trial, timeout_s=spec.timeout_s,
             dead_after_s=spec.dead_after_s, offset_s=offset, check_answers=spec.check_answers,
-            expected=spec.expected, check_every=spec.check_every,
+            expected=spec.expected, check_every=spec.check_every, grpc_client=spec.grpc_client,
         ))
     return plans
 

@@ -118,6 +118,8 @@ class LoadSpec:
     expected: tuple[Expected, ...] = ()
     check_every: int = 10
     check_answers: bool = True
+    # gRPC client: `raw` (a minimal HTTP/2 client, grpc_raw.py) or `aio` (grpc.aio), for comparison.
+    grpc_client: Literal["raw", "aio"] = "raw"
     # Goodput: count the successful requests at or below this latency (the SLO's per-request bound).
     goodput_ms: float | None = None
 

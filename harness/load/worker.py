@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.load.answers import AnswerChecker, Expected
-from harness.load.clients import GrpcPool, HttpPool
+from harness.load.clients import GRPC_METHOD, GrpcPool, HttpPool
+from harness.load.grpc_raw import DEFAULT_WINDOW, RawGrpcPool
 from harness.load.histogram import encode, new_histogram, record_seconds
 from harness.load.spec import Mode, Protocol, Target
 
@@ -32,6 +33,9 @@ STOCK_LOOP_BIAS_S = 0.001
 TICK_S = 0.02
 OPEN_LOOP_CONNECTIONS = 256
 PREWARM_CONNECTIONS = 16
+# The raw HTTP/2 client sends each request in one go within the server's default stream window;
+# larger requests go through grpc.aio, which streams them as the window opens.
+RAW_GRPC_MAX_MESSAGE = DEFAULT_WINDOW
 CONNECTION_KINDS = frozenset({"connection_refused", "connection_reset", "connection_error", "grpc_UNAVAILABLE"})
 
 
@@ -60,6 +64,7 @@ class WorkerPlan:
     check_answers: bool = True
     expected: tuple[Expected, ...] = ()
     check_every: int = 10
+    grpc_client: str = "raw"  # raw (grpc_raw.py) | aio (grpc.aio)
 
 
 @dataclass
@@ -122,7 +127,7 @@ class Worker:
         self.measured = 0
         self.cpu_start: float | None = None
         self.cpu_end: float | None = None
-        self.pool: HttpPool | GrpcPool | None = None
+        self.pool: HttpPool | GrpcPool | RawGrpcPool | None = None
         self.open_loop = plan.mode == "open"
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -287,11 +292,17 @@ class Worker:
                                  checker.http if checker else None)
         else:
             limit = plan.concurrency if plan.mode == "closed" and plan.concurrency else 10_000
-            self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit,
-                                 checker.grpc if checker else None)
+            if plan.grpc_client == "raw" and len(plan.payload) + 5 <= RAW_GRPC_MAX_MESSAGE:
+                self.pool = RawGrpcPool(loop, plan.target.host, plan.target.port, GRPC_METHOD, plan.payload,
+                                        plan.timeout_s, plan.model, limit, checker.grpc if checker else None)
+            else:
+                self.pool = GrpcPool(loop, plan.target, plan.payload, plan.timeout_s, plan.model, limit,
+                                     checker.grpc if checker else None)
         wall0 = time.monotonic()
         if isinstance(self.pool, HttpPool):
             await self.pool.prewarm(min(limit, PREWARM_CONNECTIONS))
+        elif isinstance(self.pool, RawGrpcPool):
+            await self.pool.prewarm()
         delay = plan.start_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -323,7 +334,7 @@ class Worker:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            if isinstance(self.pool, GrpcPool):
+            if isinstance(self.pool, GrpcPool | RawGrpcPool):
                 await self.pool.aclose()
             elif self.pool is not None:
                 self.pool.close()
