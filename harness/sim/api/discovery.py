@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.sim.api import openapi
 from harness.sim.api.resources import ResourceType, groups, in_group_version
 from harness.sim.contracts import SIMULATED_BUILD
 
@@ -75,12 +76,13 @@ def resource_list(group: str, version: str) -> Obj | None:
             "groupVersion": f"{group}/{version}" if group else version, "resources": out}
 
 
-# ---------------------------------------------------------------- OpenAPI v3 (just enough for kubectl)
+# ---------------------------------------------------------------- OpenAPI v3 (what kubectl uses)
 # kubectl decides whether the server validates fields itself (`fieldValidation=Strict`) by looking for
-# that query parameter on the PATCH operation of the kind's path in /openapi/v3. Declaring it lets
-# kubectl create/apply run with their default validation; no schemas are published, so kubectl builds
-# strategic merge patches from its compiled-in types, as it does for a server without OpenAPI.
-OPENAPI_HASH = "sim-0001"
+# that query parameter on the PATCH operation of the kind's path in /openapi/v3: declaring it lets
+# kubectl create/apply leave validation to the server (which rejects unknown fields of built-in kinds).
+# `components.schemas` carries every served kind's schema (harness/sim/api/openapi.py), which is what
+# `kubectl explain` reads.
+OPENAPI_HASH = "sim-0002"
 _QUERY_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "force")
 
 
@@ -106,9 +108,12 @@ def openapi_v3_group_version(group: str, version: str) -> Obj | None:
     for r in resources:
         gvk = {"group": r.group, "version": r.version, "kind": r.kind}
         base = f"/{_gv_path(group, version)}" + ("/namespaces/{namespace}" if r.namespaced else "")
-        op = {"x-kubernetes-group-version-kind": gvk, "parameters": params,
-              "responses": {"200": {"description": "OK"}}}
+        response: Obj = {"description": "OK"}
+        name = openapi.schema_name(r)
+        if name is not None:
+            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+        op = {"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": response}}
         paths[f"{base}/{r.plural}/{{name}}"] = {"get": op, "put": op, "patch": op, "delete": op}
-        paths[f"{base}/{r.plural}"] = {"get": op, "post": op}
+        paths[f"{base}/{r.plural}"] = {"get": {**op, "responses": {"200": {"description": "OK"}}}, "post": op}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes (simulated)", "version": SERVER_VERSION["gitVersion"]},
-            "paths": paths, "components": {"schemas": {}}}
+            "paths": paths, "components": {"schemas": dict(openapi.group_version_schemas(group, version))}}

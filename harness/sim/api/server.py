@@ -2,16 +2,18 @@
 
 Speaks enough of the real API for the official `kubernetes` client (typed and dynamic) and for
 kubectl: discovery (plain form; aggregated-discovery requests get it too and clients fall back),
-a minimal `/openapi/v3` that tells kubectl the server validates fields itself, get/list/watch/create/
-update/patch/delete(+collection) on every resource in `resources.RESOURCES`, the pod subresources
-log/status/binding/eviction, `dryRun=All`, `fieldValidation` (unknown fields of built-in kinds are
-dropped, warned about or rejected), Table output, and `Status` errors with the real codes and
-reasons. Watches are chunked streams of JSON lines (bookmarks, `sendInitialEvents`, 410 as an ERROR
-event). Requests may be failed on purpose through `Faults` (see harness/sim/faults.py).
+`/openapi/v3` (schemas for `kubectl explain`; it also tells kubectl the server validates fields
+itself), get/list/watch/create/update/patch/delete(+collection) on every resource in
+`resources.RESOURCES`, the pod subresources log/status/binding/eviction, `dryRun=All`,
+`fieldValidation` (unknown fields of built-in kinds are dropped, warned about or rejected), Table
+output, and `Status` errors with the real codes and reasons. Watches are chunked streams of JSON
+lines (bookmarks, `sendInitialEvents`, 410 as an ERROR event). Requests may be failed on purpose
+through `Faults` (see harness/sim/faults.py).
 
 Not served: protobuf bodies other than kubectl's Namespace/ConfigMap creates (415), server-side
-apply (`application/apply-patch+yaml`, 415), list pagination (`limit` returns everything at once),
-schemas for custom resources (Seldon objects are stored as sent), `/openapi/v2`.
+apply (`application/apply-patch+yaml`, 415 saying so), list pagination (`limit` returns everything at
+once), validation of custom resources against a schema (Seldon objects are stored as sent),
+`/openapi/v2`. docs/architecture.md keeps the fidelity table.
 """
 
 from __future__ import annotations
