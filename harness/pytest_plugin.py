@@ -50,6 +50,14 @@ class RunContext:
     recorder: Any = None  # harness.recording.Recorder, created in pytest_configure
     session: Any = None  # harness.lifecycle.ClusterSession, created by `cluster_session()`
     tests_started: int = 0  # tests whose setup began: a session that started none writes no report
+    # --rehearse: the rehearsed profile's own provider (the run itself uses the simulated cluster).
+    rehearsed_provider: str | None = None
+
+    @property
+    def target_provider(self) -> str:
+        """The provider the profile was written for: what provider-specific tests must follow."""
+        return self.rehearsed_provider or self.profile.cluster.provider
+
 
 
 def cluster_session(ctx: RunContext) -> Any:
@@ -102,6 +110,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", default=None, help="where report.json, junit.xml, report.html and evidence go")
     group.addoption("--require-gpu", action="store_true", default=False,
                     help="fail instead of skip when GPUs are not visible through NVML (nightly and release lanes)")
+    group.addoption("--rehearse", action="store_true", default=False,
+                    help="run the profile on the simulated cluster with its own shape (nodes, GPUs, Servers, "
+                         "Models, SLOs, load); the report is simulated and names the rehearsed profile")
     group.addoption("--run-id", default=None,
                     help="run id used in cluster, namespace and label names (lowercase, <= 32 chars)")
 
@@ -147,6 +158,14 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
+    rehearsed_provider: str | None = None
+    if config.getoption("--rehearse"):
+        if config.getoption("--kubeconfig"):
+            raise pytest.UsageError("--rehearse runs on the simulated cluster: --kubeconfig does not apply")
+        from harness.rehearse import rehearsal_profile
+
+        rehearsed_provider = profile.cluster.provider
+        profile = rehearsal_profile(profile)
     worker = getattr(config, "workerinput", {}).get("workerid")  # set on pytest-xdist workers
     distributed = worker is not None or bool(getattr(config.option, "numprocesses", None))
     if distributed and profile.cluster.provider != "sim":
@@ -169,8 +188,17 @@ def pytest_configure(config: pytest.Config) -> None:
         keep_cluster=bool(config.getoption("--keep-cluster")),
         require_gpu=bool(config.getoption("--require-gpu")),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        rehearsed_provider=rehearsed_provider,
     )
     ctx.recorder = Recorder(ctx.profile, ctx.run_id, str(ctx.profile_path), ctx.report_dir)
+    if rehearsed_provider is not None:
+        from harness.rehearse import simulates_host_gpus
+        from harness.report.model import Rehearsal
+
+        ctx.recorder.builder.set_rehearsal(Rehearsal(
+            provider=rehearsed_provider,  # type: ignore[arg-type]  # validated by the profile's Literal
+            host_gpus_simulated=simulates_host_gpus(rehearsed_provider, profile),
+        ))
     config.stash[RUN_CONTEXT] = ctx
     # SIGTERM (CI cancelling a job) must unwind like Ctrl-C so that fixtures restore nodes and
     # delete what they created; pytest already turns SIGINT into KeyboardInterrupt.
@@ -346,6 +374,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     p = ctx.profile
     lines = [f"harness: profile {ctx.profile_path} (provider {p.cluster.provider}), run id {ctx.run_id}"]
+    if ctx.rehearsed_provider is not None:
+        lines.append(f"harness: REHEARSAL of the {ctx.rehearsed_provider} profile {p.name} on the simulated cluster")
     if p.simulated:
         lines.append("harness: SIMULATED CLUSTER: GPUs and NVML are simulated; the release gate refuses this report")
     return lines
@@ -555,6 +585,21 @@ def record(request: pytest.FixtureRequest, run_context: RunContext) -> Any:
 
 
 @pytest.fixture
+def host_gpu_inventory(cluster: Any, run_context: RunContext) -> tuple[Any, str]:
+    """(ProbeResult | None, reason): the GPUs of the host the cluster runs on, through NVML.
+
+    On a kind rehearsal the host is simulated: its GPUs are those the sim handed to the GPU workers.
+    """
+    if run_context.rehearsed_provider is not None:
+        from harness.rehearse import simulated_host_inventory
+
+        return simulated_host_inventory(cluster.kube.list("v1", "Node"))  # type: ignore[no-any-return]
+    from harness.gpu.host import host_inventory_with_reason
+
+    return host_inventory_with_reason()
+
+
+@pytest.fixture
 def require_nvml(cluster: Any, run_context: RunContext) -> None:
     """Skip (or fail under --require-gpu) when GPUs cannot be seen through NVML on this cluster."""
     reason = nvml_unavailable_reason(run_context.profile, cluster.facts)
@@ -566,7 +611,8 @@ def require_nvml(cluster: Any, run_context: RunContext) -> None:
 
 def nvml_unavailable_reason(profile: Profile, facts: Any) -> str | None:
     """Why NVML evidence cannot be had on this cluster, or None when it can."""
-    if profile.cluster.provider == "kind" and profile.cluster.fake_gpus:
+    # Also on a rehearsal of a fake-GPU profile: the rehearsal must skip what the real run skips.
+    if profile.cluster.fake_gpus:
         return ("the GPUs are fake (cluster.fake_gpus: true), so NVML sees nothing; "
                 "run profiles/kind-gpu.yaml on a host with NVIDIA GPUs")
     if facts is not None and not getattr(facts, "gpu_nodes", ("?",)):

@@ -93,12 +93,12 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: Any) -> None:
                                                  node=node["metadata"]["name"]), record)
 
 
-def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, cluster: Any, record: Any) -> None:
-    if scope.profile.cluster.provider != "kind" or scope.profile.cluster.fake_gpus:
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context: Any, host_gpu_inventory: Any,
+                                                      record: Any) -> None:
+    # A rehearsal of a kind profile runs it too, against the simulated host.
+    if run_context.target_provider != "kind" or scope.profile.cluster.fake_gpus:
         pytest.skip("compares host NVML with the cluster: only on kind with GPU passthrough (profiles/kind-gpu.yaml)")
-    from harness.gpu.host import host_inventory_with_reason
-
-    host, reason = host_inventory_with_reason()
+    host, reason = host_gpu_inventory
     if host is None:
         pytest.skip(f"host NVML unavailable: {reason}")
     seen: set[str] = set()

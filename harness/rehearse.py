@@ -1,0 +1,183 @@
+"""`--rehearse`: run a profile on the simulated cluster with the profile's own shape.
+
+Everything but the provider is kept: node counts, GPUs per worker, products, taints and labels,
+Servers, Models, SLOs, load and timeouts. What only the real provider can have is dropped
+(kubeconfig, context). A kind profile with GPU passthrough also gets its host simulated: the
+host's GPUs are exactly the GPUs handed to the GPU workers (nvkind passes each host GPU to one
+worker), read through the same NVML collection code against the simulated NVML, so the
+host-versus-cluster comparison runs.
+
+The report of a rehearsal is simulated (the gate refuses it without `--allow-simulated`) and
+names the rehearsed profile (`profile`) and its own provider (`rehearsal.provider`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from harness.config import Profile, parse_profile
+
+SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
+
+
+def rehearsal_profile(profile: Profile) -> Profile:
+    """`profile` with the simulated cluster as its provider; validated again like any profile."""
+    data = profile.model_dump(exclude={"source"})
+    data["cluster"]["provider"] = "sim"
+    data["cluster"]["kubeconfig"] = None
+    data["cluster"]["context"] = None
+    return parse_profile({**data, "source": profile.source}, profile.source)
+
+
+def simulates_host_gpus(provider: str, profile: Profile) -> bool:
+    """A kind profile with GPU passthrough compares the host's GPUs with the cluster's."""
+    return provider == "kind" and not profile.cluster.fake_gpus
+
+
+def _product_name(label: str | None) -> str:
+    # Node labels spell the NVML name with dashes (`NVIDIA-H200-NVL` for "NVIDIA H200 NVL").
+    return (label or "NVIDIA GPU").replace("-", " ")
+
+
+def host_gpus_from_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The simulated host's GPUs in host order: every GPU the sim gave a node, as NVML would list them."""
+    gpus: list[dict[str, Any]] = []
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        meta = node["metadata"]
+        raw = (meta.get("annotations") or {}).get(SIM_GPU_ANNOTATION) or ""
+        product = _product_name((meta.get("labels") or {}).get("nvidia.com/gpu.product"))
+        memory_mib = int((meta.get("labels") or {}).get("nvidia.com/gpu.memory") or 0)
+        for uuid in (u.strip() for u in raw.split(",")):
+            if uuid:
+                gpus.append({"uuid": uuid, "name": product, "memory_total_bytes": memory_mib * 1024 * 1024,
+                             "index": len(gpus)})
+    return gpus
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    # The simulated NVML reads its devices from the environment at nvmlInit(); set it only around
+    # the one collection and put back exactly what was there.
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def simulated_host_inventory(nodes: list[dict[str, Any]]) -> tuple[Any, str]:
+    """(ProbeResult | None, reason) of the simulated host, through `harness.gpu.host` and the simulated NVML."""
+    from harness.gpu import FAKE_NVML_DIR
+    from harness.gpu.host import host_inventory_with_reason
+
+    gpus = host_gpus_from_nodes(nodes)
+    if not gpus:
+        return None, "the simulated cluster lists no GPU UUIDs on its nodes"
+    spec = importlib.util.spec_from_file_location("harness_rehearsal_host_nvml", FAKE_NVML_DIR / "pynvml.py")
+    if spec is None or spec.loader is None:
+        return None, f"the simulated NVML is missing from {FAKE_NVML_DIR}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with _environment({"HARNESS_SIM_NODE_GPUS": json.dumps(gpus), "NVIDIA_VISIBLE_DEVICES": "all"}):
+        result, reason = host_inventory_with_reason(module)
+    return result, f"simulated host (--rehearse): {reason}"
+
+
+# --- the static equivalent of a rehearsal: which checks a profile's shape makes skip ----------
+# These rules mirror the skip conditions in suites/ (each names its test). A real rehearsal of
+# profiles/kind-gpu.yaml (tests/test_rehearse.py) checks them against what the suites really do.
+MAX_PLACEMENTS = 20_000
+
+
+def _server_pods(profile: Profile) -> list[int]:
+    """GPUs per GPU-Server pod, one entry per replica."""
+    return [s.gpus for s in profile.gpu_servers for _ in range(max(1, s.replicas))]
+
+
+def _node_gpus(profile: Profile) -> list[int]:
+    return [g.gpus for g in profile.cluster.nodes.gpu_workers for _ in range(g.count)]
+
+
+def _placements(nodes: list[int], pods: list[int]) -> Iterator[tuple[list[int], set[int]]]:
+    """Every way the scheduler could place the GPU-Server pods: (free GPUs per node, nodes used)."""
+    def place(i: int, free: list[int], used: set[int]) -> Iterator[tuple[list[int], set[int]]]:
+        if i == len(pods):
+            yield list(free), set(used)
+            return
+        for n in range(len(free)):
+            if free[n] >= pods[i]:
+                free[n] -= pods[i]
+                yield from place(i + 1, free, used | {n})
+                free[n] += pods[i]
+
+    yield from place(0, list(nodes), set())
+
+
+def _always(profile: Profile, holds: Any) -> bool:
+    """Does `holds(free, used)` hold however the GPU Servers are placed? (False when unknowable.)"""
+    nodes, pods = _node_gpus(profile), _server_pods(profile)
+    if len(nodes) ** len(pods) > MAX_PLACEMENTS:
+        return False
+    seen = False
+    for free, used in _placements(nodes, pods):
+        seen = True
+        if not holds(free, used):
+            return False
+    return seen
+
+
+def _memory_bytes(text: str) -> int:
+    from harness.k8s.quantity import parse_quantity
+
+    return int(parse_quantity(text))
+
+
+def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
+    """Check name -> why it skips, for `profile` run by `provider` (its own or the one rehearsed)."""
+    out: dict[str, str] = {}
+    gpu_tests = ("test_each_probe_sees_exactly_its_allocated_gpu", "test_two_pods_on_one_node_get_disjoint_gpus",
+                 "test_pod_that_asked_for_no_gpu_sees_none", "test_host_gpus_equal_the_gpus_seen_in_the_cluster",
+                 "test_gpu_servers_really_use_their_gpu")
+    if profile.cluster.fake_gpus:  # the plugin's require_nvml
+        for name in gpu_tests:
+            out[name] = "fake GPUs: NVML sees nothing"
+    else:
+        if not _always(profile, lambda free, used: max(free, default=0) >= 1):
+            out[gpu_tests[0]] = "a GPU node may have no free GPU beside the Servers"
+        if not _always(profile, lambda free, used: max(free, default=0) >= 2):
+            out[gpu_tests[1]] = "no GPU node is sure to keep two GPUs free beside the Servers"
+        if provider != "kind":
+            out[gpu_tests[3]] = "host NVML is compared with the cluster only on kind"
+        if not any(s.gpu_use_expected for s in profile.servers):
+            out[gpu_tests[4]] = "no GPU Server expects GPU use"
+    if profile.gpu.taint.effect == "PreferNoSchedule":
+        out["test_intruder_without_toleration_never_schedules_on_gpu_nodes"] = "PreferNoSchedule taint"
+    if not _always(profile, lambda free, used: len(used) < len(free)):
+        out["test_noexecute_taint_evicts_running_intruders"] = "every GPU node may run a Server"
+    if not profile.gpu_servers:
+        out["test_gpu_server_with_requests_unequal_to_limits_is_refused"] = "no GPU Server"
+        out["test_gpu_server_pods_run_on_the_gpu_pool"] = "no GPU Server"
+    if not [s for s in profile.servers if not s.on_gpu]:
+        out["test_cpu_servers_stay_off_gpu_nodes"] = "no CPU Server"
+    able = [s for s in profile.gpu_servers if profile.gpu.capability in s.capabilities(profile.gpu.capability)]
+    if len(able) != 1:
+        out["test_requirement_based_model_lands_on_the_gpu_server"] = "not exactly one GPU Server offers the capability"
+    sizes = sorted(_memory_bytes(s.memory) for s in profile.servers)
+    if not sizes or sizes[0] == sizes[-1] or int(sizes[0] * 1.1) + 1 >= sizes[-1] * 1.1:
+        out["test_requirement_based_model_falls_back_to_a_server_that_fits"] = "Servers of one memory size"
+    for model in profile.models:
+        if model.input is None:
+            out[f"test_one_inference_is_correct[{model.name}]"] = "no input"
+        if not model.latency or model.input is None:
+            out[f"test_latency_meets_the_slo[{model.name}]"] = "no latency run"
+    return out
