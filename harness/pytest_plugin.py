@@ -59,7 +59,6 @@ class RunContext:
         return self.rehearsed_provider or self.profile.cluster.provider
 
 
-
 def cluster_session(ctx: RunContext) -> Any:
     """The run's one `ClusterSession` (created on first use: the preflight and the `cluster` fixture share it)."""
     if ctx.session is None:
@@ -196,7 +195,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from harness.report.model import Rehearsal
 
         ctx.recorder.builder.set_rehearsal(Rehearsal(
-            provider=rehearsed_provider,  # type: ignore[arg-type]  # validated by the profile's Literal
+            provider=rehearsed_provider,
             host_gpus_simulated=simulates_host_gpus(rehearsed_provider, profile),
         ))
     config.stash[RUN_CONTEXT] = ctx
@@ -593,7 +592,7 @@ def host_gpu_inventory(cluster: Any, run_context: RunContext) -> tuple[Any, str]
     if run_context.rehearsed_provider is not None:
         from harness.rehearse import simulated_host_inventory
 
-        return simulated_host_inventory(cluster.kube.list("v1", "Node"))  # type: ignore[no-any-return]
+        return simulated_host_inventory(cluster.kube.list("v1", "Node"))
     from harness.gpu.host import host_inventory_with_reason
 
     return host_inventory_with_reason()
