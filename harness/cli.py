@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--allow-skip", action="append", metavar="SUITE", default=None,
                       help="accept skipped checks of this suite (repeatable; '*' for all)")
     gate.add_argument("--allow-list", metavar="FILE", default=None,
-                      help="reviewed allow-list of skips per profile, with reasons (profiles/allowed-skips.yaml)")
+                      help="reviewed allow-list of skips per profile, with reasons (allowed-skips.yaml)")
 
     report = sub.add_parser("report", help="render a report.json again as HTML (and JUnit)")
     report.add_argument("--report", required=True, help="report.json")

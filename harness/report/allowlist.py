@@ -1,6 +1,6 @@
 """The reviewed allow-list of skips: checks a real cluster of a shipped profile cannot run, with why.
 
-One file (`profiles/allowed-skips.yaml`) is read by the release gate (`harness gate --allow-list`),
+One file (`allowed-skips.yaml`) is read by the release gate (`harness gate --allow-list`),
 by the workflows that call it, and by the rehearsal test that proves it: a rehearsal of each
 shipped profile skips exactly the checks listed for that profile, no more and no fewer.
 
@@ -24,7 +24,6 @@ from typing import Any
 from harness.errors import UsageError
 from harness.safeyaml import load_one, read_text
 
-DEFAULT_PATH = Path("profiles/allowed-skips.yaml")
 _KEYS = {"profile", "check", "reason"}
 
 

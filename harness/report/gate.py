@@ -10,7 +10,7 @@ Rules (documented in docs/report.md, "The release gate"):
 - incomplete evidence is refused (`harness.report.completeness`): an interrupted run (signal, -x),
   a partial selection (-k, -m, single tests, deselection), a suite that did not run, a selected test
   without a verdict, a malformed run id; a skip is accepted only when the reviewed allow-list file
-  (`profiles/allowed-skips.yaml`, `--allow-list`) lists it for the report's profile, with a reason;
+  (`allowed-skips.yaml`, `--allow-list`) lists it for the report's profile, with a reason;
 - every latency result must be complete and meet its SLO verdicts;
 - against a baseline, p50/p95/p99 of every model measured at the same load (model, protocol, loop,
   offered rate or concurrency) regress only when both hold: the growth exceeds the allowance
@@ -108,7 +108,7 @@ def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: 
                 failures.append(GateFailure(
                     "skip", subject,
                     f"skipped ({check.reason or 'no reason given'}); a skipped check proves nothing unless the "
-                    f"reviewed allow-list (profiles/allowed-skips.yaml) lists it for profile {report.profile.name}",
+                    f"reviewed allow-list (allowed-skips.yaml) lists it for profile {report.profile.name}",
                 ))
     return failures
 
