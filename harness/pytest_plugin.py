@@ -592,7 +592,7 @@ def host_gpu_inventory(cluster: Any, run_context: RunContext) -> tuple[Any, str]
     if run_context.rehearsed_provider is not None:
         from harness.rehearse import simulated_host_inventory
 
-        return simulated_host_inventory(cluster.kube.list("v1", "Node"))
+        return simulated_host_inventory(cluster.kube.list("v1", "Node"), (run_context.report_dir / "work").resolve())
     from harness.gpu.host import host_inventory_with_reason
 
     return host_inventory_with_reason()

@@ -13,11 +13,10 @@ names the rehearsed profile (`profile`) and its own provider (`rehearsal.provide
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from harness.config import Profile, parse_profile
@@ -75,20 +74,23 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def simulated_host_inventory(nodes: list[dict[str, Any]]) -> tuple[Any, str]:
-    """(ProbeResult | None, reason) of the simulated host, through `harness.gpu.host` and the simulated NVML."""
-    from harness.gpu import FAKE_NVML_DIR
+def simulated_host_inventory(nodes: list[dict[str, Any]], workdir: Path) -> tuple[Any, str]:
+    """(ProbeResult | None, reason) of the simulated host: the real NVML bindings and collection code
+    (`harness.gpu.host`) over the simulated driver library, holding every GPU the sim gave a node."""
     from harness.gpu.host import host_inventory_with_reason
+    from harness.gpu.simnvml import SimDriverError, build_library, load_simulated_bindings, prepare_driver_dir
+    from harness.sim.kubelet import DEFAULT_DRIVER_CACHE
 
     gpus = host_gpus_from_nodes(nodes)
     if not gpus:
         return None, "the simulated cluster lists no GPU UUIDs on its nodes"
-    spec = importlib.util.spec_from_file_location("harness_rehearsal_host_nvml", FAKE_NVML_DIR / "pynvml.py")
-    if spec is None or spec.loader is None:
-        return None, f"the simulated NVML is missing from {FAKE_NVML_DIR}"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with _environment({"HARNESS_SIM_NODE_GPUS": json.dumps(gpus), "NVIDIA_VISIBLE_DEVICES": "all"}):
+    try:
+        driver = prepare_driver_dir(workdir / "rehearsal-host-driver", build_library(DEFAULT_DRIVER_CACHE), gpus)
+        module = load_simulated_bindings(driver)
+    except (SimDriverError, OSError) as exc:
+        return None, f"the simulated host driver is unavailable: {exc}"
+    # The host sees every device: no container runtime stands between it and the driver.
+    with _environment({"NVIDIA_VISIBLE_DEVICES": "all"}):
         result, reason = host_inventory_with_reason(module)
     return result, f"simulated host (--rehearse): {reason}"
 
@@ -162,7 +164,9 @@ def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
             out[gpu_tests[4]] = "no GPU Server expects GPU use"
     if profile.gpu.taint.effect == "PreferNoSchedule":
         out["test_intruder_without_toleration_never_schedules_on_gpu_nodes"] = "PreferNoSchedule taint"
-    if not _always(profile, lambda free, used: len(used) < len(free)):
+    if provider == "existing" and not profile.cluster.destructive:
+        out["test_noexecute_taint_evicts_running_intruders"] = "destructive tests need cluster.destructive: true"
+    elif not _always(profile, lambda free, used: len(used) < len(free)):
         out["test_noexecute_taint_evicts_running_intruders"] = "every GPU node may run a Server"
     if not profile.gpu_servers:
         out["test_gpu_server_with_requests_unequal_to_limits_is_refused"] = "no GPU Server"

@@ -76,7 +76,9 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     Uses a taint of its own (not the profile's, so the GPU Servers stay) on a GPU node that runs
     none of the deployment's Servers; the node guard removes it afterwards.
     """
-    refusal = destructive_refusal(profile.cluster.provider, profile.cluster.destructive)
+    # A rehearsal follows the rehearsed profile's provider: it skips what the real run would skip.
+    provider = scope.run_context.target_provider
+    refusal = destructive_refusal(provider, profile.cluster.destructive)
     if refusal:
         pytest.skip(f"the eviction test {refusal}")
     test_taint = {"key": "harness.seldon.dev/evict-test", "value": "true", "effect": "NoExecute"}
@@ -90,7 +92,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     # the test taint for good) is used; on a cluster the harness created, every pod is the run's.
     choice = nodes_free_of_others(without_servers, pods, scope.run_context.run_id, test_taint,
                                   own_namespaces=[scope.namespace])
-    if profile.cluster.provider == "existing" and not choice.free:
+    if provider == "existing" and not choice.free:
         pytest.skip("no GPU node without Servers runs only this run's pods; the taint would evict others' pods ("
                     + "; ".join(f"{n}: {who}" for n, who in choice.busy.items()) + ")")
     node = (choice.free or without_servers)[0]

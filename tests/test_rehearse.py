@@ -99,7 +99,7 @@ def test_release_gate_reads_the_allow_list() -> None:
     assert "--allow-skip" not in step["run"] and "--allow-simulated" not in step["run"]
 
 
-def test_simulated_host_lists_every_gpu_of_the_gpu_workers() -> None:
+def test_simulated_host_lists_every_gpu_of_the_gpu_workers(tmp_path: Path) -> None:
     nodes = [
         {"metadata": {"name": "w2", "annotations": {"sim.harness.dev/gpu-uuids": "GPU-c,GPU-d"},
                       "labels": {"nvidia.com/gpu.product": "NVIDIA-H200-NVL", "nvidia.com/gpu.memory": "143771"}}},
@@ -107,10 +107,10 @@ def test_simulated_host_lists_every_gpu_of_the_gpu_workers() -> None:
         {"metadata": {"name": "cpu"}},
     ]
     assert [g["uuid"] for g in host_gpus_from_nodes(nodes)] == ["GPU-a", "GPU-b", "GPU-c", "GPU-d"]
-    result, reason = simulated_host_inventory(nodes)
+    result, reason = simulated_host_inventory(nodes, tmp_path)
     assert result is not None and sorted(result.visible_uuids) == ["GPU-a", "GPU-b", "GPU-c", "GPU-d"]
     assert reason.startswith("simulated host (--rehearse): host NVML sees 4 GPU(s)")
-    assert simulated_host_inventory([{"metadata": {"name": "cpu"}}])[0] is None
+    assert simulated_host_inventory([{"metadata": {"name": "cpu"}}], tmp_path)[0] is None
 
 
 @pytest.mark.slow
