@@ -159,8 +159,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     rehearsed_provider: str | None = None
     if config.getoption("--rehearse"):
-        if config.getoption("--kubeconfig"):
-            raise pytest.UsageError("--rehearse runs on the simulated cluster: --kubeconfig does not apply")
+        for flag in ("--kubeconfig", "--context"):
+            if config.getoption(flag):
+                raise pytest.UsageError(f"--rehearse runs on the simulated cluster: {flag} does not apply")
         from harness.rehearse import rehearsal_profile
 
         rehearsed_provider = profile.cluster.provider

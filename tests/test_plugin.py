@@ -109,6 +109,8 @@ def test_creates(scope):
         (["--profile", "missing.yaml"], "missing.yaml: profile file not found"),
         (["--profile", "profile.yaml", "--run-id", "Bad_Id"], "--run-id: expected 1-32 lowercase"),
         (["--profile", "profile.yaml", "--kubeconfig", "nope.kubeconfig"], "--kubeconfig: file not found"),
+        (["--profile", "profile.yaml", "--rehearse", "--context", "prod"],
+         "--rehearse runs on the simulated cluster: --context does not apply"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
