@@ -16,8 +16,9 @@ from typing import Any
 
 from harness import render
 from harness.checks.placement import Snapshot
+from harness.checks.pulls import past_pull, pulling_text
 from harness.config import Profile
-from harness.errors import HarnessError, WaitTimeout
+from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
 from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
@@ -214,12 +215,7 @@ class ClusterSession:
                 for server in self.profile.servers:
                     stuck = StuckPods(kube, timeouts.pod_schedule_s, timeouts.image_pull_s)
                     try:
-                        kube.wait_for(
-                            SELDON_API, "Server", server.name, namespace,
-                            lambda s: condition_true(s, "Ready"),
-                            timeout=timeouts.server_ready_s, what=f"Server {server.name} Ready",
-                            give_up=stuck.for_selector(namespace, f"seldon-server-name={server.name}"),
-                        )
+                        self._wait_server_ready(kube, server.name, namespace, stuck)
                     except WaitTimeout as exc:  # WaitGaveUp included; the type is kept
                         why = diagnose_server(kube, server.name, namespace)
                         raise type(exc)(f"{exc}; why: {why}") from None
@@ -236,6 +232,34 @@ class ClusterSession:
                     )
         except PhaseFailed as exc:
             self.deploy_error = str(exc)
+
+    def _wait_server_ready(self, kube: Kube, name: str, namespace: str, stuck: StuckPods) -> None:
+        """Server Ready within `server_ready_s`, counted from when its images are on the node: a budget
+        that runs out while a pod still pulls (MLServer's images are several GB) is followed by a wait
+        for the pull on its own budget (`image_pull_s`, "pulling image X") and a fresh readiness budget.
+        Stuck pods (unschedulable, pull errors, crash loops) end either wait early (`StuckPods`)."""
+        t = self.profile.timeouts
+        selector = f"seldon-server-name={name}"
+
+        def ready() -> None:
+            kube.wait_for(SELDON_API, "Server", name, namespace, lambda s: condition_true(s, "Ready"),
+                          timeout=t.server_ready_s, what=f"Server {name} Ready",
+                          give_up=stuck.for_selector(namespace, selector))
+
+        try:
+            ready()
+            return
+        except WaitGaveUp:
+            raise
+        except WaitTimeout:
+            pulling = pulling_text(kube.list("v1", "Pod", namespace, label_selector=selector))
+            if not pulling:
+                raise
+        with progress(f"Server {name}: {pulling}"):
+            kube.wait_for_list("v1", "Pod", namespace, lambda items: all(past_pull(p) for p in items),
+                               timeout=t.image_pull_s, what=f"Server {name}: {pulling}",
+                               label_selector=selector, give_up=stuck.reason)
+        ready()
 
     def _create_owned(self, obj: Obj) -> Obj:
         """Servers and Models are create-only. A create that finds the object already there (409)

@@ -84,10 +84,18 @@ def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,
 
 def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
     """Wait for the probe pod to finish and parse its log; fails with the pod's state and log otherwise."""
+    from harness.checks.pulls import images_pending, past_pull
     from harness.gpu.result import parse_probe_output
+    from harness.progress import progress
 
     timeouts = scope.profile.timeouts
     stuck = StuckPods(scope.kube, timeouts.pod_schedule_s, timeouts.image_pull_s)
+    # The image first, on its own budget: the probe's budget starts once the image is on the node.
+    current = scope.kube.get("v1", "Pod", name, scope.namespace)
+    images = ", ".join(images_pending(current) if current else []) or "of the probe"
+    with progress(f"pulling image {images} for probe pod {name}"):
+        scope.kube.wait_for("v1", "Pod", name, scope.namespace, past_pull, timeout=timeouts.image_pull_s,
+                            what=f"NVML probe pod {name}: pulling image {images}", give_up=stuck.for_pod())
     pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, finished, timeout=timeouts.probe_s,
                               what=f"NVML probe pod {name} to finish", give_up=stuck.for_pod())
     log = scope.kube.logs(scope.namespace, name)

@@ -154,7 +154,10 @@ def probe_pod(
         }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "activeDeadlineSeconds": int(profile.timeouts.probe_s),
+        # Kubernetes counts this from the pod's start, pull included: add the pull budget unless the
+        # image is pre-loaded (kind), so a slow pull is reported as one, not as a probe deadline.
+        "activeDeadlineSeconds": int(profile.timeouts.probe_s + (
+            0 if image is None and preloads_probe_image(profile) else profile.timeouts.image_pull_s)),
         "automountServiceAccountToken": False,
         "securityContext": restricted_pod_security(),
         "tolerations": [gpu_toleration(profile)],
