@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
     up.add_argument("--no-mlserver", action="store_true", help="do not start MLServer processes (no data plane)")
+    up.add_argument("--deploy", action="store_true",
+                    help="deploy the profile's Servers and Models, then print the mesh endpoint and a `load` command")
 
     load = sub.add_parser("load", help="the latency engine against any Open Inference Protocol endpoint")
     load.add_argument("--endpoint", required=True, help="base URL (http://host:port) or host:port for gRPC")

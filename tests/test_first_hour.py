@@ -251,3 +251,41 @@ def test_pytest_kind_options_are_not_offered() -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "--cluster-name", "x", "--collect-only", "-q"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 4 and "unrecognized arguments: --cluster-name" in proc.stderr, proc.stderr
+
+
+# --- sim up as a playground -------------------------------------------------------------------
+def test_sim_up_deploy_prints_a_load_command_that_works(tmp_path: Path) -> None:
+    import queue
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.simproc import running_sim, stop
+
+    with running_sim(ROOT / "profiles" / "sim.yaml", tmp_path, extra_args=("--deploy",)) as sim:
+        # A reader thread: select() on the pipe cannot see lines already buffered by the text wrapper.
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = sim.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line.strip()) for line in stdout], daemon=True).start()
+        closing, seen = "", []
+        for _ in range(200):  # the deployment's progress lines, then the closing line
+            try:
+                closing = lines.get(timeout=300)
+            except queue.Empty:
+                pytest.fail(f"sim up --deploy printed no closing line; last lines: {seen[-5:]}")
+            seen.append(closing)
+            if closing.startswith(("mesh endpoint", "error")):
+                break
+        match = re.search(r"try: (python -m harness load .*)$", closing)
+        assert match, seen
+        assert re.match(r"mesh endpoint http://127\.0\.0\.1:\d+; 3 Server\(s\) and 3 Model\(s\) ready", closing)
+        assert any("models: still running after" in line or "models done in" in line for line in seen), seen
+        command = shlex.split(match.group(1).replace("/tmp/load.json", str(tmp_path / "load.json")))
+        proc = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True,
+                              timeout=180, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads((tmp_path / "load.json").read_text())
+        assert result["ok"] > 0 and result["model"] == "iris-gpu"
+        assert stop(sim.process) == 0
+        assert not sim.kubeconfig.exists(), "a stopped cluster's kubeconfig is removed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import sys
@@ -11,8 +12,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from harness.config import load_profile
-from harness.errors import UsageError
+from harness.config import Profile, load_profile
+from harness.errors import HarnessError, UsageError
 
 
 def run_sim_up(args: argparse.Namespace) -> int:
@@ -32,6 +33,7 @@ def run_sim_up(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     workdir = Path(tempfile.mkdtemp(prefix="harness-sim-"))
+    written: bytes | None = None
     cluster = SimCluster(profile, workdir, mlserver=not args.no_mlserver, port=int(args.port),
                          kubeconfig=kubeconfig)
     try:
@@ -39,8 +41,15 @@ def run_sim_up(args: argparse.Namespace) -> int:
             cluster.start()
         except OSError as exc:
             raise UsageError(f"--port {args.port}: cannot serve the simulated API there ({exc.strerror})") from None
+        written = kubeconfig.read_bytes()
         print(f"simulated cluster API at {cluster.api_url}; kubeconfig written to {kubeconfig} "
               f"(started in {cluster.start_seconds or 0:.2f}s; Ctrl-C to stop)", flush=True)
+        try:
+            print(closing_line(profile, kubeconfig, workdir, deploy=bool(getattr(args, "deploy", False)),
+                               no_mlserver=bool(args.no_mlserver)), flush=True)
+        except HarnessError as exc:  # the deployment did not come up: say why and stop the cluster
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
         # A foreground server runs until told to stop; the wait wakes on the signal handler's event.
         while not stop.wait(0.5):
             pass
@@ -50,4 +59,44 @@ def run_sim_up(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         shutil.rmtree(workdir, ignore_errors=True)
+        _remove_if_ours(kubeconfig, written)
     return 0
+
+
+def _remove_if_ours(kubeconfig: Path, written: bytes | None) -> None:
+    """A kubeconfig of a stopped cluster only misleads: remove it, unless someone changed it since."""
+    if written is None:
+        return
+    with contextlib.suppress(OSError):
+        if kubeconfig.read_bytes() == written:
+            kubeconfig.unlink()
+
+
+def closing_line(profile: Profile, kubeconfig: Path, workdir: Path, *, deploy: bool, no_mlserver: bool) -> str:
+    """Deploy the profile's Servers and Models when asked; say where the mesh is and what to paste next."""
+    from harness.kube import Kube
+    from harness.providers import common
+
+    kube = Kube.from_kubeconfig(kubeconfig, None, profile.timeouts)
+    try:
+        if deploy:
+            from harness.lifecycle import ClusterSession, RunOptions
+
+            session = ClusterSession(profile, RunOptions(run_id="sim-up", workdir=workdir))
+            session.kube = kube
+            session.deploy()
+            if session.deploy_error:
+                raise HarnessError(f"--deploy: {session.deploy_error}")
+        mesh = common.mesh_endpoint(kube, profile).http_url
+    finally:
+        kube.close()
+    if not deploy:
+        return (f"mesh endpoint {mesh} (no Servers or Models yet: add --deploy to deploy the profile's, "
+                f"or apply your own with kubectl --kubeconfig {kubeconfig})")
+    model = next((m.name for m in profile.models if m.latency), None)
+    if model is None or no_mlserver:
+        why = "--no-mlserver: no data plane" if no_mlserver else "the profile has no model with latency enabled"
+        return f"mesh endpoint {mesh}; {len(profile.models)} Model(s) deployed ({why})"
+    return (f"mesh endpoint {mesh}; {len(profile.servers)} Server(s) and {len(profile.models)} Model(s) ready; "
+            f"try: python -m harness load --endpoint {mesh} --model {model} --rate 20 --duration 5 "
+            "--json /tmp/load.json")
