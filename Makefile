@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test e2e lint bench soak clean venv
+.PHONY: test test-fast e2e lint bench soak clean venv
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/ $(PYTEST_ARGS)
+
+# Seconds, no cluster and no MLServer: the pure rules and in-process checks (tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests/ -m fast -q $(PYTEST_ARGS)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest suites/ --profile $(PROFILE) $(PYTEST_ARGS)

@@ -14,15 +14,10 @@ from harness.config import Timeouts
 from harness.kube import Kube, RetryPolicy
 from harness.kube.evidence import collect_evidence, events_table, pods_wide, redact
 from harness.kube.tools import HelmRunner, ToolRunner
-from tests.sim_fixtures import kube_against, started_sim
+from tests.sim_fixtures import kube_against
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6IkFCQyJ9.payload.signature"
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture

@@ -18,15 +18,10 @@ from harness.errors import UsageError, WaitGaveUp, WaitTimeout
 from harness.kube import Kube, KubeApiError, RetryPolicy
 from harness.kube.stuck import StuckPods
 from harness.kube.wait import summarize
-from tests.sim_fixtures import kube_against, started_sim
+from tests.sim_fixtures import kube_against
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = RetryPolicy(attempts=4, base_s=0.01, max_delay_s=0.05, max_retry_after_s=2.0)
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture

@@ -17,17 +17,12 @@ import pytest
 
 from harness.errors import UsageError
 from harness.kube import Kube, KubeApiError, NodeGuard, RetryPolicy
-from tests.sim_fixtures import kube_against, started_sim
+from tests.sim_fixtures import kube_against
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_NODE = "seldon-gpu-worker"
 GPU_NODE = "seldon-gpu-gpu-worker"
 TAINT = {"key": "harness-test", "value": "x", "effect": "NoSchedule"}
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from started_sim(tmp_path_factory.mktemp("sim"))
 
 
 @pytest.fixture

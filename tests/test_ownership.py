@@ -19,16 +19,11 @@ from harness.kube import Kube, RetryPolicy
 from harness.kube.evidence import collect_evidence
 from harness.lifecycle import ClusterSession, RunOptions
 from harness.render.labels import RUN_ID_KEY
-from tests.sim_fixtures import kube_against, started_sim
+from tests.sim_fixtures import kube_against
 
 ROOT = Path(__file__).resolve().parents[1]
 SELDON = "mlops.seldon.io/v1alpha1"
 NS = "seldon-mesh"
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from started_sim(tmp_path_factory.mktemp("own-sim"))
 
 
 @pytest.fixture
