@@ -14,6 +14,7 @@ import pytest
 from harness.checks.placement import gpu_node
 from harness.gpu import checks
 from harness.gpu.result import allocated_uuids_from_env
+from harness.providers.kind import needed_host_gpus
 from harness.pytest_plugin import Scope
 from harness.testing import finish_probe, free_gpus, start_probe
 
@@ -102,16 +103,29 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context:
     if host is None:
         pytest.skip(f"host NVML unavailable: {reason}")
     seen: set[str] = set()
+    unavailable: list[str] = []
     for i, node in enumerate(_gpu_nodes(scope)):
         gpus = free_gpus(scope.kube, node, scope.profile.gpu.resource_name)
+        name = f"host-{i}"
         if gpus > 0:
-            start_probe(scope, f"host-{i}", node["metadata"]["name"], gpus=gpus)
-            pod, result = finish_probe(scope, f"host-{i}")
+            start_probe(scope, name, node["metadata"]["name"], gpus=gpus)
+            pod, result = finish_probe(scope, name)
             record.probe(pod, result, requested=gpus)
-            seen |= set(result.visible_uuids)
-    servers_hold = any(s.on_gpu for s in scope.profile.servers)
+        else:
+            # Every GPU of this node is held (by GPU Servers): look through the diagnostic view, which
+            # asks for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
+            start_probe(scope, name, node["metadata"]["name"], gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
+            _, result = finish_probe(scope, name)
+        if not result.nvml_available:
+            unavailable.append(f"{result.source} on {node['metadata']['name']}")
+        seen |= set(result.visible_uuids)
+    # Only some host GPUs go to kind workers when the profile names them (gpu_workers[].host_gpus) or
+    # needs fewer than the host has.
+    workers = scope.profile.cluster.nodes.gpu_workers
+    subset = any(g.host_gpus for g in workers) or needed_host_gpus(scope.profile) < len(host.visible_uuids)
     _assert_verdicts(checks.check_host_matches_cluster(set(host.visible_uuids), seen,
-                                                       allow_unused_host_gpus=servers_hold), record)
+                                                       allow_unused_host_gpus=subset, unavailable=unavailable),
+                     record)
 
 
 def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record: Any) -> None:

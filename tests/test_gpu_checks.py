@@ -210,6 +210,17 @@ def test_disjoint_fail_names_pairs() -> None:
     assert v.reason.endswith("overlap: p1 and p2 share {GPU-bbbb}")
 
 
+def test_disjoint_is_never_vacuous() -> None:
+    (v,) = check_disjoint({}, node="n1")
+    assert not v.ok and "0 pod(s): disjointness needs two" in v.reason
+    (v,) = check_disjoint({"p1": result([device(A)])}, node="n1")
+    assert not v.ok and "1 pod(s)" in v.reason
+    (v,) = check_disjoint({"p1": result([device(A)]), "p2": result([], available=False)}, node="n1")
+    assert not v.ok and v.reason.endswith("no GPU seen by p2")
+    (v,) = check_disjoint({"p1": result([]), "p2": result([])}, node="n1")
+    assert not v.ok and "no GPU seen by p1, p2" in v.reason
+
+
 # ---- in use ----
 
 
@@ -293,6 +304,16 @@ def test_host_differs_from_cluster() -> None:
     (v,) = check_host_matches_cluster({A, B}, {B, C})
     assert not v.ok
     assert v.reason.endswith("only on host {GPU-aaaa}, only in cluster {GPU-cccc}")
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_host_matches_cluster_is_never_vacuous(subset: bool) -> None:
+    (v,) = check_host_matches_cluster(set(), set(), allow_unused_host_gpus=subset)
+    assert not v.ok and "host NVML sees no GPU" in v.reason and "no GPU was seen in the cluster" in v.reason
+    (v,) = check_host_matches_cluster({A}, set(), allow_unused_host_gpus=subset)
+    assert not v.ok and "no GPU was seen in the cluster" in v.reason
+    (v,) = check_host_matches_cluster({A, B}, {A, B}, allow_unused_host_gpus=subset, unavailable=["ns/host-1 on n2"])
+    assert not v.ok and "NVML unavailable in ns/host-1 on n2" in v.reason
 
 
 def test_host_subset_allowed_when_profile_hands_out_some_gpus() -> None:

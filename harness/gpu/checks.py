@@ -11,7 +11,7 @@ gpu.node-subset, gpu.product, gpu.disjoint, gpu.in-use, gpu.host-matches-cluster
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from harness.gpu.result import ProbeDevice, ProbeResult
@@ -172,7 +172,8 @@ def check_pod_visibility(
 
 
 def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None) -> list[Verdict]:
-    """Pods on one node must get disjoint GPUs: one verdict naming every overlapping pair."""
+    """Pods on one node must get disjoint GPUs: one verdict naming every overlapping pair. Fewer than
+    two pods, or a pod that saw no GPU (NVML unavailable included), is no evidence: a failure."""
     pods = sorted(results_by_pod)
     overlaps = []
     for i, a in enumerate(pods):
@@ -182,9 +183,15 @@ def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | Non
                 overlaps.append(f"{a} and {b} share {_fmt(shared)}")
     seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
     reason = f"pods on node {node or '?'}: {seen or 'none'}"
-    return [
-        Verdict("gpu.disjoint", not overlaps, reason + ("" if not overlaps else "; overlap: " + "; ".join(overlaps)))
-    ]
+    problems = []
+    if len(pods) < 2:
+        problems.append(f"{len(pods)} pod(s): disjointness needs two")
+    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
+    if blind:
+        problems.append("no GPU seen by " + ", ".join(blind))
+    if overlaps:
+        problems.append("overlap: " + "; ".join(overlaps))
+    return [Verdict("gpu.disjoint", not problems, reason + "".join(f"; {p}" for p in problems))]
 
 
 def check_gpu_in_use(
@@ -251,16 +258,29 @@ def check_gpu_in_use(
 
 
 def check_host_matches_cluster(
-    host_uuids: Set[str], cluster_uuids: Set[str], *, allow_unused_host_gpus: bool = False
+    host_uuids: Set[str],
+    cluster_uuids: Set[str],
+    *,
+    allow_unused_host_gpus: bool = False,
+    unavailable: Sequence[str] = (),
 ) -> list[Verdict]:
     """The GPUs host NVML reports are exactly the GPUs seen inside the cluster.
 
     `allow_unused_host_gpus`: the profile hands only some host GPUs to kind workers (`host_gpus`),
-    so the cluster's set need only be a subset of the host's.
+    so the cluster's set need only be a subset of the host's. `unavailable`: the probes (by source)
+    that reported NVML unavailable. Never vacuous: no GPU on the host, no GPU seen in the cluster, or
+    a probe without NVML is a failure, not an empty set that trivially matches.
     """
     host, cluster = frozenset(host_uuids), frozenset(cluster_uuids)
-    ok = cluster <= host if allow_unused_host_gpus else host == cluster
     reason = f"host NVML {_fmt(host)}, cluster {_fmt(cluster)}"
+    problems = []
+    if unavailable:
+        problems.append(f"NVML unavailable in {', '.join(sorted(unavailable))}")
+    if not host:
+        problems.append("host NVML sees no GPU")
+    if not cluster:
+        problems.append("no GPU was seen in the cluster")
+    ok = cluster <= host if allow_unused_host_gpus else host == cluster
     if not ok:
-        reason += f"; only on host {_fmt(host - cluster)}, only in cluster {_fmt(cluster - host)}"
-    return [Verdict("gpu.host-matches-cluster", ok, reason)]
+        problems.append(f"only on host {_fmt(host - cluster)}, only in cluster {_fmt(cluster - host)}")
+    return [Verdict("gpu.host-matches-cluster", not problems, reason + "".join(f"; {p}" for p in problems))]
