@@ -256,8 +256,9 @@ class Server(Strict):
 
     @property
     def gpu_use_expected(self) -> bool:
+        # Asked for explicitly, it is checked even on a Server without GPUs (which then fails).
         if self.expect_gpu_use is not None:
-            return self.expect_gpu_use and self.on_gpu
+            return self.expect_gpu_use
         return self.on_gpu and self.server_config == "triton"
 
     @field_validator("name")
@@ -311,6 +312,10 @@ class Model(Strict):
     input: Tensor | None = None
     # Expected output of `input` (one inference's correctness check).
     expected_output: Tensor | None = None
+    # Models with several inputs or outputs (Triton's tfsimple: INPUT0 and INPUT1) list them here
+    # instead; `input`/`expected_output` are the one-tensor shorthand. Use one form, not both.
+    inputs: list[Tensor] = Field(default_factory=list)
+    expected_outputs: list[Tensor] = Field(default_factory=list)
     # Model name as the server reports it (Seldon answers `<model>_<version>`).
     latency: bool = True
 
@@ -318,6 +323,24 @@ class Model(Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         return _check_name(v, "model name")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Model:
+        if self.input is not None and self.inputs:
+            raise ValueError("give either input (one tensor) or inputs (a list), not both")
+        if self.expected_output is not None and self.expected_outputs:
+            raise ValueError("give either expected_output (one tensor) or expected_outputs (a list), not both")
+        return self
+
+    @property
+    def request_inputs(self) -> list[Tensor]:
+        """Every input tensor of the profile's request ([] when the profile gives none)."""
+        return [self.input] if self.input is not None else list(self.inputs)
+
+    @property
+    def expected(self) -> list[Tensor]:
+        """Every output tensor the request must answer with."""
+        return [self.expected_output] if self.expected_output is not None else list(self.expected_outputs)
 
 
 class Slo(Strict):
@@ -436,8 +459,9 @@ class Profile(Strict):
                         f"models[{i}].requirements",
                         f"no server offers all of {model.requirements} for model {model.name!r}",
                     )
-            if model.expected_output is not None and model.input is None:
-                raise _FieldError(f"models[{i}].expected_output", "needs models[].input as well")
+            if model.expected and not model.request_inputs:
+                field = "expected_output" if model.expected_output is not None else "expected_outputs"
+                raise _FieldError(f"models[{i}].{field}", "needs models[].input (or inputs) as well")
         for name in self.model_slos:
             if name not in names:
                 raise _FieldError(f"model_slos.{name}", f"expected a model name from models, got {name!r}")

@@ -128,12 +128,92 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context:
                      record)
 
 
-def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record: Any) -> None:
-    """Once a model is loaded, the server's GPU shows a compute process holding device memory.
+def _nvml_view(scope: Scope, name: str, node_name: str) -> tuple[dict[str, int] | None, str | None, Any]:
+    """Memory held by compute processes per GPU of the node, seen from a diagnostic probe that asks
+    for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (NVML then lists every process on every device).
+    None with the reason where the runtime does not honour it."""
+    start_probe(scope, name, node_name, gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    # Not recorded as a probe: this diagnostic view sees every GPU of the node, and the report's GPU
+    # inventory would list it as their holder.
+    _, result = finish_probe(scope, name)
+    if not result.nvml_available or not result.visible_uuids:
+        return None, (f"a pod on {node_name} cannot see the node's GPUs with NVIDIA_VISIBLE_DEVICES=all "
+                      "(the runtime ignores it for unprivileged pods, or the node has no GPU)"), result
+    held = {d.uuid: sum(p.used_memory_bytes or 0 for p in d.compute_processes or ()) for d in result.devices}
+    return held, None, result
 
-    Seen from a diagnostic probe on the server's node that asks for no GPU and sets
-    NVIDIA_VISIBLE_DEVICES=all: NVML lists every process on a device, whichever container owns it.
+
+def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str) -> Any:
+    """Take the three views of one Triton pod: config through the mesh, metrics through the pod
+    proxy before, during and after a short run of the latency engine, NVML on the node."""
+    import dataclasses
+    import threading
+
+    from harness.gpu.triton import Views, gpu_sample
+    from harness.load import LoadSpec, run_load
+    from harness.serving import ServingError, triton_config, triton_metrics
+
+    profile = scope.profile
+    namespace, pod_name, node_name = profile.seldon.namespace, pod["metadata"]["name"], pod["spec"]["nodeName"]
+    models = [m for m in profile.models if profile.intended_server(m) == server.name and m.request_inputs]
+    if not models:
+        pytest.fail(f"GPU Server {server.name} has no model with inputs in the profile to exercise it",
+                    pytrace=False)
+    model = models[0]
+    views = Views(server.name, pod_name, node_name, model.name)
+    mesh = deployed.mesh
+    if mesh is None:
+        pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
+    try:
+        views.config = triton_config(mesh.http_url, model.name, profile.timeouts.request_s)
+    except ServingError as exc:
+        views.config_error = str(exc)
+    samples: list[Any] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        try:
+            samples.append(gpu_sample(triton_metrics(scope.kube, namespace, pod_name)))
+        except ServingError as exc:
+            errors.append(str(exc))
+
+    def sampler() -> None:
+        for _ in range(10_000):  # bounded; ends when the run does
+            if stop.wait(0.25):
+                return
+            scrape()
+
+    scrape()
+    spec = LoadSpec.from_profile(profile, model, mesh.http_url, protocol="http")
+    spec = dataclasses.replace(spec, duration_s=2.0, warmup_s=0.0, window_s=2.0, max_trials=1).validate()
+    thread = threading.Thread(target=sampler, name="triton-metrics-sampler", daemon=True)
+    thread.start()
+    try:
+        run_load(spec)
+    finally:
+        stop.set()
+        thread.join(10)
+    scrape()
+    views.metrics = samples
+    views.metrics_error = errors[-1] if errors and not samples else None
+    node = scope.kube.get("v1", "Node", node_name) or {}
+    if is_gpu_node(node, profile):
+        views.nvml, views.nvml_note, _ = _nvml_view(scope, f"use-{index}", node_name)
+    else:
+        views.nvml_note = f"the pod runs on {node_name}, which is not a GPU node of the pool"
+    return views
+
+
+def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record: Any) -> None:
+    """Once a model is loaded, the server's GPU does the work.
+
+    Triton Servers: three views that must agree (model config KIND_GPU; NVML on the node shows memory
+    held on the pod's GPUs; Triton's GPU metrics move during a short load run). Other servers: NVML
+    on the node shows a compute process holding memory on a GPU of the node.
     """
+    from harness.gpu.triton import check_triton_gpu_use
+
     profile = scope.profile
     servers = [s for s in profile.servers if s.gpu_use_expected]
     if not servers:
@@ -145,17 +225,17 @@ def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record
         assert pods, f"Server {server.name} has no pods"
         for j, pod in enumerate(pods):
             node_name = pod["spec"]["nodeName"]
+            if server.server_config == "triton":
+                views = _triton_views(scope, deployed_ok, server, pod, f"{i}-{j}")
+                record.note(f"gpu-use views {server.name}/{pod['metadata']['name']}",
+                            f"views used: {', '.join(views.used) or 'none'}"
+                            + (f"; nvml not used: {views.nvml_note}" if views.nvml is None else ""))
+                verdicts += check_triton_gpu_use(views)
+                continue
             node = scope.kube.get("v1", "Node", node_name) or {}
-            name = f"use-{i}-{j}"
-            start_probe(scope, name, node_name, gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
-            # Not recorded as a probe: this diagnostic view sees every GPU of the node, and the
-            # report's GPU inventory would list it as their holder.
-            _, result = finish_probe(scope, name)
-            if not result.nvml_available or not result.visible_uuids:
-                pytest.skip(f"a pod on {node_name} cannot see the node's GPUs with NVIDIA_VISIBLE_DEVICES=all "
-                            "(the runtime ignores it for unprivileged pods); check GPU use with Triton metrics")
-            # The server's own GPUs where the cluster states them (the sim), else every GPU of the node.
-            allocated = (pod["metadata"].get("annotations") or {}).get("sim.harness.dev/allocated-gpus", "")
-            held = {u for u in allocated.split(",") if u} or _node_uuids(node) or set(result.visible_uuids)
-            verdicts += checks.check_gpu_in_use(result, held, node=node_name)
+            held, note, result = _nvml_view(scope, f"use-{i}-{j}", node_name)
+            if held is None:
+                pytest.skip(f"{note}; check GPU use with a Triton Server (model config and metrics)")
+            verdicts += checks.check_gpu_in_use(result, _node_uuids(node) or set(result.visible_uuids),
+                                                node=node_name)
     _assert_verdicts(verdicts, record)

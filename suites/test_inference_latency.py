@@ -1,5 +1,9 @@
 """Inference through the Seldon mesh: one correct answer per Model, then latency against the SLOs.
 
+The correctness check uses tritonclient's HTTP and gRPC clients (the clients users have); the latency
+run uses the harness's engine. Each latency entry names the Server, pods, node and GPUs that served
+it, found through the API and Triton's own metrics, never through anything only the sim has.
+
 Latency is measured in open loop (timed from the intended send time: no coordinated omission) at
 the profile's load, below capacity, and gated on the achieved rate matching the offered one.
 """
@@ -30,51 +34,47 @@ def _mesh(deployed_ok: ClusterSession) -> Any:
     return deployed_ok.mesh
 
 
-def _served_by(session: ClusterSession, profile: Profile, model: Model) -> tuple[str | None, str | None, list[str]]:
-    """Server, node and GPU UUIDs behind a model (for the report), from the live objects."""
-    live = session._kube().get("mlops.seldon.io/v1alpha1", "Model", model.name, profile.seldon.namespace) or {}
-    selector = (live.get("status") or {}).get("selector") or ""
-    server = selector.split("=", 1)[1] if selector.startswith("server=") else None
-    if server is None:
-        return None, None, []
-    pods = session._kube().list("v1", "Pod", profile.seldon.namespace, label_selector=f"seldon-server-name={server}")
-    node = (pods[0].get("spec") or {}).get("nodeName") if pods else None
-    annotations = (pods[0]["metadata"].get("annotations") or {}) if pods else {}
-    uuids = [u for u in (annotations.get("sim.harness.dev/allocated-gpus") or "").split(",") if u]
-    return server, node, uuids
-
-
-def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
-    from harness.load import infer_once
-
-    if model.input is None:
-        pytest.skip(f"model {model.name} has no input in the profile (models[].input)")
+def _binary_ok(profile: Profile, model: Model) -> bool:
+    """Triton's binary tensors (tritonclient's default) where the intended server is Triton; MLServer
+    answers 422 to them, so MLServer models get JSON tensors."""
     intended = profile.intended_server(model)
-    if deployed_ok.simulated and intended and profile.server(intended).server_config == "triton":
-        pytest.skip("no Triton in the simulated cluster")
+    return intended is not None and profile.server(intended).server_config == "triton"
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile, model: Model, protocol: str,
+                                  record: Any) -> None:
+    """One request with tritonclient's own client through the Seldon mesh, answers checked."""
+    from harness.serving import ServingError, compare_outputs, infer_tritonclient
+
+    if not model.request_inputs:
+        pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
     mesh = _mesh(deployed_ok)
-    response = infer_once(mesh.http_url, model.name, model.input, "http", profile.timeouts.request_s)
+    endpoint = mesh.http_url if protocol == "http" else (mesh.grpc_target or "")
+    if not endpoint:
+        pytest.skip("the mesh exposes no gRPC endpoint")
+    try:
+        response = infer_tritonclient(endpoint, model, protocol, binary=_binary_ok(profile, model),
+                                      timeout=profile.timeouts.request_s)
+    except ServingError as exc:
+        pytest.fail(str(exc), pytrace=False)
     # Seldon answers with `<model>_<version>` (e.g. iris_1).
     answered = str(response.get("model_name") or "")
     assert answered == model.name or answered.startswith(f"{model.name}_"), response
-    if model.expected_output is not None:
-        outputs = {o["name"]: o for o in response.get("outputs") or []}
-        got = outputs.get(model.expected_output.name)
-        assert got is not None, f"no output named {model.expected_output.name!r} in {response}"
-        assert list(got.get("data") or []) == list(model.expected_output.data), (
-            f"{model.name}: expected {model.expected_output.data}, got {got.get('data')}"
-        )
-    record.note(f"inference {model.name}", f"model_name={response.get('model_name')}")
+    problems = compare_outputs(model, response)
+    assert not problems, f"{model.name} over {protocol}: " + "; ".join(problems)
+    record.note(f"inference {model.name} {protocol}", f"model_name={answered} (tritonclient)")
 
 
 @pytest.mark.latency
 def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
     from harness.load import LoadSpec, run_load
+    from harness.serving import attribute
 
     if not model.latency:
         pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
-    if model.input is None:
-        pytest.skip(f"model {model.name} has no input in the profile (models[].input)")
+    if not model.request_inputs:
+        pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
     mesh = _mesh(deployed_ok)
     endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
@@ -84,8 +84,14 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
         result = run_load(spec).to_dict()
     slo = profile.slo_for(model.name)
     verdicts = evaluate_slo(result, slo)
-    server, node, uuids = _served_by(deployed_ok, profile, model)
-    record.latency(model.name, result, slo, verdicts, server=server, node=node, gpu_uuids=uuids)
+    who = attribute(deployed_ok._kube(), profile, model)
+    server, node = who.server, ",".join(who.nodes) or None
+    record.latency(model.name, result, slo, verdicts, server=server, node=node, gpu_uuids=who.gpu_uuids)
+    record.note(f"served by {model.name}", f"server={server} pods={','.join(who.pods) or '?'} node={node} "
+                f"gpus={','.join(who.gpu_uuids) or '-'} (GPUs from: {who.gpu_source})")
+    unnamed = any(s.name == server and s.gpu_use_expected for s in profile.servers) and not who.gpu_uuids
+    assert not unnamed, f"{model.name} is served by GPU Server {server}, whose GPUs could not be named: " \
+                        f"{who.gpu_source}"
     bad = failed(verdicts)
     latency = result["latency_ms"]
     summary = (f"{model.name} via {server or '?'} on {node or '?'}: p50 {latency['p50']:.2f} ms, "

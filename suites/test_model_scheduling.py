@@ -8,7 +8,7 @@ import pytest
 from kubernetes.utils.quantity import parse_quantity
 
 from harness import render
-from harness.config import Model, Profile
+from harness.config import Model
 from harness.lifecycle import SELDON_API, condition
 from harness.pytest_plugin import Scope
 
@@ -23,9 +23,11 @@ def _settled(model: dict[str, Any] | None) -> bool:
     return cond.get("status") == "True" or any(s in text for s in ("ScheduleFailed", "ModelFailed", "Failed to"))
 
 
-def _deploy(scope: Scope, name: str, **fields: Any) -> dict[str, Any]:
+def _deploy(scope: Scope, name: str, storage: str | None = None, **fields: Any) -> dict[str, Any]:
     profile = scope.profile
-    storage = profile.models[0].storage_uri if profile.models else "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
+    if storage is None:
+        storage = (profile.models[0].storage_uri if profile.models
+                   else "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn")
     model = Model(name=f"{name}-{scope.run_context.run_id}"[:63], storage_uri=storage, **fields)
     scope.apply(render.model(profile, model, profile.seldon.namespace))
     live = scope.kube.wait_for(SELDON_API, "Model", model.name, profile.seldon.namespace, _settled,
@@ -41,17 +43,16 @@ def _summary(model: dict[str, Any]) -> str:
             f"selector={status.get('selector')!r}")
 
 
-def _gpu_server_for_requirements(profile: Profile) -> str:
-    able = [s for s in profile.gpu_servers if profile.gpu.capability in s.capabilities(profile.gpu.capability)]
-    if len(able) != 1:
-        pytest.skip(f"needs exactly one GPU Server offering {profile.gpu.capability!r}, the profile has {len(able)}")
-    return able[0].name
-
-
 def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope: Scope) -> None:
+    """A copy of the profile's first GPU model (same artifact and requirements, new name) lands on
+    the Server the profile intends for it, and loads there."""
     profile = scope.profile
-    server = _gpu_server_for_requirements(profile)
-    model = _deploy(scope, "req", requirements=["sklearn", profile.gpu.capability])
+    cases = [m for m in profile.models if profile.gpu.capability in m.requirements and profile.intended_server(m)]
+    if not cases:
+        pytest.skip(f"no model requires {profile.gpu.capability!r} with one intended Server (models[].requirements)")
+    source = cases[0]
+    server = profile.intended_server(source)
+    model = _deploy(scope, "req", storage=source.storage_uri, requirements=list(source.requirements))
     assert (model.get("status") or {}).get("selector") == f"server={server}", _summary(model)
     assert (condition(model, "ModelReady") or {}).get("status") == "True", _summary(model)
 

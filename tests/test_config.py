@@ -73,6 +73,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_intended_server_follows_pin_and_unique_match() -> None:
     profile = load_profile(ROOT / "profiles" / "sim.yaml")
     assert {m.name: profile.intended_server(m) for m in profile.models} == {
+        "tfsimple": "triton-gpu",
         "iris-gpu": "mlserver-gpu",
         "iris-pinned": "mlserver-gpu-sel",
         "iris-cpu": "mlserver-cpu",
@@ -118,3 +119,25 @@ def test_cli_bad_flag_is_one_line() -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "expected a number > 0" in proc.stderr
+
+
+def test_model_takes_one_input_form_and_lists_every_tensor() -> None:
+    tensor = {"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [1, 2]}
+    base = {"servers": [{"name": "t", "server_config": "triton"}]}
+    both = {**base, "models": [{"name": "m", "storage_uri": "gs://x", "server": "t", "input": tensor,
+                                "inputs": [tensor]}]}
+    with pytest.raises(UsageError, match=r"models\[0\]: .*either input .* or inputs"):
+        parse_profile(both, "p.yaml")
+    two = parse_profile({**base, "models": [{"name": "m", "storage_uri": "gs://x", "server": "t",
+                                              "inputs": [tensor, {**tensor, "name": "INPUT1"}]}]}, "p.yaml")
+    assert [t.name for t in two.models[0].request_inputs] == ["INPUT0", "INPUT1"]
+    orphan = {**base, "models": [{"name": "m", "storage_uri": "gs://x", "server": "t", "expected_outputs": [tensor]}]}
+    with pytest.raises(UsageError, match=r"models\[0\]\.expected_outputs: needs models\[\]\.input"):
+        parse_profile(orphan, "p.yaml")
+
+
+def test_explicit_gpu_use_is_checked_even_without_gpus() -> None:
+    profile = parse_profile({"servers": [{"name": "t", "server_config": "triton", "gpus": 0, "expect_gpu_use": True},
+                                         {"name": "g", "server_config": "triton", "gpus": 1},
+                                         {"name": "m", "gpus": 1}]}, "p.yaml")
+    assert [s.gpu_use_expected for s in profile.servers] == [True, True, False]

@@ -57,6 +57,15 @@ def _broken(case: str) -> dict[str, Any]:
         profile["models"][0]["requirements"] = ["sklearn"]
         profile["models"][0]["expect_server"] = "mlserver-gpu"
         profile["servers"][1]["extra_capabilities"] = []
+    elif case == "triton_gpu_removed":
+        # The Triton GPU Server loses its GPU but is still expected to use one: the model loads on the
+        # CPU (tfsimple has no instance_group), and the GPU-use check fails showing all three views.
+        profile["servers"][0] = {"name": "triton-gpu", "server_config": "triton", "gpus": 0,
+                                 "expect_gpu_use": True, "extra_capabilities": ["model-on-gpu"]}
+        tensor = {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(16))}
+        profile["models"] = [{"name": "tfsimple", "storage_uri": "gs://seldon-models/triton/simple",
+                              "requirements": ["tensorflow", "model-on-gpu"],
+                              "inputs": [tensor, {**tensor, "name": "INPUT1"}]}]
     else:
         raise AssertionError(case)
     return profile
@@ -69,6 +78,8 @@ CASES = {
     "affinity_to_missing_label": ("suites/test_placement.py", ["didn't match Pod's node affinity/selector"]),
     "requests_not_limits": ("suites/test_placement.py", ["must be equal to nvidia.com/gpu limit"]),
     # Seldon may put the model on either server that offers sklearn: both outcomes are named.
+    "triton_gpu_removed": ("suites/test_gpu_visibility.py::test_gpu_servers_really_use_their_gpu", [
+        "[config: instance groups [('KIND_CPU', [])]] [nvml: not taken"]),
     "model_requirement_missing": ("suites/test_placement.py", [
         "model/seldon-mesh/iris-gpu: landed on server=mlserver-cpu, expected server=mlserver-gpu",
         "landed on GPU server mlserver-gpu without requiring 'model-on-gpu'"]),

@@ -148,12 +148,12 @@ def test_models_by_requirement_and_by_pin() -> None:
 # --- server config variant ------------------------------------------------------------------------
 
 
-def _base_server_config() -> dict[str, Any]:
+def _base_server_config(kind: str = "mlserver") -> dict[str, Any]:
     # A stand-in of a cluster's complete ServerConfig (written for this test, not Seldon's template).
     return {
         "apiVersion": "mlops.seldon.io/v1alpha1",
         "kind": "ServerConfig",
-        "metadata": {"name": "mlserver", "namespace": "seldon-mesh"},
+        "metadata": {"name": kind, "namespace": "seldon-mesh"},
         "spec": {
             "podSpec": {
                 "tolerations": [{"key": "other", "operator": "Exists"}],
@@ -161,11 +161,11 @@ def _base_server_config() -> dict[str, Any]:
                     {"name": "rclone", "image": "example/rclone:1"},
                     {"name": "agent", "image": "example/agent:1",
                      "env": [{"name": "SELDON_SERVER_CAPABILITIES", "value": "mlserver,sklearn"}]},
-                    {"name": "mlserver", "image": "example/mlserver:1",
+                    {"name": kind, "image": f"example/{kind}:1",
                      "resources": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
                 ],
             },
-            "volumeClaimTemplates": [{"name": "mlserver-models", "spec": {
+            "volumeClaimTemplates": [{"name": f"{kind}-models", "spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
         },
     }
@@ -498,7 +498,7 @@ def test_seldon_objects_validate_against_the_crds(path: Path) -> None:
     for doc in docs:
         _validate_seldon(doc, schemas)
     for s in p.gpu_servers:
-        variant = render.server_config(p, s, p.seldon.namespace, base=_base_server_config())
+        variant = render.server_config(p, s, p.seldon.namespace, base=_base_server_config(s.server_config))
         assert variant is not None
         _validate_seldon(variant, schemas)
 
@@ -511,3 +511,18 @@ def test_crd_validation_catches_a_broken_server() -> None:
     broken["spec"]["replicas"] = "one"
     with pytest.raises(jsonschema.ValidationError):
         _validate_seldon(broken, schemas)
+
+
+def test_triton_server_pins_seldons_triton_image_and_one_gpu() -> None:
+    # Seldon 2.10.2's default `triton` ServerConfig runs nvcr.io/nvidia/tritonserver:23.03-py3.
+    for name in ("kind-gpu", "existing", "sim"):
+        p = load_profile(ROOT / "profiles" / f"{name}.yaml")
+        servers = [s for s in p.servers if s.server_config == "triton"]
+        assert [s.gpus for s in servers] == [1], name
+        spec = render.server(p, servers[0], p.seldon.namespace)["spec"]
+        triton = next(c for c in spec["podSpec"]["containers"] if c["name"] == "triton")
+        assert triton["image"] == "nvcr.io/nvidia/tritonserver:23.03-py3"
+        assert triton["resources"]["requests"]["nvidia.com/gpu"] == triton["resources"]["limits"]["nvidia.com/gpu"]
+        assert spec["podSpec"]["tolerations"] and spec["podSpec"]["affinity"]
+        gpu_models = [m for m in p.models if p.intended_server(m) == servers[0].name]
+        assert [m.storage_uri for m in gpu_models] == ["gs://seldon-models/triton/simple"], name

@@ -161,8 +161,8 @@ def test_unknown_model_is_404_and_not_found(iris: Obj, mesh_ports: tuple[int, in
     assert "NOT_FOUND" in str(err.value)
 
 
-def test_inference_on_triton_is_refused_clearly(cluster: SimCluster, waiter: Waiter,
-                                                 mesh_ports: tuple[int, int]) -> None:
+def test_triton_sample_out_of_reach_fails_clearly(cluster: SimCluster, waiter: Waiter,
+                                                   mesh_ports: tuple[int, int]) -> None:
     cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
                           "spec": {"serverConfig": "triton", "replicas": 1}})
     cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "mnist", "namespace": NS},
@@ -170,11 +170,85 @@ def test_inference_on_triton_is_refused_clearly(cluster: SimCluster, waiter: Wai
                                    "requirements": ["onnx"]}})
     status = waiter.until(_model_message(cluster, "mnist", "ModelFailed"), "mnist ModelFailed")
     assert status["selector"] == "server=triton"
-    code, answer = _infer_rest(mesh_ports[0], "mnist", SETOSA)
-    assert code == 503 and "no Triton in the simulated cluster" in answer["error"]
-    with pytest.raises(InferenceServerException) as err:
-        _infer_grpc(mesh_ports[1], "mnist", SETOSA)
-    assert "no Triton in the simulated cluster" in str(err.value)
+    assert "not reachable from the simulated cluster" in _ready_cond(status)["reason"]
+    code, _ = _infer_rest(mesh_ports[0], "mnist", SETOSA)
+    assert code == 404
+
+
+def test_kind_gpu_model_fails_to_load_on_triton_without_gpu(cluster: SimCluster, waiter: Waiter,
+                                                             tmp_path: Path) -> None:
+    """Triton's own refusal: an explicit KIND_GPU instance group and a pod that was given no GPU."""
+    from harness.sim.models import TFSIMPLE_CONFIG
+
+    model_dir = tmp_path / "gpu-only"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "config.pbtxt").write_text(TFSIMPLE_CONFIG + "instance_group [ { kind: KIND_GPU } ]\n")
+    (model_dir / "standin.json").write_text('{"operation": "add_sub"}')
+    if cluster.store.get(API, "Server", "triton", NS) is None:
+        cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
+                              "spec": {"serverConfig": "triton", "replicas": 1}})
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "gpuonly", "namespace": NS},
+                          "spec": {"storageUri": f"file://{model_dir}", "server": "triton"}})
+    status = waiter.until(_model_message(cluster, "gpuonly", "ModelFailed"), "gpuonly ModelFailed", LOAD_TIMEOUT)
+    assert "has kind KIND_GPU but no GPUs are available" in _ready_cond(status)["reason"], status
+
+
+def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter: Waiter,
+                                                     mesh_ports: tuple[int, int]) -> None:
+    """tfsimple on a Triton GPU Server: right answers over REST and gRPC through the mesh, KIND_GPU
+    in its config, its GPU in Triton's metrics (pod proxy) and in the node's simulated NVML."""
+    from harness.config import Server, Timeouts
+    from harness.gpu.triton import gpu_instance_groups, gpu_sample
+    from harness.kube import Kube
+    from harness.serving import TRITON_METRICS_PORT, triton_config
+    from harness.sim.gpus import pod_allocated_gpus
+    from harness.sim.kubelet import GPU_USE_DIR, gpu_processes
+
+    profile = cluster.profile
+    server = Server(name="triton-gpu", server_config="triton", gpus=1)
+    cluster.store.create(render_seldon.server(profile, server, NS))
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "tfsimple", "namespace": NS},
+                          "spec": {"storageUri": "gs://seldon-models/triton/simple",
+                                   "requirements": ["tensorflow", "model-on-gpu"]}})
+    waiter.until(_model_message(cluster, "tfsimple", "ModelAvailable"), "tfsimple ModelAvailable", LOAD_TIMEOUT)
+    a, b = list(range(1, 17)), [1] * 16
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
+                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": b}]})
+    conn = http.client.HTTPConnection("127.0.0.1", mesh_ports[0], timeout=30)
+    try:
+        conn.request("POST", "/v2/models/tfsimple/infer", body=body, headers={"Content-Type": "application/json"})
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert answer["model_name"] == "tfsimple_1"
+    assert {o["name"]: o["data"] for o in answer["outputs"]} == {
+        "OUTPUT0": [x + 1 for x in a], "OUTPUT1": [x - 1 for x in a]}
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{mesh_ports[1]}")
+    try:
+        inputs = []
+        for name, values in (("INPUT0", a), ("INPUT1", b)):
+            item = triton_grpc.InferInput(name, [1, 16], "INT32")
+            item.set_data_from_numpy(np.array([values], dtype=np.int32))
+            inputs.append(item)
+        result = client.infer("tfsimple", inputs, headers={"seldon-model": "tfsimple"})
+    finally:
+        client.close()
+    assert result.as_numpy("OUTPUT1").tolist() == [[x - 1 for x in a]]
+
+    pod = cluster.store.get("v1", "Pod", "triton-gpu-0", NS) or {}
+    allocated = pod_allocated_gpus(pod)
+    assert len(allocated) == 1
+    config = triton_config(f"http://127.0.0.1:{mesh_ports[0]}", "tfsimple", 30)
+    assert gpu_instance_groups(config) == [("KIND_GPU", [0])]
+    kube = Kube.from_kubeconfig(cluster.kubeconfig_path, None, Timeouts())
+    try:
+        sample = gpu_sample(kube.pod_proxy_get(NS, "triton-gpu-0", TRITON_METRICS_PORT, "metrics"))
+    finally:
+        kube.close()
+    assert sample.uuids == allocated and sample.memory_used[allocated[0]] > 0
+    node = cluster.store.get("v1", "Node", pod["spec"]["nodeName"]) or {}
+    held = gpu_processes(node, cluster.workdir / GPU_USE_DIR)
+    assert set(held) == set(allocated), held
 
 
 def test_local_model_directory_loads_under_its_served_name(cluster: SimCluster, waiter: Waiter, iris: Obj,

@@ -297,6 +297,15 @@ class Kube:
         data: bytes = self.retrier.call(f"GET {path}", lambda: self._send("GET", path, query), idempotent=True)
         return data.decode("utf-8", errors="replace")
 
+    def pod_proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+        """GET `path` on a pod's container port through the API server's pod proxy
+        (`pods/<name>:<port>/proxy/...`; needs `get` on `pods/proxy`). How the harness reads a
+        server's own endpoints, such as Triton's metrics, that the Seldon mesh does not route."""
+        where = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}:{int(port)}/proxy/"
+        full = where + path.lstrip("/")
+        data: bytes = self.retrier.call(f"GET {full}", lambda: self._send("GET", full), idempotent=True)
+        return data.decode("utf-8", errors="replace")
+
     def events(self, namespace: str | None = None, involved_name: str | None = None,
                involved_kind: str | None = None) -> ObjList:
         """Events sorted oldest first. Filtering is done here, so it works on any API server."""

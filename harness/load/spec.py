@@ -193,7 +193,7 @@ class LoadSpec:
             tolerance=load.stability_tolerance,
             max_trials=load.max_trials,
             workers=load.workers,
-            inputs=[tensor_dict(model.input)] if model.input is not None else [dict(DEFAULT_INPUT)],
+            inputs=[tensor_dict(t) for t in model.request_inputs] or [dict(DEFAULT_INPUT)],
             timeout_s=profile.timeouts.request_s,
             expected=(Expected(model.expected_output.name, tuple(model.expected_output.data)),)
             if model.expected_output is not None else (),

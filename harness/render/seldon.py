@@ -24,6 +24,11 @@ from harness.render.placement import (
 SELDON_API = "mlops.seldon.io/v1alpha1"
 # Seldon merges a Server's containers into the ServerConfig's by name; these are the names it uses.
 AGENT_CONTAINER = "agent"
+# The Triton image of Seldon 2.10.2's default `triton` ServerConfig (setup chart values.yaml
+# serverConfig.triton.image and operator/config/serverconfigs/kustomization.yaml at tag v2.10.2),
+# pinned on the Server so the GPU lane runs the image whose CUDA driver floor docs/real-clusters
+# states (CUDA 12.1: driver >= 530, or a data-center forward-compatible branch).
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:23.03-py3"
 RCLONE_CONTAINER = "rclone"
 ENVOY_NAME_LABEL = ("app.kubernetes.io/name", "seldon-envoy")
 MESH_NODEPORT_SERVICE = "seldon-mesh-nodeport"
@@ -55,6 +60,8 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
     else:
         spec["affinity"] = off_pool_affinity(profile)
     spec["containers"] = [{"name": container, "resources": {"requests": requests, "limits": limits}}]
+    if container == "triton":
+        spec["containers"][0]["image"] = TRITON_IMAGE
     if server.pod_spec:
         spec = overlay_pod_spec(spec, server.pod_spec)
     return spec

@@ -83,6 +83,10 @@ class Store(Protocol):
         """A container restarted: its current log becomes the `?previous=true` log."""
         ...
 
+    def set_pod_ports(self, namespace: str, pod: str, ports: dict[int, int]) -> None:
+        """Where the process behind a pod listens (container port -> local port), for the pod proxy."""
+        ...
+
 
 class Controller(Protocol):
     """A reconcile loop run by the sim runtime whenever the store changed or a wake-up is due."""

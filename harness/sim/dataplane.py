@@ -1,4 +1,8 @@
-"""The simulated cluster's data plane: one real MLServer process per Running MLServer-type Server pod.
+"""The simulated cluster's data plane: one local server process per Running Server pod.
+
+MLServer-type pods run a real MLServer; Triton-type pods run the Triton stand-in
+(`harness.sim.triton`), which sees the pod's allocated GPUs through `NVIDIA_VISIBLE_DEVICES` and
+records the device memory its GPU instances hold under `<workdir>/gpu-use/` for the simulated NVML.
 
 Processes start lazily (the first model scheduled to a pod), load models under Seldon's served name
 `<model>_<version>`, and stop when the pod goes away. Slow work (start, load) runs on one worker
@@ -23,10 +27,13 @@ from pathlib import Path
 from typing import Literal
 
 from harness.localserver import MLServerError, MLServerProcess
+from harness.sim.kubelet import GPU_USE_DIR
 from harness.sim.models import ModelUnavailable, resolve_storage_uri
+from harness.sim.triton_process import TritonStandInProcess
 
 StateName = Literal["Loading", "Available", "Failed"]
-NO_TRITON = "no Triton in the simulated cluster"
+# Container ports of Seldon 2.10.2's ServerConfigs: server HTTP, server gRPC, Triton metrics.
+SERVER_HTTP_PORT, SERVER_GRPC_PORT, TRITON_METRICS_PORT = 9000, 9500, 8002
 DISABLED = "the simulated cluster runs without MLServer (started with mlserver=False)"
 
 
@@ -37,6 +44,7 @@ class PodRef:
     server: str
     server_type: str  # mlserver | triton
     uid: str = ""
+    gpus: tuple[str, ...] = ()  # what the device plugin allocated to the pod (the server container's view)
 
 
 @dataclass(frozen=True)
@@ -105,9 +113,7 @@ class DataPlane:
 
     def ensure_model(self, pod: PodRef, served_name: str, storage_uri: str) -> ReplicaState:
         """Make sure `served_name` is (being) loaded on `pod`; return its current state."""
-        if pod.server_type == "triton":
-            return ReplicaState("Failed", f"{NO_TRITON}: server {pod.server} is a Triton server")
-        if pod.server_type != "mlserver":
+        if pod.server_type not in ("mlserver", "triton"):
             return ReplicaState("Failed", f"server {pod.server} has neither an mlserver nor a triton container")
         if not self.enabled:
             # No process to load into, but an unreachable storageUri or an injected fault still fails.
@@ -154,6 +160,18 @@ class DataPlane:
                 return None
             proc = backend.process
             return Endpoint(pod.name, proc.http_port, proc.grpc_port, served_name)
+
+    def pod_ports(self, namespace: str, pod: str) -> dict[int, int]:
+        """Container port -> local port of the server process behind `pod` (for the API's pod proxy)."""
+        with self._lock:
+            backend = self._backends.get((namespace, pod))
+            proc = backend.process if backend is not None else None
+            if proc is None or not proc.is_alive():
+                return {}
+            ports = {SERVER_HTTP_PORT: proc.http_port, SERVER_GRPC_PORT: proc.grpc_port}
+            if isinstance(proc, TritonStandInProcess):
+                ports[TRITON_METRICS_PORT] = proc.metrics_port
+            return ports
 
     def pending(self) -> bool:
         with self._lock:
@@ -293,11 +311,17 @@ class DataPlane:
         if backend.process is not None and backend.process.is_alive():
             return None
         if backend.process is None:
-            backend.process = MLServerProcess(backend.workdir, parallel_workers=0)
+            pod = backend.pod
+            if pod.server_type == "triton":
+                state = self.workdir / GPU_USE_DIR / f"{pod.namespace}.{pod.name}.{pod.uid[:8] or 'pod'}.json"
+                backend.process = TritonStandInProcess(backend.workdir, gpus=pod.gpus, gpu_state=state)
+            else:
+                backend.process = MLServerProcess(backend.workdir, parallel_workers=0)
         try:
             backend.process.start(timeout=self._start_timeout)
         except MLServerError as exc:
-            return f"MLServer for pod {backend.pod.name} failed to start: {str(exc).splitlines()[0]}"
+            what = "Triton" if backend.pod.server_type == "triton" else "MLServer"
+            return f"{what} for pod {backend.pod.name} failed to start: {str(exc).splitlines()[0]}"
         return None
 
     def _load(self, backend: _Backend, served_name: str, uri: str, *, may_recover: bool = True) -> None:

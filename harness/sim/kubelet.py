@@ -171,28 +171,44 @@ def container_environment(store: Store, pod: Obj, container: dict[str, Any], nod
     return env
 
 
-# What a loaded model costs on its GPU in the simulation: enough to be plainly "in use".
-SIM_MODEL_GPU_MEMORY_BYTES = 512 * 2**20
+# Where processes that hold simulated GPU memory (the Triton stand-in) say how much, one JSON file
+# each: {"pid": <host pid>, "gpus": {"<uuid>": <bytes>}}. Relative to the kubelet's work directory.
+GPU_USE_DIR = "gpu-use"
 
 
-def gpu_processes(store: Store, node: Obj) -> dict[str, list[dict[str, int]]]:
-    """Compute processes per GPU of `node`, as NVML would list them: one for every running Seldon
-    server pod holding that GPU whose Server has loaded a model (the sim's MLServer is a CPU process;
-    this is the GPU footprint a real inference server would have once its model is loaded)."""
-    node_name = _meta(node).get("name")
+def gpu_processes(node: Obj, gpu_use_dir: Path | None) -> dict[str, list[dict[str, int]]]:
+    """Compute processes per GPU of `node`, as NVML would list them (host PIDs, memory used).
+
+    Only processes that really hold device memory appear: the Triton stand-in once it has loaded a
+    GPU instance. A CPU-only server (MLServer running sklearn) holds none, as on a real node.
+    """
     out: dict[str, list[dict[str, int]]] = {}
-    for other in store.list("v1", "Pod", field_selector=f"spec.nodeName={node_name}"):
-        meta = _meta(other)
-        server = (meta.get("labels") or {}).get("seldon-server-name")
-        if not server or (other.get("status") or {}).get("phase") != "Running":
+    if gpu_use_dir is None or not gpu_use_dir.is_dir():
+        return out
+    mine = set(node_gpu_uuids(node))
+    for path in sorted(gpu_use_dir.glob("*.json")):
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            pid = int(state["pid"])
+            held = {str(k): int(v) for k, v in dict(state.get("gpus") or {}).items()}
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        live = store.get("mlops.seldon.io/v1alpha1", "Server", server, meta.get("namespace"))
-        if not live or not ((live.get("status") or {}).get("loadedModels") or 0):
-            continue
-        pid = 10000 + int(hashlib.sha256(str(meta.get("uid", "")).encode()).hexdigest()[:4], 16)
-        for uuid in pod_allocated_gpus(other):
-            out.setdefault(uuid, []).append({"pid": pid, "used_memory_bytes": SIM_MODEL_GPU_MEMORY_BYTES})
+        if not _pid_alive(pid):
+            continue  # a process that died without cleaning up holds nothing any more
+        for uuid, used in held.items():
+            if uuid in mine and used > 0:
+                out.setdefault(uuid, []).append({"pid": pid, "used_memory_bytes": used})
     return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -489,7 +505,8 @@ class KubeletController:
             return None
         with self._driver_lock:  # one gcc run, however many probes start at once
             library = build_library(self._driver_cache)
-        return prepare_driver_dir(base / "nvidia-driver", library, node_gpu_inventory(node), gpu_processes(store, node))
+        return prepare_driver_dir(base / "nvidia-driver", library, node_gpu_inventory(node),
+                                   gpu_processes(node, self._workdir / GPU_USE_DIR if self._workdir else None))
 
     def _execute(self, store: Store, pod: Obj, c: dict[str, Any], env: dict[str, str], uid: str,
                  node: Obj | None = None) -> tuple[int, str]:

@@ -1,8 +1,10 @@
 """Where a Model's `storageUri` comes from inside the simulated cluster (no internet).
 
 The public Seldon iris samples map to a small iris sklearn model trained locally and cached in the
-work directory; `file://` URIs and plain local paths load as they are; everything else is refused
-with a message saying it is not reachable from the simulated cluster (the Model goes ModelFailed).
+work directory; the Seldon Triton tfsimple sample (`gs://seldon-models/triton/simple`) maps to a
+local copy of its model configuration that the Triton stand-in executes (`harness.sim.triton`);
+`file://` URIs and plain local paths load as they are; everything else is refused with a message
+saying it is not reachable from the simulated cluster (the Model goes ModelFailed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,25 @@ from harness.localserver import train_iris
 
 # gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn, gs://seldon-models/mlserver/iris-sklearn, ...
 _IRIS_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon-models/(.+/)?iris[-_]?sklearn/?$")
+# gs://seldon-models/triton/simple (Seldon's tfsimple samples), with or without a trailing slash.
+_TFSIMPLE_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon-models/triton/simple/?$")
 _TRAIN_LOCK = threading.Lock()
+
+# The sample's model configuration, as Triton's "simple" example states it: a TensorFlow graph with
+# two INT32 [16] inputs, their sum and difference as outputs, batching up to 8, and no instance_group
+# (Triton then places one instance on every GPU it sees).
+TFSIMPLE_CONFIG = """name: "simple"
+platform: "tensorflow_graphdef"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+"""
 
 
 class ModelUnavailable(Exception):
@@ -48,6 +68,8 @@ def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> Model
     text = (uri or "").strip()
     if not text:
         raise ModelUnavailable("spec.storageUri is empty")
+    if _TFSIMPLE_SAMPLE.match(text):
+        return ModelSource(text, tfsimple_sample(Path(workdir) / "model-cache" / "tfsimple"), sample=True)
     if is_iris_sample(text):
         if not train:
             return ModelSource(text, iris_cache_dir(workdir), sample=True)
@@ -62,8 +84,18 @@ def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> Model
     else:
         raise ModelUnavailable(
             f"storageUri {text} is not reachable from the simulated cluster (no internet); "
-            "use a Seldon iris-sklearn sample URI, a file:// URI or a local path"
+            "use a Seldon iris-sklearn or triton/simple sample URI, a file:// URI or a local path"
         )
     if not local.is_dir():
         raise ModelUnavailable(f"storageUri {text}: {local} is not a folder on this machine")
     return ModelSource(text, local, sample=False)
+
+
+def tfsimple_sample(folder: Path) -> Path:
+    """Write the local stand-in of the tfsimple sample (config plus the stand-in's operation)."""
+    with _TRAIN_LOCK:
+        (folder / "1").mkdir(parents=True, exist_ok=True)
+        (folder / "config.pbtxt").write_text(TFSIMPLE_CONFIG, encoding="utf-8")
+        # Read only by the Triton stand-in: the graph's computation, which it cannot load from a graphdef.
+        (folder / "standin.json").write_text('{"operation": "add_sub"}\n', encoding="utf-8")
+    return folder

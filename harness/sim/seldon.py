@@ -28,7 +28,8 @@ from typing import Any
 from harness.config import Profile
 from harness.k8s.quantity import parse_quantity
 from harness.sim.contracts import ApiError, Obj, Store
-from harness.sim.dataplane import NO_TRITON, DataPlane, PodRef, ReplicaState
+from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
+from harness.sim.gpus import pod_allocated_gpus
 from harness.sim.mesh import HOST, Mesh, MeshProcess, Route, Upstream
 from harness.sim.seldon_merge import (
     SELDON_API,
@@ -415,10 +416,12 @@ class SeldonController:
         pod_refs: dict[tuple[str, str], list[PodRef]] = {}
         for key, info in servers.items():
             refs = [PodRef(info.namespace, p["metadata"]["name"], info.name, info.kind or "unknown",
-                           p["metadata"].get("uid", "")) for p in info.ready_pods]
+                           p["metadata"].get("uid", ""), tuple(pod_allocated_gpus(p))) for p in info.ready_pods]
             pod_refs[key] = refs
-            live_pods.extend(r for r in refs if r.server_type == "mlserver")
+            live_pods.extend(r for r in refs if r.server_type in ("mlserver", "triton"))
         self.dataplane.sync_pods(live_pods)
+        for ref in live_pods:
+            store.set_pod_ports(ref.namespace, ref.name, self.dataplane.pod_ports(ref.namespace, ref.name))
 
         routes: dict[str, Route] = {}
         statuses: list[tuple[Obj, Obj]] = []
@@ -614,8 +617,6 @@ class SeldonController:
             "availableReplicas": available,
             "selector": f"server={server.name}",
         })
-        if server.kind == "triton":
-            return Route(served, refusal=f"{NO_TRITON}: model {name} is on Triton server {server.name}"), status
         upstreams = []
         for pod in targets:
             endpoint = self.dataplane.endpoints(pod, served)

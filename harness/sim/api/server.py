@@ -237,6 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts and parts[0] == "openapi":
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if len(parts) >= 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
+                and parts[6] == "proxy":
+            self._do_pod_proxy(parts[3], parts[5], "/" + "/".join(parts[7:]), url.query)
+            return
         route = parse_route(parts)
         if route is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -515,6 +519,42 @@ class _Handler(BaseHTTPRequestHandler):
                               "metadata": {"resourceVersion": rv}, "items": gone})
 
     # ------------------------------------------------------------ pod subresources
+    def _do_pod_proxy(self, namespace: str, name_port: str, path: str, query: str) -> None:
+        """`pods/<name>[:<port>]/proxy/<path>`: GET forwarded to the container port, as the API server
+        proxies to the pod IP. Only ports a simulated server process listens on answer."""
+        import http.client
+
+        if self.command != "GET":
+            raise ApiError(405, "MethodNotAllowed", "the simulated API server proxies GET requests only")
+        name, _, port_text = name_port.partition(":")
+        pod = self.store.get("v1", "Pod", name, namespace)
+        if pod is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"})
+        ip = str((pod.get("status") or {}).get("podIP") or "")
+        try:
+            port = int(port_text) if port_text else 80
+        except ValueError:
+            raise ApiError(400, "BadRequest", f"invalid port {port_text!r} in {name_port!r}") from None
+        local = self.store.pod_ports(namespace, name).get(port)
+        if local is None or not ip:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: dial tcp {ip or name}:{port}: "
+                           "connect: connection refused")
+        conn = http.client.HTTPConnection("127.0.0.1", local, timeout=30)
+        try:
+            conn.request("GET", path + (f"?{query}" if query else ""))
+            answer = conn.getresponse()
+            data = answer.read()
+            content_type = answer.getheader("Content-Type") or "text/plain"
+        except OSError as exc:
+            raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {exc}") from None
+        finally:
+            conn.close()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _do_log(self, route: Route, query: dict[str, list[str]]) -> None:
         pod = self._get_or_404(route)
         containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]

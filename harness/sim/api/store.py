@@ -134,6 +134,8 @@ class MemoryStore:
         self._watches: list[Watch] = []
         self._listeners: list[Callable[[], None]] = []
         self._logs: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # (namespace, pod) -> container port -> local port of the process behind it (pod proxy).
+        self._pod_ports: dict[tuple[str, str], dict[int, int]] = {}
         self._event_index: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._event_seq = 0
         for ns in SYSTEM_NAMESPACES:
@@ -539,6 +541,7 @@ class MemoryStore:
             ns, name = key
             for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:
                 del self._logs[log_key]
+            self._pod_ports.pop((ns, name), None)
 
     def _owners_gone(self, obj: Obj) -> bool:
         refs = [r for r in obj["metadata"].get("ownerReferences") or [] if isinstance(r, dict) and r.get("uid")]
@@ -611,6 +614,18 @@ class MemoryStore:
         with self._lock:
             current, previous = self._logs.get((namespace, pod, container), ("", ""))
             self._logs[(namespace, pod, container)] = (current + text, previous)
+
+    def set_pod_ports(self, namespace: str, pod: str, ports: dict[int, int]) -> None:
+        """Where the process behind a pod listens: container port -> local port (empty: nothing)."""
+        with self._lock:
+            if ports:
+                self._pod_ports[(namespace, pod)] = dict(ports)
+            else:
+                self._pod_ports.pop((namespace, pod), None)
+
+    def pod_ports(self, namespace: str, pod: str) -> dict[int, int]:
+        with self._lock:
+            return dict(self._pod_ports.get((namespace, pod)) or {})
 
     def rotate_log(self, namespace: str, pod: str, container: str) -> None:
         with self._lock:

@@ -1,0 +1,89 @@
+"""Run the Triton stand-in (`harness.sim.triton`) as a child process, like a Triton container.
+
+It reuses `MLServerProcess`'s life cycle (free ports, readiness on `/v2/health/ready`, process-group
+stop and kill, log tail) and changes what is launched: the stand-in with the container's
+`NVIDIA_VISIBLE_DEVICES`, a third port for metrics (Triton's 8002), and a model repository laid out
+the way Seldon's agent lays it out for Triton (`<served name>/config.pbtxt` with the name rewritten).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.localserver.process import MLServerError, MLServerProcess, _request, free_port
+
+
+class TritonStandInProcess(MLServerProcess):
+    """One Triton stand-in on 127.0.0.1 seeing `gpus` (the pod's allocation)."""
+
+    def __init__(self, workdir: Path, *, gpus: tuple[str, ...] = (), gpu_state: Path | None = None) -> None:
+        super().__init__(workdir, parallel_workers=0, log_path=Path(workdir) / "triton.log")
+        self.gpus = tuple(gpus)
+        self.gpu_state = gpu_state
+        self.metrics_port = 0
+
+    def _write_settings(self) -> None:
+        # No settings file: Triton takes its ports on the command line. Pick the metrics port here,
+        # where the parent picks the other two.
+        self.metrics_port = free_port()
+        while self.metrics_port in (self.http_port, self.grpc_port):
+            self.metrics_port = free_port()
+
+    def _link_models(self) -> None:
+        """Models are placed by `load_model`; nothing is preloaded (explicit model control)."""
+
+    def _spawn(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        # What the device plugin's Allocate gives the container; "void" when it has no GPU.
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(self.gpus) if self.gpus else "void"
+        args = [sys.executable, "-m", "harness.sim.triton", "--model-repository", str(self.repository_dir),
+                "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port)]
+        if self.gpu_state is not None:
+            self.gpu_state.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--gpu-state", str(self.gpu_state)]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+
+    def load_model(self, name: str, model_dir: Path, timeout: float = 60.0) -> None:
+        """Copy `model_dir` into the repository as `name` (config name rewritten, as Seldon's agent
+        does) and load it through Triton's repository API; the error is Triton's message."""
+        if not self.is_alive():
+            raise MLServerError(f"Triton is not running; cannot load model {name!r}")
+        target = self.repository_dir / name
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(model_dir, target)
+        config = target / "config.pbtxt"
+        if config.is_file():
+            text = config.read_text(encoding="utf-8")
+            text, count = re.subn(r'(?m)^name:\s*"[^"]*"', f'name: "{name}"', text)
+            if not count:
+                text = f'name: "{name}"\n' + text
+            config.write_text(text, encoding="utf-8")
+        deadline = time.monotonic() + timeout
+        try:
+            status, body = _request(self.http_port, "POST", f"/v2/repository/models/{name}/load",
+                                    timeout=max(1.0, deadline - time.monotonic()), body=b"")
+        except OSError as exc:
+            raise MLServerError(f"loading model {name!r}: {exc}\n{self.log_tail()}") from None
+        if status != 200:
+            raise MLServerError(_error_text(body) or f"loading model {name!r}: HTTP {status}")
+
+
+def _error_text(body: bytes) -> str:
+    import json
+
+    try:
+        return str(json.loads(body).get("error") or "")
+    except (ValueError, AttributeError):
+        return body[:300].decode(errors="replace")
