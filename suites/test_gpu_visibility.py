@@ -198,7 +198,7 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     views.metrics = samples
     views.metrics_error = errors[-1] if errors and not samples else None
     node = scope.kube.get("v1", "Node", node_name) or {}
-    if is_gpu_node(node, profile):
+    if gpu_node(node, profile):
         views.nvml, views.nvml_note, _ = _nvml_view(scope, f"use-{index}", node_name)
     else:
         views.nvml_note = f"the pod runs on {node_name}, which is not a GPU node of the pool"
