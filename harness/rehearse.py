@@ -173,15 +173,15 @@ def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
         out["test_gpu_server_pods_run_on_the_gpu_pool"] = "no GPU Server"
     if not [s for s in profile.servers if not s.on_gpu]:
         out["test_cpu_servers_stay_off_gpu_nodes"] = "no CPU Server"
-    able = [s for s in profile.gpu_servers if profile.gpu.capability in s.capabilities(profile.gpu.capability)]
-    if len(able) != 1:
-        out["test_requirement_based_model_lands_on_the_gpu_server"] = "not exactly one GPU Server offers the capability"
+    if not [m for m in profile.models if profile.gpu.capability in m.requirements and profile.intended_server(m)]:
+        out["test_requirement_based_model_lands_on_the_gpu_server"] = "no model requires the GPU capability"
     sizes = sorted(_memory_bytes(s.memory) for s in profile.servers)
     if not sizes or sizes[0] == sizes[-1] or int(sizes[0] * 1.1) + 1 >= sizes[-1] * 1.1:
         out["test_requirement_based_model_falls_back_to_a_server_that_fits"] = "Servers of one memory size"
     for model in profile.models:
-        if model.input is None:
-            out[f"test_one_inference_is_correct[{model.name}]"] = "no input"
-        if not model.latency or model.input is None:
+        if not model.request_inputs:
+            for protocol in ("http", "grpc"):
+                out[f"test_one_inference_is_correct[{model.name}-{protocol}]"] = "no input"
+        if not model.latency or not model.request_inputs:
             out[f"test_latency_meets_the_slo[{model.name}]"] = "no latency run"
     return out

@@ -82,9 +82,13 @@ def test_a_small_profile_predicts_its_skips() -> None:
     for s in data["servers"]:
         s["memory"] = "2Gi"
     profile = Profile.model_validate(data)
+    # The Triton GPU Server expects GPU use, so the GPU-use check runs.
     assert set(expected_skips(profile, "kind")) == {
-        "test_two_pods_on_one_node_get_disjoint_gpus", "test_gpu_servers_really_use_their_gpu",
+        "test_two_pods_on_one_node_get_disjoint_gpus",
         "test_requirement_based_model_falls_back_to_a_server_that_fits"}
+    data["servers"] = [{**s, "expect_gpu_use": False} for s in data["servers"]]
+    assert "test_gpu_servers_really_use_their_gpu" in expected_skips(Profile.model_validate(data), "kind")
+    data["servers"] = [{**s, "expect_gpu_use": None} for s in data["servers"]]
     data["cluster"]["nodes"]["gpu_workers"] = [{"count": 1, "gpus": 1}]
     one = Profile.model_validate(data)
     assert {"test_each_probe_sees_exactly_its_allocated_gpu", "test_noexecute_taint_evicts_running_intruders",
