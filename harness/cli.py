@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--max-regression", type=_percent, default=0.10, help="allowed latency regression (default 10%%)")
     gate.add_argument("--min-change-ms", type=_non_negative_float, default=0.5,
                       help="a percentile must also grow by more than this many ms to regress (default 0.5)")
+    gate.add_argument("--max-capacity-drop", type=_percent, default=0.10,
+                      help="allowed drop of capacity at SLO against the baseline (default 10%%)")
     gate.add_argument("--allow-simulated", action="store_true", help="accept a report from the simulated cluster")
     gate.add_argument("--allow-skip", action="append", metavar="SUITE", default=None,
                       help="accept skipped checks of this suite (repeatable; '*' for all)")

@@ -351,6 +351,19 @@ class Slo(Strict):
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
 
 
+class LoadSweep(Strict):
+    """Capacity at SLO (docs/load.md): a geometric ramp to the first step that misses the model's
+    SLO, then bisection, each step one open-loop window, within `budget_s`."""
+
+    start_rate: PositiveFloat = 20.0
+    growth: Annotated[float, Field(gt=1, le=10)] = 2.0
+    resolution: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    budget_s: PositiveFloat = 120.0
+    step_s: PositiveFloat = 3.0
+    warmup_s: Annotated[float, Field(ge=0)] = 1.0
+    min_requests: Annotated[int, Field(ge=0)] = 300
+
+
 class Load(Strict):
     protocol: Literal["http", "grpc"] = "http"
     mode: Literal["open", "closed"] = "open"
@@ -364,6 +377,8 @@ class Load(Strict):
     max_trials: Annotated[int, Field(ge=1, le=50)] = 3
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
     request_timeout_s: PositiveFloat = 10.0
+    # Set to search each model's capacity at its SLO after the fixed-rate measurement.
+    sweep: LoadSweep | None = None
 
 
 class Timeouts(Strict):

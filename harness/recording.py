@@ -78,6 +78,10 @@ class TestRecorder:
                                           slo_verdicts=[v.to_dict() for v in verdicts])
 
 
+    def capacity(self, sweep: Any, *, server: str | None, node: str | None) -> None:
+        self.recorder.builder.add_capacity(sweep, server=server, node=node)
+
+
 def _probe_dict(result: Any) -> dict[str, Any]:
     import dataclasses
 

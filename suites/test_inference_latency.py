@@ -99,3 +99,38 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
                f"{result['achieved_rate_rps']:.1f}/{result.get('offered_rate_rps') or '-'} req/s, "
                f"errors {result['errors']}")
     assert not bad, summary + "\n" + "\n".join(v.reason for v in bad)
+
+
+@pytest.mark.latency
+def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
+    """Capacity at the model's SLO (profile `load.sweep`): the highest open-loop rate that meets it."""
+    from harness.load import LoadSpec
+    from harness.load.sweep import latency_bound_ms, plan_from_profile, run_sweep, simulated_telemetry
+
+    sweep = profile.load.sweep
+    if sweep is None:
+        pytest.skip("no capacity sweep in the profile (load.sweep)")
+    if not model.latency:
+        pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
+    if model.input is None:
+        pytest.skip(f"model {model.name} has no input in the profile (models[].input)")
+    slo = profile.slo_for(model.name)
+    if latency_bound_ms(slo) is None:
+        pytest.skip(f"model {model.name} has no latency SLO (slo.p99_ms, p95_ms or p50_ms) to sweep against")
+    mesh = _mesh(deployed_ok)
+    endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
+    if not endpoint:
+        pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
+    server, node, uuids = _served_by(deployed_ok, profile, model)
+    # GPU telemetry per window: on the sim a stated model marked `simulated`; on real clusters it is
+    # not collected yet (the report says so by leaving it empty).
+    telemetry = simulated_telemetry(uuids) if deployed_ok.simulated and uuids else None
+    spec = LoadSpec.from_profile(profile, model, endpoint)
+    with progress(f"capacity sweep {model.name} ({profile.load.protocol}, budget {sweep.budget_s:g} s)"):
+        result = run_sweep(spec, slo, plan_from_profile(sweep), telemetry=telemetry)
+    record.capacity(result.to_dict(), server=server, node=node)
+    assert result.complete, f"{model.name}: capacity sweep incomplete: {result.failure}"
+    assert result.capacity_rps > 0, (
+        f"{model.name}: no offered rate meets the SLO ({result.stop_reason}); steps: "
+        + "; ".join(f"{s.offered_rate_rps:.1f}/s: {'; '.join(s.reasons)}" for s in result.steps)
+    )

@@ -27,10 +27,13 @@ from harness.load.engine import run_load
 from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec
 from harness.localserver import MLServerProcess, free_port, train_iris
 
-# A minimal HTTP/1.1 server answering every request at once: it measures the client's own ceiling.
+# A minimal HTTP/1.1 server answering every request at once with a well-formed inference answer
+# (the client checks answers): it measures the client's own ceiling.
 _ECHO_SERVER = """
 import asyncio, sys
-RESP = (b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+BODY = b'{"model_name":"iris","outputs":[{"name":"predict","datatype":"INT64","shape":[1,1],"data":[0]}]}'
+RESP = (b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: "
+        + str(len(BODY)).encode() + b"\\r\\n\\r\\n" + BODY)
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport, self.buf = transport, b""
@@ -137,9 +140,69 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def _closed(url: str, concurrency: int, seconds: float, warmup: float, protocol: str = "http") -> LoadResult:
+def _closed(url: str, concurrency: int, seconds: float, warmup: float, protocol: str = "http",
+            grpc_client: str = "raw") -> LoadResult:
     return run_load(LoadSpec(endpoint=url, model="iris", protocol=protocol, mode="closed",  # type: ignore[arg-type]
-                             concurrency=concurrency, duration_s=seconds, warmup_s=warmup, workers=1))
+                             concurrency=concurrency, duration_s=seconds, warmup_s=warmup, workers=1,
+                             grpc_client=grpc_client))  # type: ignore[arg-type]
+
+
+# A minimal gRPC server (grpcio, generic handler, one fixed answer): the gRPC client's own ceiling.
+_GRPC_SERVER = """
+import asyncio, sys, grpc
+from tritonclient.grpc import service_pb2
+r = service_pb2.ModelInferResponse(model_name="iris")
+r.outputs.add(name="predict", datatype="INT64", shape=[1]).contents.int64_contents.append(0)
+ANSWER = r.SerializeToString()
+async def infer(request, context):
+    return ANSWER
+async def main():
+    handler = grpc.unary_unary_rpc_method_handler(infer)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService", {"ModelInfer": handler}),))
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def _grpc_ceiling(seconds: float) -> LoadResult:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _GRPC_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        return _closed(f"127.0.0.1:{port}", 8, seconds, 0.5, protocol="grpc")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _tritonclient_grpc(address: str, seconds: float) -> tuple[float, float]:
+    """tritonclient's gRPC client, one call at a time: (req/s, client CPU ms per request), for reference."""
+    import numpy as np
+    import tritonclient.grpc as tgrpc
+
+    client = tgrpc.InferenceServerClient(address)
+    item = tgrpc.InferInput("predict", [1, 4], "FP32")
+    item.set_data_from_numpy(np.array([DEFAULT_INPUT["data"]], dtype=np.float32))
+    headers = {"seldon-model": "iris"}
+    client.infer("iris", [item], headers=headers)
+    count = 0
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    while time.monotonic() - wall0 < seconds:
+        client.infer("iris", [item], headers=headers)
+        count += 1
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    client.close()
+    return count / wall, 1000.0 * cpu / max(1, count)
 
 
 def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[float, float | None]:
@@ -189,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             tput_h: list[float] = []
             tput_w: list[float] = []
             cpu_h: list[float] = []
+            tput_g: list[float] = []
+            cpu_g: list[float] = []
+            p50_g: list[float] = []
             p50_h: list[float] = []
             p50_w: list[float] = []
             for _ in range(rounds):
@@ -197,11 +263,17 @@ def main(argv: list[str] | None = None) -> int:
                 r = _closed(server.http_url, 8, seconds, warmup)
                 tput_h.append(r.throughput_rps)
                 cpu_h.append(r.client_cpu_ms_per_request)
+                # gRPC right after HTTP: each pair sees about the same machine load.
+                g = _closed(server.grpc_address, 8, seconds, warmup, protocol="grpc")
+                tput_g.append(g.throughput_rps)
+                cpu_g.append(g.client_cpu_ms_per_request)
             for _ in range(rounds):
                 if wrk:
                     p50_w.append(run_wrk(wrk, url, script, 1, seconds).p50_ms)
                 p50_h.append(_closed(server.http_url, 1, seconds, warmup).latency_ms["p50"])
-            grpc = _closed(server.grpc_address, 8, seconds, warmup, protocol="grpc")
+                p50_g.append(_closed(server.grpc_address, 1, seconds, warmup, protocol="grpc").latency_ms["p50"])
+            grpc = _closed(server.grpc_address, 8, seconds, warmup, protocol="grpc", grpc_client="aio")
+            triton = _tritonclient_grpc(server.grpc_address, seconds)
 
             # The lower of the two medians: on a shared machine the optimistic one would overload the server.
             capacity = statistics.median(tput_h)
@@ -217,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
         ceiling = _client_ceiling(wrk, script, seconds)
+        grpc_ceiling = _grpc_ceiling(seconds)
 
     med = statistics.median
     h_tput, h_p50 = med(tput_h), med(p50_h)
@@ -267,6 +340,15 @@ def main(argv: list[str] | None = None) -> int:
             "(`apt-get install -y wrk`) |",
             f"| p50 at one connection (ms) | {h_p50:.3f} | skipped | - | - | wrk not installed |",
         ]
+    cpu_ratio = med(g / h for g, h in zip(cpu_g, cpu_h, strict=True))
+    tput_ratio = med(g / h for g, h in zip(tput_g, tput_h, strict=True))
+    lines += [
+        f"| gRPC client CPU per request, c=8 (ms) | {med(cpu_g):.3f} | HTTP {med(cpu_h):.3f} | ratio "
+        f"{cpu_ratio:.2f} | <= 1.5 | {verdict(cpu_ratio <= 1.5)} |",
+        f"| gRPC max throughput, c=8 (req/s) | {med(tput_g):.0f} | HTTP {h_tput:.0f} | ratio {tput_ratio:.2f} "
+        f"| >= 0.9 | {verdict(tput_ratio >= 0.9)} |",
+        f"| gRPC p50 at one call in flight (ms) | {med(p50_g):.3f} | HTTP {h_p50:.3f} | - | - | - |",
+    ]
     lines += [
         f"| open loop at 50 % of capacity: achieved / offered ({rate:g} req/s) | {achieved:.1f} | - "
         f"| {achieved / rate:.4f} | within {TARGET_RATE_ERROR:.0%} | {verdict(rate_error <= TARGET_RATE_ERROR)} |",
@@ -282,8 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         f"- harness client CPU per request (HTTP, c=8): {med(cpu_h):.3f} ms",
         f"- client ceiling against a minimal loopback HTTP server (c=8): harness {ceiling[0]:.0f} req/s, wrk "
         + (f"{ceiling[1]:.0f} req/s" if ceiling[1] is not None else "skipped"),
-        f"- gRPC (grpc.aio, pre-serialised requests), c=8: {grpc.throughput_rps:.0f} req/s, p50 "
-        f"{grpc.latency_ms['p50']:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
+        f"- gRPC (harness raw HTTP/2 client) per round (c=8): {', '.join(f'{v:.0f}' for v in tput_g)} req/s, "
+        f"client CPU {', '.join(f'{v:.3f}' for v in cpu_g)} ms/request; HTTP client CPU per round "
+        f"{', '.join(f'{v:.3f}' for v in cpu_h)} ms/request",
+        f"- gRPC p50 per round (c=1): {', '.join(f'{v:.3f}' for v in p50_g)} ms",
+        f"- gRPC through grpc.aio (pre-serialised requests, the previous client), c=8: {grpc.throughput_rps:.0f} "
+        f"req/s, p50 {grpc.latency_ms['p50']:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
+        f"- tritonclient.grpc, one call at a time (reference): {triton[0]:.0f} req/s, client CPU "
+        f"{triton[1]:.3f} ms/request",
+        f"- gRPC client ceiling against a minimal grpcio server (c=8): {grpc_ceiling.throughput_rps:.0f} req/s, "
+        f"client CPU {grpc_ceiling.client_cpu_ms_per_request:.3f} ms/request (the Python server is the bound)",
         "- open loop runs: " + "; ".join(
             f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms['p50']:.2f} ms, "
             f"p99 {r.latency_ms['p99']:.2f} ms" for r in open_runs),
@@ -298,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         "latency timed from each request's intended send time; a send more than 1 ms after its intended "
         "time is late. Late sends measure the client's ability to keep the schedule: on a machine whose "
         "CPUs are shared with other work, the kernel not running the client on time shows up here first.",
+        "- gRPC vs HTTP: each gRPC run follows an HTTP run at the same concurrency; the ratios are medians "
+        "over those pairs. Client CPU per request is the worker's process CPU time over the measured "
+        "requests, so it holds up on a busy machine better than throughput does.",
         "- Client ceiling: the same closed loop against a minimal HTTP server that answers at once, which "
         "bounds what the client itself can generate on this machine.",
         "- Client and server share the same CPUs, so every millisecond of client CPU is taken from the "

@@ -165,6 +165,32 @@ def step_of(result: LoadResult, slo: Slo, phase: str, elapsed_s: float) -> Sweep
     )
 
 
+# The simulated cluster has no GPU: its telemetry is a stated model, marked `simulated`, never a
+# reading. Each successful request is taken to keep the GPU busy this long.
+SIM_GPU_MS_PER_REQUEST = 1.0
+SIM_MEMORY_USED_MIB = 1024.0
+SIM_IDLE_W, SIM_W_PER_UTIL_PERCENT = 60.0, 2.4
+
+
+def simulated_telemetry(gpu_uuids: Sequence[str]) -> Callable[[LoadResult], dict[str, Any]]:
+    """Per-window GPU telemetry for the simulated cluster, derived from the window's throughput."""
+    def sample(result: LoadResult) -> dict[str, Any]:
+        util = min(100.0, result.throughput_rps * SIM_GPU_MS_PER_REQUEST / 10.0)
+        return {
+            "simulated": True, "source": "sim model (no GPU)", "gpu_uuids": list(gpu_uuids),
+            "utilization_percent": round(util, 1), "memory_used_mib": SIM_MEMORY_USED_MIB,
+            "power_w": round(SIM_IDLE_W + SIM_W_PER_UTIL_PERCENT * util, 1),
+        }
+    return sample
+
+
+def plan_from_profile(sweep: Any) -> SweepPlan:
+    """A `SweepPlan` from the profile's `load.sweep` block (`harness.config.LoadSweep`)."""
+    return SweepPlan(start_rate=sweep.start_rate, growth=sweep.growth, resolution=sweep.resolution,
+                     budget_s=sweep.budget_s, step_s=sweep.step_s, warmup_s=sweep.warmup_s,
+                     min_requests=sweep.min_requests).validate("load.sweep")
+
+
 def run_sweep(
     spec: LoadSpec,
     slo: Slo,
@@ -172,6 +198,7 @@ def run_sweep(
     measure: Callable[[LoadSpec], LoadResult] = run_load,
     clock: Callable[[], float] = time.monotonic,
     progress: Callable[[str], None] | None = None,
+    telemetry: Callable[[LoadResult], dict[str, Any] | None] | None = None,
 ) -> SweepResult:
     """Search the capacity at `slo` for the endpoint and model of `spec` (its rate is ignored)."""
     plan.validate()
@@ -211,6 +238,8 @@ def run_sweep(
         took = clock() - step_start
         overhead = max(overhead, took - plan.warmup_s - seconds)
         step = step_of(result, slo, phase, clock() - started)
+        if telemetry is not None:
+            step.telemetry = telemetry(result)
         steps.append(step)
         history.append((rate, step.meets_slo))
         if not result.complete:

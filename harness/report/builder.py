@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from harness.k8s.gpu import is_gpu_node, node_gpu_count, pod_gpu_request
 from harness.report.model import (
     Artifact,
+    CapacityEntry,
     CheckVerdict,
     ClusterFacts,
     LatencyEntry,
@@ -377,6 +378,14 @@ class ReportBuilder:
             slo_verdicts=_slo_verdicts(data, slo, slo_verdicts),
         )
         self._report.latency.append(entry)
+        return entry
+
+    def add_capacity(self, sweep: Mapping[str, Any] | _ToDict, *, server: str | None = None,
+                     node: str | None = None) -> CapacityEntry:
+        """Record a capacity sweep (`SweepResult` or its `to_dict()`)."""
+        data = dict(_as_dict(sweep))
+        entry = CapacityEntry.model_validate({**data, "server": server, "node": node})
+        self._report.capacity.append(entry)
         return entry
 
     # --- phases and artifacts -------------------------------------------------------------

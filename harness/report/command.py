@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from harness.report.allowlist import load_allow_list
-from harness.report.gate import DEFAULT_MIN_CHANGE_MS, format_verdict, gate
+from harness.report.gate import DEFAULT_MAX_CAPACITY_DROP, DEFAULT_MIN_CHANGE_MS, format_verdict, gate
 from harness.report.html import render_html
 from harness.report.junit import render_junit
 from harness.report.model import load_report
@@ -32,7 +32,8 @@ def run_gate(args: argparse.Namespace) -> int:
     allow_list = load_allow_list(raw_list) if raw_list else None
     verdict = gate(report, baseline, float(args.max_regression), bool(args.allow_simulated), _allow_skip(args),
                    allow_list=allow_list,
-                   min_change_ms=float(getattr(args, "min_change_ms", DEFAULT_MIN_CHANGE_MS)))
+                   min_change_ms=float(getattr(args, "min_change_ms", DEFAULT_MIN_CHANGE_MS)),
+                   max_capacity_drop=float(getattr(args, "max_capacity_drop", DEFAULT_MAX_CAPACITY_DROP)))
     sys.stdout.write(format_verdict(verdict, str(args.report)))
     sys.stdout.flush()
     return verdict.exit_code

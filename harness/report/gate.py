@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from harness.report.allowlist import AllowList
 from harness.report.completeness import completeness_problems
-from harness.report.model import LatencyEntry, RunReport
+from harness.report.model import CapacityEntry, LatencyEntry, RunReport
 from harness.report.uncertainty import Interval, percentile_interval
 
 PERCENTILES = ("p50", "p95", "p99")
@@ -44,7 +44,7 @@ _EPSILON = 1e-9
 @dataclass(frozen=True)
 class GateFailure:
     # refused | interrupted | partial | tampered | empty | unfinished | check | skip | incomplete | slo
-    # | regression | missing
+    # | regression | missing | capacity
     kind: str
     subject: str
     detail: str
@@ -170,6 +170,46 @@ def _regressions(
     return comparisons, failures
 
 
+# `--max-capacity-drop`: capacity at SLO may fall by this fraction before the gate fails.
+DEFAULT_MAX_CAPACITY_DROP = 0.10
+
+
+def _capacity_key(entry: CapacityEntry) -> str:
+    slo = ", ".join(f"{k} {v:g}" for k, v in sorted(entry.slo.items()) if v is not None)
+    return f"{entry.model} {entry.protocol} capacity at SLO ({slo})"
+
+
+def _capacity_failures(report: RunReport) -> list[GateFailure]:
+    return [GateFailure("incomplete", _capacity_key(e), f"capacity sweep incomplete: {e.failure or 'no reason'}")
+            for e in report.capacity if not e.complete]
+
+
+def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
+                    notes: list[str]) -> list[GateFailure]:
+    """Capacity at SLO against the baseline's, per model, protocol and SLO: a drop beyond `max_drop`
+    fails; a model the baseline swept and the report did not fails too (it cannot be shown not to
+    have dropped)."""
+    current = {_capacity_key(e): e for e in report.capacity}
+    failures: list[GateFailure] = []
+    for old in baseline.capacity:
+        key = _capacity_key(old)
+        new = current.get(key)
+        if new is None:
+            failures.append(GateFailure("missing", key, "the baseline swept this model's capacity; the report did not"))
+            continue
+        before, after = old.capacity_rps, new.capacity_rps
+        if before <= 0:
+            notes.append(f"{key}: baseline capacity is 0, no ratio to compare")
+            continue
+        drop = 1.0 - after / before
+        if drop > max_drop + _EPSILON:
+            failures.append(GateFailure(
+                "capacity", key, f"{before:.1f} -> {after:.1f} req/s (-{drop:.1%}, bound {max_drop:.0%})"))
+        else:
+            notes.append(f"{key}: {before:.1f} -> {after:.1f} req/s ({-drop:+.1%}), within {max_drop:.0%}")
+    return failures
+
+
 def gate(
     report: RunReport,
     baseline: RunReport | None,
@@ -178,6 +218,7 @@ def gate(
     allow_skip: Collection[str] = (),
     allow_list: AllowList | None = None,
     min_change_ms: float = DEFAULT_MIN_CHANGE_MS,
+    max_capacity_drop: float = DEFAULT_MAX_CAPACITY_DROP,
 ) -> GateVerdict:
     """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
     if max_regression < 0:
@@ -206,10 +247,12 @@ def gate(
         failures.append(GateFailure("empty", f"run {report.run_id}", "the report holds no checks: nothing was proven"))
     failures.extend(_check_failures(report, allow_skip, allow_list, notes))
     failures.extend(_latency_failures(report))
+    failures.extend(_capacity_failures(report))
     comparisons: list[Comparison] = []
     if baseline is not None:
         comparisons, regressions = _regressions(report, baseline, max_regression, notes, min_change_ms)
         failures.extend(regressions)
+        failures.extend(_capacity_drops(report, baseline, max_capacity_drop, notes))
     else:
         notes.append("no baseline given: latency judged against SLOs only")
     return GateVerdict(

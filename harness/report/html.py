@@ -14,7 +14,7 @@ import math
 from html import escape
 from typing import Any
 
-from harness.report.model import CheckVerdict, LatencyEntry, RunReport
+from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
 from harness.report.text import SIMULATED_BANNER, headline
 
 # Percentile plot positions in "nines": 50 % -> 0.3, 90 % -> 1, 99 % -> 2, 99.9 % -> 3.
@@ -87,6 +87,77 @@ def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
     # No Software metadata: the PNG must not carry any URL either.
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
+
+
+def capacity_plot_png(entry: CapacityEntry) -> bytes:
+    """Latency (p50/p95/p99) and achieved rate against the offered rate of one sweep, as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    steps = sorted(entry.steps, key=lambda s: s.offered_rate_rps)
+    xs = [s.offered_rate_rps for s in steps]
+    for key in ("p50", "p95", "p99"):
+        ax.plot(xs, [s.latency_ms.get(key, 0.0) for s in steps], marker="o", label=f"{key} (ms)")
+    limit = entry.slo.get("p99_ms") or entry.slo.get("p95_ms") or entry.slo.get("p50_ms")
+    if limit:
+        ax.axhline(limit, linestyle="--", color="grey", label=f"SLO {limit:g} ms")
+    if entry.capacity_rps > 0:
+        ax.axvline(entry.capacity_rps, linestyle=":", color="black", label=f"capacity {entry.capacity_rps:.1f}/s")
+    if steps and all(s.latency_ms.get("p50", 0.0) > 0 for s in steps):
+        ax.set_yscale("log")
+    ax.set_xlabel("offered rate (req/s, open loop)")
+    ax.set_ylabel("latency (ms)")
+    rate_ax = ax.twinx()
+    rate_ax.plot(xs, [s.achieved_rate_rps for s in steps], color="tab:purple", alpha=0.5, marker="x",
+                 label="achieved (req/s)")
+    rate_ax.set_ylabel("achieved rate (req/s)")
+    ax.set_title(f"{entry.model} {entry.protocol}: latency against offered rate")
+    ax.grid(True, alpha=0.3)
+    lines = ax.get_legend_handles_labels()
+    more = rate_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _telemetry_text(telemetry: dict[str, Any] | None) -> str:
+    if not telemetry:
+        return "-"
+    parts = [f"{k} {v}" for k, v in sorted(telemetry.items()) if k != "simulated"]
+    return ("SIMULATED " if telemetry.get("simulated") else "") + ", ".join(parts)
+
+
+def _capacity(report: RunReport) -> str:
+    if not report.capacity:
+        return '<p class="muted">No capacity sweep (profile <code>load.sweep</code>).</p>'
+    out = []
+    for entry in report.capacity:
+        slo = ", ".join(f"{k} {v:g}" for k, v in entry.slo.items() if v is not None)
+        head = (f"<p><b>{_e(entry.model)}</b> ({_e(entry.protocol)}, server {_e(entry.server or '-')}, node "
+                f"{_e(entry.node or '-')}): capacity at SLO ({_e(slo)}) <b>{entry.capacity_rps:.1f} req/s</b>; "
+                f"{_e(entry.stop_reason)}; {len(entry.steps)} steps in {entry.elapsed_s:.1f} s"
+                + ("" if entry.complete else f"; INCOMPLETE: {_e(entry.failure)}") + "</p>")
+        rows, classes = [], []
+        for i, st in enumerate(entry.steps, 1):
+            classes.append("pass" if st.meets_slo else "fail")
+            rows.append([
+                _td(i, True), _td(st.phase), _td(f"{st.offered_rate_rps:.1f}", True),
+                _td(f"{st.achieved_rate_rps:.1f}", True),
+                *[_td(f"{st.latency_ms.get(k, 0.0):.2f}", True) for k in ("p50", "p95", "p99")],
+                _td(f"{st.error_rate:.2%}", True), _td(f"{st.goodput_fraction:.1%}", True),
+                _td(f"{st.goodput_rps:.1f}", True), _td(_telemetry_text(st.telemetry)),
+                _td("meets SLO" if st.meets_slo else "; ".join(st.reasons)),
+            ])
+        table = _table(["step", "phase", "offered rps", "achieved rps", "p50 ms", "p95 ms", "p99 ms", "errors",
+                        "goodput", "goodput rps", "GPU telemetry", "verdict"], rows, classes)
+        png = base64.b64encode(capacity_plot_png(entry)).decode("ascii")
+        out.append(f'{head}{table}<p><img alt="latency against offered rate" src="data:image/png;base64,{png}"></p>')
+    return "".join(out)
 
 
 def _summary(report: RunReport) -> str:
@@ -250,6 +321,7 @@ def render_html(report: RunReport) -> str:
         ("Placement matrix", _placement(report)),
         ("GPU inventory", _gpu_inventory(report)),
         ("Latency", _latency(report)),
+        ("Capacity at SLO", _capacity(report)),
         ("NVML probes", _probes(report)),
         ("Lifecycle phases", _phases(report)),
         ("Artifacts", _artifacts(report)),

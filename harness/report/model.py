@@ -205,6 +205,49 @@ class LatencyEntry(_Model):
         return f"{self.model} {r.protocol} {r.mode} {load}"
 
 
+class SweepStepData(_Model):
+    """One step of a capacity sweep (`harness.load.sweep.SweepStep.to_dict()`)."""
+
+    offered_rate_rps: float
+    achieved_rate_rps: float
+    throughput_rps: float
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    error_rate: float
+    latency_ms: dict[str, float] = Field(description="p50, p95, p99, max")
+    goodput_fraction: float = Field(description="requests that succeeded within the latency bound / requests")
+    goodput_rps: float
+    late_send_fraction: float
+    client_cpu_ms_per_request: float
+    meets_slo: bool
+    reasons: list[str]
+    phase: Literal["ramp", "bisect"]
+    elapsed_s: float
+    telemetry: dict[str, Any] | None = Field(
+        default=None, description="GPU telemetry during the step's window; `simulated: true` on the sim"
+    )
+
+
+class CapacityEntry(_Model):
+    """Capacity at SLO of one model (`harness.load.sweep.SweepResult.to_dict()` plus where it ran)."""
+
+    model: str
+    server: str | None = None
+    node: str | None = None
+    endpoint: str
+    protocol: Literal["http", "grpc"]
+    slo: dict[str, float | None]
+    budget_s: float
+    capacity_rps: float = Field(description="highest passing offered rate below the lowest failing one; 0 if none")
+    converged: bool
+    stop_reason: str
+    elapsed_s: float
+    steps: list[SweepStepData]
+    complete: bool
+    failure: str | None
+
+
 class Phase(_Model):
     """One lifecycle phase (cluster create, installs, model loads, load runs, teardown)."""
 
@@ -267,6 +310,9 @@ class RunReport(_Model):
     checks: list[CheckVerdict] = Field(default_factory=list)
     probes: list[ProbeResult] = Field(default_factory=list)
     latency: list[LatencyEntry] = Field(default_factory=list)
+    capacity: list[CapacityEntry] = Field(
+        default_factory=list, description="capacity at SLO per model (profile `load.sweep`)"
+    )
     phases: list[Phase] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
 
