@@ -280,3 +280,14 @@ def test_kubectl_explain_reads_the_openapi_v3_schemas(sim_api: SimApi, tmp_path:
     assert done.returncode == 0, done.stderr
     for line in lines:
         assert line in done.stdout, done.stdout[:2000]
+
+
+def test_events_about_objects_in_a_terminating_namespace_are_dropped(api_client: Any, sim_api: SimApi) -> None:
+    v1 = k8s.CoreV1Api(api_client)
+    v1.create_namespace({"metadata": {"name": "ending"}})
+    held = v1.create_namespaced_config_map("ending", {"metadata": {"name": "held", "finalizers": ["x.io/y"]}})
+    v1.delete_namespace("ending")
+    involved = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "held", "namespace": "ending", "uid": held.metadata.uid}}
+    sim_api.store.record_event(involved, "Late", "too late")  # what a controller's recorder does
+    assert v1.list_namespaced_event("ending").items == []

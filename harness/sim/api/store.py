@@ -607,7 +607,12 @@ class MemoryStore:
             }
             if not (involved.get("metadata") or {}).get("namespace"):
                 event["involvedObject"].pop("namespace")
-            self.create(event)
+            try:
+                self.create(event)
+            except ApiError as exc:
+                if exc.code != 403:
+                    raise
+                return  # a Terminating namespace takes no new events; recorders drop them too
             self._event_index[(uid, reason, message)] = (ns, name)
 
     def append_log(self, namespace: str, pod: str, container: str, text: str) -> None:
