@@ -285,9 +285,17 @@ class ClusterSession:
             "the other run to finish"
         )
 
-    def down(self) -> list[str]:
-        """Undo everything in reverse; never raises. Returns the problems met on the way."""
+    def down(self, failed: bool = False) -> list[str]:
+        """Undo everything in reverse; never raises. Returns the problems met on the way.
+
+        After a failure (`failed`, a failed phase or deployment) the provider first collects its
+        evidence (kind: logs, node runtime configs, device plugin logs), while the cluster still exists."""
         problems: list[str] = []
+        failed = failed or self.deploy_error is not None or any(p.status == "failed" for p in self.phases)
+        collect = getattr(self.provider, "collect_evidence", None)
+        if failed and collect is not None:
+            with contextlib.suppress(PhaseFailed), self.phase("evidence"):
+                problems.extend(collect())
         with contextlib.suppress(PhaseFailed), self.phase("cleanup"):
             if self.kube is not None:
                 for obj in reversed(self.deployed):

@@ -415,7 +415,7 @@ def shown(config: pytest.Config) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def cluster(run_context: RunContext, pytestconfig: pytest.Config) -> Iterator[Any]:
+def cluster(run_context: RunContext, pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Any]:
     """The cluster, provisioned through the profile's provider, with the GPU stack and Seldon."""
     from harness.lifecycle import PhaseFailed
 
@@ -437,7 +437,7 @@ def cluster(run_context: RunContext, pytestconfig: pytest.Config) -> Iterator[An
     finally:
         run_context.recorder.capture_cluster(session)
         with shown(pytestconfig):
-            problems = session.down()
+            problems = session.down(failed=request.session.testsfailed > 0)
         run_context.recorder.cleanup_problems(problems)
 
 

@@ -443,3 +443,64 @@ def test_kind_older_than_the_node_image_is_refused(fake_env: Path, tmp_path: Pat
     p = provider(tmp_path)
     finding = p._version_finding("kind")
     assert not finding.ok and "install kind >= 0.27.0" in finding.message
+
+
+# --- evidence before deletion ----------------------------------------------------------------------------------
+
+
+def test_failed_run_collects_evidence_before_the_cluster_is_deleted(fake_env: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lifecycle import ClusterSession, RunOptions
+    from harness.providers.kind import DEVICE_PLUGIN_SELECTOR, NODE_EVIDENCE
+
+    nodes = "seldon-gpu-r1-control-plane\nseldon-gpu-r1-worker\n"
+    config = "docker exec seldon-gpu-r1-worker sh -c cat /etc/containerd/config"
+    monkeypatch.setenv("FAKEBIN_STDOUT", json.dumps({"kind get nodes": nodes, config: "version = 2\n"}))
+    session = ClusterSession(two_gpu_profile(), RunOptions(run_id="r1", workdir=tmp_path / "report" / "work"))
+    p = provider(tmp_path)
+    p.workdir = tmp_path / "report" / "work"
+    p.kubeconfig = p.workdir / "kubeconfig"
+    session.provider = p
+    p.provision()
+    before = len(calls(fake_env))
+    assert session.down(failed=True) == []
+    done = calls(fake_env)[before:]
+    kc = str(p.kubeconfig)
+    evidence = tmp_path / "report" / "evidence" / "seldon-gpu-r1"
+    expected = [
+        ["kind", "export", "logs", str(evidence / "kind-logs"), "--name", "seldon-gpu-r1"],
+        ["kind", "get", "nodes", "--name", "seldon-gpu-r1"],
+    ]
+    for node in nodes.split():
+        expected += [["docker", "exec", node, "sh", "-c", script] for script in NODE_EVIDENCE.values()]
+    expected += [
+        ["kubectl", "--kubeconfig", kc, "--context", "kind-seldon-gpu-r1", "logs", "--namespace",
+         "nvidia-device-plugin", "--selector", DEVICE_PLUGIN_SELECTOR, "--all-containers", "--prefix", "--tail=-1",
+         "--ignore-errors"],
+        ["kind", "delete", "cluster", "--name", "seldon-gpu-r1", "--kubeconfig", kc],  # only after the evidence
+    ]
+    assert done == expected
+    assert (evidence / "nodes" / "seldon-gpu-r1-worker" / "containerd-config.toml").read_text() == "version = 2\n"
+    assert (evidence / "device-plugin.log").is_file()
+    assert [r.name for r in session.phases] == ["evidence", "cleanup"]
+
+
+def test_passing_run_deletes_without_collecting(fake_env: Path, tmp_path: Path) -> None:
+    from harness.lifecycle import ClusterSession, RunOptions
+
+    session = ClusterSession(two_gpu_profile(), RunOptions(run_id="r1", workdir=tmp_path / "work"))
+    session.provider = p = provider(tmp_path)
+    p.provision()
+    before = len(calls(fake_env))
+    session.down()
+    assert calls(fake_env)[before:] == [["kind", "delete", "cluster", "--name", "seldon-gpu-r1", "--kubeconfig",
+                                         str(tmp_path / "work" / "kubeconfig")]]
+
+
+def test_evidence_that_cannot_be_collected_is_reported_not_raised(fake_env: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKEBIN_FAIL", json.dumps(["kind export logs"]))
+    p = provider(tmp_path)
+    p.provision()
+    problems = p.collect_evidence()
+    assert len(problems) == 1 and "kind export logs" in problems[0]

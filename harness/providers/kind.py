@@ -92,6 +92,18 @@ fi
 """
 
 
+# Per node, before a failed run's cluster is deleted: how containerd and the NVIDIA runtime were set up.
+# `sh -c` with headers, so a missing file is a line in the evidence, not a failed collection.
+NODE_EVIDENCE: dict[str, str] = {
+    "containerd-config.toml": "cat /etc/containerd/config.toml",
+    "containerd-drop-ins.txt": ("for f in /etc/containerd/conf.d/* /etc/containerd/config.d/*; do "
+                                "[ -f \"$f\" ] && { echo \"### $f\"; cat \"$f\"; }; done; true"),
+    "nvidia-container-runtime-config.toml": "cat /etc/nvidia-container-runtime/config.toml 2>&1 || true",
+}
+# The chart's pods carry app.kubernetes.io/name=nvidia-device-plugin (chart v0.17.1 _helpers.tpl).
+DEVICE_PLUGIN_SELECTOR = "app.kubernetes.io/name=nvidia-device-plugin"
+
+
 def hide_device_script(index: int) -> str:
     # Bounded: a device node can be bind-mounted a few times over; never loop forever.
     return (f"for _ in 1 2 3 4 5 6 7 8; do umount /dev/nvidia{index} 2>/dev/null || break; done; "
@@ -429,6 +441,49 @@ class KindProvider:
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
         return common.cluster_facts(kube, self.profile, simulated=False)
+
+    # --- evidence -----------------------------------------------------------------------
+    @property
+    def evidence_dir(self) -> Path:
+        """In the report directory (the run's workdir is `<report dir>/work`), so the workflow's report
+        upload carries it."""
+        return self.workdir.parent / "evidence" / self.cluster_name
+
+    def collect_evidence(self) -> list[str]:
+        """What a failed first run needs, taken BEFORE the cluster is deleted: `kind export logs`, every
+        node's containerd config and drop-ins and NVIDIA runtime config, the device plugin's logs.
+        Never raises: returns what could not be collected (evidence must not hide the failure)."""
+        if not self.created and not self.options.keep_cluster:
+            return []
+        t = self.profile.timeouts
+        dest = self.evidence_dir
+        dest.mkdir(parents=True, exist_ok=True)
+        problems: list[str] = []
+
+        def run(tool: str, args: list[str], timeout: float) -> str | None:
+            try:
+                return self.runner.run(tool, args, timeout=timeout).stdout
+            except ToolError as exc:
+                problems.append(f"evidence: {exc}")
+                return None
+
+        run("kind", ["export", "logs", str(dest / "kind-logs"), "--name", self.cluster_name], t.delete_s)
+        nodes = (run("kind", ["get", "nodes", "--name", self.cluster_name], t.subprocess_s) or "").split()
+        for node in nodes:
+            folder = dest / "nodes" / node
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, script in NODE_EVIDENCE.items():
+                text = run("docker", ["exec", node, "sh", "-c", script], t.subprocess_s)
+                if text is not None:
+                    (folder / name).write_text(text, encoding="utf-8")
+        if not self.fake_gpus:
+            ns = self.profile.gpu.device_plugin.namespace
+            text = run("kubectl", ["--kubeconfig", str(self.kubeconfig), "--context", self.context, "logs",
+                                   "--namespace", ns, "--selector", DEVICE_PLUGIN_SELECTOR, "--all-containers",
+                                   "--prefix", "--tail=-1", "--ignore-errors"], t.subprocess_s)
+            if text is not None:
+                (dest / "device-plugin.log").write_text(text, encoding="utf-8")
+        return problems
 
     # --- teardown -----------------------------------------------------------------------
     def teardown(self) -> None:
