@@ -7,6 +7,7 @@ are checked structurally and every step script goes through `bash -n` and shellc
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -126,8 +127,8 @@ def test_nightly_triggers_and_e2e_command() -> None:
     assert data["on"]["schedule"][0]["cron"].count(" ") == 4
     e2e = step_named(data, "End-to-end")
     assert e2e["run"].strip() == (
-        'make e2e PROFILE=profiles/kind-gpu.yaml PYTEST_ARGS="--report-dir reports --require-gpu '
-        '--run-id nightly-${{ github.run_id }}"'
+        'make e2e PROFILE=build/run-profile.yaml PYTEST_ARGS="--report-dir reports --require-gpu '
+        '--run-id ${{ env.RUN_ID }}"'
     )
     assert "if" not in e2e
 
@@ -147,14 +148,16 @@ def test_evidence_and_teardown_always_run(path: Path) -> None:
     data = load(path)
     uploads = [s for s in steps(data) if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert uploads and all(s.get("if") == "always()" for s in uploads)
-    paths = "\n".join(str(s["with"]["path"]) for s in uploads)
-    for wanted in ("reports/", "artifacts/", "kind-logs/"):
-        assert wanted in paths, f"{path.name}: {wanted} is not uploaded"
+    uploaded = [line.strip() for s in uploads for line in str(s["with"]["path"]).splitlines() if line.strip()]
+    # Only paths that exist by then: the harness writes reports/ (its evidence in reports/evidence/),
+    # the export step creates kind-logs/, the gate step writes gate.txt. Nothing else (no `artifacts/`).
+    allowed = {"reports/", "!reports/work/", "kind-logs/"} | ({"gate.txt"} if path == RELEASE else set())
+    assert set(uploaded) == allowed, f"{path.name}: uploads {uploaded}"
     reports = next(s for s in uploads if s["with"]["name"] == "reports")
     # The release gate downloads this artifact as its baseline: report.json must sit at its root.
-    assert reports["with"]["path"] == "reports/"
+    assert str(reports["with"]["path"]).split() == ["reports/", "!reports/work/"]
     export = step_named(data, "Export kind logs")
-    assert export["if"] == "always()" and "kind export logs" in export["run"]
+    assert export["if"] == "always()" and "kind export logs" in export["run"] and "mkdir -p kind-logs" in export["run"]
     teardown = step_named(data, "Tear down")
     assert teardown["if"] == "always()" and "kind delete cluster" in teardown["run"]
     names = [s.get("name", "") for s in steps(data)]
@@ -162,15 +165,87 @@ def test_evidence_and_teardown_always_run(path: Path) -> None:
     assert names.index(export["name"]) < names.index(teardown["name"]) == len(names) - 1
 
 
+@pytest.mark.parametrize("path", [NIGHTLY, RELEASE], ids=lambda p: p.name)
+def test_no_kubeconfig_or_rendered_values_among_uploads(path: Path) -> None:
+    """What a run leaves in reports/ (kubeconfig and Helm values in work/) against the upload patterns."""
+    reports = next(s for s in steps(load(path)) if s.get("with", {}).get("name") == "reports")
+    patterns = str(reports["with"]["path"]).split()
+    run_files = ["reports/report.json", "reports/work/kubeconfig", "reports/work/kind-cluster.yaml",
+                 "reports/work/helm/seldon-setup-values.yaml", "reports/evidence/seldon-gpu-x/device-plugin.log"]
+    included = [f for f in run_files if any(f.startswith(p) for p in patterns if not p.startswith("!"))
+                and not any(f.startswith(p[1:]) for p in patterns if p.startswith("!"))]
+    assert included == ["reports/report.json", "reports/evidence/seldon-gpu-x/device-plugin.log"]
+
+
+def _fake_tools(bin_dir: Path, kind: str, helm: str, kubectl: str) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    scripts = {
+        "kind": f'echo "kind {kind} go1.23.6 linux/amd64"',
+        "helm": f'echo "{helm}"',
+        "kubectl": "echo '" + json.dumps({"clientVersion": {"gitVersion": kubectl}}) + "'",
+    }
+    for name, body in scripts.items():
+        (bin_dir / name).write_text(f"#!/usr/bin/env bash\n{body}\n", encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+@pytest.mark.parametrize("path", [NIGHTLY, RELEASE], ids=lambda p: p.name)
+def test_pinned_tool_versions_are_checked_first(path: Path, tmp_path: Path) -> None:
+    from harness.providers.kind import MIN_VERSIONS, parse_version
+
+    data = load(path)
+    env = data["env"]
+    names = [s.get("name", "") for s in steps(data)]
+    check = step_named(data, "Pinned tool versions")
+    assert names.index(check["name"]) < names.index(step_named(data, "Host toolkit check")["name"])
+    for tool in ("kind", "helm", "kubectl"):
+        pinned = parse_version(env[f"{tool.upper()}_VERSION"])
+        assert pinned is not None and pinned >= MIN_VERSIONS[tool], f"{tool} pin below the harness floor"
+    script = _script(check["run"])
+    base = {**os.environ, **{k: env[k] for k in ("KIND_VERSION", "HELM_VERSION", "KUBECTL_VERSION")}}
+    good = _fake_tools(tmp_path / "good", env["KIND_VERSION"], env["HELM_VERSION"], env["KUBECTL_VERSION"])
+    ok = subprocess.run(["bash", "-c", script], env={**base, "PATH": f"{good}{os.pathsep}{os.environ['PATH']}"},
+                        capture_output=True, text=True, timeout=30, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines() == [f"kind {env['KIND_VERSION']}", f"helm {env['HELM_VERSION']}",
+                                      f"kubectl {env['KUBECTL_VERSION']}"]
+    old = _fake_tools(tmp_path / "old", "v0.26.0", env["HELM_VERSION"], env["KUBECTL_VERSION"])
+    bad = subprocess.run(["bash", "-c", script], env={**base, "PATH": f"{old}{os.pathsep}{os.environ['PATH']}"},
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert bad.returncode == 1
+    assert f"kind v0.26.0 is on the runner but this workflow pins {env['KIND_VERSION']}" in bad.stdout
+
+
+def test_two_gpu_lanes_never_share_a_cluster_name_or_a_mesh_port(tmp_path: Path) -> None:
+    nightly, release = load(NIGHTLY), load(RELEASE)
+    # Never at the same time on the GPU runner (one group for both), and distinct names even so.
+    assert nightly["concurrency"]["group"] == release["concurrency"]["group"] == "gpu-runner"
+    assert nightly["env"]["RUN_ID"] != release["env"]["RUN_ID"]
+    for data in (nightly, release):
+        assert data["env"]["RUN_ID"].endswith("-${{ github.run_attempt }}")  # a re-run never meets its leftovers
+        assert "--run-id ${{ env.RUN_ID }}" in step_named(data, "End-to-end")["run"]
+    # Each run publishes the mesh on a port free at its start, not the profile's shared 30080.
+    run = step_named(nightly, "Profile for this run")["run"]
+    body = run.split("<<'PY'\n", 1)[1].split("\nPY", 1)[0]
+    (tmp_path / "profiles").mkdir()
+    shutil.copy(ROOT / "profiles" / "kind-gpu.yaml", tmp_path / "profiles" / "kind-gpu.yaml")
+    (tmp_path / "build").mkdir()
+    proc = subprocess.run([sys.executable, "-c", body], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    written = yaml.safe_load((tmp_path / "build" / "run-profile.yaml").read_text(encoding="utf-8"))
+    assert written["cluster"]["mesh_host_port"] == int(proc.stdout.strip())
+    assert "mesh_host_port" in step_named(release, "Profile with the Seldon version under test")["run"]
+
+
 def test_cluster_prefix_matches_the_profile_and_run_id() -> None:
     profile = yaml.safe_load((ROOT / "profiles" / "kind-gpu.yaml").read_text(encoding="utf-8"))
     name = profile["cluster"]["name"]
-    nightly = load(NIGHTLY)
-    assert nightly["env"]["RUN_ID"] == "nightly-${{ github.run_id }}"
-    assert nightly["env"]["CLUSTER_PREFIX"] == f"{name}-nightly-${{{{ github.run_id }}}}"
-    release = load(RELEASE)
-    assert release["env"]["CLUSTER_PREFIX"] == f"{name}-release-${{{{ github.run_id }}}}"
-    assert "--run-id release-${{ github.run_id }}" in step_named(release, "End-to-end")["run"]
+    for data, lane in ((load(NIGHTLY), "nightly"), (load(RELEASE), "release")):
+        run_id = f"{lane}-${{{{ github.run_id }}}}-${{{{ github.run_attempt }}}}"
+        assert data["env"]["RUN_ID"] == run_id
+        assert data["env"]["CLUSTER_PREFIX"] == f"{name}-{run_id}"
 
 
 def _fake_kind(tmp_path: Path, clusters: list[str]) -> tuple[Path, Path]:
@@ -192,8 +267,10 @@ def _fake_kind(tmp_path: Path, clusters: list[str]) -> tuple[Path, Path]:
 @pytest.mark.parametrize("path", [NIGHTLY, RELEASE], ids=lambda p: p.name)
 def test_teardown_deletes_only_this_runs_clusters(path: Path, tmp_path: Path) -> None:
     data = load(path)
-    prefix = data["env"]["CLUSTER_PREFIX"].replace("${{ github.run_id }}", "123")
-    others = [prefix.replace("123", "1234"), prefix.replace("123", "12"), "kind", "seldon-gpu-other-123"]
+    prefix = data["env"]["CLUSTER_PREFIX"].replace("${{ github.run_id }}", "123").replace(
+        "${{ github.run_attempt }}", "1")
+    others = [prefix.replace("123", "1234"), prefix.replace("123", "12"), prefix[:-1] + "2", "kind",
+              "seldon-gpu-other-123"]
     bin_dir, log = _fake_kind(tmp_path, [prefix, f"{prefix}-b", *others])
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CLUSTER_PREFIX": prefix}
     for fragment in ("Export kind logs", "Tear down"):
