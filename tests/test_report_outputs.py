@@ -190,3 +190,15 @@ def test_gpu_inventory_names_probe_holders() -> None:
     data["placement"][0]["gpu_uuids"] = []
     page = render_html(parse_report(data, "x"))
     assert f"<code>{uuid}</code> → t-gpu-1a2b/probe-gpu (probe)" in page
+
+
+def test_headline_names_a_rehearsal_and_an_interruption() -> None:
+    from harness.report.model import Rehearsal
+    from harness.report.text import headline
+
+    report = load_report(DATA / "simulated.json")
+    rehearsed = report.model_copy(update={"rehearsal": Rehearsal(provider="kind", host_gpus_simulated=True)})
+    line = headline(rehearsed)
+    assert line.startswith("SIMULATED CLUSTER") and "(sim, rehearsal of the kind profile, profile sim)" in line
+    cut = report.model_copy(update={"interrupted": True, "interrupted_reason": "stopped early: -x"})
+    assert "INTERRUPTED (stopped early: -x), passed:" in headline(cut)

@@ -166,11 +166,13 @@ def _summary(report: RunReport) -> str:
     admission = {True: "yes", False: "no", None: "unknown"}[facts.gpu_toleration_admission]
     rows = [
         ["run id", report.run_id],
-        ["simulated", "YES: simulated cluster" if report.simulated else "no"],
-        ["provider", report.provider],
+        ["simulated", f"YES: {facts.simulated_reason or 'simulated cluster'}" if report.simulated else "no"],
+        ["provider", report.provider if report.rehearsal is None
+         else f"{report.provider} (--rehearse of a {report.rehearsal.provider} profile)"],
         ["profile", f"{report.profile.name} ({report.profile.path or '-'})"],
         ["started", report.started.isoformat()],
         ["finished", report.finished.isoformat() if report.finished else "did not finish"],
+        ["interrupted", f"YES: {report.interrupted_reason or 'stopped early'}" if report.interrupted else "no"],
         ["kubernetes", facts.kubernetes_version or "unknown"],
         ["seldon core", facts.seldon_version or "unknown"],
         ["GPU tolerations added by admission", admission],

@@ -11,8 +11,13 @@ def headline(report: RunReport) -> str:
     """One line: what ran where and how it went; starts with SIMULATED CLUSTER on the sim."""
     c = report.counts()
     verdict = "FAILED" if c["fail"] or c["error"] else "passed"
+    if report.interrupted:
+        verdict = f"INTERRUPTED ({report.interrupted_reason or 'stopped early'}), {verdict}"
+    where: str = report.provider
+    if report.rehearsal is not None:
+        where = f"{report.provider}, rehearsal of the {report.rehearsal.provider} profile"
     text = (
-        f"harness run {report.run_id} ({report.provider}, profile {report.profile.name}): {verdict}: "
+        f"harness run {report.run_id} ({where}, profile {report.profile.name}): {verdict}: "
         f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skip']} skipped"
     )
     if report.simulated:
