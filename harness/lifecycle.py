@@ -23,6 +23,7 @@ from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
 from harness.providers import ClusterHandle, Finding, MeshEndpoint, ProviderOptions, get_provider
+from harness.providers.common import simulated_marker
 from harness.render.labels import RUN_ID_KEY
 
 SELDON_API = "mlops.seldon.io/v1alpha1"
@@ -122,6 +123,8 @@ class ClusterSession:
     handle: ClusterHandle | None = None
     mesh: MeshEndpoint | None = None
     facts: Any = None
+    # Why the cluster counts as simulated, from its own API (`/version`), known right after provisioning.
+    simulated_marker: str | None = None
     node_findings: list[str] = field(default_factory=list)
     deployed: list[Obj] = field(default_factory=list)
     deploy_error: str | None = None
@@ -188,6 +191,9 @@ class ClusterSession:
             self.handle = self.provider.provision()
             self.kube = Kube.from_kubeconfig(self.handle.kubeconfig, self.handle.context, self.profile.timeouts)
             self.guard = NodeGuard(self.kube, owner=self.options.run_id)
+            # Ask the API server what it is at once: a run cut short in a later phase must still say
+            # that a kubeconfig led it to the simulated cluster.
+            self.simulated_marker = simulated_marker(self.kube.version_info())
         assert self.kube is not None and self.guard is not None
         with self.phase("prepare nodes"):
             self.node_findings = list(self.provider.prepare_nodes(self.kube, self.guard))
@@ -341,4 +347,5 @@ class ClusterSession:
     @property
     def simulated(self) -> bool:
         """True for the sim provider and for any cluster whose API server identifies as the sim."""
-        return bool(self.handle and self.handle.simulated) or bool(getattr(self.facts, "simulated", False))
+        return (bool(self.handle and self.handle.simulated) or self.simulated_marker is not None
+                or bool(getattr(self.facts, "simulated", False)))

@@ -114,6 +114,7 @@ class Recorder:
         facts = getattr(session, "facts", None)
         if getattr(facts, "simulated", False) or getattr(session, "simulated", False):
             self.builder.mark_simulated(getattr(facts, "simulated_reason", None)
+                                        or getattr(session, "simulated_marker", None)
                                         or "the profile's provider is the simulated cluster")
 
     def for_test(self, nodeid: str) -> TestRecorder:
@@ -206,6 +207,8 @@ class Recorder:
         if self.evidence_problems:
             self.builder.add_check("harness::evidence", "evidence collected", "pass", suite="harness",
                                    details={"problems": self.evidence_problems})
+        if self.session is not None:  # also when a signal cut the lifecycle short
+            self.cluster_identified(self.session)
         report = self.builder.finish()
         paths: dict[str, Path] = write_outputs(report, self.report_dir)
         return paths

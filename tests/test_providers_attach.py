@@ -209,8 +209,10 @@ class _ReadOnlyKube:
 
 def test_existing_preflight_without_seldon(tmp_path: Path) -> None:
     gpu = {"metadata": {"name": "g1", "labels": {"nvidia.com/gpu.present": "true"}}, "status": {}}
+    # profiles/existing.yaml expects two GPU nodes (one beside the GPU Server for the eviction test).
+    gpu2 = {"metadata": {"name": "g2", "labels": {"nvidia.com/gpu.present": "true"}}, "status": {}}
     ex = ExistingProvider(existing_profile(), options(tmp_path, tmp_path / "kc"))
-    findings = {f.id: f for f in ex._preflight(_ReadOnlyKube([gpu]))}  # type: ignore[arg-type]
+    findings = {f.id: f for f in ex._preflight(_ReadOnlyKube([gpu, gpu2]))}  # type: ignore[arg-type]
     assert findings["cluster.reachable"].message == "Kubernetes v1.31.4"
     assert findings["cluster.gpu-nodes"].ok and "g1" in findings["cluster.gpu-nodes"].message
     assert not findings["seldon.installed"].ok
@@ -218,7 +220,7 @@ def test_existing_preflight_without_seldon(tmp_path: Path) -> None:
         "Seldon Core 2 is not installed (no CRD servers.mlops.seldon.io): install it or set seldon.install: true "
         "in the profile")
     installing = ExistingProvider(existing_profile(**{"seldon.install": True}), options(tmp_path, tmp_path / "kc"))
-    assert "seldon.installed" not in {f.id for f in installing._preflight(_ReadOnlyKube([gpu]))}  # type: ignore[arg-type]
+    assert "seldon.installed" not in {f.id for f in installing._preflight(_ReadOnlyKube([gpu, gpu2]))}  # type: ignore[arg-type]
 
 
 def test_existing_fake_gpus_go_through_the_guard_and_are_restored(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
@@ -234,7 +236,8 @@ def test_existing_fake_gpus_go_through_the_guard_and_are_restored(sim_run: tuple
                             f"`kubectl taint nodes {node} seldon-gpu-srv=true:NoSchedule` "
                             f"(the harness never changes it)"]
         assert guard.changes() == [f"capacity nvidia.com/gpu on node {node}"]  # real GPU nodes left alone
-        assert (kube.get("v1", "Node", node) or {})["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+        gpus = existing_profile().cluster.nodes.gpu_workers[0].gpus  # the profile's GPUs per worker
+        assert (kube.get("v1", "Node", node) or {})["status"]["allocatable"]["nvidia.com/gpu"] == str(gpus)
         assert guard.restore_all() == []
         assert "nvidia.com/gpu" not in (kube.get("v1", "Node", node) or {})["status"]["allocatable"]
     finally:
