@@ -18,9 +18,10 @@ from harness.load.stability import WindowStat, is_stable
 from harness.load.worker import WindowRecord, WorkerPlan, WorkerSummary, run_worker
 
 # Requests per second one worker process offers comfortably. Measured on a shared 2-core machine
-# (docs/benchmarks.md): ~0.03-0.1 ms client CPU per HTTP request and ~0.5 ms per gRPC request, so
-# these keep one worker well under a core even on a slower or busier machine.
-PER_WORKER_RPS = {"http": 2000.0, "grpc": 700.0}
+# (docs/benchmarks.md): ~0.05-0.1 ms client CPU per request for HTTP and for gRPC (the raw HTTP/2
+# client; grpc.aio cost ~0.5 ms), so these keep one worker well under a core even on a slower or
+# busier machine.
+PER_WORKER_RPS = {"http": 2000.0, "grpc": 2000.0}
 PER_WORKER_CONCURRENCY = 128
 # Spawned workers need a moment to import and connect before the shared start time.
 WORKER_START_TIMEOUT_S = 60.0
