@@ -106,14 +106,15 @@ def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: M
     """Capacity at the model's SLO (profile `load.sweep`): the highest open-loop rate that meets it."""
     from harness.load import LoadSpec
     from harness.load.sweep import latency_bound_ms, plan_from_profile, run_sweep, simulated_telemetry
+    from harness.serving import attribute
 
     sweep = profile.load.sweep
     if sweep is None:
         pytest.skip("no capacity sweep in the profile (load.sweep)")
     if not model.latency:
         pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
-    if model.input is None:
-        pytest.skip(f"model {model.name} has no input in the profile (models[].input)")
+    if not model.request_inputs:
+        pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
     slo = profile.slo_for(model.name)
     if latency_bound_ms(slo) is None:
         pytest.skip(f"model {model.name} has no latency SLO (slo.p99_ms, p95_ms or p50_ms) to sweep against")
@@ -121,7 +122,8 @@ def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: M
     endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
-    server, node, uuids = _served_by(deployed_ok, profile, model)
+    who = attribute(deployed_ok._kube(), profile, model)
+    server, node, uuids = who.server, ",".join(who.nodes) or None, who.gpu_uuids
     # GPU telemetry per window: on the sim a stated model marked `simulated`; on real clusters it is
     # not collected yet (the report says so by leaving it empty).
     telemetry = simulated_telemetry(uuids) if deployed_ok.simulated and uuids else None
