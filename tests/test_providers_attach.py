@@ -44,6 +44,12 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Kub
     kube.close()
 
 
+def sim_gpu_nodes(provider: Any) -> tuple[str, ...]:
+    """One GPU node per GPU worker of profiles/sim.yaml, named the kind way (worker, worker2, ...)."""
+    workers = sum(g.count for g in provider.profile.cluster.nodes.gpu_workers)
+    return tuple(f"seldon-gpu-gpu-worker{i if i > 1 else ''}" for i in range(1, workers + 1))
+
+
 def existing_profile(**changes: Any) -> Profile:
     data = load_profile(ROOT / "profiles" / "existing.yaml").model_dump(exclude={"source"})
     for dotted, value in changes.items():
@@ -64,7 +70,7 @@ def test_sim_provider_lifecycle(sim_run: tuple[Any, Kube]) -> None:
     assert mesh.http_url.startswith("http://127.0.0.1:") and mesh.grpc_target.startswith("127.0.0.1:")
     facts = provider.cluster_facts(kube)
     assert facts.simulated and facts.kubernetes_version.startswith("v1.")
-    assert facts.gpu_nodes == ("seldon-gpu-gpu-worker", "seldon-gpu-gpu-worker2", "seldon-gpu-gpu-worker3")
+    assert facts.gpu_nodes == sim_gpu_nodes(provider)
     assert facts.admission_source.startswith("detected") and facts.gpu_toleration_admission is False
 
 
@@ -82,11 +88,12 @@ def test_existing_preflight_reads_the_cluster(sim_run: tuple[Any, Kube], tmp_pat
 def test_existing_preflight_failures(sim_run: tuple[Any, Kube], tmp_path: Path) -> None:
     provider, _ = sim_run
     kc = Path(provider.cluster.kubeconfig_path)
-    groups = [{"count": 5, "gpus": 1}]
+    have = len(sim_gpu_nodes(provider))
+    groups = [{"count": have + 2, "gpus": 1}]
     ex = get_provider(existing_profile(**{"cluster.nodes.gpu_workers": groups}), options(tmp_path, kc))
     failed = {f.id: f.message for f in ex.preflight() if not f.ok}
-    assert list(failed) == ["cluster.gpu-nodes"] and "found 3 GPU node(s)" in failed["cluster.gpu-nodes"]
-    assert "the profile needs 5" in failed["cluster.gpu-nodes"]
+    assert list(failed) == ["cluster.gpu-nodes"] and f"found {have} GPU node(s)" in failed["cluster.gpu-nodes"]
+    assert f"the profile needs {have + 2}" in failed["cluster.gpu-nodes"]
     missing = get_provider(existing_profile(), options(tmp_path, tmp_path / "absent"))
     assert [(f.id, f.ok) for f in missing.preflight()] == [("cluster.kubeconfig", False)]
     with pytest.raises(UsageError, match="kubeconfig not found"):
@@ -103,7 +110,7 @@ def test_existing_reports_missing_dedication_and_never_changes_nodes(sim_run: tu
     problems = ex.prepare_nodes(kube, guard)
     assert problems == [f"GPU node {n} lacks the taint dedicated=gpu:NoSchedule: add it with `kubectl taint nodes "
                         f"{n} dedicated=gpu:NoSchedule` (the harness never changes it)"
-                        for n in ("seldon-gpu-gpu-worker", "seldon-gpu-gpu-worker2", "seldon-gpu-gpu-worker3")]
+                        for n in sim_gpu_nodes(provider)]
     assert guard.changes() == []
     after = kube.list("v1", "Node")
     strip = [(n["metadata"]["name"], n["metadata"].get("labels"), n["spec"].get("taints")) for n in before]
