@@ -353,7 +353,8 @@ def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
         cluster: SimCluster, waiter: Waiter, iris: Obj, mesh_ports: tuple[int, int]) -> None:
     """Seldon v2.10.2 (commit 8ca3c3c741d6b7d25a1eedf2d415359ab042d2ce): a change to the model spec
     (storageUri, requirements, memory, server, ...) is a new version, served as `<model>_<n+1>`
-    (scheduler/pkg/store/memory.go updateModelImpl); a replicas change is not. Scaling beyond the
+    (scheduler/pkg/store/memory.go updateModelImpl), while the previous version keeps answering until
+    the new one is available (memory_status.go); a replicas change is not a new version. Scaling beyond the
     Server's replicas is ScheduleFailed while the loaded replica keeps serving (scheduler.go,
     FailedScheduling without reset). Driven through the kubernetes client."""
     from kubernetes import client as k8s
@@ -368,15 +369,20 @@ def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
         waiter.until(_model_message(cluster, "bump", "ModelAvailable"), "bump ModelAvailable", LOAD_TIMEOUT)
         assert _infer_rest(mesh_ports[0], "bump", SETOSA)[1]["model_name"] == "bump_1"
 
+        answers: list[tuple[int, str]] = []
+
         def answered_by(version: str) -> Callable[[], tuple[bool, Any]]:
             def probe() -> tuple[bool, Any]:
                 code, answer = _infer_rest(mesh_ports[0], "bump", SETOSA)
+                answers.append((code, str(answer.get("model_name") if isinstance(answer, dict) else answer)))
                 return code == 200 and answer.get("model_name") == version, (code, answer)
             return probe
 
         patch = {"spec": {"storageUri": "gs://seldon-models/scv2/samples/mlserver_1.5.0/iris-sklearn"}}
         crs.patch_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", "bump", patch)
         waiter.until(answered_by("bump_2"), "bump_2 answering", LOAD_TIMEOUT)
+        # no gap while the new version loads: every answer came from bump_1 or bump_2
+        assert {a for a in answers} <= {(200, "bump_1"), (200, "bump_2")}, answers
 
         crs.patch_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", "bump",
                                            {"spec": {"replicas": 2}})

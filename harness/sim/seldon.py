@@ -257,6 +257,7 @@ class SeldonController:
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
         self._served: dict[tuple[str, str], str] = {}  # (namespace, model) -> the served name on those pods
         self._versions: dict[tuple[str, str], tuple[int, str]] = {}  # -> (version, model spec fingerprint)
+        self._retiring: dict[tuple[str, str], tuple[str, set[PodRef]]] = {}  # previous version still serving
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
         self._slowdown: dict[str, float] = {}  # model -> factor, set by the `slow_model` fault
         self._closed = False
@@ -518,13 +519,23 @@ class SeldonController:
         fingerprint = json.dumps({f: spec.get(f) for f in MODEL_SPEC_FIELDS}, sort_keys=True, default=str)
         version, known = self._versions.get(key, (0, ""))
         if known != fingerprint:
-            if version:
-                self._unplace(key, set())  # the old version is unloaded; the new one loads afresh
+            if version and key in self._served:
+                # The old version keeps serving until the new one is available (then it is unloaded).
+                self._retire(key)
+                self._retiring[key] = (self._served.pop(key), self._placed.pop(key, set()))
             version += 1
             self._versions[key] = (version, fingerprint)
         return f"{key[1]}_{version}"
 
+    def _retire(self, key: tuple[str, str]) -> None:
+        """Unload the previous version of a model, if one is still loaded beside the latest."""
+        served, pods = self._retiring.pop(key, ("", set()))
+        for pod in pods:
+            self.dataplane.unload(pod, served)
+
     def _unplace(self, key: tuple[str, str], keep: set[PodRef]) -> None:
+        if not keep:
+            self._retire(key)
         served = self._served.get(key)
         for pod in self._placed.get(key, set()) - keep:
             if served is not None:
@@ -617,6 +628,16 @@ class SeldonController:
             "availableReplicas": available,
             "selector": f"server={server.name}",
         })
+        if key in self._retiring:
+            if ok:
+                self._retire(key)
+            else:
+                # memory_status.go: the latest version is what the status shows; the previous one serves
+                old_served, old_pods = self._retiring[key]
+                old = [self.dataplane.endpoints(pod, old_served) for pod in sorted(old_pods, key=lambda p: p.name)]
+                live = tuple(Upstream(HOST, e.http_port, e.grpc_port) for e in old if e is not None)
+                if live:
+                    return Route(old_served, live), status
         upstreams = []
         for pod in targets:
             endpoint = self.dataplane.endpoints(pod, served)
