@@ -105,8 +105,9 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
 def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
     """Capacity at the model's SLO (profile `load.sweep`): the highest open-loop rate that meets it."""
     from harness.load import LoadSpec
-    from harness.load.sweep import latency_bound_ms, plan_from_profile, run_sweep, simulated_telemetry
-    from harness.serving import attribute
+    from harness.load.sweep import SimulatedTelemetry, Telemetry, latency_bound_ms, plan_from_profile, run_sweep
+    from harness.load.telemetry import WindowSampler, triton_gpu_reading
+    from harness.serving import attribute, triton_metrics
 
     sweep = profile.load.sweep
     if sweep is None:
@@ -124,9 +125,26 @@ def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: M
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
     who = attribute(deployed_ok._kube(), profile, model)
     server, node, uuids = who.server, ",".join(who.nodes) or None, who.gpu_uuids
-    # GPU telemetry per window: on the sim a stated model marked `simulated`; on real clusters it is
-    # not collected yet (the report says so by leaving it empty).
-    telemetry = simulated_telemetry(uuids) if deployed_ok.simulated and uuids else None
+    # GPU telemetry per window: Triton's own GPU metrics through the pod proxy where the server is
+    # Triton (on the sim, its stand-in's, marked simulated); on the sim's other GPU servers a stated
+    # model, marked simulated; none where nothing reports a GPU (MLServer on a real cluster).
+    telemetry: Telemetry | None = None
+    if who.server_config == "triton" and who.pods:
+        kube, namespace, pods = deployed_ok._kube(), profile.seldon.namespace, list(who.pods)
+
+        def read() -> dict[str, float]:
+            readings = [r for r in (triton_gpu_reading(triton_metrics(kube, namespace, pod), uuids)
+                                    for pod in pods) if r]
+            if len(readings) <= 1:
+                return readings[0] if readings else {}
+            # Replicas on their own GPUs: mean utilization, total memory and power.
+            return {"utilization_percent": sum(r["utilization_percent"] for r in readings) / len(readings),
+                    **{k: sum(r.get(k, 0.0) for r in readings) for k in ("memory_used_mib", "power_w")}}
+
+        telemetry = WindowSampler(read, {"source": "triton-metrics", "gpu_uuids": uuids,
+                                         "simulated": deployed_ok.simulated})
+    elif deployed_ok.simulated and any(s.name == server and s.on_gpu for s in profile.servers):
+        telemetry = SimulatedTelemetry(uuids)
     spec = LoadSpec.from_profile(profile, model, endpoint)
     with progress(f"capacity sweep {model.name} ({profile.load.protocol}, budget {sweep.budget_s:g} s)"):
         result = run_sweep(spec, slo, plan_from_profile(sweep), telemetry=telemetry)

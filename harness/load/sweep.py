@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.checks.slo import evaluate_slo, failed
 from harness.config import Slo
@@ -172,16 +172,31 @@ SIM_MEMORY_USED_MIB = 1024.0
 SIM_IDLE_W, SIM_W_PER_UTIL_PERCENT = 60.0, 2.4
 
 
-def simulated_telemetry(gpu_uuids: Sequence[str]) -> Callable[[LoadResult], dict[str, Any]]:
-    """Per-window GPU telemetry for the simulated cluster, derived from the window's throughput."""
-    def sample(result: LoadResult) -> dict[str, Any]:
+class Telemetry(Protocol):
+    """GPU telemetry around one step: `begin()` before the window, `end(result)` after it."""
+
+    def begin(self) -> None: ...
+
+    def end(self, result: LoadResult) -> dict[str, Any] | None: ...
+
+
+class SimulatedTelemetry:
+    """Per-window GPU telemetry for a model on the simulated cluster without a GPU endpoint, derived
+    from the window's throughput by the stated model above and marked `simulated`."""
+
+    def __init__(self, gpu_uuids: Sequence[str]) -> None:
+        self.gpu_uuids = list(gpu_uuids)
+
+    def begin(self) -> None:
+        return None
+
+    def end(self, result: LoadResult) -> dict[str, Any]:
         util = min(100.0, result.throughput_rps * SIM_GPU_MS_PER_REQUEST / 10.0)
         return {
-            "simulated": True, "source": "sim model (no GPU)", "gpu_uuids": list(gpu_uuids),
+            "simulated": True, "source": "sim model (no GPU)", "gpu_uuids": self.gpu_uuids,
             "utilization_percent": round(util, 1), "memory_used_mib": SIM_MEMORY_USED_MIB,
             "power_w": round(SIM_IDLE_W + SIM_W_PER_UTIL_PERCENT * util, 1),
         }
-    return sample
 
 
 def plan_from_profile(sweep: Any) -> SweepPlan:
@@ -198,7 +213,7 @@ def run_sweep(
     measure: Callable[[LoadSpec], LoadResult] = run_load,
     clock: Callable[[], float] = time.monotonic,
     progress: Callable[[str], None] | None = None,
-    telemetry: Callable[[LoadResult], dict[str, Any] | None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> SweepResult:
     """Search the capacity at `slo` for the endpoint and model of `spec` (its rate is ignored)."""
     plan.validate()
@@ -234,12 +249,14 @@ def run_sweep(
         if progress is not None:
             progress(f"sweep: step {len(steps) + 1} at {rate:.1f} req/s ({phase})")
         step_start = clock()
+        if telemetry is not None:
+            telemetry.begin()
         result = measure(dataclasses.replace(template, rate=rate, duration_s=seconds, window_s=seconds))
         took = clock() - step_start
         overhead = max(overhead, took - plan.warmup_s - seconds)
         step = step_of(result, slo, phase, clock() - started)
         if telemetry is not None:
-            step.telemetry = telemetry(result)
+            step.telemetry = telemetry.end(result)
         steps.append(step)
         history.append((rate, step.meets_slo))
         if not result.complete:
