@@ -335,6 +335,10 @@ class ClusterSession:
             raise PhaseFailed("the cluster is not provisioned")
         return self.kube
 
+    def client(self) -> Kube:
+        """The API client of the provisioned cluster (PhaseFailed before `up()`)."""
+        return self._kube()
+
     def snapshot(self) -> Snapshot:
         kube = self._kube()
         return Snapshot(

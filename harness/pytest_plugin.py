@@ -17,15 +17,15 @@ import hashlib
 import os
 import re
 import signal
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.config import Profile, apply_overrides, load_profile
-from harness.errors import HarnessError, UsageError
+from harness.errors import UsageError
+from harness.testapi import RunContext, Scope, cluster_session
 
 DEFAULT_PROFILE = "profiles/sim.yaml"
 RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
@@ -36,42 +36,6 @@ MARKERS = {
     "slow": "takes more than a few seconds",
 }
 Obj = dict[str, Any]
-
-
-@dataclass
-class RunContext:
-    profile: Profile
-    profile_path: Path
-    run_id: str
-    report_dir: Path
-    keep_cluster: bool
-    require_gpu: bool
-    kubeconfig: Path | None
-    recorder: Any = None  # harness.recording.Recorder, created in pytest_configure
-    session: Any = None  # harness.lifecycle.ClusterSession, created by `cluster_session()`
-    tests_started: int = 0  # tests whose setup began: a session that started none writes no report
-    # --rehearse: the rehearsed profile's own provider (the run itself uses the simulated cluster).
-    rehearsed_provider: str | None = None
-
-    @property
-    def target_provider(self) -> str:
-        """The provider the profile was written for: what provider-specific tests must follow."""
-        return self.rehearsed_provider or self.profile.cluster.provider
-
-
-def cluster_session(ctx: RunContext) -> Any:
-    """The run's one `ClusterSession` (created on first use: the preflight and the `cluster` fixture share it)."""
-    if ctx.session is None:
-        from harness.lifecycle import ClusterSession, RunOptions
-
-        workdir = ctx.report_dir / "work"
-        ctx.session = ClusterSession(
-            ctx.profile,
-            RunOptions(run_id=ctx.run_id, workdir=workdir.resolve(), keep_cluster=ctx.keep_cluster,
-                       kubeconfig=ctx.kubeconfig),
-            on_phase=ctx.recorder.phase,
-        )
-    return ctx.session
 
 
 # The README section every preflight message points to (tests check that it exists).
@@ -421,24 +385,24 @@ def cluster(run_context: RunContext, pytestconfig: pytest.Config, request: pytes
 
     (run_context.report_dir / "work").mkdir(parents=True, exist_ok=True)
     session = cluster_session(run_context)
-    run_context.recorder.attach(session)
+    run_context.records.attach(session)
     try:
         with shown(pytestconfig):
             session.up()
     except PhaseFailed as exc:
-        run_context.recorder.cluster_identified(session)
+        run_context.records.cluster_identified(session)
         with shown(pytestconfig):
             problems = session.down()
         suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
         pytest.fail(f"{exc}{suffix}", pytrace=False)
-    run_context.recorder.cluster_identified(session)
+    run_context.records.cluster_identified(session)
     try:
         yield session
     finally:
-        run_context.recorder.capture_cluster(session)
+        run_context.records.capture_cluster(session)
         with shown(pytestconfig):
             problems = session.down(failed=request.session.testsfailed > 0)
-        run_context.recorder.cleanup_problems(problems)
+        run_context.records.cleanup_problems(problems)
 
 
 @pytest.fixture(scope="session")
@@ -461,103 +425,6 @@ def deployed_ok(deployment: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # Function fixtures
 # ---------------------------------------------------------------------------------------
-def namespace_name(run_id: str, nodeid: str) -> str:
-    """`h-<run id>-<test name slug>-<hash>`: readable, unique per test, a valid DNS-1123 label."""
-    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:6]
-    test = nodeid.split("::")[-1]
-    slug = re.sub(r"[^a-z0-9]+", "-", test.lower()).strip("-")
-    prefix = f"h-{run_id}-"
-    room = 63 - len(prefix) - len(digest) - 1
-    slug = slug[:room].strip("-") or "t"
-    return f"{prefix}{slug}-{digest}"
-
-
-@dataclass
-class _Cleanup:
-    description: str
-    action: Callable[[], None]
-
-
-@dataclass
-class Scope:
-    """Objects one test creates; removed in reverse order of creation after evidence is taken."""
-
-    session: Any
-    run_context: RunContext
-    nodeid: str
-    cleanups: list[_Cleanup] = field(default_factory=list)
-    _namespace: str | None = None
-    guard: Any = None
-
-    @property
-    def kube(self) -> Any:
-        return self.session.kube
-
-    @property
-    def profile(self) -> Profile:
-        return self.run_context.profile
-
-    @property
-    def namespace(self) -> str:
-        """The test's own namespace, created on first use and deleted (and waited on) afterwards."""
-        if self._namespace is None:
-            name = namespace_name(self.run_context.run_id, self.nodeid)
-            self.apply({
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": name, "labels": self.labels()},
-            })
-            self._namespace = name
-        return self._namespace
-
-    def labels(self) -> dict[str, str]:
-        from harness import render
-
-        return dict(render.labels_for_run(self.run_context.run_id))
-
-    def add_cleanup(self, description: str, action: Callable[[], None]) -> None:
-        self.cleanups.append(_Cleanup(description, action))
-
-    def apply(self, obj: Obj) -> Obj:
-        """Create `obj` (labelled with the run id) and register its deletion."""
-        meta = obj.setdefault("metadata", {})
-        meta.setdefault("labels", {}).update(self.labels())
-        created: Obj = self.kube.apply(obj)
-        api_version, kind = obj["apiVersion"], obj["kind"]
-        name, ns = meta["name"], meta.get("namespace")
-        timeout = self.profile.timeouts.delete_s
-        self.add_cleanup(
-            f"delete {kind}/{name}",
-            lambda: self.kube.delete(api_version, kind, name, ns, wait=True, timeout=timeout),
-        )
-        return created
-
-    def node_guard(self) -> Any:
-        """A node guard owned by this test: its changes are restored when the test ends."""
-        if self.guard is None:
-            from harness.kube import NodeGuard
-
-            self.guard = NodeGuard(self.kube, owner=f"{self.run_context.run_id}")
-            guard = self.guard
-
-            def restore() -> None:
-                problems = guard.restore_all()
-                if problems:
-                    raise HarnessError("; ".join(problems))
-
-            self.add_cleanup("restore node changes", restore)
-        return self.guard
-
-    def close(self) -> list[str]:
-        errors = []
-        while self.cleanups:
-            cleanup = self.cleanups.pop()
-            try:
-                cleanup.action()
-            except Exception as exc:
-                errors.append(f"{cleanup.description}: {type(exc).__name__}: {exc}")
-        return errors
-
-
 def _test_failed(item: pytest.Item) -> bool:
     reports = item.stash.get(PHASE_REPORTS, {})
     return any(r.failed for r in reports.values())
@@ -569,19 +436,19 @@ def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext)
     yield test_scope
     failed = _test_failed(request.node)
     if failed:
-        run_context.recorder.collect_evidence(cluster, request.node.nodeid,
-                                              [test_scope._namespace] if test_scope._namespace else [])
+        run_context.records.collect_evidence(cluster, request.node.nodeid,
+                                              [test_scope.created_namespace] if test_scope.created_namespace else [])
     errors = test_scope.close()
     if errors and not failed:
         pytest.fail("cleanup failed: " + "; ".join(errors), pytrace=False)
     elif errors:
-        run_context.recorder.cleanup_problems(errors)
+        run_context.records.cleanup_problems(errors)
 
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest, run_context: RunContext) -> Any:
     """What a test adds to the report: checks with reasons, placement, probes, latency."""
-    return run_context.recorder.for_test(request.node.nodeid)
+    return run_context.records.for_test(request.node.nodeid)
 
 
 @pytest.fixture

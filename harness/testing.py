@@ -68,9 +68,9 @@ def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,
     """Create the NVML probe ConfigMap (once per namespace) and a one-shot probe pod on `node`."""
     from harness import render
 
-    if not getattr(scope, "_probe_configmap", False):
+    if not scope.probe_configmap_ready:
         scope.apply(render.probe_configmap(scope.namespace))
-        scope._probe_configmap = True
+        scope.probe_configmap_ready = True
     pod = render.probe_pod(scope.profile, name, scope.namespace, gpus, node_name=node)
     if hold_s:
         # Keep the GPUs allocated for a while after printing, so that pods started together overlap.

@@ -14,8 +14,10 @@ import pytest
 from harness.checks.placement import gpu_node
 from harness.gpu import checks
 from harness.gpu.result import allocated_uuids_from_env
+from harness.lifecycle import ClusterSession
 from harness.providers.kind import needed_host_gpus
-from harness.pytest_plugin import Scope
+from harness.recording import TestRecorder
+from harness.testapi import RunContext, Scope
 from harness.testing import finish_probe, free_gpus, start_probe
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
@@ -40,14 +42,14 @@ def _product(node: dict[str, Any]) -> str | None:
     return (node["metadata"].get("labels") or {}).get("nvidia.com/gpu.product")
 
 
-def _assert_verdicts(verdicts: list[checks.Verdict], record: Any) -> None:
+def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> None:
     for verdict in verdicts:
         record.check(verdict.id, verdict.ok, verdict.reason)
     bad = checks.failed(verdicts)
     assert not bad, "\n".join(v.reason for v in bad)
 
 
-def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: Any) -> None:
+def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRecorder) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
@@ -64,7 +66,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: Any) ->
     _assert_verdicts(verdicts, record)
 
 
-def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: Any) -> None:
+def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecorder) -> None:
     resource = scope.profile.gpu.resource_name
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
@@ -84,7 +86,7 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: Any) -> No
     _assert_verdicts(verdicts, record)
 
 
-def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: Any) -> None:
+def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder) -> None:
     node = _gpu_nodes(scope)[0]
     start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
     pod, result = finish_probe(scope, "no-gpu")
@@ -94,8 +96,8 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: Any) -> None:
                                                  node=node["metadata"]["name"]), record)
 
 
-def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context: Any, host_gpu_inventory: Any,
-                                                      record: Any) -> None:
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context: RunContext, host_gpu_inventory: Any,
+                                                      record: TestRecorder) -> None:
     # A rehearsal of a kind profile runs it too, against the simulated host.
     if run_context.target_provider != "kind" or scope.profile.cluster.fake_gpus:
         pytest.skip("compares host NVML with the cluster: only on kind with GPU passthrough (profiles/kind-gpu.yaml)")
@@ -205,7 +207,7 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     return views
 
 
-def test_gpu_servers_really_use_their_gpu(deployed_ok: Any, scope: Scope, record: Any) -> None:
+def test_gpu_servers_really_use_their_gpu(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder) -> None:
     """Once a model is loaded, the server's GPU does the work.
 
     Triton Servers: three views that must agree (model config KIND_GPU; NVML on the node shows memory

@@ -19,6 +19,7 @@ from harness.config import Model, Profile
 from harness.lifecycle import ClusterSession
 from harness.progress import progress
 from harness.pytest_plugin import RUN_CONTEXT
+from harness.recording import TestRecorder
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -43,7 +44,7 @@ def _binary_ok(profile: Profile, model: Model) -> bool:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile, model: Model, protocol: str,
-                                  record: Any) -> None:
+                                  record: TestRecorder) -> None:
     """One request with tritonclient's own client through the Seldon mesh, answers checked."""
     from harness.serving import ServingError, compare_outputs, infer_tritonclient
 
@@ -67,7 +68,8 @@ def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile,
 
 
 @pytest.mark.latency
-def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
+def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, model: Model,
+                               record: TestRecorder) -> None:
     from harness.load import LoadSpec, run_load
     from harness.serving import attribute
 
@@ -102,7 +104,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
 
 
 @pytest.mark.latency
-def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: Any) -> None:
+def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: TestRecorder) -> None:
     """Capacity at the model's SLO (profile `load.sweep`): the highest open-loop rate that meets it."""
     from harness.load import LoadSpec
     from harness.load.sweep import SimulatedTelemetry, Telemetry, latency_bound_ms, plan_from_profile, run_sweep
@@ -123,7 +125,7 @@ def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: M
     endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
-    who = attribute(deployed_ok._kube(), profile, model)
+    who = attribute(deployed_ok.client(), profile, model)
     server, node, uuids = who.server, ",".join(who.nodes) or None, who.gpu_uuids
     # GPU telemetry per window: Triton's own GPU metrics through the pod proxy where the server is
     # Triton (on the sim, its stand-in's, marked simulated); on the sim's other GPU servers a stated

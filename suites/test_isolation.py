@@ -13,8 +13,9 @@ from harness.checks.placement import gpu_node
 from harness.checks.shared_nodes import destructive_refusal, nodes_free_of_others
 from harness.config import Profile
 from harness.k8s.gpu import pod_gpu_request
-from harness.lifecycle import SELDON_API, condition
-from harness.pytest_plugin import Scope
+from harness.lifecycle import SELDON_API, ClusterSession, condition
+from harness.recording import TestRecorder
+from harness.testapi import Scope
 from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable
 
 
@@ -34,7 +35,7 @@ def _await_decision(scope: Scope, name: str) -> dict[str, Any]:
     return dict(pod)
 
 
-def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: Scope, record: Any) -> None:
+def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: Scope, record: TestRecorder) -> None:
     profile = scope.profile
     if profile.gpu.taint.effect == "PreferNoSchedule":
         pytest.skip("the profile's GPU taint is PreferNoSchedule, which never keeps pods off; use NoSchedule")
@@ -49,7 +50,7 @@ def test_intruder_without_toleration_never_schedules_on_gpu_nodes(scope: Scope, 
     record.note("intruder FailedScheduling", messages[-1])
 
 
-def test_gpu_requesting_pod_without_toleration(scope: Scope, cluster: Any, record: Any) -> None:
+def test_gpu_requesting_pod_without_toleration(scope: Scope, cluster: ClusterSession, record: TestRecorder) -> None:
     """A pod that asks for a GPU but lacks our toleration: blocked, unless admission adds a toleration
     for the taint's key (ExtendedResourceToleration covers only the `nvidia.com/gpu` key)."""
     profile = scope.profile
@@ -128,7 +129,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
 
 
 def test_gpu_server_with_requests_unequal_to_limits_is_refused(scope: Scope, profile: Profile,
-                                                               record: Any) -> None:
+                                                               record: TestRecorder) -> None:
     if not profile.gpu_servers:
         pytest.skip("the profile has no GPU Server")
     base = profile.gpu_servers[0]

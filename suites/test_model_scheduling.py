@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubernetes.utils.quantity import parse_quantity
 
 from harness import render
 from harness.config import Model
-from harness.lifecycle import SELDON_API, condition
-from harness.pytest_plugin import Scope
+from harness.k8s.quantity import parse_quantity
+from harness.lifecycle import SELDON_API, ClusterSession, condition
+from harness.testapi import Scope
 
 NO_MATCHING_SERVERS = "Failed to schedule model as no matching servers are available"
 NOT_ENOUGH_REPLICAS = "Failed to schedule model as no matching server had enough suitable replicas"
@@ -43,7 +43,7 @@ def _summary(model: dict[str, Any]) -> str:
             f"selector={status.get('selector')!r}")
 
 
-def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope: Scope) -> None:
+def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: ClusterSession, scope: Scope) -> None:
     """A copy of the profile's first GPU model (same artifact and requirements, new name) lands on
     the Server the profile intends for it, and loads there."""
     profile = scope.profile
@@ -57,21 +57,21 @@ def test_requirement_based_model_lands_on_the_gpu_server(deployed_ok: Any, scope
     assert (condition(model, "ModelReady") or {}).get("status") == "True", _summary(model)
 
 
-def test_pinned_model_lands_on_its_server(deployed_ok: Any, scope: Scope) -> None:
+def test_pinned_model_lands_on_its_server(deployed_ok: ClusterSession, scope: Scope) -> None:
     profile = scope.profile
     target = (profile.gpu_servers or profile.servers)[-1].name
     model = _deploy(scope, "pin", server=target)
     assert (model.get("status") or {}).get("selector") == f"server={target}", _summary(model)
 
 
-def test_unmet_requirement_fails_with_seldons_reason(deployed_ok: Any, scope: Scope) -> None:
+def test_unmet_requirement_fails_with_seldons_reason(deployed_ok: ClusterSession, scope: Scope) -> None:
     model = _deploy(scope, "nocap", requirements=["no-such-capability"])
     cond = condition(model, "ModelReady") or {}
     assert cond.get("status") != "True", _summary(model)
     assert NO_MATCHING_SERVERS in f"{cond.get('reason')} {cond.get('message')}", _summary(model)
 
 
-def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope: Scope) -> None:
+def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: ClusterSession, scope: Scope) -> None:
     """More model replicas than the pinned Server has: Seldon refuses rather than using another Server."""
     profile = scope.profile
     target = profile.servers[0]
@@ -84,7 +84,7 @@ def test_pinned_model_that_cannot_fit_does_not_fall_back(deployed_ok: Any, scope
         _summary(model)
 
 
-def test_requirement_based_model_falls_back_to_a_server_that_fits(deployed_ok: Any, scope: Scope) -> None:
+def test_requirement_based_model_falls_back_to_a_server_that_fits(deployed_ok: ClusterSession, scope: Scope) -> None:
     """A model needing more memory than one capable Server has lands on another capable one that fits."""
     profile = scope.profile
     by_memory = sorted(profile.servers, key=lambda s: _bytes(s.memory))

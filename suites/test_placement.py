@@ -6,24 +6,24 @@ the pool label is reported by name and never changed.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from harness.checks import placement
 from harness.config import Profile
+from harness.lifecycle import ClusterSession
+from harness.recording import TestRecorder
 from harness.testing import fail_on_findings
 
 
 @pytest.fixture(scope="module")
-def snapshot(deployment: Any) -> placement.Snapshot:
+def snapshot(deployment: ClusterSession) -> placement.Snapshot:
     """One snapshot of nodes, pods, Servers and Models for every check of this module."""
     snap: placement.Snapshot = deployment.snapshot()
     return snap
 
 
 @pytest.fixture(autouse=True)
-def _record_placement(snapshot: placement.Snapshot, profile: Profile, record: Any) -> None:
+def _record_placement(snapshot: placement.Snapshot, profile: Profile, record: TestRecorder) -> None:
     record.placement(snapshot)
 
 
@@ -37,7 +37,7 @@ def test_gpu_pool_nodes_carry_the_taint_and_label(snapshot: placement.Snapshot, 
                      "GPU nodes without the dedicated-node taint or pool label")
 
 
-def test_gpu_server_pods_run_on_the_gpu_pool(deployed_ok: Any, snapshot: placement.Snapshot,
+def test_gpu_server_pods_run_on_the_gpu_pool(deployed_ok: ClusterSession, snapshot: placement.Snapshot,
                                              profile: Profile) -> None:
     if not profile.gpu_servers:
         pytest.skip("the profile has no GPU Server (servers[].gpus > 0)")
@@ -50,14 +50,15 @@ def test_nothing_without_the_toleration_runs_on_gpu_nodes(snapshot: placement.Sn
                      "pods without the GPU toleration on GPU nodes")
 
 
-def test_cpu_servers_stay_off_gpu_nodes(deployed_ok: Any, snapshot: placement.Snapshot, profile: Profile) -> None:
+def test_cpu_servers_stay_off_gpu_nodes(deployed_ok: ClusterSession, snapshot: placement.Snapshot,
+                                        profile: Profile) -> None:
     if all(s.on_gpu for s in profile.servers):
         pytest.skip("the profile has no CPU Server (servers[].gpus == 0)")
     fail_on_findings(placement.cpu_servers_off_pool(snapshot, profile), snapshot, profile,
                      "CPU Server pods on GPU nodes")
 
 
-def test_each_model_is_ready_on_its_intended_server(deployment: Any, snapshot: placement.Snapshot,
+def test_each_model_is_ready_on_its_intended_server(deployment: ClusterSession, snapshot: placement.Snapshot,
                                                     profile: Profile) -> None:
     findings = placement.models_on_intended_servers(snapshot, profile)
     if deployment.deploy_error and not findings:

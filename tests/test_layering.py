@@ -22,7 +22,7 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_import_contracts_hold() -> None:
     proc = _lint_imports(ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "Contracts: 4 kept, 0 broken." in proc.stdout
+    assert ", 0 broken." in proc.stdout and "Contracts: 0 kept" not in proc.stdout
 
 
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
