@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.pytest_plugin import namespace_name
+from harness.testapi import namespace_name
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,9 @@ class FakeSession:
     def __init__(self, kube):
         self.kube = kube
         self.facts = None
+
+    def client(self):
+        return self.kube
 
 LOG = []
 
