@@ -47,6 +47,8 @@ def _safe_dir_name(nodeid: str) -> str:
 
 @dataclass
 class TestRecorder:
+    __test__ = False  # suites import it for their annotations: not a test class to collect
+
     recorder: Recorder
     nodeid: str
     details: dict[str, Any] = field(default_factory=dict)
