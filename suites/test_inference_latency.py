@@ -86,7 +86,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
         result = run_load(spec).to_dict()
     slo = profile.slo_for(model.name)
     verdicts = evaluate_slo(result, slo)
-    who = attribute(deployed_ok._kube(), profile, model)
+    who = attribute(deployed_ok.client(), profile, model)
     server, node = who.server, ",".join(who.nodes) or None
     record.latency(model.name, result, slo, verdicts, server=server, node=node, gpu_uuids=who.gpu_uuids)
     record.note(f"served by {model.name}", f"server={server} pods={','.join(who.pods) or '?'} node={node} "
