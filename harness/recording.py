@@ -52,16 +52,22 @@ class TestRecorder:
     recorder: Recorder
     nodeid: str
     details: dict[str, Any] = field(default_factory=dict)
+    probes: list[Any] = field(default_factory=list)  # ProbeResults this test recorded
 
     def note(self, key: str, value: Any) -> None:
         self.details[key] = value
 
     def check(self, check_id: str, ok: bool, reason: str) -> None:
-        """A sub-verdict of this test (e.g. one GPU visibility rule), reported as a check of its own."""
-        self.recorder.builder.add_check(
+        """A sub-verdict of this test (e.g. one GPU visibility rule), reported as a check of its own,
+        and attached to the probes of this test that it judged (their pod or node is named in its
+        reason; all of the test's probes when none is), so every probe row shows its verdicts."""
+        verdict = self.recorder.builder.add_check(
             f"{self.nodeid}::{check_id}", f"{self.nodeid.split('::')[-1]} / {check_id}", "pass" if ok else "fail",
             suite=suite_of(self.nodeid), reason="" if ok else reason, details={"reason": reason},
         )
+        named = [p for p in self.probes if _names(reason, p.pod) or (p.node and _names(reason, p.node))]
+        for probe in named or self.probes:
+            probe.verdicts.append(verdict)
 
     def placement(self, snapshot: Any) -> None:
         self.recorder.last_snapshot = snapshot
@@ -69,19 +75,23 @@ class TestRecorder:
     def probe(self, pod: dict[str, Any], result: Any, requested: int) -> None:
         meta = pod.get("metadata", {})
         raw = getattr(result, "raw", None)
-        self.recorder.builder.add_probe(
+        self.probes.append(self.recorder.builder.add_probe(
             str(meta.get("name")), str(meta.get("namespace")), raw if isinstance(raw, dict) else _probe_dict(result),
             node=(pod.get("spec") or {}).get("nodeName"), gpus_requested=requested,
-        )
+        ))
 
     def latency(self, model: str, result: dict[str, Any], slo: Any, verdicts: list[Any], *,
                 server: str | None, node: str | None, gpu_uuids: list[str]) -> None:
         self.recorder.builder.add_latency(result, server=server, node=node, gpu_uuids=gpu_uuids, slo=slo,
                                           slo_verdicts=[v.to_dict() for v in verdicts])
 
-
     def capacity(self, sweep: Any, *, server: str | None, node: str | None) -> None:
         self.recorder.builder.add_capacity(sweep, server=server, node=node)
+
+
+def _names(text: str, name: str) -> bool:
+    """`name` appears in `text` as a whole name (worker2 is not worker)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", text) is not None
 
 
 def _probe_dict(result: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -289,3 +290,70 @@ def test_sim_up_deploy_prints_a_load_command_that_works(tmp_path: Path) -> None:
         assert result["ok"] > 0 and result["model"] == "iris-gpu"
         assert stop(sim.process) == 0
         assert not sim.kubeconfig.exists(), "a stopped cluster's kubeconfig is removed"
+
+
+# --- a report that agrees with itself ---------------------------------------------------------
+def _report_with_sub_checks() -> Any:
+    from harness.config import parse_profile
+    from harness.report.builder import ReportBuilder
+
+    profile = parse_profile({"name": "t", "cluster": {"provider": "sim"}}, "t")
+    builder = ReportBuilder.from_profile(profile, "r1")
+    builder.add_check("suites/test_gpu_visibility.py::test_a", "test_a", "pass", suite="gpu")
+    builder.add_check("suites/test_gpu_visibility.py::test_a::gpu.count", "test_a / gpu.count", "pass", suite="gpu")
+    builder.add_check("suites/test_gpu_visibility.py::test_a::gpu.uuids", "test_a / gpu.uuids", "pass", suite="gpu")
+    builder.add_check("suites/test_placement.py::test_b[x]", "test_b[x]", "skip", suite="placement", reason="r")
+    builder.add_check("harness::cleanup", "cleanup", "fail", suite="harness", reason="left a pod")
+    return builder.finish()
+
+
+def test_tests_and_checks_are_counted_apart() -> None:
+    from harness.report.tally import counts_line, tally
+    from harness.report.text import headline
+
+    report = _report_with_sub_checks()
+    counts = tally(report)
+    found = (counts.tests["pass"], counts.tests["skip"], counts.sub_checks["pass"], counts.harness["fail"])
+    assert found == (1, 1, 2, 1)
+    assert counts_line(report) == ("tests: 1 passed, 1 skipped; checks inside them: 2 passed; "
+                                   "harness checks: 1 failed")
+    assert headline(report).endswith(": FAILED: " + counts_line(report))
+
+
+def test_the_report_says_what_the_run_proved() -> None:
+    from harness.report.html import render_html
+    from harness.report.tally import proved
+
+    text = proved(_report_with_sub_checks())
+    assert "SIMULATED cluster" in text
+    assert "It showed each pod seeing exactly the GPUs it was given, through NVML: 1 test(s) passed." in text
+    assert "did not show GPU Servers landing on the tainted GPU pool" in text and "skipped" in text
+    assert "It did not test inference latency" in text
+    html = render_html(_report_with_sub_checks())
+    assert f'<p class="proved">{text}</p>' in html.replace("&#x27;", "'")
+    assert html.index('class="proved"') < html.index("<h2>Checks</h2>")
+
+
+def test_probe_rows_carry_the_verdicts_of_their_test() -> None:
+    from harness.config import parse_profile
+    from harness.recording import Recorder
+
+    profile = parse_profile({"name": "t", "cluster": {"provider": "sim"}}, "t")
+    recorder = Recorder(profile, "r1", "p.yaml", Path("unused"))
+    test = recorder.for_test("suites/test_gpu_visibility.py::test_pair")
+    for pod, node in (("pair-a", "worker"), ("pair-b", "worker2")):
+        test.probe({"metadata": {"name": pod, "namespace": "ns"}, "spec": {"nodeName": node}}, {"devices": []}, 1)
+    test.check("gpu.disjoint", True, "pods on worker2 hold disjoint GPUs")
+    test.check("gpu.count", False, "pair-a sees 2 GPUs, asked for 1")
+    test.check("gpu.product", True, "products match")
+    by_pod = {p.pod: [v.name.split(" / ")[1] for v in p.verdicts] for p in recorder.builder.snapshot().probes}
+    assert by_pod == {"pair-a": ["gpu.count", "gpu.product"], "pair-b": ["gpu.disjoint", "gpu.product"]}
+
+
+def test_report_command_says_where_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    html = tmp_path / "r.html"
+    assert main(["report", "--report", str(ROOT / "tests" / "data" / "reports" / "pass.json"),
+                 "--html", str(html)]) == 0
+    assert f"HTML report written to {html}" in capsys.readouterr().out.splitlines()

@@ -184,12 +184,15 @@ def test_report_command_bad_input_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.html").exists()
 
 
-def test_gpu_inventory_names_probe_holders() -> None:
+def test_gpu_inventory_shows_holders_at_snapshot_time_only() -> None:
+    """A probe pod held its GPU earlier and is gone: the inventory (a snapshot as the run ended)
+    does not name it as the holder, and says when the snapshot was taken."""
     data = json.loads((DATA / "pass.json").read_text(encoding="utf-8"))
     uuid = data["nodes"][2]["gpu_uuids"][0]
     data["placement"][0]["gpu_uuids"] = []
     page = render_html(parse_report(data, "x"))
-    assert f"<code>{uuid}</code> → t-gpu-1a2b/probe-gpu (probe)" in page
+    assert f"<code>{uuid}</code> →" not in page and "(probe)" not in page
+    assert "Holders as of the cluster snapshot taken before cleanup (report finished" in page
 
 
 def test_headline_names_a_rehearsal_and_an_interruption() -> None:

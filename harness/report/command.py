@@ -41,9 +41,11 @@ def run_gate(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     report = load_report(args.report)
+    written = []
     if args.html:
-        write_text(Path(args.html), render_html(report))
+        written.append(f"HTML report written to {write_text(Path(args.html), render_html(report))}")
     if args.junit:
-        write_text(Path(args.junit), render_junit(report))
+        written.append(f"JUnit XML written to {write_text(Path(args.junit), render_junit(report))}")
     sys.stdout.write(summary_text(report))
+    sys.stdout.write("".join(f"{line}\n" for line in written))
     return 0

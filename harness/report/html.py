@@ -15,6 +15,7 @@ from html import escape
 from typing import Any
 
 from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
+from harness.report.tally import Tally, proved, tally
 from harness.report.text import SIMULATED_BANNER, headline
 
 # Percentile plot positions in "nines": 50 % -> 0.3, 90 % -> 1, 99 % -> 2, 99.9 % -> 3.
@@ -161,7 +162,7 @@ def _capacity(report: RunReport) -> str:
 
 
 def _summary(report: RunReport) -> str:
-    c = report.counts()
+    t = tally(report)
     facts = report.cluster
     admission = {True: "yes", False: "no", None: "unknown"}[facts.gpu_toleration_admission]
     rows = [
@@ -176,10 +177,13 @@ def _summary(report: RunReport) -> str:
         ["kubernetes", facts.kubernetes_version or "unknown"],
         ["seldon core", facts.seldon_version or "unknown"],
         ["GPU tolerations added by admission", admission],
-        ["checks", f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skip']} skipped"],
+        ["tests (as pytest counts them)", Tally.words(t.tests)],
+        ["checks inside tests", Tally.words(t.sub_checks)],
+        ["harness checks", Tally.words(t.harness)],
         ["GPUs", str(report.gpu_count)],
     ]
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    return (f'<p class="proved">{_e(proved(report))}</p><table>'
+            + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>")
 
 
 def _checks(checks: list[CheckVerdict]) -> str:
@@ -221,11 +225,9 @@ def _gpu_inventory(report: RunReport) -> str:
     if not report.nodes:
         return '<p class="muted">No nodes recorded.</p>'
     holders: dict[str, str] = {}
-    # Probe pods name the UUIDs they saw; placement rows (servers) win where both know a GPU.
-    for probe in report.probes:
-        for device in probe.probe.get("devices") or []:
-            if isinstance(device, dict) and isinstance(device.get("uuid"), str):
-                holders[device["uuid"]] = f"{probe.namespace}/{probe.pod} (probe)"
+    # Holders at one moment only: the cluster snapshot taken as the run ended, before cleanup (the
+    # placement rows). Probe pods held their GPUs earlier and are gone; their GPUs show under
+    # "NVML probes", so they are not mixed in here.
     for row in report.placement:
         for uuid in row.gpu_uuids:
             holders[uuid] = f"{row.namespace}/{row.pod}"
@@ -239,7 +241,10 @@ def _gpu_inventory(report: RunReport) -> str:
                          if k.startswith("nvidia.com/") or k == "pool") or "-"
         rows.append([_td(node.name), _td(node.role), _td(node.gpu_count, True), _td(node.gpu_product or "-"),
                      f"<td>{uuids}</td>", _td(taints), _td(pool)])
-    return _table(["node", "role", "GPUs", "product", "GPU UUIDs → holder", "taints", "GPU labels"], rows)
+    when = report.finished.isoformat() if report.finished else "the end of the run"
+    note = (f'<p class="muted">Holders as of the cluster snapshot taken before cleanup (report finished {_e(when)}); '
+            "probe pods held GPUs earlier, see NVML probes.</p>")
+    return note + _table(["node", "role", "GPUs", "product", "GPU UUIDs → holder", "taints", "GPU labels"], rows)
 
 
 def _latency(report: RunReport) -> str:
@@ -259,7 +264,7 @@ def _latency(report: RunReport) -> str:
             _td("-" if r.offered_rate_rps is None else f"{r.offered_rate_rps:g}", True),
             _td(f"{r.achieved_rate_rps:.1f}", True), _td(f"{r.throughput_rps:.1f}", True),
             *[_td(f"{getattr(lat, k):.2f}", True) for k in ("p50", "p90", "p95", "p99", "p99_9", "max")],
-            _td(f"{r.error_rate:.2%}", True), _td(r.late_sends, True), _td("yes" if r.stable else "no"),
+            _td(f"{r.error_rate:.2%}", True), _td(r.late_sends, True), _td(_stable(r)),
             _td(f"{r.client_cpu_ms_per_request:.2f}", True),
             _td("complete" if r.complete else f"INCOMPLETE: {r.failure}"), _td(slo_text),
         ])
@@ -270,7 +275,18 @@ def _latency(report: RunReport) -> str:
         rows, classes,
     )
     png = base64.b64encode(latency_plot_png(report.latency)).decode("ascii")
-    return f'{table}<p><img alt="latency by percentile" src="data:image/png;base64,{png}"></p>'
+    legend = ('<p class="muted">stable: the last three measurement windows agree within the stability '
+              "tolerance (default ±10 %) on throughput and on p99, as perf_analyzer judges it; the windows "
+              "that decided are listed. \"no\" does not fail a run (the SLO verdicts do); it says the figures "
+              "moved while measured, so compare them with care (the gate widens p99's uncertainty to cover "
+              "every window).</p>")
+    return f'{table}{legend}<p><img alt="latency by percentile" src="data:image/png;base64,{png}"></p>'
+
+
+def _stable(result: Any) -> str:
+    windows = "; ".join(f"{w.throughput_rps:g} rps p99 {w.p99_ms:.1f} ms" for w in result.windows[-3:])
+    return ("yes" if result.stable else "no") + (f" (last windows: {windows}; {result.trials} trial(s))"
+                                                 if windows else " (no complete window)")
 
 
 def _probes(report: RunReport) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.report.model import RunReport
+from harness.report.tally import counts_line, proved
 
 SIMULATED_BANNER = "SIMULATED CLUSTER"
 
@@ -16,17 +17,15 @@ def headline(report: RunReport) -> str:
     where: str = report.provider
     if report.rehearsal is not None:
         where = f"{report.provider}, rehearsal of the {report.rehearsal.provider} profile"
-    text = (
-        f"harness run {report.run_id} ({where}, profile {report.profile.name}): {verdict}: "
-        f"{c['pass']} passed, {c['fail']} failed, {c['error']} errors, {c['skip']} skipped"
-    )
+    # Tests as pytest counts them, the checks recorded inside them apart (harness/report/tally.py).
+    text = f"harness run {report.run_id} ({where}, profile {report.profile.name}): {verdict}: {counts_line(report)}"
     if report.simulated:
         return f"{SIMULATED_BANNER}: not evidence about real GPUs: {text}"
     return text
 
 
 def summary_text(report: RunReport) -> str:
-    lines = [headline(report)]
+    lines = [headline(report), proved(report)]
     facts = report.cluster
     lines.append(
         f"kubernetes {facts.kubernetes_version or '?'}, seldon {facts.seldon_version or '?'}, "
