@@ -93,10 +93,23 @@ def closing_line(profile: Profile, kubeconfig: Path, workdir: Path, *, deploy: b
     if not deploy:
         return (f"mesh endpoint {mesh} (no Servers or Models yet: add --deploy to deploy the profile's, "
                 f"or apply your own with kubectl --kubeconfig {kubeconfig})")
-    model = next((m.name for m in profile.models if m.latency), None)
+    model = _default_input_model(profile)
     if model is None or no_mlserver:
-        why = "--no-mlserver: no data plane" if no_mlserver else "the profile has no model with latency enabled"
+        why = ("--no-mlserver: no data plane" if no_mlserver else
+               "no model takes the load command's default input (iris [1,4] FP32): pass --input FILE")
         return f"mesh endpoint {mesh}; {len(profile.models)} Model(s) deployed ({why})"
     return (f"mesh endpoint {mesh}; {len(profile.servers)} Server(s) and {len(profile.models)} Model(s) ready; "
             f"try: python -m harness load --endpoint {mesh} --model {model} --rate 20 --duration 5 "
             "--json /tmp/load.json")
+
+
+def _default_input_model(profile: Profile) -> str | None:
+    """The first latency-measured model that the `load` command's default input (iris) fits, so the
+    printed command works as pasted."""
+    from harness.load.spec import DEFAULT_INPUT, tensor_dict
+
+    for model in profile.models:
+        inputs = [tensor_dict(t) for t in model.request_inputs]
+        if model.latency and [{**i, "data": None} for i in inputs] == [{**DEFAULT_INPUT, "data": None}]:
+            return model.name
+    return None
