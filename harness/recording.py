@@ -53,6 +53,7 @@ class TestRecorder:
     nodeid: str
     details: dict[str, Any] = field(default_factory=dict)
     probes: list[Any] = field(default_factory=list)  # ProbeResults this test recorded
+    seen: dict[str, int] = field(default_factory=dict)  # check id -> times recorded
 
     def note(self, key: str, value: Any) -> None:
         self.details[key] = value
@@ -61,11 +62,17 @@ class TestRecorder:
         """A sub-verdict of this test (e.g. one GPU visibility rule), reported as a check of its own,
         and attached to the probes of this test that it judged (their pod or node is named in its
         reason; all of the test's probes when none is), so every probe row shows its verdicts."""
+        # The probes it judged: those it names by pod, else by node, else all of this test's.
+        named = ([p for p in self.probes if _names(reason, p.pod)]
+                 or [p for p in self.probes if p.node and _names(reason, p.node)])
+        # One rule checked for two probes is two checks: a repeated id would replace the first one.
+        self.seen[check_id] = self.seen.get(check_id, 0) + 1
+        if self.seen[check_id] > 1:
+            check_id = f"{check_id}[{named[0].pod}]" if len(named) == 1 else f"{check_id}#{self.seen[check_id]}"
         verdict = self.recorder.builder.add_check(
             f"{self.nodeid}::{check_id}", f"{self.nodeid.split('::')[-1]} / {check_id}", "pass" if ok else "fail",
             suite=suite_of(self.nodeid), reason="" if ok else reason, details={"reason": reason},
         )
-        named = [p for p in self.probes if _names(reason, p.pod) or (p.node and _names(reason, p.node))]
         for probe in named or self.probes:
             probe.verdicts.append(verdict)
 

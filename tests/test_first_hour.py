@@ -344,10 +344,14 @@ def test_probe_rows_carry_the_verdicts_of_their_test() -> None:
     for pod, node in (("pair-a", "worker"), ("pair-b", "worker2")):
         test.probe({"metadata": {"name": pod, "namespace": "ns"}, "spec": {"nodeName": node}}, {"devices": []}, 1)
     test.check("gpu.disjoint", True, "pods on worker2 hold disjoint GPUs")
-    test.check("gpu.count", False, "pair-a sees 2 GPUs, asked for 1")
+    test.check("gpu.count", False, "pod ns/pair-a on node worker sees 2 GPUs, asked for 1")
+    test.check("gpu.count", True, "pod ns/pair-b on node worker2 sees 1 GPU")
     test.check("gpu.product", True, "products match")
-    by_pod = {p.pod: [v.name.split(" / ")[1] for v in p.verdicts] for p in recorder.builder.snapshot().probes}
-    assert by_pod == {"pair-a": ["gpu.count", "gpu.product"], "pair-b": ["gpu.disjoint", "gpu.product"]}
+    report = recorder.builder.snapshot()
+    by_pod = {p.pod: [v.name.split(" / ")[1] for v in p.verdicts] for p in report.probes}
+    assert by_pod == {"pair-a": ["gpu.count", "gpu.product"],
+                      "pair-b": ["gpu.disjoint", "gpu.count[pair-b]", "gpu.product"]}
+    assert len([c for c in report.checks if "gpu.count" in c.id]) == 2  # the second did not replace the first
 
 
 def test_report_command_says_where_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
