@@ -22,7 +22,7 @@ from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
 from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
-from harness.providers import ClusterHandle, Finding, MeshEndpoint, ProviderOptions, get_provider
+from harness.providers import ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions, get_provider
 from harness.providers.common import simulated_marker
 from harness.render.labels import RUN_ID_KEY
 
@@ -130,7 +130,7 @@ class ClusterSession:
     deploy_error: str | None = None
     phases: list[PhaseRecord] = field(default_factory=list)
     # What the provider's preflight found; None until it ran (it runs once per session).
-    preflight_findings: list[Finding] | None = None
+    preflight_findings: list[PreflightCheck] | None = None
 
     def __post_init__(self) -> None:
         self.provider = get_provider(
@@ -164,19 +164,20 @@ class ClusterSession:
             self.phases.append(record)
             self.on_phase(record)
 
-    def preflight(self) -> list[Finding]:
+    def preflight(self) -> list[PreflightCheck]:
         """Run the provider's preflight once and return what is missing (empty: the cluster can come up).
 
         The pytest plugin calls this before collection so that an unusable environment stops the
         session with one checklist; `up()` reuses the result instead of probing again.
         """
         if self.preflight_findings is None:
-            found: list[Finding] = []
+            found: list[PreflightCheck] = []
             with contextlib.suppress(PhaseFailed), self.phase("preflight"):
                 try:
                     found = list(self.provider.preflight())
                 except Exception as exc:  # a crashing probe is itself a finding, not a traceback
-                    found = [Finding("preflight", False, f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+                    found = [PreflightCheck("preflight", False,
+                                            f"the preflight itself failed: {type(exc).__name__}: {exc}")]
                 self.preflight_findings = found
                 missing = [f for f in found if not f.ok]
                 if missing:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.checks.placement import Finding, Snapshot, format_table, placement_table
+from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
 from harness.k8s.gpu import node_gpu_count, pod_gpu_request
 from harness.kube.stuck import StuckPods
@@ -15,7 +15,7 @@ from harness.lifecycle import condition
 Obj = dict[str, Any]
 
 
-def fail_on_findings(findings: list[Finding], snapshot: Snapshot, profile: Profile, what: str) -> None:
+def fail_on_findings(findings: list[Violation], snapshot: Snapshot, profile: Profile, what: str) -> None:
     """Fail the test listing every finding, followed by the placement table (pod → node → why)."""
     if not findings:
         return

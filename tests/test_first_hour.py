@@ -16,7 +16,7 @@ import pytest
 from harness.errors import UsageError
 from harness.kube import kubeconfig
 from harness.progress import current_phase, progress, waiting
-from harness.providers import Finding
+from harness.providers import PreflightCheck
 from harness.pytest_plugin import PREREQUISITES_SECTION, RUN_OUTPUTS, preflight_checklist
 
 pytest_plugins = ["pytester"]
@@ -53,8 +53,8 @@ def test_readme_has_the_section_preflight_messages_name() -> None:
 
 def test_checklist_puts_each_problem_and_its_fix_on_a_line() -> None:
     text = preflight_checklist(Path("p.yaml"), "kind", [
-        Finding("tool.kind", False, "kind not found on PATH:\n install it"),
-        Finding("docker", False, "the Docker daemon is not reachable: start Docker"),
+        PreflightCheck("tool.kind", False, "kind not found on PATH:\n install it"),
+        PreflightCheck("docker", False, "the Docker daemon is not reachable: start Docker"),
     ])
     lines = text.splitlines()
     assert lines[0].startswith("p.yaml: the kind cluster cannot be set up") and "2 thing(s)" in lines[0]

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from harness.checks.placement import PlacementRow as CheckPlacementRow
+from harness.checks.placement import TableRow
 from harness.config import load_profile
 from harness.errors import UsageError
 from harness.report import ReportBuilder, RunReport, dump_report, load_report, node_info, parse_report, schema_json
@@ -88,7 +88,7 @@ def plugin_style_report() -> RunReport:
                                                        "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}},
         "pass", gpu_uuids=[GPU],
     )
-    b.add_placement_table([CheckPlacementRow(
+    b.add_placement_table([TableRow(
         pod="t-1/intruder", node="<pending>", node_taints="-", node_labels="-", gpus=0, owner="-",
         verdict="ok", why="-",
     )])

@@ -1,7 +1,7 @@
 """Placement verdicts: GPU servers on the GPU pool, nothing else there, each model on its server.
 
 Every function takes a `Snapshot` (plain Kubernetes dicts as `kubectl get -o json` shows them) and
-the profile, and returns `Finding`s: one per thing that is wrong, each a readable line naming the
+the profile, and returns `Violation`s: one per thing that is wrong, each a readable line naming the
 object and why. An empty list means the rule holds. `placement_table` is what a failing test prints.
 """
 
@@ -22,7 +22,10 @@ SERVER_LABEL = "seldon-server-name"
 
 
 @dataclass(frozen=True)
-class Finding:
+class Violation:
+    """One placement rule broken (lint's problems are `harness.lint.model.Finding` and preflight's
+    results `harness.providers.base.PreflightCheck`: different shapes, so different names)."""
+
     rule: str
     subject: str  # "node/x", "pod/ns/x", "model/ns/x"
     message: str
@@ -92,7 +95,7 @@ def _server_pods(snapshot: Snapshot, server: str, namespace: str) -> list[Obj]:
 
 
 # --- rules ----------------------------------------------------------------------------
-def gpu_pool_tainted(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def gpu_pool_tainted(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     """Every node of the GPU pool carries the GPU taint and the pool label (reported, never fixed)."""
     findings = []
     for node in snapshot.nodes:
@@ -105,21 +108,21 @@ def gpu_pool_tainted(snapshot: Snapshot, profile: Profile) -> list[Finding]:
             missing.append(f"label {profile.gpu.pool_label.key}={profile.gpu.pool_label.value}")
         if missing:
             gpus = node_gpu_count(node, profile.gpu.resource_name)
-            findings.append(Finding(
+            findings.append(Violation(
                 "gpu-pool-tainted", f"node/{_name(node)}",
                 f"GPU node ({gpus} {profile.gpu.resource_name}) lacks {' and '.join(missing)}",
             ))
     return findings
 
 
-def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     """Each GPU Server has its replicas running on tainted, pool-labelled GPU nodes."""
     findings = []
     namespace = profile.seldon.namespace
     for server in profile.gpu_servers:
         pods = _server_pods(snapshot, server.name, namespace)
         if len(pods) != server.replicas:
-            findings.append(Finding(
+            findings.append(Violation(
                 "gpu-server-on-pool", f"server/{namespace}/{server.name}",
                 f"expected {server.replicas} pod(s), found {len(pods)}",
             ))
@@ -127,7 +130,7 @@ def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Findin
             node_name = pod.get("spec", {}).get("nodeName")
             node = snapshot.node(node_name)
             if node is None:
-                findings.append(Finding("gpu-server-on-pool", _pod_id(pod), "is not scheduled on any node"))
+                findings.append(Violation("gpu-server-on-pool", _pod_id(pod), "is not scheduled on any node"))
                 continue
             why = []
             if not _node_ready(node):
@@ -140,11 +143,11 @@ def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Findin
             if requested != server.gpus:
                 why.append(f"requests {requested} GPU(s), profile says {server.gpus}")
             if why:
-                findings.append(Finding("gpu-server-on-pool", _pod_id(pod), f"on node {node_name}: {'; '.join(why)}"))
+                findings.append(Violation("gpu-server-on-pool", _pod_id(pod), f"on node {node_name}: {'; '.join(why)}"))
     return findings
 
 
-def nothing_else_on_gpu_nodes(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def nothing_else_on_gpu_nodes(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     """No running pod that lacks a toleration for the GPU taint is on a GPU node."""
     taint = profile.gpu.taint.as_k8s()
     gpu_nodes = {_name(n) for n in snapshot.nodes if gpu_node(n, profile)}
@@ -153,14 +156,14 @@ def nothing_else_on_gpu_nodes(snapshot: Snapshot, profile: Profile) -> list[Find
         node_name = pod.get("spec", {}).get("nodeName")
         if node_name in gpu_nodes and not tolerates(pod.get("spec", {}).get("tolerations"), taint):
             owner = _owner(pod)
-            findings.append(Finding(
+            findings.append(Violation(
                 "nothing-else-on-gpu-nodes", _pod_id(pod),
                 f"runs on GPU node {node_name} without a toleration for {format_taint(taint)} (owner {owner})",
             ))
     return findings
 
 
-def cpu_servers_off_pool(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def cpu_servers_off_pool(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     gpu_nodes = {_name(n) for n in snapshot.nodes if gpu_node(n, profile)}
     findings = []
     for server in profile.servers:
@@ -169,7 +172,7 @@ def cpu_servers_off_pool(snapshot: Snapshot, profile: Profile) -> list[Finding]:
         for pod in _server_pods(snapshot, server.name, profile.seldon.namespace):
             node_name = pod.get("spec", {}).get("nodeName")
             if node_name in gpu_nodes:
-                findings.append(Finding(
+                findings.append(Violation(
                     "cpu-server-off-pool", _pod_id(pod), f"CPU server {server.name} runs on GPU node {node_name}",
                 ))
     return findings
@@ -184,7 +187,7 @@ def _model_status(model: Obj) -> tuple[str | None, bool, int]:
     return selector, ready, int(status.get("availableReplicas") or 0)
 
 
-def models_on_intended_servers(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def models_on_intended_servers(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     """Each profile Model is ready, with all replicas, on the Server it was meant for."""
     by_name = {(m["metadata"].get("namespace"), _name(m)): m for m in snapshot.models}
     findings = []
@@ -192,18 +195,18 @@ def models_on_intended_servers(snapshot: Snapshot, profile: Profile) -> list[Fin
         subject = f"model/{profile.seldon.namespace}/{model.name}"
         live = by_name.get((profile.seldon.namespace, model.name))
         if live is None:
-            findings.append(Finding("model-on-server", subject, "not found in the cluster"))
+            findings.append(Violation("model-on-server", subject, "not found in the cluster"))
             continue
         selector, ready, available = _model_status(live)
         intended = profile.intended_server(model)
         if intended is not None and selector != f"server={intended}":
-            findings.append(Finding(
+            findings.append(Violation(
                 "model-on-server", subject, f"landed on {selector or 'no server'}, expected server={intended}",
             ))
         if not ready:
-            findings.append(Finding("model-on-server", subject, f"is not ModelReady ({_condition_summary(live)})"))
+            findings.append(Violation("model-on-server", subject, f"is not ModelReady ({_condition_summary(live)})"))
         elif available < model.replicas:
-            findings.append(Finding(
+            findings.append(Violation(
                 "model-on-server", subject, f"has {available} available replica(s), expected {model.replicas}",
             ))
     return findings
@@ -219,7 +222,7 @@ def gpu_server_names(snapshot: Snapshot, profile: Profile) -> set[str]:
     return names
 
 
-def non_gpu_models_off_gpu_servers(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def non_gpu_models_off_gpu_servers(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     """A model that did not ask for the GPU capability must not land on a GPU server (Seldon #4968)."""
     gpu_servers = gpu_server_names(snapshot, profile)
     findings = []
@@ -233,7 +236,7 @@ def non_gpu_models_off_gpu_servers(snapshot: Snapshot, profile: Profile) -> list
             continue
         asked = profile.gpu.capability in (spec.get("requirements") or []) or spec.get("server") == server
         if not asked:
-            findings.append(Finding(
+            findings.append(Violation(
                 "non-gpu-model-off-gpu-server", f"model/{model['metadata'].get('namespace')}/{_name(model)}",
                 f"landed on GPU server {server} without requiring {profile.gpu.capability!r} or pinning it "
                 f"(requirements {spec.get('requirements') or []})",
@@ -251,7 +254,7 @@ RULES = (
 )
 
 
-def all_findings(snapshot: Snapshot, profile: Profile) -> list[Finding]:
+def all_findings(snapshot: Snapshot, profile: Profile) -> list[Violation]:
     return [f for rule in RULES for f in rule(snapshot, profile)]
 
 
@@ -272,7 +275,10 @@ def _condition_summary(obj: Obj) -> str:
 
 
 @dataclass(frozen=True)
-class PlacementRow:
+class TableRow:
+    """One row of the placement table a failing test prints (the report's row is
+    `harness.report.model.PlacementRow`, built from this by `ReportBuilder.add_placement_table`)."""
+
     pod: str
     node: str
     node_taints: str
@@ -283,7 +289,7 @@ class PlacementRow:
     why: str
 
 
-def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Finding] | None = None) -> list[PlacementRow]:
+def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Violation] | None = None) -> list[TableRow]:
     """pod -> node -> taints/labels -> why it is wrong, for every running pod on a GPU node or of a Server."""
     findings = all_findings(snapshot, profile) if findings is None else findings
     by_subject: dict[str, list[str]] = {}
@@ -300,7 +306,7 @@ def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Finding
         shown = {k: v for k, v in labels.items()
                  if k in (profile.gpu.pool_label.key, "nvidia.com/gpu.product", "nvidia.com/gpu.present")}
         why = by_subject.get(_pod_id(pod), []) + by_subject.get(f"node/{node_name}", [])
-        rows.append(PlacementRow(
+        rows.append(TableRow(
             pod=f"{pod['metadata'].get('namespace')}/{_name(pod)}",
             node=node_name or "<pending>",
             node_taints=",".join(format_taint(t) for t in (node.get("spec") or {}).get("taints") or []) or "-",
@@ -313,7 +319,7 @@ def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Finding
     return rows
 
 
-def format_table(rows: list[PlacementRow]) -> str:
+def format_table(rows: list[TableRow]) -> str:
     header = ("POD", "NODE", "NODE TAINTS", "NODE LABELS", "GPUS", "OWNER", "VERDICT", "WHY")
     cells = [header] + [
         (r.pod, r.node, r.node_taints, r.node_labels, str(r.gpus), r.owner, r.verdict, r.why) for r in rows

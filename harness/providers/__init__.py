@@ -8,9 +8,9 @@ from harness.kube.tools import ToolPaths
 from harness.providers.base import (
     ClusterFacts,
     ClusterHandle,
-    Finding,
     HostProbe,
     MeshEndpoint,
+    PreflightCheck,
     Provider,
     ProviderOptions,
 )
@@ -36,9 +36,9 @@ def get_provider(profile: Profile, options: ProviderOptions) -> Provider:
 __all__ = [
     "ClusterFacts",
     "ClusterHandle",
-    "Finding",
     "HostProbe",
     "MeshEndpoint",
+    "PreflightCheck",
     "Provider",
     "ProviderOptions",
     "ToolPaths",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Finding:
+class PreflightCheck:
     """One preflight result. `message` says what is wrong and how to fix it (or what was found)."""
 
     id: str
@@ -94,7 +94,7 @@ class ProviderOptions:
 class Provider(Protocol):
     name: str
 
-    def preflight(self) -> list[Finding]: ...
+    def preflight(self) -> list[PreflightCheck]: ...
 
     def provision(self) -> ClusterHandle: ...
 

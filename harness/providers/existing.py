@@ -19,7 +19,7 @@ from harness.kube.nodeguard import NodeGuard
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
 from harness.providers import common
-from harness.providers.base import ClusterFacts, ClusterHandle, Finding, MeshEndpoint, ProviderOptions
+from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 
 SELDON_CRD = "servers.mlops.seldon.io"
 
@@ -101,70 +101,71 @@ class ExistingProvider:
             self.kubeconfig = self._single
         return self._single
 
-    def preflight(self) -> list[Finding]:
+    def preflight(self) -> list[PreflightCheck]:
         try:
             kube = self._kube()
         except UsageError as exc:
-            return [Finding("cluster.kubeconfig", False, str(exc))]
+            return [PreflightCheck("cluster.kubeconfig", False, str(exc))]
         try:
             return self._preflight(kube)
         finally:
             kube.close()
 
-    def _preflight(self, kube: Kube) -> list[Finding]:
-        out: list[Finding] = []
+    def _preflight(self, kube: Kube) -> list[PreflightCheck]:
+        out: list[PreflightCheck] = []
         try:
             version = kube.server_version()
         except KubeApiError as exc:
-            return [Finding("cluster.reachable", False,
+            return [PreflightCheck("cluster.reachable", False,
                             f"the API server of {self.kubeconfig} is not reachable: {exc}")]
-        out.append(Finding("cluster.reachable", True, f"Kubernetes {version}"))
+        out.append(PreflightCheck("cluster.reachable", True, f"Kubernetes {version}"))
         try:
             nodes = kube.list("v1", "Node")
         except KubeApiError as exc:
-            return [*out, Finding("cluster.nodes", False, f"cannot list nodes ({exc}); see manifests/rbac/")]
+            return [*out, PreflightCheck("cluster.nodes", False, f"cannot list nodes ({exc}); see manifests/rbac/")]
         gpu_nodes = common.gpu_node_names(nodes, self.profile)
         need = sum(g.count for g in self.profile.cluster.nodes.gpu_workers)
         if len(gpu_nodes) < need:
-            out.append(Finding("cluster.gpu-nodes", False,
+            out.append(PreflightCheck("cluster.gpu-nodes", False,
                                f"found {len(gpu_nodes)} GPU node(s) ({', '.join(gpu_nodes) or 'none'}; by label "
                                f"{self.profile.gpu.pool_label.key}={self.profile.gpu.pool_label.value}, "
                                f"nvidia.com/gpu.present=true or {self.profile.gpu.resource_name} allocatable), "
                                f"the profile needs {need}"))
         else:
-            out.append(Finding("cluster.gpu-nodes", True, f"GPU nodes: {', '.join(gpu_nodes)}"))
+            out.append(PreflightCheck("cluster.gpu-nodes", True, f"GPU nodes: {', '.join(gpu_nodes)}"))
         try:
             crd = kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", SELDON_CRD)
             installed = common.seldon_version(kube, self.profile.seldon.namespace)
         except KubeApiError as exc:
             crd, installed = None, None
-            out.append(Finding("seldon.readable", False, f"cannot read Seldon's CRDs or controller: {exc}"))
+            out.append(PreflightCheck("seldon.readable", False, f"cannot read Seldon's CRDs or controller: {exc}"))
         if not self.profile.seldon.install:
             if crd is None:
-                out.append(Finding("seldon.installed", False,
+                out.append(PreflightCheck("seldon.installed", False,
                                    f"Seldon Core 2 is not installed (no CRD {SELDON_CRD}): install it or set "
                                    f"seldon.install: true in the profile"))
             else:
                 shown = installed or "unknown version"
                 same = installed in (None, self.profile.seldon.version)
-                out.append(Finding("seldon.installed", True,
+                out.append(PreflightCheck("seldon.installed", True,
                                    f"Seldon Core 2 {shown} in {self.profile.seldon.namespace}"
                                    + ("" if same else f" (the profile names {self.profile.seldon.version})")))
         if self.profile.seldon.install and crd is not None:
             where = f", controller {installed} in {self.profile.seldon.namespace}" if installed else ""
-            out.append(Finding("seldon.preexisting", False,
+            out.append(PreflightCheck("seldon.preexisting", False,
                                f"seldon.install is true but Seldon Core 2 is already on this cluster (CRD "
                                f"{SELDON_CRD}{where}); set seldon.install: false to test it: the harness never "
                                "upgrades or uninstalls a release it did not install"))
         if self.profile.gpu.device_plugin.install:
             present = device_plugins_present(kube, self.profile)
             if present:
-                out.append(Finding("gpu.device-plugin.preexisting", False,
+                out.append(PreflightCheck("gpu.device-plugin.preexisting", False,
                                    f"gpu.device_plugin.install is true but a device plugin is already there "
                                    f"({'; '.join(present)}); set gpu.device_plugin.install: false: the harness "
                                    "never upgrades or uninstalls a release it did not install"))
         if self.profile.seldon.install and self.runner.which("helm") is None:
-            out.append(Finding("tool.helm", False, "seldon.install is true but helm is not on PATH: install helm 3"))
+            out.append(PreflightCheck("tool.helm", False,
+                                      "seldon.install is true but helm is not on PATH: install helm 3"))
         return out
 
     def provision(self) -> ClusterHandle:

@@ -23,7 +23,7 @@ from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
 from harness.providers import common
-from harness.providers.base import ClusterFacts, ClusterHandle, Finding, MeshEndpoint, ProviderOptions
+from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE, preloads_probe_image
 
 Obj = dict[str, Any]
@@ -208,13 +208,13 @@ class KindProvider:
         return worker_nodes(self.cluster_name, self.config(), self.profile)
 
     # --- preflight ----------------------------------------------------------------------
-    def preflight(self) -> list[Finding]:
-        findings: list[Finding] = []
+    def preflight(self) -> list[PreflightCheck]:
+        findings: list[PreflightCheck] = []
         present: dict[str, bool] = {}
         for tool in ("docker", "kind", "helm", "kubectl"):
             present[tool] = self.runner.which(tool) is not None
             if not present[tool]:
-                findings.append(Finding(
+                findings.append(PreflightCheck(
                     f"tool.{tool}", False,
                     f"{tool} not found on PATH: install it (see README, 'Prerequisites per provider')"))
             elif tool in MIN_VERSIONS:
@@ -226,84 +226,84 @@ class KindProvider:
         findings.extend(self._inotify_findings())
         return findings
 
-    def _version_finding(self, tool: str) -> Finding:
+    def _version_finding(self, tool: str) -> PreflightCheck:
         want = ".".join(map(str, MIN_VERSIONS[tool]))
         try:
             proc = self.runner.run(tool, VERSION_ARGS[tool], timeout=self.profile.timeouts.preflight_s)
         except ToolError as exc:
-            return Finding(f"tool.{tool}", False, f"{tool} does not run: {exc}")
+            return PreflightCheck(f"tool.{tool}", False, f"{tool} does not run: {exc}")
         text = proc.stdout
         if tool == "kubectl":
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 text = json.loads(text)["clientVersion"]["gitVersion"]
         found = parse_version(text)
         if found is None:
-            return Finding(f"tool.{tool}", False, f"cannot read the {tool} version from {text.strip()[:80]!r}")
+            return PreflightCheck(f"tool.{tool}", False, f"cannot read the {tool} version from {text.strip()[:80]!r}")
         shown = ".".join(map(str, found))
         if found < MIN_VERSIONS[tool]:
-            return Finding(f"tool.{tool}", False, f"{tool} {shown} is too old: install {tool} >= {want}")
+            return PreflightCheck(f"tool.{tool}", False, f"{tool} {shown} is too old: install {tool} >= {want}")
         if tool == "kind":
             image = self.profile.cluster.node_image or ""
             needs = node_image_kind_floor(image)
             if needs is not None and found < needs:
-                return Finding("tool.kind", False, f"kind {shown} is older than the node image {image} needs: "
+                return PreflightCheck("tool.kind", False, f"kind {shown} is older than the node image {image} needs: "
                                                    f"install kind >= {'.'.join(map(str, needs))}")
-        return Finding(f"tool.{tool}", True, f"{tool} {shown} (>= {want})")
+        return PreflightCheck(f"tool.{tool}", True, f"{tool} {shown} (>= {want})")
 
-    def _docker_findings(self) -> list[Finding]:
+    def _docker_findings(self) -> list[PreflightCheck]:
         try:
             proc = self.runner.run("docker", ["info", "--format", "{{json .}}"],
                                    timeout=self.profile.timeouts.preflight_s)
             info = json.loads(proc.stdout or "{}")
         except (ToolError, ValueError) as exc:
-            return [Finding("docker.daemon", False,
+            return [PreflightCheck("docker.daemon", False,
                             f"the Docker daemon is not reachable ({exc}): start Docker and make sure this user may "
                             f"use it (docker group or rootless Docker)")]
-        out = [Finding("docker.daemon", True, f"Docker {info.get('ServerVersion', '?')} reachable")]
+        out = [PreflightCheck("docker.daemon", True, f"Docker {info.get('ServerVersion', '?')} reachable")]
         if not self.fake_gpus:
             runtime = info.get("DefaultRuntime")
             if runtime != "nvidia":
-                out.append(Finding(
+                out.append(PreflightCheck(
                     "docker.default-runtime", False,
                     f"Docker's default runtime is {runtime!r}, not 'nvidia': run `sudo nvidia-ctk runtime configure "
                     f"--runtime=docker --set-as-default --cdi.enabled` and restart Docker"))
             else:
-                out.append(Finding("docker.default-runtime", True, "Docker's default runtime is nvidia"))
+                out.append(PreflightCheck("docker.default-runtime", True, "Docker's default runtime is nvidia"))
         return out
 
-    def _gpu_findings(self) -> list[Finding]:
-        out: list[Finding] = []
+    def _gpu_findings(self) -> list[PreflightCheck]:
+        out: list[PreflightCheck] = []
         host = self.options.host
         uuids, reason = host.gpu_inventory()
         need = needed_host_gpus(self.profile)
         if uuids is None:
-            out.append(Finding("host.gpus", False,
+            out.append(PreflightCheck("host.gpus", False,
                                f"cannot read host GPUs through NVML: {reason}; kind-gpu needs an NVIDIA driver "
                                f"(use profiles/kind-cpu.yaml on machines without GPUs)"))
         elif len(uuids) < need:
-            out.append(Finding("host.gpus", False,
+            out.append(PreflightCheck("host.gpus", False,
                                f"the profile's GPU workers need {need} host GPU(s) but NVML sees {len(uuids)}: lower "
                                f"cluster.nodes.gpu_workers counts/gpus or run on a bigger machine"))
         else:
-            out.append(Finding("host.gpus", True, f"NVML sees {len(uuids)} GPU(s); the profile needs {need}"))
+            out.append(PreflightCheck("host.gpus", True, f"NVML sees {len(uuids)} GPU(s); the profile needs {need}"))
         if self.runner.which("nvidia-ctk") is None:
-            out.append(Finding("host.nvidia-ctk", False,
+            out.append(PreflightCheck("host.nvidia-ctk", False,
                                "nvidia-ctk not found on PATH: install the NVIDIA container toolkit on the host "
                                "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/)"))
         else:
             try:
                 proc = self.runner.run("nvidia-ctk", ["--version"], timeout=self.profile.timeouts.preflight_s)
-                out.append(Finding("host.nvidia-ctk", True, proc.stdout.strip().splitlines()[0] if proc.stdout.strip()
-                                   else "nvidia-ctk present"))
+                version = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else "nvidia-ctk present"
+                out.append(PreflightCheck("host.nvidia-ctk", True, version))
             except ToolError as exc:
-                out.append(Finding("host.nvidia-ctk", False, f"nvidia-ctk does not run: {exc}"))
+                out.append(PreflightCheck("host.nvidia-ctk", False, f"nvidia-ctk does not run: {exc}"))
         path = host.nvidia_runtime_config
         fix = ("run `sudo nvidia-ctk config --set accept-nvidia-visible-devices-as-volume-mounts=true --in-place` "
                "and restart Docker")
         try:
             text = path.read_text(encoding="utf-8")
         except OSError:
-            out.append(Finding("host.nvidia-toolkit", False,
+            out.append(PreflightCheck("host.nvidia-toolkit", False,
                                f"{path} not found: install the NVIDIA container toolkit on the host, then {fix}"))
             return out
         try:
@@ -311,29 +311,29 @@ class KindProvider:
         except tomllib.TOMLDecodeError:
             value = None
         if value is not True:
-            out.append(Finding("host.nvidia-toolkit", False,
+            out.append(PreflightCheck("host.nvidia-toolkit", False,
                                f"{path}: accept-nvidia-visible-devices-as-volume-mounts is not true (kind GPU workers "
                                f"request GPUs through volume mounts): {fix}"))
         else:
-            out.append(Finding("host.nvidia-toolkit", True, f"{path} accepts volume-mount device requests"))
+            out.append(PreflightCheck("host.nvidia-toolkit", True, f"{path} accepts volume-mount device requests"))
         return out
 
-    def _inotify_findings(self) -> list[Finding]:
+    def _inotify_findings(self) -> list[PreflightCheck]:
         out = []
         for name, minimum in INOTIFY_MIN.items():
             path = self.options.host.inotify_dir / name
             try:
                 value = int(path.read_text(encoding="utf-8").strip())
             except (OSError, ValueError):
-                out.append(Finding(f"host.inotify.{name}", False, f"cannot read {path}; multi-node kind needs "
+                out.append(PreflightCheck(f"host.inotify.{name}", False, f"cannot read {path}; multi-node kind needs "
                                    f"fs.inotify.{name} >= {minimum}"))
                 continue
             if value < minimum:
-                out.append(Finding(f"host.inotify.{name}", False,
+                out.append(PreflightCheck(f"host.inotify.{name}", False,
                                    f"fs.inotify.{name} is {value}; multi-node kind needs >= {minimum}: run "
                                    f"`sudo sysctl fs.inotify.{name}={minimum}`"))
             else:
-                out.append(Finding(f"host.inotify.{name}", True, f"fs.inotify.{name} = {value}"))
+                out.append(PreflightCheck(f"host.inotify.{name}", True, f"fs.inotify.{name} = {value}"))
         return out
 
     # --- provision ----------------------------------------------------------------------

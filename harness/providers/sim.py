@@ -14,7 +14,7 @@ from harness.errors import UsageError
 from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.providers import common
-from harness.providers.base import ClusterFacts, ClusterHandle, Finding, MeshEndpoint, ProviderOptions
+from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 
 
 class SimProvider:
@@ -25,16 +25,16 @@ class SimProvider:
         self.options = options
         self.cluster: Any = None
 
-    def preflight(self) -> list[Finding]:
+    def preflight(self) -> list[PreflightCheck]:
         try:
             import harness.sim as sim
 
             ok = hasattr(sim, "SimCluster")
         except ImportError as exc:
-            return [Finding("sim.available", False, f"the simulated cluster cannot be imported: {exc}")]
+            return [PreflightCheck("sim.available", False, f"the simulated cluster cannot be imported: {exc}")]
         if not ok:
-            return [Finding("sim.available", False, "harness.sim has no SimCluster; reinstall the harness")]
-        return [Finding("sim.available", True, "simulated cluster available (no Docker or GPU needed)")]
+            return [PreflightCheck("sim.available", False, "harness.sim has no SimCluster; reinstall the harness")]
+        return [PreflightCheck("sim.available", True, "simulated cluster available (no Docker or GPU needed)")]
 
     def provision(self) -> ClusterHandle:
         from harness.sim import SimCluster
