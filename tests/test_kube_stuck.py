@@ -34,6 +34,8 @@ def waiting(reason: str, restarts: int = 0, name: str = "mlserver", image: str =
     (pod(containers=[waiting("ErrImagePull")]), ["image-pull"], [False]),
     (pod(containers=[waiting("ImagePullBackOff")]), ["image-pull"], [False]),
     (pod(containers=[waiting("InvalidImageName")]), ["bad-image"], [True]),
+    (pod(containers=[waiting("ErrImageNeverPull")]), ["bad-image"], [True]),
+    (pod(containers=[waiting("RegistryUnavailable")]), ["image-pull"], [False]),
     (pod(containers=[waiting("CrashLoopBackOff", 1)]), ["crash-loop"], [False]),
     (pod(containers=[waiting("CrashLoopBackOff", CRASH_LOOP_RESTARTS)]), ["crash-loop"], [True]),
     (pod(containers=[waiting("ContainerCreating")]), [], []),  # a slow pull of a big image is not stuck

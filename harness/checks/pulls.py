@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.k8s.pods import PULL_FAILURES  # one list of pull failure reasons
+
 Obj = dict[str, Any]
 
-# Container waiting reasons that mean the image will not arrive without someone fixing something.
-PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
-                           "RegistryUnavailable", "SignatureValidationFailed"})
 # Waiting reasons while the kubelet may still be pulling (the Pulling event tells which image).
 _CREATING = frozenset({"ContainerCreating", "PodInitializing"})
 

@@ -2,7 +2,7 @@
 
 Read off the pod's own status as the kubelet and scheduler write it (k8s.io/api core/v1 types.go:
 `PodScheduled` condition with reason `Unschedulable`; container `state.waiting.reason` values
-`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName` and `CrashLoopBackOff` from
+the image pull failures and `CrashLoopBackOff` from
 pkg/kubelet/images and pkg/kubelet/kuberuntime). Pure: the caller decides how long each state may last.
 """
 
@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 BlockerKind = Literal["unschedulable", "image-pull", "bad-image", "crash-loop"]
-PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+# Waiting reasons that mean the image will not arrive without someone fixing something. The kubelet
+# retries the first group (a registry can come back: they get a budget); the second never succeeds.
+RETRIED_PULL_FAILURES = frozenset({"ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"})
+FINAL_PULL_FAILURES = frozenset({"InvalidImageName", "ErrImageNeverPull", "SignatureValidationFailed"})
+PULL_FAILURES = RETRIED_PULL_FAILURES | FINAL_PULL_FAILURES
 # A container may crash a few times while its dependencies come up (Seldon's agent before the
 # scheduler answers); after this many restarts in CrashLoopBackOff it is not coming back by itself.
 CRASH_LOOP_RESTARTS = 3
@@ -51,10 +55,10 @@ def pod_blockers(pod: Mapping[str, Any]) -> list[Blocker]:
         name = str(cs.get("name") or "")
         message = str(waiting.get("message") or reason or "")
         image = str(cs.get("image") or "")
-        if reason in PULL_REASONS:
+        if reason in RETRIED_PULL_FAILURES:
             out.append(Blocker(pid, "image-pull", name, f"cannot pull image {image}: {message}", False))
-        elif reason == "InvalidImageName":
-            out.append(Blocker(pid, "bad-image", name, f"invalid image name {image}: {message}", True))
+        elif reason in FINAL_PULL_FAILURES:
+            out.append(Blocker(pid, "bad-image", name, f"image {image} will never start ({reason}): {message}", True))
         elif reason == "CrashLoopBackOff":
             restarts = int(cs.get("restartCount") or 0)
             out.append(Blocker(pid, "crash-loop", name, f"CrashLoopBackOff after {restarts} restarts",
