@@ -361,3 +361,26 @@ def test_report_command_says_where_it_wrote(tmp_path: Path, capsys: pytest.Captu
     assert main(["report", "--report", str(ROOT / "tests" / "data" / "reports" / "pass.json"),
                  "--html", str(html)]) == 0
     assert f"HTML report written to {html}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_tool_call_names_itself_in_the_phase_heartbeat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    import harness.kube.tools as tools_module
+    from harness.kube.tools import ToolPaths, ToolRunner
+
+    tool = tmp_path / "kind"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    seen: list[tuple[str, float] | None] = []
+    real_run = subprocess.run
+    with progress("provision", stream=io.StringIO(), interactive=False, heartbeat_s=None) as phase:
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            seen.append(phase.waiting_for)
+            return real_run(*args, **kwargs)
+
+        monkeypatch.setattr(tools_module.subprocess, "run", spy)
+        ToolRunner(30, ToolPaths(kind=str(tool))).run("kind", ["create", "cluster", "--name", "x", "--config", "y"])
+        assert phase.waiting_for is None
+    assert seen and seen[0] is not None and seen[0][0] == "`kind create cluster`"

@@ -70,11 +70,16 @@ class ToolRunner:
         if exe is None:
             self.history.append(CallRecord((tool, *args), limit, None))
             raise ToolError(f"`{shown}`: {tool} not found on PATH")
+        from harness.progress import waiting
+
+        # The running phase's heartbeat names the tool (minutes of `kind create cluster` or a helm
+        # install otherwise pass in silence); two words only: later arguments may be values.
         try:
-            proc = subprocess.run(
-                [exe, *args], capture_output=True, text=True, timeout=limit, check=False, input=stdin,
-                env=self.env,
-            )
+            with waiting(f"`{' '.join([tool, *[a for a in args if not a.startswith('-')][:2]])}`"):
+                proc = subprocess.run(
+                    [exe, *args], capture_output=True, text=True, timeout=limit, check=False, input=stdin,
+                    env=self.env,
+                )
         except subprocess.TimeoutExpired as exc:
             self.history.append(CallRecord((tool, *args), limit, None))
             tail = _tail(exc.stderr)
