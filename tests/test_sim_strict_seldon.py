@@ -150,6 +150,20 @@ def test_partial_scheduling_with_min_replicas(crs: k8s.CustomObjectsApi, waiter:
         assert status["selector"] == expected
 
 
+def test_replicas_zero_scales_the_model_down(crs: k8s.CustomObjectsApi, waiter: Waiter) -> None:
+    """memory_status.go: no replica wanted and none available is ModelScaledDown (not ready, loaded nowhere)."""
+    _server(crs, waiter, "down", 1, ["cap-down"])
+    _model(crs, "down", requirements=["cap-down"])
+    _until(waiter, crs, "models", "down", "available", _state("ModelAvailable"))
+    crs.patch_namespaced_custom_object(GROUP, VERSION, NS, "models", "down", {"spec": {"replicas": 0}})
+    model = _until(waiter, crs, "models", "down", "ModelScaledDown", _state("ModelScaledDown"))
+    assert _cond(model, "ModelReady")["status"] == "False" and "reason" not in _cond(model, "ModelReady")
+    assert "availableReplicas" not in model["status"] and "replicas" not in model["status"]
+    assert model["status"]["selector"] == "server=down"
+    _until(waiter, crs, "servers", "down", "loadedModels=0",
+           lambda o: ((o or {}).get("status") or {}).get("loadedModels") == 0)
+
+
 def test_scaling_a_ready_model_beyond_its_server_keeps_the_loaded_replicas(
         crs: k8s.CustomObjectsApi, waiter: Waiter) -> None:
     _server(crs, waiter, "scale", 1, ["cap-scale"])

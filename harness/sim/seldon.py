@@ -615,6 +615,8 @@ class SeldonController:
             replicas = len(targets)  # available + unavailable (loading or failed) replicas
             if failed:
                 state, reason = "ModelFailed", failed[0].message
+            elif request.replicas == 0 and request.min_replicas == 0 and available == 0:
+                state, reason = "ModelScaledDown", ""
             elif available == request.replicas or (request.min_replicas > 0 and available >= request.min_replicas):
                 state, reason = "ModelAvailable", ""
             else:

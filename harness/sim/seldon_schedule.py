@@ -108,7 +108,9 @@ def schedule_model(model: ModelRequest, servers: Iterable[ServerView], current: 
     matching = sorted((s for s in servers if _server_matches(model, s)), key=lambda s: (s.name != current, s.name))
     if not matching:
         return Placement(None, NO_MATCHING_SERVERS)
-    wanted = max(model.replicas, 1)
+    wanted = model.replicas
+    if wanted <= 0 and model.min_replicas <= 0:
+        return Placement(matching[0].name, replicas=0)  # scaled down: on its Server, loaded nowhere
     for server in matching:
         if _suitable_replicas(model, server) >= wanted:
             return Placement(server.name, replicas=wanted)
