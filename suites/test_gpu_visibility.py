@@ -22,7 +22,6 @@ from harness.testing import finish_probe, free_gpus, start_probe
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
 
-SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
 
 
 def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
@@ -30,12 +29,6 @@ def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:
     if not nodes:
         pytest.fail("no GPU node in the cluster", pytrace=False)
     return nodes
-
-
-def _node_uuids(node: dict[str, Any]) -> set[str] | None:
-    """The node's GPU UUIDs where the cluster states them (the sim does; real clusters do not)."""
-    raw = (node["metadata"].get("annotations") or {}).get(SIM_GPU_ANNOTATION)
-    return {u.strip() for u in raw.split(",") if u.strip()} if raw else None
 
 
 def _product(node: dict[str, Any]) -> str | None:
@@ -60,7 +53,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
         pod, result = finish_probe(scope, f"probe-{i}")
         record.probe(pod, result, requested=1)
         verdicts += checks.check_pod_visibility(
-            result, 1, _node_uuids(node), _product(node), allocated_uuids_from_env(result.env),
+            result, 1, None, _product(node), allocated_uuids_from_env(result.env),
             node=node["metadata"]["name"],
         )
     _assert_verdicts(verdicts, record)
@@ -81,7 +74,7 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
         results[pod] = result
     verdicts = checks.check_disjoint(results, node=name)
     for pod, result in results.items():
-        verdicts += checks.check_pod_visibility(result, 1, _node_uuids(node), _product(node),
+        verdicts += checks.check_pod_visibility(result, 1, None, _product(node),
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
     _assert_verdicts(verdicts, record)
 
@@ -91,7 +84,7 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder)
     start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
     pod, result = finish_probe(scope, "no-gpu")
     record.probe(pod, result, requested=0)
-    _assert_verdicts(checks.check_pod_visibility(result, 0, _node_uuids(node), _product(node),
+    _assert_verdicts(checks.check_pod_visibility(result, 0, None, _product(node),
                                                  allocated_uuids_from_env(result.env),
                                                  node=node["metadata"]["name"]), record)
 
@@ -234,10 +227,9 @@ def test_gpu_servers_really_use_their_gpu(deployed_ok: ClusterSession, scope: Sc
                             + (f"; nvml not used: {views.nvml_note}" if views.nvml is None else ""))
                 verdicts += check_triton_gpu_use(views)
                 continue
-            node = scope.kube.get("v1", "Node", node_name) or {}
             held, note, result = _nvml_view(scope, f"use-{i}-{j}", node_name)
             if held is None:
                 pytest.skip(f"{note}; check GPU use with a Triton Server (model config and metrics)")
-            verdicts += checks.check_gpu_in_use(result, _node_uuids(node) or set(result.visible_uuids),
+            verdicts += checks.check_gpu_in_use(result, set(result.visible_uuids),
                                                 node=node_name)
     _assert_verdicts(verdicts, record)
