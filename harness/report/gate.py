@@ -101,9 +101,8 @@ def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: 
         if check.status in ("fail", "error"):
             failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
         elif check.status == "skip":
-            listed = allow_list.allowing(report.profile.name, check.name) if allow_list is not None else None
-            if listed is not None:
-                notes.append(f"{subject}: skip allowed by {allow_list.source if allow_list else ''}: {listed.reason}")
+            if allow_list is not None and (listed := allow_list.allowing(report.profile.name, check.name)):
+                notes.append(f"{subject}: skip allowed by {allow_list.source}: {listed.reason}")
             elif not (skip_all or check.suite in allow_skip):
                 failures.append(GateFailure(
                     "skip", subject,
