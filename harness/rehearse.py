@@ -144,6 +144,13 @@ def _memory_bytes(text: str) -> int:
     return int(parse_quantity(text))
 
 
+def slo_bound(profile: Profile, model: str) -> bool:
+    """Does the model have a latency SLO to sweep against (the latency suite's rule)?"""
+    from harness.load.sweep import latency_bound_ms
+
+    return latency_bound_ms(profile.slo_for(model)) is not None
+
+
 def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
     """Check name -> why it skips, for `profile` run by `provider` (its own or the one rehearsed)."""
     out: dict[str, str] = {}
@@ -184,4 +191,7 @@ def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
                 out[f"test_one_inference_is_correct[{model.name}-{protocol}]"] = "no input"
         if not model.latency or not model.request_inputs:
             out[f"test_latency_meets_the_slo[{model.name}]"] = "no latency run"
+        if profile.load.sweep is None or not model.latency or not model.request_inputs or not (
+                slo_bound(profile, model.name)):
+            out[f"test_capacity_at_slo[{model.name}]"] = "no capacity sweep (load.sweep) or no latency SLO"
     return out
