@@ -206,6 +206,11 @@ class Gpu(Strict):
     # kind GPU workers: NVIDIA container toolkit packages installed inside each node, all at this apt
     # version (nvidia-container-toolkit, -base, libnvidia-container-tools, libnvidia-container1).
     container_toolkit_version: str = Field(default="1.17.8-1", pattern=r"^\d+\.\d+\.\d+(-\d+)?$")
+    # RuntimeClass GPU pods (Servers, probes, the device plugin) name: null = none (the NVIDIA runtime is
+    # the node's default), a name, or `detect`: kind with GPU passthrough -> `nvidia` (the harness creates
+    # it); other clusters -> the RuntimeClass named `nvidia` or with handler `nvidia` if the cluster has
+    # one (microk8s, k3s, RKE2 register it), else none.
+    runtime_class: str | None = Field(default="detect", pattern=r"^(detect|[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$")
 
 
 class Seldon(Strict):

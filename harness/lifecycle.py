@@ -25,6 +25,7 @@ from harness.progress import progress
 from harness.providers import ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions, get_provider
 from harness.providers.common import simulated_marker
 from harness.render.labels import RUN_ID_KEY
+from harness.render.placement import detect_runtime_class
 
 SELDON_API = "mlops.seldon.io/v1alpha1"
 Obj = dict[str, Any]
@@ -49,6 +50,19 @@ class RunOptions:
     workdir: Path
     keep_cluster: bool = False
     kubeconfig: Path | None = None
+
+
+def resolve_runtime_class(profile: Profile, kube: Kube) -> Profile:
+    """`gpu.runtime_class: detect` on a cluster the harness did not build: the cluster's NVIDIA
+    RuntimeClass if it has one, else none (the NVIDIA runtime is the node default there). The run
+    then renders every GPU pod from the resolved profile (`ClusterSession.profile`)."""
+    if profile.gpu.runtime_class != "detect" or profile.cluster.provider == "kind":
+        return profile
+    try:
+        found = detect_runtime_class(kube.list("node.k8s.io/v1", "RuntimeClass"))
+    except KubeApiError:
+        found = None  # no RuntimeClass API (or not allowed to list it): name none, as before
+    return profile.model_copy(update={"gpu": profile.gpu.model_copy(update={"runtime_class": found})})
 
 
 def condition(obj: Obj | None, kind: str) -> Obj | None:
@@ -195,6 +209,7 @@ class ClusterSession:
             # Ask the API server what it is at once: a run cut short in a later phase must still say
             # that a kubeconfig led it to the simulated cluster.
             self.simulated_marker = simulated_marker(self.kube.version_info())
+            self.profile = resolve_runtime_class(self.profile, self.kube)
         assert self.kube is not None and self.guard is not None
         with self.phase("prepare nodes"):
             self.node_findings = list(self.provider.prepare_nodes(self.kube, self.guard))

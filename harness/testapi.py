@@ -114,7 +114,9 @@ class Scope:
 
     @property
     def profile(self) -> Profile:
-        return self.run_context.profile
+        # The session's: the run's profile with what the cluster decided resolved (gpu.runtime_class).
+        resolved = getattr(self.session, "profile", None)
+        return resolved if isinstance(resolved, Profile) else self.run_context.profile
 
     @property
     def run_id(self) -> str:

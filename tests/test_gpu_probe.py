@@ -437,3 +437,21 @@ def test_probe_is_python38_compatible_and_stdlib_only() -> None:
     # Runtime generics such as list[str] outside annotations break 3.8; annotations are strings here.
     assert "from __future__ import annotations" in source
     assert "datetime.UTC" not in source and "match " not in source
+
+
+def test_preparing_a_driver_folder_again_never_corrupts_a_loaded_library(library: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second prepare over a folder whose library this process has loaded (a fixture run twice) must
+    replace the file, not rewrite the mapped one: rewriting it in place crashed the process."""
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
+    folder = prepare_driver_dir(tmp_path / "host", library, NODE)
+    first = load_simulated_bindings(folder)
+    inode = (folder / "libnvidia-ml.so.1").stat().st_ino
+    prepare_driver_dir(tmp_path / "host", library, NODE[:1])
+    assert (folder / "libnvidia-ml.so.1").stat().st_ino != inode
+    for nvml in (first, load_simulated_bindings(folder)):
+        nvml.nvmlInit()
+        try:
+            assert nvml.nvmlDeviceGetCount() == 1  # the inventory is read at init: the new one
+        finally:
+            nvml.nvmlShutdown()

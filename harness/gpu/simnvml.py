@@ -121,7 +121,11 @@ def prepare_driver_dir(
     NVML state) and the node inventory beside it. Returns the folder for LD_LIBRARY_PATH."""
     folder = Path(dest)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(library, folder / LIBRARY_NAME)
+    # Never rewrite a library in place: a process that loaded it has it mapped, and overwriting that
+    # inode under it crashes the process. A new file renamed over the old one leaves the mapping intact.
+    partial = folder / f".{LIBRARY_NAME}.{os.getpid()}.tmp"
+    shutil.copyfile(library, partial)
+    os.replace(partial, folder / LIBRARY_NAME)
     (folder / INVENTORY_NAME).write_text(
         inventory_text(node_gpus, processes, driver_version, faults), encoding="utf-8"
     )

@@ -18,6 +18,7 @@ from harness.render.placement import (
     gpu_present_affinity,
     gpu_toleration,
     pool_affinity,
+    runtime_class_name,
     uses_runtime_class,
 )
 from harness.render.pods import hostname_selector, restricted_container_security, restricted_pod_security
@@ -69,7 +70,7 @@ def device_plugin_values(profile: Profile) -> dict[str, Any]:
         "affinity": gpu_present_affinity(),
     }
     if uses_runtime_class(profile):
-        values["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
+        values["runtimeClassName"] = runtime_class_name(profile)
     return values
 
 
@@ -166,7 +167,7 @@ def probe_pod(
     if node_name is not None:
         spec["nodeSelector"] = hostname_selector(node_name)
     if uses_runtime_class(profile):
-        spec["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
+        spec["runtimeClassName"] = runtime_class_name(profile)
     spec["containers"] = [container]
     spec["volumes"] = [
         {"name": "probe", "configMap": {"name": PROBE_CONFIGMAP, "defaultMode": 0o444}},

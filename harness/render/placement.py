@@ -51,10 +51,31 @@ def _required(expressions: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def runtime_class_name(profile: Profile) -> str | None:
+    """The RuntimeClass GPU pods name (`gpu.runtime_class`). `detect` is decided here for kind (with real
+    GPU passthrough the harness creates `nvidia`; with fake GPUs there is no NVIDIA runtime); on other
+    clusters the run resolves it against the cluster first (`harness.lifecycle`), and a profile still
+    saying `detect` (render without a cluster) names none."""
+    wanted = profile.gpu.runtime_class
+    if wanted != "detect":
+        return wanted
+    if profile.cluster.provider == "kind" and not profile.cluster.fake_gpus:
+        return NVIDIA_RUNTIME_CLASS
+    return None
+
+
+def detect_runtime_class(runtime_classes: list[dict[str, Any]]) -> str | None:
+    """The cluster's NVIDIA RuntimeClass: the one named `nvidia`, else one whose handler is `nvidia`."""
+    names = sorted(str((rc.get("metadata") or {}).get("name")) for rc in runtime_classes)
+    if NVIDIA_RUNTIME_CLASS in names:
+        return NVIDIA_RUNTIME_CLASS
+    handled = sorted(str((rc.get("metadata") or {}).get("name")) for rc in runtime_classes
+                     if rc.get("handler") == NVIDIA_RUNTIME_CLASS)
+    return handled[0] if handled else None
+
+
 def uses_runtime_class(profile: Profile) -> bool:
-    """Only kind with real GPU passthrough creates the `nvidia` RuntimeClass; managed clusters and the
-    GPU operator make the NVIDIA runtime the default, where a RuntimeClass may not exist at all."""
-    return profile.cluster.provider == "kind" and not profile.cluster.fake_gpus
+    return runtime_class_name(profile) is not None
 
 
 def installs_device_plugin(profile: Profile) -> bool:

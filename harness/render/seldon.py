@@ -13,11 +13,11 @@ from harness.config import Model, Profile, Server
 from harness.errors import UsageError
 from harness.render.labels import object_meta
 from harness.render.placement import (
-    NVIDIA_RUNTIME_CLASS,
     gpu_toleration,
     off_pool_affinity,
     pool_affinity,
     pool_selector,
+    runtime_class_name,
     uses_runtime_class,
 )
 
@@ -56,7 +56,7 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
         else:
             spec["affinity"] = pool_affinity(profile)
         if uses_runtime_class(profile):
-            spec["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
+            spec["runtimeClassName"] = runtime_class_name(profile)
     else:
         spec["affinity"] = off_pool_affinity(profile)
     spec["containers"] = [{"name": container, "resources": {"requests": requests, "limits": limits}}]
