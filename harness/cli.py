@@ -25,6 +25,7 @@ HANDLERS: dict[str, str] = {
     "load": "harness.load.command:run_load",
     "gate": "harness.report.command:run_gate",
     "report": "harness.report.command:run_report",
+    "cleanup": "harness.cleanup:run_cleanup_command",
 }
 
 
@@ -172,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="accept skipped checks of this suite (repeatable; '*' for all)")
     gate.add_argument("--allow-list", metavar="FILE", default=None,
                       help="reviewed allow-list of skips per profile, with reasons (allowed-skips.yaml)")
+
+    cleanup = sub.add_parser("cleanup", help="undo what dead runs left: node changes, namespaces, Servers, Models")
+    cleanup.add_argument("--profile", required=True, help="profile YAML file (cluster, Seldon namespace, timeouts)")
+    cleanup.add_argument("--kubeconfig", help="kubeconfig (default: the profile's, then $KUBECONFIG)")
+    cleanup.add_argument("--context", help="kubeconfig context (default: the profile's, then the current one)")
+    cleanup.add_argument("--run-id", help="clean this run even if it cannot be shown dead (default: every dead run)")
 
     report = sub.add_parser("report", help="render a report.json again as HTML (and JUnit)")
     report.add_argument("--report", required=True, help="report.json")

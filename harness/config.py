@@ -203,6 +203,10 @@ class Gpu(Strict):
     # bindings). None: the harness's digest-pinned python:3.12-slim (pre-loaded into kind nodes).
     probe_image: str | None = None
     device_plugin: DevicePlugin = Field(default_factory=DevicePlugin)
+    # The GPU-use diagnostic runs a pod that requests no GPU with NVIDIA_VISIBLE_DEVICES=all, which on
+    # a runtime that honours it widens that pod's access to every GPU of the node. None: on for the
+    # clusters the harness creates (sim, kind), off on existing clusters; true/false decides.
+    use_diagnostic: bool | None = None
     # kind GPU workers: NVIDIA container toolkit packages installed inside each node, all at this apt
     # version (nvidia-container-toolkit, -base, libnvidia-container-tools, libnvidia-container1).
     container_toolkit_version: str = Field(default="1.17.8-1", pattern=r"^\d+\.\d+\.\d+(-\d+)?$")

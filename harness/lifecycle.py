@@ -210,6 +210,7 @@ class ClusterSession:
             # that a kubeconfig led it to the simulated cluster.
             self.simulated_marker = simulated_marker(self.kube.version_info())
             self.profile = resolve_runtime_class(self.profile, self.kube)
+            self._take_run_lease()
         assert self.kube is not None and self.guard is not None
         with self.phase("prepare nodes"):
             self.node_findings = list(self.provider.prepare_nodes(self.kube, self.guard))
@@ -219,6 +220,37 @@ class ClusterSession:
             self.provider.install_seldon(self.kube)
             self.facts = self.provider.cluster_facts(self.kube)
             self.mesh = self.provider.mesh_endpoint(self.kube)
+
+    def _take_run_lease(self) -> None:
+        """Say in the cluster that this run is alive, and where: `harness cleanup` finds the objects
+        of runs whose process is gone through it (nothing else can tell a dead run from a live one)."""
+        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX, run_lease
+        from harness.kube.nodeguard import _now, cleanup_command, holder_dead
+
+        kube = self._kube()
+        body = run_lease(self.options.run_id, _now())
+        try:
+            kube.create(body)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            name = f"{RUN_LEASE_PREFIX}{self.options.run_id}"
+            live = kube.get(LEASE_API, "Lease", name, LEASE_NAMESPACE)
+            if live is not None and holder_dead(live) is None:
+                raise HarnessError(f"run id {self.options.run_id} is in use by a running harness run (Lease "
+                                   f"{LEASE_NAMESPACE}/{name}); pick another --run-id, or if that run is gone, "
+                                   f"`{cleanup_command(self.options.run_id)}`") from None
+            kube.delete(LEASE_API, "Lease", name, LEASE_NAMESPACE, wait=True, timeout=30)
+            kube.create(body)
+        self._run_lease = True
+
+    def _release_run_lease(self) -> None:
+        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX
+
+        if getattr(self, "_run_lease", False) and self.kube is not None:
+            self.kube.delete(LEASE_API, "Lease", f"{RUN_LEASE_PREFIX}{self.options.run_id}", LEASE_NAMESPACE,
+                             wait=False)
+            self._run_lease = False
 
     def deploy(self) -> None:
         """Apply the profile's Servers, wait for them, then its Models, and wait for those.
@@ -285,9 +317,9 @@ class ClusterSession:
 
     def _create_owned(self, obj: Obj) -> Obj:
         """Servers and Models are create-only. A create that finds the object already there (409)
-        takes it only when it carries this run's id (our own create whose answer was lost, or a
-        rerun with the same --run-id); anything else is another run's or the cluster owners' object
-        and is never patched. No check-then-write: two runs starting together cannot both take it."""
+        takes it only when it carries this run's id (our own create whose answer was lost);
+        anything else is another run's or the cluster owners' object and is never patched. No
+        check-then-write: two runs starting together cannot both take it."""
         kube = self._kube()
         meta = obj["metadata"]
         try:
@@ -298,7 +330,7 @@ class ClusterSession:
         live = kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         owner = ((live or {}).get("metadata", {}).get("labels") or {}).get(RUN_ID_KEY)
         if live is not None and owner == self.options.run_id:
-            return kube.apply(obj)
+            return live  # ours already; create-only also means no patch (the RBAC grants none)
         held = (f"run {owner!r}" if owner else "no harness run (it was not created by the harness)") \
             if live is not None else "someone else (it was deleted again since)"
         raise HarnessError(
@@ -339,6 +371,11 @@ class ClusterSession:
                 self.deployed.clear()
             if self.guard is not None:
                 problems.extend(self.guard.restore_all())
+            if not problems:  # with something left behind, the Lease lets `harness cleanup` find this run
+                try:
+                    self._release_run_lease()
+                except Exception as exc:
+                    problems.append(f"releasing the run Lease: {exc}")
             try:
                 self.provider.teardown()
             except Exception as exc:

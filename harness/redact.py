@@ -85,8 +85,13 @@ def _uri(match: re.Match[str]) -> str:
     return f"{scheme}{MARK + '@' if userinfo else ''}{rest}{'?' + MARK if query else ''}"
 
 
+_FILE_NAME = re.compile(r"(?i)\.(py|ya?ml|json|txt|log|md|html|xml|toml|cfg|ini|sh)$")
+
+
 def _assign(match: re.Match[str]) -> str:
     name, sep, value = match.group("name"), match.group("sep"), match.group("value")
+    if _FILE_NAME.search(name):
+        return match.group(0)  # `test_secrets.py:58` is a file and a line, not a secret
     if _secret_value(name.lstrip("-"), value):
         return f"{name}{sep}{MARK}"
     return match.group(0)

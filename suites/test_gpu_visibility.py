@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from harness.checks.placement import gpu_node
+from harness.checks.shared_nodes import gpu_diagnostic_allowed, gpu_isolation_finding
 from harness.gpu import checks
 from harness.gpu.result import allocated_uuids_from_env
 from harness.lifecycle import ClusterSession
@@ -139,10 +140,17 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context:
                      record)
 
 
-def _nvml_view(scope: Scope, name: str, node_name: str) -> tuple[dict[str, int] | None, str | None, Any]:
+def _nvml_view(scope: Scope, name: str, node_name: str,
+               findings: list[checks.Verdict] | None = None) -> tuple[dict[str, int] | None, str | None, Any]:
     """Memory held by compute processes per GPU of the node, seen from a diagnostic probe that asks
     for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (NVML then lists every process on every device).
-    None with the reason where the runtime does not honour it."""
+    None with the reason where the runtime does not honour it, or where the diagnostic is off: it
+    widens that pod's access, so on clusters the harness did not create it runs only when the
+    profile opts in (gpu.use_diagnostic: true)."""
+    profile = scope.profile
+    if not gpu_diagnostic_allowed(profile.cluster.provider, profile.gpu.use_diagnostic):
+        return None, ("the GPU-use diagnostic (a no-GPU pod with NVIDIA_VISIBLE_DEVICES=all) is off on clusters "
+                      "the harness did not create: set gpu.use_diagnostic: true to run it"), None
     start_probe(scope, name, node_name, gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
     # Not recorded as a probe: this diagnostic view sees every GPU of the node, and the report's GPU
     # inventory would list it as their holder.
@@ -150,11 +158,15 @@ def _nvml_view(scope: Scope, name: str, node_name: str) -> tuple[dict[str, int] 
     if not result.nvml_available or not result.visible_uuids:
         return None, (f"a pod on {node_name} cannot see the node's GPUs with NVIDIA_VISIBLE_DEVICES=all "
                       "(the runtime ignores it for unprivileged pods, or the node has no GPU)"), result
+    if findings is not None:
+        # It saw GPUs it never asked for: whoever can create a pod there can use them (never a pass).
+        findings.append(gpu_isolation_finding(sorted(result.visible_uuids), node_name, profile.cluster.provider))
     held = {d.uuid: sum(p.used_memory_bytes or 0 for p in d.compute_processes or ()) for d in result.devices}
     return held, None, result
 
 
-def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str) -> Any:
+def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str,
+                  findings: list[checks.Verdict] | None = None) -> Any:
     """Take the three views of one Triton pod: config through the mesh, metrics through the pod
     proxy before, during and after a short run of the latency engine, NVML on the node."""
     import dataclasses
@@ -210,7 +222,7 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     views.metrics_error = errors[-1] if errors and not samples else None
     node = scope.kube.get("v1", "Node", node_name) or {}
     if gpu_node(node, profile):
-        views.nvml, views.nvml_note, _ = _nvml_view(scope, f"use-{index}", node_name)
+        views.nvml, views.nvml_note, _ = _nvml_view(scope, f"use-{index}", node_name, findings)
     else:
         views.nvml_note = f"the pod runs on {node_name}, which is not a GPU node of the pool"
     return views
@@ -237,13 +249,13 @@ def test_gpu_servers_really_use_their_gpu(deployed_ok: ClusterSession, scope: Sc
         for j, pod in enumerate(pods):
             node_name = pod["spec"]["nodeName"]
             if server.server_config == "triton":
-                views = _triton_views(scope, deployed_ok, server, pod, f"{i}-{j}")
+                views = _triton_views(scope, deployed_ok, server, pod, f"{i}-{j}", verdicts)
                 record.note(f"gpu-use views {server.name}/{pod['metadata']['name']}",
                             f"views used: {', '.join(views.used) or 'none'}"
                             + (f"; nvml not used: {views.nvml_note}" if views.nvml is None else ""))
                 verdicts += check_triton_gpu_use(views)
                 continue
-            held, note, result = _nvml_view(scope, f"use-{i}-{j}", node_name)
+            held, note, result = _nvml_view(scope, f"use-{i}-{j}", node_name, verdicts)
             if held is None:
                 pytest.skip(f"{note}; check GPU use with a Triton Server (model config and metrics)")
             verdicts += checks.check_gpu_in_use(result, set(result.visible_uuids),

@@ -12,7 +12,6 @@ import yaml
 
 from tests.simproc import ROOT, existing_profile_for, running_sim
 
-TOKEN = "planted-bearer-token-5f1c9a"
 STORAGE_SECRET = "planted-storage-secret-77e2b4"
 URI_PASSWORD = "planted-uri-password-3d9e"
 # Shapes from issue 14 that the name-based redaction missed.
@@ -22,17 +21,17 @@ SAS_SIG = "Zm9vYmFyplantedSAS%2Bqux%3D"
 URI_TOKEN = "plantedUriToken8c2f"
 BASIC = "cGxhbnRlZDpiYXNpYw=="
 ARG_TOKEN = "plantedArgTokenX91kQ"
-PLANTED = (TOKEN, STORAGE_SECRET, URI_PASSWORD, S3_SLASHED, PRESIGNED_SIG, SAS_SIG, URI_TOKEN, BASIC, ARG_TOKEN)
+PLANTED = (STORAGE_SECRET, URI_PASSWORD, S3_SLASHED, PRESIGNED_SIG, SAS_SIG, URI_TOKEN, BASIC, ARG_TOKEN)
 
 
 @pytest.mark.slow
 def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
     with running_sim(ROOT / "profiles" / "sim.yaml", tmp_path) as sim:
+        # The kubeconfig's bearer token is the sim's own (it authenticates every request).
         config = yaml.safe_load(sim.kubeconfig.read_text())
-        for user in config["users"]:
-            user["user"] = {"token": TOKEN}
-        kubeconfig = tmp_path / "planted.kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
+        kube_token = config["users"][0]["user"]["token"]
+        planted = (*PLANTED, kube_token)
+        kubeconfig = sim.kubeconfig
         profile = existing_profile_for(
             ROOT / "profiles" / "sim.yaml", kubeconfig, tmp_path / "existing.yaml",
             servers=[
@@ -66,7 +65,7 @@ def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
     leaks = []
     for path in files:
         text = path.read_text(errors="replace")
-        leaks += [f"{path.relative_to(report_dir)}: {s}" for s in PLANTED if s in text]
+        leaks += [f"{path.relative_to(report_dir)}: {s}" for s in planted if s in text]
     for stream in (proc.stdout, proc.stderr):
-        leaks += [f"pytest output: {s}" for s in PLANTED if s in stream]
+        leaks += [f"pytest output: {s}" for s in planted if s in stream]
     assert leaks == [], leaks

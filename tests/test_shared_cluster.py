@@ -101,3 +101,36 @@ def test_eviction_test_never_evicts_other_peoples_pods(tmp_path: Path) -> None:
         for node in kube.list("v1", "Node"):
             assert not any(t.get("key") == TAINT["key"] for t in (node.get("spec") or {}).get("taints") or [])
         kube.close()
+
+
+def test_gpu_use_diagnostic_is_opt_in_on_existing_clusters() -> None:
+    from harness.checks.shared_nodes import gpu_diagnostic_allowed, gpu_isolation_finding
+
+    assert gpu_diagnostic_allowed("existing", None) is False
+    assert gpu_diagnostic_allowed("existing", True) is True
+    assert gpu_diagnostic_allowed("sim", None) is True and gpu_diagnostic_allowed("kind", False) is False
+    finding = gpu_isolation_finding(["GPU-a", "GPU-b"], "n1", "existing")
+    assert not finding.ok and "requested no GPU saw 2 GPU(s)" in finding.reason
+
+
+@pytest.mark.slow
+def test_gpu_use_diagnostic_off_by_default_and_an_isolation_finding_when_on(tmp_path: Path) -> None:
+    test = "suites/test_gpu_visibility.py::test_gpu_servers_really_use_their_gpu"
+    with running_sim(SIM_PROFILE, tmp_path) as sim:
+        servers = yaml.safe_load(SIM_PROFILE.read_text())["servers"]
+        next(s for s in servers if s.get("gpus", 1) > 0)["expect_gpu_use"] = True
+        off = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "off.yaml", servers=servers)
+        proc = subprocess.run([sys.executable, "-m", "pytest", test, "--profile", str(off), "-q", "-rs",
+                               "-p", "no:cacheprovider", "--report-dir", str(tmp_path / "r1")],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout[-3000:]
+        assert "set gpu.use_diagnostic: true" in proc.stdout
+        data = yaml.safe_load(off.read_text())
+        data["gpu"]["use_diagnostic"] = True
+        on = tmp_path / "on.yaml"
+        on.write_text(yaml.safe_dump(data))
+        proc = subprocess.run([sys.executable, "-m", "pytest", test, "--profile", str(on), "-q",
+                               "-p", "no:cacheprovider", "--report-dir", str(tmp_path / "r2")],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert "isolation: a pod on" in proc.stdout and "requested no GPU saw" in proc.stdout, proc.stdout[-3000:]

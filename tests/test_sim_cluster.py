@@ -30,7 +30,7 @@ def test_start_is_fast_and_writes_a_kubeconfig(tmp_path: Path) -> None:
     elapsed = time.monotonic() - start
     try:
         assert elapsed < 5, f"the sim took {elapsed:.2f}s to start"
-        assert cluster.simulated is True and cluster.api_url.startswith("http://127.0.0.1:")
+        assert cluster.simulated is True and cluster.api_url.startswith("https://127.0.0.1:")
         doc = yaml.safe_load(cluster.kubeconfig_path.read_text())
         assert doc["current-context"] == "sim"
         assert doc["clusters"][0]["cluster"]["server"] == cluster.api_url
@@ -117,7 +117,7 @@ def test_sim_up_serves_kubectl_and_stops_cleanly(tmp_path: Path, sig: signal.Sig
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = _first_line(proc, timeout=30)
-        assert "http://127.0.0.1:" in line and str(kubeconfig) in line
+        assert "https://127.0.0.1:" in line and str(kubeconfig) in line
         nodes = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "name"],
                                capture_output=True, text=True, timeout=30, check=True).stdout.split()
         assert nodes and all(n.startswith("node/") for n in nodes)

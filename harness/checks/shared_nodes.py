@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.gpu.checks import Verdict
 from harness.k8s.taints import toleration_matches
 
 Obj = Mapping[str, Any]
@@ -66,3 +67,21 @@ def destructive_refusal(provider: str, destructive: bool) -> str | None:
         return None
     return ("changes nodes of a cluster the harness did not create: set cluster.destructive: true in the "
             "profile to allow it (only nodes running nothing of anyone else are used)")
+
+
+def gpu_diagnostic_allowed(provider: str, opted: bool | None) -> bool:
+    """The GPU-use diagnostic (a no-GPU pod with NVIDIA_VISIBLE_DEVICES=all) widens that pod's access
+    on a runtime that honours the variable: by default only on clusters the harness created."""
+    return opted if opted is not None else provider in ("sim", "kind")
+
+
+def gpu_isolation_finding(seen: list[str], node: str, provider: str) -> Verdict:
+    """A no-request pod that sees GPUs is an isolation finding, never a pass of anything. On a
+    cluster the harness built (sim, kind: the runtime's defaults are the harness's) it is noted;
+    on anyone else's cluster it fails."""
+    reason = (f"isolation: a pod on {node} that requested no GPU saw {len(seen)} GPU(s) by setting "
+              "NVIDIA_VISIBLE_DEVICES=all; any pod there can use the node's GPUs (set "
+              "accept-nvidia-visible-devices-envvar-when-unprivileged = false in the NVIDIA container runtime)")
+    built = provider in ("sim", "kind")
+    return Verdict("isolation.gpu-without-request", built,
+                   reason + (" [cluster built by the harness: noted]" if built else ""))

@@ -13,11 +13,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
+import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
 
@@ -32,6 +34,16 @@ CONFLICT_RETRIES = 5
 _HELD: dict[tuple[str, str, str], int] = {}
 _HELD_LOCK = threading.Lock()
 LEASE_SECONDS = 900
+# The undo of every change, written into the node's Lease BEFORE the node is patched: a run killed
+# with SIGKILL (no handler, no atexit) still leaves in the cluster what `harness cleanup` must undo.
+UNDO_ANNOTATION = "harness.seldon.dev/undo"
+HOST_ANNOTATION = "harness.seldon.dev/holder-host"
+PID_ANNOTATION = "harness.seldon.dev/holder-pid"
+MANAGED = {"app.kubernetes.io/managed-by": "seldon-gpu-harness"}
+
+
+def cleanup_command(run_id: str) -> str:
+    return f"python -m harness cleanup --profile <profile> --run-id {run_id}"
 
 
 @dataclass
@@ -44,6 +56,42 @@ class _Undo:
 
     def describe(self) -> str:
         return f"{self.what} {self.key} on node {self.node}"
+
+    @classmethod
+    def from_record(cls, record: Any) -> _Undo:
+        if not isinstance(record, dict) or record.get("what") not in ("taint", "label", "capacity"):
+            raise ValueError(f"not an undo record: {record!r}")
+        return cls(str(record["node"]), str(record["what"]), str(record["key"]), record.get("added"),
+                   record.get("before"))
+
+
+def lease_records(lease: Obj) -> list[_Undo]:
+    """The undo records a run left in a node Lease (unreadable ones are skipped, never guessed)."""
+    raw = ((lease.get("metadata") or {}).get("annotations") or {}).get(UNDO_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        return [_Undo.from_record(r) for r in json.loads(raw)]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def holder_dead(lease: Obj) -> str | None:
+    """Why the Lease's holder is certainly gone (None when it may still run).
+
+    A holder on this host whose process is gone is dead at once; elsewhere only expiry tells."""
+    annotations = (lease.get("metadata") or {}).get("annotations") or {}
+    if _expired(lease):
+        return "its Lease expired without renewal"
+    host, pid = annotations.get(HOST_ANNOTATION), annotations.get(PID_ANNOTATION)
+    if host == socket.gethostname() and pid and str(pid).isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return f"its process {pid} on this host is gone"
+        except PermissionError:
+            return None
+    return None
 
 
 def _taint_id(t: dict[str, Any]) -> tuple[str, str]:
@@ -141,7 +189,11 @@ class NodeGuard:
                     self._undo.remove(undo)
             for node in list(self._leases):
                 if any(u.node == node for u in self._undo):
-                    continue  # keep the lease on a node we could not restore: others must not assume it clean
+                    # keep the lease (and what is left to undo) on a node we could not restore:
+                    # others must not assume it clean, and `harness cleanup` can finish the job
+                    with contextlib.suppress(Exception):
+                        self._record(node)
+                    continue
                 key = self._lease_key(node)
                 try:
                     with _HELD_LOCK:
@@ -199,14 +251,25 @@ class NodeGuard:
         lease = self.kube.get("coordination.k8s.io/v1", "Lease", name, self.lease_namespace)
         if lease is not None:
             holder = (lease.get("spec") or {}).get("holderIdentity")
-            if holder and holder != self.owner and not _expired(lease):
-                raise UsageError(
-                    f"node {node} is being changed by another harness run ({holder}, Lease "
-                    f"{self.lease_namespace}/{name}); wait for it to finish or delete that Lease if the run is gone")
+            if holder and holder != self.owner:
+                dead = holder_dead(lease)
+                left = lease_records(lease)
+                if dead and left:
+                    # Its changes are still on the node: taking over would make a leaked taint look
+                    # pre-existing to this run (and nobody would ever remove it).
+                    raise UsageError(
+                        f"node {node}: harness run {holder} that changed it is gone ({dead}) and left "
+                        f"{', '.join(u.describe() for u in left)}; restore it with `{cleanup_command(holder)}`")
+                if not dead:
+                    raise UsageError(
+                        f"node {node} is being changed by another harness run ({holder}, Lease "
+                        f"{self.lease_namespace}/{name}); wait for it to finish, or if that run is gone, "
+                        f"`{cleanup_command(holder)}`")
         body: Obj = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": name, "namespace": self.lease_namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "seldon-gpu-harness"}},
+            "metadata": {"name": name, "namespace": self.lease_namespace, "labels": dict(MANAGED),
+                         "annotations": {HOST_ANNOTATION: socket.gethostname(), PID_ANNOTATION: str(os.getpid()),
+                                         UNDO_ANNOTATION: "[]"}},
             "spec": {"holderIdentity": self.owner, "leaseDurationSeconds": LEASE_SECONDS,
                      "acquireTime": _now(), "renewTime": _now()},
         }
@@ -221,12 +284,29 @@ class NodeGuard:
         else:
             body["metadata"]["resourceVersion"] = (lease.get("metadata") or {}).get("resourceVersion")
             self.kube.patch("coordination.k8s.io/v1", "Lease", name, self.lease_namespace,
-                            {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                            {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"],
+                                          "annotations": body["metadata"]["annotations"]},
                              "spec": body["spec"]})
         self._leases.append(node)
         with _HELD_LOCK:
             key = self._lease_key(node)
             _HELD[key] = _HELD.get(key, 0) + 1
+
+    def _record(self, node: str) -> None:
+        records = [asdict(u) for u in self._undo if u.node == node]
+        self.kube.patch("coordination.k8s.io/v1", "Lease", self._lease_name(node), self.lease_namespace,
+                        {"metadata": {"annotations": {UNDO_ANNOTATION: json.dumps(records, sort_keys=True)}}})
+
+    def adopt(self, node: str, records: list[_Undo]) -> None:
+        """Take over a dead run's records for `node` (its Lease already held by this guard's owner),
+        so `restore_all` undoes them: what `harness cleanup` does."""
+        with self._lock:
+            self._undo.extend(records)
+            if node not in self._leases:
+                self._leases.append(node)
+                with _HELD_LOCK:
+                    key = self._lease_key(node)
+                    _HELD[key] = _HELD.get(key, 0) + 1
 
     def _lease_key(self, node: str) -> tuple[str, str, str]:
         return self.lease_namespace, self._lease_name(node), self.owner
@@ -279,9 +359,11 @@ class NodeGuard:
                     return
                 if patch_type == "merge":
                     patch.setdefault("metadata", {})["resourceVersion"] = obj["metadata"]["resourceVersion"]
-                # Restore first: registered before the patch is sent, so no path leaves it unrecorded.
+                # Restore first: registered (in memory and in the node's Lease) before the patch is
+                # sent, so no path, not even SIGKILL, leaves it unrecorded.
                 if not self._owns(undo.node, undo.what, undo.key):
                     self._undo.append(undo)
+                    self._record(node)
                 try:
                     self.kube.patch("v1", "Node", node, None, patch, patch_type,  # type: ignore[arg-type]
                                     subresource)

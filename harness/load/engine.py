@@ -6,6 +6,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,9 +168,15 @@ class Coordinator:
         )
 
 
-def _worker_process(plan: WorkerPlan, out: Any, stop: Any, go: Any, start_at: Any) -> None:
+def _worker_process(plan: WorkerPlan, out: Any, stop: Any, go: Any, start_at: Any,
+                    parent_pid: int | None = None) -> None:
     """Entry point of a spawned worker: report ready, wait for the shared start, stream windows."""
     import dataclasses
+
+    from harness.lifeline import die_with_parent
+
+    # A worker never outlives its coordinator (SIGKILL of `load` or pytest included): SIGTERM ends it.
+    die_with_parent(parent_pid, signal.SIGTERM, pdeathsig=True)
 
     out.put(("ready", plan.index, None))
     if not go.wait(WORKER_START_TIMEOUT_S):
@@ -195,7 +202,9 @@ def _run_in_workers(spec: LoadSpec, coordinator: Coordinator, workers: int) -> l
     go = ctx.Event()
     start_value = ctx.Value("d", 0.0)
     plans = make_plans(spec, workers, 0.0)
-    procs = [ctx.Process(target=_worker_process, args=(p, out, stop, go, start_value), daemon=True) for p in plans]
+    parent = os.getpid()
+    procs = [ctx.Process(target=_worker_process, args=(p, out, stop, go, start_value, parent), daemon=True)
+             for p in plans]
     for proc in procs:
         proc.start()
     summaries: dict[int, WorkerSummary] = {}

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.lifeline import child_env
 from harness.localserver.iris import IMPLEMENTATION, MODEL_FILE, SETTINGS_FILE
 
 HOST = "127.0.0.1"
@@ -26,7 +27,10 @@ HOST = "127.0.0.1"
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 30
 # MLServer has no `__main__`; this runs its console entry point with the same interpreter.
-_LAUNCH = "import sys; from mlserver.cli import main; sys.argv[0] = 'mlserver'; sys.exit(main())"
+# die_with_parent: SIGTERM (MLServer's own graceful stop, which also ends its workers) when the
+# harness process is gone, even after a SIGKILL of pytest or `sim up` (harness/lifeline.py).
+_LAUNCH = ("import sys; from harness.lifeline import die_with_parent; die_with_parent(); "
+           "from mlserver.cli import main; sys.argv[0] = 'mlserver'; sys.exit(main())")
 
 
 class MLServerError(HarnessError):
@@ -202,7 +206,7 @@ class MLServerProcess:
                     raise
 
     def _spawn(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        env = child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")})
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

@@ -9,8 +9,10 @@ with a `register_faults(faults)` method gets the cluster's `Faults` to hook its 
 
 from __future__ import annotations
 
+import base64
 import inspect
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +23,10 @@ from typing import Any
 import yaml
 
 from harness.config import Profile
+from harness.fsio import write_atomic
 from harness.sim.api.server import ApiServer
 from harness.sim.api.store import MemoryStore
+from harness.sim.api.tls import new_identity
 from harness.sim.contracts import Controller, Obj
 from harness.sim.faults import Faults
 from harness.sim.runtime import Runtime
@@ -79,11 +83,14 @@ def crd_object(plural: str, kind: str, short_names: tuple[str, ...]) -> Obj:
     }
 
 
-def kubeconfig_document(api_url: str) -> Obj:
+def kubeconfig_document(api_url: str, token: str = "simulated-cluster-token", ca_pem: bytes | None = None) -> Obj:
+    cluster: Obj = {"server": api_url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
-        "clusters": [{"name": "sim", "cluster": {"server": api_url}}],
-        "users": [{"name": "sim", "user": {"token": "simulated-cluster-token"}}],
+        "clusters": [{"name": "sim", "cluster": cluster}],
+        "users": [{"name": "sim", "user": {"token": token}}],
         "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim", "namespace": "default"}}],
         "current-context": "sim",
     }
@@ -104,6 +111,7 @@ class SimCluster:
         self.store = MemoryStore()
         self.faults = Faults(self.store)
         self._server: ApiServer | None = None
+        self.token: str | None = None  # the API bearer token, set by start()
         self._runtime: Runtime | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -163,11 +171,16 @@ class SimCluster:
                 self.controllers = self._bootstrap()
                 self._runtime = Runtime(self.store, self.controllers)
                 self._runtime.start()
-                self._server = ApiServer(self.store, self.faults, self._port)
+                # A fresh bearer token per start, only in the kubeconfig (0600, never through a link):
+                # other local users and processes cannot drive the API (and the pods it runs).
+                # HTTPS with a fresh self-signed certificate: kubectl sends a token only over TLS.
+                self.token = secrets.token_urlsafe(32)
+                identity = new_identity()
+                self._server = ApiServer(self.store, self.faults, self._port, token=self.token,
+                                         tls=identity.server_context())
                 self._server.start()
-                self.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
-                self.kubeconfig_path.write_text(yaml.safe_dump(kubeconfig_document(self._server.url),
-                                                               sort_keys=False))
+                document = kubeconfig_document(self._server.url, self.token, identity.cert_pem)
+                write_atomic(self.kubeconfig_path, yaml.safe_dump(document, sort_keys=False), mode=0o600)
             except BaseException:
                 self._started = True
                 self._stop_locked()

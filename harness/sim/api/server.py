@@ -18,9 +18,11 @@ once), validation of custom resources against a schema (Seldon objects are store
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -42,6 +44,9 @@ PATCH_TYPES: dict[str, PatchType] = {
     "application/strategic-merge-patch+json": "strategic",
     "application/json-patch+json": "json",
 }
+# JSON, YAML and protobuf bodies (and the patch and apply flavours of JSON/YAML); nothing else.
+BODY_TYPES = frozenset({"application/json", "application/yaml", "application/vnd.kubernetes.protobuf",
+                        "application/apply-patch+yaml", *PATCH_TYPES})
 DEFAULT_WATCH_TIMEOUT_S = 1800.0
 BOOKMARK_EVERY_S = 5.0
 MAX_BODY = 16 * 1024 * 1024
@@ -109,6 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
     _warnings: list[str]
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            # TLS handshake here, in this connection's thread, with a deadline
+            self.request.settimeout(30)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
         # Without this, a response written as headers + body stalls ~40 ms on delayed ACKs.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -161,7 +171,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_read = True
         if not raw:
             return None
-        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        # No Content-Type is read as JSON (the kubernetes client sends some bodies that way).
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        if ctype not in BODY_TYPES:
+            # Only what a Kubernetes client sends: a browser's form or text/plain POST (the shapes a
+            # web page can send to 127.0.0.1 without a preflight) never reaches a handler.
+            raise ApiError(415, "UnsupportedMediaType", 'the body of the request was in an unknown format - '
+                           'accepted media types include: application/json, application/yaml, '
+                           f'application/vnd.kubernetes.protobuf (got {ctype or "no Content-Type"!r})')
         if ctype == "application/vnd.kubernetes.protobuf":
             try:
                 return protobuf.decode(raw)
@@ -217,8 +234,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
 
     # ------------------------------------------------------------ routing
+    def _authenticate(self, path: str) -> None:
+        """Bearer token of the kubeconfig the sim wrote (0600): any other local process, or a web page
+        posting to 127.0.0.1, is refused as a real API server refuses an anonymous write. Like a
+        real cluster's public-info role, /version and the health endpoints stay open."""
+        token = self.server.token
+        if token is None or path.rstrip("/") in ("/version", "/healthz", "/readyz", "/livez"):
+            return
+        given = self.headers.get("Authorization") or ""
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+
     def _handle(self) -> None:
         url = urlsplit(self.path)
+        self._authenticate(url.path)
         query = parse_qs(url.query, keep_blank_values=True)
         parts = [p for p in url.path.split("/") if p]
         if url.path in ("/version", "/version/"):
@@ -613,11 +643,16 @@ class ApiHttpServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0) -> None:
+    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0, token: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.store = store
         self.faults = faults
+        self.token = token
         self.stopping = threading.Event()
         super().__init__(("127.0.0.1", port), _Handler)
+        if tls is not None:
+            # handshake in the handler thread, not in the accept loop (a silent client must not stall it)
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that goes away mid-request (a watch closed by a wait that gave up, a killed
@@ -626,14 +661,22 @@ class ApiHttpServer(ThreadingHTTPServer):
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
             return
+        if isinstance(exc, ssl.SSLError):
+            # a client that fails the TLS handshake (plain HTTP, wrong CA): its problem, one debug line
+            log.debug("sim API: TLS with %s failed: %r", client_address, exc)
+            return
         print(f"sim API: request from {client_address} failed: {exc!r}", file=sys.stderr)
 
 
 class ApiServer:
     """Owns the HTTP server thread. `start()` binds 127.0.0.1:`port` (0 = a free port)."""
 
-    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0) -> None:
-        self._httpd = ApiHttpServer(store, faults, port)
+    def __init__(self, store: MemoryStore, faults: Faults, port: int = 0, token: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        # token/tls None: plain, unauthenticated HTTP, only for the API layer's own tests
+        # (tests/sim_fixtures.py); SimCluster (sim provider, `sim up`) always passes both.
+        self._httpd = ApiHttpServer(store, faults, port, token, tls)
+        self._scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
 
     @property
@@ -642,7 +685,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         # the client models behind unknown-field checks take seconds to import: load them off the start path

@@ -1,0 +1,96 @@
+"""Children die with their parent (issue 14 item 5): after SIGKILL of the parent (no handler runs)
+a child that called `die_with_parent()` is gone within a deadline; `sim up` killed with SIGKILL leaves
+no MLServer behind; `load` workers are started with the lifeline."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_sim_cluster import KUBECTL, PROFILE, SERVER_AND_MODEL, _alive, _descendants, _first_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PARENT = textwrap.dedent("""
+    import subprocess, sys
+    from harness.lifeline import child_env
+    child = subprocess.Popen([sys.executable, "-c",
+        "from harness.lifeline import die_with_parent; die_with_parent(); import time; time.sleep(600)"],
+        env=child_env(), start_new_session=True)
+    print(child.pid, flush=True)
+    sys.stdin.read()
+""")
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    alive = [p for p in pids if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling /proc against a deadline
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+def test_a_child_dies_after_sigkill_of_its_parent() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+        parent.kill()  # SIGKILL: no handler, no atexit, no process-group cleanup
+        parent.wait(10)
+        assert _gone_within([child], 15) == [], "the child outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_load_workers_are_started_with_the_lifeline() -> None:
+    import inspect
+
+    from harness.load import engine
+
+    source = inspect.getsource(engine._worker_process)
+    assert "die_with_parent(" in source and "pdeathsig=True" in source
+
+
+@pytest.mark.slow
+def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    manifest = tmp_path / "iris.yaml"
+    manifest.write_text(SERVER_AND_MODEL)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sim", "up", "--profile", str(PROFILE),
+                             "--kubeconfig", str(kubeconfig)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children: list[int] = []
+    try:
+        _first_line(proc, timeout=30)
+        run = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "apply", "-f", str(manifest)],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        ready = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "wait", "--for=condition=Ready",
+                                "model/iris", "-n", "seldon-mesh", "--timeout=150s"],
+                               capture_output=True, text=True, timeout=170)
+        assert ready.returncode == 0, ready.stderr
+        children = sorted(_descendants(proc.pid))
+        assert any("mlserver" in (Path("/proc") / str(c) / "cmdline").read_bytes().decode(errors="replace")
+                   for c in children if _alive(c))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert _gone_within(children, 60) == [], "MLServer (or another child) outlived a SIGKILLed sim up"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        for pid in children:
+            if _alive(pid):
+                import os
+
+                os.kill(pid, signal.SIGKILL)
