@@ -32,7 +32,7 @@ CHILD = textwrap.dedent("""
     from harness.kube import Kube, NodeGuard
     from harness.cleanup import run_lease
     from harness.kube.nodeguard import _now
-    kube = Kube.from_kubeconfig(sys.argv[1], None, Timeouts(request_s=5))
+    kube = Kube.from_kubeconfig(sys.argv[1], None, Timeouts(request_s=30))
     run = sys.argv[3]
     kube.create(run_lease(run, _now()))
     labels = {"harness.seldon.dev/run-id": run, "app.kubernetes.io/managed-by": "seldon-gpu-harness"}
