@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Profile, parse_profile
+from harness.render.placement import runtime_class_name
 
 SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
 
@@ -27,6 +28,12 @@ SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
 def rehearsal_profile(profile: Profile) -> Profile:
     """`profile` with the simulated cluster as its provider; validated again like any profile."""
     data = profile.model_dump(exclude={"source"})
+    # GPU pods name the RuntimeClass the real provider would give them (kind with passthrough: `nvidia`);
+    # the simulated cluster then has to have it, exactly as the real one must.
+    if data["gpu"].get("runtime_class") == "detect" and profile.cluster.provider == "kind":
+        resolved = runtime_class_name(profile)
+        if resolved is not None:
+            data["gpu"]["runtime_class"] = resolved
     data["cluster"]["provider"] = "sim"
     data["cluster"]["kubeconfig"] = None
     data["cluster"]["context"] = None

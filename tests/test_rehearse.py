@@ -20,6 +20,7 @@ import yaml
 
 from harness.config import Profile, load_profile
 from harness.rehearse import expected_skips, host_gpus_from_nodes, rehearsal_profile, simulated_host_inventory
+from harness.render.placement import runtime_class_name
 from harness.report import gate, load_report
 from harness.report.allowlist import load_allow_list
 
@@ -45,6 +46,12 @@ def test_rehearsal_keeps_everything_but_the_provider(path: Path) -> None:
     for key in ("provider", "kubeconfig", "context"):
         before["cluster"].pop(key)
         after["cluster"].pop(key)
+    # What the real provider decides for `detect` is decided up front: kind with GPU passthrough names
+    # `nvidia`, and the simulated cluster must then have that RuntimeClass, as the kind cluster does.
+    expected_class = runtime_class_name(profile) if profile.cluster.provider == "kind" else None
+    if expected_class is not None:
+        assert (before["gpu"]["runtime_class"], after["gpu"]["runtime_class"]) == ("detect", expected_class)
+        after["gpu"]["runtime_class"] = "detect"
     assert after == before
 
 

@@ -3,6 +3,8 @@ labels, owners, status counts, scaling and template changes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -216,3 +218,51 @@ def test_daemonset_respects_taints_selectors_and_new_nodes(sim: Sim) -> None:
     wait_for(sim, sim.apps.list_namespaced_daemon_set, "agent",
              status_is(desiredNumberScheduled=1, numberReady=1, numberMisscheduled=1))
     assert sorted(p["spec"]["nodeName"] for p in pods(sim, "app=agent")) == ["w1", "w2"]
+
+
+# --- RuntimeClass admission (kubernetes/kubernetes plugin/pkg/admission/runtimeclass/admission.go,
+# commit 04791b4906602ffda5ccf9bc4c84d3329f1d7080; the StatefulSet controller's FailedCreate event:
+# pkg/controller/statefulset/stateful_pod_control.go, commit fd18d233ad4113d7f0782b62534ae405ecc5f027)
+
+def test_a_pod_naming_a_missing_runtime_class_is_refused_until_the_class_exists(sim: Sim) -> None:
+    from kubernetes.client.rest import ApiException
+
+    clean(sim)
+    sim.core.create_node(node("n1"))
+    body = {"metadata": {"name": "gpu-pod"}, "spec": {"runtimeClassName": "nvidia-rc",
+                                                        "containers": [{"name": "c", "image": "busybox:1.36"}]}}
+    with pytest.raises(ApiException) as refused:
+        sim.core.create_namespaced_pod(NS, body)
+    status = json.loads(refused.value.body)
+    assert (refused.value.status, status["reason"], status["message"]) == (
+        403, "Forbidden", 'pods "gpu-pod" is forbidden: pod rejected: RuntimeClass "nvidia-rc" not found')
+
+    # A StatefulSet's pods are refused the same way: no pod, a Warning event on the StatefulSet, said once.
+    rc_template = template("rc", runtimeClassName="nvidia-rc")
+    sim.apps.create_namespaced_stateful_set(NS, sts_body("rc", 1, template=rc_template))
+    wait_for(sim, sim.apps.list_namespaced_stateful_set, "rc", status_is(replicas=0))
+    assert owner_events(sim, "rc", "FailedCreate") == [
+        'create Pod rc-0 in StatefulSet rc failed error: pods "rc-0" is forbidden: '
+        'pod rejected: RuntimeClass "nvidia-rc" not found']
+    assert pods(sim, "app=rc") == []
+
+    node_api = __import__("kubernetes").client.NodeV1Api(sim.core.api_client)
+    node_api.create_runtime_class({"metadata": {"name": "nvidia-rc"}, "handler": "nvidia"})
+    try:
+        wait_for(sim, sim.apps.list_namespaced_stateful_set, "rc", status_is(replicas=1, readyReplicas=1))
+        assert sim.core.create_namespaced_pod(NS, body).spec.runtime_class_name == "nvidia-rc"
+        # A class that would change the pod (overhead, scheduling) is refused, not silently ignored.
+        node_api.create_runtime_class({"metadata": {"name": "with-overhead"}, "handler": "nvidia",
+                                       "overhead": {"podFixed": {"cpu": "10m"}}})
+        body["metadata"]["name"] = "overhead-pod"
+        body["spec"]["runtimeClassName"] = "with-overhead"
+        with pytest.raises(ApiException) as unmodelled:
+            sim.core.create_namespaced_pod(NS, body)
+        assert unmodelled.value.status == 400 and "does not model" in json.loads(unmodelled.value.body)["message"]
+    finally:
+        for name in ("nvidia-rc", "with-overhead"):
+            with contextlib.suppress(ApiException):
+                node_api.delete_runtime_class(name)
+        for name in ("gpu-pod", "overhead-pod"):
+            with contextlib.suppress(ApiException):
+                sim.core.delete_namespaced_pod(name, NS)

@@ -15,6 +15,7 @@ from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.providers import common
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
+from harness.render.placement import runtime_class_name
 
 
 class SimProvider:
@@ -53,7 +54,13 @@ class SimProvider:
         return []  # the sim's nodes come from the profile with taints, labels and GPU capacity
 
     def install_gpu_stack(self, kube: Kube) -> None:
-        return None
+        # The simulated nodes run the NVIDIA runtime already; what a cluster builder still has to create
+        # is the RuntimeClass GPU pods name (the sim's admission refuses a pod naming a missing one).
+        name = runtime_class_name(self.profile)
+        if name is not None:
+            kube.apply({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "seldon-gpu-harness"}},
+                        "handler": "nvidia"})
 
     def install_seldon(self, kube: Kube) -> None:
         return None

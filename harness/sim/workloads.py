@@ -111,14 +111,31 @@ def _pod_event(store: Store, owner: Obj | None, pod: Obj, created: bool) -> None
                        component=_COMPONENT.get(str(kind), ""))
 
 
-def _create(store: Store, pod: Obj, owner: Obj | None = None) -> None:
+def _create(store: Store, pod: Obj, owner: Obj | None = None) -> bool:
+    """Create a workload's pod; False when admission refused it (there is no such pod then)."""
     try:
         store.create(pod)
     except ApiError as exc:
-        if exc.code != 409:
+        if exc.code == 409:
+            return True
+        if owner is None:
             raise
-        return
+        # An admission refusal (a missing RuntimeClass, a terminating namespace) leaves no pod: the
+        # controller says so in a Warning event on its workload and tries again on its next sync, as
+        # kubernetes/kubernetes pkg/controller/statefulset/stateful_pod_control.go (recordPodEvent) and
+        # daemon/daemon_controller.go do (commit fd18d233ad4113d7f0782b62534ae405ecc5f027).
+        kind, name = owner.get("kind"), _meta(owner).get("name")
+        message = (f"create Pod {_meta(pod).get('name')} in StatefulSet {name} failed error: {exc.message}"
+                   if kind == "StatefulSet" else f"Error creating: {exc.message}")
+        # Said once: counting each retry would be a write, and every write wakes the controllers again.
+        said = any(e.get("reason") == "FailedCreate" and e.get("message") == message
+                   and (e.get("involvedObject") or {}).get("uid") == _meta(owner).get("uid")
+                   for e in store.list("v1", "Event", _meta(owner).get("namespace")))
+        if not said:
+            store.record_event(owner, "FailedCreate", message, "Warning", component=_COMPONENT.get(str(kind), ""))
+        return False
     _pod_event(store, owner, pod, True)
+    return True
 
 
 def _delete(store: Store, pod: Obj, owner: Obj | None = None) -> None:
@@ -201,7 +218,8 @@ class StatefulSetController:
             if not parallel and not all(j in by_ordinal and pod_ready(by_ordinal[j]) for j in range(i)):
                 break
             pod = self._pod(sts, i, revision)
-            _create(store, pod, sts)
+            if not _create(store, pod, sts):
+                break  # the next sync (any change in the cluster) tries again
             by_ordinal[i] = pod
         strategy = spec.get("updateStrategy") or {}
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":

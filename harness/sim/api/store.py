@@ -220,6 +220,27 @@ class MemoryStore:
                     items.append(copy.deepcopy(obj))
             return items, str(self._rv)
 
+    # ------------------------------------------------------------------ admission
+    def _admit_runtime_class(self, pod: Obj) -> None:
+        """The RuntimeClass admission plugin on pod create (kubernetes/kubernetes
+        plugin/pkg/admission/runtimeclass/admission.go, commit 04791b4906602ffda5ccf9bc4c84d3329f1d7080):
+        a pod naming a RuntimeClass that does not exist is refused with 403. A class with `overhead` or
+        `scheduling` would change the pod; the sim does not model that and refuses instead of ignoring it."""
+        wanted = (pod.get("spec") or {}).get("runtimeClassName")
+        if not wanted:
+            return
+        name = (pod.get("metadata") or {}).get("name") or ""
+        runtime_class = self._bucket(self._rt("node.k8s.io/v1", "RuntimeClass")).get(("", str(wanted)))
+        if runtime_class is None:
+            raise ApiError(403, "Forbidden",
+                           f'pods "{name}" is forbidden: pod rejected: RuntimeClass "{wanted}" not found',
+                           {"name": name, "kind": "pods"})
+        unmodelled = [key for key in ("overhead", "scheduling") if runtime_class.get(key)]
+        if unmodelled:
+            raise ApiError(400, "BadRequest",
+                           f'pods "{name}": RuntimeClass "{wanted}" sets {" and ".join(unmodelled)}, which the '
+                           "simulated cluster does not model (it would change the pod); remove it for the sim")
+
     # ------------------------------------------------------------------ writes
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
@@ -245,6 +266,8 @@ class MemoryStore:
                                    {"name": meta.get("name") or "", "group": rt.group, "kind": rt.plural})
             else:
                 meta.pop("namespace", None)
+            if rt.kind == "Pod":
+                self._admit_runtime_class(new)
             apply_defaults(rt, new)
             validate(rt, new)
             key = self._key(rt, name, meta.get("namespace"))
