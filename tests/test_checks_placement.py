@@ -64,11 +64,13 @@ def good() -> pl.Snapshot:
             pod("mlserver-gpu-sel-0", "g2", server="mlserver-gpu-sel", gpus=1, tolerate=True),
             pod("mlserver-cpu-0", "w1", server="mlserver-cpu"),
             pod("seldon-scheduler-0", "w1"),
+            pod("triton-gpu-0", "g2", server="triton-gpu", gpus=1, tolerate=True),
         ],
         models=[
             model("iris-gpu", "mlserver-gpu", ["sklearn", "model-on-gpu"]),
             model("iris-pinned", "mlserver-gpu-sel", [], pinned="mlserver-gpu-sel"),
             model("iris-cpu", "mlserver-cpu", ["sklearn", "model-on-cpu"]),
+            model("tfsimple", "triton-gpu", ["tensorflow", "model-on-gpu"]),
         ],
     )
 
