@@ -94,3 +94,72 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
                 import os
 
                 os.kill(pid, signal.SIGKILL)
+
+
+class _Answer:
+    """A stub Open Inference Protocol endpoint on 127.0.0.1 that answers every request."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        body = b'{"model_name":"m","outputs":[{"name":"predict","datatype":"INT64","shape":[1,1],"data":[0]}]}'
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.port = self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_load_workers_stop_when_load_is_killed(tmp_path: Path, sig: signal.Signals) -> None:
+    stub = _Answer()
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "load", "--endpoint", f"http://127.0.0.1:{stub.port}",
+                             "--model", "m", "--rate", "40", "--duration", "60", "--warmup", "0", "--workers", "2",
+                             "--json", str(tmp_path / "out.json")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+            workers = [c for c in _descendants(proc.pid)
+                       if b"multiprocessing" in (Path("/proc") / str(c) / "cmdline").read_bytes()
+                       and b"resource_tracker" not in (Path("/proc") / str(c) / "cmdline").read_bytes()]
+            time.sleep(0.2)  # polling /proc against a deadline
+        assert len(workers) >= 2, f"load never started its workers: {proc.poll()}"
+        proc.send_signal(sig)
+        proc.communicate(timeout=30)
+        assert _gone_within(workers, 20) == [], f"load workers outlived `load` killed by {sig.name}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+        for pid in workers:
+            if _alive(pid):
+                import os
+
+                os.kill(pid, signal.SIGKILL)
+        stub.close()
