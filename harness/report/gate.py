@@ -201,12 +201,27 @@ def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
             notes.append(f"{key}: baseline capacity is 0, no ratio to compare")
             continue
         drop = 1.0 - after / before
-        if drop > max_drop + _EPSILON:
+        # A sweep brackets its capacity: the highest passing rate below the lowest failing one. A drop is
+        # shown only when the new run MISSED the SLO at a rate below the bound (the baseline held its
+        # capacity, so even the most generous reading of the new run lies below it); a drop that only the
+        # sweep's own resolution could explain is not a regression.
+        upper = _lowest_failing_rate(new)
+        bound = before * (1.0 - max_drop)
+        bracket = f"[{after:.1f}, {upper:.1f})" if upper is not None else f">= {after:.1f} (never missed the SLO)"
+        if upper is not None and upper < bound - _EPSILON:
             failures.append(GateFailure(
-                "capacity", key, f"{before:.1f} -> {after:.1f} req/s (-{drop:.1%}, bound {max_drop:.0%})"))
+                "capacity", key, f"{before:.1f} -> {after:.1f} req/s (-{drop:.1%}, bound {max_drop:.0%}): the "
+                                 f"SLO was missed at {upper:.1f} req/s, below {bound:.1f}; capacity in {bracket}"))
         else:
-            notes.append(f"{key}: {before:.1f} -> {after:.1f} req/s ({-drop:+.1%}), within {max_drop:.0%}")
+            notes.append(f"{key}: {before:.1f} -> {after:.1f} req/s ({-drop:+.1%}); capacity in {bracket}, "
+                         f"not shown below {bound:.1f} (bound {max_drop:.0%})")
     return failures
+
+
+def _lowest_failing_rate(entry: CapacityEntry) -> float | None:
+    """The lowest offered rate at which the sweep missed the SLO: the capacity's upper bound."""
+    missed = [step.offered_rate_rps for step in entry.steps if not step.meets_slo]
+    return min(missed) if missed else None
 
 
 def gate(
