@@ -7,7 +7,8 @@ somewhere else. Two sources of that spread are in every report:
   distribution-free 99 % confidence interval for it spans the quantiles q ± z·sqrt(q(1-q)/n) (plus
   one rank for the discreteness). The quantile function between the reported points (min, p50, p90,
   p95, p99, p99.9, max) is read by linear interpolation, which is all the report keeps of the
-  histogram. With 120 samples the p99 interval reaches the maximum: one slow request moves it;
+  histogram. With 120 samples the p95 and p99 intervals reach past the slowest request, so nothing
+  bounds them from above (the gate then cannot call them regressed; p50 still can);
 - the windows (of every trial): each window's p99 is an independent re-measurement of the tail
   under the same load, so the p99 interval is widened to cover every window's p99.
 
@@ -40,7 +41,8 @@ class Interval:
     windows: int
 
     def describe(self) -> str:
-        return f"[{self.low:.2f}, {self.high:.2f}]"
+        high = "unbounded" if math.isinf(self.high) else f"{self.high:.2f}"
+        return f"[{self.low:.2f}, {high}]"
 
 
 def quantile_curve(latency: LatencyPercentiles) -> list[tuple[float, float]]:
@@ -72,7 +74,10 @@ def percentile_interval(result: LoadResultData, percentile: str, z: float = Z_99
     curve = quantile_curve(result.latency_ms)
     half = z * math.sqrt(q * (1.0 - q) / n) + 1.0 / n
     low = min(value, quantile_at(curve, q - half))
-    high = max(value, quantile_at(curve, q + half))
+    # When the interval's upper rank lies past the last sample, the slowest request seen does not bound
+    # the percentile: another run of the same system may well show a slower one. Then nothing bounds it
+    # from above (about 170 samples are needed before p95 is bounded, about 900 for p99).
+    high = math.inf if q + half >= 1.0 else max(value, quantile_at(curve, q + half))
     if percentile == "p99" and result.windows:
         low = min(low, *(w.p99_ms for w in result.windows))
         high = max(high, *(w.p99_ms for w in result.windows))
