@@ -20,6 +20,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from harness.sim.api.fieldcheck import model_name
 from harness.sim.api.patch import MERGE_KEYS, MERGED_PRIMITIVES
 from harness.sim.api.resources import SELDON_GROUP, ResourceType, in_group_version
 
@@ -58,16 +59,6 @@ def ref_name(model_name: str) -> str:
         return model_name
     core, major, pre, rest = m.groups()
     return f"io.k8s.{'core.' if core else ''}v{major}{pre or ''}.{rest}"
-
-
-def client_model(rt: ResourceType) -> str | None:
-    """The client's model class name for a built-in kind (`V1Pod`, `CoreV1Event`), or None."""
-    if rt.group in (SELDON_GROUP, "apiextensions.k8s.io") or rt.version != "v1":
-        return None
-    for candidate in (f"V1{rt.kind}", f"CoreV1{rt.kind}"):
-        if _model(candidate) is not None:
-            return candidate
-    return None
 
 
 def _description(model: Any, attr: str) -> str:
@@ -223,7 +214,7 @@ def group_version_schemas(group: str, version: str) -> tuple[tuple[str, Obj], ..
         if rt.group == SELDON_GROUP:
             name: str | None = _seldon_schema(rt, schemas)
         else:
-            model = client_model(rt)
+            model = model_name(rt)
             name = None if model is None else ref_name(model)
             if model is not None:
                 _add_model(model, schemas)
@@ -236,5 +227,5 @@ def schema_name(rt: ResourceType) -> str | None:
     """The name under `components.schemas` of a kind's schema, or None when none is published."""
     if rt.group == SELDON_GROUP:
         return f"io.seldon.mlops.{rt.version}.{rt.kind}"
-    model = client_model(rt)
+    model = model_name(rt)
     return None if model is None else ref_name(model)
