@@ -19,6 +19,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def default_signals() -> None:
+    """`preexec_fn` for a child that a test interrupts: SIGINT and SIGTERM at their defaults.
+
+    A job started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler in its children; the test would prove nothing there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @dataclass
 class RunningSim:
     process: subprocess.Popen[str]

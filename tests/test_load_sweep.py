@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,10 +21,50 @@ def test_ramp_then_bisect() -> None:
     assert next_rate([], plan) == 10
     assert next_rate([(10, True)], plan) == 20
     assert next_rate([(10, True), (20, True), (40, False)], plan) == pytest.approx((20 * 40) ** 0.5)
-    assert next_rate([(10, True), (20, True), (20.9, False)], plan) is None  # within 5 %
+    # Within 5 %: the candidate 20 is measured once more before it is the answer.
+    assert next_rate([(10, True), (20, True), (20.9, False)], plan) == 20
+    assert next_rate([(10, True), (20, True), (20.9, False), (20, True)], plan) is None
     # The first step already fails: ramp down, and give up below min_rate.
     assert next_rate([(10, False)], plan) == 5
     assert next_rate([(1.5, False)], plan) is None
+
+
+def test_a_candidate_that_misses_on_confirmation_becomes_the_bound() -> None:
+    plan = SweepPlan(start_rate=10, growth=2, resolution=0.05)
+    history = [(10.0, True), (20.0, True), (20.9, False), (20.0, False)]
+    # 20 passed once and then missed: it now bounds the capacity, and the search goes on below it.
+    assert bracket(history) == (10.0, 20.0)
+    assert next_rate(history, plan) == pytest.approx((10 * 20) ** 0.5)
+    assert next_rate([(10, True), (20, True), (20.9, False)], SweepPlan(start_rate=10, confirmations=1)) is None
+    with pytest.raises(UsageError, match="confirmations"):
+        SweepPlan(confirmations=0).validate()
+
+
+class FlakyKnee:
+    """A server that meets the SLO up to `capacity`, and once, by luck, at `lucky` just above it."""
+
+    def __init__(self, capacity: float, lucky: float) -> None:
+        self.inner = ModelledServer(capacity)
+        self.lucky = lucky
+        self.lucky_used = False
+
+    def measure(self, spec: LoadSpec) -> LoadResult:
+        if spec.rate is not None and abs(spec.rate - self.lucky) < 1e-9 and not self.lucky_used:
+            self.lucky_used = True
+            return self.inner.measure(dataclasses.replace(spec, rate=self.inner.capacity))
+        return self.inner.measure(spec)
+
+
+def test_a_lucky_window_above_the_knee_is_not_the_answer() -> None:
+    # Ramp 20, 40, 80 (fails), bisect 56.6 (fails), 47.6 (passes only by luck), 43.6 ... : without
+    # the confirmation step the answer would be 47.6, above the real capacity of 45.
+    plan = SweepPlan(start_rate=20, budget_s=120, min_requests=0)
+    server = FlakyKnee(capacity=45.0, lucky=(40 * (40 * 80) ** 0.5) ** 0.5)
+    result = run_sweep(_spec(), Slo(p99_ms=25.0), plan, measure=server.measure, clock=server.inner.clock)
+    assert server.lucky_used
+    assert result.converged, result.stop_reason
+    assert 45 / 1.05 <= result.capacity_rps <= 45
+    assert "confirm" in {s.phase for s in result.steps}
 
 
 def test_low_rate_steps_last_long_enough_for_a_p99() -> None:
@@ -82,7 +123,9 @@ def test_sweep_finds_the_capacity_within_resolution_and_budget(capacity: float) 
     passing = [s for s in result.steps if s.meets_slo]
     assert all(s.goodput_fraction == 1.0 for s in passing)
     assert all(not s.meets_slo and "p99" in s.reasons[0] for s in result.steps if s.offered_rate_rps > capacity)
-    assert {s.phase for s in result.steps} == {"ramp", "bisect"}
+    assert {s.phase for s in result.steps} == {"ramp", "bisect", "confirm"}
+    confirms = [s for s in result.steps if s.phase == "confirm"]
+    assert confirms[-1].offered_rate_rps == result.capacity_rps and confirms[-1].meets_slo
     json.dumps(result.to_dict())
 
 

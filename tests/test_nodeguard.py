@@ -18,6 +18,7 @@ import pytest
 from harness.errors import UsageError
 from harness.kube import Kube, KubeApiError, NodeGuard, RetryPolicy
 from tests.sim_fixtures import kube_against
+from tests.simproc import default_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_NODE = "seldon-gpu-worker"
@@ -156,7 +157,8 @@ def test_restore_after_signal_in_a_real_subprocess(kube: Kube, sim: Any, how: st
     before = snapshot(kube, CPU_NODE)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(sim.kubeconfig_path), CPU_NODE, how],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_signals)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -216,4 +218,23 @@ def test_nested_guards_of_one_run_share_the_lease(kube: Kube) -> None:
         guard(kube, "run-other").add_label(CPU_NODE, "harness/x", "1")
     assert session.restore_all() == []
     assert kube.get(*lease) is None
+    assert snapshot(kube, CPU_NODE) == before
+
+
+def test_an_ignored_signal_gets_no_restore_handler(kube: Kube) -> None:
+    # A run started in the background by a script ignores SIGINT: it keeps running on one, so a
+    # handler that restored the nodes then would undo them under a live run.
+    before = snapshot(kube, CPU_NODE)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        g = NodeGuard(kube, "run-a", install_signal_handlers=True)
+        g.add_taint(CPU_NODE, TAINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (saved[signal.SIGTERM], signal.SIG_IGN)  # ours
+        assert g.restore_all() == []
+        assert signal.getsignal(signal.SIGTERM) == saved[signal.SIGTERM]  # given back once nothing is held
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert snapshot(kube, CPU_NODE) == before

@@ -22,7 +22,7 @@ from harness.config import load_profile
 from harness.kube import Kube
 from harness.report import gate, load_report
 from harness.testing import capture_cluster_state
-from tests.simproc import ROOT, existing_profile_for, running_sim
+from tests.simproc import ROOT, default_signals, existing_profile_for, running_sim
 
 SIM_PROFILE = ROOT / "profiles" / "sim.yaml"
 EVICT_TAINT = "harness.seldon.dev/evict-test"
@@ -65,7 +65,7 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
         proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "pytest", *suites, "--profile", str(profile_path), "--report-dir",
              str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals,
         )
         try:
             if when.startswith("taint:"):

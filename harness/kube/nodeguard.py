@@ -320,6 +320,10 @@ class NodeGuard:
         for sig in (signal.SIGINT, signal.SIGTERM):
             if sig in self._previous:
                 continue
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                # The process does not stop on this signal (a job started in the background by a
+                # script ignores SIGINT), so restoring nodes on it would undo them under a live run.
+                continue
             self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
 

@@ -3,6 +3,8 @@
 A geometric ramp (start, start*g, start*g^2, ...) runs until the first step that misses the SLO,
 then bisection (geometric midpoints) between the highest passing and the lowest failing rate until
 they are within `resolution` of each other, the steps run out or the time budget would be exceeded.
+The answer is then measured again (`confirmations`): one lucky window near a sharp knee is not a
+capacity, so a miss on the re-measurement makes that rate a failure and the bisection goes on below.
 Every step is one short open-loop window after its own warm-up; its verdict is the same SLO check as
 the latency suite's (percentiles, error rate, achieved rate, completeness).
 
@@ -41,6 +43,9 @@ class SweepPlan:
     # (at most `max_step_s`), so its p99 rests on several samples above it.
     min_requests: int = 300
     max_step_s: float = 10.0
+    # The answer must meet the SLO this many times (and never miss): a knee is sharp and a busy
+    # machine adds noise, so a single passing window is a candidate, not a capacity.
+    confirmations: int = 2
 
     def validate(self, source: str = "--sweep") -> SweepPlan:
         if not self.start_rate > 0:
@@ -51,6 +56,8 @@ class SweepPlan:
             raise UsageError(f"{source}: resolution: expected a fraction in (0, 1), got {self.resolution!r}")
         if not self.budget_s > 0 or not self.step_s > 0 or self.warmup_s < 0:
             raise UsageError(f"{source}: budget_s and step_s must be > 0 and warmup_s >= 0")
+        if self.confirmations < 1:
+            raise UsageError(f"{source}: confirmations: expected an integer >= 1, got {self.confirmations!r}")
         if self.step_s + self.warmup_s > self.budget_s:
             raise UsageError(f"{source}: budget_s {self.budget_s:g} is shorter than one step "
                              f"(warmup_s {self.warmup_s:g} + step_s {self.step_s:g})")
@@ -81,8 +88,13 @@ def next_rate(history: Sequence[tuple[float, bool]], plan: SweepPlan) -> float |
         rate = hi / plan.growth
         return rate if rate >= plan.min_rate else None
     if hi <= lo * (1 + plan.resolution):
-        return None
+        return None if confirmed(history, lo, plan) else lo
     return math.sqrt(lo * hi)
+
+
+def confirmed(history: Sequence[tuple[float, bool]], rate: float, plan: SweepPlan) -> bool:
+    """Whether `rate` met the SLO `plan.confirmations` times (a miss there makes it a failure)."""
+    return sum(1 for r, ok in history if r == rate and ok) >= plan.confirmations
 
 
 def step_seconds(rate: float, plan: SweepPlan) -> float:
@@ -111,7 +123,7 @@ class SweepStep:
     client_cpu_ms_per_request: float
     meets_slo: bool
     reasons: list[str]
-    phase: str  # ramp | bisect
+    phase: str  # ramp | bisect | confirm
     elapsed_s: float
     telemetry: dict[str, Any] | None = None
 
@@ -203,7 +215,7 @@ def plan_from_profile(sweep: Any) -> SweepPlan:
     """A `SweepPlan` from the profile's `load.sweep` block (`harness.config.LoadSweep`)."""
     return SweepPlan(start_rate=sweep.start_rate, growth=sweep.growth, resolution=sweep.resolution,
                      budget_s=sweep.budget_s, step_s=sweep.step_s, warmup_s=sweep.warmup_s,
-                     min_requests=sweep.min_requests).validate("load.sweep")
+                     min_requests=sweep.min_requests, confirmations=sweep.confirmations).validate("load.sweep")
 
 
 def run_sweep(
@@ -245,7 +257,12 @@ def run_sweep(
         if elapsed + plan.warmup_s + seconds + overhead > plan.budget_s:
             reason = f"time budget {plan.budget_s:g} s reached"
             break
-        phase = "bisect" if any(not ok for _, ok in history) and any(ok for _, ok in history) else "ramp"
+        if any(r == rate for r, _ in history):
+            phase = "confirm"
+        elif any(not ok for _, ok in history) and any(ok for _, ok in history):
+            phase = "bisect"
+        else:
+            phase = "ramp"
         if progress is not None:
             progress(f"sweep: step {len(steps) + 1} at {rate:.1f} req/s ({phase})")
         step_start = clock()
@@ -264,7 +281,8 @@ def run_sweep(
             failure = result.failure
             break
     lo, hi = bracket(history)
-    converged = lo is not None and hi is not None and hi <= lo * (1 + plan.resolution)
+    converged = (lo is not None and hi is not None and hi <= lo * (1 + plan.resolution)
+                 and confirmed(history, lo, plan))
     return SweepResult(
         endpoint=spec.endpoint, model=spec.model, protocol=spec.protocol,
         slo={"p50_ms": slo.p50_ms, "p95_ms": slo.p95_ms, "p99_ms": slo.p99_ms, "max_error_rate": slo.max_error_rate},
