@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Two phases. Most tests wait on subprocesses, servers and the simulated cluster, so they run on
+# TEST_WORKERS xdist workers; the few that judge latencies or rates (marker `serial`) run after
+# them, alone, so that no other test's CPU use is in their figures. Both phases always run; the
+# target fails if either did.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest tests/ $(PYTEST_ARGS)
+	@status=0; \
+	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/python -m pytest tests/ -p no:xdist -m serial $(PYTEST_ARGS) || status=$$?; \
+	exit $$status
 
 # Seconds, no cluster and no MLServer: the pure rules and in-process checks (tests/conftest.py).
 test-fast: $(STAMP)

@@ -3,7 +3,10 @@
     pytest_plugins = ("tests.mlserver_fixtures",)   # at the top of the test module
 
 `mlserver` is module-scoped: one MLServer (parallel_workers=0) on 127.0.0.1 with the iris model
-loaded as `iris`, stopped by its process group at teardown. `mlserver_factory` starts extra
+loaded as `iris`, stopped by its process group at teardown. `paced_mlserver` serves the model
+`paced`, whose every request holds the event loop for `PACED_SERVICE_MS`: a server whose capacity
+is known by design (about 1000 / (service + MLServer's own ~1 ms) req/s) and barely moved by
+other work on the machine. `mlserver_factory` starts extra
 servers that a test may break (kill mid-run); each is stopped at the end of the test.
 """
 
@@ -17,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.localserver import MLServerProcess, train_iris
+from harness.localserver import MLServerProcess, train_iris, write_paced_model
 
 IRIS = "iris"
 START_TIMEOUT_S = 90.0
+PACED = "paced"
+PACED_SERVICE_MS = 4.0
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +45,25 @@ def _stop_by_pid(server: MLServerProcess) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def mlserver(iris_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
-    server = MLServerProcess(tmp_path_factory.mktemp("mlserver"), models_dir=iris_model_dir, parallel_workers=0)
+def _serving(workdir: Path, models_dir: Path) -> Iterator[MLServerProcess]:
+    server = MLServerProcess(workdir, models_dir=models_dir, parallel_workers=0)
     try:
         server.start(timeout=START_TIMEOUT_S)
         yield server
     finally:
         _stop_by_pid(server)
+
+
+@pytest.fixture(scope="module")
+def mlserver(iris_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
+    yield from _serving(tmp_path_factory.mktemp("mlserver"), iris_model_dir)
+
+
+@pytest.fixture(scope="module")
+def paced_mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProcess]:
+    models = tmp_path_factory.mktemp("paced-models")
+    write_paced_model(models / PACED, PACED_SERVICE_MS)
+    yield from _serving(tmp_path_factory.mktemp("mlserver-paced"), models)
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ def regressions(report: RunReport, baseline: RunReport) -> tuple[list[str], str]
     return [f.subject for f in verdict.failures if f.kind == "regression"], format_verdict(verdict, "r")
 
 
+@pytest.mark.serial
 def test_identical_runs_pass_and_a_2x_slower_model_fails(session: ClusterSession) -> None:
     baseline, same = measure_both(session)
     found, table = regressions(same, baseline)

@@ -114,32 +114,39 @@ def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) 
         assert result.duration_s < 6.0, protocol
 
 
-def test_sweep_capacity_holds_at_085x_and_not_at_14x(mlserver: MLServerProcess, tmp_path: Path,
+@pytest.mark.serial
+def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerProcess, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """Done-when of the capacity sweep: within 120 s, `load --sweep --slo-p99-ms 25` finds a capacity
     that an open-loop run at 0.85x holds and one at 1.4x does not.
 
-    Robust to a shared machine: other processes only ever add latency, so one passing run of two at
-    0.85x shows the SLO can be held there, and one failing run of two at 1.4x shows it cannot. The
-    ramp starts at 80 req/s (iris on loopback holds several hundred) to spend the time near the knee."""
+    The server is a real MLServer whose model holds the event loop 4 ms per request, so its knee
+    is set by design (at most 250 req/s) rather than by the CPU that the test shares with other
+    work; iris's knee on two shared cores moves by tens of percent from one minute to the next.
+    Other processes only ever add latency, so one passing run of two at 0.85x shows the SLO can be
+    held there, and one failing run of two at 1.4x shows it cannot."""
     from harness.checks.slo import evaluate_slo, failed
     from harness.cli import main
     from harness.config import Slo
+    from tests.mlserver_fixtures import PACED, PACED_SERVICE_MS
 
     out = tmp_path / "sweep.json"
-    code = main(["load", "--endpoint", mlserver.http_url, "--model", "iris", "--sweep", "--slo-p99-ms", "25",
-                 "--sweep-start-rate", "80", "--json", str(out)])
+    code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep", "--slo-p99-ms", "25",
+                 "--sweep-start-rate", "100", "--json", str(out)])
     printed = capsys.readouterr().out
     sweep = json.loads(out.read_text())
     assert code == 0, printed
-    assert sweep["elapsed_s"] <= 120 and sweep["capacity_rps"] > 0, printed
+    assert sweep["converged"] and sweep["elapsed_s"] <= 120, printed
     capacity = sweep["capacity_rps"]
+    # The sleep alone allows 250 req/s; MLServer's own work per request (~3 ms) lowers that: 141 req/s
+    # on the 2-core machine, quiet or with both cores busy elsewhere. Never as low as 100.
+    assert 0.4 * 1000 / PACED_SERVICE_MS <= capacity <= 1000 / PACED_SERVICE_MS, printed
     slo = Slo(p99_ms=25.0)
     seen: list[str] = []
 
     def holds(rate: float) -> bool:
-        result = run_load(LoadSpec(endpoint=mlserver.http_url, model="iris", rate=rate, duration_s=5.0,
-                                   window_s=5.0, warmup_s=1.0))
+        result = run_load(LoadSpec(endpoint=paced_mlserver.http_url, model=PACED, rate=rate, duration_s=3.0,
+                                   window_s=3.0, warmup_s=1.0))
         verdicts = failed(evaluate_slo(result.to_dict(), slo))
         seen.append(f"{rate:.1f} req/s: p99 {result.latency_ms.get('p99', 0):.2f} ms, achieved "
                     f"{result.achieved_rate_rps:.1f}/s, {'misses' if verdicts else 'meets'} the SLO")
@@ -147,3 +154,4 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(mlserver: MLServerProcess, 
 
     assert holds(0.85 * capacity) or holds(0.85 * capacity), printed + "\n".join(seen)
     assert not holds(1.4 * capacity) or not holds(1.4 * capacity), printed + "\n".join(seen)
+    print(printed + "\n".join(seen))  # shown with -rP: the curve and the two checks

@@ -329,6 +329,7 @@ def test_perf_analyzer_csv_and_arguments(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Against the stub server
 # --------------------------------------------------------------------------------------------
+@pytest.mark.serial
 def test_open_loop_shows_a_server_stall_in_p99_and_closed_loop_hides_it() -> None:
     # A 400 ms stall of the whole server. Timed from the intended send, every request scheduled
     # during the stall waits for it, so about 40 % of 1 s at 200 req/s ... well above 1 % of them.
@@ -347,6 +348,7 @@ def test_open_loop_shows_a_server_stall_in_p99_and_closed_loop_hides_it() -> Non
     assert open_result.latency_ms["p99"] > 2 * closed_result.latency_ms["p99"]
 
 
+@pytest.mark.serial
 def test_trials_stop_when_stable_and_are_bounded_when_not(stub: StubServer) -> None:
     base = {"endpoint": stub.url, "model": "stub", "mode": "closed", "concurrency": 2, "duration_s": 0.6,
             "window_s": 0.2, "warmup_s": 0.1, "max_trials": 3}
@@ -358,6 +360,7 @@ def test_trials_stop_when_stable_and_are_bounded_when_not(stub: StubServer) -> N
     assert strict.duration_s == pytest.approx(0.6)
 
 
+@pytest.mark.serial
 def test_open_loop_rate_is_kept(stub: StubServer) -> None:
     result = run_load(LoadSpec(endpoint=stub.url, model="stub", rate=300.0, duration_s=1.5, warmup_s=0.2))
     assert result.complete and result.errors == {}

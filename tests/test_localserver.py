@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.localserver import IRIS_INPUT, MLServerError, MLServerProcess, train_iris
+from harness.localserver import IRIS_INPUT, MLServerError, MLServerProcess, train_iris, write_paced_model
 from harness.localserver.process import group_members
 
 # Fixtures `mlserver` and `iris_model_dir` come from the shared real-MLServer module.
@@ -95,3 +95,14 @@ def test_stop_leaves_no_process_group(tmp_path: Path) -> None:
     server.stop(timeout=10)
     assert group_members(pid) == []
 
+
+
+def test_paced_model_folder_carries_its_runtime(tmp_path: Path) -> None:
+    folder = write_paced_model(tmp_path / "paced", 4.0)
+    settings = json.loads((folder / "model-settings.json").read_text())
+    assert settings["name"] == "paced" and settings["implementation"] == "paced_model.PacedModel"
+    assert settings["parameters"]["extra"] == {"service_ms": 4.0}
+    # MLServer imports the implementation from the model's own folder: the file must be there.
+    assert "class PacedModel" in (folder / "paced_model.py").read_text()
+    with pytest.raises(ValueError, match="service_ms"):
+        write_paced_model(tmp_path / "bad", 0)

@@ -243,6 +243,7 @@ def _latencies(port: int, path: str, body: bytes, n: int) -> list[float]:
     return out
 
 
+@pytest.mark.serial
 def test_mesh_overhead_against_a_real_mlserver(mlserver: MLServerProcess, record_property: Any) -> None:
     # The configuration the sim runs: the mesh in its own process.
     route = Route("iris", (Upstream(HOST, mlserver.http_port, mlserver.grpc_port),))

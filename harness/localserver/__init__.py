@@ -2,10 +2,12 @@
 
 `train_iris` writes a small deterministic scikit-learn model with its MLServer settings;
 `MLServerProcess` runs MLServer in its own process group on 127.0.0.1 with free ports and
-loads/unloads models through the repository API.
+loads/unloads models through the repository API. `write_paced_model` writes a model whose
+capacity is set by a fixed service time (for tests of the capacity sweep).
 """
 
 from harness.localserver.iris import IRIS_INPUT, train_iris
+from harness.localserver.paced import write_paced_model
 from harness.localserver.process import MLServerError, MLServerProcess, free_port
 
-__all__ = ["IRIS_INPUT", "MLServerError", "MLServerProcess", "free_port", "train_iris"]
+__all__ = ["IRIS_INPUT", "MLServerError", "MLServerProcess", "free_port", "train_iris", "write_paced_model"]
