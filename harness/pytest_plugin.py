@@ -55,9 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "GPU serving harness (Seldon Core 2 on dedicated GPU nodes)")
     group.addoption("--profile", default=None,
                     help=f"profile YAML file (default: $PROFILE or {DEFAULT_PROFILE})")
-    # pytest-kind's own plugin is disabled (pyproject addopts `-p no:pytest-kind`): its --cluster-name
-    # and --kind-image would be accepted and ignored here. The try below keeps a run that loads it
-    # anyway (another rootdir) working with its option definitions.
+    # pytest-kind is not a dependency, and its plugin is disabled where it is installed (pyproject
+    # addopts `-p no:pytest-kind`): its --cluster-name and --kind-image would be accepted and ignored
+    # here. The try below keeps a run that loads it anyway (another rootdir) working.
     for flag, kwargs in (
         ("--kubeconfig", {"default": None,
                           "help": "kubeconfig for existing clusters (overrides the profile and $KUBECONFIG)"}),
