@@ -50,6 +50,9 @@ BODY_TYPES = frozenset({"application/json", "application/yaml", "application/vnd
 DEFAULT_WATCH_TIMEOUT_S = 1800.0
 BOOKMARK_EVERY_S = 5.0
 MAX_BODY = 16 * 1024 * 1024
+# A client that went away mid-response: over TLS a closed socket shows as an SSL EOF, not a reset.
+# Ordinary for an API server (a wait that gave up, a killed kubectl); never a 500 or a traceback.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)
 
 
 def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> Obj:
@@ -224,7 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             self._drain_body()
             self._send_error(err)
-        except (BrokenPipeError, ConnectionResetError):
+        except CLIENT_GONE:
             self.close_connection = True
         except Exception as exc:  # a bug in the sim must look like an apiserver 500, not a dropped socket
             log.exception("sim API internal error on %s %s", self.command, self.path)
@@ -435,7 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk({"type": etype, "object": obj})
             # A dropped stream ends like a watch the apiserver closes: clients must re-watch from their last rv.
             self.wfile.write(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
+        except CLIENT_GONE:
             self.close_connection = True
         finally:
             w.close()
@@ -659,7 +662,7 @@ class ApiHttpServer(ThreadingHTTPServer):
         # kubectl) resets the connection: that is ordinary for an API server and must not print
         # a traceback into the test output. Anything else is still reported, as one line.
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+        if isinstance(exc, (*CLIENT_GONE, TimeoutError)):
             return
         if isinstance(exc, ssl.SSLError):
             # a client that fails the TLS handshake (plain HTTP, wrong CA): its problem, one debug line
