@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.localserver import MLServerProcess, train_iris, write_paced_model
+from harness.localserver import MLServerProcess, cached_iris, write_paced_model
 
 IRIS = "iris"
 START_TIMEOUT_S = 90.0
@@ -32,7 +32,7 @@ PACED_SERVICE_MS = 4.0
 def iris_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding `iris/` (model.joblib + model-settings.json), trained once per session."""
     root = tmp_path_factory.mktemp("models")
-    train_iris(root / IRIS)
+    cached_iris(root / IRIS)
     return root
 
 

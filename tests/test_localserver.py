@@ -106,3 +106,28 @@ def test_paced_model_folder_carries_its_runtime(tmp_path: Path) -> None:
     assert "class PacedModel" in (folder / "paced_model.py").read_text()
     with pytest.raises(ValueError, match="service_ms"):
         write_paced_model(tmp_path / "bad", 0)
+
+
+def test_cached_iris_trains_once_per_cache_and_then_needs_no_sklearn(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from harness.localserver import cached_iris
+
+    cache = tmp_path / "cache"
+    first = cached_iris(tmp_path / "a", cache_root=cache)
+    trained = list((cache / "models").iterdir())
+    assert len(trained) == 1 and trained[0].name.startswith("iris-sklearn-")
+    assert (first / "model.joblib").read_bytes() == (trained[0] / "model.joblib").read_bytes()
+    # A later process copies the cached model: scikit-learn is never imported (seconds of CPU saved
+    # in every simulated cluster that serves the iris sample).
+    code = ("import sys; from pathlib import Path; from harness.localserver import cached_iris; "
+            f"cached_iris(Path({str(tmp_path / 'b')!r}), name='other', cache_root=Path({str(cache)!r})); "
+            "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    assert json.loads((tmp_path / "b" / "model-settings.json").read_text())["name"] == "other"
+    # A cache that cannot be written (here: a file where the folder should be) means training in place.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    assert (cached_iris(tmp_path / "c", cache_root=blocked) / "model.joblib").stat().st_size > 0

@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+# Per user, like pip's cache: what is built once (the trained iris model, the simulated driver
+# library) and may be reused by every later run on this machine.
+USER_CACHE = Path.home() / ".cache" / "seldon-gpu-harness"
 MODEL_FILE = "model.joblib"
 SETTINGS_FILE = "model-settings.json"
 IMPLEMENTATION = "mlserver_sklearn.SKLearnModel"
@@ -80,3 +83,30 @@ def train_iris(model_dir: Path, name: str | None = None) -> Path:
     settings = model_settings(model_name, f"./{MODEL_FILE}")
     _write_atomic(model_dir / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
     return model_dir
+
+
+def _trained_with() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"sklearn-{version('scikit-learn')}-joblib-{version('joblib')}"
+    except PackageNotFoundError:
+        return "unknown-versions"
+
+
+def cached_iris(model_dir: Path, name: str | None = None, cache_root: Path | None = None) -> Path:
+    """`train_iris` through the user cache: the model is trained once per scikit-learn and joblib
+    version (under `cache_root`, default `USER_CACHE`) and copied from there, so the process that
+    needs it does not import scikit-learn (about 2 s of CPU) or train again. An unwritable cache
+    only means training in place."""
+    model_dir = Path(model_dir)
+    if _settings_ok(model_dir) is None:
+        shared = (cache_root or USER_CACHE) / "models" / f"iris-{_trained_with()}"
+        try:
+            train_iris(shared, name="iris")
+            model_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(model_dir / MODEL_FILE, (shared / MODEL_FILE).read_bytes())
+            _write_atomic(model_dir / SETTINGS_FILE, (shared / SETTINGS_FILE).read_bytes())
+        except OSError:
+            pass
+    return train_iris(model_dir, name)

@@ -46,6 +46,7 @@ from typing import Any
 
 from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
 from harness.k8s.quantity import quantity_or_zero
+from harness.localserver import USER_CACHE
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.gpus import (
     ALLOCATED_GPUS_ANNOTATION,
@@ -59,7 +60,7 @@ from harness.sim.scheduler import container_requests, is_terminated, node_name_o
 log = logging.getLogger(__name__)
 
 # The simulated driver library is compiled once per source version and user, not once per run.
-DEFAULT_DRIVER_CACHE = Path.home() / ".cache" / "seldon-gpu-harness"
+DEFAULT_DRIVER_CACHE = USER_CACHE
 _PYTHON = re.compile(r"^python(3(\.\d+)?)?$")
 _BACKOFF_CAP = 8
 _MAX_ONE_SHOT_RESTARTS = 6

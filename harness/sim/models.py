@@ -1,8 +1,9 @@
 """Where a Model's `storageUri` comes from inside the simulated cluster (no internet).
 
-The public Seldon iris samples map to a small iris sklearn model trained locally and cached in the
-work directory; the Seldon Triton tfsimple sample (`gs://seldon-models/triton/simple`) maps to a
-local copy of its model configuration that the Triton stand-in executes (`harness.sim.triton`);
+The public Seldon iris samples map to a small iris sklearn model trained locally (once per user and
+scikit-learn version, `harness.localserver.cached_iris`) and copied into the work directory; the
+Seldon Triton tfsimple sample (`gs://seldon-models/triton/simple`) maps to a local copy of its model
+configuration that the Triton stand-in executes (`harness.sim.triton`);
 `file://` URIs and plain local paths load as they are; everything else is refused with a message
 saying it is not reachable from the simulated cluster (the Model goes ModelFailed).
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from harness.localserver import train_iris
+from harness.localserver import cached_iris
 
 # gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn, gs://seldon-models/mlserver/iris-sklearn, ...
 _IRIS_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon-models/(.+/)?iris[-_]?sklearn/?$")
@@ -74,7 +75,7 @@ def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> Model
         if not train:
             return ModelSource(text, iris_cache_dir(workdir), sample=True)
         with _TRAIN_LOCK:
-            path = train_iris(iris_cache_dir(workdir), name="iris")
+            path = cached_iris(iris_cache_dir(workdir), name="iris")
         return ModelSource(text, path, sample=True)
     parsed = urlparse(text)
     if parsed.scheme == "file":
