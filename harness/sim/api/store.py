@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import builtins
 import collections
-import copy
 import logging
+import pickle
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.sim.api import patch as patching
 from harness.sim.api.resources import STORED, ResourceType, by_kind
@@ -35,6 +35,16 @@ from harness.sim.api.validation import apply_defaults, validate
 from harness.sim.contracts import ApiError, Obj, PatchType
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+def clone(obj: _T) -> _T:
+    """A deep copy of a stored object (JSON-shaped data). A pickle round trip copies the same as
+    `copy.deepcopy` here, aliasing included, in a fifth of the time: the store copies every object
+    it hands out or takes in, and controllers list often, so this was a quarter of a sim run's CPU."""
+    copied: _T = pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+    return copied
+
 
 HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -199,7 +209,7 @@ class MemoryStore:
         rt = self._rt(api_version, kind)
         with self._lock:
             obj = self._bucket(rt).get(self._key(rt, name, namespace))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
@@ -217,7 +227,7 @@ class MemoryStore:
                 if namespace and rt.namespaced and ns != namespace:
                     continue
                 if labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj):
-                    items.append(copy.deepcopy(obj))
+                    items.append(clone(obj))
             return items, str(self._rv)
 
     # ------------------------------------------------------------------ admission
@@ -245,7 +255,7 @@ class MemoryStore:
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
         rt = self._rt(api_version, kind)
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
@@ -285,7 +295,7 @@ class MemoryStore:
                 return new
             meta["resourceVersion"] = self._next_rv()
             self._bucket(rt)[key] = new
-            self._commit("ADDED", rt, None, copy.deepcopy(new))
+            self._commit("ADDED", rt, None, clone(new))
             if self._owners_gone(new):
                 # What the garbage collector does with a dependent whose owners no longer exist
                 # (a controller that created it from a stale view of a just-deleted owner).
@@ -295,7 +305,7 @@ class MemoryStore:
                 # what the serviceaccount controller does for every new namespace
                 self.create({"apiVersion": "v1", "kind": "ServiceAccount",
                              "metadata": {"name": "default", "namespace": name}})
-            return copy.deepcopy(new)
+            return clone(new)
 
     def _allocate_service(self, svc: Obj) -> None:
         """ClusterIP and node ports, as the apiserver's allocators assign them (unique within the store)."""
@@ -334,7 +344,7 @@ class MemoryStore:
             old_spec = current.get("spec") or {}
             for fld in ("clusterIP", "clusterIPs"):
                 if fld in old_spec and not new["spec"].get(fld):
-                    new["spec"][fld] = copy.deepcopy(old_spec[fld])
+                    new["spec"][fld] = clone(old_spec[fld])
         meta = new.setdefault("metadata", {})
         for k in _META_IMMUTABLE:
             if k in current["metadata"]:
@@ -343,7 +353,7 @@ class MemoryStore:
                 meta.pop(k, None)
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
         if new == current:
-            return copy.deepcopy(current)  # a no-op write keeps its resourceVersion, as on a real server
+            return clone(current)  # a no-op write keeps its resourceVersion, as on a real server
         if self._spec_part(new) != self._spec_part(current):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if dry_run:
@@ -351,8 +361,8 @@ class MemoryStore:
         meta["resourceVersion"] = self._next_rv()
         key = self._key(rt, meta["name"], meta.get("namespace"))
         self._bucket(rt)[key] = new
-        self._commit("MODIFIED", rt, current, copy.deepcopy(new))
-        return copy.deepcopy(new)
+        self._commit("MODIFIED", rt, current, clone(new))
+        return clone(new)
 
     def _current(self, rt: ResourceType, obj: Obj) -> tuple[str, Obj]:
         meta = obj.get("metadata") or {}
@@ -368,12 +378,12 @@ class MemoryStore:
         with self._lock:
             name, current = self._current(rt, obj)
             self._check_rv(rt, name, current, obj)
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             apply_defaults(rt, new)  # defaulting runs on every write, not only on create
             if "status" in rt.subresources:
                 new.pop("status", None)
                 if "status" in current:
-                    new["status"] = copy.deepcopy(current["status"])
+                    new["status"] = clone(current["status"])
             self._check_finalizers(rt, current, new)
             validate(rt, new, old=current)
             return self._replace_or_finalize(rt, current, new, dry_run)
@@ -383,9 +393,9 @@ class MemoryStore:
         with self._lock:
             name, current = self._current(rt, obj)
             self._check_rv(rt, name, current, obj)
-            new = copy.deepcopy(current)
+            new = clone(current)
             if "status" in obj:
-                new["status"] = copy.deepcopy(obj["status"])
+                new["status"] = clone(obj["status"])
             else:
                 new.pop("status", None)
             return self._replace(rt, current, new, dry_run)
@@ -416,7 +426,7 @@ class MemoryStore:
                 raise ApiError(422, "Invalid", f'{rt.qualified_kind} "{name}" is invalid: patch produced a non-object')
             self._check_rv(rt, name, current, patched)
             if subresource == "status":
-                new = copy.deepcopy(current)
+                new = clone(current)
                 if "status" in patched:
                     new["status"] = patched["status"]
                 else:
@@ -427,7 +437,7 @@ class MemoryStore:
                 if "status" in rt.subresources:
                     new.pop("status", None)
                     if "status" in current:
-                        new["status"] = copy.deepcopy(current["status"])
+                        new["status"] = clone(current["status"])
                 self._check_finalizers(rt, current, new)
                 validate(rt, new, old=current)
             return self._replace_or_finalize(rt, current, new, dry_run)
@@ -445,7 +455,7 @@ class MemoryStore:
         if current["metadata"].get("deletionTimestamp"):
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
                            "being deleted, cannot be assigned to a host")
-        new = copy.deepcopy(current)
+        new = clone(current)
         new.setdefault("spec", {})["nodeName"] = str(node)
         return self._replace(rt, current, new, dry_run)
 
@@ -488,14 +498,14 @@ class MemoryStore:
             if current["metadata"].get("finalizers") or (rt.kind == "Namespace" and self._holds_finalized(name)):
                 return self._mark_deleting(rt, key, current, dry_run, orphan)
             if dry_run:
-                return copy.deepcopy(current)
+                return clone(current)
             self._delete_one(rt, key, current)
             if orphan:
                 self._orphan(current)
             else:
                 self._cascade(current)
             self._finish_namespace(current["metadata"].get("namespace") if rt.namespaced else None)
-            return copy.deepcopy(current)
+            return clone(current)
 
     def _holds_finalized(self, namespace: str) -> bool:
         """Whether anything in `namespace` carries finalizers (so deleting the namespace must wait)."""
@@ -505,7 +515,7 @@ class MemoryStore:
     def _mark_deleting(self, rt: ResourceType, key: tuple[str, str], current: Obj, dry_run: bool,
                        orphan: bool) -> Obj:
         """Graceful deletion: set deletionTimestamp; finalizers (or a namespace's contents) decide when it goes."""
-        new = copy.deepcopy(current)
+        new = clone(current)
         if not new["metadata"].get("deletionTimestamp"):
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -516,13 +526,13 @@ class MemoryStore:
         if new != current:
             new["metadata"]["resourceVersion"] = self._next_rv()
             self._bucket(rt)[key] = new
-            self._commit("MODIFIED", rt, current, copy.deepcopy(new))
+            self._commit("MODIFIED", rt, current, clone(new))
         if orphan:
             self._orphan(new)
         if rt.kind == "Namespace":
             self._cascade(new)
             self._finish_namespace(new["metadata"]["name"])
-        return copy.deepcopy(self._bucket(rt).get(key, new))
+        return clone(self._bucket(rt).get(key, new))
 
     def _finish_namespace(self, namespace: str | None) -> None:
         """A Terminating namespace goes once nothing is left in it (the namespace controller's last step)."""
@@ -546,20 +556,20 @@ class MemoryStore:
                 kept = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
                 if len(kept) == len(refs):
                     continue
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 if kept:
                     new["metadata"]["ownerReferences"] = kept
                 else:
                     new["metadata"].pop("ownerReferences", None)
                 new["metadata"]["resourceVersion"] = self._next_rv()
                 bucket[key] = new
-                self._commit("MODIFIED", rt, obj, copy.deepcopy(new))
+                self._commit("MODIFIED", rt, obj, clone(new))
 
     def _delete_one(self, rt: ResourceType, key: tuple[str, str], obj: Obj) -> None:
         del self._bucket(rt)[key]
-        gone = copy.deepcopy(obj)
+        gone = clone(obj)
         gone["metadata"]["resourceVersion"] = self._next_rv()
-        self._commit("DELETED", rt, copy.deepcopy(obj), gone)
+        self._commit("DELETED", rt, clone(obj), gone)
         if rt.kind == "Pod":
             ns, name = key
             for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:
@@ -608,7 +618,7 @@ class MemoryStore:
             if existing_key is not None:
                 current = self._bucket(self._rt("v1", "Event")).get(existing_key)
                 if current is not None:
-                    bumped = copy.deepcopy(current)
+                    bumped = clone(current)
                     bumped["count"] = int(current.get("count", 1)) + 1
                     bumped["lastTimestamp"] = ts
                     self._replace(self._rt("v1", "Event"), current, bumped, False)
