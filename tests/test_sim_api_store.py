@@ -89,3 +89,17 @@ def test_namespaces_bring_a_default_service_account_and_take_their_objects() -> 
     with pytest.raises(ApiError) as missing:
         s.create({**cm("y"), "metadata": {"name": "y", "namespace": "t"}})
     assert missing.value.code == 404
+
+
+def test_clone_is_a_deep_copy_of_json_shaped_objects() -> None:
+    from harness.sim.api.store import clone
+
+    inner = {"k": [1, 2.5, True, None, "s"]}
+    obj = {"spec": {"a": inner, "b": inner}, "t": (1, {"x": []}), "odd": {1, 2}}
+    copied = clone(obj)
+    assert copied == obj
+    # Nothing mutable is shared with the original: the store hands out copies callers may change.
+    assert copied["spec"]["a"] is not inner and copied["spec"]["a"]["k"] is not inner["k"]
+    assert copied["t"][1] is not obj["t"][1] and copied["odd"] is not obj["odd"]
+    copied["spec"]["a"]["k"].append("new")
+    assert inner["k"] == [1, 2.5, True, None, "s"]

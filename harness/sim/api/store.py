@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import builtins
 import collections
+import copy
 import logging
-import pickle
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from harness.sim.api import patch as patching
 from harness.sim.api.resources import STORED, ResourceType, by_kind
@@ -39,11 +39,25 @@ _T = TypeVar("_T")
 
 
 def clone(obj: _T) -> _T:
-    """A deep copy of a stored object (JSON-shaped data). A pickle round trip copies the same as
-    `copy.deepcopy` here, aliasing included, in a fifth of the time: the store copies every object
-    it hands out or takes in, and controllers list often, so this was a quarter of a sim run's CPU."""
-    copied: _T = pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
-    return copied
+    """A deep copy of a stored object. Objects here are JSON-shaped, so dicts, lists and tuples are
+    rebuilt and scalars shared, three times faster than `copy.deepcopy` (which stays the fallback
+    for anything else): the store copies every object it hands out or takes in and controllers
+    list often, so deepcopy was a quarter of a sim run's CPU. Aliasing inside one object is not
+    kept, as after the JSON round trip a real API server makes."""
+    return cast(_T, _clone(obj))
+
+
+def _clone(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is dict:
+        return {key: _clone(value) for key, value in obj.items()}
+    if kind is list:
+        return [_clone(value) for value in obj]
+    if kind is str or kind is int or kind is float or kind is bool or obj is None:
+        return obj
+    if kind is tuple:
+        return tuple(_clone(value) for value in obj)
+    return copy.deepcopy(obj)
 
 
 HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
