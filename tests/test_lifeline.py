@@ -28,6 +28,23 @@ PARENT = textwrap.dedent("""
 """)
 
 
+# A Triton Server beside the MLServer one: its stand-in is a child of `sim up` too.
+TRITON_SERVER_AND_MODEL = """\
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Server
+metadata: {name: triton-cpu, namespace: seldon-mesh}
+spec: {serverConfig: triton, replicas: 1}
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Model
+metadata: {name: tfsimple, namespace: seldon-mesh}
+spec:
+  storageUri: gs://seldon-models/triton/simple
+  requirements: [tensorflow]
+"""
+
+
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     alive = [p for p in pids if _alive(p)]
@@ -65,7 +82,7 @@ def test_load_workers_are_started_with_the_lifeline() -> None:
 def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     manifest = tmp_path / "iris.yaml"
-    manifest.write_text(SERVER_AND_MODEL)
+    manifest.write_text(SERVER_AND_MODEL + TRITON_SERVER_AND_MODEL)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "sim", "up", "--profile", str(PROFILE),
                              "--kubeconfig", str(kubeconfig)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -76,15 +93,16 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         ready = subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), "wait", "--for=condition=Ready",
-                                "model/iris", "-n", "seldon-mesh", "--timeout=150s"],
+                                "model/iris", "model/tfsimple", "-n", "seldon-mesh", "--timeout=150s"],
                                capture_output=True, text=True, timeout=170)
         assert ready.returncode == 0, ready.stderr
         children = sorted(_descendants(proc.pid))
-        assert any("mlserver" in (Path("/proc") / str(c) / "cmdline").read_bytes().decode(errors="replace")
-                   for c in children if _alive(c))
+        commands = [(Path("/proc") / str(c) / "cmdline").read_bytes().decode(errors="replace")
+                    for c in children if _alive(c)]
+        assert any("mlserver" in c for c in commands) and any("harness.sim.triton" in c for c in commands)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-        assert _gone_within(children, 60) == [], "MLServer (or another child) outlived a SIGKILLed sim up"
+        assert _gone_within(children, 60) == [], "MLServer, the Triton stand-in (or another child) outlived a SIGKILLed sim up"
     finally:
         if proc.poll() is None:
             proc.kill()

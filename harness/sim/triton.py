@@ -581,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     """Child-process entry point; readiness is `/v2/health/ready` on the HTTP port."""
     import grpc
 
+    from harness.lifeline import die_with_parent
+
+    # The sim that started this stand-in may be SIGKILLed (no handler runs there): go with it.
+    die_with_parent()
+
     parser = argparse.ArgumentParser(prog="python -m harness.sim.triton")
     parser.add_argument("--model-repository", required=True)
     parser.add_argument("--http-port", type=int, required=True)

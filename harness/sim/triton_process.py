@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.lifeline import child_env
 from harness.localserver.process import MLServerError, MLServerProcess, _request, free_port
 
 
@@ -39,7 +40,8 @@ class TritonStandInProcess(MLServerProcess):
         """Models are placed by `load_model`; nothing is preloaded (explicit model control)."""
 
     def _spawn(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
+        # child_env: the stand-in watches this process and stops when it dies, even by SIGKILL.
+        env = child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")})
         env["PYTHONUNBUFFERED"] = "1"
         # What the device plugin's Allocate gives the container; "void" when it has no GPU.
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(self.gpus) if self.gpus else "void"
