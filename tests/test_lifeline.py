@@ -102,7 +102,7 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
         assert any("mlserver" in c for c in commands) and any("harness.sim.triton" in c for c in commands)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-        assert _gone_within(children, 60) == [], "MLServer, the Triton stand-in (or another child) outlived a SIGKILLed sim up"
+        assert _gone_within(children, 60) == [], "MLServer, the Triton stand-in or another child outlived sim up"
     finally:
         if proc.poll() is None:
             proc.kill()
