@@ -104,3 +104,21 @@ def test_a_sweep_that_never_missed_the_slo_shows_no_drop() -> None:
     verdict = gate(report, baseline, 0.10, allow_simulated=False, max_capacity_drop=0.10)
     assert not [f for f in verdict.failures if f.kind == "capacity"], verdict.failures
     assert any("never missed the SLO" in note for note in verdict.notes), verdict.notes
+
+
+def test_a_real_sweep_with_its_confirmation_step_is_a_valid_report_entry() -> None:
+    # The report model once allowed only `ramp` and `bisect`: a real sweep's `confirm` step would have
+    # made its report unreadable. A sweep from the driver, as the latency suite stores it.
+    from harness.config import Slo
+    from harness.load.sweep import SweepPlan, run_sweep
+    from harness.report.model import CapacityEntry
+    from tests.test_load_sweep import ModelledServer, _spec
+
+    server = ModelledServer(100.0)
+    sweep = run_sweep(_spec(), Slo(p99_ms=25.0), SweepPlan(start_rate=20, min_requests=0), measure=server.measure,
+                      clock=server.clock)
+    entry = {**sweep.to_dict(), "server": "mlserver-gpu", "node": "gpu-0"}
+    assert "confirm" in {step["phase"] for step in entry["steps"]}
+    assert CapacityEntry.model_validate(entry).converged
+    schema = json.loads((ROOT / "docs" / "report.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(_with("pass.json", entry), schema)

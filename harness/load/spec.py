@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 Protocol = Literal["http", "grpc"]
 Mode = Literal["open", "closed"]
+# What a capacity-sweep step was for (harness/load/sweep.py); the report model takes the same type.
+SweepPhase = Literal["ramp", "bisect", "confirm"]
 
 DEFAULT_INPUT: dict[str, Any] = {"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
 DATATYPES = ("FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL",

@@ -24,7 +24,7 @@ from harness.checks.slo import evaluate_slo, failed
 from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.engine import run_load
-from harness.load.spec import LoadResult, LoadSpec
+from harness.load.spec import LoadResult, LoadSpec, SweepPhase
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class SweepStep:
     client_cpu_ms_per_request: float
     meets_slo: bool
     reasons: list[str]
-    phase: str  # ramp | bisect | confirm
+    phase: SweepPhase
     elapsed_s: float
     telemetry: dict[str, Any] | None = None
 
@@ -162,7 +162,7 @@ class SweepResult:
         }
 
 
-def step_of(result: LoadResult, slo: Slo, phase: str, elapsed_s: float) -> SweepStep:
+def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -> SweepStep:
     verdicts = failed(evaluate_slo(result.to_dict(), slo))
     seconds = result.duration_s
     good = result.good if result.good is not None else result.ok
@@ -257,6 +257,7 @@ def run_sweep(
         if elapsed + plan.warmup_s + seconds + overhead > plan.budget_s:
             reason = f"time budget {plan.budget_s:g} s reached"
             break
+        phase: SweepPhase
         if any(r == rate for r, _ in history):
             phase = "confirm"
         elif any(not ok for _, ok in history) and any(ok for _, ok in history):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import UsageError
+from harness.load.spec import SweepPhase
 from harness.safeyaml import read_text
 
 SCHEMA_VERSION: Literal["1"] = "1"
@@ -222,7 +223,7 @@ class SweepStepData(_Model):
     client_cpu_ms_per_request: float
     meets_slo: bool
     reasons: list[str]
-    phase: Literal["ramp", "bisect"]
+    phase: SweepPhase
     elapsed_s: float
     telemetry: dict[str, Any] | None = Field(
         default=None, description="GPU telemetry during the step's window; `simulated: true` on the sim"
