@@ -4,6 +4,7 @@ no MLServer behind; `load` workers are started with the lifeline."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -43,6 +44,16 @@ spec:
   storageUri: gs://seldon-models/triton/simple
   requirements: [tensorflow]
 """
+
+
+def _reap(proc: subprocess.Popen[str], pids: list[int]) -> None:
+    """After a failed assertion: kill the parent and whatever of its children is still alive."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate(timeout=10)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
@@ -104,14 +115,7 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
         assert _gone_within(children, 60) == [], "MLServer, the Triton stand-in or another child outlived sim up"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-        for pid in children:
-            if _alive(pid):
-                import os
-
-                os.kill(pid, signal.SIGKILL)
+        _reap(proc, children)
 
 
 class _Answer:
@@ -172,12 +176,5 @@ def test_load_workers_stop_when_load_is_killed(tmp_path: Path, sig: signal.Signa
         proc.communicate(timeout=30)
         assert _gone_within(workers, 20) == [], f"load workers outlived `load` killed by {sig.name}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-        for pid in workers:
-            if _alive(pid):
-                import os
-
-                os.kill(pid, signal.SIGKILL)
+        _reap(proc, workers)
         stub.close()
