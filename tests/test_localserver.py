@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from harness.localserver import IRIS_INPUT, MLServerError, MLServerProcess, train_iris, write_paced_model
+from harness.localserver import IRIS_INPUT, MLServerError, MLServerProcess, forkserver, train_iris, write_paced_model
 from harness.localserver.process import group_members
 
 # Fixtures `mlserver` and `iris_model_dir` come from the shared real-MLServer module.
@@ -84,17 +85,45 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     assert not server.is_alive()
 
 
-def test_stop_leaves_no_process_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", ["1", "0"], ids=["forked", "plain"])
+def test_stop_leaves_no_process_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: str) -> None:
     # One inference worker process (and multiprocessing's resource tracker) even without models:
-    # children that must go down with the parent.
+    # children that must go down with the parent, whether MLServer was forked or started afresh.
+    monkeypatch.setenv(forkserver.ENABLE_ENV, fork)
     server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", parallel_workers=1)
     server.start(timeout=90)
     pid = server.pid
     assert pid is not None
+    assert (_parent(pid) == os.getpid()) == (fork == "0")
     assert len(group_members(pid)) >= 2
     server.stop(timeout=10)
     assert group_members(pid) == []
 
+
+def _parent(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_mlservers_are_forks_of_one_preloaded_process_each_in_its_own_session(
+        iris_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(forkserver.ENABLE_ENV, raising=False)
+    first = MLServerProcess(tmp_path / "a", models_dir=iris_model_dir)
+    second = MLServerProcess(tmp_path / "b", models_dir=iris_model_dir)
+    with first, second:
+        assert first.pid is not None and second.pid is not None
+        parent = _parent(first.pid)
+        assert _parent(second.pid) == parent != os.getpid() and _parent(parent) == os.getpid()
+        assert b"mlserver fork server" in (Path("/proc") / str(parent) / "cmdline").read_bytes()
+        for server in (first, second):
+            assert server.pid is not None
+            assert os.getsid(server.pid) == os.getpgid(server.pid) == server.pid  # as start_new_session
+            status, body = _infer(server, "iris")
+            assert status == 200 and body["outputs"] == _infer(server, "iris")[1]["outputs"]
+        pid = first.pid
+        first.kill()  # a crash: the fork server reaps it and passes on how it ended
+        assert not first.is_alive() and group_members(pid) == []
+        assert second.is_alive()
+    assert "Uvicorn running" in first.log_tail(200) or "HTTP server running" in first.log_tail(200)
 
 
 def test_paced_model_folder_carries_its_runtime(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.lifeline import child_env
+from harness.localserver import forkserver
 from harness.localserver.iris import IMPLEMENTATION, MODEL_FILE, SETTINGS_FILE
 
 HOST = "127.0.0.1"
@@ -126,7 +127,7 @@ class MLServerProcess:
         self.repository_dir = self.workdir / "repository"
         self.http_port = http_port
         self.grpc_port = grpc_port
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: forkserver.ChildProcess | None = None
 
     # --- properties ------------------------------------------------------------------------
     @property
@@ -209,6 +210,15 @@ class MLServerProcess:
         env = child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")})
         env["PYTHONUNBUFFERED"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        server = forkserver.shared_server()
+        if server is not None:
+            # The same entry point, forked from a process that has MLServer imported already.
+            try:
+                self._proc = server.spawn(["mlserver", "start", str(self.repository_dir)], env=env,
+                                          cwd=self.workdir, log_path=self.log_path)
+                return
+            except forkserver.ForkServerError:
+                pass  # a plain child below
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCH, "start", str(self.repository_dir)],
