@@ -90,7 +90,7 @@ class TestRecorder:
     def latency(self, model: str, result: dict[str, Any], slo: Any, verdicts: list[Any], *,
                 server: str | None, node: str | None, gpu_uuids: list[str]) -> None:
         self.recorder.builder.add_latency(result, server=server, node=node, gpu_uuids=gpu_uuids, slo=slo,
-                                          slo_verdicts=[v.to_dict() for v in verdicts])
+                                          slo_verdicts=verdicts)
 
     def capacity(self, sweep: Any, *, server: str | None, node: str | None) -> None:
         self.recorder.builder.add_capacity(sweep, server=server, node=node)

@@ -20,9 +20,9 @@ import pytest
 from harness.config import parse_profile
 from harness.lifecycle import ClusterSession, RunOptions
 from harness.load import LoadSpec, run_load
+from harness.load.result import LatencyPercentiles, LatencyWindow, LoadResult
 from harness.report import RunReport, format_verdict, gate
 from harness.report.builder import ReportBuilder
-from harness.report.model import LatencyPercentiles, LatencyWindow, LoadResultData
 from harness.report.uncertainty import percentile_interval, quantile_at, quantile_curve
 
 IRIS = "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
@@ -101,8 +101,8 @@ def test_identical_runs_pass_and_a_2x_slower_model_fails(session: ClusterSession
 
 
 # --- the interval on its own ---------------------------------------------------------------
-def _result(ok: int, windows: list[float]) -> LoadResultData:
-    return LoadResultData(
+def _result(ok: int, windows: list[float]) -> LoadResult:
+    return LoadResult(
         engine="harness", mode="open", protocol="http", endpoint="http://127.0.0.1:1", model="m",
         offered_rate_rps=40.0, concurrency=None, poisson=False, duration_s=3, warmup_s=1, workers=1,
         requests=ok, ok=ok, errors={}, error_rate=0.0, achieved_rate_rps=40.0, throughput_rps=40.0,

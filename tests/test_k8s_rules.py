@@ -280,11 +280,17 @@ _K8S_ONLY = frozenset({
 })
 
 
-def test_no_rule_is_defined_twice() -> None:
+def _definitions(pattern: re.Pattern[str]) -> dict[str, list[str]]:
+    """Each name `pattern` finds under harness/ (its first group) and the files that define it."""
     seen: dict[str, list[str]] = {}
     for path in sorted((ROOT / "harness").rglob("*.py")):
-        for match in _RULE_DEF.finditer(path.read_text()):
+        for match in pattern.finditer(path.read_text()):
             seen.setdefault(match.group(1), []).append(str(path.relative_to(ROOT)))
+    return seen
+
+
+def test_no_rule_is_defined_twice() -> None:
+    seen = _definitions(_RULE_DEF)
     twice = {name: where for name, where in seen.items() if len(where) > 1}
     assert not twice, f"rules defined more than once (keep one, in harness/k8s): {twice}"
     outside = {name: where for name, where in seen.items()
@@ -296,6 +302,31 @@ def test_the_grep_would_see_a_copy() -> None:
     assert _RULE_DEF.search("def tolerates(a, b):\n")
     assert _RULE_DEF.search("    def parse_quantity(x):\n")
     assert not _RULE_DEF.search("tolerates(a, b)\n")  # a call is not a definition
+
+
+# --- one source: no data shape is declared twice under harness/ (issue 17) ---------------------------------
+# What a producer writes and the report reads back is one class, which the report uses as a field type.
+_SHAPES = ("LoadResult", "LatencyPercentiles", "LatencyWindow", "Slo", "SloVerdict", "SweepStep", "SweepResult",
+           "PlacementRow", "Finding")
+# The report's former copies of those shapes: a class by one of these names would be a copy again.
+_FORMER_COPIES = ("LoadResultData", "SloSpec", "SweepStepData")
+_CLASS_DEF = re.compile(rf"^\s*class ({'|'.join(_SHAPES + _FORMER_COPIES)})\b", re.M)
+
+
+def test_no_data_shape_is_declared_twice() -> None:
+    seen = _definitions(_CLASS_DEF)
+    twice = {name: where for name, where in seen.items() if len(where) > 1}
+    assert not twice, f"data shapes declared more than once (keep the producer's, use it in the report): {twice}"
+    copies = {name: where for name, where in seen.items() if name in _FORMER_COPIES}
+    assert not copies, f"the report's old copies are back (use the producer's class instead): {copies}"
+    assert set(_SHAPES) <= set(seen), f"shapes not found (renamed? update this list): {set(_SHAPES) - set(seen)}"
+
+
+def test_the_class_grep_would_see_a_copy() -> None:
+    assert _CLASS_DEF.search("class LoadResult(Record):\n")
+    assert _CLASS_DEF.search("    class Slo:\n")
+    assert not _CLASS_DEF.search("class SloLimits(Record):\n")  # another name, not the shape `Slo`
+    assert not _CLASS_DEF.search("result: LoadResult\n")  # a use is not a declaration
 
 
 def test_k8s_package_imports_nothing_but_itself_and_the_client() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.config import Tensor
-from harness.load import InferenceError, LoadResult, LoadSpec, infer_once, run_load
+from harness.load import InferenceError, LoadSpec, infer_once, run_load
+from harness.load.result import LoadResult
 from harness.load.spec import Protocol
 from harness.localserver import IRIS_INPUT, MLServerProcess
 from harness.localserver.process import group_members
@@ -47,7 +48,7 @@ def test_closed_loop(mlserver: MLServerProcess, protocol: str) -> None:
                                mode="closed", concurrency=4, duration_s=1.2, warmup_s=0.3))
     assert result.complete, result.failure
     assert result.errors == {} and result.ok == result.requests > 20
-    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] <= result.latency_ms["max"]
+    assert 0 < result.latency_ms.p50 <= result.latency_ms.p99 <= result.latency_ms.max
     assert result.throughput_rps == pytest.approx(result.ok / result.duration_s)
     assert result.client_cpu_ms_per_request > 0
     assert len(result.windows) == 3
@@ -65,7 +66,7 @@ def test_open_loop(mlserver: MLServerProcess, protocol: str) -> None:
         assert result.requests == pytest.approx(expected, abs=2)
     else:
         assert 25 <= result.requests <= 110
-    assert result.latency_ms["p50"] > 0
+    assert result.latency_ms.p50 > 0
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -109,7 +110,7 @@ def test_server_killed_mid_run(mlserver_factory: Callable[[], MLServerProcess]) 
         assert result.complete is False, protocol
         assert result.failure is not None and "stopped answering" in result.failure, protocol
         assert result.ok > 0, protocol  # the partial figures before the kill are kept
-        assert result.latency_ms["p50"] > 0, protocol
+        assert result.latency_ms.p50 > 0, protocol
         assert sum(result.errors.values()) > 0, protocol
         assert result.duration_s < 6.0, protocol
 
@@ -148,7 +149,7 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
         result = run_load(LoadSpec(endpoint=paced_mlserver.http_url, model=PACED, rate=rate, duration_s=3.0,
                                    window_s=3.0, warmup_s=1.0))
         verdicts = failed(evaluate_slo(result.to_dict(), slo))
-        seen.append(f"{rate:.1f} req/s: p99 {result.latency_ms.get('p99', 0):.2f} ms, achieved "
+        seen.append(f"{rate:.1f} req/s: p99 {result.latency_ms.p99:.2f} ms, achieved "
                     f"{result.achieved_rate_rps:.1f}/s, {'misses' if verdicts else 'meets'} the SLO")
         return not verdicts
 

@@ -11,7 +11,8 @@ import pytest
 from harness.cli import main
 from harness.config import Slo
 from harness.errors import UsageError
-from harness.load.spec import LoadResult, LoadSpec
+from harness.load.result import LoadResult
+from harness.load.spec import LoadSpec
 from harness.load.sweep import SweepPlan, bracket, next_rate, run_sweep, step_seconds
 from tests.test_load_unit import StubServer
 
@@ -99,12 +100,12 @@ class ModelledServer:
         return LoadResult(
             engine="harness", mode="open", protocol="http", endpoint=spec.endpoint, model=spec.model,
             offered_rate_rps=spec.rate, concurrency=None, poisson=False, duration_s=spec.duration_s,
-            warmup_s=spec.warmup_s, workers=1, requests=requests, ok=requests, errors={},
-            achieved_rate_rps=spec.rate, throughput_rps=spec.rate, late_sends=0,
-            latency_ms={"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99, "max": p99 * 1.1},
-            stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.05,
-            good=requests if p99 <= 25 else requests // 2,
-        )
+            warmup_s=spec.warmup_s, workers=1, requests=requests, ok=requests, errors={}, error_rate=0.0,
+            achieved_rate_rps=spec.rate, throughput_rps=spec.rate, late_sends=0, late_send_fraction=0.0,
+            latency_ms={"min": p99 / 4, "mean": p99 / 2, "p50": p99 / 2, "p90": p99 * 0.8, "p95": p99 * 0.9,
+                        "p99": p99, "p99_9": p99 * 1.05, "max": p99 * 1.1},
+            stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.05, complete=True, failure=None,
+        ).counting_good(requests if p99 <= 25 else requests // 2)
 
 
 def _spec() -> LoadSpec:

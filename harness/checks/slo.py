@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
 from harness.config import Slo
+from harness.records import Record
 
 
-@dataclass(frozen=True)
-class SloVerdict:
-    name: str  # p50_ms, p95_ms, p99_ms, min_throughput_rps, max_error_rate, achieved_rate, complete
+class SloVerdict(Record):
+    """One SLO limit against one measurement (each latency entry of the report lists them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(
+        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | complete"
+    )
     limit: float | None
     actual: float | None
     ok: bool
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 # Open loop: the achieved rate must match the offered rate, or the percentiles describe a lighter
@@ -35,22 +42,22 @@ def evaluate_slo(result: dict[str, Any], slo: Slo) -> list[SloVerdict]:
         actual = latency.get(key)
         ok = actual is not None and float(actual) <= limit
         verdicts.append(SloVerdict(
-            f"{key}_ms", limit, actual, ok,
-            f"{key} {actual:.2f} ms {'<=' if ok else '>'} SLO {limit:g} ms" if actual is not None
+            name=f"{key}_ms", limit=limit, actual=actual, ok=ok,
+            reason=f"{key} {actual:.2f} ms {'<=' if ok else '>'} SLO {limit:g} ms" if actual is not None
             else f"{key} not measured",
         ))
     throughput = float(result.get("throughput_rps") or 0.0)
     if slo.min_throughput_rps > 0:
         ok = throughput >= slo.min_throughput_rps
         verdicts.append(SloVerdict(
-            "min_throughput_rps", slo.min_throughput_rps, throughput, ok,
-            f"throughput {throughput:.1f} req/s {'>=' if ok else '<'} SLO {slo.min_throughput_rps:g} req/s",
+            name="min_throughput_rps", limit=slo.min_throughput_rps, actual=throughput, ok=ok,
+            reason=f"throughput {throughput:.1f} req/s {'>=' if ok else '<'} SLO {slo.min_throughput_rps:g} req/s",
         ))
     error_rate = float(result.get("error_rate") or 0.0)
     ok = error_rate <= slo.max_error_rate
     verdicts.append(SloVerdict(
-        "max_error_rate", slo.max_error_rate, error_rate, ok,
-        f"error rate {error_rate:.2%} {'<=' if ok else '>'} SLO {slo.max_error_rate:.2%}"
+        name="max_error_rate", limit=slo.max_error_rate, actual=error_rate, ok=ok,
+        reason=f"error rate {error_rate:.2%} {'<=' if ok else '>'} SLO {slo.max_error_rate:.2%}"
         + (f" (errors: {result.get('errors')})" if not ok else ""),
     ))
     offered = result.get("offered_rate_rps")
@@ -58,13 +65,14 @@ def evaluate_slo(result: dict[str, Any], slo: Slo) -> list[SloVerdict]:
         achieved = float(result.get("achieved_rate_rps") or 0.0)
         ok = achieved >= offered * (1 - ACHIEVED_RATE_TOLERANCE)
         verdicts.append(SloVerdict(
-            "achieved_rate", float(offered), achieved, ok,
-            f"achieved {achieved:.1f} of {float(offered):g} req/s offered"
+            name="achieved_rate", limit=float(offered), actual=achieved, ok=ok,
+            reason=f"achieved {achieved:.1f} of {float(offered):g} req/s offered"
             + ("" if ok else f" (more than {ACHIEVED_RATE_TOLERANCE:.0%} short: the client could not offer the load)"),
         ))
     complete = bool(result.get("complete", True))
     if not complete:
-        verdicts.append(SloVerdict("complete", None, None, False, f"run incomplete: {result.get('failure')}"))
+        verdicts.append(SloVerdict(name="complete", limit=None, actual=None, ok=False,
+                                   reason=f"run incomplete: {result.get('failure')}"))
     return verdicts
 
 

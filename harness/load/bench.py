@@ -24,7 +24,8 @@ from pathlib import Path
 
 from harness.load.clients import json_body
 from harness.load.engine import run_load
-from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec
+from harness.load.result import LoadResult
+from harness.load.spec import DEFAULT_INPUT, LoadSpec
 from harness.localserver import MLServerProcess, free_port, train_iris
 
 # A minimal HTTP/1.1 server answering every request at once with a well-formed inference answer
@@ -332,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(rounds):
                 if wrk:
                     p50_w.append(run_wrk(wrk, url, script, 1, seconds).p50_ms)
-                p50_h.append(_closed(server.http_url, 1, seconds, warmup).latency_ms["p50"])
-                p50_g.append(_closed(server.grpc_address, 1, seconds, warmup, protocol="grpc").latency_ms["p50"])
+                p50_h.append(_closed(server.http_url, 1, seconds, warmup).latency_ms.p50)
+                p50_g.append(_closed(server.grpc_address, 1, seconds, warmup, protocol="grpc").latency_ms.p50)
             grpc = _closed(server.grpc_address, 8, seconds, warmup, protocol="grpc", grpc_client="aio")
             triton = _tritonclient_grpc(server.grpc_address, seconds)
 
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{', '.join(f'{v:.3f}' for v in cpu_h)} ms/request",
         f"- gRPC p50 per round (c=1): {', '.join(f'{v:.3f}' for v in p50_g)} ms",
         f"- gRPC through grpc.aio (pre-serialised requests, the previous client), c=8: {grpc.throughput_rps:.0f} "
-        f"req/s, p50 {grpc.latency_ms['p50']:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
+        f"req/s, p50 {grpc.latency_ms.p50:.2f} ms, client CPU {grpc.client_cpu_ms_per_request:.3f} ms/request",
         f"- tritonclient.grpc, one call at a time (reference): {triton[0]:.0f} req/s, client CPU "
         f"{triton[1]:.3f} ms/request",
         f"- gRPC client ceiling against a minimal grpcio server (c=8): {grpc_ceiling.throughput_rps:.0f} req/s, "
@@ -441,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         f"process): {grpc_bare.throughput_rps:.0f} req/s, client CPU {grpc_bare.client_cpu_ms_per_request:.3f} "
         "ms/request",
         "- open loop runs: " + "; ".join(
-            f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms['p50']:.2f} ms, "
-            f"p99 {r.latency_ms['p99']:.2f} ms" for r in open_runs),
+            f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms.p50:.2f} ms, "
+            f"p99 {r.latency_ms.p99:.2f} ms" for r in open_runs),
         "",
         "## Method",
         "",

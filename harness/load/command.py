@@ -14,7 +14,8 @@ from harness.errors import UsageError
 from harness.fsio import write_atomic
 from harness.load.answers import Expected, expected_from_outputs
 from harness.load.engine import run_load as run_engine
-from harness.load.spec import DEFAULT_INPUT, LoadResult, LoadSpec, validate_inputs
+from harness.load.result import LoadResult
+from harness.load.spec import DEFAULT_INPUT, LoadSpec, validate_inputs
 from harness.load.sweep import SweepPlan, SweepResult, run_sweep
 
 SWEEP_STEP_S = 3.0
@@ -103,7 +104,7 @@ def summary_lines(result: LoadResult) -> list[str]:
         f"  achieved {result.achieved_rate_rps:.1f} req/s  throughput {result.throughput_rps:.1f} ok/s"
         + (f"  late sends {result.late_sends} ({result.late_send_fraction:.2%})" if result.mode == "open" else ""),
         "  latency ms  "
-        + "  ".join(f"{k} {lat.get(k, 0.0):.2f}" for k in ("p50", "p90", "p95", "p99", "p99_9", "max")),
+        + "  ".join(f"{k} {getattr(lat, k):.2f}" for k in ("p50", "p90", "p95", "p99", "p99_9", "max")),
         f"  client CPU {result.client_cpu_ms_per_request:.3f} ms/request",
     ]
     if result.errors:

@@ -10,13 +10,16 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.load.clients import grpc_request_bytes, http_request_bytes
 from harness.load.histogram import count_at_or_below_ms, merge_encoded, summary_ms
-from harness.load.spec import LoadResult, LoadSpec, parse_endpoint
+from harness.load.spec import LoadSpec, parse_endpoint
 from harness.load.stability import WindowStat, is_stable
 from harness.load.worker import WindowRecord, WorkerPlan, WorkerSummary, run_worker
+
+if TYPE_CHECKING:
+    from harness.load.result import LoadResult
 
 # Requests per second one worker process offers comfortably. Measured on a shared 2-core machine
 # (docs/benchmarks.md): ~0.05-0.1 ms client CPU per request for HTTP and for gRPC (the raw HTTP/2
@@ -126,6 +129,9 @@ class Coordinator:
                 self.stop = True
 
     def result(self, summaries: list[WorkerSummary]) -> LoadResult:
+        # Imported here: spawned workers import this module and never build a result (result.py says why).
+        from harness.load.result import LoadResult, fraction
+
         spec = self.spec
         failures = [s.failure for s in summaries if s.failure]
         failure = failures[0] if failures else None
@@ -150,22 +156,22 @@ class Coordinator:
         cpu = sum(s.cpu_s for s in summaries)
         measured = sum(s.measured_requests for s in summaries)
         stats = [w.stat() for w in self.complete_windows]
+        late = sum(r.late for r in records)
         return LoadResult(
             engine="harness", mode=spec.mode, protocol=spec.protocol, endpoint=spec.endpoint, model=spec.model,
             offered_rate_rps=spec.rate if spec.mode == "open" else None,
             concurrency=spec.concurrency if spec.mode == "closed" else None,
             poisson=spec.poisson, duration_s=seconds, warmup_s=spec.warmup_s, workers=self.workers,
-            requests=requests, ok=ok, errors=errors,
+            requests=requests, ok=ok, errors=errors, error_rate=fraction(requests - ok, requests),
             achieved_rate_rps=requests / seconds if seconds else 0.0,
             throughput_rps=ok / seconds if seconds else 0.0,
-            late_sends=sum(r.late for r in records),
+            late_sends=late, late_send_fraction=fraction(late, requests),
             latency_ms=summary_ms(histogram, sum(r.latency_sum_s for r in records)),
             stable=self.stable, trials=max(self.trials, 1 if reported else 0),
             windows=[{"throughput_rps": round(s.throughput_rps, 3), "p99_ms": s.p99_ms} for s in stats],
             client_cpu_ms_per_request=1000.0 * cpu / measured if measured else 0.0,
             complete=complete, failure=failure,
-            good=count_at_or_below_ms(histogram, spec.goodput_ms) if spec.goodput_ms is not None else None,
-        )
+        ).counting_good(count_at_or_below_ms(histogram, spec.goodput_ms) if spec.goodput_ms is not None else None)
 
 
 def _worker_process(plan: WorkerPlan, out: Any, stop: Any, go: Any, start_at: Any,

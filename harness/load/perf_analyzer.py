@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.load.histogram import LATENCY_KEYS
-from harness.load.spec import LoadResult, LoadSpec, parse_endpoint
+from harness.load.result import LoadResult
+from harness.load.spec import LoadSpec, parse_endpoint
 
 EXECUTABLE = "perf_analyzer"
 
@@ -61,9 +63,13 @@ def parse_csv(text: str, spec: LoadSpec) -> LoadResult:
 
     def number(name: str) -> float:
         try:
-            return float(row[name])
+            value = float(row[name])
         except (KeyError, ValueError):
             raise UsageError(f"perf_analyzer CSV: column {name!r} missing or not a number") from None
+        # A result holds finite numbers only (harness/records.py): `nan` here is bad input, not a traceback.
+        if not math.isfinite(value):
+            raise UsageError(f"perf_analyzer CSV: column {name!r} is {row[name]!r}, expected a finite number")
+        return value
 
     throughput = number("Inferences/Second")
     latency = dict.fromkeys(LATENCY_KEYS, 0.0)
@@ -80,11 +86,11 @@ def parse_csv(text: str, spec: LoadSpec) -> LoadResult:
         offered_rate_rps=spec.rate if spec.mode == "open" else None,
         concurrency=spec.concurrency if spec.mode == "closed" else None,
         poisson=spec.poisson, duration_s=spec.window, warmup_s=0.0, workers=1,
-        requests=requests, ok=requests, errors={},
-        achieved_rate_rps=throughput, throughput_rps=throughput, late_sends=0,
+        requests=requests, ok=requests, errors={}, error_rate=0.0,
+        achieved_rate_rps=throughput, throughput_rps=throughput, late_sends=0, late_send_fraction=0.0,
         latency_ms={k: round(v, 4) for k, v in latency.items()},
         # perf_analyzer only writes the CSV after it has judged the measurement stable.
-        stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.0,
+        stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.0, complete=True, failure=None,
     )
 
 
@@ -114,7 +120,8 @@ def _failed(spec: LoadSpec, failure: str) -> LoadResult:
         engine="perf_analyzer", mode=spec.mode, protocol=spec.protocol, endpoint=spec.endpoint, model=spec.model,
         offered_rate_rps=spec.rate if spec.mode == "open" else None,
         concurrency=spec.concurrency if spec.mode == "closed" else None, poisson=spec.poisson,
-        duration_s=0.0, warmup_s=0.0, workers=1, requests=0, ok=0, errors={}, achieved_rate_rps=0.0,
-        throughput_rps=0.0, late_sends=0, latency_ms=dict.fromkeys(LATENCY_KEYS, 0.0), stable=False, trials=0,
-        windows=[], client_cpu_ms_per_request=0.0, complete=False, failure=failure,
+        duration_s=0.0, warmup_s=0.0, workers=1, requests=0, ok=0, errors={}, error_rate=0.0,
+        achieved_rate_rps=0.0, throughput_rps=0.0, late_sends=0, late_send_fraction=0.0,
+        latency_ms=dict.fromkeys(LATENCY_KEYS, 0.0), stable=False, trials=0, windows=[],
+        client_cpu_ms_per_request=0.0, complete=False, failure=failure,
     )

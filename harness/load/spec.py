@@ -1,4 +1,4 @@
-"""What to measure (`LoadSpec`) and what was measured (`LoadResult`, the shared result shape)."""
+"""What to measure (`LoadSpec`); what was measured is `harness.load.result.LoadResult`."""
 
 from __future__ import annotations
 
@@ -200,79 +200,3 @@ class LoadSpec:
             expected=(Expected(model.expected_output.name, tuple(model.expected_output.data)),)
             if model.expected_output is not None else (),
         ).validate()
-
-
-@dataclass
-class LoadResult:
-    """The shared result shape (see docs/architecture.md and the report schema)."""
-
-    engine: Literal["harness", "perf_analyzer"]
-    mode: Mode
-    protocol: Protocol
-    endpoint: str
-    model: str
-    offered_rate_rps: float | None
-    concurrency: int | None
-    poisson: bool
-    duration_s: float
-    warmup_s: float
-    workers: int
-    requests: int
-    ok: int
-    errors: dict[str, int]
-    achieved_rate_rps: float
-    throughput_rps: float
-    late_sends: int
-    latency_ms: dict[str, float]
-    stable: bool
-    trials: int
-    windows: list[dict[str, float]]
-    client_cpu_ms_per_request: float
-    complete: bool = True
-    failure: str | None = None
-    # Successful requests within `LoadSpec.goodput_ms` (None when not asked); not part of the shared
-    # result dict: the sweep reports it per step.
-    good: int | None = None
-
-    @property
-    def error_rate(self) -> float:
-        return (self.requests - self.ok) / self.requests if self.requests else 0.0
-
-    @property
-    def late_send_fraction(self) -> float:
-        return self.late_sends / self.requests if self.requests else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "mode": self.mode,
-            "protocol": self.protocol,
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "offered_rate_rps": self.offered_rate_rps,
-            "concurrency": self.concurrency,
-            "poisson": self.poisson,
-            "duration_s": round(self.duration_s, 4),
-            "warmup_s": self.warmup_s,
-            "workers": self.workers,
-            "requests": self.requests,
-            "ok": self.ok,
-            "errors": dict(sorted(self.errors.items())),
-            "error_rate": round(self.error_rate, 6),
-            "achieved_rate_rps": round(self.achieved_rate_rps, 3),
-            "throughput_rps": round(self.throughput_rps, 3),
-            "late_sends": self.late_sends,
-            "late_send_fraction": round(self.late_send_fraction, 6),
-            "latency_ms": dict(self.latency_ms),
-            "stable": self.stable,
-            "trials": self.trials,
-            "windows": [dict(w) for w in self.windows],
-            "client_cpu_ms_per_request": round(self.client_cpu_ms_per_request, 4),
-            "complete": self.complete,
-            "failure": self.failure,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoadResult:
-        keys = {k for k in cls.__dataclass_fields__} - {"good"}
-        return cls(**{k: v for k, v in data.items() if k in keys})

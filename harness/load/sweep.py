@@ -17,14 +17,19 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from pydantic import Field
 
 from harness.checks.slo import evaluate_slo, failed
 from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.engine import run_load
-from harness.load.spec import LoadResult, LoadSpec, SweepPhase
+from harness.load.result import LoadResult, fraction
+from harness.load.spec import LoadSpec, SweepPhase
+from harness.load.spec import Protocol as LoadProtocol
+from harness.records import Record, rounded
 
 
 @dataclass(frozen=True)
@@ -107,59 +112,58 @@ def latency_bound_ms(slo: Slo) -> float | None:
     return slo.p99_ms or slo.p95_ms or slo.p50_ms
 
 
-@dataclass
-class SweepStep:
-    offered_rate_rps: float
-    achieved_rate_rps: float
-    throughput_rps: float
+class SweepStep(Record):
+    """One step of a capacity sweep (one open-loop window at one offered rate)."""
+
+    offered_rate_rps: Annotated[float, rounded(3)]
+    achieved_rate_rps: Annotated[float, rounded(3)]
+    throughput_rps: Annotated[float, rounded(3)]
     requests: int
     ok: int
     errors: dict[str, int]
-    error_rate: float
-    latency_ms: dict[str, float]
-    goodput_fraction: float
-    goodput_rps: float
-    late_send_fraction: float
-    client_cpu_ms_per_request: float
+    error_rate: Annotated[float, rounded(6)]
+    latency_ms: dict[str, float] = Field(description="p50, p95, p99, max")
+    goodput_fraction: Annotated[float, rounded(6)] = Field(
+        description="requests that succeeded within the latency bound / requests")
+    goodput_rps: Annotated[float, rounded(3)]
+    late_send_fraction: Annotated[float, rounded(6)]
+    client_cpu_ms_per_request: Annotated[float, rounded(4)]
     meets_slo: bool
     reasons: list[str]
     phase: SweepPhase
-    elapsed_s: float
-    telemetry: dict[str, Any] | None = None
+    elapsed_s: Annotated[float, rounded(3)]
+    telemetry: dict[str, Any] | None = Field(
+        default=None, description="GPU telemetry during the step's window; `simulated: true` on the sim")
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key in ("offered_rate_rps", "achieved_rate_rps", "throughput_rps", "goodput_rps", "elapsed_s"):
-            out[key] = round(out[key], 3)
-        for key in ("error_rate", "goodput_fraction", "late_send_fraction"):
-            out[key] = round(out[key], 6)
-        out["client_cpu_ms_per_request"] = round(out["client_cpu_ms_per_request"], 4)
-        out["latency_ms"] = {k: self.latency_ms.get(k, 0.0) for k in ("p50", "p95", "p99", "max")}
-        return out
+        return self.model_dump()
 
 
-@dataclass
-class SweepResult:
+class SweepResult(Record):
+    """Capacity at SLO of one model: the answer and every step that led to it."""
+
     endpoint: str
     model: str
-    protocol: str
+    protocol: LoadProtocol
     slo: dict[str, float | None]
     budget_s: float
-    capacity_rps: float
+    capacity_rps: Annotated[float, rounded(3)] = Field(
+        description="highest passing offered rate below the lowest failing one; 0 if none")
     converged: bool
     stop_reason: str
-    elapsed_s: float
-    steps: list[SweepStep] = field(default_factory=list)
-    complete: bool = True
-    failure: str | None = None
+    elapsed_s: Annotated[float, rounded(3)]
+    # No defaults, as in `LoadResult`: a report without these keys is not a complete sweep.
+    steps: list[SweepStep]
+    complete: bool
+    failure: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint, "model": self.model, "protocol": self.protocol, "slo": dict(self.slo),
-            "budget_s": self.budget_s, "capacity_rps": round(self.capacity_rps, 3), "converged": self.converged,
-            "stop_reason": self.stop_reason, "elapsed_s": round(self.elapsed_s, 3),
-            "steps": [s.to_dict() for s in self.steps], "complete": self.complete, "failure": self.failure,
-        }
+        """The JSON document (`harness load --sweep --json`; the report's `capacity[]` adds where it ran)."""
+        return self.model_dump()
+
+
+# The latency percentiles a step keeps (the full set is in each latency entry of the report).
+STEP_PERCENTILES = ("p50", "p95", "p99", "max")
 
 
 def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -> SweepStep:
@@ -169,8 +173,9 @@ def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -
     return SweepStep(
         offered_rate_rps=float(result.offered_rate_rps or 0.0), achieved_rate_rps=result.achieved_rate_rps,
         throughput_rps=result.throughput_rps, requests=result.requests, ok=result.ok, errors=dict(result.errors),
-        error_rate=result.error_rate, latency_ms=dict(result.latency_ms),
-        goodput_fraction=good / result.requests if result.requests else 0.0,
+        error_rate=result.error_rate,
+        latency_ms={key: getattr(result.latency_ms, key) for key in STEP_PERCENTILES},
+        goodput_fraction=fraction(good, result.requests),
         goodput_rps=good / seconds if seconds else 0.0, late_send_fraction=result.late_send_fraction,
         client_cpu_ms_per_request=result.client_cpu_ms_per_request, meets_slo=not verdicts,
         reasons=[v.reason for v in verdicts], phase=phase, elapsed_s=elapsed_s,

@@ -15,14 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from harness.checks.slo import SloVerdict, evaluate_slo
+from harness.config import Slo
 from harness.k8s.gpu import is_gpu_node, node_gpu_count, pod_gpu_request
+from harness.load.result import LoadResult
 from harness.report.model import (
     Artifact,
     CapacityEntry,
     CheckVerdict,
     ClusterFacts,
     LatencyEntry,
-    LoadResultData,
     NodeInfo,
     NodeTaint,
     Phase,
@@ -32,8 +34,6 @@ from harness.report.model import (
     Rehearsal,
     RunReport,
     Selection,
-    SloSpec,
-    SloVerdict,
     Status,
 )
 
@@ -135,28 +135,16 @@ def placement_row(
     )
 
 
-def _slo_spec(slo: Any) -> SloSpec | None:
-    if slo is None:
-        return None
-    if isinstance(slo, SloSpec):
+def _slo(slo: Slo | Mapping[str, Any] | None) -> Slo | None:
+    if slo is None or isinstance(slo, Slo):
         return slo
-    if isinstance(slo, Mapping):
-        return SloSpec.model_validate(dict(slo))
-    # harness.config.Slo (a pydantic model with the same fields)
-    return SloSpec.model_validate(slo.model_dump())
+    return Slo.model_validate(dict(slo))
 
 
-def _slo_verdicts(result: dict[str, Any], slo: Any, given: Iterable[Any] | None) -> list[SloVerdict]:
+def _slo_verdicts(result: dict[str, Any], slo: Slo | None, given: Iterable[Any] | None) -> list[SloVerdict]:
     if given is not None:
-        return [SloVerdict.model_validate(_as_dict(v) if not isinstance(v, SloVerdict) else v.model_dump())
-                for v in given]
-    if slo is None:
-        return []
-    from harness.checks.slo import evaluate_slo
-    from harness.config import Slo
-
-    config_slo = slo if isinstance(slo, Slo) else Slo.model_validate(_slo_spec(slo).model_dump())  # type: ignore[union-attr]
-    return [SloVerdict.model_validate(v.to_dict()) for v in evaluate_slo(result, config_slo)]
+        return [v if isinstance(v, SloVerdict) else SloVerdict.model_validate(_as_dict(v)) for v in given]
+    return evaluate_slo(result, slo) if slo is not None else []
 
 
 class ReportBuilder:
@@ -360,22 +348,23 @@ class ReportBuilder:
         server: str | None = None,
         node: str | None = None,
         gpu_uuids: Iterable[str] = (),
-        slo: Any = None,
+        slo: Slo | Mapping[str, Any] | None = None,
         slo_verdicts: Iterable[Any] | None = None,
     ) -> LatencyEntry:
         """Record a `LoadResult` (or its `to_dict()`); SLO verdicts are computed when not given.
 
-        `slo` is a `harness.config.Slo`, a `SloSpec` or a mapping with the same keys.
+        `slo` is a `harness.config.Slo` or a mapping with its keys.
         """
         data = _as_dict(result)
+        applied = _slo(slo)
         entry = LatencyEntry(
             model=str(data.get("model", "")),
             server=server,
             node=node,
             gpu_uuids=list(gpu_uuids),
-            result=LoadResultData.model_validate(data),
-            slo=_slo_spec(slo),
-            slo_verdicts=_slo_verdicts(data, slo, slo_verdicts),
+            result=LoadResult.model_validate(data),
+            slo=applied,
+            slo_verdicts=_slo_verdicts(data, applied, slo_verdicts),
         )
         self._report.latency.append(entry)
         return entry

@@ -17,10 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from harness.checks.slo import SloVerdict
+from harness.config import Slo
 from harness.errors import UsageError
-from harness.load.spec import SweepPhase
+from harness.load.result import LoadResult
+from harness.load.sweep import SweepResult
+from harness.records import Record
 from harness.safeyaml import read_text
 
 SCHEMA_VERSION: Literal["1"] = "1"
@@ -30,9 +34,9 @@ NodeRole = Literal["control-plane", "cpu", "gpu"]
 PhaseStatus = Literal["ok", "failed", "running"]
 
 
-class _Model(BaseModel):
-    # Finite numbers only: a NaN p99 compares false with every SLO and would pass a gate.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _Model(Record):
+    """The report's own classes. The shapes that producers write (LoadResult, SweepResult, SloVerdict,
+    the profile's Slo) are their classes, used here as field types: declared once, they cannot drift."""
 
 
 class ProfileRef(_Model):
@@ -116,75 +120,6 @@ class ProbeResult(_Model):
     verdicts: list[CheckVerdict] = Field(default_factory=list)
 
 
-class LatencyPercentiles(_Model):
-    min: float
-    mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    p99_9: float
-    max: float
-
-
-class LatencyWindow(_Model):
-    throughput_rps: float
-    p99_ms: float
-
-
-class LoadResultData(_Model):
-    """Exactly the keys of `harness.load.LoadResult.to_dict()` (the shared contract)."""
-
-    engine: Literal["harness", "perf_analyzer"]
-    mode: Literal["open", "closed"]
-    protocol: Literal["http", "grpc"]
-    endpoint: str
-    model: str
-    offered_rate_rps: float | None
-    concurrency: int | None
-    poisson: bool
-    duration_s: float
-    warmup_s: float
-    workers: int
-    requests: int
-    ok: int
-    errors: dict[str, int]
-    error_rate: float
-    achieved_rate_rps: float
-    throughput_rps: float
-    late_sends: int
-    late_send_fraction: float
-    latency_ms: LatencyPercentiles
-    stable: bool
-    trials: int
-    windows: list[LatencyWindow]
-    client_cpu_ms_per_request: float
-    complete: bool
-    failure: str | None
-
-
-class SloSpec(_Model):
-    """The SLO that was applied (the profile's `slo` or `model_slos[model]`)."""
-
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    min_throughput_rps: float = 0.0
-    max_error_rate: float = 0.0
-
-
-class SloVerdict(_Model):
-    """One SLO limit against one measurement (same shape as `harness.checks.slo.SloVerdict`)."""
-
-    name: str = Field(
-        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | complete"
-    )
-    limit: float | None
-    actual: float | None
-    ok: bool
-    reason: str
-
-
 class LatencyEntry(_Model):
     """Latency of one model at one load."""
 
@@ -192,8 +127,10 @@ class LatencyEntry(_Model):
     server: str | None = None
     node: str | None = None
     gpu_uuids: list[str] = Field(default_factory=list)
-    result: LoadResultData
-    slo: SloSpec | None = None
+    result: LoadResult
+    slo: Slo | None = Field(
+        default=None, description="the SLO that was applied (the profile's `slo` or `model_slos[model]`)"
+    )
     slo_verdicts: list[SloVerdict] = Field(default_factory=list)
 
     @property
@@ -206,47 +143,11 @@ class LatencyEntry(_Model):
         return f"{self.model} {r.protocol} {r.mode} {load}"
 
 
-class SweepStepData(_Model):
-    """One step of a capacity sweep (`harness.load.sweep.SweepStep.to_dict()`)."""
+class CapacityEntry(SweepResult):
+    """Capacity at SLO of one model: `SweepResult.to_dict()` plus where it ran."""
 
-    offered_rate_rps: float
-    achieved_rate_rps: float
-    throughput_rps: float
-    requests: int
-    ok: int
-    errors: dict[str, int]
-    error_rate: float
-    latency_ms: dict[str, float] = Field(description="p50, p95, p99, max")
-    goodput_fraction: float = Field(description="requests that succeeded within the latency bound / requests")
-    goodput_rps: float
-    late_send_fraction: float
-    client_cpu_ms_per_request: float
-    meets_slo: bool
-    reasons: list[str]
-    phase: SweepPhase
-    elapsed_s: float
-    telemetry: dict[str, Any] | None = Field(
-        default=None, description="GPU telemetry during the step's window; `simulated: true` on the sim"
-    )
-
-
-class CapacityEntry(_Model):
-    """Capacity at SLO of one model (`harness.load.sweep.SweepResult.to_dict()` plus where it ran)."""
-
-    model: str
     server: str | None = None
     node: str | None = None
-    endpoint: str
-    protocol: Literal["http", "grpc"]
-    slo: dict[str, float | None]
-    budget_s: float
-    capacity_rps: float = Field(description="highest passing offered rate below the lowest failing one; 0 if none")
-    converged: bool
-    stop_reason: str
-    elapsed_s: float
-    steps: list[SweepStepData]
-    complete: bool
-    failure: str | None
 
 
 class Phase(_Model):

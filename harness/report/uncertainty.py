@@ -21,7 +21,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from harness.report.model import LatencyPercentiles, LoadResultData
+from harness.load.result import LatencyPercentiles, LoadResult
 
 # Two-sided 99 %: a pair of identical runs shows disjoint intervals far less often than 1 in 100.
 Z_99 = 2.576
@@ -64,7 +64,7 @@ def quantile_at(curve: list[tuple[float, float]], q: float) -> float:
     return curve[-1][1]
 
 
-def percentile_interval(result: LoadResultData, percentile: str, z: float = Z_99) -> Interval:
+def percentile_interval(result: LoadResult, percentile: str, z: float = Z_99) -> Interval:
     """The uncertainty interval of `percentile` ("p50", "p95", "p99", ...) of one measurement."""
     q = QUANTILE_OF[percentile]
     value = float(getattr(result.latency_ms, percentile))
