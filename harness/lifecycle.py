@@ -264,7 +264,7 @@ class ClusterSession:
             with self.phase("servers"):
                 for server in self.profile.servers:
                     obj = render.server(self.profile, server, namespace, run_id=self.options.run_id)
-                    self.deployed.append(self._create_owned(obj))
+                    self._create_owned(obj)
                 timeouts = self.profile.timeouts
                 for server in self.profile.servers:
                     stuck = StuckPods(kube, timeouts.pod_schedule_s, timeouts.image_pull_s)
@@ -276,7 +276,7 @@ class ClusterSession:
             with self.phase("models"):
                 for model in self.profile.models:
                     obj = render.model(self.profile, model, namespace, run_id=self.options.run_id)
-                    self.deployed.append(self._create_owned(obj))
+                    self._create_owned(obj)
                 for model in self.profile.models:
                     # Fail fast: waiting out the budget on a model Seldon already failed only delays the verdict.
                     kube.wait_for(
@@ -322,6 +322,10 @@ class ClusterSession:
         check-then-write: two runs starting together cannot both take it."""
         kube = self._kube()
         meta = obj["metadata"]
+        # Recorded before the request is sent: a Ctrl-C or SIGTERM that lands while the answer is on
+        # its way must not leave an object that `down()` does not know of. `down()` deletes only what
+        # carries this run's id, so an entry whose create never happened (or was refused) is harmless.
+        self.deployed.append(obj)
         try:
             return kube.create_only(obj)
         except KubeApiError as exc:
@@ -331,6 +335,7 @@ class ClusterSession:
         owner = ((live or {}).get("metadata", {}).get("labels") or {}).get(RUN_ID_KEY)
         if live is not None and owner == self.options.run_id:
             return live  # ours already; create-only also means no patch (the RBAC grants none)
+        self.deployed.remove(obj)
         held = (f"run {owner!r}" if owner else "no harness run (it was not created by the harness)") \
             if live is not None else "someone else (it was deleted again since)"
         raise HarnessError(
@@ -355,6 +360,10 @@ class ClusterSession:
                 for obj in reversed(self.deployed):
                     meta = obj.get("metadata", {})
                     try:
+                        live = self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+                        if ((live or {}).get("metadata", {}).get("labels") or {}).get(RUN_ID_KEY) != \
+                                self.options.run_id:
+                            continue  # never created (cut short) or not ours: nothing of this run to delete
                         self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
                                          wait=True, timeout=self.profile.timeouts.delete_s)
                         if obj["kind"] == "Server":

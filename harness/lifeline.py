@@ -33,12 +33,17 @@ def set_pdeathsig(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
+def expected_parent() -> int:
+    """The process this one must not outlive: `HARNESS_PARENT_PID` if set, else the current parent."""
+    raw = os.environ.get(PARENT_ENV, "")
+    return int(raw) if raw.isdigit() else os.getppid()
+
+
 def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGTERM, *, pdeathsig: bool = False) -> None:
     """Call first thing in a child. `parent_pid`: the parent it must outlive never (default: the
     `HARNESS_PARENT_PID` environment variable, else the current parent)."""
     if parent_pid is None:
-        raw = os.environ.get(PARENT_ENV, "")
-        parent_pid = int(raw) if raw.isdigit() else os.getppid()
+        parent_pid = expected_parent()
     if pdeathsig:
         set_pdeathsig(sig)
     if os.getppid() != parent_pid:  # the parent died before we got here

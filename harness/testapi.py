@@ -152,14 +152,16 @@ class Scope:
         meta = obj.setdefault("metadata", {})
         meta.setdefault("labels", {}).update(self.labels())
         kube = self.kube
-        created: Obj = kube.apply(obj)
         api_version, kind = obj["apiVersion"], obj["kind"]
         name, ns = meta["name"], meta.get("namespace")
         timeout = self.profile.timeouts.delete_s
+        # Registered before the request: an interrupt while the answer is on its way must not leave
+        # the object behind (a delete of one that was never made is a 404, which counts as done).
         self.add_cleanup(
             f"delete {kind}/{name}",
             lambda: kube.delete(api_version, kind, name, ns, wait=True, timeout=timeout),
         )
+        created: Obj = kube.apply(obj)
         return created
 
     def node_guard(self) -> NodeGuard:

@@ -106,6 +106,40 @@ def test_a_lost_create_of_our_own_is_taken_back(sim: Any, kube: Kube, tmp_path: 
         _cleanup(kube, name)
 
 
+def test_a_create_cut_short_by_an_interrupt_is_deleted_by_down_and_others_objects_never(
+        sim: Any, kube: Kube, tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM while a create's answer is on its way: the Server exists, the run never
+    heard so, and `down()` must still delete it. A refused create (someone else's object) stays."""
+    session = _session(sim, kube, "run-e", tmp_path)
+    ours, theirs = session.profile.servers[0].name, session.profile.servers[1].name
+    owned = _server_obj(session, theirs)
+    owned["metadata"]["labels"] = {"team": "theirs"}
+    kube.create(owned)
+    real_create = kube.create_only
+
+    def create_then_interrupt(obj: dict[str, Any]) -> Any:
+        real_create(obj)
+        raise KeyboardInterrupt
+
+    kube.create_only = create_then_interrupt  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            session._create_owned(_server_obj(session, ours))
+    finally:
+        kube.create_only = real_create  # type: ignore[method-assign]
+    with pytest.raises(HarnessError, match="belongs to no harness run"):
+        session._create_owned(_server_obj(session, theirs))
+    try:
+        assert kube.get(SELDON, "Server", ours, NS) is not None
+        assert session.down() == []
+        assert kube.get(SELDON, "Server", ours, NS) is None
+        live = kube.get(SELDON, "Server", theirs, NS)
+        assert live is not None and live["metadata"]["labels"] == {"team": "theirs"}
+    finally:
+        _cleanup(kube, theirs)
+        _cleanup(kube, ours)
+
+
 def test_evidence_on_a_shared_namespace_holds_only_this_runs_objects(kube: Kube, sim: Any, tmp_path: Path) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "own-test-ns"}})
     pods = {

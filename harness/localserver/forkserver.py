@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from harness.lifeline import child_env, die_with_parent
+from harness.lifeline import child_env, die_with_parent, expected_parent
 
 ENABLE_ENV = "HARNESS_MLSERVER_FORK"
 # The modules every MLServer here needs; importing them is what the fork server saves.
@@ -116,7 +116,7 @@ def _run_child(request: Mapping[str, Any], wakeup: tuple[int, int]) -> None:
 def serve() -> None:
     """The fork server's main loop: preload, then fork one MLServer per request until stdin ends
     or the parent is gone."""
-    parent = int(os.environ.get("HARNESS_PARENT_PID", "0") or 0) or os.getppid()
+    parent = expected_parent()
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(module)
