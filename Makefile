@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Bytecode is cached (in __pycache__/, ignored by git) even where PYTHONDONTWRITEBYTECODE is set:
+# a test run starts hundreds of Python processes (sims, suites, CLIs) that import the harness, and
+# pytest rewrites every test module's asserts in each worker; without the cache that was 43 of
+# 340 CPU-seconds on the 2-core machine (docs/benchmarks.md).
+unexport PYTHONDONTWRITEBYTECODE
+
 # Two phases. Most tests wait on subprocesses, servers and the simulated cluster, so they run on
-# TEST_WORKERS xdist workers; the few that judge latencies or rates (marker `serial`) run after
-# them, alone, so that no other test's CPU use is in their figures. Both phases always run and the
-# target fails if either did; a phase that PYTEST_ARGS (say `-k`) leaves empty (pytest's exit 5)
-# is not a failure.
-TEST_WORKERS ?= 3
+# TEST_WORKERS xdist workers (more workers than cores: a worker waiting on a sim leaves its core to
+# another); the few that judge latencies or rates (marker `serial`) run after them, alone, so that
+# no other test's CPU use is in their figures. Both phases always run and the target fails if
+# either did; a phase that PYTEST_ARGS (say `-k`) leaves empty (pytest's exit 5) is not a failure.
+TEST_WORKERS ?= 5
 test: $(STAMP)
 	@status=0; \
 	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS) \

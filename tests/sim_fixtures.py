@@ -94,7 +94,7 @@ def client_for(sim_api: SimApi) -> Iterator[Any]:
 def started_sim(workdir: Path, *, mlserver: bool = False) -> Iterator[Any]:
     """A whole `SimCluster` from profiles/sim.yaml (controllers included), stopped afterwards."""
     from harness.config import load_profile
-    from harness.sim import SimCluster
+    from harness.sim.cluster import SimCluster
 
     cluster = SimCluster(load_profile(Path(__file__).resolve().parents[1] / "profiles" / "sim.yaml"), workdir,
                          mlserver=mlserver)

@@ -117,9 +117,14 @@ def test_gpu_use_diagnostic_is_opt_in_on_existing_clusters() -> None:
 def test_gpu_use_diagnostic_off_by_default_and_an_isolation_finding_when_on(tmp_path: Path) -> None:
     test = "suites/test_gpu_visibility.py::test_gpu_servers_really_use_their_gpu"
     with running_sim(SIM_PROFILE, tmp_path) as sim:
-        servers = yaml.safe_load(SIM_PROFILE.read_text())["servers"]
-        next(s for s in servers if s.get("gpus", 1) > 0)["expect_gpu_use"] = True
-        off = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "off.yaml", servers=servers)
+        # The check under test looks at GPU Servers that expect GPU use; one such Server (Triton's,
+        # whose NVML view is the diagnostic) and its model are all it needs, and all this deploys.
+        shipped = yaml.safe_load(SIM_PROFILE.read_text())
+        servers = [{**next(s for s in shipped["servers"] if s.get("gpus", 1) > 0), "expect_gpu_use": True}]
+        models = [m for m in shipped["models"] if "tensorflow" in m.get("requirements", [])]
+        assert [s["server_config"] for s in servers] == ["triton"] and len(models) == 1
+        off = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "off.yaml", servers=servers,
+                                   models=models)
         proc = subprocess.run([sys.executable, "-m", "pytest", test, "--profile", str(off), "-q", "-rs",
                                "-p", "no:cacheprovider", "--report-dir", str(tmp_path / "r1")],
                               capture_output=True, text=True, timeout=600, cwd=ROOT)

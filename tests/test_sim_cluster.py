@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from harness.config import load_profile
-from harness.sim import SimCluster
+from harness.sim.cluster import SimCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "profiles" / "sim.yaml"

@@ -28,17 +28,17 @@ class SimProvider:
 
     def preflight(self) -> list[PreflightCheck]:
         try:
-            import harness.sim as sim
+            from harness.sim import cluster
 
-            ok = hasattr(sim, "SimCluster")
+            ok = hasattr(cluster, "SimCluster")
         except ImportError as exc:
             return [PreflightCheck("sim.available", False, f"the simulated cluster cannot be imported: {exc}")]
         if not ok:
-            return [PreflightCheck("sim.available", False, "harness.sim has no SimCluster; reinstall the harness")]
+            return [PreflightCheck("sim.available", False, "harness.sim.cluster has no SimCluster; reinstall the harness")]
         return [PreflightCheck("sim.available", True, "simulated cluster available (no Docker or GPU needed)")]
 
     def provision(self) -> ClusterHandle:
-        from harness.sim import SimCluster
+        from harness.sim.cluster import SimCluster
 
         workdir = Path(self.options.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
