@@ -132,8 +132,10 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
     from tests.mlserver_fixtures import PACED, PACED_SERVICE_MS
 
     out = tmp_path / "sweep.json"
+    # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step still
+    # holds 200+ requests, and the sweep takes about 20 s of CI time instead of 34.
     code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep", "--slo-p99-ms", "25",
-                 "--sweep-start-rate", "100", "--json", str(out)])
+                 "--sweep-start-rate", "100", "--duration", "2", "--warmup", "0.5", "--json", str(out)])
     printed = capsys.readouterr().out
     sweep = json.loads(out.read_text())
     assert code == 0, printed
@@ -146,8 +148,8 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
     seen: list[str] = []
 
     def holds(rate: float) -> bool:
-        result = run_load(LoadSpec(endpoint=paced_mlserver.http_url, model=PACED, rate=rate, duration_s=3.0,
-                                   window_s=3.0, warmup_s=1.0))
+        result = run_load(LoadSpec(endpoint=paced_mlserver.http_url, model=PACED, rate=rate, duration_s=2.0,
+                                   window_s=2.0, warmup_s=0.5))
         verdicts = failed(evaluate_slo(result.to_dict(), slo))
         seen.append(f"{rate:.1f} req/s: p99 {result.latency_ms.p99:.2f} ms, achieved "
                     f"{result.achieved_rate_rps:.1f}/s, {'misses' if verdicts else 'meets'} the SLO")

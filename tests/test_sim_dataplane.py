@@ -98,6 +98,21 @@ def _model_message(cluster: SimCluster, name: str, message: str) -> Callable[[],
                     _status(cluster, "Model", name))
 
 
+def _serving_again(cluster: SimCluster, seldon: SeldonController, before: int,
+                   port: int) -> Callable[[], tuple[bool, Any]]:
+    """iris reported available, a new MLServer process behind mlserver-gpu-0, and an answer through the
+    mesh. The status alone is not enough: it can still be the one from before the crash while the
+    new process (which starts in well under a second) has yet to load the model."""
+    def check() -> tuple[bool, Any]:
+        status = _status(cluster, "Model", "iris")
+        pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
+        if _ready_cond(status).get("message") != "ModelAvailable" or pid in (None, before):
+            return False, (pid, status)
+        answer = _infer_rest(port, "iris", SETOSA)
+        return answer[0] == 200, (pid, status, answer)
+    return check
+
+
 def _infer_rest(port: int, model: str, data: list[float], headers: dict[str, str] | None = None,
                 path_model: str | None = None) -> tuple[int, Any]:
     body = json.dumps({"inputs": [{"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": data}]})
@@ -284,12 +299,8 @@ def test_mlserver_dying_restarts_the_container_and_reloads_models(
     container = waiter.until(restarted, "mlserver container restartCount >= 1")
     assert container["lastState"]["terminated"]["exitCode"] == 137
 
-    def serving_again() -> tuple[bool, Any]:
-        status = _status(cluster, "Model", "iris")
-        pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
-        ok = _ready_cond(status).get("message") == "ModelAvailable" and pid not in (None, before)
-        return ok, (pid, status)
-    waiter.until(serving_again, "iris available on a new MLServer", LOAD_TIMEOUT)
+    waiter.until(_serving_again(cluster, seldon, before, mesh_ports[0]), "iris available on a new MLServer",
+                 LOAD_TIMEOUT)
     status, answer = _infer_rest(mesh_ports[0], "iris", SETOSA)
     assert status == 200 and answer["model_name"] == "iris_1"
     previous = cluster.store.read_log(NS, "mlserver-gpu-0", "mlserver", previous=True)
@@ -321,12 +332,8 @@ def test_kubelet_container_crash_restarts_mlserver_and_reloads(
     assert before is not None
     cluster.faults.pod_crash(NS, "mlserver-gpu-0", "mlserver")
 
-    def serving_again() -> tuple[bool, Any]:
-        status = _status(cluster, "Model", "iris")
-        pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
-        ok = _ready_cond(status).get("message") == "ModelAvailable" and pid not in (None, before)
-        return ok, (pid, status)
-    waiter.until(serving_again, "iris available on a new MLServer after the container crash", LOAD_TIMEOUT)
+    waiter.until(_serving_again(cluster, seldon, before, mesh_ports[0]),
+                 "iris available on a new MLServer after the container crash", LOAD_TIMEOUT)
     with pytest.raises(ProcessLookupError):
         os.kill(before, 0)
     status, answer = _infer_rest(mesh_ports[0], "iris", SETOSA)
