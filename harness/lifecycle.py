@@ -19,6 +19,7 @@ from harness.checks.placement import Snapshot
 from harness.checks.pulls import past_pull, pulling_text
 from harness.config import Profile
 from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
+from harness.k8s.seldon import server_refusal
 from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
@@ -298,7 +299,8 @@ class ClusterSession:
         def ready() -> None:
             kube.wait_for(SELDON_API, "Server", name, namespace, lambda s: condition_true(s, "Ready"),
                           timeout=t.server_ready_s, what=f"Server {name} Ready",
-                          give_up=stuck.for_selector(namespace, selector))
+                          give_up=stuck.for_selector(namespace, selector, workload=("StatefulSet", name),
+                                                     refused=server_refusal))
 
         try:
             ready()

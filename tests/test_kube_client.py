@@ -319,6 +319,59 @@ def test_give_up_through_a_selector_on_another_object(kube: Kube, ns: str) -> No
                       give_up=stuck.for_selector(ns, "group=g"))
 
 
+def test_a_workload_whose_pods_the_api_refuses_gives_up_naming_the_refusal(kube: Kube, ns: str) -> None:
+    """No pod to be stuck: the StatefulSet's FailedCreate (here: a RuntimeClass that does not exist, which
+    admission refuses) past the budget ends the wait, instead of the Server's whole readiness budget."""
+    template = _gpu_pod(ns, "unused")["spec"]
+    template["runtimeClassName"] = "no-such-runtime"
+    kube.apply({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "refused", "namespace": ns},
+                "spec": {"replicas": 1, "serviceName": "refused", "selector": {"matchLabels": {"app": "refused"}},
+                         "template": {"metadata": {"labels": {"app": "refused"}}, "spec": template}}})
+    kube.apply(cm(ns, "owner", a="1"))
+    stuck = StuckPods(kube, schedule_s=0.5, pull_s=60)
+    start = time.monotonic()
+    with pytest.raises(WaitGaveUp) as err:
+        kube.wait_for("v1", "ConfigMap", "owner", ns, lambda o: False, timeout=60, what="never",
+                      give_up=stuck.for_selector(ns, "app=refused", workload=("StatefulSet", "refused")))
+    assert time.monotonic() - start < 15
+    assert f"StatefulSet {ns}/refused cannot create its pods" in str(err.value)
+    assert "no-such-runtime" in str(err.value)
+    # Without the workload named, only pods count: none exist, so nothing gives up (the deadline would).
+    assert StuckPods(kube, schedule_s=0, pull_s=60).for_selector(ns, "app=refused")(None) is None
+
+
+def test_a_server_whose_statefulset_the_operator_cannot_make_gives_up_after_the_budget() -> None:
+    from harness.k8s.seldon import STATEFULSET_NOT_READY, server_refusal
+
+    def server(message: str) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": "StatefulSetOrDeploymentReady", "status": "False",
+                                           "message": message}]}}
+
+    refused = server('StatefulSet.apps "s" is invalid: ...: must be equal to nvidia.com/gpu limit of 2')
+    assert server_refusal(server(STATEFULSET_NOT_READY)) is None  # still coming: pods are on their way
+    assert server_refusal(None) is None
+    assert "must be equal to nvidia.com/gpu limit" in (server_refusal(refused) or "")
+
+    class NoPods:
+        def list(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return []
+
+        def logs(self, *args: Any, **kwargs: Any) -> str:
+            return ""
+
+    clock = [0.0]
+    give_up = StuckPods(NoPods(), schedule_s=5, pull_s=60, clock=lambda: clock[0]).for_selector(
+        "ns", "x=y", refused=server_refusal)
+    assert give_up(refused) is None  # the budget starts now
+    clock[0] = 4.9
+    assert give_up(refused) is None
+    assert give_up(server(STATEFULSET_NOT_READY)) is None  # cleared: the budget starts afresh next time
+    clock[0] = 9.0
+    assert give_up(refused) is None
+    clock[0] = 14.0
+    assert "cannot make the Server's StatefulSet" in (give_up(refused) or "")
+
+
 def test_a_give_up_that_never_fires_still_times_out(kube: Kube, ns: str) -> None:
     kube.apply(cm(ns, "calm", a="1"))
     with pytest.raises(WaitTimeout) as err:

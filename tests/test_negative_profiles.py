@@ -32,7 +32,9 @@ BASE: dict[str, Any] = {
         "name": "iris-gpu", "storage_uri": "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn",
         "requirements": ["sklearn", "model-on-gpu"],
     }],
-    "timeouts": {"server_ready_s": 15, "model_ready_s": 90, "pod_schedule_s": 10, "probe_s": 30},
+    # Short budgets: each case fails by one of them (an Unschedulable pod gives up after pod_schedule_s,
+    # a pod the API refuses after server_ready_s); the healthy CPU Server is Ready in about a second.
+    "timeouts": {"server_ready_s": 10, "model_ready_s": 90, "pod_schedule_s": 5, "probe_s": 30},
 }
 
 GPU_CONTAINER = {"name": "mlserver"}
@@ -77,7 +79,10 @@ CASES = {
     # which asserts the same failure and names the same taint with a 10-minute server_ready_s.
     "wrong_effect": ("suites/test_placement.py", ["untolerated taint {seldon-gpu-srv: true}"]),
     "affinity_to_missing_label": ("suites/test_placement.py", ["didn't match Pod's node affinity/selector"]),
-    "requests_not_limits": ("suites/test_placement.py", ["must be equal to nvidia.com/gpu limit"]),
+    # The API refuses the StatefulSet, so no pod ever exists: the wait gives up on the operator's refusal
+    # after pod_schedule_s instead of waiting out server_ready_s.
+    "requests_not_limits": ("suites/test_placement.py", [
+        "cannot make the Server's StatefulSet: StatefulSet.apps \"mlserver-gpu\" is invalid: "]),
     # Seldon may put the model on either server that offers sklearn: both outcomes are named.
     "triton_gpu_removed": ("suites/test_gpu_visibility.py::test_gpu_servers_really_use_their_gpu", [
         "[config: instance groups [('KIND_CPU', [])]] [nvml: not taken"]),
@@ -125,5 +130,5 @@ def test_unschedulable_gpu_server_fails_fast_whatever_server_ready_s_is(tmp_path
     assert proc.returncode == 1, output[-3000:]
     assert "gave up after" in output and "unschedulable for" in output, output[-4000:]
     assert "untolerated taint {seldon-gpu-srv: true}" in output, output[-4000:]
-    # pod_schedule_s is 10 s; the rest is the sim's start and the suite. Far below server_ready_s (600 s).
+    # pod_schedule_s is 5 s; the rest is the sim's start and the suite. Far below server_ready_s (600 s).
     assert elapsed < 150, f"took {elapsed:.0f}s: the wait did not give up early"

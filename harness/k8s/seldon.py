@@ -117,3 +117,22 @@ def satisfies(requirements: Iterable[str], capabilities: Iterable[str]) -> bool:
     """Every requirement (trimmed) is exactly one of the capabilities."""
     caps = set(capabilities)
     return all(str(r).strip() in caps for r in requirements)
+
+
+# operator/controllers/reconcilers/server/statefulset_reconciler.go (SeldonIO/seldon-core v2.10.2): the two
+# messages of StatefulSetOrDeploymentReady when the operator could make the StatefulSet. Any other text
+# in a False condition is an error it met making it (the server controller's updateStatusFromError:
+# the StatefulSet refused by the API server, a missing ServerConfig).
+STATEFULSET_READY = "StatefulSet replicas matches desired replicas"
+STATEFULSET_NOT_READY = "StatefulSet replicas does not match desired replicas"
+
+
+def server_refusal(server: Mapping[str, Any] | None) -> str | None:
+    """Why the operator could not make this Server's StatefulSet, from its status; None when it could."""
+    for cond in ((server or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") != "StatefulSetOrDeploymentReady" or cond.get("status") != "False":
+            continue
+        text = cond.get("message") or cond.get("reason") or ""
+        if text and text not in (STATEFULSET_READY, STATEFULSET_NOT_READY):
+            return f"the Seldon operator cannot make the Server's StatefulSet: {text}"
+    return None

@@ -36,6 +36,7 @@ class StuckPods:
         self.budget = {"unschedulable": schedule_s, "image-pull": pull_s}
         self.clock = clock
         self.first_seen: dict[tuple[str, str, str | None], float] = {}
+        self.refused_since: float | None = None
 
     def reason(self, pods: list[Obj]) -> str | None:
         """The first blocker past its budget, described for a human; None while every pod may still come."""
@@ -68,15 +69,42 @@ class StuckPods:
         lines = [line for line in log.splitlines() if line.strip()][-LOG_LINES:]
         return " | ".join(lines) if lines else "(empty)"
 
-    def for_selector(self, namespace: str, label_selector: str) -> Callable[[object], str | None]:
-        """A give-up callable for a wait on another object (a Server): it reads the pods itself."""
-        def give_up(_: object) -> str | None:
+    def for_selector(self, namespace: str, label_selector: str, workload: tuple[str, str] | None = None,
+                     refused: Callable[[Any], str | None] | None = None) -> Callable[[Any], str | None]:
+        """A give-up callable for a wait on another object (a Server): it reads the pods itself.
+
+        With no pod at all there is no pod state to go by, so two refusals count as well once they
+        have lasted `pod_schedule_s`: `refused(obj)` over the waited-for object (a Server whose
+        StatefulSet the operator could not make), and `workload` (kind, name) saying FailedCreate
+        (the API server refused its pod: a missing RuntimeClass, a quota). The reason names it."""
+        def give_up(obj: Any) -> str | None:
             try:
                 pods = self.kube.list("v1", "Pod", namespace, label_selector=label_selector)
+                refusal = None
+                if not pods:
+                    refusal = (refused(obj) if refused is not None else None) or (
+                        self._refusal(namespace, workload) if workload is not None else None)
             except KubeApiError:
                 return None  # cannot tell now; the wait's own deadline still holds
-            return self.reason(pods)
+            return self.reason(pods) or self._refused_too_long(refusal)
         return give_up
+
+    def _refusal(self, namespace: str, workload: tuple[str, str]) -> str | None:
+        kind, name = workload
+        events = self.kube.list("v1", "Event", namespace,
+                                field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
+        refused = [e for e in events if e.get("reason") == "FailedCreate"]
+        return f"{kind} {namespace}/{name} cannot create its pods: {refused[-1].get('message')}" if refused else None
+
+    def _refused_too_long(self, refusal: str | None) -> str | None:
+        now = self.clock()
+        if refusal is None:
+            self.refused_since = None
+            return None
+        if self.refused_since is None:
+            self.refused_since = now
+        waited = now - self.refused_since
+        return f"{refusal} (for {waited:.0f}s)" if waited >= self.budget["unschedulable"] else None
 
     def for_pod(self) -> Callable[[Obj | None], str | None]:
         """A give-up callable for a wait on one pod."""

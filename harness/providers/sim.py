@@ -34,7 +34,8 @@ class SimProvider:
         except ImportError as exc:
             return [PreflightCheck("sim.available", False, f"the simulated cluster cannot be imported: {exc}")]
         if not ok:
-            return [PreflightCheck("sim.available", False, "harness.sim.cluster has no SimCluster; reinstall the harness")]
+            return [PreflightCheck("sim.available", False,
+                                   "harness.sim.cluster has no SimCluster; reinstall the harness")]
         return [PreflightCheck("sim.available", True, "simulated cluster available (no Docker or GPU needed)")]
 
     def provision(self) -> ClusterHandle:

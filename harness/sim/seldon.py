@@ -27,6 +27,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.k8s.quantity import parse_quantity
+from harness.k8s.seldon import STATEFULSET_NOT_READY, STATEFULSET_READY
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
 from harness.sim.gpus import pod_allocated_gpus
@@ -49,9 +50,6 @@ HTTP_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-http-port"
 GRPC_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-grpc-port"
 HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
 MODEL_FINALIZER = "seldon.model.finalizer"  # operator/pkg/constants/constants.go ModelFinalizerName
-# operator/controllers/reconcilers/server/statefulset_reconciler.go: the reasons of StatefulSetOrDeploymentReady
-STATEFULSET_READY = "StatefulSet replicas matches desired replicas"
-STATEFULSET_NOT_READY = "StatefulSet replicas does not match desired replicas"
 # The Model fields the scheduler's ModelSpec carries (operator/apis/mlops/v1alpha1/model_types.go
 # `AsSchedulerModel`): a change to any of them is a new version of the model (scheduler/pkg/store/memory.go
 # `updateModelImpl` + equality.go); replicas and the logger are the DeploymentSpec and change it in place.
