@@ -124,6 +124,25 @@ def test_simulated_host_lists_every_gpu_of_the_gpu_workers(tmp_path: Path) -> No
     assert simulated_host_inventory([{"metadata": {"name": "cpu"}}], tmp_path)[0] is None
 
 
+def _slo_miss(kind: str, subject: str, detail: str) -> bool:
+    """A gate failure that only says the machine was too slow for the profile's SLOs."""
+    if kind == "slo":
+        return True
+    latency = subject.startswith("latency: test_latency_meets") and "> SLO" in detail
+    capacity = subject.startswith("latency: test_capacity_at_slo") and "no offered rate meets the SLO" in detail
+    return kind == "check" and (latency or capacity)
+
+
+def test_only_slo_misses_are_tolerated_in_the_rehearsal() -> None:
+    assert _slo_miss("check", "latency: test_capacity_at_slo[iris-cpu]",
+                     "fail: AssertionError: iris-cpu: no offered rate meets the SLO (ramp); steps: 100.0/s: p99 "
+                     "130.2 ms > SLO 100 ms")
+    assert _slo_miss("check", "latency: test_latency_meets_the_slo[iris-cpu]", "p99 130 ms > SLO 100 ms")
+    assert not _slo_miss("check", "latency: test_capacity_at_slo[iris-cpu]",
+                         "fail: AssertionError: iris-cpu: capacity sweep incomplete: server gone")
+    assert not _slo_miss("check", "placement: test_gpu_servers_only_on_gpu_nodes", "no offered rate meets the SLO")
+
+
 @pytest.mark.slow
 def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None:
     """The real thing, once: every suite of the shipped kind-gpu profile on the simulated cluster.
@@ -132,7 +151,9 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     1.5 s and 4 s); the rate, the SLOs
     and everything else are the shipped profile's. Those SLOs are written for a GPU runner: on a
     busy shared CI machine the local MLServer may miss them, so a latency SLO miss is the one
-    failure this test tolerates (and names); anything else fails it.
+    failure this test tolerates (and names): a latency check over its SLO, or a capacity sweep
+    none of whose steps met it (with five test workers on two cores, iris-cpu's p99 at the first
+    100 req/s step has been seen above the 100 ms SLO); anything else fails it.
     """
     data = yaml.safe_load((ROOT / "profiles" / "kind-gpu.yaml").read_text(encoding="utf-8"))
     data["load"].update(duration_s=1.5, warmup_s=0.5, window_s=1, max_trials=1)
@@ -158,9 +179,7 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     assert [c.status for c in host] == ["pass"]
     assert gate(report, None, 0.10, allow_simulated=False, allow_list=allow).refused
     verdict = gate(report, None, 0.10, allow_simulated=True, allow_list=allow)
-    not_slo = [f for f in verdict.failures
-               if not (f.kind == "slo" or (f.kind == "check" and f.subject.startswith("latency: test_latency_meets")
-                                           and "> SLO" in f.detail))]
+    not_slo = [f for f in verdict.failures if not _slo_miss(f.kind, f.subject, f.detail)]
     assert not not_slo, not_slo
     if verdict.failures:
         print(f"latency SLO misses on this machine (load {Path('/proc/loadavg').read_text().split()[0]}): "
