@@ -343,12 +343,16 @@ def test_a_workload_whose_pods_the_api_refuses_gives_up_naming_the_refusal(kube:
 def test_a_server_whose_statefulset_the_operator_cannot_make_gives_up_after_the_budget() -> None:
     from harness.k8s.seldon import STATEFULSET_NOT_READY, server_refusal
 
-    def server(message: str) -> dict[str, Any]:
+    def server(reason: str) -> dict[str, Any]:
+        # As the operator writes it: the text is the reason, the message is empty (knative MarkFalse).
         return {"status": {"conditions": [{"type": "StatefulSetOrDeploymentReady", "status": "False",
-                                           "message": message}]}}
+                                           "reason": reason}]}}
 
     refused = server('StatefulSet.apps "s" is invalid: ...: must be equal to nvidia.com/gpu limit of 2')
     assert server_refusal(server(STATEFULSET_NOT_READY)) is None  # still coming: pods are on their way
+    not_ready_with_message = server(STATEFULSET_NOT_READY)
+    not_ready_with_message["status"]["conditions"][0]["message"] = "1 of 2 replicas ready"
+    assert server_refusal(not_ready_with_message) is None  # the reason decides, not the message
     assert server_refusal(None) is None
     assert "must be equal to nvidia.com/gpu limit" in (server_refusal(refused) or "")
 

@@ -128,11 +128,15 @@ STATEFULSET_NOT_READY = "StatefulSet replicas does not match desired replicas"
 
 
 def server_refusal(server: Mapping[str, Any] | None) -> str | None:
-    """Why the operator could not make this Server's StatefulSet, from its status; None when it could."""
+    """Why the operator could not make this Server's StatefulSet, from its status; None when it could.
+
+    The operator writes these texts as the condition's reason (knative's MarkFalse with an empty
+    message), so the reason decides; a message, where one is given, only adds to the text."""
     for cond in ((server or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") != "StatefulSetOrDeploymentReady" or cond.get("status") != "False":
             continue
-        text = cond.get("message") or cond.get("reason") or ""
-        if text and text not in (STATEFULSET_READY, STATEFULSET_NOT_READY):
-            return f"the Seldon operator cannot make the Server's StatefulSet: {text}"
+        reason, message = str(cond.get("reason") or ""), str(cond.get("message") or "")
+        if reason in (STATEFULSET_READY, STATEFULSET_NOT_READY) or not (reason or message):
+            continue
+        return f"the Seldon operator cannot make the Server's StatefulSet: {reason or message}"
     return None

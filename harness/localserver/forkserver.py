@@ -62,10 +62,6 @@ class ForkServerError(RuntimeError):
 # --- the server side (runs in the fork server process) ------------------------------------------
 
 
-def _returncode(status: int) -> int:
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-
-
 def _send(message: Mapping[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -170,7 +166,7 @@ def _reap() -> None:
             return
         if pid == 0:
             return
-        _send({"exit": pid, "code": _returncode(status)})
+        _send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})  # negative for a signal, as Popen
 
 
 # --- the client side (runs in the harness) ----------------------------------------------------------
