@@ -353,7 +353,7 @@ def test_host_inventory_without_pynvml(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(host, "_import_nvml", lambda: None)
     inv, reason = host.host_inventory_with_reason()
-    assert inv is None and "bindings bundled in" in reason
+    assert inv is None and "pip install --force-reinstall 'nvidia-ml-py==" in reason
 
 
 # ---- the whole chain: real probe script under the simulated NVML -> parser -> verdicts ----

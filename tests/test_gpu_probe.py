@@ -1,7 +1,7 @@
 """The NVML probe against the simulated driver: in-process (collect) and as the pod runs it.
 
-In both, the Python side is the REAL nvidia-ml-py bindings bundled with the probe; only the driver
-library below them (libnvidia-ml.so.1, harness/gpu/simdriver) is simulated.
+In both, the Python side is the REAL nvidia-ml-py bindings the probe ships (the installed package's
+pynvml.py); only the driver library below them (libnvidia-ml.so.1, harness/gpu/simdriver) is simulated.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from harness.gpu import (
-    PROBE_FILES,
     PROBE_PATH,
     probe,
     run_probe_simulated,
@@ -27,6 +26,7 @@ from harness.gpu import (
     sim_probe_env,
     write_probe_files,
 )
+from harness.gpu.bindings import installed_path
 from harness.gpu.result import parse_probe_output
 from harness.gpu.simnvml import (
     SimDriverError,
@@ -67,7 +67,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def node(library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
-    """node(gpus, visible, processes=None, faults=()) -> the bundled bindings on that node's simulated
+    """node(gpus, visible, processes=None, faults=()) -> the shipped bindings on that node's simulated
     driver (gpus None: no driver). Every module made here must be left shut down."""
     made: list[ModuleType] = []
 
@@ -351,11 +351,11 @@ def _nvml_names_used() -> set[str]:
     return {n for n in names if n.startswith(("nvml", "NVML"))}
 
 
-def test_bundled_bindings_provide_everything_the_probe_uses(node: Node) -> None:
+def test_shipped_bindings_provide_everything_the_probe_uses(node: Node) -> None:
     used = _nvml_names_used()
     assert {"nvmlInit", "nvmlShutdown", "nvmlDeviceGetUUID", "NVMLError_NotFound"} <= used
-    bundled = node(None, None)
-    assert sorted(n for n in used if not hasattr(bundled, n)) == []
+    shipped = node(None, None)
+    assert sorted(n for n in used if not hasattr(shipped, n)) == []
 
 
 def test_the_simulated_driver_exports_every_function_the_bindings_call_for_the_probe(library: Path) -> None:
@@ -366,7 +366,7 @@ def test_the_simulated_driver_exports_every_function_the_bindings_call_for_the_p
     if proc.returncode != 0:
         pytest.skip(f"nm is not usable here: {proc.stderr.strip()[:100]}")
     exported = {line.split()[-1] for line in proc.stdout.splitlines() if line.strip()}
-    bindings = PROBE_FILES["pynvml.py"].read_text(encoding="utf-8")
+    bindings = installed_path().read_text(encoding="utf-8")
     for name in sorted(n for n in _nvml_names_used() if n.startswith("nvml")):
         start = bindings.index(f"\ndef {name}(")
         body = bindings[start: bindings.index("\ndef ", start + 1)]
@@ -382,7 +382,7 @@ def test_the_simulated_driver_exports_every_function_the_bindings_call_for_the_p
 
 
 def test_probe_runs_isolated_from_any_pynvml_on_the_path(library: Path, tmp_path: Path) -> None:
-    """An image's own (old, or broken) pynvml must not answer: the probe loads the bundled one by path."""
+    """An image's own (old, or broken) pynvml must not answer: the probe loads the shipped one by path."""
     decoy = tmp_path / "site"
     decoy.mkdir()
     (decoy / "pynvml.py").write_text("raise SystemExit('the image pynvml was imported')\n", encoding="utf-8")

@@ -17,6 +17,7 @@ from harness import render
 from harness.cli import main
 from harness.config import Profile, load_profile, parse_profile
 from harness.errors import UsageError
+from harness.gpu import bindings
 from harness.render import gpu as render_gpu
 from harness.render.yamlio import dump_documents
 
@@ -255,14 +256,15 @@ def test_probe_configmap_holds_the_script_and_fails_clearly_without_it(
     cm = render.probe_configmap("t-ns")
     assert cm["metadata"]["name"] == "nvml-probe"
     assert cm["data"]["probe.py"] == render_gpu.PROBE_SCRIPT.read_text(encoding="utf-8")
-    # The bindings travel with the probe, with their version and licence; a ConfigMap holds at most 1 MiB.
-    assert sorted(cm["data"]) == ["NOTICE-nvidia-ml-py.txt", "probe.py", "pynvml.py", "pynvml.version"]
-    assert "def nvmlInit" in cm["data"]["pynvml.py"] and "BSD" in cm["data"]["NOTICE-nvidia-ml-py.txt"]
-    assert cm["data"]["pynvml.version"].startswith("nvidia-ml-py ")
+    # The bindings travel with the probe (their licence in their own header), with their version; a
+    # ConfigMap holds at most 1 MiB.
+    assert sorted(cm["data"]) == ["probe.py", "pynvml.py", "pynvml.version"]
+    shipped = cm["data"]["pynvml.py"]
+    assert "def nvmlInit" in shipped and "Redistribution and use in source" in shipped[:3000]
+    assert cm["data"]["pynvml.version"] == f"nvidia-ml-py {bindings.VERSION}\n"
     assert sum(len(v.encode()) for v in cm["data"].values()) < 1024 * 1024
-    files = {**render_gpu.PROBE_FILES, "pynvml.py": tmp_path / "absent" / "pynvml.py"}
-    monkeypatch.setattr(render_gpu, "PROBE_FILES", files)
-    with pytest.raises(UsageError, match=r"pynvml\.py"):
+    monkeypatch.setattr(render_gpu, "probe_files", lambda: (tmp_path / "absent" / "probe.py").read_text())
+    with pytest.raises(UsageError, match=r"probe\.py"):
         render.probe_configmap("t-ns")
 
 

@@ -120,7 +120,7 @@ def test_only_documented_environment_variables_are_read() -> None:
     (PATH is handed to child processes). The probe and the simulated NVML run inside pods and read
     the container's environment by design."""
     allowed = {"KUBECONFIG", "PROFILE", "PATH"}
-    exempt = {"harness/gpu/probe.py", "harness/gpu/bundle/pynvml.py"}
+    exempt = {"harness/gpu/probe.py"}
     read = re.compile(r"os\.environ\.get\(\s*[\"']([A-Z_]+)[\"']|os\.getenv\(\s*[\"']([A-Z_]+)[\"']|"
                       r"os\.environ\[\s*[\"']([A-Z_]+)[\"']\s*\]")
     problems = []

@@ -1,9 +1,9 @@
 """GPU visibility through NVML: the probe script, its parsed result, pure verdicts, host inventory.
 
-The probe ships as a ConfigMap of four files (`PROBE_FILES`): probe.py, nvidia-ml-py's single-module
-bindings `pynvml.py` (BSD, unmodified; bundle/NOTICE-nvidia-ml-py.txt), their version and that
-notice. A pod runs it as `python3 -I -S /probe/probe.py`: only the standard library and these files,
-whatever the image holds.
+The probe ships as a ConfigMap of three files (`probe_files`): probe.py, the single-module bindings
+`pynvml.py` of the installed nvidia-ml-py (BSD, its licence in the file's header; the pinned release,
+checked by hash: harness/gpu/bindings.py) and their version. A pod runs it as
+`python3 -I -S /probe/probe.py`: only the standard library and these files, whatever the image holds.
 
 The simulated cluster runs the same files the same way (`sim_probe_command`) and simulates one layer
 lower, the driver library (harness/gpu/simnvml.py): `sim_probe_env` gives a container the simulated
@@ -18,17 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.gpu import bindings
+from harness.gpu.probe import BINDINGS_FILE, BINDINGS_VERSION_FILE
 from harness.gpu.simnvml import prepare_driver_dir, runtime_injects_driver
 
 PROBE_PATH = Path(__file__).resolve().parent / "probe.py"
-BUNDLE_DIR = Path(__file__).resolve().parent / "bundle"
-# ConfigMap key -> file. The probe loads the bindings from its own folder by these names.
-PROBE_FILES: dict[str, Path] = {
-    "probe.py": PROBE_PATH,
-    "pynvml.py": BUNDLE_DIR / "pynvml.py",
-    "pynvml.version": BUNDLE_DIR / "pynvml.version",
-    "NOTICE-nvidia-ml-py.txt": BUNDLE_DIR / "NOTICE-nvidia-ml-py.txt",
-}
 # How a pod runs the probe: isolated (-I: no PYTHON* variables, no user site, no script dir on the
 # path) and without site-packages (-S), so nothing of the image's Python environment can answer.
 PROBE_PYTHON_FLAGS = ("-I", "-S")
@@ -39,8 +33,13 @@ def probe_script_text() -> str:
 
 
 def probe_files() -> dict[str, str]:
-    """The probe ConfigMap's data."""
-    return {key: path.read_text(encoding="utf-8") for key, path in PROBE_FILES.items()}
+    """The probe ConfigMap's data: the probe loads the bindings from its own folder by these names.
+    UsageError (one line saying what to reinstall) when the installed bindings are not the pinned ones."""
+    return {
+        "probe.py": probe_script_text(),
+        BINDINGS_FILE: bindings.verified_text(),
+        BINDINGS_VERSION_FILE: bindings.version_line() + "\n",
+    }
 
 
 def write_probe_files(dest: str | Path) -> Path:

@@ -6,16 +6,21 @@ host and pod documents have one shape and one parser.
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from harness.gpu import BUNDLE_DIR, probe
+from harness.gpu import bindings, probe
 from harness.gpu.result import ProbeResult, probe_result_from_dict
 
 
 def _import_nvml() -> ModuleType | None:
-    """The bindings the probe ships (harness/gpu/bundle), so host and pods read NVML the same way."""
-    module, _, _ = probe.load_bindings(str(BUNDLE_DIR))
-    return module if isinstance(module, ModuleType) else None
+    """The installed nvidia-ml-py (the package whose pynvml.py the probe ships), so host and pods
+    read NVML with the same bindings."""
+    try:
+        return importlib.import_module("pynvml")
+    except Exception:
+        # A broken install is as unusable as a missing one; the caller says what to reinstall.
+        return None
 
 
 def host_inventory_with_reason(nvml: ModuleType | None = None) -> tuple[ProbeResult | None, str]:
@@ -25,7 +30,7 @@ def host_inventory_with_reason(nvml: ModuleType | None = None) -> tuple[ProbeRes
     """
     module = nvml if nvml is not None else _import_nvml()
     if module is None:
-        return None, f"the NVML bindings bundled in {BUNDLE_DIR} cannot be loaded; reinstall the harness"
+        return None, f"the NVML bindings (module pynvml) cannot be imported: reinstall them with {bindings.REINSTALL}"
     result = probe_result_from_dict(probe.collect(module, devices_dir="/nonexistent"), "host")
     if not result.nvml_available:
         hint = " (no NVIDIA driver on this host?)" if result.no_driver else ""

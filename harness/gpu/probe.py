@@ -3,8 +3,9 @@
 
 Self-contained on purpose: it is mounted from a ConfigMap at /probe and run as
 `python3 -I -S /probe/probe.py` inside a small Python image, so it needs only Python 3.8+'s standard
-library plus the files the ConfigMap ships beside it: `pynvml.py` (nvidia-ml-py's single-module
-bindings, BSD; see NOTICE-nvidia-ml-py.txt) and `pynvml.version`. It loads those bindings from its
+library plus the files the ConfigMap ships beside it: `pynvml.py` (the single-module bindings of the
+nvidia-ml-py the harness pins, BSD, licence in its header; harness/gpu/bindings.py) and
+`pynvml.version`. It loads those bindings from its
 own folder by path and never imports an image's `pynvml` (MLServer 1.7.1's image has none, and an
 old `pynvml` there would answer differently); the bindings then load the driver's
 libnvidia-ml.so.1, which the NVIDIA container runtime injects into GPU containers.
@@ -286,10 +287,9 @@ def _hold_seconds(argv: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     hold = _hold_seconds(list(sys.argv[1:] if argv is None else argv))
     try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        # Beside the script in the ConfigMap; in a checkout of the harness, in its bundle/ folder.
-        folder = here if os.path.isfile(os.path.join(here, BINDINGS_FILE)) else os.path.join(here, "bundle")
-        nvml, version, load_error = load_bindings(folder)
+        # Beside the script, as the ConfigMap mounts them (harness.gpu.write_probe_files lays them out
+        # the same way on a host); never an image's own pynvml.
+        nvml, version, load_error = load_bindings(os.path.dirname(os.path.abspath(__file__)))
         doc = collect(nvml, bindings_version=version, load_error=load_error)
     except Exception as exc:
         # A bug in the probe itself is still reported as data, so the pod log says what happened.

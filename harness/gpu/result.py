@@ -88,7 +88,7 @@ class ProbeResult:
     hostname: str | None
     time: str | None
     python: str | None
-    pynvml_version: str | None  # the bindings that answered, e.g. "nvidia-ml-py 13.615.71" (bundled with the probe)
+    pynvml_version: str | None  # the bindings that answered, e.g. "nvidia-ml-py 13.615.71" (shipped with the probe)
     env: ProbeEnv
     nvml_available: bool
     driver_version: str | None

@@ -139,15 +139,15 @@ def runtime_injects_driver(visible_devices: str | None) -> bool:
 
 
 def load_simulated_bindings(driver_dir: str | Path | None) -> ModuleType:
-    """A fresh copy of the bundled nvidia-ml-py bindings whose library is the simulated driver in
-    `driver_dir` (None: no driver, nvmlInit raises NVMLError_LibraryNotFound). For in-process tests of
-    code that takes a `pynvml` module; never the machine's own libnvidia-ml.so.1."""
+    """A fresh copy of the installed nvidia-ml-py bindings (the ones the probe ships) whose library is
+    the simulated driver in `driver_dir` (None: no driver, nvmlInit raises NVMLError_LibraryNotFound).
+    For in-process tests of code that takes a `pynvml` module; never the machine's own libnvidia-ml.so.1."""
+    from harness.gpu.bindings import installed_path
     from harness.gpu.probe import load_bindings
 
-    folder = Path(__file__).resolve().parent / "bundle"
-    loaded, _, error = load_bindings(str(folder))
+    loaded, _, error = load_bindings(str(installed_path().parent))
     if not isinstance(loaded, ModuleType):
-        raise SimDriverError(f"cannot load the bundled NVML bindings: {error}")
+        raise SimDriverError(f"cannot load the installed NVML bindings: {error}")
     module = loaded
 
     def no_library(*_: Any, **__: Any) -> Any:

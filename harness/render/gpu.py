@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.errors import UsageError
-from harness.gpu import PROBE_FILES, PROBE_PYTHON_FLAGS
+from harness.gpu import PROBE_PATH, PROBE_PYTHON_FLAGS, probe_files
 from harness.render.labels import object_meta
 from harness.render.placement import (
     NVIDIA_RUNTIME_CLASS,
@@ -38,7 +38,7 @@ PROBE_IMAGE = (
 KIND_PROBE_IMAGE = "harness.local/nvml-probe-python:3.12-slim-78387bc3881b"
 PROBE_CONFIGMAP = "nvml-probe"
 PROBE_MOUNT = "/probe"
-PROBE_SCRIPT = PROBE_FILES["probe.py"]
+PROBE_SCRIPT = PROBE_PATH
 
 # The chart's own default tolerations (values.yaml v0.17.1), kept because `tolerations` replaces them.
 _CHART_DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = (
@@ -75,17 +75,15 @@ def device_plugin_values(profile: Profile) -> dict[str, Any]:
 
 
 def probe_configmap_data() -> dict[str, str]:
-    """probe.py, the nvidia-ml-py bindings it loads, their version and licence notice."""
-    data = {}
-    for key, path in PROBE_FILES.items():
-        try:
-            data[key] = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(
-                f"{path}: cannot read the NVML probe's {key} ({exc.__class__.__name__}); "
-                "expected it in the installed harness package (harness/gpu)"
-            ) from None
-    return data
+    """probe.py, the nvidia-ml-py bindings it loads (checked against the pinned release's hash) and
+    their version; UsageError naming what to reinstall when a file is unreadable or differs."""
+    try:
+        return probe_files()
+    except OSError as exc:
+        raise UsageError(
+            f"{exc.filename}: cannot read a file of the NVML probe ({exc.__class__.__name__}); "
+            "expected it in the installed harness package (harness/gpu)"
+        ) from None
 
 
 def probe_script_text() -> str:
