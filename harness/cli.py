@@ -21,7 +21,7 @@ from harness.errors import UsageError
 HANDLERS: dict[str, str] = {
     "render": "harness.render.command:run_render",
     "lint": "harness.commands.lint:run_lint",
-    "sim up": "harness.sim.command:run_sim_up",
+    "sim up": "harness.commands.sim:run_sim_up",
     "load": "harness.load.command:run_load",
     "gate": "harness.report.command:run_gate",
     "report": "harness.report.command:run_report",
