@@ -19,7 +19,7 @@ from harness.errors import UsageError
 
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
-    "render": "harness.render.command:run_render",
+    "render": "harness.commands.render:run_render",
     "lint": "harness.commands.lint:run_lint",
     "sim up": "harness.commands.sim:run_sim_up",
     "load": "harness.load.command:run_load",
