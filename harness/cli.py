@@ -23,8 +23,8 @@ HANDLERS: dict[str, str] = {
     "lint": "harness.commands.lint:run_lint",
     "sim up": "harness.commands.sim:run_sim_up",
     "load": "harness.load.command:run_load",
-    "gate": "harness.report.command:run_gate",
-    "report": "harness.report.command:run_report",
+    "gate": "harness.commands.report:run_gate",
+    "report": "harness.commands.report:run_report",
     "cleanup": "harness.cleanup:run_cleanup_command",
 }
 
