@@ -22,7 +22,7 @@ HANDLERS: dict[str, str] = {
     "render": "harness.commands.render:run_render",
     "lint": "harness.commands.lint:run_lint",
     "sim up": "harness.commands.sim:run_sim_up",
-    "load": "harness.load.command:run_load",
+    "load": "harness.commands.load:run_load",
     "gate": "harness.commands.report:run_gate",
     "report": "harness.commands.report:run_report",
     "cleanup": "harness.cleanup:run_cleanup_command",
