@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python -m harness.load.bench --out docs/benchmarks.md
+	$(BIN)/python -m harness.commands.bench --out docs/benchmarks.md
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --iterations 20 --profile $(PROFILE)

@@ -476,7 +476,7 @@ def test_cli_writes_json_and_summary(stub: StubServer, tmp_path: Path, capsys: p
 
 
 def test_wrk_output_is_parsed() -> None:
-    from harness.load.bench import parse_wrk
+    from harness.commands.bench import parse_wrk
 
     output = """Running 5s test @ http://127.0.0.1:8080/v2/models/iris/infer
   1 threads and 8 connections
