@@ -25,7 +25,7 @@ HANDLERS: dict[str, str] = {
     "load": "harness.commands.load:run_load",
     "gate": "harness.commands.report:run_gate",
     "report": "harness.commands.report:run_report",
-    "cleanup": "harness.cleanup:run_cleanup_command",
+    "cleanup": "harness.commands.cleanup:run_cleanup_command",
 }
 
 
