@@ -10,20 +10,18 @@ with a `register_faults(faults)` method gets the cluster's `Faults` to hook its 
 from __future__ import annotations
 
 import base64
-import inspect
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import Any
+from types import TracebackType
 
 import yaml
 
 from harness.config import Profile
 from harness.fsio import write_atomic
+from harness.sim import nodes, seldon
 from harness.sim.api.server import ApiServer
 from harness.sim.api.store import MemoryStore
 from harness.sim.api.tls import new_identity
@@ -35,36 +33,6 @@ log = logging.getLogger(__name__)
 
 SELDON_CRDS = (("servers", "Server", ("mls",)), ("serverconfigs", "ServerConfig", ("mlsc",)),
                ("models", "Model", ("mlm",)))
-CONTROLLER_FACTORIES = ("controllers", "seldon_controllers", "core_controllers")
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """Import a colleague's module if it exists yet; a missing module is not an error here."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("harness.sim"):
-            log.warning("simulated cluster runs without %s (%s)", name, exc)
-            return None
-        raise
-
-
-def _call_with(func: Callable[..., Any], available: dict[str, Any]) -> list[Any]:
-    """Call a controller factory with the keyword arguments it declares among `available`; a factory
-    that needs a module not written yet yields no controllers (logged)."""
-    params = inspect.signature(func).parameters
-    kwargs = {k: v for k, v in available.items() if k in params}
-    try:
-        return list(func(**kwargs))
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("harness.sim"):
-            log.warning("simulated cluster runs without the controllers of %s (%s)", func.__qualname__, exc)
-            return []
-        raise
-
-
 def crd_object(plural: str, kind: str, short_names: tuple[str, ...]) -> Obj:
     """A minimal CustomResourceDefinition for a Seldon kind, written from the facts (names, scope, version)."""
     return {
@@ -137,22 +105,12 @@ class SimCluster:
                            "volumeBindingMode": "WaitForFirstConsumer"})
         for plural, kind, short in SELDON_CRDS:
             self.store.create(crd_object(plural, kind, short))
-        available: dict[str, Any] = {
-            "profile": self.profile, "workdir": str(self.workdir), "mlserver": self.mlserver,
-            "faults": self.faults, "store": self.store,
-        }
-        controllers: list[Controller] = []
-        nodes = _optional_module("harness.sim.nodes")
-        if nodes is not None:
-            nodes.bootstrap_nodes(self.store, self.profile)
-            controllers.extend(_call_with(nodes.core_controllers, available))
-        seldon = _optional_module("harness.sim.seldon")
-        if seldon is not None:
-            seldon.bootstrap_seldon(self.store, self.profile)
-            for factory in CONTROLLER_FACTORIES:
-                if hasattr(seldon, factory):
-                    controllers.extend(_call_with(getattr(seldon, factory), available))
-                    break
+        # The node side first (lifecycle, workloads, scheduler, kubelet), then Seldon: the runtime
+        # runs controllers in this order.
+        nodes.bootstrap_nodes(self.store, self.profile)
+        controllers: list[Controller] = list(nodes.core_controllers(workdir=str(self.workdir), store=self.store))
+        seldon.bootstrap_seldon(self.store, self.profile)
+        controllers.extend(seldon.seldon_controllers(self.profile, str(self.workdir), mlserver=self.mlserver))
         for c in controllers:
             register = getattr(c, "register_faults", None)
             if callable(register):
