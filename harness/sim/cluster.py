@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 SELDON_CRDS = (("servers", "Server", ("mls",)), ("serverconfigs", "ServerConfig", ("mlsc",)),
                ("models", "Model", ("mlm",)))
+
+
 def crd_object(plural: str, kind: str, short_names: tuple[str, ...]) -> Obj:
     """A minimal CustomResourceDefinition for a Seldon kind, written from the facts (names, scope, version)."""
     return {
