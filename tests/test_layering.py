@@ -33,3 +33,24 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     proc = _lint_imports(tmp_path)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "harness.checks.placement -> harness.kube" in proc.stdout
+
+
+def test_one_layer_order_for_harness_and_one_inside_the_sim(tmp_path: Path) -> None:
+    """Both `layers` contracts exist, and an upward import breaks each: load importing the report (the
+    report reads load results, never the reverse) and the sim's shared protocols importing the cluster."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = [c for c in contracts["contracts"] if c["type"] == "layers"]
+    assert [c["layers"][0] for c in layers] == ["harness.__main__", "harness.sim.cluster"]
+    shutil.copytree(ROOT / "harness", tmp_path / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for rel, line in (("load/engine.py", "from harness.report import model  # noqa"),
+                      ("sim/contracts.py", "from harness.sim import cluster  # noqa")):
+        path = tmp_path / "harness" / rel
+        path.write_text(path.read_text() + f"\n{line}\n")
+    proc = _lint_imports(tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert "harness.load.engine -> harness.report" in proc.stdout
+    assert "harness.sim.contracts -> harness.sim.cluster" in proc.stdout
+    assert "Contracts: 5 kept, 2 broken." in proc.stdout
