@@ -1,4 +1,4 @@
-"""`python -m harness.load.bench --out docs/benchmarks.md`: the harness against wrk on loopback MLServer.
+"""`python -m harness.commands.bench --out docs/benchmarks.md`: the harness against wrk on loopback MLServer.
 
 Measures, in one run and interleaved (wrk, harness, wrk, harness, ...) so that drifting machine load
 hits both alike: max throughput at concurrency 8 (ratio harness/wrk), p50 at one connection
@@ -292,7 +292,7 @@ NOTES_HEADING = "## Notes (added by hand"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.load.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.commands.bench", description=__doc__)
     parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per figure (default 7)")
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "# Latency engine benchmark",
         "",
-        "Written by `make bench` (`python -m harness.load.bench --out docs/benchmarks.md`). MLServer "
+        "Written by `make bench` (`python -m harness.commands.bench --out docs/benchmarks.md`). MLServer "
         f"{_version('mlserver')} serves the iris sklearn model on 127.0.0.1 with `parallel_workers=0`; "
         "the harness (one worker process, HTTP unless noted) and `wrk` take turns against it, "
         f"{rounds} interleaved rounds of {seconds:g} s each, {warmup:g} s warm-up per harness run. Columns "
