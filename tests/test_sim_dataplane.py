@@ -357,11 +357,14 @@ def test_deleting_a_model_unloads_it(cluster: SimCluster, waiter: Waiter, seldon
 
 
 def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
-        cluster: SimCluster, waiter: Waiter, iris: Obj, mesh_ports: tuple[int, int]) -> None:
+        cluster: SimCluster, waiter: Waiter, iris: Obj, mesh_ports: tuple[int, int], seldon: SeldonController,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Seldon v2.10.2 (commit 8ca3c3c741d6b7d25a1eedf2d415359ab042d2ce): a change to the model spec
     (storageUri, requirements, memory, server, ...) is a new version, served as `<model>_<n+1>`
     (scheduler/pkg/store/memory.go updateModelImpl), while the previous version keeps answering until
-    the new one is available (memory_status.go); a replicas change is not a new version. Scaling beyond the
+    the new one is available (memory_status.go), and is unloaded only once the mesh routes to the new one
+    (envoy/processor/incremental.go modelSync: UnloadEnvoyRequested -> UnloadRequested after updateEnvoy;
+    scheduler/cleaner/versions.go); a replicas change is not a new version. Scaling beyond the
     Server's replicas is ScheduleFailed while the loaded replica keeps serving (scheduler.go,
     FailedScheduling without reset). Driven through the kubernetes client."""
     from kubernetes import client as k8s
@@ -377,6 +380,15 @@ def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
         assert _infer_rest(mesh_ports[0], "bump", SETOSA)[1]["model_name"] == "bump_1"
 
         answers: list[tuple[int, str]] = []
+        # What the mesh routed "bump" to at the moment each version was unloaded: never the one unloaded.
+        unloads: list[tuple[str, str | None]] = []
+        real_unload = seldon.dataplane.unload
+
+        def unload(pod: Any, served: str) -> Any:
+            route = seldon.route("bump")
+            unloads.append((served, None if route is None else route.served_name))
+            return real_unload(pod, served)
+        monkeypatch.setattr(seldon.dataplane, "unload", unload)
 
         def answered_by(version: str) -> Callable[[], tuple[bool, Any]]:
             def probe() -> tuple[bool, Any]:
@@ -390,6 +402,8 @@ def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
         waiter.until(answered_by("bump_2"), "bump_2 answering", LOAD_TIMEOUT)
         # no gap while the new version loads: every answer came from bump_1 or bump_2
         assert {a for a in answers} <= {(200, "bump_1"), (200, "bump_2")}, answers
+        waiter.until(lambda: (any(u[0] == "bump_1" for u in unloads), unloads), "bump_1 unloaded", LOAD_TIMEOUT)
+        assert [u for u in unloads if u[0] == "bump_1"] == [("bump_1", "bump_2")], unloads
 
         crs.patch_namespaced_custom_object("mlops.seldon.io", "v1alpha1", NS, "models", "bump",
                                            {"spec": {"replicas": 2}})

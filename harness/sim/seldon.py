@@ -256,6 +256,9 @@ class SeldonController:
         self._served: dict[tuple[str, str], str] = {}  # (namespace, model) -> the served name on those pods
         self._versions: dict[tuple[str, str], tuple[int, str]] = {}  # -> (version, model spec fingerprint)
         self._retiring: dict[tuple[str, str], tuple[str, set[PodRef]]] = {}  # previous version still serving
+        # Models whose latest version became available in this pass: their previous version is unloaded
+        # only once the mesh routes to the new one (see `_reconcile_model`).
+        self._handed_over: set[tuple[str, str]] = set()
         self._reported: dict[str, str] = {}  # event memo: key -> last message recorded
         self._slowdown: dict[str, float] = {}  # model -> factor, set by the `slow_model` fault
         self._closed = False
@@ -426,6 +429,7 @@ class SeldonController:
         statuses: list[tuple[Obj, Obj]] = []
         seen: set[tuple[str, str]] = set()
         self._loaded = {}
+        self._handed_over = set()
         for model in store.list(SELDON_API, "Model"):
             meta = model["metadata"]
             ns, name = meta.get("namespace", "default"), meta["name"]
@@ -454,7 +458,11 @@ class SeldonController:
         self._routes = routes
         self._mesh_ok = self.mesh.update(routes) if isinstance(self.mesh, MeshProcess) else True
         if not self._mesh_ok:
-            return  # statuses wait for a mesh that has the routes
+            return  # statuses wait for a mesh that has the routes (and old versions keep serving meanwhile)
+        # Only now, with the mesh routing to the new versions, the previous ones go (as Seldon unloads
+        # a replica only after Envoy has the new routes: UnloadEnvoyRequested -> UnloadRequested).
+        for key in self._handed_over:
+            self._retire(key)
         for model, status in statuses:
             _write_status(store, model, status)
 
@@ -519,8 +527,14 @@ class SeldonController:
         if known != fingerprint:
             if version and key in self._served:
                 # The old version keeps serving until the new one is available (then it is unloaded).
-                self._retire(key)
-                self._retiring[key] = (self._served.pop(key), self._placed.pop(key, set()))
+                current = (self._served.pop(key), self._placed.pop(key, set()))
+                if key in self._retiring:
+                    # A version that never became available is dropped: the last available one keeps
+                    # the traffic (GetLastAvailableModel) until the newest is available.
+                    for pod in current[1]:
+                        self.dataplane.unload(pod, current[0])
+                else:
+                    self._retiring[key] = current
             version += 1
             self._versions[key] = (version, fingerprint)
         return f"{key[1]}_{version}"
@@ -630,7 +644,7 @@ class SeldonController:
         })
         if key in self._retiring:
             if ok:
-                self._retire(key)
+                self._handed_over.add(key)  # retired after the mesh has this pass's routes
             else:
                 # memory_status.go: the latest version is what the status shows; the previous one serves
                 old_served, old_pods = self._retiring[key]
