@@ -395,6 +395,13 @@ def cluster(run_context: RunContext, pytestconfig: pytest.Config, request: pytes
             problems = session.down()
         suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
         pytest.fail(f"{exc}{suffix}", pytrace=False)
+    except BaseException:
+        # Ctrl-C or SIGTERM (KeyboardInterrupt) while the cluster comes up: this fixture never reaches
+        # its teardown, so undo here what was done so far (the run Lease, node changes, what the
+        # provider installed or created) before the interruption goes on.
+        with shown(pytestconfig):
+            run_context.records.cleanup_problems(session.down())
+        raise
     run_context.records.cluster_identified(session)
     try:
         yield session

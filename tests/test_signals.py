@@ -85,6 +85,11 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
         assert proc.returncode != 0, f"an interrupted run must not report success:\n{output[-2000:]}"
         left = differences(before, capture_cluster_state(kube, profile.seldon.namespace))
         assert left == [], f"{signame} at {when!r} left: {left}\n{output[-3000:]}"
+        # Wherever the signal landed (while the cluster came up, as at "Seldon started" it mostly
+        # does, or later) the cleanup ran: the run's Lease, which says a run is alive, is gone too.
+        assert "harness: cleanup started" in output, output[-3000:]
+        leases = [lease["metadata"]["name"] for lease in kube.list("coordination.k8s.io/v1", "Lease", "default")]
+        assert "harness-run-sig" not in leases, f"{signame} at {when!r} left the run Lease\n{output[-3000:]}"
     # The report it leaves says what happened, and the gate refuses it twice over: the cluster was
     # `sim up` reached through an existing profile (its API says so), and the run was cut short.
     report = load_report(tmp_path / "report" / "report.json")
