@@ -15,7 +15,7 @@ import pytest
 from harness.cli import main
 from harness.errors import UsageError
 from harness.load import LoadSpec, run_load
-from harness.load.engine import Coordinator, more_workers, plan_workers
+from harness.load.engine import LATE_FRACTION_LIMIT, Coordinator, more_workers, plan_workers
 from harness.load.histogram import encode, merge_encoded, new_histogram, record_seconds, summary_ms
 from harness.load.perf_analyzer import input_data, parse_csv, perf_analyzer_args
 from harness.load.spec import parse_endpoint
@@ -346,8 +346,10 @@ def test_open_loop_shows_a_server_stall_in_p99_and_closed_loop_hides_it() -> Non
         closed_result = run_load(LoadSpec(endpoint=server.url, model="stub", mode="closed", concurrency=1,
                                           duration_s=1.5, warmup_s=0.2, window_s=0.5))
     # Closed loop: only the one request in flight during the stall sees it (coordinated omission).
+    # Judged side by side, never by a fixed figure: a busy machine slows every ordinary request of
+    # both runs alike, but cannot make the closed loop's p99 reach its own stalled request.
     assert closed_result.latency_ms.max >= 350.0
-    assert closed_result.latency_ms.p99 < 100.0
+    assert closed_result.latency_ms.p99 < closed_result.latency_ms.max / 3
     assert open_result.latency_ms.p99 > 2 * closed_result.latency_ms.p99
 
 
@@ -356,7 +358,12 @@ def test_trials_stop_when_stable_and_are_bounded_when_not(stub: StubServer) -> N
     base = {"endpoint": stub.url, "model": "stub", "mode": "closed", "concurrency": 2, "duration_s": 0.6,
             "window_s": 0.2, "warmup_s": 0.1, "max_trials": 3}
     lenient = run_load(LoadSpec(**base, tolerance=1.0))  # type: ignore[arg-type]
-    assert lenient.stable and lenient.trials == 1 and len(lenient.windows) == 3
+    # Stops at the first trial whose three windows agree within 100 %: on a quiet machine the first.
+    # A busy machine can make one 0.2 s window's p99 several times the others', so the test judges
+    # the stop against the windows the run itself measured, not against "always the first trial".
+    assert len(lenient.windows) == 3 and 1 <= lenient.trials <= 3
+    assert lenient.stable == is_stable([WindowStat(w.throughput_rps, w.p99_ms) for w in lenient.windows], 1.0)
+    assert lenient.stable or lenient.trials == 3  # an unstable trial never ends the run early
     strict = run_load(LoadSpec(**base, tolerance=1e-6))  # type: ignore[arg-type]
     assert not strict.stable and strict.trials == 3 and len(strict.windows) == 9
     # The figures are the last trial's: its three windows, not all nine.
@@ -367,8 +374,13 @@ def test_trials_stop_when_stable_and_are_bounded_when_not(stub: StubServer) -> N
 def test_open_loop_rate_is_kept(stub: StubServer) -> None:
     result = run_load(LoadSpec(endpoint=stub.url, model="stub", rate=300.0, duration_s=1.5, warmup_s=0.2))
     assert result.complete and result.errors == {}
-    assert result.requests == pytest.approx(450, abs=3)
-    assert result.achieved_rate_rps == pytest.approx(300.0, rel=0.02)
+    # The rate is kept, or the run says it was not: a machine too busy to wake the client on time
+    # shows as late sends (the client's own measure, taken in the same run), never as a silent shortfall.
+    if result.late_send_fraction <= LATE_FRACTION_LIMIT:
+        assert result.requests == pytest.approx(450, abs=3)
+        assert result.achieved_rate_rps == pytest.approx(300.0, rel=0.02)
+    else:
+        assert result.late_sends > 0 and result.requests >= 0.5 * 450
     assert result.offered_rate_rps == 300.0 and result.concurrency is None
     assert result.client_cpu_ms_per_request > 0
 
