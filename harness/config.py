@@ -387,30 +387,62 @@ class Load(Strict):
     stability_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.10
     max_trials: Annotated[int, Field(ge=1, le=50)] = 3
     workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    # One inference request (load engine and the suites' single inferences); default 10 s.
     request_timeout_s: PositiveFloat = 10.0
     # Set to search each model's capacity at its SLO after the fixed-rate measurement.
     sweep: LoadSweep | None = None
 
 
 class Timeouts(Strict):
-    """Budgets in seconds for each lifecycle phase and wait (design C: one typed place)."""
+    """Budgets in seconds for each lifecycle phase and wait (design C: one typed place).
 
+    Each field has one meaning, written above it: what it bounds, its default and why that default.
+    A wait that runs past its budget fails naming the last state it saw (harness/kube/wait.py)."""
+
+    # Each provider's preflight probe (tool --version calls, host NVML); default 60 s: local commands.
     preflight_s: PositiveFloat = 60
+    # `kind create cluster --wait` and loading images into its nodes; default 600 s: a cold node image
+    # pull plus control-plane start on a CI runner.
     cluster_create_s: PositiveFloat = 600
+    # The GPU stack: the device-plugin Helm install, the toolkit install in kind nodes and GPU nodes
+    # advertising their GPUs; default 600 s: image pulls on every GPU node.
     gpu_stack_s: PositiveFloat = 600
+    # Each Seldon Helm chart install (crds, setup, runtime); default 900 s: the runtime pulls several images.
     seldon_install_s: PositiveFloat = 900
+    # A Server Ready, counted once its images are on the node (pulls have `image_pull_s`); default 600 s.
     server_ready_s: PositiveFloat = 600
+    # A Model ModelReady (artifact download and load); default 600 s: multi-GB model artifacts.
     model_ready_s: PositiveFloat = 600
-    # A pod Unschedulable this long ends the wait for it (Server, probe) with the scheduler's reason.
+    # Give-up rule of the Server and probe waits: a pod Unschedulable this long (or a Server whose
+    # StatefulSet the operator cannot make) ends the wait naming the cause; default 120 s, enough for
+    # a cluster autoscaler to add a node.
     pod_schedule_s: PositiveFloat = 120
+    # How long the scheduler may take to decide about one pod (bind it, or mark it Unschedulable);
+    # default 60 s: a decision takes milliseconds, the rest is a busy API server.
+    scheduling_s: PositiveFloat = 60
+    # A bound pod Running (image pull of a small image included); default 300 s.
+    pod_start_s: PositiveFloat = 300
+    # The seldon-mesh Service getting its LoadBalancer address; default 300 s: cloud load balancers
+    # take minutes to provision.
+    load_balancer_s: PositiveFloat = 300
+    # One NVML probe pod from creation to its printed document (also its activeDeadlineSeconds);
+    # default 300 s.
     probe_s: PositiveFloat = 300
     # Image pulls get their own budget: readiness budgets start once the image is on the node
     # (MLServer's images are several GB; a pod's activeDeadlineSeconds would otherwise include the pull).
     # A pod in ErrImagePull/ImagePullBackOff this long also ends the wait for it, naming the image.
     image_pull_s: PositiveFloat = 900
+    # A pod that does not tolerate a NoExecute taint evicted (the taint manager acts within seconds);
+    # default 120 s.
     eviction_s: PositiveFloat = 120
+    # Deleting one object (and waiting until it is gone), or one Helm uninstall; default 300 s:
+    # finalizers such as Seldon's model unload.
     delete_s: PositiveFloat = 300
+    # Any other external command (docker, helm, kubectl, nvidia-ctk) without a budget of its own;
+    # default 120 s.
     subprocess_s: PositiveFloat = 120
+    # One Kubernetes API request (not an inference request: that is `load.request_timeout_s`);
+    # default 30 s.
     request_s: PositiveFloat = 30
 
 

@@ -56,7 +56,7 @@ def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile,
         pytest.skip("the mesh exposes no gRPC endpoint")
     try:
         response = infer_tritonclient(endpoint, model, protocol, binary=_binary_ok(profile, model),
-                                      timeout=profile.timeouts.request_s)
+                                      timeout=profile.load.request_timeout_s)
     except ServingError as exc:
         pytest.fail(str(exc), pytrace=False)
     # Seldon answers with `<model>_<version>` (e.g. iris_1).

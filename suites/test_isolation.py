@@ -30,7 +30,7 @@ def _expected_taint_text(profile: Profile) -> str:
 
 def _await_decision(scope: Scope, name: str) -> dict[str, Any]:
     pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, scheduled_or_unschedulable,
-                              timeout=scope.profile.timeouts.pod_schedule_s, what=f"scheduling decision for pod {name}")
+                              timeout=scope.profile.timeouts.scheduling_s, what=f"scheduling decision for pod {name}")
     assert pod is not None
     return dict(pod)
 
@@ -114,7 +114,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     scope.apply(intruder("evict-later", [{**test_taint, "operator": "Equal", "tolerationSeconds": grace_s}]))
     for name in ("evict-now", "evict-later"):
         scope.kube.wait_for("v1", "Pod", name, scope.namespace, running,
-                            timeout=profile.timeouts.pod_schedule_s, what=f"intruder {name} running on {node}")
+                            timeout=profile.timeouts.pod_start_s, what=f"intruder {name} running on {node}")
     scope.node_guard().add_taint(node, test_taint)
     tainted_at = time.monotonic()
     scope.kube.wait_for("v1", "Pod", "evict-now", scope.namespace, lambda p: p is None,

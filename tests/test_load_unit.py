@@ -282,7 +282,7 @@ def test_spec_from_profile() -> None:
     assert spec.mode == "closed" and spec.concurrency == 3 and spec.rate is None
     assert spec.protocol == "grpc" and spec.window_s == 4  # a window never exceeds the duration
     assert spec.inputs == [{"name": "predict", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]
-    assert spec.timeout_s == profile.timeouts.request_s
+    assert spec.timeout_s == profile.load.request_timeout_s  # an inference request, not an API request
     with pytest.raises(UsageError, match="no model named 'nope'"):
         LoadSpec.from_profile(profile, "nope", "127.0.0.1:9500")
 

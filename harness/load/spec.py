@@ -196,7 +196,7 @@ class LoadSpec:
             max_trials=load.max_trials,
             workers=load.workers,
             inputs=[tensor_dict(t) for t in model.request_inputs] or [dict(DEFAULT_INPUT)],
-            timeout_s=profile.timeouts.request_s,
+            timeout_s=load.request_timeout_s,
             expected=(Expected(model.expected_output.name, tuple(model.expected_output.data)),)
             if model.expected_output is not None else (),
         ).validate()

@@ -73,7 +73,7 @@ def mesh_endpoint(kube: Kube, profile: Profile) -> MeshEndpoint:
     """Load balancers publish their address some time after the Service exists: wait for it (bounded)."""
     ns = profile.seldon.namespace
     try:
-        svc = kube.wait_for("v1", "Service", "seldon-mesh", ns, _has_ingress, profile.timeouts.pod_schedule_s,
+        svc = kube.wait_for("v1", "Service", "seldon-mesh", ns, _has_ingress, profile.timeouts.load_balancer_s,
                             "the seldon-mesh Service to get a LoadBalancer address")
     except WaitTimeout:
         svc = kube.get("v1", "Service", "seldon-mesh", ns)
