@@ -18,6 +18,7 @@ import os
 import socket
 from typing import Any
 
+from harness.k8s.seldon_api import SELDON_API
 from harness.kube import Kube, NodeGuard
 from harness.kube.nodeguard import HOST_ANNOTATION, MANAGED, PID_ANNOTATION, holder_dead, lease_records
 from harness.kube.retry import KubeApiError
@@ -25,7 +26,6 @@ from harness.render.labels import RUN_ID_KEY
 
 Obj = dict[str, Any]
 LEASE_API = "coordination.k8s.io/v1"
-SELDON_API = "mlops.seldon.io/v1alpha1"
 LEASE_NAMESPACE = "default"
 RUN_LEASE_PREFIX = "harness-run-"
 NODE_LEASE_PREFIX = "harness-node-"

@@ -19,7 +19,8 @@ from harness.checks.placement import Snapshot
 from harness.checks.pulls import past_pull, pulling_text
 from harness.config import Profile
 from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
-from harness.k8s.seldon import server_refusal
+from harness.k8s.conditions import condition, model_failed, model_ready, server_ready, server_refusal
+from harness.k8s.seldon_api import SELDON_API, server_pod_selector
 from harness.kube import Kube, KubeApiError, NodeGuard
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
@@ -28,7 +29,6 @@ from harness.providers.common import simulated_marker
 from harness.render.labels import RUN_ID_KEY
 from harness.render.placement import detect_runtime_class
 
-SELDON_API = "mlops.seldon.io/v1alpha1"
 Obj = dict[str, Any]
 
 
@@ -66,31 +66,6 @@ def resolve_runtime_class(profile: Profile, kube: Kube) -> Profile:
     return profile.model_copy(update={"gpu": profile.gpu.model_copy(update={"runtime_class": found})})
 
 
-def condition(obj: Obj | None, kind: str) -> Obj | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return dict(cond)
-    return None
-
-
-def model_failed(model: Obj | None) -> str | None:
-    """`ModelFailed: <reason>` or `ScheduleFailed: <reason>` when Seldon reports a failure, else None."""
-    cond = condition(model, "ModelReady")
-    if cond is None or cond.get("status") == "True":
-        return None
-    text = f"{cond.get('reason') or ''} {cond.get('message') or ''}"
-    for state in ("ModelFailed", "ScheduleFailed"):
-        if state in text:
-            detail = " ".join(str(cond.get(k) or "") for k in ("reason", "message") if cond.get(k) != state)
-            return f"{state}: {detail.strip() or state}"
-    return None
-
-
-def condition_true(obj: Obj | None, kind: str) -> bool:
-    cond = condition(obj, kind)
-    return cond is not None and cond.get("status") == "True"
-
-
 def diagnose_server(kube: Kube, server: str, namespace: str) -> str:
     """Why a Server is not Ready, in one line: its pods' scheduling and its StatefulSet's refusals."""
     reasons: list[str] = []
@@ -105,7 +80,7 @@ def diagnose_server(kube: Kube, server: str, namespace: str) -> str:
     for event in kube.events(namespace=namespace, involved_name=server, involved_kind="StatefulSet"):
         if event.get("type") == "Warning":
             reasons.append(f"StatefulSet {event.get('reason')}: {event.get('message')}")
-    pods = kube.list("v1", "Pod", namespace, label_selector=f"seldon-server-name={server}")
+    pods = kube.list("v1", "Pod", namespace, label_selector=server_pod_selector(server))
     if not pods:
         reasons.append("no pods were created")
     for pod in pods:
@@ -281,7 +256,7 @@ class ClusterSession:
                 for model in self.profile.models:
                     # Fail fast: waiting out the budget on a model Seldon already failed only delays the verdict.
                     kube.wait_for(
-                        SELDON_API, "Model", model.name, namespace, lambda m: condition_true(m, "ModelReady"),
+                        SELDON_API, "Model", model.name, namespace, model_ready,
                         timeout=self.profile.timeouts.model_ready_s, what=f"Model {model.name} ModelReady",
                         give_up=model_failed,
                     )
@@ -294,10 +269,10 @@ class ClusterSession:
         for the pull on its own budget (`image_pull_s`, "pulling image X") and a fresh readiness budget.
         Stuck pods (unschedulable, pull errors, crash loops) end either wait early (`StuckPods`)."""
         t = self.profile.timeouts
-        selector = f"seldon-server-name={name}"
+        selector = server_pod_selector(name)
 
         def ready() -> None:
-            kube.wait_for(SELDON_API, "Server", name, namespace, lambda s: condition_true(s, "Ready"),
+            kube.wait_for(SELDON_API, "Server", name, namespace, server_ready,
                           timeout=t.server_ready_s, what=f"Server {name} Ready",
                           give_up=stuck.for_selector(namespace, selector, workload=("StatefulSet", name),
                                                      refused=server_refusal))
@@ -375,7 +350,7 @@ class ClusterSession:
                                 "v1", "Pod", meta.get("namespace"), lambda pods: not pods,
                                 timeout=self.profile.timeouts.delete_s,
                                 what=f"pods of Server {meta['name']} gone",
-                                label_selector=f"seldon-server-name={meta['name']}",
+                                label_selector=server_pod_selector(meta['name']),
                             )
                     except Exception as exc:  # keep going: nodes are restored regardless
                         problems.append(f"delete {obj['kind']}/{meta.get('name')}: {exc}")

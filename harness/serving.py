@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 from harness.config import Model, Profile
 from harness.gpu.triton import gpu_sample
+from harness.k8s.seldon_api import SELDON_API, server_pod_selector
 
-SELDON_API = "mlops.seldon.io/v1alpha1"
 # Triton's metrics port in Seldon 2.10.2's `triton` ServerConfig (container port `server-metrics`).
 TRITON_METRICS_PORT = 8002
 
@@ -171,7 +171,7 @@ def attribute(kube: Any, profile: Profile, model: Model) -> Attribution:
     found = Attribution(server=server)
     live_server = kube.get(SELDON_API, "Server", server, namespace) or {}
     found.server_config = (live_server.get("spec") or {}).get("serverConfig")
-    pods = kube.list("v1", "Pod", namespace, label_selector=f"seldon-server-name={server}")
+    pods = kube.list("v1", "Pod", namespace, label_selector=server_pod_selector(server))
     found.pods = sorted(p["metadata"]["name"] for p in pods)
     found.nodes = sorted({str((p.get("spec") or {}).get("nodeName")) for p in pods
                           if (p.get("spec") or {}).get("nodeName")})

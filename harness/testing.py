@@ -8,9 +8,10 @@ import pytest
 
 from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
+from harness.k8s.conditions import condition
 from harness.k8s.gpu import node_gpu_count, pod_gpu_request
+from harness.k8s.seldon_api import SELDON_API
 from harness.kube.stuck import StuckPods
-from harness.lifecycle import condition
 
 Obj = dict[str, Any]
 
@@ -111,6 +112,6 @@ def capture_cluster_state(kube: Any, seldon_namespace: str) -> dict[str, Any]:
 
     return leftovers.capture(
         nodes=kube.list("v1", "Node"), namespaces=kube.list("v1", "Namespace"), pods=kube.list("v1", "Pod"),
-        servers=kube.list("mlops.seldon.io/v1alpha1", "Server", seldon_namespace),
-        models=kube.list("mlops.seldon.io/v1alpha1", "Model", seldon_namespace),
+        servers=kube.list(SELDON_API, "Server", seldon_namespace),
+        models=kube.list(SELDON_API, "Model", seldon_namespace),
     )

@@ -12,8 +12,10 @@ from harness import render
 from harness.checks.placement import gpu_node
 from harness.checks.shared_nodes import destructive_refusal, nodes_free_of_others
 from harness.config import Profile
+from harness.k8s.conditions import condition
 from harness.k8s.gpu import pod_gpu_request
-from harness.lifecycle import SELDON_API, ClusterSession, condition
+from harness.k8s.seldon_api import SELDON_API
+from harness.lifecycle import ClusterSession
 from harness.recording import TestRecorder
 from harness.testapi import Scope
 from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable

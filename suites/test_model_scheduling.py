@@ -8,8 +8,10 @@ import pytest
 
 from harness import render
 from harness.config import Model
+from harness.k8s.conditions import condition
 from harness.k8s.quantity import parse_quantity
-from harness.lifecycle import SELDON_API, ClusterSession, condition
+from harness.k8s.seldon_api import SELDON_API
+from harness.lifecycle import ClusterSession
 from harness.testapi import Scope
 
 NO_MATCHING_SERVERS = "Failed to schedule model as no matching servers are available"

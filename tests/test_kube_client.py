@@ -341,7 +341,7 @@ def test_a_workload_whose_pods_the_api_refuses_gives_up_naming_the_refusal(kube:
 
 
 def test_a_server_whose_statefulset_the_operator_cannot_make_gives_up_after_the_budget() -> None:
-    from harness.k8s.seldon import STATEFULSET_NOT_READY, server_refusal
+    from harness.k8s.conditions import STATEFULSET_NOT_READY, server_refusal
 
     def server(reason: str) -> dict[str, Any]:
         # As the operator writes it: the text is the reason, the message is empty (knative MarkFalse).

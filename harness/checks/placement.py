@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.conditions import node_ready
+from harness.k8s.gpu import in_pool, node_gpu_count, pod_gpu_request
 from harness.k8s.gpu import is_gpu_node as _is_gpu_node
-from harness.k8s.gpu import node_gpu_count, pod_gpu_request
-from harness.k8s.taints import format_taint, tolerates
+from harness.k8s.seldon_api import SERVER_NAME_LABEL
+from harness.k8s.taints import format_taint, node_has_taint, tolerates
 
 Obj = dict[str, Any]
 TERMINATED = ("Succeeded", "Failed")
-SERVER_LABEL = "seldon-server-name"
 
 
 @dataclass(frozen=True)
@@ -66,21 +67,11 @@ def gpu_node(node: Obj, profile: Profile) -> bool:
 
 def _has_taint(node: Obj, profile: Profile) -> bool:
     want = profile.gpu.taint
-    return any(
-        t.get("key") == want.key and (t.get("value") or "") == want.value and t.get("effect") == want.effect
-        for t in node.get("spec", {}).get("taints") or []
-    )
-
-
-def _node_ready(node: Obj) -> bool:
-    conditions = (node.get("status") or {}).get("conditions")
-    if conditions is None:
-        return True  # a snapshot without status says nothing either way
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return node_has_taint(node, want.key, want.value, want.effect)
 
 
 def _has_pool_label(node: Obj, profile: Profile) -> bool:
-    return _labels(node).get(profile.gpu.pool_label.key) == profile.gpu.pool_label.value
+    return in_pool(node, profile.gpu.pool_label.key, profile.gpu.pool_label.value)
 
 
 def _running(pods: Iterable[Obj]) -> list[Obj]:
@@ -90,7 +81,7 @@ def _running(pods: Iterable[Obj]) -> list[Obj]:
 def _server_pods(snapshot: Snapshot, server: str, namespace: str) -> list[Obj]:
     return [
         p for p in _running(snapshot.pods)
-        if _labels(p).get(SERVER_LABEL) == server and p["metadata"].get("namespace") == namespace
+        if _labels(p).get(SERVER_NAME_LABEL) == server and p["metadata"].get("namespace") == namespace
     ]
 
 
@@ -133,7 +124,7 @@ def gpu_server_pods_on_pool(snapshot: Snapshot, profile: Profile) -> list[Violat
                 findings.append(Violation("gpu-server-on-pool", _pod_id(pod), "is not scheduled on any node"))
                 continue
             why = []
-            if not _node_ready(node):
+            if not node_ready(node):
                 why.append("node is not Ready")
             if not _has_taint(node, profile):
                 why.append(f"node lacks taint {profile.gpu.taint}")
@@ -216,7 +207,7 @@ def gpu_server_names(snapshot: Snapshot, profile: Profile) -> set[str]:
     """Servers that hold GPUs: the profile's GPU servers plus any live server whose pods request GPUs."""
     names = {s.name for s in profile.gpu_servers}
     for pod in _running(snapshot.pods):
-        server = _labels(pod).get(SERVER_LABEL)
+        server = _labels(pod).get(SERVER_NAME_LABEL)
         if server and pod_gpu_request(pod, profile.gpu.resource_name) > 0:
             names.add(server)
     return names
@@ -260,7 +251,7 @@ def all_findings(snapshot: Snapshot, profile: Profile) -> list[Violation]:
 
 # --- the table a failure prints --------------------------------------------------------
 def _owner(pod: Obj) -> str:
-    server = _labels(pod).get(SERVER_LABEL)
+    server = _labels(pod).get(SERVER_NAME_LABEL)
     if server:
         return f"Server/{server}"
     refs = pod.get("metadata", {}).get("ownerReferences") or []
@@ -299,7 +290,7 @@ def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Violati
     rows = []
     for pod in sorted(_running(snapshot.pods), key=lambda p: (p["metadata"].get("namespace", ""), _name(p))):
         node_name = pod.get("spec", {}).get("nodeName") or ""
-        if node_name not in gpu_nodes and SERVER_LABEL not in _labels(pod):
+        if node_name not in gpu_nodes and SERVER_NAME_LABEL not in _labels(pod):
             continue
         node = snapshot.node(node_name) or {}
         labels = _labels(node)

@@ -66,6 +66,12 @@ def node_gpu_count(node: Mapping[str, Any], resource: str = GPU_RESOURCE) -> int
     return 0
 
 
+def in_pool(node: Mapping[str, Any], pool_key: str, pool_value: str) -> bool:
+    """The node carries the pool label (an empty `pool_key`: no pool label is known, so no node does)."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return bool(pool_key) and labels.get(pool_key) == pool_value
+
+
 def is_gpu_node(node: Mapping[str, Any], pool_key: str, pool_value: str,
                 resource: str = GPU_RESOURCE) -> bool:
     """In the GPU pool by label, GPU-present by label, or advertising the GPU resource.
@@ -73,7 +79,7 @@ def is_gpu_node(node: Mapping[str, Any], pool_key: str, pool_value: str,
     An empty `pool_key` means no pool label is known (a report read without its profile)."""
     labels = (node.get("metadata") or {}).get("labels") or {}
     return (
-        (bool(pool_key) and labels.get(pool_key) == pool_value)
+        in_pool(node, pool_key, pool_value)
         or labels.get(GPU_PRESENT_LABEL) == "true"
         or node_gpu_count(node, resource) > 0
     )

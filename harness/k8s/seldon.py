@@ -117,26 +117,3 @@ def satisfies(requirements: Iterable[str], capabilities: Iterable[str]) -> bool:
     """Every requirement (trimmed) is exactly one of the capabilities."""
     caps = set(capabilities)
     return all(str(r).strip() in caps for r in requirements)
-
-
-# operator/controllers/reconcilers/server/statefulset_reconciler.go (SeldonIO/seldon-core v2.10.2): the two
-# messages of StatefulSetOrDeploymentReady when the operator could make the StatefulSet. Any other text
-# in a False condition is an error it met making it (the server controller's updateStatusFromError:
-# the StatefulSet refused by the API server, a missing ServerConfig).
-STATEFULSET_READY = "StatefulSet replicas matches desired replicas"
-STATEFULSET_NOT_READY = "StatefulSet replicas does not match desired replicas"
-
-
-def server_refusal(server: Mapping[str, Any] | None) -> str | None:
-    """Why the operator could not make this Server's StatefulSet, from its status; None when it could.
-
-    The operator writes these texts as the condition's reason (knative's MarkFalse with an empty
-    message), so the reason decides; a message, where one is given, only adds to the text."""
-    for cond in ((server or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") != "StatefulSetOrDeploymentReady" or cond.get("status") != "False":
-            continue
-        reason, message = str(cond.get("reason") or ""), str(cond.get("message") or "")
-        if reason in (STATEFULSET_READY, STATEFULSET_NOT_READY) or not (reason or message):
-            continue
-        return f"the Seldon operator cannot make the Server's StatefulSet: {reason or message}"
-    return None

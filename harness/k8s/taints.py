@@ -69,3 +69,10 @@ def format_taint(taint: Taint) -> str:
     value = taint.get("value") or ""
     key, effect = taint.get("key") or "", taint.get("effect") or ""
     return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
+
+
+def node_has_taint(node: Mapping[str, Any], key: str, value: str | None, effect: str) -> bool:
+    """The node carries this taint exactly (key, value and effect; no value equals the empty value,
+    as the API server stores it)."""
+    return any(t.get("key") == key and (t.get("value") or "") == (value or "") and t.get("effect") == effect
+               for t in (node.get("spec") or {}).get("taints") or [])

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from harness.fsio import write_atomic
+from harness.k8s.seldon_api import SELDON_API, SERVER_NAME_LABEL
 from harness.kube.client import Kube, event_time
 from harness.kube.tools import HelmRunner
 from harness.redact import redact, redact_tree
@@ -23,7 +24,6 @@ from harness.render.labels import RUN_ID_KEY
 
 Obj = dict[str, Any]
 
-SELDON_API = "mlops.seldon.io/v1alpha1"
 SELDON_KINDS = ("Server", "Model", "ServerConfig")
 HELM_RELEASES = ("seldon-core-v2-crds", "seldon-core-v2-setup", "seldon-core-v2-runtime")
 LOG_TAIL_LINES = 2000
@@ -144,7 +144,7 @@ def _in_scope(obj: Obj, own: set[str], servers: set[str], run_id: str) -> bool:
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     return (_owned(obj, run_id) or meta.get("name") in own
-            or labels.get("seldon-server-name") in servers)
+            or labels.get(SERVER_NAME_LABEL) in servers)
 
 
 def _collect(c: _Collector, kube: Kube, out_dir: Path, namespaces: list[str], seldon_namespace: str,

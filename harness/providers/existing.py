@@ -13,6 +13,9 @@ from typing import Any
 
 from harness.config import Profile
 from harness.errors import UsageError
+from harness.k8s.gpu import in_pool
+from harness.k8s.seldon_api import SELDON_GROUP
+from harness.k8s.taints import node_has_taint
 from harness.kube.client import Kube
 from harness.kube.kubeconfig import KubeconfigChoice, resolve, single_file
 from harness.kube.nodeguard import NodeGuard
@@ -21,7 +24,7 @@ from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
 from harness.providers import common
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 
-SELDON_CRD = "servers.mlops.seldon.io"
+SELDON_CRD = f"servers.{SELDON_GROUP}"
 
 
 def missing_dedication(nodes: list[dict[str, Any]], profile: Profile) -> list[str]:
@@ -31,13 +34,10 @@ def missing_dedication(nodes: list[dict[str, Any]], profile: Profile) -> list[st
     by_name = {str(n["metadata"]["name"]): n for n in nodes}
     for name in common.gpu_node_names(list(by_name.values()), profile):
         node = by_name[name]
-        labels = (node.get("metadata") or {}).get("labels") or {}
-        taints = (node.get("spec") or {}).get("taints") or []
-        if not any(t.get("key") == taint.key and t.get("value", "") == taint.value and t.get("effect") == taint.effect
-                   for t in taints):
+        if not node_has_taint(node, taint.key, taint.value, taint.effect):
             problems.append(f"GPU node {name} lacks the taint {taint}: add it with "
                             f"`kubectl taint nodes {name} {taint}` (the harness never changes it)")
-        if labels.get(pool.key) != pool.value:
+        if not in_pool(node, pool.key, pool.value):
             problems.append(f"GPU node {name} lacks the label {pool.key}={pool.value}: add it with "
                             f"`kubectl label nodes {name} {pool.key}={pool.value}`")
     return problems
@@ -181,9 +181,8 @@ class ExistingProvider:
             pool = self.profile.gpu.pool_label
             count = max((g.gpus for g in self.profile.cluster.nodes.gpu_workers), default=1)
             for node in nodes:
-                labels = node["metadata"].get("labels") or {}
                 alloc = ((node.get("status") or {}).get("allocatable") or {}).get(self.profile.gpu.resource_name)
-                if labels.get(pool.key) == pool.value and alloc in (None, "0"):
+                if in_pool(node, pool.key, pool.value) and alloc in (None, "0"):
                     guard.set_extended_capacity(node["metadata"]["name"], self.profile.gpu.resource_name, count)
         return problems
 

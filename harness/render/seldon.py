@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.config import Model, Profile, Server
 from harness.errors import UsageError
+from harness.k8s.seldon_api import SELDON_API
 from harness.render.labels import object_meta
 from harness.render.placement import (
     gpu_toleration,
@@ -21,7 +22,6 @@ from harness.render.placement import (
     uses_runtime_class,
 )
 
-SELDON_API = "mlops.seldon.io/v1alpha1"
 # Seldon merges a Server's containers into the ServerConfig's by name; these are the names it uses.
 AGENT_CONTAINER = "agent"
 # The Triton image of Seldon 2.10.2's default `triton` ServerConfig (setup chart values.yaml

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from harness.checks.slo import SloVerdict, evaluate_slo
 from harness.config import Slo
 from harness.k8s.gpu import is_gpu_node, node_gpu_count, pod_gpu_request
+from harness.k8s.seldon_api import SERVER_NAME_LABEL
 from harness.load.result import LoadResult
 from harness.report.model import (
     Artifact,
@@ -38,7 +39,6 @@ from harness.report.model import (
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
-SERVER_LABEL = "seldon-server-name"
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
@@ -117,8 +117,8 @@ def placement_row(
     labels = meta.get("labels") or {}
     owner_kind: str | None = None
     owner: str | None = None
-    if labels.get(SERVER_LABEL):
-        owner_kind, owner = "Server", str(labels[SERVER_LABEL])
+    if labels.get(SERVER_NAME_LABEL):
+        owner_kind, owner = "Server", str(labels[SERVER_NAME_LABEL])
     elif meta.get("ownerReferences"):
         ref = meta["ownerReferences"][0]
         owner_kind, owner = ref.get("kind"), ref.get("name")

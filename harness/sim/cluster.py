@@ -21,6 +21,7 @@ import yaml
 
 from harness.config import Profile
 from harness.fsio import write_atomic
+from harness.k8s.seldon_api import SELDON_GROUP, SELDON_VERSION
 from harness.sim import nodes, seldon
 from harness.sim.api.server import ApiServer
 from harness.sim.api.store import MemoryStore
@@ -39,12 +40,12 @@ def crd_object(plural: str, kind: str, short_names: tuple[str, ...]) -> Obj:
     """A minimal CustomResourceDefinition for a Seldon kind, written from the facts (names, scope, version)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.mlops.seldon.io"},
+        "metadata": {"name": f"{plural}.{SELDON_GROUP}"},
         "spec": {
-            "group": "mlops.seldon.io", "scope": "Namespaced",
+            "group": SELDON_GROUP, "scope": "Namespaced",
             "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": f"{kind}List",
                       "shortNames": list(short_names)},
-            "versions": [{"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}},
+            "versions": [{"name": SELDON_VERSION, "served": True, "storage": True, "subresources": {"status": {}},
                           "schema": {"openAPIV3Schema": {"type": "object",
                                                          "x-kubernetes-preserve-unknown-fields": True}}}],
         },

@@ -53,6 +53,7 @@ from harness.k8s.affinity import (
     required_terms,
     selects_node,
 )
+from harness.k8s.conditions import condition as pod_condition
 from harness.k8s.quantity import quantity_or_zero
 from harness.k8s.taints import first_untolerated
 from harness.k8s.taints import tolerates as tolerated_by
@@ -445,13 +446,6 @@ def _with_condition(pod: Obj, condition: dict[str, Any]) -> list[dict[str, Any]]
     return [*conditions, condition]
 
 
-def _condition(pod: Obj, ctype: str) -> dict[str, Any] | None:
-    for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return dict(c)
-    return None
-
-
 def _queue_key(pod: Obj) -> tuple[Any, ...]:
     meta = pod.get("metadata") or {}
     # The active queue pops by priority, then by arrival.
@@ -517,7 +511,7 @@ class SchedulerController:
 
     def _unschedulable(self, store: Store, pod: Obj, message: str) -> None:
         meta = pod["metadata"]
-        previous = _condition(pod, "PodScheduled")
+        previous = pod_condition(pod, "PodScheduled")
         transition = (previous or {}).get("lastTransitionTime") if (previous or {}).get("status") == "False" else None
         condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
                      "lastProbeTime": None, "lastTransitionTime": transition or now_rfc3339()}
@@ -527,7 +521,7 @@ class SchedulerController:
         store.record_event(pod, "FailedScheduling", message, "Warning", component=DEFAULT_SCHEDULER)
 
     def _gated(self, store: Store, pod: Obj) -> None:
-        previous = _condition(pod, "PodScheduled")
+        previous = pod_condition(pod, "PodScheduled")
         if previous and previous.get("reason") == "SchedulingGated":
             return
         meta = pod["metadata"]

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.conditions import STATEFULSET_NOT_READY, STATEFULSET_READY
 from harness.k8s.quantity import parse_quantity
-from harness.k8s.seldon import STATEFULSET_NOT_READY, STATEFULSET_READY
+from harness.k8s.seldon_api import MODEL_FINALIZER, SELDON_API, server_pod_selector
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
 from harness.sim.gpus import pod_allocated_gpus
 from harness.sim.mesh import HOST, Mesh, MeshProcess, Route, Upstream
 from harness.sim.seldon_merge import (
-    SELDON_API,
     announced_capabilities,
     build_statefulset,
     default_server_config,
@@ -49,7 +49,6 @@ MESH_SERVICE = "seldon-mesh"
 HTTP_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-http-port"
 GRPC_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-grpc-port"
 HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
-MODEL_FINALIZER = "seldon.model.finalizer"  # operator/pkg/constants/constants.go ModelFinalizerName
 # The Model fields the scheduler's ModelSpec carries (operator/apis/mlops/v1alpha1/model_types.go
 # `AsSchedulerModel`): a change to any of them is a new version of the model (scheduler/pkg/store/memory.go
 # `updateModelImpl` + equality.go); replicas and the logger are the DeploymentSpec and change it in place.
@@ -370,7 +369,7 @@ class SeldonController:
             pod_spec = sts["spec"]["template"]["spec"]
             sts["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = _spec_hash(sts)
             problem = self._apply_statefulset(store, sts)
-            pods = store.list("v1", "Pod", ns, label_selector=f"seldon-server-name={name}")
+            pods = store.list("v1", "Pod", ns, label_selector=server_pod_selector(name))
             ready_pods = sorted((p for p in pods if _pod_ready(p)), key=_ordinal)
             containers = {c.get("name") for c in pod_spec.get("containers") or []}
             # A ServerConfig replaces the default one: without an `agent` container no replica ever

@@ -21,10 +21,10 @@ from harness.k8s.seldon import (
     merge_pod_spec,
     server_capabilities,
 )
+from harness.k8s.seldon_api import SELDON_API, SERVER_NAME_LABEL, server_pod_selector
 
 Obj = dict[str, Any]
 
-SELDON_API = "mlops.seldon.io/v1alpha1"
 SERVER_HTTP_PORT = 9000
 SERVER_GRPC_PORT = 9500
 SERVER_TYPES = ("mlserver", "triton")
@@ -173,7 +173,7 @@ def _set_agent_env(pod_spec: Obj, name: str, value: str) -> None:
 
 def server_labels(server_name: str) -> dict[str, str]:
     return {
-        "seldon-server-name": server_name,
+        SERVER_NAME_LABEL: server_name,
         "app.kubernetes.io/name": "seldon-server",
         "app.kubernetes.io/managed-by": "seldon-core",
     }
@@ -181,7 +181,7 @@ def server_labels(server_name: str) -> dict[str, str]:
 
 def server_selector(server_name: str) -> str:
     """The label selector string Seldon writes into Server `status.selector`."""
-    return f"seldon-server-name={server_name}"
+    return server_pod_selector(server_name)
 
 
 def server_memory_bytes(pod_spec: Obj) -> int:
@@ -231,7 +231,7 @@ def build_statefulset(server: Obj, server_config: Obj) -> Obj:
             "replicas": 1 if replicas is None else int(replicas),
             "serviceName": name,
             "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": {"seldon-server-name": name}},
+            "selector": {"matchLabels": {SERVER_NAME_LABEL: name}},
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": {}},
                 "spec": pod_spec,

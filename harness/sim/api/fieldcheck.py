@@ -15,7 +15,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from harness.sim.api.resources import SELDON_GROUP, ResourceType
+from harness.k8s.seldon_api import SELDON_GROUP
+from harness.sim.api.resources import ResourceType
 
 _LOCK = threading.Lock()
 _MODELS: ModuleType | None = None

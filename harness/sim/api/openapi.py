@@ -20,9 +20,10 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from harness.k8s.seldon_api import SELDON_GROUP
 from harness.sim.api.fieldcheck import model_name
 from harness.sim.api.patch import MERGE_KEYS, MERGED_PRIMITIVES
-from harness.sim.api.resources import SELDON_GROUP, ResourceType, in_group_version
+from harness.sim.api.resources import ResourceType, in_group_version
 
 Obj = dict[str, Any]
 

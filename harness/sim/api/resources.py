@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.k8s.seldon_api import SELDON_GROUP, SELDON_VERSION
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 READ_VERBS = ("get", "list", "watch")
 
@@ -44,7 +46,6 @@ class ResourceType:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-SELDON_GROUP = "mlops.seldon.io"
 
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), ("status",)),
@@ -70,9 +71,9 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
                  ("crd", "crds"), ("status",), verbs=READ_VERBS),
-    ResourceType(SELDON_GROUP, "v1alpha1", "servers", "Server", True, ("mls",), ("status", "scale")),
-    ResourceType(SELDON_GROUP, "v1alpha1", "serverconfigs", "ServerConfig", True, ("mlsc",)),
-    ResourceType(SELDON_GROUP, "v1alpha1", "models", "Model", True, ("mlm",), ("status", "scale")),
+    ResourceType(SELDON_GROUP, SELDON_VERSION, "servers", "Server", True, ("mls",), ("status", "scale")),
+    ResourceType(SELDON_GROUP, SELDON_VERSION, "serverconfigs", "ServerConfig", True, ("mlsc",)),
+    ResourceType(SELDON_GROUP, SELDON_VERSION, "models", "Model", True, ("mlm",), ("status", "scale")),
 )
 
 # Events are served as core/v1 only (no events.k8s.io/v1 view), so discovery never promises what is not served.

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+from harness.k8s.seldon_api import SELDON_GROUP
 from harness.sim.api import patch as patching
 from harness.sim.api.resources import STORED, ResourceType, by_kind
 from harness.sim.api.selectors import parse_field_selector, parse_label_selector
@@ -428,7 +429,7 @@ class MemoryStore:
             elif patch_type == "json":
                 patched = patching.json_patch(current, patch)
             elif patch_type == "strategic":
-                if rt.group == "mlops.seldon.io":
+                if rt.group == SELDON_GROUP:
                     raise ApiError(415, "UnsupportedMediaType",
                                    "the body of the request was in an unknown format - accepted media types include: "
                                    "application/json-patch+json, application/merge-patch+json, "

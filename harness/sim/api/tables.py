@@ -10,6 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from harness.k8s.conditions import condition_status
+from harness.k8s.seldon_api import SELDON_GROUP
+
 Obj = dict[str, Any]
 Column = tuple[str, str, int]  # (name, type, priority: 0 always shown, 1 only with -o wide)
 
@@ -47,13 +50,6 @@ def _age(obj: Obj) -> str:
     return human_age(_meta(obj).get("creationTimestamp"))
 
 
-def _condition(obj: Obj, ctype: str) -> str | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == ctype:
-            return str(c.get("status"))
-    return None
-
-
 def _pod_row(pod: Obj) -> list[Any]:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
@@ -79,7 +75,7 @@ def _pod_row(pod: Obj) -> list[Any]:
 
 def _node_row(node: Obj) -> list[Any]:
     meta, spec, status = _meta(node), node.get("spec") or {}, node.get("status") or {}
-    ready = _condition(node, "Ready")
+    ready = condition_status(node, "Ready")
     state = "Ready" if ready == "True" else "NotReady" if ready is not None else "Unknown"
     if spec.get("unschedulable"):
         state += ",SchedulingDisabled"
@@ -133,13 +129,13 @@ def _event_row(obj: Obj) -> list[Any]:
 
 def _seldon_model_row(obj: Obj) -> list[Any]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    return [_meta(obj).get("name", ""), _condition(obj, "Ready") or "", spec.get("replicas", 1),
+    return [_meta(obj).get("name", ""), condition_status(obj, "Ready") or "", spec.get("replicas", 1),
             status.get("availableReplicas", 0), _age(obj)]
 
 
 def _seldon_server_row(obj: Obj) -> list[Any]:
     status = obj.get("status") or {}
-    return [_meta(obj).get("name", ""), _condition(obj, "Ready") or "", status.get("replicas", 0),
+    return [_meta(obj).get("name", ""), condition_status(obj, "Ready") or "", status.get("replicas", 0),
             status.get("loadedModels", 0), _age(obj)]
 
 
@@ -173,15 +169,15 @@ CUSTOM_LAYOUTS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
 
 
 def _columns_for(kind: str, items: list[Obj], group: str = "") -> tuple[list[Column], Callable[[Obj], list[Any]]]:
-    if group == "mlops.seldon.io" and kind in CUSTOM_LAYOUTS:
+    if group == SELDON_GROUP and kind in CUSTOM_LAYOUTS:
         return CUSTOM_LAYOUTS[kind]
     if kind in LAYOUTS:
         return LAYOUTS[kind]
-    with_ready = any(_condition(o, "Ready") is not None for o in items)
+    with_ready = any(condition_status(o, "Ready") is not None for o in items)
     cols: list[Column] = [("Name", _S, 0)] + ([("Ready", _S, 0)] if with_ready else []) + [("Age", _S, 0)]
 
     def row(obj: Obj) -> list[Any]:
-        ready = _condition(obj, "Ready")
+        ready = condition_status(obj, "Ready")
         return [_meta(obj).get("name", "")] + ([ready or "Unknown"] if with_ready else []) + [_age(obj)]
     return cols, row
 
