@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from harness.errors import UsageError
+from harness.k8s.gpu import GPU_RESOURCE
 from harness.safeyaml import load_one, read_text
 
 # Kubernetes object names (RFC 1123 label: what Servers, Models, namespaces and pods need).
@@ -196,7 +197,7 @@ class DevicePlugin(Strict):
 class Gpu(Strict):
     taint: Taint = Field(default_factory=Taint)
     pool_label: Label = Field(default_factory=Label)
-    resource_name: str = "nvidia.com/gpu"
+    resource_name: str = GPU_RESOURCE
     # The Server capability that GPU models require (matched by the GPU Servers' extraCapabilities).
     capability: str = "model-on-gpu"
     # Image the NVML probe runs in: any image with Python 3.8+ and glibc (the probe ships its own NVML

@@ -21,7 +21,7 @@ Obj = dict[str, Any]
 def condition(obj: Mapping[str, Any] | None, kind: str) -> Obj | None:
     """A copy of the condition of type `kind` in `obj.status.conditions`, or None."""
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == kind:
+        if cond.get("type") == kind:
             return dict(cond)
     return None
 

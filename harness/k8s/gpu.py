@@ -22,6 +22,13 @@ from harness.k8s.quantity import quantity_or_zero
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+# NVIDIA's device plugin chart tolerates these by default (NVIDIA/k8s-device-plugin v0.17.1
+# deployments/helm/nvidia-device-plugin/values.yaml); a `tolerations` value replaces them, so a
+# profile's own GPU taint means listing them again.
+DEVICE_PLUGIN_DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = (
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+)
 
 
 def container_request(container: Mapping[str, Any], resource: str) -> Fraction:

@@ -34,14 +34,15 @@ class Blocker:
     terminal: bool
 
 
-def _pod_id(pod: Mapping[str, Any]) -> str:
-    meta = pod.get("metadata") or {}
+def object_key(obj: Mapping[str, Any]) -> str:
+    """`namespace/name` (`/name` for a cluster-scoped object): how objects are told apart."""
+    meta = obj.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
 def pod_blockers(pod: Mapping[str, Any]) -> list[Blocker]:
     """Every blocking state the pod shows now, in a stable order (scheduling first, then containers)."""
-    pid = _pod_id(pod)
+    pid = object_key(pod)
     status = pod.get("status") or {}
     out: list[Blocker] = []
     for cond in status.get("conditions") or []:

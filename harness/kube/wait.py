@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from harness.errors import WaitGaveUp, WaitTimeout
+from harness.k8s.pods import object_key
 from harness.kube.retry import KubeApiError, Retrier
 
 Obj = dict[str, Any]
@@ -183,11 +184,6 @@ def _describe(kind: str, name: str, namespace: str | None) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
-def _key(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
 def _wait(kube: WatchSource, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
           field_selector: str | None, check: Callable[[list[Obj]], bool], timeout: float,
           give_up: Callable[[], str | None] | None = None) -> bool:
@@ -211,9 +207,9 @@ def _wait(kube: WatchSource, api_version: str, kind: str, namespace: str | None,
                     raise
                 backoff.wait(deadline, exc)
                 continue
-            objects = {_key(o): o for o in items}
+            objects = {object_key(o): o for o in items}
             need_list = False
-            if check(sorted(objects.values(), key=_key)):
+            if check(sorted(objects.values(), key=object_key)):
                 return True
         if remaining <= 0 or (give_up is not None and give_up() is not None):
             return False
@@ -234,12 +230,12 @@ def _wait(kube: WatchSource, api_version: str, kind: str, namespace: str | None,
                 if rv:
                     version = str(rv)
                 if etype in ("ADDED", "MODIFIED"):
-                    objects[_key(obj)] = obj
+                    objects[object_key(obj)] = obj
                 elif etype == "DELETED":
-                    objects.pop(_key(obj), None)
+                    objects.pop(object_key(obj), None)
                 else:
                     continue  # BOOKMARK: only the version moves
-                if check(sorted(objects.values(), key=_key)):
+                if check(sorted(objects.values(), key=object_key)):
                     return True
                 if time.monotonic() >= deadline or (give_up is not None and give_up() is not None):
                     return False

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from harness.config import DEFAULT_CAPABILITIES, Profile
+from harness.k8s.gpu import DEVICE_PLUGIN_DEFAULT_TOLERATIONS as _DEVICE_PLUGIN_DEFAULT_TOLERATIONS
 from harness.k8s.seldon import config_capabilities, merge_pod_spec, satisfies, server_capabilities
 from harness.k8s.taints import tolerates, toleration_matches
 from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
@@ -26,11 +27,6 @@ from harness.lint.podspec import (
     workload_pod,
 )
 
-# The device plugin chart's defaults, used when its values set no tolerations (v0.17.1 values.yaml).
-_DEVICE_PLUGIN_DEFAULT_TOLERATIONS = (
-    {"key": "CriticalAddonsOnly", "operator": "Exists"},
-    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-)
 _SERVER_CONTAINERS = ("mlserver", "triton")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from harness.config import Profile
 from harness.errors import UsageError
 from harness.gpu import PROBE_PATH, PROBE_PYTHON_FLAGS, probe_files
+from harness.k8s.gpu import DEVICE_PLUGIN_DEFAULT_TOLERATIONS as _CHART_DEFAULT_TOLERATIONS
 from harness.render.labels import object_meta
 from harness.render.placement import (
     NVIDIA_RUNTIME_CLASS,
@@ -40,11 +41,6 @@ PROBE_CONFIGMAP = "nvml-probe"
 PROBE_MOUNT = "/probe"
 PROBE_SCRIPT = PROBE_PATH
 
-# The chart's own default tolerations (values.yaml v0.17.1), kept because `tolerations` replaces them.
-_CHART_DEFAULT_TOLERATIONS: tuple[dict[str, str], ...] = (
-    {"key": "CriticalAddonsOnly", "operator": "Exists"},
-    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-)
 
 
 def runtime_class() -> dict[str, Any]:

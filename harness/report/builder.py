@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from harness.checks.slo import SloVerdict, evaluate_slo
 from harness.config import Slo
-from harness.k8s.gpu import is_gpu_node, node_gpu_count, pod_gpu_request
+from harness.k8s.gpu import GPU_RESOURCE, is_gpu_node, node_gpu_count, pod_gpu_request
 from harness.k8s.seldon_api import SERVER_NAME_LABEL
 from harness.load.result import LoadResult
 from harness.report.model import (
@@ -38,7 +38,6 @@ from harness.report.model import (
     Status,
 )
 
-GPU_RESOURCE = "nvidia.com/gpu"
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 

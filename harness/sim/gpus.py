@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from harness.k8s.gpu import GPU_RESOURCE
 from harness.k8s.quantity import quantity_or_zero
 
 Obj = dict[str, Any]
 
-GPU_RESOURCE = "nvidia.com/gpu"
 # Every simulated GPU of a node, in device-index order, comma separated.
 GPU_UUIDS_ANNOTATION = "sim.harness.dev/gpu-uuids"
 # The GPUs the simulated device plugin handed to a pod, comma separated (empty: none).

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.gpu import GPU_PRESENT_LABEL, GPU_RESOURCE
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.gpus import GPU_UUIDS_ANNOTATION, gpu_uuid
 from harness.sim.scheduler import now_rfc3339
@@ -33,7 +34,7 @@ def make_node(
     gpus: int = 0,
     gpu_product: str = "NVIDIA-H200",
     gpu_memory_mib: int = 143771,
-    gpu_resource: str = "nvidia.com/gpu",
+    gpu_resource: str = GPU_RESOURCE,
     pods: int = 110,
     ready: bool = True,
 ) -> Obj:
@@ -52,7 +53,7 @@ def make_node(
     }
     if gpus:
         all_labels.update({
-            "nvidia.com/gpu.present": "true",
+            GPU_PRESENT_LABEL: "true",
             "nvidia.com/gpu.product": gpu_product,
             "nvidia.com/gpu.count": str(gpus),
             "nvidia.com/gpu.memory": str(gpu_memory_mib),
