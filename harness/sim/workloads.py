@@ -187,17 +187,28 @@ def _ordinal(pod: Obj, name: str) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-class StatefulSetController:
-    name = "statefulset-controller"
+class _WorkloadController:
+    """One pass: every object of `kind` synced against one listing of all pods."""
+
+    name = ""
+    kind = ""
 
     def reconcile(self, store: Store, now: float) -> float | None:
         pods = store.list("v1", "Pod")
-        for sts in store.list("apps/v1", "StatefulSet"):
-            self._sync(store, sts, pods)
+        for obj in store.list("apps/v1", self.kind):
+            self._sync(store, obj, pods)
         return None
 
     def close(self) -> None:
         return None
+
+    def _sync(self, store: Store, obj: Obj, all_pods: list[Obj]) -> None:
+        raise NotImplementedError
+
+
+class StatefulSetController(_WorkloadController):
+    name = "statefulset-controller"
+    kind = "StatefulSet"
 
     def _sync(self, store: Store, sts: Obj, all_pods: list[Obj]) -> None:
         meta, spec = _meta(sts), sts.get("spec") or {}
@@ -271,17 +282,9 @@ def _max_unavailable(spec: dict[str, Any], replicas: int) -> int:
     return int(value)
 
 
-class DeploymentController:
+class DeploymentController(_WorkloadController):
     name = "deployment-controller"
-
-    def reconcile(self, store: Store, now: float) -> float | None:
-        pods = store.list("v1", "Pod")
-        for deploy in store.list("apps/v1", "Deployment"):
-            self._sync(store, deploy, pods)
-        return None
-
-    def close(self) -> None:
-        return None
+    kind = "Deployment"
 
     def _sync(self, store: Store, deploy: Obj, all_pods: list[Obj]) -> None:
         meta, spec = _meta(deploy), deploy.get("spec") or {}
