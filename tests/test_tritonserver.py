@@ -85,3 +85,17 @@ def test_stop_leaves_no_process_and_a_taken_port_reports_the_log(tmp_path: Path)
 def test_rewrite_model_name_as_seldons_agent_does() -> None:
     assert rewrite_model_name('name: "simple"\nbackend: "python"\n', "tfs").startswith('name: "tfs"\n')
     assert rewrite_model_name('backend: "python"\n', "tfs") == 'name: "tfs"\nbackend: "python"\n'
+
+
+def test_the_default_profile_puts_a_model_on_a_gpu_less_triton_server() -> None:
+    """`make e2e` exercises the real tritonserver: the sim backs a Triton Server without GPUs with it
+    (tests/test_sim_dataplane.py asserts the process), and the default profile has such a Server
+    with a model that only it can take."""
+    from harness.config import load_profile
+
+    profile = load_profile(Path(__file__).parents[1] / "profiles" / "sim.yaml")
+    cpu_tritons = [s for s in profile.servers if s.server_config == "triton" and not s.gpus]
+    assert cpu_tritons
+    offered = {s.name: set(s.extra_capabilities) | {"triton", "tensorflow", "onnx", "python"} for s in cpu_tritons}
+    assert any(m.server in offered or any(set(m.requirements) <= caps for caps in offered.values())
+               for m in profile.models)

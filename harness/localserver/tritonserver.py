@@ -146,6 +146,32 @@ def server_env(install: TritonInstall, base: dict[str, str] | None = None) -> di
     return env
 
 
+def supervisor_command(install: TritonInstall, repository_dir: Path, backend_dir: Path, *, http_port: int,
+                       grpc_port: int, metrics_port: int, extra_args: tuple[str, ...] = ()) -> list[str]:
+    """The command line that runs tritonserver under this module's supervisor, on 127.0.0.1 only, in
+    explicit model-control mode (models come and go through the repository API, as Seldon's agent does)."""
+    return [
+        sys.executable, "-m", "harness.localserver.tritonserver", str(install.binary),
+        f"--model-repository={repository_dir}", f"--backend-directory={backend_dir}",
+        "--model-control-mode=explicit",
+        f"--http-address={HOST}", f"--http-port={http_port}",
+        f"--grpc-address={HOST}", f"--grpc-port={grpc_port}",
+        f"--metrics-address={HOST}", f"--metrics-port={metrics_port}",
+        # Seconds a stop waits for in-flight requests; below the harness's own stop timeouts.
+        "--exit-timeout-secs=5", *extra_args,
+    ]
+
+
+def binary_pid(install: TritonInstall, pgid: int) -> int | None:
+    """The PID of the real tritonserver binary in process group `pgid`, or None."""
+    binary = install.binary.resolve()
+    for pid in group_members(pgid):
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(f"/proc/{pid}/exe")) == binary:
+                return pid
+    return None
+
+
 def rewrite_model_name(config_text: str, name: str) -> str:
     """The config with its `name:` set to `name` (Seldon's agent serves a model under its own name)."""
     text, count = re.subn(r'(?m)^name:\s*"[^"]*"', f'name: "{name}"', config_text)
@@ -210,12 +236,7 @@ class TritonServerProcess:
         """The PID of the real tritonserver binary in this server's process group."""
         if self._proc is None or self._install is None:
             return None
-        binary = self._install.binary.resolve()
-        for pid in group_members(self._proc.pid):
-            with contextlib.suppress(OSError):
-                if Path(os.readlink(f"/proc/{pid}/exe")) == binary:
-                    return pid
-        return None
+        return binary_pid(self._install, self._proc.pid)
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         try:
@@ -226,16 +247,9 @@ class TritonServerProcess:
 
     # --- life cycle --------------------------------------------------------------------------
     def _command(self, install: TritonInstall) -> list[str]:
-        return [
-            sys.executable, "-m", "harness.localserver.tritonserver", str(install.binary),
-            f"--model-repository={self.repository_dir}", f"--backend-directory={self.backend_dir}",
-            "--model-control-mode=explicit",
-            f"--http-address={HOST}", f"--http-port={self.http_port}",
-            f"--grpc-address={HOST}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={HOST}", f"--metrics-port={self.metrics_port}",
-            # Seconds a stop waits for in-flight requests; below our own stop timeout.
-            "--exit-timeout-secs=5", *self.extra_args,
-        ]
+        return supervisor_command(install, self.repository_dir, self.backend_dir, http_port=self.http_port,
+                                  grpc_port=self.grpc_port, metrics_port=self.metrics_port,
+                                  extra_args=self.extra_args)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until it is ready (or raise with the log tail)."""
