@@ -181,8 +181,8 @@ def test_triton_sample_out_of_reach_fails_clearly(cluster: SimCluster, waiter: W
     cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
                           "spec": {"serverConfig": "triton", "replicas": 1}})
     cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "mnist", "namespace": NS},
-                          "spec": {"storageUri": "gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx",
-                                   "requirements": ["onnx"]}})
+                          "spec": {"storageUri": "gs://seldon-models/scv2/samples/triton_23-03/mnist-pytorch",
+                                   "requirements": ["pytorch"]}})
     status = waiter.until(_model_message(cluster, "mnist", "ModelFailed"), "mnist ModelFailed")
     assert status["selector"] == "server=triton"
     assert "not reachable from the simulated cluster" in _ready_cond(status)["reason"]

@@ -195,7 +195,24 @@ def _add_sub(values: list[list[Any]]) -> list[list[Any]]:
     return [[x + y for x, y in zip(a, b, strict=True)], [x - y for x, y in zip(a, b, strict=True)]]
 
 
-OPERATIONS: dict[str, Callable[[list[list[Any]]], list[list[Any]]]] = {"add_sub": _add_sub}
+# The real mnist-onnx sample's answer to an all-zero image, as Seldon's own integration test states it
+# (SeldonIO/seldon-core v2.10.2 tests/integration/godog/steps/model_steps.go, "mnist-onnx").
+MNIST_ZERO_OUTPUT = [-0.04485602676868439, 0.007791661191731691, 0.06810081750154495, 0.02999374084174633,
+                     -0.1264096349477768, 0.14021874964237213, -0.055284902453422546, -0.04938381537795067,
+                     0.08432205021381378, -0.05454041436314583]
+
+
+def _mnist_zero(values: list[list[Any]]) -> list[list[Any]]:
+    """The stand-in has no network weights: it answers the one input whose real answer is known and
+    refuses any other rather than make one up."""
+    if len(values) != 1 or any(v != 0 for v in values[0]):
+        raise TritonError("the simulated Triton stand-in has no mnist-onnx weights: it answers only an "
+                          "all-zero image (the real model's answer to it is known)")
+    return [list(MNIST_ZERO_OUTPUT)]
+
+
+OPERATIONS: dict[str, Callable[[list[list[Any]]], list[list[Any]]]] = {"add_sub": _add_sub,
+                                                                          "mnist_zero": _mnist_zero}
 
 
 @dataclass
@@ -331,7 +348,9 @@ class Server:
             end = time.monotonic()
             for index in model.gpu_indices:
                 self.busy.setdefault(index, deque(maxlen=100_000)).append((end, seconds))
-        return [(o[0], o[1], shape_out, v) for o, v in zip(model.outputs, values, strict=True)]
+        # Each output has its configured dims, behind the request's batch dimension when the model batches.
+        lead = shape_out[:1] if batch > 0 else []
+        return [(o[0], o[1], lead + o[2], v) for o, v in zip(model.outputs, values, strict=True)]
 
     # --- documents ---------------------------------------------------------------------------
     def metadata(self, name: str) -> dict[str, Any]:
