@@ -167,14 +167,17 @@ def _nvml_view(scope: Scope, name: str, node_name: str,
 
 def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str,
                   findings: list[checks.Verdict] | None = None) -> Any:
-    """Take the three views of one Triton pod: config through the mesh, metrics through the pod
-    proxy before, during and after a short run of the latency engine, NVML on the node."""
+    """Take the three views of one Triton pod: config and metrics through the API server's pod proxy
+    (Seldon's mesh answers only inference), metrics before, during and after a sustained run of the
+    latency engine (several of Triton's metrics intervals), NVML on the node."""
     import dataclasses
     import threading
+    import time
 
+    from harness.gpu.gpu_use import MIN_INTERVALS, timed_scrape
     from harness.gpu.triton import Views, gpu_sample
     from harness.load import LoadSpec, run_load
-    from harness.serving import ServingError, triton_config, triton_metrics
+    from harness.serving import ServingError, served_name, triton_config_via_pod, triton_metrics
 
     profile = scope.profile
     namespace, pod_name, node_name = profile.seldon.namespace, pod["metadata"]["name"], pod["spec"]["nodeName"]
@@ -187,19 +190,22 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     mesh = deployed.mesh
     if mesh is None:
         pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
-    try:
-        views.config = triton_config(mesh.http_url, model.name, profile.timeouts.request_s)
-    except ServingError as exc:
-        views.config_error = str(exc)
     samples: list[Any] = []
+    timed: list[Any] = []
+    texts: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
 
     def scrape() -> None:
         try:
-            samples.append(gpu_sample(triton_metrics(scope.kube, namespace, pod_name)))
+            text = triton_metrics(scope.kube, namespace, pod_name)
         except ServingError as exc:
             errors.append(str(exc))
+            return
+        samples.append(gpu_sample(text))
+        timed.append(timed_scrape(text, time.monotonic()))
+        if not texts:
+            texts.append(text)
 
     def sampler() -> None:
         for _ in range(10_000):  # bounded; ends when the run does
@@ -208,8 +214,17 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
             scrape()
 
     scrape()
+    name = served_name(texts[0], model.name) if texts else None
+    try:
+        if name is None:
+            raise ServingError(f"Triton's metrics name no loaded model {model.name} (nor {model.name}_<version>)")
+        views.config = triton_config_via_pod(scope.kube, namespace, pod_name, name)
+    except ServingError as exc:
+        views.config_error = str(exc)
+    # Sustained: several of Triton's metrics intervals, so each GPU signal refreshes more than once.
+    window_s = MIN_INTERVALS * views.metrics_interval_s + 2.0
     spec = LoadSpec.from_profile(profile, model, mesh.http_url, protocol="http")
-    spec = dataclasses.replace(spec, duration_s=2.0, warmup_s=0.0, window_s=2.0, max_trials=1).validate()
+    spec = dataclasses.replace(spec, duration_s=window_s, warmup_s=0.0, window_s=window_s, max_trials=1).validate()
     thread = threading.Thread(target=sampler, name="triton-metrics-sampler", daemon=True)
     thread.start()
     try:
@@ -219,6 +234,7 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
         thread.join(10)
     scrape()
     views.metrics = samples
+    views.timed = timed
     views.metrics_error = errors[-1] if errors and not samples else None
     node = scope.kube.get("v1", "Node", node_name) or {}
     if gpu_node(node, profile):

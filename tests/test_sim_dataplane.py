@@ -254,7 +254,13 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
     from harness.config import Server, Timeouts
     from harness.gpu.triton import gpu_instance_groups, gpu_sample
     from harness.kube import Kube
-    from harness.serving import TRITON_METRICS_PORT, triton_config
+    from harness.serving import (
+        TRITON_METRICS_PORT,
+        ServingError,
+        served_name,
+        triton_config,
+        triton_config_via_pod,
+    )
     from harness.sim.gpus import pod_allocated_gpus
     from harness.sim.kubelet import GPU_USE_DIR, gpu_processes
 
@@ -292,13 +298,20 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
     pod = cluster.store.get("v1", "Pod", "triton-gpu-0", NS) or {}
     allocated = pod_allocated_gpus(pod)
     assert len(allocated) == 1
-    config = triton_config(f"http://127.0.0.1:{mesh_ports[0]}", "tfsimple", 30)
-    assert gpu_instance_groups(config) == [("KIND_GPU", [0])]
+    # The model config is not reachable through the mesh, as with Seldon 2.10.2's agent; the pod proxy
+    # to the Triton container reaches it under the served name the metrics labels give.
+    with pytest.raises(ServingError, match="HTTP 400 Failed to get path termination"):
+        triton_config(f"http://127.0.0.1:{mesh_ports[0]}", "tfsimple", 30)
     kube = Kube.from_kubeconfig(cluster.kubeconfig_path, None, Timeouts())
     try:
-        sample = gpu_sample(kube.pod_proxy_get(NS, "triton-gpu-0", TRITON_METRICS_PORT, "metrics"))
+        text = kube.pod_proxy_get(NS, "triton-gpu-0", TRITON_METRICS_PORT, "metrics")
+        sample = gpu_sample(text)
+        name = served_name(text, "tfsimple")
+        assert name == "tfsimple_1"
+        config = triton_config_via_pod(kube, NS, "triton-gpu-0", name)
     finally:
         kube.close()
+    assert gpu_instance_groups(config) == [("KIND_GPU", [0])]
     assert sample.uuids == allocated and sample.memory_used[allocated[0]] > 0
     node = cluster.store.get("v1", "Node", pod["spec"]["nodeName"]) or {}
     held = gpu_processes(node, cluster.workdir / GPU_USE_DIR)
