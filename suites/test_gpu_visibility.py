@@ -57,8 +57,10 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> No
     assert not bad, "\n".join(v.reason for v in bad)
 
 
-def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRecorder, run_context: Any,
-                                                   host_gpu_inventory: Any) -> None:
+# The probe tests take `deployed_ok`: they run beside the deployed Servers (a real cluster's GPUs are
+# partly held then), so free GPUs are counted around them and a fully held node takes the diagnostic view.
+def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
+                                                   run_context: Any, host_gpu_inventory: Any) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
@@ -76,7 +78,8 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
     _assert_verdicts(verdicts, record)
 
 
-def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecorder) -> None:
+def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
+                                                run_context: Any, host_gpu_inventory: Any) -> None:
     resource = scope.profile.gpu.resource_name
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
@@ -91,12 +94,14 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
         results[pod] = result
     verdicts = checks.check_disjoint(results, node=name)
     for pod, result in results.items():
-        verdicts += checks.check_pod_visibility(result, 1, None, _product(node),
+        # The product each pod must see, from NVML where the node label is the harness's own (kind).
+        product = _expected_product(scope, run_context, host_gpu_inventory, node, result)
+        verdicts += checks.check_pod_visibility(result, 1, None, product,
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
     _assert_verdicts(verdicts, record)
 
 
-def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder) -> None:
+def test_pod_that_asked_for_no_gpu_sees_none(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder) -> None:
     node = _gpu_nodes(scope)[0]
     start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
     pod, result = finish_probe(scope, "no-gpu")
@@ -106,7 +111,8 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder)
                                                  node=node["metadata"]["name"]), record)
 
 
-def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context: RunContext, host_gpu_inventory: Any,
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSession, scope: Scope,
+                                                      run_context: RunContext, host_gpu_inventory: Any,
                                                       record: TestRecorder) -> None:
     # A rehearsal of a kind profile runs it too, against the simulated host.
     if run_context.target_provider != "kind" or scope.profile.cluster.fake_gpus:
