@@ -134,6 +134,8 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSessio
             # asks for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
             start_probe(scope, name, node["metadata"]["name"], gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
             _, result = finish_probe(scope, name)
+            record.note(f"host view of {node['metadata']['name']}",
+                        "every GPU held by Servers: a diagnostic probe (no GPU requested, NVIDIA_VISIBLE_DEVICES=all)")
         if not result.nvml_available:
             unavailable.append(f"{result.source} on {node['metadata']['name']}")
         seen |= set(result.visible_uuids)
