@@ -122,20 +122,24 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSessio
         pytest.skip(f"host NVML unavailable: {reason}")
     seen: set[str] = set()
     unavailable: list[str] = []
+    resource = scope.profile.gpu.resource_name
     for i, node in enumerate(_gpu_nodes(scope)):
-        gpus = free_gpus(scope.kube, node, scope.profile.gpu.resource_name)
+        gpus = free_gpus(scope.kube, node, resource)
+        total = int(str(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")) or 0)
         name = f"host-{i}"
-        if gpus > 0:
+        if gpus > 0 and gpus >= total:
             start_probe(scope, name, node["metadata"]["name"], gpus=gpus)
             pod, result = finish_probe(scope, name)
             record.probe(pod, result, requested=gpus)
         else:
-            # Every GPU of this node is held (by GPU Servers): look through the diagnostic view, which
-            # asks for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
+            # GPUs of this node are held (by the deployed GPU Servers): a probe asking for the free ones
+            # would not see those, so look through the diagnostic view, which asks for no GPU and sets
+            # NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
             start_probe(scope, name, node["metadata"]["name"], gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
             _, result = finish_probe(scope, name)
             record.note(f"host view of {node['metadata']['name']}",
-                        "every GPU held by Servers: a diagnostic probe (no GPU requested, NVIDIA_VISIBLE_DEVICES=all)")
+                        f"{total - gpus} of {total} GPU(s) held by Servers: a diagnostic probe "
+                        "(no GPU requested, NVIDIA_VISIBLE_DEVICES=all)")
         if not result.nvml_available:
             unavailable.append(f"{result.source} on {node['metadata']['name']}")
         seen |= set(result.visible_uuids)

@@ -31,5 +31,5 @@ def test_fully_held_gpu_node_is_seen_through_the_diagnostic_probe(tmp_path: Path
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     text = json.dumps(report)
-    assert "every GPU held by Servers: a diagnostic probe" in text
+    assert "1 of 1 GPU(s) held by Servers: a diagnostic probe" in text
     assert '"test_host_gpus_equal_the_gpus_seen_in_the_cluster"' in text
