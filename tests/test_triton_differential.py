@@ -111,7 +111,7 @@ def test_server_metadata_has_the_real_shape(real_triton: TritonServerProcess, st
     assert "simulated" in stand[1]["name"]  # the stand-in says what it is
 
 
-@pytest.mark.parametrize("path", ["/v2/models/simple", "/v2/models/simple/ready", "/v2/health/ready",
+@pytest.mark.parametrize("path", ["/v2/models/simple", "/v2/models/simple/ready",
                                   "/v2/models/nope", "/v2/models/nope/ready"])
 def test_metadata_and_readiness_answer_alike(real_triton: TritonServerProcess, stand_in: TritonStandInProcess,
                                              path: str) -> None:
@@ -210,6 +210,9 @@ def test_repository_load_and_unload_answer_alike(real_triton: TritonServerProces
         # Triton's refusal of a GPU instance without a GPU, word for word.
         assert real[1] == stand[1]
         assert "has kind KIND_GPU but no GPUs are available" in real[1]["error"]
+        # The failed model stays UNAVAILABLE, and with strict readiness the server is not ready (both).
+        real, stand = _both(real_triton, stand_in, "GET", "/v2/health/ready")
+        assert real[0] == stand[0] == 400, (real, stand)
     finally:
         for server in (real_triton, stand_in):
             for name in ("extra", "gpu-only"):

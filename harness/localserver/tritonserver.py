@@ -14,8 +14,9 @@ Public API (kept stable; other branches use it):
   saying how to install it) when the wheel is missing or incomplete. `tritonserver_available()` is
   the same as a bool, for skips.
 - `TritonServerProcess(workdir, *, log_path=None, http_port=0, grpc_port=0, metrics_port=0,
-  extra_args=())`: one server on 127.0.0.1 in explicit model-control mode (models are loaded only
-  through the repository API, as Seldon's agent loads them). Port 0 means a free port chosen at
+  extra_args=(), env=None)`: one server on 127.0.0.1 in explicit model-control mode (models are
+  loaded only through the repository API, as Seldon's agent loads them); `env` adds variables to its
+  environment. An `MLServerProcess` underneath (same life cycle). Port 0 means a free port chosen at
   start. Methods and attributes:
     - `start(timeout=60.0)`: builds a run-private backend directory under `workdir` (the python
       backend files and the stub for this Python, never touching site-packages), starts the server in
@@ -56,23 +57,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from harness.errors import HarnessError
 from harness.lifeline import child_env, die_with_parent
-from harness.localserver.process import HOST, _request, free_port, group_members, wait_group_gone
+from harness.localserver.process import HOST, MLServerError, MLServerProcess, _request, free_port, group_members
 
 TRITON_VERSION = "2.51.0"
 WHEEL = "nvidia-pytriton==0.7.0"
-_POLL_S = 0.05
-_LOG_TAIL_LINES = 30
 _STUB = "triton_python_backend_stub"
 _BACKEND_LIB = "libtriton_python.so"
 _BACKEND_UTILS = "triton_python_backend_utils.py"
 
 
-class TritonServerError(HarnessError):
-    """tritonserver is not installed, did not start, died, or refused a repository request."""
+class TritonServerError(MLServerError):
+    """tritonserver is not installed, did not start, died, or refused a repository request. (An
+    `MLServerError`: the launcher shares `MLServerProcess`'s life cycle, and the sim catches both alike.)"""
 
 
 @dataclass(frozen=True)
@@ -187,8 +185,14 @@ def error_text(body: bytes) -> str:
     return str(value.get("error") or "") if isinstance(value, dict) else str(value)[:300]
 
 
-class TritonServerProcess:
-    """One real tritonserver on 127.0.0.1 in explicit model-control mode (see the module docstring)."""
+class TritonServerProcess(MLServerProcess):
+    """One real tritonserver on 127.0.0.1 in explicit model-control mode (see the module docstring).
+
+    The life cycle (free ports with retries, readiness, process-group stop) is `MLServerProcess`'s;
+    what is launched, the readiness evidence and the repository requests are Triton's."""
+
+    SERVER = "tritonserver"
+    ERROR = TritonServerError
 
     def __init__(
         self,
@@ -199,106 +203,60 @@ class TritonServerProcess:
         grpc_port: int = 0,
         metrics_port: int = 0,
         extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
-        self.log_path = Path(log_path) if log_path is not None else self.workdir / "tritonserver.log"
-        self.repository_dir = self.workdir / "repository"
+        super().__init__(workdir, http_port=http_port, grpc_port=grpc_port, parallel_workers=0,
+                         log_path=Path(log_path) if log_path is not None else Path(workdir) / "tritonserver.log")
         self.backend_dir = self.workdir / "backends"
-        self._want = (http_port, grpc_port, metrics_port)
-        self.http_port, self.grpc_port, self.metrics_port = self._want
+        self._want_metrics = metrics_port
+        self.metrics_port = metrics_port
         self.extra_args = tuple(extra_args)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.extra_env = dict(env or {})  # set in the server's environment (say NVIDIA_VISIBLE_DEVICES)
         self._install: TritonInstall | None = None
         self._log_offset = 0
-
-    # --- addresses and state ---------------------------------------------------------------
-    @property
-    def http_url(self) -> str:
-        return f"http://{HOST}:{self.http_port}"
-
-    @property
-    def grpc_address(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
         return f"http://{HOST}:{self.metrics_port}/metrics"
 
-    @property
-    def pid(self) -> int | None:
-        """The supervisor's PID (the process group's leader)."""
-        return self._proc.pid if self._proc is not None else None
-
-    def is_alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def server_pid(self) -> int | None:
         """The PID of the real tritonserver binary in this server's process group."""
-        if self._proc is None or self._install is None:
+        if self.pid is None or self._install is None:
             return None
-        return binary_pid(self._install, self._proc.pid)
+        return binary_pid(self._install, self.pid)
 
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    # --- life cycle --------------------------------------------------------------------------
-    def _command(self, install: TritonInstall) -> list[str]:
-        return supervisor_command(install, self.repository_dir, self.backend_dir, http_port=self.http_port,
-                                  grpc_port=self.grpc_port, metrics_port=self.metrics_port,
-                                  extra_args=self.extra_args)
-
+    # --- life cycle (MLServerProcess's hooks) -------------------------------------------------
     def start(self, timeout: float = 60.0) -> None:
-        """Start the server and wait until it is ready (or raise with the log tail)."""
+        """Build the run-private backend directory, start the server and wait until it is ready."""
         if self.is_alive():
             raise TritonServerError(f"tritonserver already running (pid {self.pid})")
-        install = find_tritonserver()
-        self._install = install
+        self._install = find_tritonserver()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.repository_dir.mkdir(parents=True, exist_ok=True)
-        build_backend_dir(install, self.backend_dir)
-        deadline = time.monotonic() + timeout
-        # A kernel-chosen free port can be taken before Triton binds it: try again, but only when
-        # every port was ours to choose (a fixed port will not free itself).
-        attempts = 3 if not any(self._want) else 1
-        for attempt in range(attempts):
-            self._pick_ports()
-            self._spawn(install)
-            try:
-                self._wait_ready(deadline)
-                return
-            except TritonServerError:
-                in_use = "address already in use" in self.log_tail(200).lower()
-                self.stop()
-                if not (in_use and attempt + 1 < attempts):
-                    raise
+        build_backend_dir(self._install, self.backend_dir)
+        super().start(timeout)
 
-    def _pick_ports(self) -> None:
-        chosen: list[int] = []
-        for want in self._want:
-            port = want or free_port()
-            while port in chosen:
-                port = free_port()
-            chosen.append(port)
-        self.http_port, self.grpc_port, self.metrics_port = chosen
+    def _write_settings(self) -> None:
+        # No settings file: Triton takes its ports on the command line. The metrics port is picked here,
+        # where the parent has picked the other two.
+        port = self._want_metrics or free_port()
+        while port in (self.http_port, self.grpc_port):
+            port = free_port()
+        self.metrics_port = port
 
-    def _spawn(self, install: TritonInstall) -> None:
-        env = server_env(install, child_env())
+    def _link_models(self) -> None:
+        """Nothing is preloaded: models come through the repository API (explicit model control)."""
+
+    def _spawn(self) -> None:
+        install = self._install or find_tritonserver()
+        env = server_env(install, child_env({**os.environ, **self.extra_env}))
+        command = supervisor_command(install, self.repository_dir, self.backend_dir, http_port=self.http_port,
+                                     grpc_port=self.grpc_port, metrics_port=self.metrics_port,
+                                     extra_args=self.extra_args)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
-            self._proc = subprocess.Popen(self._command(install), cwd=self.workdir, env=env,
-                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-
-    def _pause_or_exit(self) -> None:
-        assert self._proc is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            code = self._proc.wait(timeout=_POLL_S)
-            raise TritonServerError(f"tritonserver exited with code {code} (log {self.log_path}):\n{self.log_tail()}")
+            self._proc = subprocess.Popen(command, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def _started_services(self) -> bool:
         """Triton's log says it bound all three ports itself. Without this, a readiness answer could come
@@ -314,54 +272,17 @@ class TritonServerProcess:
             ("Started Metrics Service", self.metrics_port)))
 
     def _wait_ready(self, deadline: float) -> None:
-        last = "no answer yet"
-        while True:
-            try:
-                status, _ = _request(self.http_port, "GET", "/v2/health/ready", timeout=2.0)
-                if status == 200 and self._started_services():
-                    return
-                last = f"HTTP {status}" if status != 200 else "ready, but its log does not show all three ports bound"
-            except OSError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+        super()._wait_ready(deadline)
+        for _ in range(1_000_000):  # bounded by the deadline; each round waits one poll on the child
+            if self._started_services():
+                return
             if time.monotonic() >= deadline:
-                raise TritonServerError(f"tritonserver not ready on {self.http_url} before the deadline "
-                                        f"(last: {last}; log {self.log_path}):\n{self.log_tail()}")
-            self._pause_or_exit()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL it after `timeout`; never leaves a process behind."""
-        proc = self._proc
-        if proc is None:
-            return
-        pgid = proc.pid  # start_new_session: the supervisor leads the group
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-            if not wait_group_gone(pgid, timeout):
                 break
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-        self._proc = None
-        left = wait_group_gone(pgid, timeout)
-        if left:
-            raise TritonServerError(f"tritonserver process group {pgid} still has live processes {left} after SIGKILL")
-
-    def __enter__(self) -> TritonServerProcess:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+            self._pause_or_exit()
+        raise TritonServerError(f"tritonserver answered ready on {self.http_url}, but its log does not show all "
+                                f"three ports bound (log {self.log_path}):\n{self.log_tail()}")
 
     # --- repository ----------------------------------------------------------------------------
-    def model_ready(self, name: str, timeout: float = 2.0) -> bool:
-        try:
-            status, _ = _request(self.http_port, "GET", f"/v2/models/{name}/ready", timeout=timeout)
-        except OSError:
-            return False
-        return status == 200
-
     def load_model(self, name: str, model_dir: Path, timeout: float = 60.0) -> None:
         """Place `model_dir` in the repository as `name` and load it (Triton's error text on refusal)."""
         if not self.is_alive():
@@ -382,7 +303,7 @@ class TritonServerProcess:
             raise TritonServerError(error_text(body) or f"loading model {name!r}: HTTP {status}")
 
     def unload_model(self, name: str, timeout: float = 30.0) -> None:
-        """Unload `name` and remove it from the repository folder."""
+        """Unload `name` and remove it from the repository folder (Triton's error text on refusal)."""
         try:
             status, body = _request(self.http_port, "POST", f"/v2/repository/models/{name}/unload",
                                     timeout=timeout, body=b"")

@@ -225,6 +225,7 @@ class Server:
     models: dict[str, LoadedModel] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     busy: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)  # gpu index -> (end, seconds)
+    unavailable: set[str] = field(default_factory=set)  # models whose load failed validation
 
     # --- repository --------------------------------------------------------------------------
     def load(self, name: str) -> None:
@@ -249,7 +250,11 @@ class Server:
         try:
             complete_instance_groups(config, len(self.gpus))
         except TritonError as exc:
-            # How Triton's repository manager reports a version that failed validation at load.
+            # How Triton's repository manager reports a version that failed validation at load. The model
+            # stays in the repository as UNAVAILABLE (an unload does not clear it), so the server is not
+            # ready any more (strict readiness, Triton's default) until the model loads.
+            with self.lock:
+                self.unavailable.add(name)
             raise TritonError(f"load failed for model '{name}': version 1 is at UNAVAILABLE state: "
                               f"Invalid argument: {exc};\n") from None
         spec_file = folder / STANDIN_FILE
@@ -267,7 +272,13 @@ class Server:
         indices = sorted({g for group in config.instance_group if group.kind == gpu_kind for g in group.gpus})
         with self.lock:
             self.models[name] = LoadedModel(name, config, operation, indices)
+            self.unavailable.discard(name)
         self._write_gpu_state()
+
+    def ready(self) -> bool:
+        """Triton's strict readiness: no model of the repository is UNAVAILABLE."""
+        with self.lock:
+            return not self.unavailable
 
     def unload(self, name: str) -> None:
         # Unloading a model that is not loaded succeeds, as on the real server (explicit mode).
@@ -465,8 +476,10 @@ class _Http(BaseHTTPRequestHandler):
         state = self.server.state
         path = self.path.split("?", 1)[0]
         try:
-            if path in ("/v2/health/live", "/v2/health/ready"):
+            if path == "/v2/health/live":
                 self._send(200, b"", "text/plain")
+            elif path == "/v2/health/ready":
+                self._send(200 if state.ready() else 400, b"", "text/plain")
             elif path == "/v2":
                 self._json(200, {"name": SERVER_NAME, "version": SERVER_VERSION,
                                  "extensions": ["classification", "sequence", "model_repository",
@@ -622,7 +635,7 @@ def grpc_handler(state: Server) -> Any:
 
     methods: dict[str, tuple[Any, Callable[[Any], Any]]] = {
         "ServerLive": (pb.ServerLiveRequest, lambda r: pb.ServerLiveResponse(live=True)),
-        "ServerReady": (pb.ServerReadyRequest, lambda r: pb.ServerReadyResponse(ready=True)),
+        "ServerReady": (pb.ServerReadyRequest, lambda r: pb.ServerReadyResponse(ready=state.ready())),
         "ServerMetadata": (pb.ServerMetadataRequest,
                            lambda r: pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION)),
         "ModelReady": (pb.ModelReadyRequest, ready),
