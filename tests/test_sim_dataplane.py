@@ -130,6 +130,18 @@ def _infer_rest(port: int, model: str, data: list[float], headers: dict[str, str
         return response.status, raw
 
 
+def _infer_add_sub(port: int, model: str, a: list[int], b: list[int]) -> Any:
+    """tfsimple's two INT32 [1, 16] inputs through the mesh's REST port; the parsed answer."""
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
+                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": b}]})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers={"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
 def _infer_grpc(port: int, model: str, data: list[float]) -> Any:
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
     try:
@@ -226,14 +238,7 @@ def test_cpu_triton_server_runs_the_real_tritonserver(cluster: SimCluster, waite
     server = binary_pid(install, leader)
     assert server is not None and Path(os.readlink(f"/proc/{server}/exe")) == install.binary.resolve()
     a = list(range(1, 17))
-    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
-                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]})
-    conn = http.client.HTTPConnection("127.0.0.1", mesh_ports[0], timeout=30)
-    try:
-        conn.request("POST", "/v2/models/tfs-cpu/infer", body=body, headers={"Content-Type": "application/json"})
-        answer = json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
+    answer = _infer_add_sub(mesh_ports[0], "tfs-cpu", a, [1] * 16)
     assert answer["model_name"] == "tfs-cpu_1"
     assert {o["name"]: o["data"] for o in answer["outputs"]}["OUTPUT0"] == [x + 1 for x in a]
     # What the pod's server container says of itself (port 9000, as the API's pod proxy reaches it).
@@ -272,14 +277,7 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
                                    "requirements": ["tensorflow", "model-on-gpu"]}})
     waiter.until(_model_message(cluster, "tfsimple", "ModelAvailable"), "tfsimple ModelAvailable", LOAD_TIMEOUT)
     a, b = list(range(1, 17)), [1] * 16
-    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
-                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": b}]})
-    conn = http.client.HTTPConnection("127.0.0.1", mesh_ports[0], timeout=30)
-    try:
-        conn.request("POST", "/v2/models/tfsimple/infer", body=body, headers={"Content-Type": "application/json"})
-        answer = json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
+    answer = _infer_add_sub(mesh_ports[0], "tfsimple", a, b)
     assert answer["model_name"] == "tfsimple_1"
     assert {o["name"]: o["data"] for o in answer["outputs"]} == {
         "OUTPUT0": [x + 1 for x in a], "OUTPUT1": [x - 1 for x in a]}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.gpu.checks import Verdict
-from harness.gpu.gpu_use import TRITON_METRICS_INTERVAL_S, TimedScrape, judge_gpu_use
+from harness.gpu.gpu_use import TRITON_METRICS_INTERVAL_S, TimedScrape, judge_gpu_use, timed_scrape
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -60,17 +60,8 @@ class GpuSample:
 
 
 def gpu_sample(text: str) -> GpuSample:
-    util: dict[str, float] = {}
-    used: dict[str, float] = {}
-    for name, labels, value in parse_metrics(text):
-        uuid = labels.get("gpu_uuid")
-        if not uuid:
-            continue
-        if name == "nv_gpu_utilization":
-            util[uuid] = value
-        elif name == "nv_gpu_memory_used_bytes":
-            used[uuid] = value
-    return GpuSample(util, used)
+    scrape = timed_scrape(text, 0.0)  # the same reading, without the time and compute counters
+    return GpuSample(scrape.utilization, scrape.memory_used)
 
 
 def gpu_instance_groups(config: Mapping[str, Any]) -> list[tuple[str, list[int]]]:
