@@ -2,8 +2,11 @@
 
 - `infer_tritonclient`: one inference with tritonclient's own HTTP or gRPC client through the Seldon
   mesh (`Seldon-Model` header on HTTP, lowercase `seldon-model` metadata on gRPC).
-- `triton_config`: Triton's model config through the mesh (Seldon's agent forwards any
-  `/v2/models/<model>/...` path with the model name rewritten to the served name).
+- `triton_config_via_pod`: Triton's model config through the API server's pod proxy to the Triton
+  container (port 9000), under the name Seldon's agent loaded it as (`served_name`, from Triton's
+  metrics labels). Not through the mesh: Seldon 2.10.2's agent reverse proxy answers 400 to every
+  path without `/infer` (SeldonIO/seldon-core v2.10.2 scheduler/pkg/agent/rproxy.go).
+  (`triton_config` is the mesh request, kept for showing that refusal.)
 - `triton_metrics`: Triton's Prometheus metrics through the API server's pod proxy (port 8002).
 - `attribute`: which Server, pod, node and GPU UUIDs serve a model, from the Model's status, the
   Server's pods and Triton's metrics labels; never from anything only the simulated cluster has.
@@ -23,6 +26,8 @@ from harness.k8s.seldon_api import SELDON_API, server_pod_selector
 
 # Triton's metrics port in Seldon 2.10.2's `triton` ServerConfig (container port `server-metrics`).
 TRITON_METRICS_PORT = 8002
+# The server's HTTP port in Seldon 2.10.2's ServerConfigs (container port `server-http`).
+SERVER_HTTP_PORT = 9000
 
 _NUMPY_TYPES = {"FP32": "float32", "FP64": "float64", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
                 "INT8": "int8", "INT16": "int16", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32",
@@ -133,6 +138,36 @@ def triton_config(endpoint: str, model: str, timeout: float) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(body)
     except ValueError:
         raise ServingError(f"model {model}: config is not JSON") from None
+    return doc
+
+
+def served_name(metrics_text: str, model: str) -> str | None:
+    """The name Triton serves `model` under (Seldon's agent loads `<model>_<version>`), from the model
+    labels of Triton's per-model metrics; the highest version when several are loaded."""
+    from harness.gpu.triton import parse_metrics
+
+    names = {labels.get("model", "") for name, labels, _ in parse_metrics(metrics_text)
+             if name.startswith("nv_inference_")}
+    prefix = f"{model}_"
+    versions = sorted((int(n[len(prefix):]), n) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit())
+    if versions:
+        return versions[-1][1]
+    return model if model in names else None
+
+
+def triton_config_via_pod(kube: Any, namespace: str, pod: str, name: str) -> dict[str, Any]:
+    """GET /v2/models/<name>/config on the Triton container through the API server's pod proxy."""
+    try:
+        text: str = kube.pod_proxy_get(namespace, pod, SERVER_HTTP_PORT, f"v2/models/{name}/config")
+    except Exception as exc:  # KubeApiError and connection failures alike: the caller records the reason
+        raise ServingError(f"pod {namespace}/{pod}: model {name} config on port {SERVER_HTTP_PORT}: "
+                           f"{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ServingError(f"pod {namespace}/{pod}: model {name} config is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ServingError(f"pod {namespace}/{pod}: model {name} config is not a JSON object")
     return doc
 
 

@@ -57,8 +57,10 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> No
     assert not bad, "\n".join(v.reason for v in bad)
 
 
-def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRecorder, run_context: Any,
-                                                   host_gpu_inventory: Any) -> None:
+# The probe tests take `deployed_ok`: they run beside the deployed Servers (a real cluster's GPUs are
+# partly held then), so free GPUs are counted around them and a fully held node takes the diagnostic view.
+def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
+                                                   run_context: Any, host_gpu_inventory: Any) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
@@ -76,7 +78,8 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
     _assert_verdicts(verdicts, record)
 
 
-def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecorder) -> None:
+def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
+                                                run_context: Any, host_gpu_inventory: Any) -> None:
     resource = scope.profile.gpu.resource_name
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
@@ -91,12 +94,14 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
         results[pod] = result
     verdicts = checks.check_disjoint(results, node=name)
     for pod, result in results.items():
-        verdicts += checks.check_pod_visibility(result, 1, None, _product(node),
+        # The product each pod must see, from NVML where the node label is the harness's own (kind).
+        product = _expected_product(scope, run_context, host_gpu_inventory, node, result)
+        verdicts += checks.check_pod_visibility(result, 1, None, product,
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
     _assert_verdicts(verdicts, record)
 
 
-def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder) -> None:
+def test_pod_that_asked_for_no_gpu_sees_none(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder) -> None:
     node = _gpu_nodes(scope)[0]
     start_probe(scope, "no-gpu", node["metadata"]["name"], gpus=0)
     pod, result = finish_probe(scope, "no-gpu")
@@ -106,7 +111,8 @@ def test_pod_that_asked_for_no_gpu_sees_none(scope: Scope, record: TestRecorder)
                                                  node=node["metadata"]["name"]), record)
 
 
-def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context: RunContext, host_gpu_inventory: Any,
+def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSession, scope: Scope,
+                                                      run_context: RunContext, host_gpu_inventory: Any,
                                                       record: TestRecorder) -> None:
     # A rehearsal of a kind profile runs it too, against the simulated host.
     if run_context.target_provider != "kind" or scope.profile.cluster.fake_gpus:
@@ -116,18 +122,24 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context:
         pytest.skip(f"host NVML unavailable: {reason}")
     seen: set[str] = set()
     unavailable: list[str] = []
+    resource = scope.profile.gpu.resource_name
     for i, node in enumerate(_gpu_nodes(scope)):
-        gpus = free_gpus(scope.kube, node, scope.profile.gpu.resource_name)
+        gpus = free_gpus(scope.kube, node, resource)
+        total = int(str(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")) or 0)
         name = f"host-{i}"
-        if gpus > 0:
+        if gpus > 0 and gpus >= total:
             start_probe(scope, name, node["metadata"]["name"], gpus=gpus)
             pod, result = finish_probe(scope, name)
             record.probe(pod, result, requested=gpus)
         else:
-            # Every GPU of this node is held (by GPU Servers): look through the diagnostic view, which
-            # asks for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
+            # GPUs of this node are held (by the deployed GPU Servers): a probe asking for the free ones
+            # would not see those, so look through the diagnostic view, which asks for no GPU and sets
+            # NVIDIA_VISIBLE_DEVICES=all (not recorded as a GPU holder).
             start_probe(scope, name, node["metadata"]["name"], gpus=0, env={"NVIDIA_VISIBLE_DEVICES": "all"})
             _, result = finish_probe(scope, name)
+            record.note(f"host view of {node['metadata']['name']}",
+                        f"{total - gpus} of {total} GPU(s) held by Servers: a diagnostic probe "
+                        "(no GPU requested, NVIDIA_VISIBLE_DEVICES=all)")
         if not result.nvml_available:
             unavailable.append(f"{result.source} on {node['metadata']['name']}")
         seen |= set(result.visible_uuids)
@@ -167,14 +179,17 @@ def _nvml_view(scope: Scope, name: str, node_name: str,
 
 def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str,
                   findings: list[checks.Verdict] | None = None) -> Any:
-    """Take the three views of one Triton pod: config through the mesh, metrics through the pod
-    proxy before, during and after a short run of the latency engine, NVML on the node."""
+    """Take the three views of one Triton pod: config and metrics through the API server's pod proxy
+    (Seldon's mesh answers only inference), metrics before, during and after a sustained run of the
+    latency engine (several of Triton's metrics intervals), NVML on the node."""
     import dataclasses
     import threading
+    import time
 
+    from harness.gpu.gpu_use import MIN_INTERVALS, timed_scrape
     from harness.gpu.triton import Views, gpu_sample
     from harness.load import LoadSpec, run_load
-    from harness.serving import ServingError, triton_config, triton_metrics
+    from harness.serving import ServingError, served_name, triton_config_via_pod, triton_metrics
 
     profile = scope.profile
     namespace, pod_name, node_name = profile.seldon.namespace, pod["metadata"]["name"], pod["spec"]["nodeName"]
@@ -187,19 +202,22 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     mesh = deployed.mesh
     if mesh is None:
         pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
-    try:
-        views.config = triton_config(mesh.http_url, model.name, profile.timeouts.request_s)
-    except ServingError as exc:
-        views.config_error = str(exc)
     samples: list[Any] = []
+    timed: list[Any] = []
+    texts: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
 
     def scrape() -> None:
         try:
-            samples.append(gpu_sample(triton_metrics(scope.kube, namespace, pod_name)))
+            text = triton_metrics(scope.kube, namespace, pod_name)
         except ServingError as exc:
             errors.append(str(exc))
+            return
+        samples.append(gpu_sample(text))
+        timed.append(timed_scrape(text, time.monotonic()))
+        if not texts:
+            texts.append(text)
 
     def sampler() -> None:
         for _ in range(10_000):  # bounded; ends when the run does
@@ -208,8 +226,17 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
             scrape()
 
     scrape()
+    name = served_name(texts[0], model.name) if texts else None
+    try:
+        if name is None:
+            raise ServingError(f"Triton's metrics name no loaded model {model.name} (nor {model.name}_<version>)")
+        views.config = triton_config_via_pod(scope.kube, namespace, pod_name, name)
+    except ServingError as exc:
+        views.config_error = str(exc)
+    # Sustained: several of Triton's metrics intervals, so each GPU signal refreshes more than once.
+    window_s = MIN_INTERVALS * views.metrics_interval_s + 2.0
     spec = LoadSpec.from_profile(profile, model, mesh.http_url, protocol="http")
-    spec = dataclasses.replace(spec, duration_s=2.0, warmup_s=0.0, window_s=2.0, max_trials=1).validate()
+    spec = dataclasses.replace(spec, duration_s=window_s, warmup_s=0.0, window_s=window_s, max_trials=1).validate()
     thread = threading.Thread(target=sampler, name="triton-metrics-sampler", daemon=True)
     thread.start()
     try:
@@ -219,6 +246,7 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
         thread.join(10)
     scrape()
     views.metrics = samples
+    views.timed = timed
     views.metrics_error = errors[-1] if errors and not samples else None
     node = scope.kube.get("v1", "Node", node_name) or {}
     if gpu_node(node, profile):

@@ -73,9 +73,10 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_intended_server_follows_pin_and_unique_match() -> None:
     profile = load_profile(ROOT / "profiles" / "sim.yaml")
     assert {m.name: profile.intended_server(m) for m in profile.models} == {
-        "tfsimple": "triton-gpu",
+        "mnist-onnx": "triton-gpu",
         "iris-gpu": "mlserver-gpu",
         "iris-pinned": "mlserver-gpu-sel",
+        "tfsimple-cpu": "triton-cpu",
         "iris-cpu": "mlserver-cpu",
     }
 

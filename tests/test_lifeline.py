@@ -29,7 +29,7 @@ PARENT = textwrap.dedent("""
 """)
 
 
-# A Triton Server beside the MLServer one: its stand-in is a child of `sim up` too.
+# A Triton Server beside the MLServer one: its (real) tritonserver is a child of `sim up` too.
 TRITON_SERVER_AND_MODEL = """\
 ---
 apiVersion: mlops.seldon.io/v1alpha1
@@ -110,10 +110,12 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
         children = sorted(_descendants(proc.pid))
         commands = [(Path("/proc") / str(c) / "cmdline").read_bytes().decode(errors="replace")
                     for c in children if _alive(c)]
-        assert any("mlserver" in c for c in commands) and any("harness.sim.triton" in c for c in commands)
+        # The Triton Server has no GPU: the real tritonserver runs behind it, under the launcher's supervisor.
+        assert any("mlserver" in c for c in commands) and any("harness.localserver.tritonserver" in c for c in commands)
+        assert any("/bin/tritonserver" in c.split("\0")[0] for c in commands), commands
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-        assert _gone_within(children, 60) == [], "MLServer, the Triton stand-in or another child outlived sim up"
+        assert _gone_within(children, 60) == [], "MLServer, tritonserver or another child outlived sim up"
     finally:
         _reap(proc, children)
 

@@ -519,7 +519,7 @@ def test_triton_server_pins_seldons_triton_image_and_one_gpu() -> None:
     # Seldon 2.10.2's default `triton` ServerConfig runs nvcr.io/nvidia/tritonserver:23.03-py3.
     for name in ("kind-gpu", "existing", "sim"):
         p = load_profile(ROOT / "profiles" / f"{name}.yaml")
-        servers = [s for s in p.servers if s.server_config == "triton"]
+        servers = [s for s in p.servers if s.server_config == "triton" and s.gpus]
         assert [s.gpus for s in servers] == [1], name
         spec = render.server(p, servers[0], p.seldon.namespace)["spec"]
         triton = next(c for c in spec["podSpec"]["containers"] if c["name"] == "triton")
@@ -527,4 +527,8 @@ def test_triton_server_pins_seldons_triton_image_and_one_gpu() -> None:
         assert triton["resources"]["requests"]["nvidia.com/gpu"] == triton["resources"]["limits"]["nvidia.com/gpu"]
         assert spec["podSpec"]["tolerations"] and spec["podSpec"]["affinity"]
         gpu_models = [m for m in p.models if p.intended_server(m) == servers[0].name]
-        assert [m.storage_uri for m in gpu_models] == ["gs://seldon-models/triton/simple"], name
+        # The GPU proof needs a model whose kernels run on the GPU: Seldon 2.10.2's FP32 mnist ONNX sample,
+        # never tfsimple's INT32 add/sub (TensorFlow keeps those on the host even in a KIND_GPU instance).
+        assert [m.storage_uri for m in gpu_models] == ["gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx"], name
+        assert {t.datatype for m in gpu_models for t in (m.input, m.expected_output) if t} == {"FP32"}, name
+        assert not [m for m in gpu_models if m.inputs or "tensorflow" in m.requirements], name

@@ -130,6 +130,18 @@ def _infer_rest(port: int, model: str, data: list[float], headers: dict[str, str
         return response.status, raw
 
 
+def _infer_add_sub(port: int, model: str, a: list[int], b: list[int]) -> Any:
+    """tfsimple's two INT32 [1, 16] inputs through the mesh's REST port; the parsed answer."""
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
+                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": b}]})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers={"Content-Type": "application/json"})
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
 def _infer_grpc(port: int, model: str, data: list[float]) -> Any:
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
     try:
@@ -181,8 +193,8 @@ def test_triton_sample_out_of_reach_fails_clearly(cluster: SimCluster, waiter: W
     cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
                           "spec": {"serverConfig": "triton", "replicas": 1}})
     cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "mnist", "namespace": NS},
-                          "spec": {"storageUri": "gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx",
-                                   "requirements": ["onnx"]}})
+                          "spec": {"storageUri": "gs://seldon-models/scv2/samples/triton_23-03/mnist-pytorch",
+                                   "requirements": ["pytorch"]}})
     status = waiter.until(_model_message(cluster, "mnist", "ModelFailed"), "mnist ModelFailed")
     assert status["selector"] == "server=triton"
     assert "not reachable from the simulated cluster" in _ready_cond(status)["reason"]
@@ -208,6 +220,38 @@ def test_kind_gpu_model_fails_to_load_on_triton_without_gpu(cluster: SimCluster,
     assert "has kind KIND_GPU but no GPUs are available" in _ready_cond(status)["reason"], status
 
 
+def test_cpu_triton_server_runs_the_real_tritonserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,
+                                                     mesh_ports: tuple[int, int]) -> None:
+    """A Triton Server without GPUs is backed by nvidia-pytriton's real tritonserver: tfsimple loads
+    through its repository API and answers through the mesh; the pod's process is the real binary."""
+    from harness.localserver.tritonserver import TRITON_VERSION, binary_pid, find_tritonserver
+
+    if cluster.store.get(API, "Server", "triton", NS) is None:
+        cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
+                              "spec": {"serverConfig": "triton", "replicas": 1}})
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "tfs-cpu", "namespace": NS},
+                          "spec": {"storageUri": "gs://seldon-models/triton/simple", "server": "triton"}})
+    waiter.until(_model_message(cluster, "tfs-cpu", "ModelAvailable"), "tfs-cpu ModelAvailable", LOAD_TIMEOUT)
+    leader = seldon.dataplane.pid(NS, "triton-0")
+    assert leader is not None
+    install = find_tritonserver()
+    server = binary_pid(install, leader)
+    assert server is not None and Path(os.readlink(f"/proc/{server}/exe")) == install.binary.resolve()
+    a = list(range(1, 17))
+    answer = _infer_add_sub(mesh_ports[0], "tfs-cpu", a, [1] * 16)
+    assert answer["model_name"] == "tfs-cpu_1"
+    assert {o["name"]: o["data"] for o in answer["outputs"]}["OUTPUT0"] == [x + 1 for x in a]
+    # What the pod's server container says of itself (port 9000, as the API's pod proxy reaches it).
+    local = cluster.store.pod_ports(NS, "triton-0")[9000]
+    conn = http.client.HTTPConnection("127.0.0.1", local, timeout=30)
+    try:
+        conn.request("GET", "/v2")
+        meta = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert (meta["name"], meta["version"]) == ("triton", TRITON_VERSION)
+
+
 def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter: Waiter,
                                                      mesh_ports: tuple[int, int]) -> None:
     """tfsimple on a Triton GPU Server: right answers over REST and gRPC through the mesh, KIND_GPU
@@ -215,7 +259,13 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
     from harness.config import Server, Timeouts
     from harness.gpu.triton import gpu_instance_groups, gpu_sample
     from harness.kube import Kube
-    from harness.serving import TRITON_METRICS_PORT, triton_config
+    from harness.serving import (
+        TRITON_METRICS_PORT,
+        ServingError,
+        served_name,
+        triton_config,
+        triton_config_via_pod,
+    )
     from harness.sim.gpus import pod_allocated_gpus
     from harness.sim.kubelet import GPU_USE_DIR, gpu_processes
 
@@ -227,14 +277,7 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
                                    "requirements": ["tensorflow", "model-on-gpu"]}})
     waiter.until(_model_message(cluster, "tfsimple", "ModelAvailable"), "tfsimple ModelAvailable", LOAD_TIMEOUT)
     a, b = list(range(1, 17)), [1] * 16
-    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
-                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": b}]})
-    conn = http.client.HTTPConnection("127.0.0.1", mesh_ports[0], timeout=30)
-    try:
-        conn.request("POST", "/v2/models/tfsimple/infer", body=body, headers={"Content-Type": "application/json"})
-        answer = json.loads(conn.getresponse().read())
-    finally:
-        conn.close()
+    answer = _infer_add_sub(mesh_ports[0], "tfsimple", a, b)
     assert answer["model_name"] == "tfsimple_1"
     assert {o["name"]: o["data"] for o in answer["outputs"]} == {
         "OUTPUT0": [x + 1 for x in a], "OUTPUT1": [x - 1 for x in a]}
@@ -253,13 +296,20 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
     pod = cluster.store.get("v1", "Pod", "triton-gpu-0", NS) or {}
     allocated = pod_allocated_gpus(pod)
     assert len(allocated) == 1
-    config = triton_config(f"http://127.0.0.1:{mesh_ports[0]}", "tfsimple", 30)
-    assert gpu_instance_groups(config) == [("KIND_GPU", [0])]
+    # The model config is not reachable through the mesh, as with Seldon 2.10.2's agent; the pod proxy
+    # to the Triton container reaches it under the served name the metrics labels give.
+    with pytest.raises(ServingError, match="HTTP 400 Failed to get path termination"):
+        triton_config(f"http://127.0.0.1:{mesh_ports[0]}", "tfsimple", 30)
     kube = Kube.from_kubeconfig(cluster.kubeconfig_path, None, Timeouts())
     try:
-        sample = gpu_sample(kube.pod_proxy_get(NS, "triton-gpu-0", TRITON_METRICS_PORT, "metrics"))
+        text = kube.pod_proxy_get(NS, "triton-gpu-0", TRITON_METRICS_PORT, "metrics")
+        sample = gpu_sample(text)
+        name = served_name(text, "tfsimple")
+        assert name == "tfsimple_1"
+        config = triton_config_via_pod(kube, NS, "triton-gpu-0", name)
     finally:
         kube.close()
+    assert gpu_instance_groups(config) == [("KIND_GPU", [0])]
     assert sample.uuids == allocated and sample.memory_used[allocated[0]] > 0
     node = cluster.store.get("v1", "Node", pod["spec"]["nodeName"]) or {}
     held = gpu_processes(node, cluster.workdir / GPU_USE_DIR)

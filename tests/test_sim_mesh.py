@@ -131,8 +131,30 @@ def test_rest_routes_by_seldon_model_header(mesh: Mesh) -> None:
     status, body, _ = _post(mesh.http_port, "/v2/models/anything/versions/1/infer", headers={"Seldon-Model": "iris"})
     assert status == 200
     assert json.loads(body)["path"] == "/v2/models/iris_1/versions/1/infer"
-    status, body, _ = _post(mesh.http_port, "/v2/health/ready", headers={"Seldon-Model": "iris"})
-    assert status == 200 and json.loads(body)["path"] == "/v2/health/ready"
+
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    c = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        c.request("GET", path, headers=headers or {})
+        response = c.getresponse()
+        return response.status, response.read(), response.getheader("content-type") or ""
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("path", ["/v2/models/iris/config", "/v2/models/iris", "/v2/models/iris/ready",
+                                  "/v2/health/ready", "/v2/models/iris/versions/1/config"])
+def test_non_infer_paths_get_seldons_agent_400(mesh: Mesh, path: str) -> None:
+    """Seldon 2.10.2's agent reverse proxy forwards only paths with "/infer" (SeldonIO/seldon-core
+    v2.10.2 scheduler/pkg/agent/rproxy.go lines 141-146, scheduler/pkg/translator/utils.go
+    GetPathTermination): model config, metadata and readiness are refused with 400 and its plain text."""
+    status, body, content_type = _get(mesh.http_port, path, {"Seldon-Model": "iris"})
+    assert (status, body) == (400, b"Failed to get path termination for request: no valid marker found in path")
+    assert content_type.startswith("text/plain")
+    status, _, _ = _post(mesh.http_port, path.replace("/config", "/infer"), headers={"Seldon-Model": "iris"})
+    assert status == (200 if "/infer" in path.replace("/config", "/infer") else 400)
 
 
 def test_unknown_model_is_404_like_envoy(mesh: Mesh) -> None:

@@ -73,3 +73,20 @@ def test_a_model_the_stand_in_cannot_execute_is_refused(tmp_path: Path) -> None:
     (tmp_path / "m" / "config.pbtxt").write_text(TFSIMPLE_CONFIG.replace('name: "simple"', 'name: "m"'))
     with pytest.raises(TritonError, match=r"executes only models with a standin\.json"):
         Server(tmp_path, []).load("m")
+
+
+def test_mnist_sample_runs_on_the_gpu_and_answers_only_the_known_image(tmp_path: Path) -> None:
+    """The GPU lanes' model: Seldon's mnist-onnx sample, FP32, one instance per visible GPU. Without weights
+    the stand-in answers only the all-zero image, with the real model's answer; any other is refused."""
+    from harness.sim.models import mnist_sample
+    from harness.sim.triton import MNIST_ZERO_OUTPUT
+
+    mnist_sample(tmp_path / "mnist-onnx")
+    server = Server(tmp_path, ["GPU-a"])
+    server.load("mnist-onnx")
+    config = config_to_json(server.model("mnist-onnx").config)
+    assert (config["platform"], config["instance_group"][0]["kind"]) == ("onnxruntime_onnx", "KIND_GPU")
+    ((name, datatype, shape, data),) = server.infer("mnist-onnx", {"Input3": ("FP32", [1, 1, 28, 28], [0.0] * 784)})
+    assert (name, datatype, shape, data) == ("Plus214_Output_0", "FP32", [1, 10], MNIST_ZERO_OUTPUT)
+    with pytest.raises(TritonError, match="answers only an all-zero image"):
+        server.infer("mnist-onnx", {"Input3": ("FP32", [1, 1, 28, 28], [0.5] + [0.0] * 783)})

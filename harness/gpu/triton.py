@@ -6,8 +6,8 @@
    compute process holding memory on exactly the GPUs the pod was allocated, and on no other GPU
    that the pod holds none of.
 3. **metrics**: Triton's own metrics (`:8002/metrics` through the API server's pod proxy) name the
-   GPUs Triton sees (`gpu_uuid` labels); memory is used on them and utilization or memory moved
-   during the latency run.
+   GPUs Triton sees (`gpu_uuid` labels), and each of them computed during a sustained load window
+   (utilization and compute-time counters; `harness/gpu/gpu_use.py`; memory is never evidence).
 
 The pod's allocation is what Triton itself reports in the metrics (Triton sees only the GPUs the
 device plugin gave its container); a view that cannot be taken (NVML not allowed on a cluster the
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.gpu.checks import Verdict
+from harness.gpu.gpu_use import TRITON_METRICS_INTERVAL_S, TimedScrape, judge_gpu_use, timed_scrape
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -59,17 +60,8 @@ class GpuSample:
 
 
 def gpu_sample(text: str) -> GpuSample:
-    util: dict[str, float] = {}
-    used: dict[str, float] = {}
-    for name, labels, value in parse_metrics(text):
-        uuid = labels.get("gpu_uuid")
-        if not uuid:
-            continue
-        if name == "nv_gpu_utilization":
-            util[uuid] = value
-        elif name == "nv_gpu_memory_used_bytes":
-            used[uuid] = value
-    return GpuSample(util, used)
+    scrape = timed_scrape(text, 0.0)  # the same reading, without the time and compute counters
+    return GpuSample(scrape.utilization, scrape.memory_used)
 
 
 def gpu_instance_groups(config: Mapping[str, Any]) -> list[tuple[str, list[int]]]:
@@ -97,6 +89,10 @@ class Views:
     nvml_note: str | None = None
     metrics: Sequence[GpuSample] = field(default_factory=list)
     metrics_error: str | None = None
+    # The same scrapes with their times and compute counters: what the metrics verdict judges
+    # (harness/gpu/gpu_use.py), over Triton's metrics interval.
+    timed: Sequence[TimedScrape] = field(default_factory=list)
+    metrics_interval_s: float = TRITON_METRICS_INTERVAL_S
 
     @property
     def used(self) -> list[str]:
@@ -147,21 +143,11 @@ def check_triton_gpu_use(views: Views) -> list[Verdict]:
                                 f"{where}: model config {'has' if on_gpu else 'has no'} KIND_GPU instance group; "
                                 f"{evidence}"))
     if views.metrics:
-        last = views.metrics[-1]
-        holding = sorted(u for u in allocated if last.memory_used.get(u, 0) > 0)
-        moved = any(any(s.utilization.get(u, 0.0) > 0 for s in views.metrics) for u in allocated) or any(
-            views.metrics[0].memory_used.get(u) != last.memory_used.get(u) for u in allocated)
-        ok = bool(allocated) and bool(holding) and moved
-        says["metrics"] = ok
-        if not allocated:
-            why = "Triton reports no GPU at all"
-        elif not holding:
-            why = f"no memory used on its GPUs {sorted(allocated)}"
-        elif not moved:
-            why = f"utilization and memory did not move on {sorted(allocated)} during the run"
-        else:
-            why = f"memory used on {holding} and GPU activity during the run"
-        verdicts.append(Verdict("gpu.triton.metrics", ok, f"{where}: Triton metrics: {why}; {evidence}"))
+        # Sustained compute on each of the pod's GPUs over a window of several metrics intervals; memory
+        # alone (an allocator that grew once) is never evidence.
+        use = judge_gpu_use(views.timed, sorted(allocated), interval_s=views.metrics_interval_s)
+        says["metrics"] = use.ok
+        verdicts.append(Verdict("gpu.triton.metrics", use.ok, f"{where}: Triton metrics: {use.reason}; {evidence}"))
     if views.nvml is not None:
         holders = {u for u, b in views.nvml.items() if b > 0}
         if allocated:

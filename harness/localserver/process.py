@@ -108,6 +108,10 @@ class MLServerProcess:
     and unloaded later through the repository API (`load_model`, `unload_model`).
     """
 
+    # What the messages call the server, and the error they raise (a subclass runs another server).
+    SERVER = "MLServer"
+    ERROR: type[MLServerError] = MLServerError
+
     def __init__(
         self,
         workdir: Path,
@@ -182,7 +186,7 @@ class MLServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         """Start MLServer and wait until `/v2/health/ready` answers 200 (or raise with the log tail)."""
         if self.is_alive():
-            raise MLServerError(f"MLServer already running (pid {self.pid})")
+            raise self.ERROR(f"{self.SERVER} already running (pid {self.pid})")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.repository_dir.mkdir(parents=True, exist_ok=True)
         self._link_models()
@@ -235,8 +239,8 @@ class MLServerProcess:
         assert self._proc is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             code = self._proc.wait(timeout=_POLL_S)
-            raise MLServerError(
-                f"MLServer exited with code {code} (log {self.log_path}):\n{self.log_tail()}"
+            raise self.ERROR(
+                f"{self.SERVER} exited with code {code} (log {self.log_path}):\n{self.log_tail()}"
             )
 
     def _wait_ready(self, deadline: float) -> None:
@@ -250,8 +254,8 @@ class MLServerProcess:
             except OSError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
-                raise MLServerError(
-                    f"MLServer not ready on {self.http_url} before the deadline (last: {last}; "
+                raise self.ERROR(
+                    f"{self.SERVER} not ready on {self.http_url} before the deadline (last: {last}; "
                     f"log {self.log_path}):\n{self.log_tail()}"
                 )
             self._pause_or_exit()
@@ -274,7 +278,7 @@ class MLServerProcess:
         self._proc = None
         left = wait_group_gone(pgid, timeout)
         if left:
-            raise MLServerError(f"MLServer process group {pgid} still has live processes {left} after SIGKILL")
+            raise self.ERROR(f"{self.SERVER} process group {pgid} still has live processes {left} after SIGKILL")
 
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL the whole process group at once (a crash, for fault injection) and reap the parent,

@@ -4,7 +4,8 @@ One port serves both, like Envoy's: HTTP/1.1 is REST, a connection that opens wi
 preface (gRPC) is spliced to the gRPC proxy, which also listens on a port of its own.
 REST: an HTTP/1.1 reverse proxy on 127.0.0.1 (a free port) routing by the `Seldon-Model` header or
 the `/v2/models/<model>/...` path to an MLServer that holds the model, with the model segment of
-the path rewritten to the served name (`<model>_1`). Upstream connections are kept open and reused;
+the path rewritten to the served name (`<model>_1`); paths without `/infer` get Seldon's agent's 400.
+Upstream connections are kept open and reused;
 the proxy is a small asyncio loop on its own thread because it sits in the latency path.
 gRPC: a server on another free port forwarding `inference.GRPCInferenceService/*` by the lowercase
 `seldon-model` metadata, rewriting `model_name` (`name` for metadata/ready requests) to the served
@@ -43,6 +44,12 @@ _MAX_HEAD = 64 * 1024
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\n"
 _IDLE_PER_UPSTREAM = 64
 GRPC_SERVICE = "inference.GRPCInferenceService"
+# Seldon 2.10.2's agent reverse proxy (SeldonIO/seldon-core v2.10.2 scheduler/pkg/agent/rproxy.go,
+# `RoundTrip`, lines 141-146) takes the part of the path after "/infer_stream" or "/infer"
+# (scheduler/pkg/translator/utils.go `GetPathTermination`) and answers any path with neither with
+# HTTP 400 and this plain-text body. "/infer" also matches "/infer_stream".
+_INFER_MARKER = b"/infer"
+AGENT_NO_INFER_BODY = b"Failed to get path termination for request: no valid marker found in path"
 
 
 @dataclass(frozen=True)
@@ -245,6 +252,10 @@ class _HttpProxy:
         if route.refusal is not None or not route.upstreams:
             reason = route.refusal or f"model {model} has no available replica"
             return _response(503, "Service Unavailable", _error_body(reason), keep_alive)
+        if _INFER_MARKER not in target.split(b"?", 1)[0]:
+            # Seldon's agent reverse proxy forwards inference only: any other path is refused before it
+            # reaches the server (model config, metadata and ready included).
+            return _response(400, "Bad Request", AGENT_NO_INFER_BODY, keep_alive, content_type=b"text/plain")
         if match is not None:
             target = b"/v2/models/" + route.served_name.encode() + match.group(2) + (match.group(3) or b"")
         upstream = route.upstreams[next(self._rr) % len(route.upstreams)]

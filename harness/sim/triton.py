@@ -70,11 +70,14 @@ Tensor = tuple[str, list[int], list[Any]]
 
 
 class TritonError(Exception):
-    """A request Triton would refuse; `status` is the HTTP code (gRPC maps it)."""
+    """A request Triton would refuse. `status` is the HTTP code: Triton 2.32 answered every error with
+    400 over HTTP; its gRPC frontend mapped Triton's error code (`code`: INVALID_ARG, NOT_FOUND, ...)
+    to the gRPC status (triton-inference-server/server v2.32.0 src/grpc_server.cc)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, code: str = "INVALID_ARG") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def visible_gpus(env: dict[str, str]) -> list[str]:
@@ -116,11 +119,33 @@ def complete_instance_groups(config: Any, gpus: int) -> None:
                                   f"compute compatibility of 6.0 are: {' '.join(str(g) for g in range(gpus))}")
 
 
+# The file a version folder must hold, by backend or platform, when the config names none (Triton's
+# model_config_utils fills default_model_filename this way).
+_DEFAULT_FILENAMES = {"python": "model.py", "onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx",
+                      "tensorflow_graphdef": "model.graphdef", "tensorflow_savedmodel": "model.savedmodel",
+                      "tensorrt_plan": "model.plan", "pytorch_libtorch": "model.pt"}
+
+
+def normalize_config(config: Any) -> None:
+    """The defaults Triton writes into a loaded model's config (what `/config` then shows): the latest
+    version only, pinned input/output memory, and the backend's default model file name."""
+    if not config.HasField("version_policy"):
+        config.version_policy.latest.num_versions = 1
+    if not config.optimization.HasField("input_pinned_memory"):
+        config.optimization.input_pinned_memory.enable = True
+    if not config.optimization.HasField("output_pinned_memory"):
+        config.optimization.output_pinned_memory.enable = True
+    if not config.default_model_filename:
+        config.default_model_filename = _DEFAULT_FILENAMES.get(config.platform or config.backend, "")
+
+
 def config_to_json(config: Any) -> dict[str, Any]:
     """The model config as Triton's HTTP endpoint shows it (proto field names, numbers as numbers)."""
     from google.protobuf import json_format  # type: ignore[import-untyped]
 
-    data: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    # Triton prints every field of the config, defaults included (tests/test_triton_differential.py).
+    data: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True,
+                                                     always_print_fields_with_no_presence=True)
 
     def numbers(value: Any) -> Any:
         if isinstance(value, dict):
@@ -170,7 +195,24 @@ def _add_sub(values: list[list[Any]]) -> list[list[Any]]:
     return [[x + y for x, y in zip(a, b, strict=True)], [x - y for x, y in zip(a, b, strict=True)]]
 
 
-OPERATIONS: dict[str, Callable[[list[list[Any]]], list[list[Any]]]] = {"add_sub": _add_sub}
+# The real mnist-onnx sample's answer to an all-zero image, as Seldon's own integration test states it
+# (SeldonIO/seldon-core v2.10.2 tests/integration/godog/steps/model_steps.go, "mnist-onnx").
+MNIST_ZERO_OUTPUT = [-0.04485602676868439, 0.007791661191731691, 0.06810081750154495, 0.02999374084174633,
+                     -0.1264096349477768, 0.14021874964237213, -0.055284902453422546, -0.04938381537795067,
+                     0.08432205021381378, -0.05454041436314583]
+
+
+def _mnist_zero(values: list[list[Any]]) -> list[list[Any]]:
+    """The stand-in has no network weights: it answers the one input whose real answer is known and
+    refuses any other rather than make one up."""
+    if len(values) != 1 or any(v != 0 for v in values[0]):
+        raise TritonError("the simulated Triton stand-in has no mnist-onnx weights: it answers only an "
+                          "all-zero image (the real model's answer to it is known)")
+    return [list(MNIST_ZERO_OUTPUT)]
+
+
+OPERATIONS: dict[str, Callable[[list[list[Any]]], list[list[Any]]]] = {"add_sub": _add_sub,
+                                                                          "mnist_zero": _mnist_zero}
 
 
 @dataclass
@@ -183,6 +225,7 @@ class Server:
     models: dict[str, LoadedModel] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     busy: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)  # gpu index -> (end, seconds)
+    unavailable: set[str] = field(default_factory=set)  # models whose load failed validation
 
     # --- repository --------------------------------------------------------------------------
     def load(self, name: str) -> None:
@@ -203,7 +246,17 @@ class Server:
             raise TritonError(f"failed to load '{name}': model name in config.pbtxt ({config.name}) "
                               f"does not match the directory name")
         config.name = name
-        complete_instance_groups(config, len(self.gpus))
+        normalize_config(config)
+        try:
+            complete_instance_groups(config, len(self.gpus))
+        except TritonError as exc:
+            # How Triton's repository manager reports a version that failed validation at load. The model
+            # stays in the repository as UNAVAILABLE (an unload does not clear it), so the server is not
+            # ready any more (strict readiness, Triton's default) until the model loads.
+            with self.lock:
+                self.unavailable.add(name)
+            raise TritonError(f"load failed for model '{name}': version 1 is at UNAVAILABLE state: "
+                              f"Invalid argument: {exc};\n") from None
         spec_file = folder / STANDIN_FILE
         try:
             operation = str(json.loads(spec_file.read_text(encoding="utf-8"))["operation"])
@@ -219,19 +272,25 @@ class Server:
         indices = sorted({g for group in config.instance_group if group.kind == gpu_kind for g in group.gpus})
         with self.lock:
             self.models[name] = LoadedModel(name, config, operation, indices)
+            self.unavailable.discard(name)
         self._write_gpu_state()
 
-    def unload(self, name: str) -> None:
+    def ready(self) -> bool:
+        """Triton's strict readiness: no model of the repository is UNAVAILABLE."""
         with self.lock:
-            if self.models.pop(name, None) is None:
-                raise TritonError(f"failed to unload '{name}', model is not loaded", 400)
+            return not self.unavailable
+
+    def unload(self, name: str) -> None:
+        # Unloading a model that is not loaded succeeds, as on the real server (explicit mode).
+        with self.lock:
+            self.models.pop(name, None)
         self._write_gpu_state()
 
     def model(self, name: str) -> LoadedModel:
         with self.lock:
             model = self.models.get(name)
         if model is None:
-            raise TritonError(f"Request for unknown model: '{name}' is not found", 400)
+            raise TritonError(f"Request for unknown model: '{name}' is not found", 400, "NOT_FOUND")
         return model
 
     # --- GPU accounting ----------------------------------------------------------------------
@@ -300,7 +359,9 @@ class Server:
             end = time.monotonic()
             for index in model.gpu_indices:
                 self.busy.setdefault(index, deque(maxlen=100_000)).append((end, seconds))
-        return [(o[0], o[1], shape_out, v) for o, v in zip(model.outputs, values, strict=True)]
+        # Each output has its configured dims, behind the request's batch dimension when the model batches.
+        lead = shape_out[:1] if batch > 0 else []
+        return [(o[0], o[1], lead + o[2], v) for o, v in zip(model.outputs, values, strict=True)]
 
     # --- documents ---------------------------------------------------------------------------
     def metadata(self, name: str) -> dict[str, Any]:
@@ -315,16 +376,29 @@ class Server:
                 "outputs": [{"name": n, "datatype": d, "shape": shape(s)} for n, d, s in model.outputs]}
 
     def metrics_text(self) -> str:
-        lines = ["# HELP nv_inference_request_success Number of successful inference requests, all batch sizes",
-                 "# TYPE nv_inference_request_success counter"]
         with self.lock:
             models = list(self.models.values())
-        for m in models:
-            lines.append(f'nv_inference_request_success{{model="{m.name}",version="1"}} {m.success}')
-        lines += ["# HELP nv_inference_count Number of inferences performed",
-                  "# TYPE nv_inference_count counter"]
-        for m in models:
-            lines.append(f'nv_inference_count{{model="{m.name}",version="1"}} {m.success}')
+        lines: list[str] = []
+        # Per-model families, one sample per model and device as Triton writes them: a model's
+        # instances on a GPU are counted under that GPU's `gpu_uuid` label, CPU instances without one.
+        for family, kind, help_text, count in (
+            ("nv_inference_request_success", "counter", "Number of successful inference requests, all batch sizes",
+             lambda m: m.success),
+            ("nv_inference_count", "counter", "Number of inferences performed", lambda m: m.success),
+            ("nv_inference_exec_count", "counter", "Number of model executions performed", lambda m: m.success),
+            ("nv_inference_request_duration_us", "counter", "Cumulative inference request duration in microseconds",
+             lambda m: m.exec_ns // 1000),
+            ("nv_inference_queue_duration_us", "counter", "Cumulative inference queuing duration in microseconds",
+             lambda m: 0),
+            ("nv_inference_compute_infer_duration_us", "counter",
+             "Cumulative compute inference duration in microseconds", lambda m: m.exec_ns // 1000),
+        ):
+            lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
+            for m in models:
+                share = len(m.gpu_indices) or 1
+                for device in [self.gpus[i] for i in m.gpu_indices] or [""]:
+                    labels = (f'gpu_uuid="{device}",' if device else "") + f'model="{m.name}",version="1"'
+                    lines.append(f"{family}{{{labels}}} {int(count(m)) // share}")
         lines += ["# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)", "# TYPE nv_gpu_utilization gauge"]
         for uuid, value in self.utilization().items():
             lines.append(f'nv_gpu_utilization{{gpu_uuid="{uuid}"}} {value:.6f}')
@@ -402,8 +476,10 @@ class _Http(BaseHTTPRequestHandler):
         state = self.server.state
         path = self.path.split("?", 1)[0]
         try:
-            if path in ("/v2/health/live", "/v2/health/ready"):
+            if path == "/v2/health/live":
                 self._send(200, b"", "text/plain")
+            elif path == "/v2/health/ready":
+                self._send(200 if state.ready() else 400, b"", "text/plain")
             elif path == "/v2":
                 self._json(200, {"name": SERVER_NAME, "version": SERVER_VERSION,
                                  "extensions": ["classification", "sequence", "model_repository",
@@ -503,14 +579,14 @@ def grpc_handler(state: Server) -> Any:
     import grpc
     from tritonclient.grpc import service_pb2 as pb
 
-    status_for = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND}
+    status_for = {"INVALID_ARG": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND}
 
     def guard(func: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 return func(request)
             except TritonError as exc:
-                context.abort(status_for.get(exc.status, grpc.StatusCode.INTERNAL), str(exc))
+                context.abort(status_for.get(exc.code, grpc.StatusCode.INTERNAL), str(exc))
                 raise AssertionError("unreachable") from None
         return call
 
@@ -559,7 +635,7 @@ def grpc_handler(state: Server) -> Any:
 
     methods: dict[str, tuple[Any, Callable[[Any], Any]]] = {
         "ServerLive": (pb.ServerLiveRequest, lambda r: pb.ServerLiveResponse(live=True)),
-        "ServerReady": (pb.ServerReadyRequest, lambda r: pb.ServerReadyResponse(ready=True)),
+        "ServerReady": (pb.ServerReadyRequest, lambda r: pb.ServerReadyResponse(ready=state.ready())),
         "ServerMetadata": (pb.ServerMetadataRequest,
                            lambda r: pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION)),
         "ModelReady": (pb.ModelReadyRequest, ready),

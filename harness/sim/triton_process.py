@@ -1,6 +1,11 @@
-"""Run the Triton stand-in (`harness.sim.triton`) as a child process, like a Triton container.
+"""Run a Triton Server pod's server as a child process, like a Triton container.
 
-It reuses `MLServerProcess`'s life cycle (free ports, readiness on `/v2/health/ready`, process-group
+Two kinds: `TritonStandInProcess` runs the stand-in (`harness.sim.triton`) for pods with simulated
+GPUs (a real Triton cannot start a KIND_GPU instance on this machine); `real_triton` gives the real
+tritonserver from nvidia-pytriton (`harness.localserver.tritonserver`) for pods without a GPU, whose
+models run on the CPU.
+
+Both reuse `MLServerProcess`'s life cycle (free ports, readiness on `/v2/health/ready`, process-group
 stop and kill, log tail) and changes what is launched: the stand-in with the container's
 `NVIDIA_VISIBLE_DEVICES`, a third port for metrics (Triton's 8002), and a model repository laid out
 the way Seldon's agent lays it out for Triton (`<served name>/config.pbtxt` with the name rewritten).
@@ -9,35 +14,34 @@ the way Seldon's agent lays it out for Triton (`<served name>/config.pbtxt` with
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from harness.lifeline import child_env
-from harness.localserver.process import MLServerError, MLServerProcess, _request, free_port
+from harness.localserver.process import MLServerProcess
+from harness.localserver.tritonserver import TritonServerProcess
 
 
-class TritonStandInProcess(MLServerProcess):
-    """One Triton stand-in on 127.0.0.1 seeing `gpus` (the pod's allocation)."""
+class TritonStandInProcess(TritonServerProcess):
+    """One Triton stand-in on 127.0.0.1 seeing `gpus` (the pod's allocation).
+
+    The real server's launcher minus the binary: the same ports, life cycle and repository requests
+    (`load_model` places the folder and asks Triton's repository API), a different process."""
+
+    SERVER = "Triton stand-in"
 
     def __init__(self, workdir: Path, *, gpus: tuple[str, ...] = (), gpu_state: Path | None = None) -> None:
-        super().__init__(workdir, parallel_workers=0, log_path=Path(workdir) / "triton.log")
+        super().__init__(workdir, log_path=Path(workdir) / "triton.log")
         self.gpus = tuple(gpus)
         self.gpu_state = gpu_state
-        self.metrics_port = 0
 
-    def _write_settings(self) -> None:
-        # No settings file: Triton takes its ports on the command line. Pick the metrics port here,
-        # where the parent picks the other two.
-        self.metrics_port = free_port()
-        while self.metrics_port in (self.http_port, self.grpc_port):
-            self.metrics_port = free_port()
+    def start(self, timeout: float = 60.0) -> None:
+        # No tritonserver to find and no backend directory to build.
+        MLServerProcess.start(self, timeout)
 
-    def _link_models(self) -> None:
-        """Models are placed by `load_model`; nothing is preloaded (explicit model control)."""
+    def _wait_ready(self, deadline: float) -> None:
+        MLServerProcess._wait_ready(self, deadline)
 
     def _spawn(self) -> None:
         # child_env: the stand-in watches this process and stops when it dies, even by SIGKILL.
@@ -56,36 +60,8 @@ class TritonStandInProcess(MLServerProcess):
             self._proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
 
-    def load_model(self, name: str, model_dir: Path, timeout: float = 60.0) -> None:
-        """Copy `model_dir` into the repository as `name` (config name rewritten, as Seldon's agent
-        does) and load it through Triton's repository API; the error is Triton's message."""
-        if not self.is_alive():
-            raise MLServerError(f"Triton is not running; cannot load model {name!r}")
-        target = self.repository_dir / name
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(model_dir, target)
-        config = target / "config.pbtxt"
-        if config.is_file():
-            text = config.read_text(encoding="utf-8")
-            text, count = re.subn(r'(?m)^name:\s*"[^"]*"', f'name: "{name}"', text)
-            if not count:
-                text = f'name: "{name}"\n' + text
-            config.write_text(text, encoding="utf-8")
-        deadline = time.monotonic() + timeout
-        try:
-            status, body = _request(self.http_port, "POST", f"/v2/repository/models/{name}/load",
-                                    timeout=max(1.0, deadline - time.monotonic()), body=b"")
-        except OSError as exc:
-            raise MLServerError(f"loading model {name!r}: {exc}\n{self.log_tail()}") from None
-        if status != 200:
-            raise MLServerError(_error_text(body) or f"loading model {name!r}: HTTP {status}")
 
-
-def _error_text(body: bytes) -> str:
-    import json
-
-    try:
-        return str(json.loads(body).get("error") or "")
-    except (ValueError, AttributeError):
-        return body[:300].decode(errors="replace")
+def real_triton(workdir: Path) -> TritonServerProcess:
+    """The real tritonserver for a Triton Server pod without a GPU (its models run on the CPU): the
+    container sees no GPU, as the device plugin leaves a pod that asked for none."""
+    return TritonServerProcess(workdir, env={"NVIDIA_VISIBLE_DEVICES": "void"})
