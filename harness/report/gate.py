@@ -28,8 +28,10 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from harness.checks.slo import CLIENT_OVERLOADED
 from harness.report.allowlist import AllowList
 from harness.report.completeness import completeness_problems
+from harness.report.consistency import contradictions, recomputed_slo
 from harness.report.model import CapacityEntry, LatencyEntry, RunReport
 from harness.report.uncertainty import Interval, percentile_interval
 
@@ -101,8 +103,19 @@ def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: 
         if check.status in ("fail", "error"):
             failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
         elif check.status == "skip":
-            if allow_list is not None and (listed := allow_list.allowing(report.profile.name, check.name)):
+            listed_any = allow_list.listing(report.profile.name, check.name) if allow_list is not None else ()
+            if allow_list is not None and (listed := allow_list.allowing(report.profile.name, check.name,
+                                                                         check.reason)):
                 notes.append(f"{subject}: skip allowed by {allow_list.source}: {listed.reason}")
+            elif listed_any and allow_list is not None:
+                # Listed, but for another reason: the eviction test that found no free node under
+                # `destructive: true` is not the skip the reviewers allowed (the opt-out).
+                expected = " or ".join(repr(e.skip_reason) for e in listed_any)
+                failures.append(GateFailure(
+                    "skip", subject,
+                    f"skipped for a reason {allow_list.source} does not allow: {check.reason or 'no reason given'!r} "
+                    f"matches none of the listed skip_reason patterns ({expected})",
+                ))
             elif not (skip_all or check.suite in allow_skip):
                 failures.append(GateFailure(
                     "skip", subject,
@@ -119,9 +132,13 @@ def _latency_failures(report: RunReport) -> list[GateFailure]:
             failures.append(GateFailure(
                 "incomplete", entry.load_key, f"load run incomplete: {entry.result.failure or 'no reason given'}"
             ))
-        for slo in entry.slo_verdicts:
+        # The verdicts drawn again from the figures and the SLO the report embeds (a recorded verdict
+        # that disagrees is refused by `contradictions`); the recorded ones only where no SLO is kept.
+        verdicts = recomputed_slo(entry)
+        for slo in entry.slo_verdicts if verdicts is None else verdicts:
             if not slo.ok and slo.name != "complete":
-                failures.append(GateFailure("slo", entry.load_key, slo.reason))
+                kind = "inconclusive" if slo.name == CLIENT_OVERLOADED else "slo"
+                failures.append(GateFailure(kind, entry.load_key, slo.reason))
     return failures
 
 
@@ -253,6 +270,7 @@ def gate(
             "the baseline is from a SIMULATED CLUSTER; its latencies say nothing about a real cluster",
         ))
     failures.extend(GateFailure(kind, subject, detail) for kind, subject, detail in completeness_problems(report))
+    failures.extend(GateFailure(kind, subject, detail) for kind, subject, detail in contradictions(report))
     if report.finished is None:
         failures.append(GateFailure(
             "unfinished", f"run {report.run_id}", "the run never finished; evidence is partial"
