@@ -45,8 +45,8 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True)
 class GateFailure:
-    # refused | interrupted | partial | tampered | empty | unfinished | check | skip | incomplete | slo
-    # | regression | missing | capacity
+    # refused | unsigned | tampered | interrupted | partial | empty | unfinished | cleanup | check | skip
+    # | incomplete | slo | inconclusive | regression | missing | capacity (docs/report.md lists each)
     kind: str
     subject: str
     detail: str
@@ -100,7 +100,12 @@ def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: 
     skip_all = "*" in allow_skip
     for check in report.checks:
         subject = f"{check.suite}: {check.name}"
-        if check.status in ("fail", "error"):
+        if check.id == CLEANUP_CHECK and check.status != "pass":
+            # What the run created may still be on the cluster: not a failed test but a run that did not
+            # leave the cluster as it found it, so its evidence is refused (and `harness cleanup` removes it).
+            failures.append(GateFailure("cleanup", subject, f"the run's cleanup left something behind: "
+                                                            f"{check.reason or 'no reason given'}"))
+        elif check.status in ("fail", "error"):
             failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
         elif check.status == "skip":
             listed_any = allow_list.listing(report.profile.name, check.name) if allow_list is not None else ()
@@ -186,6 +191,9 @@ def _regressions(
     return comparisons, failures
 
 
+# The check the harness records when the session's cleanup left objects, the Lease or a node change.
+CLEANUP_CHECK = "harness::cleanup"
+
 # `--max-capacity-drop`: capacity at SLO may fall by this fraction before the gate fails.
 DEFAULT_MAX_CAPACITY_DROP = 0.10
 
@@ -195,9 +203,20 @@ def _capacity_key(entry: CapacityEntry) -> str:
     return f"{entry.model} {entry.protocol} capacity at SLO ({slo})"
 
 
-def _capacity_failures(report: RunReport) -> list[GateFailure]:
-    return [GateFailure("incomplete", _capacity_key(e), f"capacity sweep incomplete: {e.failure or 'no reason'}")
-            for e in report.capacity if not e.complete]
+def _capacity_failures(report: RunReport, notes: list[str]) -> list[GateFailure]:
+    failures = [GateFailure("incomplete", _capacity_key(e), f"capacity sweep incomplete: {e.failure or 'no reason'}")
+                for e in report.capacity if not e.complete]
+    for entry in report.capacity:
+        if not entry.bounded and entry.complete:
+            notes.append(f"{_capacity_key(entry)}: >= {entry.capacity_rps:.1f} req/s (not bounded within the "
+                         f"budget: no step missed the SLO; {entry.stop_reason})")
+        upper = _lowest_failing_rate(entry)
+        step = next((s for s in entry.steps if not s.meets_slo and s.offered_rate_rps == upper), None)
+        overloaded = [r for r in step.reasons if r.startswith("inconclusive")] if step is not None else []
+        if overloaded:
+            failures.append(GateFailure("inconclusive", _capacity_key(entry),
+                                        f"the step that bounds the capacity ({upper:g} req/s) is {overloaded[0]}"))
+    return failures
 
 
 def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
@@ -250,14 +269,20 @@ def gate(
     allow_list: AllowList | None = None,
     min_change_ms: float = DEFAULT_MIN_CHANGE_MS,
     max_capacity_drop: float = DEFAULT_MAX_CAPACITY_DROP,
+    signature_problem: str | None = None,
 ) -> GateVerdict:
-    """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
+    """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict.
+
+    `signature_problem` is why the report's signature did not verify (`harness.report.signature.verify`,
+    run by the caller under `--require-signature`); it refuses the report."""
     if max_regression < 0:
         raise ValueError(f"max_regression must be >= 0, got {max_regression}")
     if min_change_ms < 0:
         raise ValueError(f"min_change_ms must be >= 0, got {min_change_ms}")
     notes: list[str] = []
     failures: list[GateFailure] = []
+    if signature_problem is not None:
+        failures.append(GateFailure("unsigned", f"run {report.run_id}", signature_problem))
     refused = report.simulated and not allow_simulated
     if refused:
         failures.append(GateFailure(
@@ -279,7 +304,7 @@ def gate(
         failures.append(GateFailure("empty", f"run {report.run_id}", "the report holds no checks: nothing was proven"))
     failures.extend(_check_failures(report, allow_skip, allow_list, notes))
     failures.extend(_latency_failures(report))
-    failures.extend(_capacity_failures(report))
+    failures.extend(_capacity_failures(report, notes))
     comparisons: list[Comparison] = []
     if baseline is not None:
         comparisons, regressions = _regressions(report, baseline, max_regression, notes, min_change_ms)
@@ -297,8 +322,17 @@ def gate(
     )
 
 
-# Failures that make the evidence unusable, whatever the checks say: the first line says REFUSED and why.
-INCOMPLETE_KINDS = ("interrupted", "partial", "tampered", "unfinished", "empty")
+# Failures that make the evidence unusable, whatever the checks say: the first line says REFUSED and why,
+# the first kind of this list found deciding the wording.
+REFUSAL_KINDS = {
+    "unsigned": "unverified evidence",
+    "tampered": "contradictory evidence",
+    "interrupted": "incomplete evidence",
+    "partial": "incomplete evidence",
+    "unfinished": "incomplete evidence",
+    "empty": "incomplete evidence",
+    "cleanup": "the run left the cluster changed",
+}
 
 # A table row stays one line: check reasons can hold whole pytest failure reports.
 DETAIL_WIDTH = 200
@@ -328,8 +362,9 @@ def format_verdict(verdict: GateVerdict, report_name: str) -> str:
             f"REFUSED: {report_name} is evidence from a SIMULATED CLUSTER, which cannot release anything "
             f"(--allow-simulated judges it anyway); {problems}"
         )
-    elif (incomplete := next((f for f in verdict.failures if f.kind in INCOMPLETE_KINDS), None)) is not None:
-        first = f"REFUSED: {report_name}: incomplete evidence: {one_line(incomplete.detail)}; {problems}"
+    elif (incomplete := next((f for kind in REFUSAL_KINDS for f in verdict.failures if f.kind == kind),
+                             None)) is not None:
+        first = f"REFUSED: {report_name}: {REFUSAL_KINDS[incomplete.kind]}: {one_line(incomplete.detail)}; {problems}"
     elif verdict.passed:
         first = f"PASS: {report_name}"
     else:
