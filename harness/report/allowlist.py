@@ -21,8 +21,8 @@ Bad input is one `UsageError` line naming the file and the entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import re
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any

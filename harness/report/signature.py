@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.fsio import write_atomic
 from harness.safeyaml import read_text
 
 KEY_ENV = "HARNESS_REPORT_KEY"
@@ -58,7 +59,7 @@ def mac(data: bytes, key: bytes) -> str:
 def sign(report: Path, key: bytes) -> Path:
     """Write `report.json.sig` for the report's current bytes; returns its path."""
     out = signature_path(report)
-    out.write_text(f"{ALGORITHM} {mac(report.read_bytes(), key)}\n", encoding="ascii")
+    write_atomic(out, f"{ALGORITHM} {mac(report.read_bytes(), key)}\n")  # never through a planted symlink
     return out
 
 
