@@ -175,6 +175,23 @@ INTERRUPTION = Interruption()
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.ExitCode, int | pytest.ExitCode]:
+    """After a signal, what pytest raises while stopping is a consequence of the signal: formatting the
+    KeyboardInterrupt's traceback can itself raise CPython 3.11's `SystemError: AST constructor recursion
+    depth mismatch`, which would leave pytest with exit 1 and a traceback. The report is already written
+    by then (sessionfinish runs first); the exit code says what happened: interrupted."""
+    try:
+        return (yield)
+    except (Exception, KeyboardInterrupt) as exc:
+        if INTERRUPTION.signal is None:
+            raise
+        first = (str(exc).splitlines() or [""])[0][:200]
+        sys.stderr.write(f"harness: {INTERRUPTION.reason}; pytest then failed while stopping "
+                         f"({type(exc).__name__}: {first})\n")
+        return pytest.ExitCode.INTERRUPTED
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -244,6 +261,9 @@ def _relative_arg(arg: str, cwd: Path) -> str:
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     ctx = _CURRENT.get("ctx")
     if ctx is not None and ctx.recorder is not None:
+        if INTERRUPTION.signal is not None:  # the signal itself, not what pytest made of it
+            ctx.recorder.builder.mark_interrupted(INTERRUPTION.reason)
+            return
         detail = str(excinfo.value) or "SIGINT"
         ctx.recorder.builder.mark_interrupted(f"interrupted ({type(excinfo.value).__name__}: {detail})")
 

@@ -29,10 +29,14 @@ HARNESS_CHECK_PREFIX = "harness::"
 _PERCENTILE_ORDER = ("min", "p50", "p90", "p95", "p99", "p99_9", "max")
 
 
-def _close(a: float | None, b: float | None) -> bool:
+def _close(a: float | None, b: float | None, abs_tol: float = _TOLERANCE) -> bool:
     if a is None or b is None:
         return a is b
-    return math.isclose(float(a), float(b), rel_tol=_TOLERANCE, abs_tol=_TOLERANCE)
+    return math.isclose(float(a), float(b), rel_tol=_TOLERANCE, abs_tol=abs_tol)
+
+
+# Fractions (error rate, late sends) are written to 6 decimals.
+_FRACTION_TOLERANCE = 1e-6
 
 
 def contradictions(report: RunReport) -> list[Problem]:
@@ -142,10 +146,10 @@ def _latency(entry: LatencyEntry) -> list[Problem]:
             break
     if r.ok > r.requests:
         problems.append(("tampered", key, f"ok {r.ok} is more than requests {r.requests}"))
-    elif r.requests and not _close(r.error_rate, (r.requests - r.ok) / r.requests):
+    elif r.requests and not _close(r.error_rate, (r.requests - r.ok) / r.requests, _FRACTION_TOLERANCE):
         problems.append(("tampered", key, f"error_rate {r.error_rate:g} beside {r.requests - r.ok} failed of "
                                           f"{r.requests} requests ({(r.requests - r.ok) / r.requests:g})"))
-    if r.requests and not _close(r.late_send_fraction, r.late_sends / r.requests):
+    if r.requests and not _close(r.late_send_fraction, r.late_sends / r.requests, _FRACTION_TOLERANCE):
         problems.append(("tampered", key, f"late_send_fraction {r.late_send_fraction:g} beside {r.late_sends} "
                                           f"late of {r.requests} requests"))
     again = recomputed_slo(entry)
