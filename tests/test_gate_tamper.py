@@ -89,7 +89,8 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "simulated false beside a +harness-sim version": (
         lambda d: d["cluster"].update(kubernetes_version="v1.32.2+harness-sim"),
         "simulated: false beside cluster.kubernetes_version: 'v1.32.2+harness-sim'"),
-    "simulated false beside provider sim": (lambda d: d.update(provider="sim"), "simulated: false beside provider: sim"),
+    "simulated false beside provider sim": (
+        lambda d: d.update(provider="sim"), "simulated: false beside provider: sim"),
     "simulated false beside a rehearsal": (
         lambda d: d.update(rehearsal={"provider": "kind", "host_gpus_simulated": True}),
         "simulated: false beside rehearsal of a kind profile"),
@@ -173,7 +174,7 @@ def test_a_lone_surrogate_is_refused_and_control_characters_are_never_printed(
     assert main(["report", "--report", str(path)]) == 0
     out = capsys.readouterr().out
     assert "\\x1b]0;owned\\x07" in out and not any(
-        ord(c) < 32 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in out)
+        (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in out)
     data["checks"][0]["reason"] = "\ud800"
     path.write_text(json.dumps(data), encoding="utf-8")  # json.dumps writes the escape `\ud800`
     assert main(["gate", "--report", str(path)]) == 2
@@ -267,7 +268,7 @@ def test_the_eviction_test_skipped_for_no_free_node_fails_the_gate() -> None:
 
     allow = load_allow_list(ALLOW_LIST)
     # The opt-out the allow-list names is exactly what the test says when destructive is off.
-    assert OPTED_OUT == f"the eviction test {destructive_refusal('existing', False)}"
+    assert f"the eviction test {destructive_refusal('existing', False)}" == OPTED_OUT
     assert gate(_eviction_skipped(OPTED_OUT), None, 0.10, False, allow_list=allow).passed
     verdict = gate(_eviction_skipped(NO_FREE_NODE), None, 0.10, False, allow_list=allow)
     (failure,) = verdict.failures
@@ -281,7 +282,7 @@ def test_the_eviction_test_skipped_for_no_free_node_fails_the_gate() -> None:
 def test_one_check_may_be_allowed_for_several_reasons(tmp_path: Path) -> None:
     allow = tmp_path / "allow.yaml"
     allow.write_text(f"""allowed_skips:
-  - {{profile: existing, check: {EVICTION}, reason: opted out of destructive tests, skip_reason: 'cluster[.]destructive'}}
+  - {{profile: existing, check: {EVICTION}, reason: opted out, skip_reason: 'cluster[.]destructive'}}
   - {{profile: existing, check: {EVICTION}, reason: the shared cluster is always full, skip_reason: '^no GPU node'}}
 """, encoding="utf-8")
     listed = load_allow_list(allow)
