@@ -175,6 +175,7 @@ def _html_heading(html: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.serial
+@pytest.mark.nightly  # about 10 minutes on the shared 2-core machine: `make test-nightly`
 def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) -> None:
     seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
