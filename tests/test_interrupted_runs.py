@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from harness.report import load_report
+from harness.report.signature import KEY_ENV, KEY_FILE_ENV, verify
 from tests.simproc import ROOT, default_signals, existing_profile_for, running_sim
 
 pytest_plugins = ["pytester"]
@@ -84,7 +85,10 @@ def test_a_signal_whose_keyboard_interrupt_was_lost_still_interrupts_the_run(
         "INTERRUPTED (interrupted (" + sig) in heading and "passed:" not in heading, heading
 
 
-def test_a_cleanup_that_left_something_fails_the_run(pytester: pytest.Pytester) -> None:
+def test_a_cleanup_that_left_something_fails_the_run(pytester: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "k" * 32)  # and the run signs its report
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
     pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
     pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
     pytester.makepyfile(test_x="""
@@ -101,6 +105,7 @@ def test_passes(run_context):
     kinds = [f.kind for f in __import__("harness.report", fromlist=["gate"]).gate(
         report, None, 0.10, allow_simulated=True).failures]
     assert "cleanup" in kinds, kinds
+    assert verify(pytester.path / "out" / "report.json", b"k" * 32) is None
 
 
 def _small_profile(kubeconfig: Path, out: Path) -> Path:

@@ -16,7 +16,8 @@ class SloVerdict(Record):
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(
-        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | complete"
+        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | "
+        "client_overloaded | complete"
     )
     limit: float | None
     actual: float | None
