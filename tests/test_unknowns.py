@@ -84,3 +84,23 @@ def test_the_sweep_never_measures_below_a_throughput_floor() -> None:
                        measure=server.measure, clock=server.clock)
     assert server.rates and min(server.rates) >= 50.0, server.rates
     assert result.capacity_rps == 0 and "no rate down to 50 req/s" in result.stop_reason
+
+
+def test_a_capacity_drop_shown_only_by_an_overloaded_client_is_inconclusive() -> None:
+    from tests.test_gate_tamper import _step, _with_capacity
+
+    base = json.loads((DATA / "pass.json").read_text(encoding="utf-8"))
+    _with_capacity(base)  # capacity 100 req/s, missed at 105
+    data = json.loads((DATA / "pass.json").read_text(encoding="utf-8"))
+    _with_capacity(data)
+    late = _step(84.0, 90.0, False)
+    late.update(late_send_fraction=0.6, reasons=["p99 90 ms > 25", "inconclusive: the load client was overloaded "
+                                                 "(60.0% of sends late > 5%); the figures may describe the client"])
+    data["capacity"][0].update(capacity_rps=80.0, steps=[_step(80.0, 10.0, True), late])
+    baseline = parse_report(base, "b.json")
+    verdict = gate(parse_report(data, "r.json"), baseline, 0.10, False)
+    (failure,) = verdict.failures
+    assert failure.kind == "inconclusive" and "100.0 -> 80.0 req/s" in failure.detail
+    assert "that step is inconclusive: the load client was overloaded (60.0% of sends late" in failure.detail
+    late["reasons"] = late["reasons"][:1]  # the same drop with a calm client is a capacity failure
+    assert [f.kind for f in gate(parse_report(data, "r.json"), baseline, 0.10, False).failures] == ["capacity"]

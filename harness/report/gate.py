@@ -210,13 +210,18 @@ def _capacity_failures(report: RunReport, notes: list[str]) -> list[GateFailure]
         if not entry.bounded and entry.complete:
             notes.append(f"{_capacity_key(entry)}: >= {entry.capacity_rps:.1f} req/s (not bounded within the "
                          f"budget: no step missed the SLO; {entry.stop_reason})")
-        upper = _lowest_failing_rate(entry)
-        step = next((s for s in entry.steps if not s.meets_slo and s.offered_rate_rps == upper), None)
-        overloaded = [r for r in step.reasons if r.startswith("inconclusive")] if step is not None else []
-        if overloaded:
-            failures.append(GateFailure("inconclusive", _capacity_key(entry),
-                                        f"the step that bounds the capacity ({upper:g} req/s) is {overloaded[0]}"))
+        elif (why := _client_bound(entry)) is not None:
+            # Not a failure by itself (the capacity is at least what passed), but not a bound either.
+            notes.append(f"{_capacity_key(entry)}: >= {entry.capacity_rps:.1f} req/s; the step that bounds it "
+                         f"({_lowest_failing_rate(entry):g} req/s) is {why}")
     return failures
+
+
+def _client_bound(entry: CapacityEntry) -> str | None:
+    """The `inconclusive: ...` reason of the step that bounds the capacity, when the client was overloaded."""
+    upper = _lowest_failing_rate(entry)
+    step = next((s for s in entry.steps if not s.meets_slo and s.offered_rate_rps == upper), None)
+    return next((r for r in step.reasons if r.startswith("inconclusive")), None) if step is not None else None
 
 
 def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
@@ -244,7 +249,11 @@ def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
         upper = _lowest_failing_rate(new)
         bound = before * (1.0 - max_drop)
         bracket = f"[{after:.1f}, {upper:.1f})" if upper is not None else f">= {after:.1f} (never missed the SLO)"
-        if upper is not None and upper < bound - _EPSILON:
+        if upper is not None and upper < bound - _EPSILON and (why := _client_bound(new)) is not None:
+            failures.append(GateFailure(
+                "inconclusive", key, f"{before:.1f} -> {after:.1f} req/s (bound {max_drop:.0%}): the SLO was missed "
+                                     f"at {upper:.1f} req/s, below {bound:.1f}, but that step is {why}"))
+        elif upper is not None and upper < bound - _EPSILON:
             failures.append(GateFailure(
                 "capacity", key, f"{before:.1f} -> {after:.1f} req/s (-{drop:.1%}, bound {max_drop:.0%}): the "
                                  f"SLO was missed at {upper:.1f} req/s, below {bound:.1f}; capacity in {bracket}"))
