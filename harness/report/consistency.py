@@ -116,14 +116,22 @@ def _selection(report: RunReport) -> list[Problem]:
             problems.append(("tampered", subject, f"check {check.id!r} is not one of the selected tests "
                                                   f"(selection.tests has {len(tests)})"))
             break
-    paths = [a.split("::", 1)[0].rstrip("/") for a in sel.args]
+    paths = [a.split("::", 1)[0].rstrip("/").removeprefix("./") for a in sel.args]
     for test in sel.tests:
         file = test.split("::", 1)[0]
-        if paths and not any(file == p or file.startswith(f"{p}/") for p in paths):
+        if paths and not any(_inside(file, p) for p in paths):
             problems.append(("tampered", subject, f"selected test {test!r} lies outside the recorded "
                                                   f"arguments {sel.args}"))
             break
     return problems
+
+
+def _inside(file: str, arg: str) -> bool:
+    """Whether the test file `file` (relative to pytest's rootdir) lies under the argument `arg` (relative to
+    where pytest ran, which may be a folder below the rootdir)."""
+    if arg in ("", ".") or arg.startswith("/"):  # an absolute argument outside where pytest ran: not comparable
+        return True
+    return f"/{arg}/" in f"/{file}/" or file.endswith(f"/{arg}") or file == arg
 
 
 def recomputed_slo(entry: LatencyEntry) -> list[SloVerdict] | None:
