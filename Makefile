@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast e2e lint bench soak clean venv
+.PHONY: test test-fast test-nightly e2e lint bench soak clean venv
 
 venv: $(STAMP)
 
@@ -32,11 +32,15 @@ unexport PYTHONDONTWRITEBYTECODE
 TEST_WORKERS ?= 5
 test: $(STAMP)
 	@status=0; \
-	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(PYTEST_ARGS) \
+	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
-	$(BIN)/python -m pytest tests/ -p no:xdist -m serial $(PYTEST_ARGS) \
+	$(BIN)/python -m pytest tests/ -p no:xdist -m "serial and not nightly" $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	exit $$status
+
+# Minutes: repeated end-to-end runs (20 signals at random moments of e2e runs, tests/test_interrupted_runs.py).
+test-nightly: $(STAMP)
+	$(BIN)/python -m pytest tests/ -p no:xdist -m nightly $(PYTEST_ARGS)
 
 # Seconds, no cluster and no MLServer: the pure rules and in-process checks (tests/conftest.py).
 test-fast: $(STAMP)

@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="accept skipped checks of this suite (repeatable; '*' for all)")
     gate.add_argument("--allow-list", metavar="FILE", default=None,
                       help="reviewed allow-list of skips per profile, with reasons (allowed-skips.yaml)")
+    gate.add_argument("--require-signature", action="store_true",
+                      help="refuse a report without a valid signature (REPORT.sig, HMAC-SHA256 with the run's key)")
+    gate.add_argument("--key-file", metavar="FILE", default=None,
+                      help="signing key (default: $HARNESS_REPORT_KEY_FILE, then $HARNESS_REPORT_KEY)")
 
     cleanup = sub.add_parser("cleanup", help="undo what dead runs left: node changes, namespaces, Servers, Models")
     cleanup.add_argument("--profile", required=True, help="profile YAML file (cluster, Seldon namespace, timeouts)")

@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import os
 import re
-import signal
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pytest
 
 from harness.config import Profile, apply_overrides, load_profile
 from harness.errors import UsageError
+from harness.interruption import Interruption
 from harness.testapi import RunContext, Scope, cluster_session
 
 DEFAULT_PROFILE = "profiles/sim.yaml"
@@ -165,13 +166,29 @@ def pytest_configure(config: pytest.Config) -> None:
         ))
     config.stash[RUN_CONTEXT] = ctx
     # SIGTERM (CI cancelling a job) must unwind like Ctrl-C so that fixtures restore nodes and
-    # delete what they created; pytest already turns SIGINT into KeyboardInterrupt.
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # delete what they created; both signals are noted first, so the report says the run was
+    # interrupted whatever becomes of the KeyboardInterrupt (harness/interruption.py).
+    INTERRUPTION.install()
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+INTERRUPTION = Interruption()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.ExitCode, int | pytest.ExitCode]:
+    """After a signal, what pytest raises while stopping is a consequence of the signal: formatting the
+    KeyboardInterrupt's traceback can itself raise CPython 3.11's `SystemError: AST constructor recursion
+    depth mismatch`, which would leave pytest with exit 1 and a traceback. The report is already written
+    by then (sessionfinish runs first); the exit code says what happened: interrupted."""
+    try:
+        return (yield)
+    except (Exception, KeyboardInterrupt) as exc:
+        if INTERRUPTION.signal is None:
+            raise
+        first = (str(exc).splitlines() or [""])[0][:200]
+        sys.stderr.write(f"harness: {INTERRUPTION.reason}; pytest then failed while stopping "
+                         f"({type(exc).__name__}: {first})\n")
+        return pytest.ExitCode.INTERRUPTED
 
 
 @pytest.hookimpl(wrapper=True)
@@ -181,6 +198,9 @@ def pytest_runtest_makereport(
     report = yield
     _redact_report(report)
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    if INTERRUPTION.signal is not None and not item.session.shouldstop:
+        # The KeyboardInterrupt may have been lost (a SystemError in its place): no further test starts.
+        item.session.shouldstop = INTERRUPTION.reason
     return report
 
 
@@ -241,6 +261,9 @@ def _relative_arg(arg: str, cwd: Path) -> str:
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
     ctx = _CURRENT.get("ctx")
     if ctx is not None and ctx.recorder is not None:
+        if INTERRUPTION.signal is not None:  # the signal itself, not what pytest made of it
+            ctx.recorder.builder.mark_interrupted(INTERRUPTION.reason)
+            return
         detail = str(excinfo.value) or "SIGINT"
         ctx.recorder.builder.mark_interrupted(f"interrupted ({type(excinfo.value).__name__}: {detail})")
 
@@ -262,7 +285,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 # What a run writes into --report-dir; an earlier run's copies are removed before a new run's tests
 # start, so a report never sits beside evidence of another run. Nothing else there is touched.
-RUN_OUTPUTS = ("report.json", "report.html", "junit.xml", "evidence")
+RUN_OUTPUTS = ("report.json", "report.json.sig", "report.html", "junit.xml", "evidence")
 
 
 def clear_earlier_run(report_dir: Path) -> list[str]:
@@ -306,6 +329,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _CURRENT.pop("ctx", None)
     if ctx is None or ctx.recorder is None:
         return
+    INTERRUPTION.quiet = True  # a signal from here on is noted, never cut the report short
+    if INTERRUPTION.signal is not None:
+        # Whatever pytest made of it (a SystemError, an internal error, a test failure), it was a signal.
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
     if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
         return  # the xdist controller runs no test: each worker writes its own report
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -316,13 +343,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             kept = " (the one there is from an earlier run)" if (ctx.report_dir / "report.json").exists() else ""
             reporter.write_line(f"harness: no test ran, so no report was written to {ctx.report_dir}{kept}")
         return
-    if exitstatus == pytest.ExitCode.INTERRUPTED:
-        ctx.recorder.builder.mark_interrupted("interrupted (pytest exit status 2: a signal or Ctrl-C)")
-    elif session.shouldstop or session.shouldfail:
-        # -x / --maxfail: the remaining tests never ran, so the evidence is partial.
-        ctx.recorder.builder.mark_interrupted(f"stopped early: {session.shouldstop or session.shouldfail}")
     try:
-        paths = ctx.recorder.write()
+        paths = _write_report(session, ctx, exitstatus)
+        if INTERRUPTION.signal is not None and not ctx.recorder.builder.snapshot().interrupted:
+            paths = _write_report(session, ctx, exitstatus)  # the signal came while the report was written
+        INTERRUPTION.written = True
     except Exception as exc:  # the report must never hide the run's own result
         if reporter is not None:
             reporter.write_line(f"harness: writing the report failed: {type(exc).__name__}: {exc}", red=True)
@@ -330,6 +355,44 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if reporter is not None:
         for name, path in sorted(paths.items()):
             reporter.write_line(f"harness: {name}: {path}")
+    _cleanup_verdict(session, ctx)
+    INTERRUPTION.note_after_report()
+
+
+def _write_report(session: pytest.Session, ctx: RunContext, exitstatus: int) -> dict[str, Path]:
+    assert ctx.recorder is not None
+    if INTERRUPTION.signal is not None:
+        ctx.recorder.builder.mark_interrupted(INTERRUPTION.reason)
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+    elif exitstatus == pytest.ExitCode.INTERRUPTED:
+        ctx.recorder.builder.mark_interrupted("interrupted (pytest exit status 2: a signal or Ctrl-C)")
+    elif session.shouldstop or session.shouldfail:
+        # -x / --maxfail: the remaining tests never ran, so the evidence is partial.
+        ctx.recorder.builder.mark_interrupted(f"stopped early: {session.shouldstop or session.shouldfail}")
+    paths = ctx.recorder.write()
+    from harness.report.signature import load_key, sign
+
+    try:
+        key = load_key()
+    except UsageError as exc:
+        sys.stderr.write(f"harness: report not signed: {exc}\n")
+        return paths
+    if key is not None and "json" in paths:
+        paths["signature"] = sign(paths["json"], key)
+    return paths
+
+
+def _cleanup_verdict(session: pytest.Session, ctx: RunContext) -> None:
+    """A cleanup that left anything (objects, the Lease, a node change) fails the run, not only its report:
+    one line on stderr names what is left and the command that removes it."""
+    assert ctx.recorder is not None
+    if not ctx.recorder.problems:
+        return
+    left = "; ".join(" ".join(p.split()) for p in ctx.recorder.problems)
+    sys.stderr.write(f"harness: cleanup left something behind: {left[:1500]}; remove it with: python -m harness "
+                     f"cleanup --profile {ctx.profile_path} --run-id {ctx.run_id}\n")
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

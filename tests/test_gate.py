@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from harness.checks.slo import evaluate_slo
 from harness.cli import main
+from harness.config import Slo
 from harness.report import RunReport, format_verdict, gate, load_report, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +23,20 @@ def crafted(name: str) -> RunReport:
     return load_report(DATA / name)
 
 
-def edited(name: str, edit: Any) -> RunReport:
+def edited(name: str, edit: Any, producer: bool = True) -> RunReport:
+    """`name` changed by `edit`; as the harness would have written it (SLO verdicts drawn from the edited
+    figures, as `ReportBuilder.add_latency` draws them) unless `producer` is false (a tampered file)."""
     data = json.loads((DATA / name).read_text(encoding="utf-8"))
     edit(data)
+    if producer:
+        redraw_slo_verdicts(data)
     return parse_report(data, name)
+
+
+def redraw_slo_verdicts(data: dict[str, Any]) -> None:
+    for entry in data["latency"]:
+        if entry.get("slo") is not None:
+            entry["slo_verdicts"] = [v.model_dump() for v in evaluate_slo(entry["result"], Slo(**entry["slo"]))]
 
 
 # So many samples that each percentile's uncertainty interval is a point: the bound alone decides.
@@ -33,7 +45,9 @@ EXACT = 10**9
 
 def with_samples(data: dict[str, Any], samples: int) -> None:
     for entry in data["latency"]:
-        entry["result"]["ok"] = entry["result"]["requests"] = samples
+        result = entry["result"]
+        result["ok"] = result["requests"] = samples
+        result["late_send_fraction"] = result["late_sends"] / samples
 
 
 def scale_p99(factor: float, samples: int | None = None) -> RunReport:
@@ -43,6 +57,11 @@ def scale_p99(factor: float, samples: int | None = None) -> RunReport:
     def edit(data: dict[str, Any]) -> None:
         result = data["latency"][0]["result"]
         result["latency_ms"]["p99"] = base * factor
+        # Percentiles stay ordered, as measured ones are.
+        for above in ("p99_9", "max"):
+            result["latency_ms"][above] = max(result["latency_ms"][above], base * factor)
+        for below in ("min", "mean", "p50", "p90", "p95"):
+            result["latency_ms"][below] = min(result["latency_ms"][below], base * factor)
         for window in result["windows"]:
             window["p99_ms"] = base * factor
         if samples is not None:
@@ -191,7 +210,7 @@ def test_incomplete_run_and_slo_miss_fail() -> None:
     ]
 
     def slo_miss(data: dict[str, Any]) -> None:
-        data["latency"][1]["slo_verdicts"][0].update(ok=False, reason="p50 25.00 ms > SLO 20 ms")
+        data["latency"][1]["result"]["latency_ms"].update(p50=25.0, p90=25.0, p95=25.0, p99=25.0, p99_9=25.0)
 
     verdict = gate(edited("pass.json", slo_miss), None, 0.10, False)
     assert [(f.kind, f.detail) for f in verdict.failures] == [("slo", "p50 25.00 ms > SLO 20 ms")]
@@ -209,7 +228,7 @@ def test_negative_bound_is_a_programming_error() -> None:
 
 
 def test_failure_table_lists_every_problem() -> None:
-    report = edited("failed-check.json", lambda d: d["latency"][0]["result"]["latency_ms"].update(p50=100.0))
+    report = edited("failed-check.json", lambda d: d["latency"][0]["result"]["latency_ms"].update(p50=5.7))
     text = format_verdict(gate(report, crafted("baseline.json"), 0.10, False), "r.json")
     lines = text.splitlines()
     assert lines[0] == "FAIL: r.json: 2 problems"
@@ -299,7 +318,7 @@ def test_interrupted_run_is_refused_with_its_reason() -> None:
 def test_partial_suite_report_is_refused() -> None:
     def latency_only(data: dict[str, Any]) -> None:
         data["checks"] = [c for c in data["checks"] if c["suite"] == "latency"]
-        data["selection"].update(args=["suites/test_inference_latency.py"],
+        data["selection"].update(args=["suites/test_latency.py"],
                                  tests=[c["id"] for c in data["checks"]])
 
     report = edited("pass.json", latency_only)
@@ -346,18 +365,21 @@ def test_allow_list_accepts_exactly_the_listed_skips(tmp_path: Path, capsys: pyt
 
     report = edited("pass.json", skip_cpu_pod)
     name = "a pod that asked for no GPU sees none"
-    listed = AllowList((AllowedSkip("kind-gpu*", name, "the runtime exposes every GPU"),), "allow.yaml")
+    listed = AllowList((AllowedSkip("kind-gpu*", name, "the runtime exposes every GPU", "cannot be hidden"),),
+                       "allow.yaml")
     verdict = gate(report, None, 0.10, False, allow_list=listed)
     assert verdict.passed and any("the runtime exposes every GPU" in n for n in verdict.notes)
-    other_profile = AllowList((AllowedSkip("kind-cpu", name, "fake GPUs"),), "allow.yaml")
+    other_profile = AllowList((AllowedSkip("kind-cpu", name, "fake GPUs", ".*"),), "allow.yaml")
     assert [f.kind for f in gate(report, None, 0.10, False, allow_list=other_profile).failures] == ["skip"]
     path = write(tmp_path, report)
     allow = tmp_path / "allow.yaml"
-    allow.write_text(f"allowed_skips:\n  - {{profile: kind-gpu, check: '{name}', reason: runtime shows all}}\n")
+    allow.write_text(f"allowed_skips:\n  - {{profile: kind-gpu, check: '{name}', reason: runtime shows all, "
+                     "skip_reason: 'NVIDIA_VISIBLE_DEVICES=all'}\n")
     assert main(["gate", "--report", str(path), "--allow-list", str(allow)]) == 0
     assert main(["gate", "--report", str(path)]) == 1
     capsys.readouterr()
     allow.write_text("allowed_skips:\n  - {profile: kind-gpu, check: x}\n")
     assert main(["gate", "--report", str(path), "--allow-list", str(allow)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: {allow}: allowed_skips[0]: missing reason (expected exactly profile, check and reason)")
+        f"error: {allow}: allowed_skips[0]: missing reason, skip_reason (expected exactly profile, check, reason "
+        "and skip_reason)")

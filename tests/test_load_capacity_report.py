@@ -31,7 +31,8 @@ def _capacity(capacity: float, model: str = "iris-gpu", complete: bool = True) -
     sim = {"simulated": True, "utilization_percent": 40.0, "memory_used_mib": 1024.0, "power_w": 156.0}
     return {"model": model, "server": "mlserver-gpu", "node": "gpu-0", "endpoint": "http://127.0.0.1:1",
             "protocol": "http", "slo": {"p50_ms": None, "p95_ms": None, "p99_ms": 25.0, "max_error_rate": 0.0},
-            "budget_s": 120.0, "capacity_rps": capacity, "converged": True, "stop_reason": "converged",
+            "budget_s": 120.0, "capacity_rps": capacity, "converged": True, "bounded": True,
+            "stop_reason": "converged",
             "elapsed_s": 30.0, "steps": [_step(capacity, 10.0, True, sim), _step(capacity * 1.05, 90.0, False, sim)],
             "complete": complete, "failure": None if complete else "server gone"}
 

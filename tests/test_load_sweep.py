@@ -25,9 +25,10 @@ def test_ramp_then_bisect() -> None:
     # Within 5 %: the candidate 20 is measured once more before it is the answer.
     assert next_rate([(10, True), (20, True), (20.9, False)], plan) == 20
     assert next_rate([(10, True), (20, True), (20.9, False), (20, True)], plan) is None
-    # The first step already fails: ramp down, and give up below min_rate.
+    # The first step already fails: ramp down, measure min_rate last, and give up below it.
     assert next_rate([(10, False)], plan) == 5
-    assert next_rate([(1.5, False)], plan) is None
+    assert next_rate([(1.5, False)], plan) == 1.0
+    assert next_rate([(1.5, False), (1.0, False)], plan) is None
 
 
 def test_a_candidate_that_misses_on_confirmation_becomes_the_bound() -> None:

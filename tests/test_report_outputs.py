@@ -204,4 +204,4 @@ def test_headline_names_a_rehearsal_and_an_interruption() -> None:
     line = headline(rehearsed)
     assert line.startswith("SIMULATED CLUSTER") and "(sim, rehearsal of the kind profile, profile sim)" in line
     cut = report.model_copy(update={"interrupted": True, "interrupted_reason": "stopped early: -x"})
-    assert "INTERRUPTED (stopped early: -x), passed:" in headline(cut)
+    assert "INTERRUPTED (stopped early: -x), not a pass:" in headline(cut) and "passed:" not in headline(cut)

@@ -16,7 +16,8 @@ class SloVerdict(Record):
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(
-        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | complete"
+        description="p50_ms | p95_ms | p99_ms | min_throughput_rps | max_error_rate | achieved_rate | "
+        "client_overloaded | complete"
     )
     limit: float | None
     actual: float | None
@@ -30,6 +31,28 @@ class SloVerdict(Record):
 # Open loop: the achieved rate must match the offered rate, or the percentiles describe a lighter
 # load than the one asked for (design B3). 5 % leaves room for a shared CI machine.
 ACHIEVED_RATE_TOLERANCE = 0.05
+
+
+# A failure measured while the client itself was overloaded says nothing certain about the server
+# (docs/load.md): more than this fraction of sends late (open loop), or the client's CPU per worker
+# above this fraction of one core (CPU per request x achieved rate / workers).
+CLIENT_LATE_SEND_LIMIT = 0.05
+CLIENT_CPU_LIMIT = 0.9
+CLIENT_OVERLOADED = "client_overloaded"
+
+
+def client_overload(result: dict[str, Any]) -> str | None:
+    """Why the load client was overloaded during `result`, with the figures; None when it was not."""
+    why = []
+    late = float(result.get("late_send_fraction") or 0.0)
+    if late > CLIENT_LATE_SEND_LIMIT:
+        why.append(f"{late:.1%} of sends late > {CLIENT_LATE_SEND_LIMIT:.0%}")
+    workers = max(1, int(result.get("workers") or 1))
+    busy = float(result.get("client_cpu_ms_per_request") or 0.0) * float(result.get("achieved_rate_rps") or 0.0)
+    busy = busy / 1000.0 / workers
+    if busy > CLIENT_CPU_LIMIT:
+        why.append(f"client CPU {busy:.2f} of a core per worker > {CLIENT_CPU_LIMIT:g}")
+    return "; ".join(why) or None
 
 
 def evaluate_slo(result: dict[str, Any], slo: Slo) -> list[SloVerdict]:
@@ -69,6 +92,11 @@ def evaluate_slo(result: dict[str, Any], slo: Slo) -> list[SloVerdict]:
             reason=f"achieved {achieved:.1f} of {float(offered):g} req/s offered"
             + ("" if ok else f" (more than {ACHIEVED_RATE_TOLERANCE:.0%} short: the client could not offer the load)"),
         ))
+    overloaded = client_overload(result) if any(not v.ok for v in verdicts) else None
+    if overloaded is not None:
+        verdicts.append(SloVerdict(name=CLIENT_OVERLOADED, limit=None, actual=None, ok=False,
+                                   reason=f"inconclusive: the load client was overloaded ({overloaded}); the "
+                                          "figures may describe the client, not the server"))
     complete = bool(result.get("complete", True))
     if not complete:
         verdicts.append(SloVerdict(name="complete", limit=None, actual=None, ok=False,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.checks.slo import evaluate_slo, failed
 from harness.config import Slo
@@ -89,9 +89,11 @@ def next_rate(history: Sequence[tuple[float, bool]], plan: SweepPlan) -> float |
         assert lo is not None
         return lo * plan.growth
     if lo is None:
-        # Even the first step failed: ramp down until one passes.
-        rate = hi / plan.growth
-        return rate if rate >= plan.min_rate else None
+        # Even the first step failed: ramp down until one passes, never below the floor (`min_rate`,
+        # raised to a throughput SLO's minimum by `run_sweep`), which is measured last.
+        if hi <= plan.min_rate * (1 + plan.resolution):
+            return None
+        return max(hi / plan.growth, plan.min_rate)
     if hi <= lo * (1 + plan.resolution):
         return None if confirmed(history, lo, plan) else lo
     return math.sqrt(lo * hi)
@@ -150,12 +152,24 @@ class SweepResult(Record):
     capacity_rps: Annotated[float, rounded(3)] = Field(
         description="highest passing offered rate below the lowest failing one; 0 if none")
     converged: bool
+    bounded: bool = Field(description="true when a step missed the SLO, so capacity_rps is bracketed from above; "
+                          "false: capacity is at least capacity_rps, not bounded within the budget")
     stop_reason: str
     elapsed_s: Annotated[float, rounded(3)]
     # No defaults, as in `LoadResult`: a report without these keys is not a complete sweep.
     steps: list[SweepStep]
     complete: bool
     failure: str | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_from_steps(cls, data: Any) -> Any:
+        # Reports written before `bounded` existed stay readable (a baseline may be one): it is
+        # exactly whether a step missed the SLO, so it can be drawn from the steps they hold.
+        if isinstance(data, dict) and "bounded" not in data and isinstance(data.get("steps"), list):
+            data = {**data, "bounded": any(isinstance(s, dict) and s.get("meets_slo") is False
+                                           for s in data["steps"])}
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (`harness load --sweep --json`; the report's `capacity[]` adds where it ran)."""
@@ -234,6 +248,10 @@ def run_sweep(
 ) -> SweepResult:
     """Search the capacity at `slo` for the endpoint and model of `spec` (its rate is ignored)."""
     plan.validate()
+    # A throughput SLO is a floor: a rate below it can never pass, so the sweep never measures one.
+    if slo.min_throughput_rps > plan.min_rate:
+        plan = dataclasses.replace(plan, min_rate=slo.min_throughput_rps,
+                                   start_rate=max(plan.start_rate, slo.min_throughput_rps))
     bound = latency_bound_ms(slo)
     if bound is None:
         raise UsageError("--sweep: needs a latency SLO (--slo-p99-ms, --slo-p95-ms or --slo-p50-ms)")
@@ -292,6 +310,7 @@ def run_sweep(
     return SweepResult(
         endpoint=spec.endpoint, model=spec.model, protocol=spec.protocol,
         slo={"p50_ms": slo.p50_ms, "p95_ms": slo.p95_ms, "p99_ms": slo.p99_ms, "max_error_rate": slo.max_error_rate},
-        budget_s=plan.budget_s, capacity_rps=lo or 0.0, converged=converged, stop_reason=reason,
+        budget_s=plan.budget_s, capacity_rps=lo or 0.0, converged=converged, bounded=hi is not None,
+        stop_reason=reason,
         elapsed_s=clock() - started, steps=steps, complete=failure is None, failure=failure,
     )

@@ -28,8 +28,10 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from harness.checks.slo import CLIENT_OVERLOADED
 from harness.report.allowlist import AllowList
 from harness.report.completeness import completeness_problems
+from harness.report.consistency import contradictions, recomputed_slo
 from harness.report.model import CapacityEntry, LatencyEntry, RunReport
 from harness.report.uncertainty import Interval, percentile_interval
 
@@ -43,8 +45,8 @@ _EPSILON = 1e-9
 
 @dataclass(frozen=True)
 class GateFailure:
-    # refused | interrupted | partial | tampered | empty | unfinished | check | skip | incomplete | slo
-    # | regression | missing | capacity
+    # refused | unsigned | tampered | interrupted | partial | empty | unfinished | cleanup | check | skip
+    # | incomplete | slo | inconclusive | regression | missing | capacity (docs/report.md lists each)
     kind: str
     subject: str
     detail: str
@@ -98,11 +100,27 @@ def _check_failures(report: RunReport, allow_skip: Collection[str], allow_list: 
     skip_all = "*" in allow_skip
     for check in report.checks:
         subject = f"{check.suite}: {check.name}"
-        if check.status in ("fail", "error"):
+        if check.id == CLEANUP_CHECK and check.status != "pass":
+            # What the run created may still be on the cluster: not a failed test but a run that did not
+            # leave the cluster as it found it, so its evidence is refused (and `harness cleanup` removes it).
+            failures.append(GateFailure("cleanup", subject, f"the run's cleanup left something behind: "
+                                                            f"{check.reason or 'no reason given'}"))
+        elif check.status in ("fail", "error"):
             failures.append(GateFailure("check", subject, f"{check.status}: {check.reason or 'no reason given'}"))
         elif check.status == "skip":
-            if allow_list is not None and (listed := allow_list.allowing(report.profile.name, check.name)):
+            listed_any = allow_list.listing(report.profile.name, check.name) if allow_list is not None else ()
+            if allow_list is not None and (listed := allow_list.allowing(report.profile.name, check.name,
+                                                                         check.reason)):
                 notes.append(f"{subject}: skip allowed by {allow_list.source}: {listed.reason}")
+            elif listed_any and allow_list is not None:
+                # Listed, but for another reason: the eviction test that found no free node under
+                # `destructive: true` is not the skip the reviewers allowed (the opt-out).
+                expected = " or ".join(repr(e.skip_reason) for e in listed_any)
+                failures.append(GateFailure(
+                    "skip", subject,
+                    f"skipped for a reason {allow_list.source} does not allow: {check.reason or 'no reason given'!r} "
+                    f"matches none of the listed skip_reason patterns ({expected})",
+                ))
             elif not (skip_all or check.suite in allow_skip):
                 failures.append(GateFailure(
                     "skip", subject,
@@ -119,9 +137,13 @@ def _latency_failures(report: RunReport) -> list[GateFailure]:
             failures.append(GateFailure(
                 "incomplete", entry.load_key, f"load run incomplete: {entry.result.failure or 'no reason given'}"
             ))
-        for slo in entry.slo_verdicts:
+        # The verdicts drawn again from the figures and the SLO the report embeds (a recorded verdict
+        # that disagrees is refused by `contradictions`); the recorded ones only where no SLO is kept.
+        verdicts = recomputed_slo(entry)
+        for slo in entry.slo_verdicts if verdicts is None else verdicts:
             if not slo.ok and slo.name != "complete":
-                failures.append(GateFailure("slo", entry.load_key, slo.reason))
+                kind = "inconclusive" if slo.name == CLIENT_OVERLOADED else "slo"
+                failures.append(GateFailure(kind, entry.load_key, slo.reason))
     return failures
 
 
@@ -169,6 +191,9 @@ def _regressions(
     return comparisons, failures
 
 
+# The check the harness records when the session's cleanup left objects, the Lease or a node change.
+CLEANUP_CHECK = "harness::cleanup"
+
 # `--max-capacity-drop`: capacity at SLO may fall by this fraction before the gate fails.
 DEFAULT_MAX_CAPACITY_DROP = 0.10
 
@@ -178,9 +203,25 @@ def _capacity_key(entry: CapacityEntry) -> str:
     return f"{entry.model} {entry.protocol} capacity at SLO ({slo})"
 
 
-def _capacity_failures(report: RunReport) -> list[GateFailure]:
-    return [GateFailure("incomplete", _capacity_key(e), f"capacity sweep incomplete: {e.failure or 'no reason'}")
-            for e in report.capacity if not e.complete]
+def _capacity_failures(report: RunReport, notes: list[str]) -> list[GateFailure]:
+    failures = [GateFailure("incomplete", _capacity_key(e), f"capacity sweep incomplete: {e.failure or 'no reason'}")
+                for e in report.capacity if not e.complete]
+    for entry in report.capacity:
+        if not entry.bounded and entry.complete:
+            notes.append(f"{_capacity_key(entry)}: >= {entry.capacity_rps:.1f} req/s (not bounded within the "
+                         f"budget: no step missed the SLO; {entry.stop_reason})")
+        elif (why := _client_bound(entry)) is not None:
+            # Not a failure by itself (the capacity is at least what passed), but not a bound either.
+            notes.append(f"{_capacity_key(entry)}: >= {entry.capacity_rps:.1f} req/s; the step that bounds it "
+                         f"({_lowest_failing_rate(entry):g} req/s) is {why}")
+    return failures
+
+
+def _client_bound(entry: CapacityEntry) -> str | None:
+    """The `inconclusive: ...` reason of the step that bounds the capacity, when the client was overloaded."""
+    upper = _lowest_failing_rate(entry)
+    step = next((s for s in entry.steps if not s.meets_slo and s.offered_rate_rps == upper), None)
+    return next((r for r in step.reasons if r.startswith("inconclusive")), None) if step is not None else None
 
 
 def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
@@ -208,7 +249,11 @@ def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
         upper = _lowest_failing_rate(new)
         bound = before * (1.0 - max_drop)
         bracket = f"[{after:.1f}, {upper:.1f})" if upper is not None else f">= {after:.1f} (never missed the SLO)"
-        if upper is not None and upper < bound - _EPSILON:
+        if upper is not None and upper < bound - _EPSILON and (why := _client_bound(new)) is not None:
+            failures.append(GateFailure(
+                "inconclusive", key, f"{before:.1f} -> {after:.1f} req/s (bound {max_drop:.0%}): the SLO was missed "
+                                     f"at {upper:.1f} req/s, below {bound:.1f}, but that step is {why}"))
+        elif upper is not None and upper < bound - _EPSILON:
             failures.append(GateFailure(
                 "capacity", key, f"{before:.1f} -> {after:.1f} req/s (-{drop:.1%}, bound {max_drop:.0%}): the "
                                  f"SLO was missed at {upper:.1f} req/s, below {bound:.1f}; capacity in {bracket}"))
@@ -233,14 +278,20 @@ def gate(
     allow_list: AllowList | None = None,
     min_change_ms: float = DEFAULT_MIN_CHANGE_MS,
     max_capacity_drop: float = DEFAULT_MAX_CAPACITY_DROP,
+    signature_problem: str | None = None,
 ) -> GateVerdict:
-    """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict."""
+    """Judge `report` for a release. Pure: no I/O, same inputs give the same verdict.
+
+    `signature_problem` is why the report's signature did not verify (`harness.report.signature.verify`,
+    run by the caller under `--require-signature`); it refuses the report."""
     if max_regression < 0:
         raise ValueError(f"max_regression must be >= 0, got {max_regression}")
     if min_change_ms < 0:
         raise ValueError(f"min_change_ms must be >= 0, got {min_change_ms}")
     notes: list[str] = []
     failures: list[GateFailure] = []
+    if signature_problem is not None:
+        failures.append(GateFailure("unsigned", f"run {report.run_id}", signature_problem))
     refused = report.simulated and not allow_simulated
     if refused:
         failures.append(GateFailure(
@@ -253,6 +304,7 @@ def gate(
             "the baseline is from a SIMULATED CLUSTER; its latencies say nothing about a real cluster",
         ))
     failures.extend(GateFailure(kind, subject, detail) for kind, subject, detail in completeness_problems(report))
+    failures.extend(GateFailure(kind, subject, detail) for kind, subject, detail in contradictions(report))
     if report.finished is None:
         failures.append(GateFailure(
             "unfinished", f"run {report.run_id}", "the run never finished; evidence is partial"
@@ -261,7 +313,7 @@ def gate(
         failures.append(GateFailure("empty", f"run {report.run_id}", "the report holds no checks: nothing was proven"))
     failures.extend(_check_failures(report, allow_skip, allow_list, notes))
     failures.extend(_latency_failures(report))
-    failures.extend(_capacity_failures(report))
+    failures.extend(_capacity_failures(report, notes))
     comparisons: list[Comparison] = []
     if baseline is not None:
         comparisons, regressions = _regressions(report, baseline, max_regression, notes, min_change_ms)
@@ -279,8 +331,17 @@ def gate(
     )
 
 
-# Failures that make the evidence unusable, whatever the checks say: the first line says REFUSED and why.
-INCOMPLETE_KINDS = ("interrupted", "partial", "tampered", "unfinished", "empty")
+# Failures that make the evidence unusable, whatever the checks say: the first line says REFUSED and why,
+# the first kind of this list found deciding the wording.
+REFUSAL_KINDS = {
+    "unsigned": "unverified evidence",
+    "tampered": "contradictory evidence",
+    "interrupted": "incomplete evidence",
+    "partial": "incomplete evidence",
+    "unfinished": "incomplete evidence",
+    "empty": "incomplete evidence",
+    "cleanup": "the run left the cluster changed",
+}
 
 # A table row stays one line: check reasons can hold whole pytest failure reports.
 DETAIL_WIDTH = 200
@@ -310,8 +371,9 @@ def format_verdict(verdict: GateVerdict, report_name: str) -> str:
             f"REFUSED: {report_name} is evidence from a SIMULATED CLUSTER, which cannot release anything "
             f"(--allow-simulated judges it anyway); {problems}"
         )
-    elif (incomplete := next((f for f in verdict.failures if f.kind in INCOMPLETE_KINDS), None)) is not None:
-        first = f"REFUSED: {report_name}: incomplete evidence: {one_line(incomplete.detail)}; {problems}"
+    elif (incomplete := next((f for kind in REFUSAL_KINDS for f in verdict.failures if f.kind == kind),
+                             None)) is not None:
+        first = f"REFUSED: {report_name}: {REFUSAL_KINDS[incomplete.kind]}: {one_line(incomplete.detail)}; {problems}"
     elif verdict.passed:
         first = f"PASS: {report_name}"
     else:

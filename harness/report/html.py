@@ -105,7 +105,8 @@ def capacity_plot_png(entry: CapacityEntry) -> bytes:
     limit = entry.slo.get("p99_ms") or entry.slo.get("p95_ms") or entry.slo.get("p50_ms")
     if limit:
         ax.axhline(limit, linestyle="--", color="grey", label=f"SLO {limit:g} ms")
-    if entry.capacity_rps > 0:
+    # A sweep that never missed the SLO found no capacity, only a lower bound: no line marks one.
+    if entry.capacity_rps > 0 and entry.bounded:
         ax.axvline(entry.capacity_rps, linestyle=":", color="black", label=f"capacity {entry.capacity_rps:.1f}/s")
     if steps and all(s.latency_ms.get("p50", 0.0) > 0 for s in steps):
         ax.set_yscale("log")
@@ -139,8 +140,10 @@ def _capacity(report: RunReport) -> str:
     out = []
     for entry in report.capacity:
         slo = ", ".join(f"{k} {v:g}" for k, v in entry.slo.items() if v is not None)
+        capacity = (f"<b>{entry.capacity_rps:.1f} req/s</b>" if entry.bounded else
+                    f"&ge; {entry.capacity_rps:.1f} req/s (not bounded within the budget: no step missed the SLO)")
         head = (f"<p><b>{_e(entry.model)}</b> ({_e(entry.protocol)}, server {_e(entry.server or '-')}, node "
-                f"{_e(entry.node or '-')}): capacity at SLO ({_e(slo)}) <b>{entry.capacity_rps:.1f} req/s</b>; "
+                f"{_e(entry.node or '-')}): capacity at SLO ({_e(slo)}) {capacity}; "
                 f"{_e(entry.stop_reason)}; {len(entry.steps)} steps in {entry.elapsed_s:.1f} s"
                 + ("" if entry.complete else f"; INCOMPLETE: {_e(entry.failure)}") + "</p>")
         rows, classes = [], []
@@ -150,12 +153,13 @@ def _capacity(report: RunReport) -> str:
                 _td(i, True), _td(st.phase), _td(f"{st.offered_rate_rps:.1f}", True),
                 _td(f"{st.achieved_rate_rps:.1f}", True),
                 *[_td(f"{st.latency_ms.get(k, 0.0):.2f}", True) for k in ("p50", "p95", "p99")],
-                _td(f"{st.error_rate:.2%}", True), _td(f"{st.goodput_fraction:.1%}", True),
+                _td(f"{st.error_rate:.2%}", True), _td(f"{st.late_send_fraction:.1%}", True),
+                _td(f"{st.goodput_fraction:.1%}", True),
                 _td(f"{st.goodput_rps:.1f}", True), _td(_telemetry_text(st.telemetry)),
                 _td("meets SLO" if st.meets_slo else "; ".join(st.reasons)),
             ])
         table = _table(["step", "phase", "offered rps", "achieved rps", "p50 ms", "p95 ms", "p99 ms", "errors",
-                        "goodput", "goodput rps", "GPU telemetry", "verdict"], rows, classes)
+                        "late sends", "goodput", "goodput rps", "GPU telemetry", "verdict"], rows, classes)
         png = base64.b64encode(capacity_plot_png(entry)).decode("ascii")
         out.append(f'{head}{table}<p><img alt="latency against offered rate" src="data:image/png;base64,{png}"></p>')
     return "".join(out)

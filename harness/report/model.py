@@ -264,7 +264,11 @@ def parse_report(data: Any, source: str) -> RunReport:
 
 
 # Reports carry latency curves and per-check details: tens of MB at most, a dozen levels of nesting.
-MAX_REPORT_BYTES = 256 * 1024 * 1024
+# Reading one costs memory in proportion to its values, not its bytes (a Python dict for `{}` is 30x
+# its two bytes): the value count is capped as well, before parsing, so reading stays within a bound
+# proportional to these caps (docs/report.md, "Reading reports": about 1 GiB at both caps).
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+MAX_REPORT_VALUES = 4_000_000
 MAX_REPORT_DEPTH = 32
 
 
@@ -275,6 +279,46 @@ def _no_constant(name: str) -> Any:
 
 class _NonFinite(ValueError):
     pass
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys: an edit could hide a verdict behind another one.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def value_count_bound(text: str) -> int:
+    """An upper bound on the number of JSON values in `text`, counted without parsing it: every value
+    but the first follows a ',' or ':' or opens with '[' / '{' (these characters inside strings only
+    make the bound larger)."""
+    return 1 + sum(text.count(c) for c in ",:[{")
+
+
+def _surrogate(data: Any) -> str | None:
+    """The first string (or key) holding a lone surrogate (`\\ud800` escapes decode to one): such text
+    cannot be printed or written as UTF-8."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("ascii")[:60]
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None
 
 
 def json_depth(data: Any) -> int:
@@ -298,8 +342,15 @@ def load_report(path: str | Path) -> RunReport:
     p = Path(path)
     # A regular UTF-8 file of bounded size (a FIFO or /dev/zero as --report must not hang the gate).
     text = read_text(p, "report file", limit=MAX_REPORT_BYTES)
+    values = value_count_bound(text)
+    if values > MAX_REPORT_VALUES:
+        raise UsageError(f"{p}: holds up to {values} JSON values; a report has at most {MAX_REPORT_VALUES} "
+                         "(reading more would take memory out of proportion to the file)")
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise UsageError(f"{p}: duplicate key {json.dumps(str(exc))} in one JSON object; a report names "
+                         "each field once (JSON readers disagree on which copy counts)") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{p}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except _NonFinite as exc:
@@ -310,6 +361,9 @@ def load_report(path: str | Path) -> RunReport:
     depth = json_depth(data)
     if depth > MAX_REPORT_DEPTH:
         raise UsageError(f"{p}: JSON nested {depth} levels deep; a report is at most {MAX_REPORT_DEPTH} levels deep")
+    if "\\u" in text and (bad := _surrogate(data)) is not None:
+        raise UsageError(f"{p}: a string holds a lone UTF-16 surrogate ({json.dumps(bad)}); a report is Unicode "
+                         "text, and this cannot be printed or written")
     return parse_report(data, str(p))
 
 

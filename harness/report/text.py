@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from harness.report.model import RunReport
 from harness.report.tally import counts_line, proved
 
 SIMULATED_BANNER = "SIMULATED CLUSTER"
+
+# What a terminal would act on: C0 controls but newline and tab, DEL, C1 controls (ESC/CSI/OSC start
+# terminal sequences), Unicode bidi overrides that reorder what is shown, lone surrogates.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal or CI log: every control character shown as a visible escape."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii")
+                            if not 0xD800 <= ord(m.group()) <= 0xDFFF else f"\\u{ord(m.group()):04x}", text)
 
 
 def headline(report: RunReport) -> str:
@@ -13,7 +25,9 @@ def headline(report: RunReport) -> str:
     c = report.counts()
     verdict = "FAILED" if c["fail"] or c["error"] else "passed"
     if report.interrupted:
-        verdict = f"INTERRUPTED ({report.interrupted_reason or 'stopped early'}), {verdict}"
+        # Never "passed": what ran may all have passed, but the run did not finish.
+        verdict = f"INTERRUPTED ({report.interrupted_reason or 'stopped early'})" + (
+            ", FAILED" if verdict == "FAILED" else ", not a pass")
     where: str = report.provider
     if report.rehearsal is not None:
         where = f"{report.provider}, rehearsal of the {report.rehearsal.provider} profile"
