@@ -19,6 +19,7 @@ from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
 from harness.lint.podspec import (
     containers,
     gpu_counts,
+    gpu_resource_names,
     has_selection,
     requests_gpu,
     selects_node,
@@ -145,16 +146,19 @@ def gpu_requests_equal_limits(ctx: Context) -> Iterator[Finding]:
     pods += [(d, d.spec.get("podSpec") or {}, "spec.podSpec") for d in ctx.of_kind("ServerConfig")]
     for doc, pod, path in pods:
         for _, c in containers(pod):
-            req, lim = gpu_counts(c, ctx.resource)
-            if req is None and lim is None:
-                continue
-            if req is not None and lim is not None and req == lim:
-                continue
-            yield _finding(
-                "GPU001", "error", doc, f"{path}.containers[{c.get('name')}].resources",
-                f"{ctx.resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
-                "requests == limits (a Server's StatefulSet is rejected and StatefulSetOrDeploymentReady goes False)",
-            )
+            # Every GPU resource counts: whole GPUs, shared replicas, MIG devices (harness/k8s/sharing.py).
+            for resource in gpu_resource_names(c, ctx.resource):
+                req, lim = gpu_counts(c, resource)
+                if req is None and lim is None:
+                    continue
+                if req is not None and lim is not None and req == lim:
+                    continue
+                yield _finding(
+                    "GPU001", "error", doc, f"{path}.containers[{c.get('name')}].resources",
+                    f"{resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
+                    "requests == limits (a Server's StatefulSet is rejected and "
+                    "StatefulSetOrDeploymentReady goes False)",
+                )
 
 
 @_rule("GPU002", "error", "GPU workload without a toleration for the GPU taint")
