@@ -18,6 +18,7 @@ from harness.gpu.result import allocated_uuids_from_env
 from harness.lifecycle import ClusterSession
 from harness.providers.kind import needed_host_gpus
 from harness.recording import TestRecorder
+from harness.render.gpu import probe_resource
 from harness.testapi import RunContext, Scope
 from harness.testing import finish_probe, free_gpus, start_probe
 
@@ -59,7 +60,7 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> No
 
 def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRecorder, run_context: Any,
                                                    host_gpu_inventory: Any) -> None:
-    nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
+    nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, probe_resource(scope.profile)) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
     verdicts: list[checks.Verdict] = []
@@ -77,7 +78,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
 
 
 def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecorder) -> None:
-    resource = scope.profile.gpu.resource_name
+    resource = probe_resource(scope.profile)
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
         pytest.skip("no GPU node has two free GPUs; give a GPU worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
@@ -89,7 +90,8 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
         obj, result = finish_probe(scope, pod)
         record.probe(obj, result, requested=1)
         results[pod] = result
-    verdicts = checks.check_disjoint(results, node=name)
+    # Time-sliced GPUs are shared on purpose: then the verdict reports who shares what (gpu.shared).
+    verdicts = checks.check_disjoint(results, node=name, shared=scope.profile.gpu.shared().shared)
     for pod, result in results.items():
         verdicts += checks.check_pod_visibility(result, 1, None, _product(node),
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
@@ -117,7 +119,7 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(scope: Scope, run_context:
     seen: set[str] = set()
     unavailable: list[str] = []
     for i, node in enumerate(_gpu_nodes(scope)):
-        gpus = free_gpus(scope.kube, node, scope.profile.gpu.resource_name)
+        gpus = free_gpus(scope.kube, node, probe_resource(scope.profile))
         name = f"host-{i}"
         if gpus > 0:
             start_probe(scope, name, node["metadata"]["name"], gpus=gpus)

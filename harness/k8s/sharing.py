@@ -205,24 +205,34 @@ def node_replicas(labels: Mapping[str, str], resource: str = GPU_RESOURCE) -> in
     return None
 
 
-def capacity_problems(node: Mapping[str, Any], sharing: Sharing, gpus: int) -> list[str]:
-    """Where the node's advertised GPU resources differ from `gpus` physical GPUs shared as `sharing`.
+def capacity_problems(node: Mapping[str, Any], sharing: Sharing) -> list[str]:
+    """Where a node's advertised GPU resources differ from its devices x the profile's replicas.
 
-    Empty when they agree. Each problem names the resource, what the node advertises and the product
-    expected (GPUs x MIG devices per GPU x replicas)."""
-    name = (node.get("metadata") or {}).get("name", "?")
+    The devices come from GFD's `<resource>.count` labels (GPUs, or MIG devices under `single`, or one
+    count per MIG profile under `mixed`); the node must advertise exactly `sharing.resources()`, each
+    count x `sharing.replicas`. Empty when they agree, else one line per resource naming what the node
+    advertises and the product expected."""
+    meta = node.get("metadata") or {}
+    name = meta.get("name", "?")
+    labels = meta.get("labels") or {}
     have = node_gpu_resources(node)
-    want = sharing.node_capacity(gpus)
     problems = []
-    for resource in sorted(set(have) | set(want)):
-        got, expected = have.get(resource, 0), want.get(resource, 0)
-        if got == expected:
+    for resource in sorted(set(have) | set(sharing.resources())):
+        base = resource.removesuffix(SHARED_SUFFIX)
+        count_text = str(labels.get(f"{base}.count", ""))
+        got = have.get(resource, 0)
+        if resource not in sharing.resources():
+            problems.append(f"node {name} advertises {got} {resource}, which gpu.sharing ({sharing.mode}) "
+                            f"does not use (expected {', '.join(sharing.resources())})")
             continue
-        per = sharing.per_gpu().get(resource, 0)
-        units = per // sharing.replicas if sharing.replicas else per
-        how = f"{gpus} GPU(s) x {units} device(s) x {sharing.replicas} replica(s)" if per else "nothing"
-        problems.append(f"node {name} advertises {got} {resource}, expected {expected} ({how}, "
-                        f"sharing {sharing.mode})")
+        if not count_text.isdigit():
+            problems.append(f"node {name} has no {base}.count label (gpu-feature-discovery), so its "
+                            f"{got} {resource} cannot be checked against {sharing.replicas} replica(s) per device")
+            continue
+        expected = int(count_text) * sharing.replicas
+        if got != expected:
+            problems.append(f"node {name} advertises {got} {resource}, expected {expected} "
+                            f"({base}.count {count_text} x {sharing.replicas} replica(s), gpu.sharing {sharing.mode})")
     return problems
 
 
