@@ -163,7 +163,7 @@ def _nvml_view(scope: Scope, name: str, node_name: str,
     if findings is not None:
         # It saw GPUs it never asked for: whoever can create a pod there can use them (never a pass).
         findings.append(gpu_isolation_finding(sorted(result.visible_uuids), node_name, profile.cluster.provider))
-    held = {d.uuid: sum(p.used_memory_bytes or 0 for p in d.compute_processes or ()) for d in result.devices}
+    held = checks.memory_held(result)
     return held, None, result
 
 

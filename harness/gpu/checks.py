@@ -271,6 +271,19 @@ def check_gpu_in_use(
     return [Verdict("gpu.in-use", ok, reason)]
 
 
+def memory_held(result: ProbeResult) -> dict[str, int]:
+    """Memory held by compute processes per device UUID; with MIG on, per MIG device as well (NVML lists
+    a MIG device's processes on the MIG device's own handle, not on its parent)."""
+    held: dict[str, int] = {}
+    for d in result.devices:
+        if d.uuid:
+            held[d.uuid] = sum(p.used_memory_bytes or 0 for p in d.compute_processes or ())
+        for mig in d.mig_devices:
+            if mig.uuid:
+                held[mig.uuid] = sum(p.used_memory_bytes or 0 for p in mig.compute_processes or ())
+    return held
+
+
 def check_host_matches_cluster(
     host_uuids: Set[str],
     cluster_uuids: Set[str],
