@@ -530,6 +530,11 @@ class Profile(Strict):
         if self.cluster.provider == "existing" and self.cluster.fake_gpus and not self.cluster.destructive:
             raise _FieldError("cluster.fake_gpus", "patches the capacity of nodes of a cluster the harness did not "
                               "create: set cluster.destructive: true as well to allow it")
+        for i, server in enumerate(self.servers):
+            if server.mig_profile is not None and (self.gpu.sharing.mig is None
+                                                   or self.gpu.sharing.mig.strategy != "mixed"):
+                raise _FieldError(f"servers[{i}].mig_profile", "requests nvidia.com/mig-<profile>, which only "
+                                  "the mixed MIG strategy advertises: set gpu.sharing.mig.strategy: mixed")
         gpu_nodes = sum(g.count for g in self.cluster.nodes.gpu_workers)
         if self.cluster.provider in ("sim", "kind"):
             for i, server in enumerate(self.servers):
@@ -555,11 +560,6 @@ class Profile(Strict):
                         f"server {server.name!r} asks for {server.gpus} {resource} per replica "
                         f"but no GPU worker has more than {max_gpus}",
                     )
-        for i, server in enumerate(self.servers):
-            if server.mig_profile is not None and (self.gpu.sharing.mig is None
-                                                   or self.gpu.sharing.mig.strategy != "mixed"):
-                raise _FieldError(f"servers[{i}].mig_profile", "requests nvidia.com/mig-<profile>, which only "
-                                  "the mixed MIG strategy advertises: set gpu.sharing.mig.strategy: mixed")
         for i, model in enumerate(self.models):
             if model.server is not None and model.server not in servers:
                 raise _FieldError(

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.config import DEFAULT_CAPABILITIES, Profile
 from harness.k8s.seldon import config_capabilities, merge_pod_spec, satisfies, server_capabilities
+from harness.k8s.sharing import container_gpu_resources, mig_profile_of_resource, offered
 from harness.k8s.taints import tolerates, toleration_matches
 from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
 from harness.lint.podspec import (
@@ -158,6 +159,27 @@ def gpu_requests_equal_limits(ctx: Context) -> Iterator[Finding]:
                     f"{resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
                     "requests == limits (a Server's StatefulSet is rejected and "
                     "StatefulSetOrDeploymentReady goes False)",
+                )
+
+
+@_rule("GPU008", "error", "GPU resource (MIG profile, shared replicas) that no node offers")
+def gpu_resource_offered(ctx: Context) -> Iterator[Finding]:
+    # Only where nodes are known to advertise GPUs: a profile's promised GPU workers or live nodes.
+    offers = offered(ctx.nodes)
+    if not offers:
+        return
+    what = "live node" if ctx.live else "node of the profile"
+    summary = "; ".join(f"{r} on {', '.join(sorted(n))}" for r, n in sorted(offers.items()))
+    for w in ctx.workloads:
+        for _, c in containers(w.pod):
+            for resource, (req, lim) in container_gpu_resources(c).items():
+                if resource in offers or not ((req or 0) > 0 or (lim or 0) > 0):
+                    continue
+                profile = mig_profile_of_resource(resource)
+                yield _finding(
+                    "GPU008", "error", w.doc, f"{w.path}.containers[{c.get('name')}].resources",
+                    f"requests {resource}" + (f" (MIG profile {profile})" if profile else "")
+                    + f", which no {what} offers; the nodes offer {summary}; pods stay Pending",
                 )
 
 
