@@ -64,6 +64,10 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
     verdicts: list[checks.Verdict] = []
+    sharing = scope.profile.gpu.shared()
+    if sharing.mode != "none":
+        # Shared GPUs: each GPU node advertises its devices x replicas (time-slicing, MIG; docs/gpu-sharing.md).
+        verdicts += [v for n in _gpu_nodes(scope) for v in checks.check_shared_capacity(n, sharing)]
     for i, node in enumerate(nodes):
         start_probe(scope, f"probe-{i}", node["metadata"]["name"], gpus=1)
     for i, node in enumerate(nodes):
@@ -95,6 +99,9 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
     for pod, result in results.items():
         verdicts += checks.check_pod_visibility(result, 1, None, _product(node),
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
+    # MIG: each pod sees exactly its MIG device; the product label carries the MIG profile or -SHARED.
+    verdicts += checks.check_sharing(results, 1, node["metadata"].get("labels") or {},
+                                     scope.profile.gpu.shared(), node=name)
     _assert_verdicts(verdicts, record)
 
 

@@ -100,7 +100,7 @@ CASES = {
     # offers, is refused with one line before anything runs (tests/test_gpu_sharing.py).
     "mig_second_slice": ("suites/test_gpu_visibility.py::test_each_probe_sees_exactly_its_allocated_gpu", [
         "requested 1 GPU(s) and sees 2: {MIG-"]),
-    "timeslice_capacity": ("suites/test_gpu_sharing.py::test_gpu_nodes_advertise_their_devices_times_replicas", [
+    "timeslice_capacity": ("suites/test_gpu_visibility.py::test_each_probe_sees_exactly_its_allocated_gpu", [
         "node neg-gpu-worker advertises 4 nvidia.com/gpu, expected 8 (nvidia.com/gpu.count 2 x 4 replica(s)"]),
     "model_requirement_missing": ("suites/test_placement.py", [
         "model/seldon-mesh/iris-gpu: landed on server=mlserver-cpu, expected server=mlserver-gpu",

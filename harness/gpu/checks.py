@@ -408,3 +408,19 @@ def check_shared_capacity(node: Mapping[str, Any], sharing: Sharing) -> list[Ver
     have = ", ".join(f"{k}={v}" for k, v in node_gpu_resources(node).items()) or "no GPU resource"
     reason = f"node {name} advertises {have} (gpu.sharing {sharing.mode})"
     return [Verdict("gpu.shared-capacity", not problems, reason + "".join(f"; {p}" for p in problems))]
+
+
+def check_sharing(results_by_pod: Mapping[str, ProbeResult], requested: int, labels: Mapping[str, str],
+                  sharing: Sharing, *, node: str | None = None) -> list[Verdict]:
+    """What gpu.sharing adds to the visibility of probes on one node: under MIG each pod sees exactly
+    its MIG device(s), and the node's product label(s) carry the MIG profile / `-SHARED` as GFD writes
+    them from the NVML names seen. Nothing when the GPUs are not shared (the plain checks hold)."""
+    if sharing.mode == "none":
+        return []
+    verdicts: list[Verdict] = []
+    for pod, result in sorted(results_by_pod.items()):
+        where = f"{node or '?'} ({pod})"
+        if sharing.mig:
+            verdicts += check_mig_devices(result, requested, node=where)
+        verdicts += check_sharing_product(result, labels, sharing, node=where)
+    return verdicts

@@ -24,6 +24,7 @@ from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
 from harness.providers import common
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
+from harness.providers.sharing import host_mig_check
 from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE, preloads_probe_image
 
 Obj = dict[str, Any]
@@ -286,6 +287,9 @@ class KindProvider:
                                f"cluster.nodes.gpu_workers counts/gpus or run on a bigger machine"))
         else:
             out.append(PreflightCheck("host.gpus", True, f"NVML sees {len(uuids)} GPU(s); the profile needs {need}"))
+        mig = host_mig_check(self.profile, *host.nvml()) if self.profile.gpu.sharing.mig is not None else None
+        if mig is not None:
+            out.append(mig)
         if self.runner.which("nvidia-ctk") is None:
             out.append(PreflightCheck("host.nvidia-ctk", False,
                                "nvidia-ctk not found on PATH: install the NVIDIA container toolkit on the host "

@@ -9,6 +9,7 @@ import yaml
 from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
+from harness.k8s.sharing import REPLICAS_LABEL, SHARING_STRATEGY_LABEL
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 # nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.
@@ -26,6 +27,14 @@ def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
         "nvidia.com/gpu.count": str(group.gpus),
         "nvidia.com/gpu.memory": str(group.memory_mib),
     }
+    # Time-slicing: what gpu-feature-discovery would add (harness/k8s/sharing.py), so the checks of
+    # capacity (count x replicas) hold the kind lane to the same rule.
+    sharing = profile.gpu.shared()
+    if sharing.shared:
+        labels[REPLICAS_LABEL] = str(sharing.replicas)
+        labels[SHARING_STRATEGY_LABEL] = "time-slicing"
+        if not sharing.rename:
+            labels["nvidia.com/gpu.product"] = f"{group.product}-SHARED"
     return labels
 
 
