@@ -305,3 +305,34 @@ def test_seed_product_label_is_accepted_when_nvml_names_the_gpu_without_the_nvid
     unshared = copy.deepcopy(labels)
     unshared["nvidia.com/gpu.product"] = "A100-SXM4-40GB-MIG-1g.5gb"
     assert not checks.check_sharing_product(old_driver, unshared, SINGLE_SHARED)[0].ok
+
+
+# --- kind preflight and the report ----------------------------------------------------------------------------
+
+
+def test_kind_preflight_says_in_one_line_when_the_host_has_no_mig() -> None:
+    from harness.providers.sharing import host_mig_check
+
+    mig = _profile({"mig": {"strategy": "single", "profiles": ["1g.5gb"]}})
+    h200 = parse_probe_output((ROOT / "tests/fixtures/nvml/synthetic-2xH200-550.54.15.json").read_text(), "host")
+    assert host_mig_check(_profile({"time_slicing": {"replicas": 2}}), h200, "") is None
+    refused = host_mig_check(mig, h200, "")
+    assert refused is not None and not refused.ok and "\n" not in refused.message
+    assert "needs MIG-capable GPUs with MIG mode on and MIG devices created" in refused.message
+    ok = host_mig_check(mig, _mig_result(), "")
+    assert ok is not None and ok.ok, ok
+    unusable = host_mig_check(mig, None, "NVML library not found")
+    assert unusable is not None and not unusable.ok and "NVML library not found" in unusable.message
+
+
+def test_report_inventory_shows_slices_and_replicas() -> None:
+    from harness.report.html import _probe_sees, _sharing_text
+
+    labels = make_node("n", gpus=2, gpu_product="NVIDIA-A100-SXM4-40GB", sharing=MIXED)["metadata"]["labels"]
+    text = _sharing_text(labels, {"nvidia.com/mig-1g.5gb": "4", "nvidia.com/mig-3g.20gb": "2", "cpu": "4"})
+    assert text == "nvidia.com/mig-1g.5gb=4 (4 device(s)); nvidia.com/mig-3g.20gb=2 (2 device(s)); MIG mixed"
+    shared = make_node("m", gpus=1, sharing=Sharing(replicas=4))["metadata"]["labels"]
+    assert _sharing_text(shared, {"nvidia.com/gpu": "4"}) == "nvidia.com/gpu=4 (1 device(s) x 4 replicas)"
+    doc = json.loads(MIG_FIXTURE.read_text())
+    assert _probe_sees(doc) == [
+        "MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f (on GPU-7f3e2d1c-0b9a-4877-a665-5a4b3c2d1e0f)"]

@@ -263,7 +263,7 @@ def _sharing_text(labels: dict[str, str], allocatable: dict[str, str]) -> str:
         detail = [f"{devices} device(s)"] if devices else []
         if replicas and replicas not in ("0", "1"):
             detail.append(f"x {replicas} replicas")
-        parts.append(f"{name}={units:g}" + (f" ({' '.join(detail)})" if detail else ""))
+        parts.append(f"{name}={int(units)}" + (f" ({' '.join(detail)})" if detail else ""))
     strategy = labels.get("nvidia.com/mig.strategy")
     if strategy:
         parts.append(f"MIG {strategy}")
