@@ -336,3 +336,17 @@ def test_report_inventory_shows_slices_and_replicas() -> None:
     doc = json.loads(MIG_FIXTURE.read_text())
     assert _probe_sees(doc) == [
         "MIG-1c2d3e4f-5a6b-5c7d-8e9f-0a1b2c3d4e5f (on GPU-7f3e2d1c-0b9a-4877-a665-5a4b3c2d1e0f)"]
+
+
+def test_gke_time_sharing_capacity_uses_gke_labels() -> None:
+    # cloud.google.com/kubernetes-engine/docs/concepts/timesharing-gpus: the two node labels; the resource
+    # stays nvidia.com/gpu. GPUs per node from the seed's gke-accelerator-count (unverified: docs/gpu-sharing.md).
+    gke = Sharing(replicas=3, platform="gke")
+    node = {"metadata": {"name": "g", "labels": {
+        "cloud.google.com/gke-gpu-sharing-strategy": "time-sharing",
+        "cloud.google.com/gke-max-shared-clients-per-gpu": "3", "cloud.google.com/gke-accelerator-count": "2"}},
+        "status": {"allocatable": {"nvidia.com/gpu": "6"}}}
+    assert capacity_problems(node, gke) == []
+    node["metadata"]["labels"]["cloud.google.com/gke-max-shared-clients-per-gpu"] = "2"
+    assert "expected 'time-sharing' and '3'" in capacity_problems(node, gke)[0]
+    assert device_plugin_config(_profile({"platform": "gke", "time_slicing": {"replicas": 3}})) is None

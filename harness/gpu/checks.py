@@ -181,6 +181,19 @@ def check_pod_visibility(
     return verdicts
 
 
+def _pair_evidence(results_by_pod: Mapping[str, ProbeResult], what: str) -> tuple[str, list[str]]:
+    """(what each pod saw, why that is no evidence): fewer than two pods, or a pod that saw no GPU."""
+    pods = sorted(results_by_pod)
+    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
+    problems = []
+    if len(pods) < 2:
+        problems.append(f"{len(pods)} pod(s): {what} needs two")
+    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
+    if blind:
+        problems.append("no GPU seen by " + ", ".join(blind))
+    return seen, problems
+
+
 def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None,
                    shared: bool = False) -> list[Verdict]:
     """Pods on one node must get disjoint GPUs (or MIG devices): one verdict naming every overlapping
@@ -195,14 +208,8 @@ def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | Non
             common = results_by_pod[a].visible_uuids & results_by_pod[b].visible_uuids
             if common:
                 overlaps.append(f"{a} and {b} share {_fmt(common)}")
-    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
+    seen, problems = _pair_evidence(results_by_pod, "disjointness")
     reason = f"pods on node {node or '?'}: {seen or 'none'}"
-    problems = []
-    if len(pods) < 2:
-        problems.append(f"{len(pods)} pod(s): disjointness needs two")
-    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
-    if blind:
-        problems.append("no GPU seen by " + ", ".join(blind))
     if overlaps:
         problems.append("overlap: " + "; ".join(overlaps))
     return [Verdict("gpu.disjoint", not problems, reason + "".join(f"; {p}" for p in problems))]
@@ -390,13 +397,7 @@ def check_shared(results_by_pod: Mapping[str, ProbeResult], *, node: str | None 
         for uuid in sorted(results_by_pod[pod].visible_uuids):
             holders.setdefault(uuid, []).append(pod)
     shared = [f"{uuid} shared by {', '.join(who)}" for uuid, who in sorted(holders.items()) if len(who) > 1]
-    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
-    problems = []
-    if len(pods) < 2:
-        problems.append(f"{len(pods)} pod(s): sharing needs two")
-    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
-    if blind:
-        problems.append("no GPU seen by " + ", ".join(blind))
+    seen, problems = _pair_evidence(results_by_pod, "sharing")
     reason = f"pods on node {node or '?'}: {seen or 'none'}; " + ("; ".join(shared) or "no UUID shared")
     return [Verdict("gpu.shared", not problems, reason + "".join(f"; {p}" for p in problems))]
 

@@ -50,9 +50,11 @@ SHARING_STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"
 MIG_CAPABLE_LABEL = "nvidia.com/mig.capable"
 
-GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 GKE_SHARING_STRATEGY_LABEL = "cloud.google.com/gke-gpu-sharing-strategy"
 GKE_MAX_SHARED_CLIENTS_LABEL = "cloud.google.com/gke-max-shared-clients-per-gpu"
+# The seed's label for GPUs per GKE node; not found in Google's documentation (docs/gpu-sharing.md), so
+# it is read only on platform gke where no GFD count label exists, and named wherever it is used.
+GKE_ACCELERATOR_COUNT_LABEL = "cloud.google.com/gke-accelerator-count"
 
 # A MIG profile as it appears in a resource name: "1g.5gb", "1g.10gb.me" (NVML's "+me" with "." for "+").
 _MIG_PROFILE = re.compile(r"^[1-8]g\.[0-9]+gb(\.me)?$")
@@ -185,15 +187,6 @@ def product_label_for(sharing: Sharing, model: str, mig_profile: str | None = No
     return gfd_product(model, shared=shared)
 
 
-def sharing_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    """The node labels that say how its GPUs are shared (GFD's and GKE's), for reports and messages."""
-    keys = (MIG_STRATEGY_LABEL, REPLICAS_LABEL, SHARING_STRATEGY_LABEL, GKE_SHARING_STRATEGY_LABEL,
-            GKE_MAX_SHARED_CLIENTS_LABEL)
-    out = {k: str(labels[k]) for k in keys if k in labels}
-    out.update({str(k): str(v) for k, v in labels.items() if str(k).startswith(MIG_RESOURCE_PREFIX)})
-    return dict(sorted(out.items()))
-
-
 def node_replicas(labels: Mapping[str, str], resource: str = GPU_RESOURCE) -> int | None:
     """Replicas per device the node says it advertises (GFD's `<resource>.replicas`, GKE's max shared
     clients), None when no label says."""
@@ -217,22 +210,32 @@ def capacity_problems(node: Mapping[str, Any], sharing: Sharing) -> list[str]:
     labels = meta.get("labels") or {}
     have = node_gpu_resources(node)
     problems = []
+    if sharing.platform == "gke" and sharing.shared:
+        # GKE's time-sharing labels (cloud.google.com/kubernetes-engine/docs/concepts/timesharing-gpus).
+        strategy, clients = labels.get(GKE_SHARING_STRATEGY_LABEL), labels.get(GKE_MAX_SHARED_CLIENTS_LABEL)
+        if strategy != "time-sharing" or clients != str(sharing.replicas):
+            problems.append(f"node {name} has {GKE_SHARING_STRATEGY_LABEL}={strategy!r}, "
+                            f"{GKE_MAX_SHARED_CLIENTS_LABEL}={clients!r}; expected 'time-sharing' and "
+                            f"'{sharing.replicas}'")
     for resource in sorted(set(have) | set(sharing.resources())):
         base = resource.removesuffix(SHARED_SUFFIX)
-        count_text = str(labels.get(f"{base}.count", ""))
+        count_key = f"{base}.count"
+        if sharing.platform == "gke" and count_key not in labels and GKE_ACCELERATOR_COUNT_LABEL in labels:
+            count_key = GKE_ACCELERATOR_COUNT_LABEL
+        count_text = str(labels.get(count_key, ""))
         got = have.get(resource, 0)
         if resource not in sharing.resources():
             problems.append(f"node {name} advertises {got} {resource}, which gpu.sharing ({sharing.mode}) "
                             f"does not use (expected {', '.join(sharing.resources())})")
             continue
         if not count_text.isdigit():
-            problems.append(f"node {name} has no {base}.count label (gpu-feature-discovery), so its "
+            problems.append(f"node {name} has no {count_key} label (gpu-feature-discovery), so its "
                             f"{got} {resource} cannot be checked against {sharing.replicas} replica(s) per device")
             continue
         expected = int(count_text) * sharing.replicas
         if got != expected:
             problems.append(f"node {name} advertises {got} {resource}, expected {expected} "
-                            f"({base}.count {count_text} x {sharing.replicas} replica(s), gpu.sharing {sharing.mode})")
+                            f"({count_key} {count_text} x {sharing.replicas} replica(s), gpu.sharing {sharing.mode})")
     return problems
 
 

@@ -14,7 +14,7 @@ import math
 from html import escape
 from typing import Any
 
-from harness.k8s.sharing import gpu_resources
+from harness.k8s.sharing import gpu_resources, node_replicas
 from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
 from harness.report.tally import Tally, proved, tally
 from harness.report.text import SIMULATED_BANNER, headline
@@ -259,9 +259,9 @@ def _sharing_text(labels: dict[str, str], allocatable: dict[str, str]) -> str:
     for name, units in sorted(resources.items()):
         base = name.removesuffix(".shared")
         devices = labels.get(f"{base}.count")
-        replicas = labels.get(f"{base}.replicas") or labels.get("cloud.google.com/gke-max-shared-clients-per-gpu")
+        replicas = node_replicas(labels, name)
         detail = [f"{devices} device(s)"] if devices else []
-        if replicas and replicas not in ("0", "1"):
+        if replicas is not None and replicas > 1:
             detail.append(f"x {replicas} replicas")
         parts.append(f"{name}={int(units)}" + (f" ({' '.join(detail)})" if detail else ""))
     strategy = labels.get("nvidia.com/mig.strategy")
