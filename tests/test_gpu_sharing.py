@@ -350,3 +350,15 @@ def test_gke_time_sharing_capacity_uses_gke_labels() -> None:
     node["metadata"]["labels"]["cloud.google.com/gke-max-shared-clients-per-gpu"] = "2"
     assert "expected 'time-sharing' and '3'" in capacity_problems(node, gke)[0]
     assert device_plugin_config(_profile({"platform": "gke", "time_slicing": {"replicas": 3}})) is None
+
+
+def test_kind_labels_its_shared_gpu_workers_as_gfd_would() -> None:
+    from harness.render.kind import gpu_node_labels
+
+    p = _profile({"time_slicing": {"replicas": 4}})
+    labels = gpu_node_labels(p, p.cluster.nodes.gpu_workers[0])
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H200-SHARED" and labels["nvidia.com/gpu.replicas"] == "4"
+    node = {"metadata": {"name": "w", "labels": labels}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
+    assert capacity_problems(node, p.gpu.shared()) == []
+    plain = parse_profile({})
+    assert "nvidia.com/gpu.replicas" not in gpu_node_labels(plain, plain.cluster.nodes.gpu_workers[0])

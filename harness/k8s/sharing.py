@@ -31,7 +31,7 @@ This module imports nothing else of the harness; `harness.config.Gpu.shared()` t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -185,6 +185,42 @@ def product_label_for(sharing: Sharing, model: str, mig_profile: str | None = No
     if sharing.mig and mig_profile:
         return gfd_product(model, "MIG", mig_profile, shared=shared)
     return gfd_product(model, shared=shared)
+
+
+def mig_memory_mib(profile: str) -> int:
+    """A MIG device's memory from its profile name ("1g.5gb" -> 5 GiB): an approximation (NVML reports a
+    little less), used where no GFD label says."""
+    match = re.match(r"^\d+g\.(\d+)gb", profile)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def gfd_labels(model: str, gpus: int, memory_mib: int, sharing: Sharing,
+               mig_profiles: Sequence[str] = ()) -> dict[str, str]:
+    """The GPU labels GFD writes for `gpus` GPUs that NVML names `model`, each with `mig_profiles` MIG
+    devices (empty: MIG off), under a device plugin config `sharing` (internal/lm/resource.go,
+    mig-strategy.go): MIG devices are labelled only under `single`/`mixed` on MIG-enabled GPUs."""
+    strategy = sharing.mig_strategy if mig_profiles else "none"
+    shared = sharing.shared and not sharing.rename
+    replicas, how = str(sharing.replicas), ("time-slicing" if sharing.shared else "none")
+    labels = {MIG_CAPABLE_LABEL: "true" if mig_profiles else "false"}
+    if strategy == "none":
+        labels.update({PRODUCT_LABEL: gfd_product(model, shared=shared), COUNT_LABEL: str(gpus),
+                       MEMORY_LABEL: str(memory_mib), REPLICAS_LABEL: replicas, SHARING_STRATEGY_LABEL: how})
+    elif strategy == "single":
+        labels.update({PRODUCT_LABEL: gfd_product(model, "MIG", mig_profiles[0], shared=shared),
+                       COUNT_LABEL: str(gpus * len(mig_profiles)), MEMORY_LABEL: str(mig_memory_mib(mig_profiles[0])),
+                       REPLICAS_LABEL: replicas, SHARING_STRATEGY_LABEL: how, MIG_STRATEGY_LABEL: "single"})
+    else:
+        # Full-GPU labels without sharing for MIG-enabled GPUs (replicas 0), then one set per MIG profile.
+        labels.update({PRODUCT_LABEL: gfd_product(model), COUNT_LABEL: str(gpus), MEMORY_LABEL: str(memory_mib),
+                       REPLICAS_LABEL: "0", SHARING_STRATEGY_LABEL: "none", MIG_STRATEGY_LABEL: "mixed"})
+        for profile in dict.fromkeys(mig_profiles):
+            base = mig_resource(profile)
+            labels.update({f"{base}.product": gfd_product(model, "MIG", profile, shared=shared),
+                           f"{base}.count": str(gpus * list(mig_profiles).count(profile)),
+                           f"{base}.memory": str(mig_memory_mib(profile)), f"{base}.replicas": replicas,
+                           f"{base}.sharing-strategy": how})
+    return labels
 
 
 def node_replicas(labels: Mapping[str, str], resource: str = GPU_RESOURCE) -> int | None:

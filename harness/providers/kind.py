@@ -399,7 +399,9 @@ class KindProvider:
                 problems.append(f"GPU worker {w.node} lacks the taint {taint} (the kind config's kubeadm patch "
                                 f"did not apply)")
             if self.fake_gpus:
-                guard.set_extended_capacity(w.node, self.profile.gpu.resource_name, w.gpus)
+                # What the device plugin would advertise for these GPUs under gpu.sharing (replicas, MIG).
+                for resource, units in self.profile.gpu.shared().node_capacity(w.gpus).items():
+                    guard.set_extended_capacity(w.node, resource, units)
         return problems
 
     # --- GPU stack ----------------------------------------------------------------------

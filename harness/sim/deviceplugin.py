@@ -26,17 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.k8s.sharing import (
-    COUNT_LABEL,
     GPU_RESOURCE,
-    MEMORY_LABEL,
-    MIG_CAPABLE_LABEL,
-    MIG_STRATEGY_LABEL,
-    PRODUCT_LABEL,
-    REPLICAS_LABEL,
-    SHARING_STRATEGY_LABEL,
     Sharing,
-    gfd_product,
+    gfd_labels,
     is_gpu_resource,
+    mig_memory_mib,
     mig_resource,
     shared_name,
 )
@@ -68,12 +62,6 @@ def mig_uuid(node_name: str, gpu: int, slot: int) -> str:
     return f"MIG-{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
-def profile_memory_mib(profile: str) -> int:
-    """A MIG device's memory from its profile name ("1g.5gb" -> 5 GiB): the sim's approximation."""
-    match = re.match(r"^\d+g\.(\d+)gb", profile)
-    return int(match.group(1)) * 1024 if match else 0
-
-
 def nvml_name(product: str) -> str:
     """The NVML device name the sim gives a GPU whose profile product (label form) is `product`."""
     return product.replace("-", " ")
@@ -81,7 +69,7 @@ def nvml_name(product: str) -> str:
 
 def mig_devices(node_name: str, gpu_uuids: list[str], profiles: Iterable[str]) -> list[MigDevice]:
     wanted = list(profiles)
-    return [MigDevice(mig_uuid(node_name, g, s), g, p, profile_memory_mib(p))
+    return [MigDevice(mig_uuid(node_name, g, s), g, p, mig_memory_mib(p))
             for g in range(len(gpu_uuids)) for s, p in enumerate(wanted)]
 
 
@@ -98,34 +86,18 @@ def advertise(node_name: str, gpu_uuids: list[str], product: str, memory_mib: in
     model = nvml_name(product)
     migs = mig_devices(node_name, gpu_uuids, hardware.mig_profiles if hardware.mig else ())
     strategy = plugin.mig_strategy if migs else "none"
-    shared = plugin.shared and not plugin.rename
-    sharing_strategy = "time-slicing" if plugin.shared else "none"
     devices: dict[str, list[str]] = {}
-    labels: dict[str, str] = {"nvidia.com/gpu.present": "true", MIG_CAPABLE_LABEL: "true" if migs else "false"}
+    rename = plugin.rename and plugin.shared
     if strategy == "none":
-        devices[shared_name(GPU_RESOURCE, plugin.rename and plugin.shared)] = _replicate(list(gpu_uuids), plugin)
-        labels.update({PRODUCT_LABEL: gfd_product(model, shared=shared), COUNT_LABEL: str(len(gpu_uuids)),
-                       MEMORY_LABEL: str(memory_mib), REPLICAS_LABEL: str(plugin.replicas),
-                       SHARING_STRATEGY_LABEL: sharing_strategy})
+        devices[shared_name(GPU_RESOURCE, rename)] = _replicate(list(gpu_uuids), plugin)
     elif strategy == "single":
-        devices[shared_name(GPU_RESOURCE, plugin.rename and plugin.shared)] = _replicate([m.uuid for m in migs], plugin)
-        labels.update({PRODUCT_LABEL: gfd_product(model, "MIG", migs[0].profile, shared=shared),
-                       COUNT_LABEL: str(len(migs)), MEMORY_LABEL: str(migs[0].memory_mib),
-                       REPLICAS_LABEL: str(plugin.replicas), SHARING_STRATEGY_LABEL: sharing_strategy,
-                       MIG_STRATEGY_LABEL: "single"})
+        devices[shared_name(GPU_RESOURCE, rename)] = _replicate([m.uuid for m in migs], plugin)
     else:
-        # Full-GPU labels without sharing for MIG-enabled GPUs (replicas 0), then one set per MIG profile.
-        labels.update({PRODUCT_LABEL: gfd_product(model), COUNT_LABEL: str(len(gpu_uuids)),
-                       MEMORY_LABEL: str(memory_mib), REPLICAS_LABEL: "0", SHARING_STRATEGY_LABEL: "none",
-                       MIG_STRATEGY_LABEL: "mixed"})
         for profile in dict.fromkeys(m.profile for m in migs):
-            of_profile = [m for m in migs if m.profile == profile]
-            base = mig_resource(profile)
-            devices[shared_name(base, plugin.rename and plugin.shared)] = _replicate([m.uuid for m in of_profile],
-                                                                                     plugin)
-            labels.update({f"{base}.product": gfd_product(model, "MIG", profile, shared=shared),
-                           f"{base}.count": str(len(of_profile)), f"{base}.memory": str(of_profile[0].memory_mib),
-                           f"{base}.replicas": str(plugin.replicas), f"{base}.sharing-strategy": sharing_strategy})
+            devices[shared_name(mig_resource(profile), rename)] = _replicate(
+                [m.uuid for m in migs if m.profile == profile], plugin)
+    labels = {"nvidia.com/gpu.present": "true",
+              **gfd_labels(model, len(gpu_uuids), memory_mib, plugin, hardware.mig_profiles if migs else ())}
     capacity = {name: str(len(ids)) for name, ids in devices.items()}
     annotations = {
         GPU_NAME_ANNOTATION: model,
