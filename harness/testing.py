@@ -8,7 +8,7 @@ import pytest
 
 from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
-from harness.k8s.gpu import node_resource_count, pod_resource_request
+from harness.k8s.gpu import free_units
 from harness.kube.stuck import StuckPods
 from harness.lifecycle import condition
 
@@ -57,11 +57,8 @@ def condition_text(obj: Obj | None, kind: str) -> str:
 def free_gpus(kube: Any, node: Obj, resource: str) -> int:
     """Allocatable units of exactly `resource` on `node` (GPUs, replicas or one MIG profile's devices:
     `harness.render.gpu.probe_resource` names the one probes request) minus what its live pods request."""
-    allocatable = node_resource_count(node, resource)
-    pods = kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}")
-    used = sum(pod_resource_request(p, resource) for p in pods
-               if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-    return allocatable - used
+    return free_units(node, kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}"),
+                      resource)
 
 
 def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,

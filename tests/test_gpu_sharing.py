@@ -362,3 +362,14 @@ def test_kind_labels_its_shared_gpu_workers_as_gfd_would() -> None:
     assert capacity_problems(node, p.gpu.shared()) == []
     plain = parse_profile({})
     assert "nvidia.com/gpu.replicas" not in gpu_node_labels(plain, plain.cluster.nodes.gpu_workers[0])
+
+
+def test_free_units_count_one_resource_exactly() -> None:
+    from harness.k8s.gpu import free_units
+
+    node = make_node("n", gpus=2, sharing=MIXED)
+    pods = [{"spec": {"containers": [{"resources": {"limits": {"nvidia.com/mig-1g.5gb": "1"}}}]},
+             "status": {"phase": phase}} for phase in ("Running", "Succeeded", "Pending")]
+    assert free_units(node, pods, "nvidia.com/mig-1g.5gb") == 2
+    assert free_units(node, pods, "nvidia.com/mig-3g.20gb") == 2
+    assert free_units(node, pods, "nvidia.com/gpu") == 0

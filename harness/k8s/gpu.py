@@ -95,6 +95,14 @@ def node_resource_count(node: Mapping[str, Any], resource: str) -> int:
     return 0
 
 
+def free_units(node: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], resource: str) -> int:
+    """Units of exactly `resource` the node advertises minus what its pods that have not terminated
+    request (whole GPUs, time-sliced replicas or one MIG profile's devices)."""
+    used = sum(pod_resource_request(p, resource) for p in pods
+               if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+    return node_resource_count(node, resource) - used
+
+
 def node_gpu_count(node: Mapping[str, Any], resource: str = GPU_RESOURCE) -> int:
     """GPU devices the node advertises (allocatable, else capacity: what the device plugin registered),
     summed over the NVIDIA GPU resources when `resource` is nvidia.com/gpu (replicas and MIG devices count)."""
