@@ -26,6 +26,7 @@ from pydantic import (
 
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_RESOURCE
+from harness.k8s.sharing import Sharing
 from harness.safeyaml import load_one, read_text
 
 # Kubernetes object names (RFC 1123 label: what Servers, Models, namespaces and pods need).
@@ -192,6 +193,64 @@ class DevicePlugin(Strict):
     namespace: str = "nvidia-device-plugin"
     # envvar (UUIDs in NVIDIA_VISIBLE_DEVICES) or volume-mounts (what nvkind needs).
     device_list_strategy: Literal["envvar", "volume-mounts"] = "volume-mounts"
+    # What the deployed plugin runs with where it differs from gpu.sharing, to rehearse a mismatch
+    # between the plugin's config and the GPUs (null: follow gpu.sharing).
+    mig_strategy: Literal["none", "single", "mixed"] | None = None
+    replicas: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
+class TimeSlicing(Strict):
+    """NVIDIA device plugin time-slicing (config `sharing.timeSlicing`, k8s-device-plugin v0.17.1)."""
+
+    # Each GPU (or MIG device) is advertised this many times; pods given replicas of one GPU share it.
+    replicas: Annotated[int, Field(ge=2, le=64)] = 2
+    # renameByDefault: advertise `nvidia.com/gpu.shared` (and keep the product label without -SHARED).
+    rename: bool = False
+    # failRequestsGreaterThanOne: a container asking for more than one replica is refused at Allocate.
+    fail_requests_greater_than_one: bool = False
+
+
+class Mig(Strict):
+    """MIG as the device plugin and gpu-feature-discovery expose it (`--mig-strategy`)."""
+
+    # single: every GPU of a node carries one MIG profile, advertised as `nvidia.com/gpu`;
+    # mixed: each MIG profile is its own resource, `nvidia.com/mig-<profile>`.
+    strategy: Literal["single", "mixed"] = "single"
+    # The MIG devices configured on each GPU of a GPU worker, by profile ("1g.5gb", "3g.20gb", ...).
+    profiles: Annotated[list[Annotated[str, Field(pattern=r"^[1-8]g\.[0-9]+gb(\.me)?$")]],
+                        Field(min_length=1, max_length=7)] = Field(default_factory=lambda: ["1g.5gb"])
+
+    @model_validator(mode="after")
+    def _uniform(self) -> Mig:
+        if self.strategy == "single" and len(set(self.profiles)) > 1:
+            raise ValueError("the single MIG strategy needs one MIG profile on every GPU (the device plugin "
+                             f"refuses 'more than one MIG device type present on node'), got {self.profiles}")
+        return self
+
+
+class GpuSharing(Strict):
+    """How GPUs are shared (docs/gpu-sharing.md): not at all, time-sliced, MIG, or MIG slices time-sliced."""
+
+    time_slicing: TimeSlicing | None = None
+    mig: Mig | None = None
+    # gke: GKE's own GPU sharing (its driver installer and device plugin, labels cloud.google.com/gke-*),
+    # where the harness renders no NVIDIA device plugin config; nvidia: the NVIDIA device plugin's config.
+    platform: Literal["nvidia", "gke"] = "nvidia"
+
+    @property
+    def mode(self) -> str:
+        """none, time-slicing, mig or mig+time-slicing."""
+        parts = [p for p, on in (("mig", self.mig), ("time-slicing", self.time_slicing)) if on is not None]
+        return "+".join(parts) or "none"
+
+    @model_validator(mode="after")
+    def _gke(self) -> GpuSharing:
+        if self.platform == "gke" and self.mig is not None and self.mig.strategy == "mixed":
+            raise ValueError("GKE exposes MIG partitions as nvidia.com/gpu (one partition size per node pool): "
+                             "use mig.strategy single with platform gke")
+        if self.platform == "gke" and self.time_slicing is not None and self.time_slicing.rename:
+            raise ValueError("GKE time-sharing keeps the resource name nvidia.com/gpu: rename is NVIDIA's option")
+        return self
 
 
 class Gpu(Strict):
@@ -216,6 +275,24 @@ class Gpu(Strict):
     # it); other clusters -> the RuntimeClass named `nvidia` or with handler `nvidia` if the cluster has
     # one (microk8s, k3s, RKE2 register it), else none.
     runtime_class: str | None = Field(default="detect", pattern=r"^(detect|[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)$")
+    # How the GPUs are shared (time-slicing, MIG); see GpuSharing.
+    sharing: GpuSharing = Field(default_factory=GpuSharing)
+
+    def shared(self, plugin: bool = False) -> Sharing:
+        """`gpu.sharing` as the k8s rules take it; `plugin=True`: what the deployed device plugin runs
+        with (gpu.device_plugin.mig_strategy / replicas override it to rehearse a mismatch)."""
+        s, ts = self.sharing, self.sharing.time_slicing
+        strategy = s.mig.strategy if s.mig is not None else "none"
+        replicas = ts.replicas if ts is not None else 1
+        if plugin:
+            strategy = self.device_plugin.mig_strategy or strategy
+            replicas = self.device_plugin.replicas or replicas
+        return Sharing(
+            mig_strategy=strategy, mig_profiles=tuple(s.mig.profiles) if s.mig is not None else (),
+            replicas=replicas, rename=bool(ts and ts.rename),
+            fail_requests_greater_than_one=bool(ts and ts.fail_requests_greater_than_one),
+            platform=s.platform, base_resource=self.resource_name,
+        )
 
 
 class Seldon(Strict):
@@ -260,6 +337,8 @@ class Server(Strict):
     # runtimeClassName; containers merged by name). For clusters that need more than the knobs
     # above, and for reproducing configuration mistakes on purpose: `lint` checks the result.
     pod_spec: dict[str, Any] | None = None
+    # Under the mixed MIG strategy: request `nvidia.com/mig-<profile>` (gpus of them) instead of nvidia.com/gpu.
+    mig_profile: str | None = Field(default=None, pattern=r"^[1-8]g\.[0-9]+gb(\.me)?$")
     # Assert that the server's process really holds memory on its GPU once a model is loaded.
     # Default: yes for Triton GPU servers (GPU models), no for MLServer (sklearn runs on the CPU).
     expect_gpu_use: bool | None = None
@@ -484,6 +563,11 @@ class Profile(Strict):
         if self.cluster.provider == "existing" and self.cluster.fake_gpus and not self.cluster.destructive:
             raise _FieldError("cluster.fake_gpus", "patches the capacity of nodes of a cluster the harness did not "
                               "create: set cluster.destructive: true as well to allow it")
+        for i, server in enumerate(self.servers):
+            if server.mig_profile is not None and (self.gpu.sharing.mig is None
+                                                   or self.gpu.sharing.mig.strategy != "mixed"):
+                raise _FieldError(f"servers[{i}].mig_profile", "requests nvidia.com/mig-<profile>, which only "
+                                  "the mixed MIG strategy advertises: set gpu.sharing.mig.strategy: mixed")
         gpu_nodes = sum(g.count for g in self.cluster.nodes.gpu_workers)
         if self.cluster.provider in ("sim", "kind"):
             for i, server in enumerate(self.servers):
@@ -492,11 +576,21 @@ class Profile(Strict):
                         f"servers[{i}].gpus",
                         f"server {server.name!r} asks for GPUs but cluster.nodes.gpu_workers has no nodes",
                     )
-                max_gpus = max((g.gpus for g in self.cluster.nodes.gpu_workers), default=0)
+                sharing = self.gpu.shared()
+                resource = sharing.resource_for(server.mig_profile)
+                offered = {r for g in self.cluster.nodes.gpu_workers for r in sharing.node_capacity(g.gpus)}
+                if server.on_gpu and resource not in offered:
+                    raise _FieldError(
+                        f"servers[{i}].mig_profile",
+                        f"server {server.name!r} asks for {resource}, which no GPU worker offers "
+                        f"(they offer {', '.join(sorted(offered)) or 'nothing'}; gpu.sharing {sharing.mode})",
+                    )
+                max_gpus = max((sharing.node_capacity(g.gpus).get(resource, 0)
+                                for g in self.cluster.nodes.gpu_workers), default=0)
                 if server.gpus > max_gpus:
                     raise _FieldError(
                         f"servers[{i}].gpus",
-                        f"server {server.name!r} asks for {server.gpus} GPUs per replica "
+                        f"server {server.name!r} asks for {server.gpus} {resource} per replica "
                         f"but no GPU worker has more than {max_gpus}",
                     )
         for i, model in enumerate(self.models):

@@ -7,6 +7,8 @@ Recording never fails a test: a recording error is kept as a note in the report 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -183,9 +185,14 @@ class Recorder:
             snapshot = session.snapshot()
             uuids = {}
             for node in snapshot.nodes:
-                raw = (node["metadata"].get("annotations") or {}).get("sim.harness.dev/gpu-uuids")
+                notes = node["metadata"].get("annotations") or {}
+                raw = notes.get("sim.harness.dev/gpu-uuids")
                 if raw:
                     uuids[node["metadata"]["name"]] = [u for u in raw.split(",") if u]
+                    # MIG devices of the simulated GPUs, so the inventory lists the slices too.
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        uuids[node["metadata"]["name"]] += [
+                            str(m["uuid"]) for m in json.loads(notes.get("sim.harness.dev/mig-devices") or "[]")]
             pool = self.profile.gpu.pool_label
             self.builder.set_nodes(snapshot.nodes, uuids, self.profile.gpu.resource_name, (pool.key, pool.value))
             from harness.checks.placement import placement_table

@@ -108,28 +108,36 @@ def simulated_host_inventory(nodes: list[dict[str, Any]], workdir: Path) -> tupl
 MAX_PLACEMENTS = 20_000
 
 
-def _server_pods(profile: Profile) -> list[int]:
-    """GPUs per GPU-Server pod, one entry per replica."""
-    return [s.gpus for s in profile.gpu_servers for _ in range(max(1, s.replicas))]
+def _server_pods(profile: Profile) -> list[tuple[str, int]]:
+    """(GPU resource, units) per GPU-Server pod, one entry per replica: whole GPUs, replicas or a MIG
+    profile's devices (gpu.sharing)."""
+    sharing = profile.gpu.shared()
+    return [(sharing.resource_for(s.mig_profile), s.gpus) for s in profile.gpu_servers
+            for _ in range(max(1, s.replicas))]
 
 
-def _node_gpus(profile: Profile) -> list[int]:
-    return [g.gpus for g in profile.cluster.nodes.gpu_workers for _ in range(g.count)]
+def _node_gpus(profile: Profile) -> list[dict[str, int]]:
+    """What each GPU worker advertises, by GPU resource (GPUs x MIG devices x replicas)."""
+    sharing = profile.gpu.shared()
+    return [sharing.node_capacity(g.gpus) for g in profile.cluster.nodes.gpu_workers for _ in range(g.count)]
 
 
-def _placements(nodes: list[int], pods: list[int]) -> Iterator[tuple[list[int], set[int]]]:
-    """Every way the scheduler could place the GPU-Server pods: (free GPUs per node, nodes used)."""
-    def place(i: int, free: list[int], used: set[int]) -> Iterator[tuple[list[int], set[int]]]:
+def _placements(nodes: list[dict[str, int]], pods: list[tuple[str, int]],
+                probe: str) -> Iterator[tuple[list[int], set[int]]]:
+    """Every way the scheduler could place the GPU-Server pods: (free units of the probes' resource per
+    node, nodes used)."""
+    def place(i: int, free: list[dict[str, int]], used: set[int]) -> Iterator[tuple[list[int], set[int]]]:
         if i == len(pods):
-            yield list(free), set(used)
+            yield [f.get(probe, 0) for f in free], set(used)
             return
+        resource, units = pods[i]
         for n in range(len(free)):
-            if free[n] >= pods[i]:
-                free[n] -= pods[i]
+            if free[n].get(resource, 0) >= units:
+                free[n][resource] -= units
                 yield from place(i + 1, free, used | {n})
-                free[n] += pods[i]
+                free[n][resource] += units
 
-    yield from place(0, list(nodes), set())
+    yield from place(0, [dict(n) for n in nodes], set())
 
 
 def _always(profile: Profile, holds: Any) -> bool:
@@ -138,7 +146,7 @@ def _always(profile: Profile, holds: Any) -> bool:
     if len(nodes) ** len(pods) > MAX_PLACEMENTS:
         return False
     seen = False
-    for free, used in _placements(nodes, pods):
+    for free, used in _placements(nodes, pods, profile.gpu.shared().resource_for()):
         seen = True
         if not holds(free, used):
             return False

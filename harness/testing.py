@@ -9,7 +9,7 @@ import pytest
 from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
 from harness.k8s.conditions import condition
-from harness.k8s.gpu import node_gpu_count, pod_gpu_request
+from harness.k8s.gpu import free_units, node_gpu_count, pod_gpu_request
 from harness.k8s.seldon_api import SELDON_API
 from harness.kube.stuck import StuckPods
 
@@ -56,12 +56,10 @@ def condition_text(obj: Obj | None, kind: str) -> str:
 
 
 def free_gpus(kube: Any, node: Obj, resource: str) -> int:
-    """Allocatable GPUs of `node` minus what its non-terminated pods request."""
-    allocatable = node_gpu_count(node, resource)
-    pods = kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}")
-    used = sum(pod_gpu_request(p, resource) for p in pods
-               if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-    return allocatable - used
+    """Allocatable units of exactly `resource` on `node` (GPUs, replicas or one MIG profile's devices:
+    `harness.render.gpu.probe_resource` names the one probes request) minus what its live pods request."""
+    return free_units(node, kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}"),
+                      resource)
 
 
 def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,

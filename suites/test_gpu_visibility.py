@@ -18,6 +18,7 @@ from harness.gpu.result import allocated_uuids_from_env
 from harness.lifecycle import ClusterSession
 from harness.providers.kind import needed_host_gpus
 from harness.recording import TestRecorder
+from harness.render.gpu import probe_resource
 from harness.testapi import RunContext, Scope
 from harness.testing import finish_probe, free_gpus, start_probe
 
@@ -61,10 +62,14 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> No
 # partly held then), so free GPUs are counted around them and a fully held node takes the diagnostic view.
 def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
                                                    run_context: Any, host_gpu_inventory: Any) -> None:
-    nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
+    nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, probe_resource(scope.profile)) >= 1]
     if not nodes:
         pytest.skip("no GPU node has a free GPU for the probe")
     verdicts: list[checks.Verdict] = []
+    sharing = scope.profile.gpu.shared()
+    if sharing.mode != "none":
+        # Shared GPUs: each GPU node advertises its devices x replicas (time-slicing, MIG; docs/gpu-sharing.md).
+        verdicts += [v for n in _gpu_nodes(scope) for v in checks.check_shared_capacity(n, sharing)]
     for i, node in enumerate(nodes):
         start_probe(scope, f"probe-{i}", node["metadata"]["name"], gpus=1)
     for i, node in enumerate(nodes):
@@ -80,7 +85,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, 
 
 def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
                                                 run_context: Any, host_gpu_inventory: Any) -> None:
-    resource = scope.profile.gpu.resource_name
+    resource = probe_resource(scope.profile)
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
         pytest.skip("no GPU node has two free GPUs; give a GPU worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
@@ -92,12 +97,16 @@ def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, sco
         obj, result = finish_probe(scope, pod)
         record.probe(obj, result, requested=1)
         results[pod] = result
-    verdicts = checks.check_disjoint(results, node=name)
+    # Time-sliced GPUs are shared on purpose: then the verdict reports who shares what (gpu.shared).
+    verdicts = checks.check_disjoint(results, node=name, shared=scope.profile.gpu.shared().shared)
     for pod, result in results.items():
         # The product each pod must see, from NVML where the node label is the harness's own (kind).
         product = _expected_product(scope, run_context, host_gpu_inventory, node, result)
         verdicts += checks.check_pod_visibility(result, 1, None, product,
                                                 allocated_uuids_from_env(result.env), node=f"{name} ({pod})")
+    # MIG: each pod sees exactly its MIG device; the product label carries the MIG profile or -SHARED.
+    verdicts += checks.check_sharing(results, 1, node["metadata"].get("labels") or {},
+                                     scope.profile.gpu.shared(), node=name)
     _assert_verdicts(verdicts, record)
 
 
@@ -122,7 +131,7 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSessio
         pytest.skip(f"host NVML unavailable: {reason}")
     seen: set[str] = set()
     unavailable: list[str] = []
-    resource = scope.profile.gpu.resource_name
+    resource = probe_resource(scope.profile)
     for i, node in enumerate(_gpu_nodes(scope)):
         gpus = free_gpus(scope.kube, node, resource)
         total = int(str(((node.get("status") or {}).get("allocatable") or {}).get(resource, "0")) or 0)
@@ -173,7 +182,7 @@ def _nvml_view(scope: Scope, name: str, node_name: str,
     if findings is not None:
         # It saw GPUs it never asked for: whoever can create a pod there can use them (never a pass).
         findings.append(gpu_isolation_finding(sorted(result.visible_uuids), node_name, profile.cluster.provider))
-    held = {d.uuid: sum(p.used_memory_bytes or 0 for p in d.compute_processes or ()) for d in result.devices}
+    held = checks.memory_held(result)
     return held, None, result
 
 

@@ -23,7 +23,7 @@ from tests.sim_fixtures import started_sim
 FAST_MODULES = frozenset({
     "test_checks_placement.py", "test_checks_slo.py", "test_config.py", "test_gpu_checks.py",
     "test_gpu_result.py", "test_k8s_rules.py", "test_kube_stuck.py", "test_load_unit.py",
-    "test_report_schema.py", "test_sim_api_patch.py", "test_gpu_use.py",
+    "test_report_schema.py", "test_sim_api_patch.py", "test_gpu_use.py", "test_gpu_sharing.py",
 })
 # Tests in those modules that start the harness in a subprocess: correct, but seconds each.
 NOT_FAST = frozenset({"test_cli_exit_code_2_without_traceback", "test_two_worker_processes_share_the_rate"})

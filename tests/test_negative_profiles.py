@@ -68,6 +68,16 @@ def _broken(case: str) -> dict[str, Any]:
         profile["models"] = [{"name": "tfsimple", "storage_uri": "gs://seldon-models/triton/simple",
                               "requirements": ["tensorflow", "model-on-gpu"],
                               "inputs": [tensor, {**tensor, "name": "INPUT1"}]}]
+    elif case == "mig_second_slice":
+        # The GPUs carry two MIG devices each, but the device plugin runs with migStrategy none (a config
+        # that does not match the GPUs): it hands out the whole MIG-enabled GPU, and a pod that asked for
+        # one device sees both slices.
+        profile["cluster"]["nodes"]["gpu_workers"][0]["product"] = "NVIDIA-A100-SXM4-40GB"
+        profile["gpu"] = {"sharing": {"mig": {"strategy": "single", "profiles": ["1g.5gb", "1g.5gb"]}},
+                          "device_plugin": {"mig_strategy": "none"}}
+    elif case == "timeslice_capacity":
+        # The profile says 4 replicas per GPU, the plugin's config says 2: capacity 2 x 2, not 2 x 4.
+        profile["gpu"] = {"sharing": {"time_slicing": {"replicas": 4}}, "device_plugin": {"replicas": 2}}
     else:
         raise AssertionError(case)
     return profile
@@ -86,6 +96,12 @@ CASES = {
     # Seldon may put the model on either server that offers sklearn: both outcomes are named.
     "triton_gpu_removed": ("suites/test_gpu_visibility.py::test_gpu_servers_really_use_their_gpu", [
         "[config: instance groups [('KIND_CPU', [])]] [nvml: not taken"]),
+    # Shared GPUs (docs/gpu-sharing.md); the third negative case, a Server asking for a MIG profile no node
+    # offers, is refused with one line before anything runs (tests/test_gpu_sharing.py).
+    "mig_second_slice": ("suites/test_gpu_visibility.py::test_each_probe_sees_exactly_its_allocated_gpu", [
+        "requested 1 GPU(s) and sees 2: {MIG-"]),
+    "timeslice_capacity": ("suites/test_gpu_visibility.py::test_each_probe_sees_exactly_its_allocated_gpu", [
+        "node neg-gpu-worker advertises 4 nvidia.com/gpu, expected 8 (nvidia.com/gpu.count 2 x 4 replica(s)"]),
     "model_requirement_missing": ("suites/test_placement.py", [
         "model/seldon-mesh/iris-gpu: landed on server=mlserver-cpu, expected server=mlserver-gpu",
         "landed on GPU server mlserver-gpu without requiring 'model-on-gpu'"]),

@@ -6,15 +6,25 @@ known allocation there is no `gpu.allocation` verdict (a pass there would be a l
 are compared, never indices: indices are renumbered inside every container.
 
 Verdict ids: gpu.nvml, gpu.probe-errors, gpu.count, gpu.no-gpu-without-request, gpu.allocation,
-gpu.node-subset, gpu.product, gpu.disjoint, gpu.in-use, gpu.host-matches-cluster.
+gpu.node-subset, gpu.product, gpu.disjoint, gpu.in-use, gpu.host-matches-cluster; for shared GPUs
+gpu.mig-devices, gpu.sharing-product, gpu.shared, gpu.shared-capacity.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any
 
 from harness.gpu.result import ProbeDevice, ProbeResult
+from harness.k8s.sharing import (
+    PRODUCT_LABEL,
+    Sharing,
+    capacity_problems,
+    mig_resource,
+    node_gpu_resources,
+    product_label_for,
+)
 
 # NotSupported never reaches `errors` (the probe treats it as an answer); these are benign too.
 _BENIGN_ERRORS = frozenset({"NVMLError_LibraryNotFound"})
@@ -171,24 +181,35 @@ def check_pod_visibility(
     return verdicts
 
 
-def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None) -> list[Verdict]:
-    """Pods on one node must get disjoint GPUs: one verdict naming every overlapping pair. Fewer than
-    two pods, or a pod that saw no GPU (NVML unavailable included), is no evidence: a failure."""
+def _pair_evidence(results_by_pod: Mapping[str, ProbeResult], what: str) -> tuple[str, list[str]]:
+    """(what each pod saw, why that is no evidence): fewer than two pods, or a pod that saw no GPU."""
+    pods = sorted(results_by_pod)
+    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
+    problems = []
+    if len(pods) < 2:
+        problems.append(f"{len(pods)} pod(s): {what} needs two")
+    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
+    if blind:
+        problems.append("no GPU seen by " + ", ".join(blind))
+    return seen, problems
+
+
+def check_disjoint(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None,
+                   shared: bool = False) -> list[Verdict]:
+    """Pods on one node must get disjoint GPUs (or MIG devices): one verdict naming every overlapping
+    pair. Fewer than two pods, or a pod that saw no GPU (NVML unavailable included), is no evidence: a
+    failure. `shared`: the GPUs are time-sliced, where overlap is expected (`check_shared` reports it)."""
+    if shared:
+        return check_shared(results_by_pod, node=node)
     pods = sorted(results_by_pod)
     overlaps = []
     for i, a in enumerate(pods):
         for b in pods[i + 1 :]:
-            shared = results_by_pod[a].visible_uuids & results_by_pod[b].visible_uuids
-            if shared:
-                overlaps.append(f"{a} and {b} share {_fmt(shared)}")
-    seen = "; ".join(f"{p}: {_fmt(results_by_pod[p].visible_uuids)}" for p in pods)
+            common = results_by_pod[a].visible_uuids & results_by_pod[b].visible_uuids
+            if common:
+                overlaps.append(f"{a} and {b} share {_fmt(common)}")
+    seen, problems = _pair_evidence(results_by_pod, "disjointness")
     reason = f"pods on node {node or '?'}: {seen or 'none'}"
-    problems = []
-    if len(pods) < 2:
-        problems.append(f"{len(pods)} pod(s): disjointness needs two")
-    blind = [p for p in pods if not results_by_pod[p].nvml_available or not results_by_pod[p].visible_uuids]
-    if blind:
-        problems.append("no GPU seen by " + ", ".join(blind))
     if overlaps:
         problems.append("overlap: " + "; ".join(overlaps))
     return [Verdict("gpu.disjoint", not problems, reason + "".join(f"; {p}" for p in problems))]
@@ -257,6 +278,19 @@ def check_gpu_in_use(
     return [Verdict("gpu.in-use", ok, reason)]
 
 
+def memory_held(result: ProbeResult) -> dict[str, int]:
+    """Memory held by compute processes per device UUID; with MIG on, per MIG device as well (NVML lists
+    a MIG device's processes on the MIG device's own handle, not on its parent)."""
+    held: dict[str, int] = {}
+    for d in result.devices:
+        if d.uuid:
+            held[d.uuid] = sum(p.used_memory_bytes or 0 for p in d.compute_processes or ())
+        for mig in d.mig_devices:
+            if mig.uuid:
+                held[mig.uuid] = sum(p.used_memory_bytes or 0 for p in mig.compute_processes or ())
+    return held
+
+
 def check_host_matches_cluster(
     host_uuids: Set[str],
     cluster_uuids: Set[str],
@@ -284,3 +318,110 @@ def check_host_matches_cluster(
     if not ok:
         problems.append(f"only on host {_fmt(host - cluster)}, only in cluster {_fmt(cluster - host)}")
     return [Verdict("gpu.host-matches-cluster", not problems, reason + "".join(f"; {p}" for p in problems))]
+
+
+# --- shared GPUs: MIG and time-slicing (harness/k8s/sharing.py holds the device plugin's rules) -------
+
+
+def mig_profile_of(nvml_name: str | None) -> str | None:
+    """The MIG profile in a MIG device's NVML name ("NVIDIA A100-SXM4-40GB MIG 1g.5gb" -> "1g.5gb")."""
+    if not nvml_name or " MIG " not in nvml_name:
+        return None
+    return nvml_name.rsplit(" MIG ", 1)[1].strip().replace("+", ".") or None
+
+
+def check_mig_devices(result: ProbeResult, requested: int, *, node: str | None = None) -> list[Verdict]:
+    """Under MIG a pod sees exactly its MIG device(s): MIG UUIDs only, each with its parent GPU named."""
+    where = _where(result, node)
+    seen: list[str] = []
+    problems: list[str] = []
+    for device in result.devices:
+        if device.mig_enabled and device.mig_devices:
+            for mig in device.mig_devices:
+                profile = mig_profile_of(mig.name) or "?"
+                seen.append(f"{mig.uuid} ({profile}) on {device.uuid or 'an unnamed GPU'}")
+                if not (mig.uuid or "").startswith("MIG-"):
+                    problems.append(f"{mig.uuid} is not a MIG UUID")
+                if not device.uuid:
+                    problems.append(f"the parent GPU of {mig.uuid} is not named")
+        elif device.visible_uuids:
+            seen.append(f"{device.uuid} (a whole GPU{', MIG mode off' if device.mig_current == 0 else ''})")
+            problems.append(f"{device.uuid} is a whole GPU, not a MIG device")
+    if not result.nvml_available or not seen:
+        problems.append("no MIG device seen" + ("" if result.nvml_available else f" ({result.errors_text()})"))
+    elif len(seen) != requested:
+        problems.append(f"requested {requested} MIG device(s) but sees {len(seen)}")
+    reason = f"{where} sees {'; '.join(seen) or 'nothing'}"
+    return [Verdict("gpu.mig-devices", not problems, reason + "".join(f"; {p}" for p in problems))]
+
+
+def expected_product_labels(result: ProbeResult, sharing: Sharing) -> dict[str, str]:
+    """Label key -> the `.product` value GFD derives from what NVML names (the parent's name and the MIG
+    profile under MIG), for the devices this pod sees. Computed from the NVML name actually seen, so the
+    A100 that older drivers name "A100-SXM4-40GB" gets the label without the NVIDIA- prefix."""
+    out: dict[str, str] = {}
+    for device in result.devices:
+        if not device.visible_uuids or not device.name:
+            continue
+        if device.mig_enabled and device.mig_devices:
+            for mig in device.mig_devices:
+                profile = mig_profile_of(mig.name)
+                key = (f"{mig_resource(profile)}.product" if sharing.mig_strategy == "mixed" and profile
+                       else PRODUCT_LABEL)
+                out[key] = product_label_for(sharing, device.name, profile)
+        else:
+            out[PRODUCT_LABEL] = product_label_for(sharing, device.name)
+    return out
+
+
+def check_sharing_product(result: ProbeResult, labels: Mapping[str, str], sharing: Sharing, *,
+                          node: str | None = None) -> list[Verdict]:
+    """The node's product label(s) carry what sharing adds: `-MIG-<profile>` for the MIG devices the pod
+    sees, `-SHARED` for time-sliced devices that are not renamed (gpu-feature-discovery's rule)."""
+    where = _where(result, node)
+    wanted = expected_product_labels(result, sharing) if result.nvml_available else {}
+    if not wanted:
+        return [Verdict("gpu.sharing-product", False, f"{where}: no named device seen to derive the label from")]
+    bad = [f"{k}={labels.get(k)!r}, expected {v!r}" for k, v in sorted(wanted.items()) if labels.get(k) != v]
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(wanted.items()))
+    reason = f"{where}: labels {shown} expected from NVML and gpu.sharing {sharing.mode}"
+    return [Verdict("gpu.sharing-product", not bad, reason + ("" if not bad else "; node has " + "; ".join(bad)))]
+
+
+def check_shared(results_by_pod: Mapping[str, ProbeResult], *, node: str | None = None) -> list[Verdict]:
+    """Time-slicing: pods sharing a GPU is expected; the verdict reports which pods share which UUID.
+    Fewer than two pods, or a pod that saw no GPU, is no evidence (a failure)."""
+    pods = sorted(results_by_pod)
+    holders: dict[str, list[str]] = {}
+    for pod in pods:
+        for uuid in sorted(results_by_pod[pod].visible_uuids):
+            holders.setdefault(uuid, []).append(pod)
+    shared = [f"{uuid} shared by {', '.join(who)}" for uuid, who in sorted(holders.items()) if len(who) > 1]
+    seen, problems = _pair_evidence(results_by_pod, "sharing")
+    reason = f"pods on node {node or '?'}: {seen or 'none'}; " + ("; ".join(shared) or "no UUID shared")
+    return [Verdict("gpu.shared", not problems, reason + "".join(f"; {p}" for p in problems))]
+
+
+def check_shared_capacity(node: Mapping[str, Any], sharing: Sharing) -> list[Verdict]:
+    """The node advertises its devices x replicas of each resource gpu.sharing uses (and nothing else)."""
+    name = str((node.get("metadata") or {}).get("name", "?"))
+    problems = capacity_problems(node, sharing)
+    have = ", ".join(f"{k}={v}" for k, v in node_gpu_resources(node).items()) or "no GPU resource"
+    reason = f"node {name} advertises {have} (gpu.sharing {sharing.mode})"
+    return [Verdict("gpu.shared-capacity", not problems, reason + "".join(f"; {p}" for p in problems))]
+
+
+def check_sharing(results_by_pod: Mapping[str, ProbeResult], requested: int, labels: Mapping[str, str],
+                  sharing: Sharing, *, node: str | None = None) -> list[Verdict]:
+    """What gpu.sharing adds to the visibility of probes on one node: under MIG each pod sees exactly
+    its MIG device(s), and the node's product label(s) carry the MIG profile / `-SHARED` as GFD writes
+    them from the NVML names seen. Nothing when the GPUs are not shared (the plain checks hold)."""
+    if sharing.mode == "none":
+        return []
+    verdicts: list[Verdict] = []
+    for pod, result in sorted(results_by_pod.items()):
+        where = f"{node or '?'} ({pod})"
+        if sharing.mig:
+            verdicts += check_mig_devices(result, requested, node=where)
+        verdicts += check_sharing_product(result, labels, sharing, node=where)
+    return verdicts

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import Profile
+from harness.k8s.sharing import GPU_RESOURCE, Sharing
 from harness.lint.podspec import EXPECTED_NODE_ANNOTATION
 from harness.render.kind import gpu_node_labels
 
 _BASE_LABELS = {"kubernetes.io/os": "linux"}
 
 
-def _node(name: str, labels: dict[str, str], taints: list[dict[str, str]], gpus: int, resource: str) -> dict[str, Any]:
-    capacity: dict[str, Any] = {resource: str(gpus)} if gpus else {}
+def _node(name: str, labels: dict[str, str], taints: list[dict[str, str]], gpus: int, resource: str,
+          sharing: Sharing | None = None) -> dict[str, Any]:
+    # Shared GPUs: what the device plugin advertises for them (replicas, MIG resources; harness/k8s/sharing.py).
+    advertised = sharing.node_capacity(gpus) if sharing is not None and resource == GPU_RESOURCE else {resource: gpus}
+    capacity: dict[str, Any] = {k: str(v) for k, v in advertised.items()} if gpus else {}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -42,6 +46,7 @@ def expected_nodes(profile: Profile) -> list[dict[str, Any]]:
     for group in nodes_cfg.gpu_workers:
         for _ in range(group.count):
             labels = {**_BASE_LABELS, **gpu_node_labels(profile, group)}
-            nodes.append(_node(f"gpu-worker-{position}", labels, [profile.gpu.taint.as_k8s()], group.gpus, resource))
+            nodes.append(_node(f"gpu-worker-{position}", labels, [profile.gpu.taint.as_k8s()], group.gpus, resource,
+                               profile.gpu.shared()))
             position += 1
     return nodes

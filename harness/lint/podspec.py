@@ -8,8 +8,9 @@ from typing import Any
 
 from harness.k8s import affinity
 from harness.k8s.affinity import required_terms
-from harness.k8s.gpu import pod_spec_request
+from harness.k8s.gpu import pod_gpu_request
 from harness.k8s.quantity import quantity_or_none
+from harness.k8s.sharing import GPU_RESOURCE, container_gpu_resources
 from harness.lint.model import Document
 
 # Pod-template locations per kind (workload controllers); Servers and ServerConfigs are handled apart.
@@ -53,9 +54,18 @@ def gpu_counts(container: Mapping[str, Any], resource: str) -> tuple[Fraction | 
     )
 
 
+def gpu_resource_names(container: Mapping[str, Any], resource: str) -> list[str]:
+    """The GPU resources a container names: `resource`, and with the default nvidia.com/gpu also the
+    shared rename and MIG resources the NVIDIA device plugin advertises instead (harness/k8s/sharing.py)."""
+    if resource != GPU_RESOURCE:
+        return [resource]
+    return sorted({resource, *container_gpu_resources(container)})
+
+
 def requests_gpu(pod: Mapping[str, Any], resource: str) -> bool:
-    """The pod asks for the GPU resource (a limit alone implies the same request)."""
-    return pod_spec_request(pod, resource) > 0
+    """The pod asks for the GPU resource (a limit alone implies the same request); with nvidia.com/gpu
+    also for shared replicas or MIG devices."""
+    return pod_gpu_request(pod, resource) > 0
 
 
 def node_labels(node: Mapping[str, Any]) -> dict[str, str]:

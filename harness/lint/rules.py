@@ -15,11 +15,13 @@ from typing import Any
 from harness.config import DEFAULT_CAPABILITIES, Profile
 from harness.k8s.gpu import DEVICE_PLUGIN_DEFAULT_TOLERATIONS as _DEVICE_PLUGIN_DEFAULT_TOLERATIONS
 from harness.k8s.seldon import config_capabilities, merge_pod_spec, satisfies, server_capabilities
+from harness.k8s.sharing import container_gpu_resources, mig_profile_of_resource, offered
 from harness.k8s.taints import tolerates, toleration_matches
 from harness.lint.model import DEVICE_PLUGIN_CHART, Document, Finding, Severity
 from harness.lint.podspec import (
     containers,
     gpu_counts,
+    gpu_resource_names,
     has_selection,
     requests_gpu,
     selects_node,
@@ -141,16 +143,40 @@ def gpu_requests_equal_limits(ctx: Context) -> Iterator[Finding]:
     pods += [(d, d.spec.get("podSpec") or {}, "spec.podSpec") for d in ctx.of_kind("ServerConfig")]
     for doc, pod, path in pods:
         for _, c in containers(pod):
-            req, lim = gpu_counts(c, ctx.resource)
-            if req is None and lim is None:
-                continue
-            if req is not None and lim is not None and req == lim:
-                continue
-            yield _finding(
-                "GPU001", "error", doc, f"{path}.containers[{c.get('name')}].resources",
-                f"{ctx.resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
-                "requests == limits (a Server's StatefulSet is rejected and StatefulSetOrDeploymentReady goes False)",
-            )
+            # Every GPU resource counts: whole GPUs, shared replicas, MIG devices (harness/k8s/sharing.py).
+            for resource in gpu_resource_names(c, ctx.resource):
+                req, lim = gpu_counts(c, resource)
+                if req is None and lim is None:
+                    continue
+                if req is not None and lim is not None and req == lim:
+                    continue
+                yield _finding(
+                    "GPU001", "error", doc, f"{path}.containers[{c.get('name')}].resources",
+                    f"{resource} requests {_shown(req)} != limits {_shown(lim)}; extended resources need "
+                    "requests == limits (a Server's StatefulSet is rejected and "
+                    "StatefulSetOrDeploymentReady goes False)",
+                )
+
+
+@_rule("GPU008", "error", "GPU resource (MIG profile, shared replicas) that no node offers")
+def gpu_resource_offered(ctx: Context) -> Iterator[Finding]:
+    # Only where nodes are known to advertise GPUs: a profile's promised GPU workers or live nodes.
+    offers = offered(ctx.nodes)
+    if not offers:
+        return
+    what = "live node" if ctx.live else "node of the profile"
+    summary = "; ".join(f"{r} on {', '.join(sorted(n))}" for r, n in sorted(offers.items()))
+    for w in ctx.workloads:
+        for _, c in containers(w.pod):
+            for resource, (req, lim) in container_gpu_resources(c).items():
+                if resource in offers or not ((req or 0) > 0 or (lim or 0) > 0):
+                    continue
+                profile = mig_profile_of_resource(resource)
+                yield _finding(
+                    "GPU008", "error", w.doc, f"{w.path}.containers[{c.get('name')}].resources",
+                    f"requests {resource}" + (f" (MIG profile {profile})" if profile else "")
+                    + f", which no {what} offers; the nodes offer {summary}; pods stay Pending",
+                )
 
 
 @_rule("GPU002", "error", "GPU workload without a toleration for the GPU taint")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.kube.tools import ToolPaths
 
@@ -70,6 +70,12 @@ def _default_inventory() -> tuple[list[str] | None, str]:
     return [d.uuid or str(d.index) for d in ordered], reason
 
 
+def _default_nvml() -> tuple[Any, str]:
+    from harness.gpu.host import host_inventory_with_reason
+
+    return host_inventory_with_reason()
+
+
 @dataclass(frozen=True)
 class HostProbe:
     """Host facts the kind preflight reads; every path and the NVML inventory can be replaced in tests."""
@@ -77,6 +83,8 @@ class HostProbe:
     nvidia_runtime_config: Path = Path("/etc/nvidia-container-runtime/config.toml")
     inotify_dir: Path = Path("/proc/sys/fs/inotify")
     gpu_inventory: GpuInventory = _default_inventory
+    # The whole host NVML view (MIG mode and devices per GPU), for gpu.sharing.mig (providers/sharing.py).
+    nvml: Callable[[], tuple[Any, str]] = _default_nvml
 
 
 @dataclass(frozen=True)

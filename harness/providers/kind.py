@@ -25,6 +25,7 @@ from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
 from harness.providers import common
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
+from harness.providers.sharing import host_mig_check
 from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE, preloads_probe_image
 
 Obj = dict[str, Any]
@@ -287,6 +288,9 @@ class KindProvider:
                                f"cluster.nodes.gpu_workers counts/gpus or run on a bigger machine"))
         else:
             out.append(PreflightCheck("host.gpus", True, f"NVML sees {len(uuids)} GPU(s); the profile needs {need}"))
+        mig = host_mig_check(self.profile, *host.nvml()) if self.profile.gpu.sharing.mig is not None else None
+        if mig is not None:
+            out.append(mig)
         if self.runner.which("nvidia-ctk") is None:
             out.append(PreflightCheck("host.nvidia-ctk", False,
                                "nvidia-ctk not found on PATH: install the NVIDIA container toolkit on the host "
@@ -396,7 +400,9 @@ class KindProvider:
                 problems.append(f"GPU worker {w.node} lacks the taint {taint} (the kind config's kubeadm patch "
                                 f"did not apply)")
             if self.fake_gpus:
-                guard.set_extended_capacity(w.node, self.profile.gpu.resource_name, w.gpus)
+                # What the device plugin would advertise for these GPUs under gpu.sharing (replicas, MIG).
+                for resource, units in self.profile.gpu.shared().node_capacity(w.gpus).items():
+                    guard.set_extended_capacity(w.node, resource, units)
         return problems
 
     # --- GPU stack ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from harness.render.placement import (
     uses_runtime_class,
 )
 from harness.render.pods import hostname_selector, restricted_container_security, restricted_pod_security
+from harness.render.sharing import device_plugin_config_values
 
 # The probe needs nothing but Python 3.8+'s standard library (its NVML bindings ship in its ConfigMap),
 # so it runs in a small official Python image, pinned by digest. Debian-based on purpose: the driver's
@@ -67,6 +68,8 @@ def device_plugin_values(profile: Profile) -> dict[str, Any]:
     }
     if uses_runtime_class(profile):
         values["runtimeClassName"] = runtime_class_name(profile)
+    # Time-slicing and MIG strategies travel in the plugin's config file (harness/render/sharing.py).
+    values.update(device_plugin_config_values(profile))
     return values
 
 
@@ -107,6 +110,11 @@ def probe_image(profile: Profile) -> str:
     return KIND_PROBE_IMAGE if preloads_probe_image(profile) else PROBE_IMAGE
 
 
+def probe_resource(profile: Profile) -> str:
+    """The GPU resource probe pods request (harness.k8s.sharing: the sharing's default resource)."""
+    return profile.gpu.shared().resource_for()
+
+
 def probe_pod(
     profile: Profile,
     name: str,
@@ -143,9 +151,11 @@ def probe_pod(
         container["imagePullPolicy"] = "Never"
     if gpus > 0:
         # Extended resources: requests must equal limits.
+        # The resource GPU Servers use: whole GPUs, shared replicas or (mixed MIG) the first MIG profile.
+        resource = probe_resource(profile)
         container["resources"] = {
-            "requests": {profile.gpu.resource_name: str(gpus)},
-            "limits": {profile.gpu.resource_name: str(gpus)},
+            "requests": {resource: str(gpus)},
+            "limits": {resource: str(gpus)},
         }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",

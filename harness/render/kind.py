@@ -9,6 +9,7 @@ import yaml
 from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
+from harness.k8s.sharing import gfd_labels
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 # nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.
@@ -26,6 +27,12 @@ def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
         "nvidia.com/gpu.count": str(group.gpus),
         "nvidia.com/gpu.memory": str(group.memory_mib),
     }
+    # Shared GPUs: the labels gpu-feature-discovery would write (harness/k8s/sharing.py; kind runs no
+    # GFD), so the capacity and product checks hold the kind lane to the same rules.
+    sharing = profile.gpu.shared()
+    if sharing.mode != "none":
+        labels |= gfd_labels(group.product, group.gpus, group.memory_mib, sharing,
+                             sharing.mig_profiles if sharing.mig else ())
     return labels
 
 

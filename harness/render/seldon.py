@@ -48,8 +48,10 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if server.on_gpu:
         # Extended resources must have requests == limits, or the StatefulSet is rejected.
-        requests[profile.gpu.resource_name] = str(server.gpus)
-        limits[profile.gpu.resource_name] = str(server.gpus)
+        # Whole GPUs, shared replicas or a MIG profile's resource (harness/k8s/sharing.py).
+        resource = profile.gpu.shared().resource_for(server.mig_profile)
+        requests[resource] = str(server.gpus)
+        limits[resource] = str(server.gpus)
         spec["tolerations"] = [gpu_toleration(profile)]
         if server.placement == "nodeSelector":
             spec["nodeSelector"] = pool_selector(profile)

@@ -14,6 +14,7 @@ import math
 from html import escape
 from typing import Any
 
+from harness.k8s.sharing import gpu_resources, node_replicas
 from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
 from harness.report.tally import Tally, proved, tally
 from harness.report.text import SIMULATED_BANNER, headline
@@ -228,27 +229,49 @@ def _placement(report: RunReport) -> str:
 def _gpu_inventory(report: RunReport) -> str:
     if not report.nodes:
         return '<p class="muted">No nodes recorded.</p>'
-    holders: dict[str, str] = {}
+    holders: dict[str, list[str]] = {}
     # Holders at one moment only: the cluster snapshot taken as the run ended, before cleanup (the
     # placement rows). Probe pods held their GPUs earlier and are gone; their GPUs show under
-    # "NVML probes", so they are not mixed in here.
+    # "NVML probes", so they are not mixed in here. A time-sliced GPU may have several holders.
     for row in report.placement:
         for uuid in row.gpu_uuids:
-            holders[uuid] = f"{row.namespace}/{row.pod}"
+            holders.setdefault(uuid, []).append(f"{row.namespace}/{row.pod}")
     rows = []
     for node in report.nodes:
         taints = ", ".join(f"{t.key}={t.value or ''}:{t.effect}" for t in node.taints) or "-"
         uuids = "<br>".join(
-            f"<code>{_e(u)}</code>" + (f" → {_e(holders[u])}" if u in holders else "") for u in node.gpu_uuids
+            f"<code>{_e(u)}</code>" + (f" → {_e(', '.join(holders[u]))}" if u in holders else "")
+            for u in node.gpu_uuids
         ) or "-"
         pool = ", ".join(f"{k}={v}" for k, v in sorted(node.labels.items())
                          if k.startswith("nvidia.com/") or k == "pool") or "-"
         rows.append([_td(node.name), _td(node.role), _td(node.gpu_count, True), _td(node.gpu_product or "-"),
-                     f"<td>{uuids}</td>", _td(taints), _td(pool)])
+                     _td(_sharing_text(node.labels, node.allocatable)), f"<td>{uuids}</td>", _td(taints), _td(pool)])
     when = report.finished.isoformat() if report.finished else "the end of the run"
     note = (f'<p class="muted">Holders as of the cluster snapshot taken before cleanup (report finished {_e(when)}); '
             "probe pods held GPUs earlier, see NVML probes.</p>")
-    return note + _table(["node", "role", "GPUs", "product", "GPU UUIDs → holder", "taints", "GPU labels"], rows)
+    return note + _table(["node", "role", "GPUs", "product", "sharing (slices, replicas)", "GPU/MIG UUIDs → holder",
+                          "taints", "GPU labels"], rows)
+
+
+def _sharing_text(labels: dict[str, str], allocatable: dict[str, str]) -> str:
+    """How a node shares its GPUs, from what it advertises and GFD's labels: MIG slices and replicas."""
+    resources = gpu_resources(allocatable)
+    if not resources:
+        return "-"
+    parts = []
+    for name, units in sorted(resources.items()):
+        base = name.removesuffix(".shared")
+        devices = labels.get(f"{base}.count")
+        replicas = node_replicas(labels, name)
+        detail = [f"{devices} device(s)"] if devices else []
+        if replicas is not None and replicas > 1:
+            detail.append(f"x {replicas} replicas")
+        parts.append(f"{name}={int(units)}" + (f" ({' '.join(detail)})" if detail else ""))
+    strategy = labels.get("nvidia.com/mig.strategy")
+    if strategy:
+        parts.append(f"MIG {strategy}")
+    return "; ".join(parts)
 
 
 def _latency(report: RunReport) -> str:
@@ -300,11 +323,35 @@ def _probes(report: RunReport) -> str:
     for probe in report.probes:
         verdicts = ", ".join(f"{v.name}: {v.status}" for v in probe.verdicts) or "no verdicts"
         doc = json.dumps(probe.probe, indent=2, sort_keys=True)
+        seen = _probe_sees(probe.probe)
         parts.append(
             f"<details><summary>{_e(probe.namespace)}/{_e(probe.pod)} on {_e(probe.node or '?')}: "
-            f"{probe.gpus_requested} GPU requested; {_e(verdicts)}</summary><pre>{_e(doc)}</pre></details>"
+            f"{probe.gpus_requested} GPU requested; sees {_e(', '.join(seen) or 'none')}; {_e(verdicts)}"
+            f"</summary><pre>{_e(doc)}</pre></details>"
         )
+    shared: dict[str, list[str]] = {}
+    for probe in report.probes:
+        for uuid in _probe_sees(probe.probe, parents=False):
+            shared.setdefault(uuid, []).append(f"{probe.namespace}/{probe.pod}")
+    lines = [f"<li><code>{_e(u)}</code>: {_e(', '.join(p))}</li>" for u, p in sorted(shared.items()) if len(p) > 1]
+    if lines:
+        parts.append("<p>GPUs seen by more than one probe pod (time-slicing, or probes one after another):</p>"
+                     f"<ul>{''.join(lines)}</ul>")
     return "".join(parts)
+
+
+def _probe_sees(doc: dict[str, Any], parents: bool = True) -> list[str]:
+    """The GPU or MIG UUIDs a probe document shows the pod (MIG devices with their parent GPU)."""
+    out: list[str] = []
+    for device in doc.get("devices") or []:
+        if not isinstance(device, dict):
+            continue
+        migs = [m for m in device.get("mig_devices") or [] if isinstance(m, dict) and m.get("uuid")]
+        if migs:
+            out += [f"{m['uuid']} (on {device.get('uuid')})" if parents else str(m["uuid"]) for m in migs]
+        elif device.get("uuid"):
+            out.append(str(device["uuid"]))
+    return out
 
 
 def _phases(report: RunReport) -> str:

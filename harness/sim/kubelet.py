@@ -1,7 +1,8 @@
 """The simulated kubelet (one for every node) with the NVIDIA device plugin's allocation built in.
 
-- Bound pods start: distinct GPUs of their node for pods that request `nvidia.com/gpu` (never two
-  live pods on one GPU; terminated or deleted pods free theirs), recorded in the pod annotation
+- Bound pods start: devices of their node for pods that request GPUs (whole GPUs, MIG devices or time-sliced
+  replicas as the simulated device plugin advertises them, harness/sim/deviceplugin.py; never one device to
+  two live pods; terminated or deleted pods free theirs), recorded in the pod annotation
   `sim.harness.dev/allocated-gpus`; a unique loopback pod IP; containerStatuses and conditions as a
   real kubelet reports them. Pods whose ConfigMap volumes are missing stay ContainerCreating with a
   `FailedMount` event, as on a real node.
@@ -49,6 +50,17 @@ from harness.k8s.gpu import GPU_RESOURCE
 from harness.k8s.quantity import quantity_or_zero
 from harness.localserver import USER_CACHE
 from harness.sim.contracts import ApiError, Obj, Store
+from harness.sim.deviceplugin import (
+    ALLOCATED_DEVICES_ANNOTATION,
+    AllocationError,
+    allocate,
+    container_gpu_requests,
+    device_uuid,
+    fail_requests_greater_than_one,
+    inventory,
+    node_devices,
+    node_mig_devices,
+)
 from harness.sim.gpus import (
     ALLOCATED_GPUS_ANNOTATION,
     node_gpu_uuids,
@@ -93,7 +105,16 @@ def image_id(image: str) -> str:
 
 
 def container_gpu_count(container: dict[str, Any]) -> int:
-    return int(container_requests(container).get(GPU_RESOURCE, 0))
+    """GPU devices a container asked for: whole GPUs, MIG devices or shared replicas."""
+    return sum(container_gpu_requests(container_requests(container)).values())
+
+
+def pod_allocated_devices(pod: Obj) -> list[str]:
+    """The plugin devices a pod holds (replica ids under time-slicing); older pods: their GPU UUIDs."""
+    text = ((pod.get("metadata") or {}).get("annotations") or {}).get(ALLOCATED_DEVICES_ANNOTATION)
+    if text is None:
+        return pod_allocated_gpus(pod)
+    return [d for d in str(text).split(",") if d]
 
 
 def split_allocation(pod: Obj, uuids: list[str]) -> dict[str, list[str]]:
@@ -108,14 +129,12 @@ def split_allocation(pod: Obj, uuids: list[str]) -> dict[str, list[str]]:
 
 
 def node_gpu_inventory(node: Obj) -> list[dict[str, Any]]:
-    """The node's GPUs in the shape harness.gpu.simnvml writes into the simulated driver's inventory."""
+    """The node's GPUs (and their MIG devices) in the shape harness.gpu.simnvml writes into the simulated
+    driver's inventory. Nodes built by the sim carry their NVML name; others fall back to the label."""
     labels = _meta(node).get("labels") or {}
     product = str(labels.get("nvidia.com/gpu.product", "NVIDIA-GPU")).replace("-", " ")
     memory_mib = int(quantity_or_zero(labels.get("nvidia.com/gpu.memory", "0")))
-    return [
-        {"uuid": u, "name": product, "memory_total_bytes": memory_mib * 2**20, "index": i}
-        for i, u in enumerate(node_gpu_uuids(node))
-    ]
+    return inventory(node, node_gpu_uuids(node), product, memory_mib)
 
 
 def qos_class(pod: Obj) -> str:
@@ -187,7 +206,7 @@ def gpu_processes(node: Obj, gpu_use_dir: Path | None) -> dict[str, list[dict[st
     out: dict[str, list[dict[str, int]]] = {}
     if gpu_use_dir is None or not gpu_use_dir.is_dir():
         return out
-    mine = set(node_gpu_uuids(node))
+    mine = set(node_gpu_uuids(node)) | {m.uuid for m in node_mig_devices(node)}
     for path in sorted(gpu_use_dir.glob("*.json")):
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
@@ -253,7 +272,7 @@ class KubeletController:
         for p in pods:
             node_name = str((p.get("spec") or {}).get("nodeName") or "")
             if node_name and not is_terminated(p):
-                in_use.setdefault(node_name, set()).update(pod_allocated_gpus(p))
+                in_use.setdefault(node_name, set()).update(pod_allocated_devices(p))
         live: set[str] = set()
         for pod in pods:
             uid = _uid(pod)
@@ -331,16 +350,21 @@ class KubeletController:
             return
         spec = pod.get("spec") or {}
         wanted = sum(container_gpu_count(c) for c in spec.get("containers") or [])
-        allocated = pod_allocated_gpus(pod)
-        if wanted and not allocated:
-            free = [u for u in node_gpu_uuids(node) if u not in in_use]
-            if len(free) < wanted:
-                self._reject(store, pod, node, wanted, len(free))
+        if wanted and not pod_allocated_gpus(pod):
+            # The device plugin's Allocate, container by container (harness/sim/deviceplugin.py).
+            devices = node_devices(node, node_gpu_uuids(node))
+            chosen: list[str] = []
+            try:
+                for c in spec.get("containers") or []:
+                    chosen += allocate(devices, in_use | set(chosen), container_gpu_requests(container_requests(c)),
+                                       fail_requests_greater_than_one(node))
+            except AllocationError as exc:
+                self._reject(store, pod, str(exc))
                 return
-            allocated = free[:wanted]
-            in_use.update(allocated)
-            pod = store.patch("v1", "Pod", name, ns,
-                              {"metadata": {"annotations": {ALLOCATED_GPUS_ANNOTATION: ",".join(allocated)}}}, "merge")
+            in_use.update(chosen)
+            pod = store.patch("v1", "Pod", name, ns, {"metadata": {"annotations": {
+                ALLOCATED_DEVICES_ANNOTATION: ",".join(chosen),
+                ALLOCATED_GPUS_ANNOTATION: ",".join(device_uuid(d) for d in chosen)}}}, "merge")
         # hostNetwork pods share the node's address, as on a real node.
         ip = _host_ip(node) if spec.get("hostNetwork") else self._allocate_ip(_uid(pod))
         for c in spec.get("containers") or []:
@@ -424,9 +448,7 @@ class KubeletController:
             ],
         }
 
-    def _reject(self, store: Store, pod: Obj, node: Obj, wanted: int, free: int) -> None:
-        message = (f"Allocate failed due to requested number of devices unavailable for {GPU_RESOURCE}. "
-                   f"Requested: {wanted}, Available: {free}, which is unexpected")
+    def _reject(self, store: Store, pod: Obj, message: str) -> None:
         store.record_event(pod, "UnexpectedAdmissionError", message, "Warning", component="kubelet")
         self._write_status(store, pod, {"phase": "Failed", "reason": "UnexpectedAdmissionError", "message": message,
                                         "startTime": now_rfc3339()})

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import Profile
-from harness.k8s.gpu import GPU_PRESENT_LABEL, GPU_RESOURCE
+from harness.k8s.gpu import GPU_PRESENT_LABEL
+from harness.k8s.sharing import GPU_RESOURCE, NO_SHARING, Sharing
 from harness.sim.contracts import ApiError, Obj, Store
+from harness.sim.deviceplugin import advertise
 from harness.sim.gpus import GPU_UUIDS_ANNOTATION, gpu_uuid
 from harness.sim.scheduler import now_rfc3339
 
@@ -37,6 +39,8 @@ def make_node(
     gpu_resource: str = GPU_RESOURCE,
     pods: int = 110,
     ready: bool = True,
+    sharing: Sharing | None = None,
+    plugin_sharing: Sharing | None = None,
 ) -> Obj:
     """One Node as kubelet (plus gpu-feature-discovery and the device plugin) would register it."""
     all_labels = {
@@ -51,7 +55,18 @@ def make_node(
         "cpu": cpu, "memory": memory, "pods": str(pods), "ephemeral-storage": "100Gi",
         "hugepages-1Gi": "0", "hugepages-2Mi": "0",
     }
-    if gpus:
+    if gpus and gpu_resource == GPU_RESOURCE:
+        # The simulated device plugin and gpu-feature-discovery (harness/sim/deviceplugin.py): whole GPUs,
+        # MIG devices or time-sliced replicas, as the profile's gpu.sharing and the plugin's config say.
+        uuids = [gpu_uuid(name, i) for i in range(gpus)]
+        hardware = sharing or NO_SHARING
+        gfd_labels, advertised, plugin_notes = advertise(name, uuids, gpu_product, gpu_memory_mib, hardware,
+                                                         plugin_sharing or hardware)
+        all_labels.update(gfd_labels)
+        capacity.update(advertised)
+        annotations.update(plugin_notes)
+        annotations[GPU_UUIDS_ANNOTATION] = ",".join(uuids)
+    elif gpus:
         all_labels.update({
             GPU_PRESENT_LABEL: "true",
             "nvidia.com/gpu.product": gpu_product,
@@ -132,7 +147,7 @@ def build_nodes(profile: Profile) -> list[Obj]:
                 labels={gpu.pool_label.key: gpu.pool_label.value, **group.labels},
                 taints=[gpu.taint.as_k8s()],
                 gpus=group.gpus, gpu_product=group.product, gpu_memory_mib=group.memory_mib,
-                gpu_resource=gpu.resource_name,
+                gpu_resource=gpu.resource_name, sharing=gpu.shared(), plugin_sharing=gpu.shared(plugin=True),
             ))
             ordinal += 1
     return nodes
