@@ -21,6 +21,7 @@ from harness.config import Profile
 from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
 from harness.k8s.seldon import server_refusal
 from harness.kube import Kube, KubeApiError, NodeGuard
+from harness.kube.lease import RunLease
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
 from harness.providers import ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions, get_provider
@@ -146,6 +147,7 @@ class ClusterSession:
     phases: list[PhaseRecord] = field(default_factory=list)
     # What the provider's preflight found; None until it ran (it runs once per session).
     preflight_findings: list[PreflightCheck] | None = None
+    run_lease: RunLease | None = None
 
     def __post_init__(self) -> None:
         self.provider = get_provider(
@@ -223,35 +225,18 @@ class ClusterSession:
             self.mesh = self.provider.mesh_endpoint(self.kube)
 
     def _take_run_lease(self) -> None:
-        """Say in the cluster that this run is alive, and where: `harness cleanup` finds the objects
-        of runs whose process is gone through it (nothing else can tell a dead run from a live one)."""
-        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX, run_lease
-        from harness.kube.nodeguard import _now, cleanup_command, holder_dead
-
-        kube = self._kube()
-        body = run_lease(self.options.run_id, _now())
-        try:
-            kube.create(body)
-        except KubeApiError as exc:
-            if exc.status != 409:
-                raise
-            name = f"{RUN_LEASE_PREFIX}{self.options.run_id}"
-            live = kube.get(LEASE_API, "Lease", name, LEASE_NAMESPACE)
-            if live is not None and holder_dead(live) is None:
-                raise HarnessError(f"run id {self.options.run_id} is in use by a running harness run (Lease "
-                                   f"{LEASE_NAMESPACE}/{name}); pick another --run-id, or if that run is gone, "
-                                   f"`{cleanup_command(self.options.run_id)}`") from None
-            kube.delete(LEASE_API, "Lease", name, LEASE_NAMESPACE, wait=True, timeout=30)
-            kube.create(body)
-        self._run_lease = True
+        """Say in the cluster that this run is alive, and renew it on a timer: `harness cleanup` removes
+        only runs whose Lease expired (nothing else can tell a dead run from a live one). The Lease
+        names the namespaces this run creates objects in, so cleanup finds them without a profile."""
+        lease = RunLease(self._kube(), self.options.run_id)
+        lease.take([self.profile.seldon.namespace])
+        self.run_lease = lease
+        lease.start()
 
     def _release_run_lease(self) -> None:
-        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX
-
-        if getattr(self, "_run_lease", False) and self.kube is not None:
-            self.kube.delete(LEASE_API, "Lease", f"{RUN_LEASE_PREFIX}{self.options.run_id}", LEASE_NAMESPACE,
-                             wait=False)
-            self._run_lease = False
+        if self.run_lease is not None:
+            self.run_lease.release()
+            self.run_lease = None
 
     def deploy(self) -> None:
         """Apply the profile's Servers, wait for them, then its Models, and wait for those.
@@ -328,6 +313,8 @@ class ClusterSession:
         # its way must not leave an object that `down()` does not know of. `down()` deletes only what
         # carries this run's id, so an entry whose create never happened (or was refused) is harmless.
         self.deployed.append(obj)
+        if self.run_lease is not None and meta.get("namespace"):
+            self.run_lease.record_namespace(str(meta["namespace"]))
         try:
             return kube.create_only(obj)
         except KubeApiError as exc:
@@ -382,6 +369,8 @@ class ClusterSession:
                 self.deployed.clear()
             if self.guard is not None:
                 problems.extend(self.guard.restore_all())
+            if self.run_lease is not None:
+                self.run_lease.stop()  # no more renewals: left behind, the Lease expires and cleanup may act
             if not problems:  # with something left behind, the Lease lets `harness cleanup` find this run
                 try:
                     self._release_run_lease()
