@@ -28,7 +28,7 @@ MARK = "<redacted>"
 # Names whose value is a secret whatever it looks like.
 _STRONG = (r"password|passwd|passphrase|pwd|secret|token|client-key-data|client-certificate-data|"
            r"service_account_credentials|sas_token|rclone_config[a-z_]*|private[-_]?key|api[-_]?key|"
-           r"access[-_]?key[-_]?id|session[-_]?key")
+           r"access[-_]?key[-_]?id|session[-_]?key|signature")
 # Names whose value is a secret when it looks random (a taint `key: pool` is not).
 _WEAK = r"key|auth|cred|creds|credential|credentials|signature|sig|cert|apikey|bearer"
 _NAME_CHARS = r"[A-Za-z0-9_.-]*"
@@ -42,11 +42,11 @@ _BASIC_BEARER = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9\-_.=:/+~]{6,}")
 # An Authorization header of any scheme (Token, Digest, AWS4-HMAC-SHA256, Negotiate, ApiKey, ...):
 # everything after the name, up to the end of the value.
 _AUTH_HEADER = re.compile(
-    r"(?i)\b((?:proxy-)?authori[sz]ation(?:\\?[\"']|&quot;|&#x27;|&#39;)?\s*[:=]\s*"
-    r"(?:\\?[\"']|&quot;|&#x27;|&#39;)?)"
+    r"(?i)\b((?:proxy-)?authori[sz]ation(?:''|\\?[\"']|&quot;|&#x27;|&#39;)?\s*[:=]\s*"
+    r"(?:''|\\?[\"']|&quot;|&#x27;|&#39;)?)"
     # the value: up to the end of the line or string; a quoted parameter (`response="..."`, also
     # JSON-escaped) belongs to it
-    r"((?:[^\r\n\"'<>\\]|(?<==)\\?\"(?:[^\"\\\r\n<>]|\\(?!\"))*\\?\")+)")
+    r"(?=[^\s,;})\]])((?:[^\r\n\"'<>\\]|(?<==)\\?\"(?:[^\"\\\r\n<>]|\\(?!\"))*\\?\")+)")
 # Database and other clients that take a password glued to a short flag (`mysql -pPW`) or after one
 # (`redis-cli -a PW`, `sqlcmd -P PW`, `sshpass -p PW`).
 _CLIENT_PASSWORD = re.compile(
@@ -147,6 +147,12 @@ def _quoted(match: re.Match[str]) -> str:
     return f"{quote}{_ASSIGN.sub(_assign, _FLAG.sub(_assign, inner))}{quote}"
 
 
+def _auth_header(match: re.Match[str]) -> str:
+    """The scheme stays (`Authorization: Digest <redacted>`): it says what was sent, not what with."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9-]*)\s+\S", match.group(2))
+    return f"{match.group(1)}{scheme.group(1) + ' ' if scheme else ''}{MARK}"
+
+
 def _client_password(match: re.Match[str]) -> str:
     if match.group(1):
         return f"{match.group(1)}{match.group(2)}{MARK}"
@@ -163,7 +169,7 @@ def _short_p(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     text = _PEM.sub("<redacted private key>", text)
     text = _URI.sub(_uri, text)
-    text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MARK}", text)
+    text = _AUTH_HEADER.sub(_auth_header, text)
     text = _BASIC_BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MARK}", text)
     text = _CLIENT_PASSWORD.sub(_client_password, text)
     text = _SHORT_P.sub(_short_p, text)
@@ -216,7 +222,11 @@ def redact_args(args: list[Any]) -> list[Any]:
             out.append(redact(arg))
         else:
             out.append(redact_tree(arg))
-    return out
+    # A secret split over words (`-H`, `Authorization:`, `Token`, `X`): redact the words as one
+    # command line and hide each word whose text did not survive that.
+    kept = set(redact(" ".join(words)).split())
+    return [MARK if isinstance(a, str) and a != MARK and a.split() and not all(w in kept for w in a.split())
+            else a for a in out]
 
 
 def redact_tree(obj: Any) -> Any:
@@ -243,6 +253,10 @@ def redact_tree(obj: Any) -> Any:
     return obj
 
 
+# A PEM block spans lines: a stream holds its lines back until the block ends.
+_OPEN_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----(?![\s\S]*-----END [A-Z0-9 ]+-----)")
+
+
 class RedactingStream:
     """A text stream that redacts what passes through it, line by line (a credential split across two
     writes of one line is still seen whole). A partial line goes out, redacted, on flush. Everything
@@ -258,7 +272,7 @@ class RedactingStream:
 
     def write(self, text: str) -> int:
         self._pending += text
-        if "\n" in self._pending or "\r" in self._pending:
+        if ("\n" in self._pending or "\r" in self._pending) and not _OPEN_PEM.search(self._pending):
             cut = max(self._pending.rfind("\n"), self._pending.rfind("\r")) + 1
             done, self._pending = self._pending[:cut], self._pending[cut:]
             self._stream.write(redact(done))
