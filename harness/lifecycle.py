@@ -62,8 +62,16 @@ def resolve_runtime_class(profile: Profile, kube: Kube) -> Profile:
         return profile
     try:
         found = detect_runtime_class(kube.list("node.k8s.io/v1", "RuntimeClass"))
-    except KubeApiError:
-        found = None  # no RuntimeClass API (or not allowed to list it): name none, as before
+    except KubeApiError as exc:
+        if exc.status != 404:
+            # Not being allowed to look is not "no class": on a cluster that needs one, GPU pods
+            # would get no driver and the failure would be blamed on the cluster.
+            raise HarnessError(
+                f"{profile.source}: gpu.runtime_class: detect could not list RuntimeClasses (node.k8s.io/v1): "
+                f"{exc.status or ''} {exc}".replace("  ", " ") + "; grant list on runtimeclasses "
+                "(manifests/rbac/harness-rbac.yaml) or name the class in the profile (gpu.runtime_class: "
+                "nvidia, or null when the NVIDIA runtime is the nodes' default)") from None
+        found = None  # the cluster serves no RuntimeClass API: nothing to name
     return profile.model_copy(update={"gpu": profile.gpu.model_copy(update={"runtime_class": found})})
 
 
