@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from harness.bounds import flag_problem
 from harness.errors import UsageError
 from harness.redact import redacting
 
@@ -206,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command = args.command if args.command != "sim" else f"sim {args.sim_command}"
         try:
+            too_big = flag_problem(vars(args))
+            if too_big:
+                raise UsageError(too_big)
             return _resolve(command)(args)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)

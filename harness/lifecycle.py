@@ -8,6 +8,7 @@ undoes, in reverse order, exactly what `up()` and `deploy()` did, whatever happe
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -198,16 +199,38 @@ class ClusterSession:
         if self.preflight_findings is None:
             found: list[PreflightCheck] = []
             with contextlib.suppress(PhaseFailed), self.phase("preflight"):
-                try:
-                    found = list(self.provider.preflight())
-                except Exception as exc:  # a crashing probe is itself a finding, not a traceback
-                    found = [PreflightCheck("preflight", False,
-                                            f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+                found = self._bounded_preflight()
                 self.preflight_findings = found
                 missing = [f for f in found if not f.ok]
                 if missing:
                     raise HarnessError(f"{len(missing)} problem(s): " + "; ".join(f.message for f in missing))
         return [f for f in self.preflight_findings or [] if not f.ok]
+
+    def _bounded_preflight(self) -> list[PreflightCheck]:
+        """The provider's preflight within `timeouts.preflight_s`, whatever it waits on: an API server
+        that accepts connections and never answers would otherwise hold each request for
+        `request_s` and every retry again. Past the budget the preflight is a finding; its thread
+        (reads only) is left to end on its own."""
+        budget = self.profile.timeouts.preflight_s
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["found"] = list(self.provider.preflight())
+            except Exception as exc:  # a crashing probe is itself a finding, not a traceback
+                box["found"] = [PreflightCheck("preflight", False,
+                                               f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+
+        worker = threading.Thread(target=run, name="preflight", daemon=True)
+        worker.start()
+        worker.join(budget)
+        if worker.is_alive():
+            return [PreflightCheck("preflight", False,
+                                   f"the preflight did not finish within timeouts.preflight_s={budget:g} s (an API "
+                                   "server or tool that does not answer?); check the cluster and the profile's "
+                                   "kubeconfig")]
+        found: list[PreflightCheck] = box.get("found", [])
+        return found
 
     def up(self) -> None:
         problems = self.preflight()
