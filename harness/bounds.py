@@ -132,6 +132,13 @@ def bound_for(path: str) -> tuple[float, str] | None:
     return (1e9, "no documented bound: report this")
 
 
+def _planned(rate: Any, duration: Any, warmup: Any) -> float | None:
+    """Requests one trial plans at a fixed rate (None when not all three are numbers)."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, duration, warmup)):
+        return None
+    return float(rate) * (float(duration) + float(warmup))
+
+
 def profile_problem(data: Mapping[str, Any]) -> str | None:
     """`field: expected at most N (why), got V` for the first number above its ceiling, else None."""
     for path, value in _numbers(data):
@@ -140,12 +147,10 @@ def profile_problem(data: Mapping[str, Any]) -> str | None:
             shown = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", path)  # `models[0].inputs[1]`, as other profile errors
             return f"{shown}: expected at most {_num(bound[0])} ({bound[1]}), got {value:g}"
     load = data.get("load") or {}
-    rate, duration, warmup = load.get("rate"), load.get("duration_s"), load.get("warmup_s")
-    if all(isinstance(v, int | float) for v in (rate, duration, warmup)):
-        planned = float(rate) * (float(duration) + float(warmup))
-        if planned > MAX_PLANNED_REQUESTS:
-            return (f"load.rate x (load.warmup_s + load.duration_s): expected at most {MAX_PLANNED_REQUESTS} "
-                    f"planned requests per trial, got {planned:.0f}")
+    planned = _planned(load.get("rate"), load.get("duration_s"), load.get("warmup_s"))
+    if planned is not None and planned > MAX_PLANNED_REQUESTS:
+        return (f"load.rate x (load.warmup_s + load.duration_s): expected at most {MAX_PLANNED_REQUESTS} "
+                f"planned requests per trial, got {planned:.0f}")
     return None
 
 
@@ -155,12 +160,10 @@ def flag_problem(values: Mapping[str, Any]) -> str | None:
         value = values.get(dest)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > ceiling:
             return f"--{dest.replace('_', '-')}: expected at most {_num(ceiling)} ({why}), got {value:g}"
-    rate, duration, warmup = values.get("rate"), values.get("duration"), values.get("warmup")
-    if all(isinstance(v, int | float) for v in (rate, duration, warmup)):
-        planned = float(rate) * (float(duration) + float(warmup))
-        if planned > MAX_PLANNED_REQUESTS:
-            return (f"--rate x (--warmup + --duration): expected at most {MAX_PLANNED_REQUESTS} planned "
-                    f"requests per trial, got {planned:.0f}")
+    planned = _planned(values.get("rate"), values.get("duration"), values.get("warmup"))
+    if planned is not None and planned > MAX_PLANNED_REQUESTS:
+        return (f"--rate x (--warmup + --duration): expected at most {MAX_PLANNED_REQUESTS} planned "
+                f"requests per trial, got {planned:.0f}")
     return None
 
 

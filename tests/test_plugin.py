@@ -27,6 +27,14 @@ class FakeKube:
         self.log.append(("delete", kind, name))
         if name in self.fail_delete:
             raise RuntimeError(f"boom deleting {name}")
+    def create(self, obj):  # only the SelfSubjectAccessReview after binding the run role
+        assert obj["kind"] == "SelfSubjectAccessReview", obj
+        self.log.append(("create", obj["kind"], obj["spec"]["resourceAttributes"]["namespace"]))
+        return {"status": {"allowed": True}}
+    class retrier:
+        @staticmethod
+        def call(what, fn, idempotent):
+            return fn()
 
 class FakeSession:
     def __init__(self, kube):
@@ -74,8 +82,13 @@ def test_creates(scope):
     result.assert_outcomes(passed=1)
     log = _log(pytester)
     names = [entry[2] for entry in log]
-    assert [e[0] for e in log] == ["apply", "apply", "apply", "delete", "delete", "delete"]
-    assert names[3:] == ["second", "first", names[0]], log  # LIFO: the namespace goes last
+    # the namespace, the run role bound in it (and seen by the authorizer), the pods; then LIFO
+    assert [e[:2] for e in log] == [["apply", "Namespace"], ["apply", "RoleBinding"],
+                                    ["create", "SelfSubjectAccessReview"], ["apply", "Pod"], ["apply", "Pod"],
+                                    ["delete", "Pod"], ["delete", "Pod"], ["delete", "RoleBinding"],
+                                    ["delete", "Namespace"]], log
+    assert names[5:] == ["second", "first", "seldon-gpu-harness-run", names[0]], log  # the namespace goes last
+    assert names[2] == names[0]
     assert re.match(r"^h-r1-test-creates-[0-9a-f]{6}$", names[0])
 
 
