@@ -19,6 +19,7 @@ from harness.checks.shared_nodes import nodes_free_of_others
 from harness.config import Profile
 from harness.kube import Kube, NodeGuard
 from harness.lifecycle import condition
+from harness.testing import scheduled_or_unschedulable
 
 Obj = dict[str, Any]
 CANARY_ATTEMPTS = 3
@@ -29,15 +30,6 @@ class NodeHold:
     node: str
     skip: str | None = None  # why the node must not be used after all (it has been restored)
     residents: list[Obj] = field(default_factory=list)  # every pod on the node at the decisive look
-
-
-def _decided(pod: Obj | None) -> bool:
-    if pod is None:
-        return False
-    if (pod.get("spec") or {}).get("nodeName"):
-        return True
-    cond = condition(pod, "PodScheduled")
-    return cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
 
 
 def _taint_text(taint: Obj) -> str:
@@ -60,7 +52,8 @@ def scheduler_sees(kube: Kube, profile: Profile, node: str, namespace: str, hold
         name = f"hold-canary-{attempt}"
         kube.create(_canary(profile, name, namespace, node))
         try:
-            pod = kube.wait_for("v1", "Pod", name, namespace, _decided, timeout=profile.timeouts.pod_schedule_s,
+            pod = kube.wait_for("v1", "Pod", name, namespace, scheduled_or_unschedulable,
+                                timeout=profile.timeouts.pod_schedule_s,
                                 what=f"the scheduler's decision on canary pod {name} for node {node}")
             if not (pod or {}).get("spec", {}).get("nodeName"):
                 message = str((condition(pod, "PodScheduled") or {}).get("message") or "")
