@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +125,9 @@ def clean_run(kube: Kube, run_id: str, delete_s: float) -> tuple[list[str], list
     return done, problems
 
 
-def _kubeconfig(args: argparse.Namespace, profile: Any) -> Path:
+def _kubeconfig(args: argparse.Namespace, profile: Any) -> Path | None:
+    """The kubeconfig file given, or None: kubectl's rules ($KUBECONFIG, every file of the list, in
+    memory; else ~/.kube/config), as the run itself found it."""
     if args.kubeconfig:
         return Path(args.kubeconfig)
     if profile.cluster.kubeconfig:
@@ -134,8 +135,7 @@ def _kubeconfig(args: argparse.Namespace, profile: Any) -> Path:
     if profile.cluster.provider == "sim":
         raise UsageError(f"{profile.source}: a sim cluster lives only as long as its run; pass --kubeconfig of the "
                          "`sim up` to clean")
-    env = os.environ.get("KUBECONFIG", "")
-    return Path(env.split(os.pathsep)[0]) if env else Path.home() / ".kube" / "config"
+    return None
 
 
 def run_cleanup_command(args: argparse.Namespace) -> int:

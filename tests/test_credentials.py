@@ -226,3 +226,16 @@ def test_a_kubeconfig_list_is_never_merged_to_disk_nor_written_through_a_planted
     finally:
         provider.teardown()
     assert not private.exists() and not private.parent.exists()
+
+
+def test_the_one_context_keeps_relative_paths_meaning_what_they_meant(tmp_path: Path) -> None:
+    from harness.kube.kubeconfig import flatten, one_context
+
+    doc = {"clusters": [{"name": "c", "cluster": {"server": "https://x", "certificate-authority": "ca.crt"}}],
+           "users": [{"name": "u", "user": {"exec": {"command": "./bin/plugin"}}},
+                     {"name": "v", "user": {"exec": {"command": "kubelogin"}}}],
+           "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}
+    one = one_context(flatten([(tmp_path / "config", doc)]), None, "test")
+    assert one["clusters"][0]["cluster"]["certificate-authority"] == str(tmp_path / "ca.crt")
+    assert one["users"] == [{"name": "u", "user": {"exec": {"command": str(tmp_path / "bin" / "plugin")}}}]
+    assert flatten([(tmp_path / "config", doc)])["users"][1]["user"]["exec"]["command"] == "kubelogin"  # PATH

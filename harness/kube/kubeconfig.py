@@ -74,6 +74,14 @@ def _absolute(entry: Mapping[str, Any], kind: str, base: Path) -> dict[str, Any]
         value = body.get(field)
         if isinstance(value, str) and value and not os.path.isabs(value):
             body[field] = str((base / value).resolve())
+    exec_config = body.get("exec")
+    if isinstance(exec_config, Mapping):
+        command = exec_config.get("command")
+        # client-go resolves an exec command that contains a path separator relative to its kubeconfig's
+        # folder; a bare name is looked up on PATH (kubernetes/client-go tools/clientcmd/loader.go,
+        # GetAuthInfoFileReferences). Keep that meaning when the context moves to another file.
+        if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+            body["exec"] = {**exec_config, "command": str((base / command).resolve())}
     out[body_key] = body
     return out
 

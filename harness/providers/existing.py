@@ -124,7 +124,8 @@ class ExistingProvider:
             version = kube.server_version()
         except KubeApiError as exc:
             return [PreflightCheck("cluster.reachable", False,
-                            f"the API server of {self.kubeconfig} is not reachable: {exc}")]
+                            f"the API server of {self.choice.tried if self.choice else self.kubeconfig} is not "
+                            f"reachable: {exc}")]
         out.append(PreflightCheck("cluster.reachable", True, f"Kubernetes {version}"))
         try:
             nodes = kube.list("v1", "Node")
