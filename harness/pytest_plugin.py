@@ -202,7 +202,11 @@ def _redact_report(report: pytest.TestReport) -> None:
     before pytest prints it, and in the captured output sections too."""
     from harness.redact import redact
 
-    if report.longrepr is not None:
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        # a skip: (path, line, reason), and pytest's summary needs it to stay a tuple
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, redact(str(reason)))
+    elif report.longrepr is not None:
         text = report.longreprtext
         cleaned = redact(text)
         if cleaned != text:

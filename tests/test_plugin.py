@@ -231,3 +231,24 @@ def test_exitfirst_and_keyboard_interrupt_record_interrupted(pytester: pytest.Py
                         no_reraise_ctrlc=True)
     report = _report(pytester)
     assert report["interrupted"] is True and "KeyboardInterrupt" in str(report["interrupted_reason"])
+
+
+def test_every_line_pytest_prints_in_a_suites_run_is_redacted(pytester: pytest.Pytester) -> None:
+    """Issue 26: skip reasons, warnings and summaries, not only failure text."""
+    _setup(pytester)
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+    pytester.makepyfile(test_x=f'''
+import warnings, pytest
+def test_skips():
+    pytest.skip("mirror https://u:{secret}@github.com/o/r")
+def test_warns():
+    warnings.warn("Authorization: Token {secret}")
+def test_prints(capsys):
+    print("token {secret}")
+    assert False, "s3://KEY:SE/CRET+{secret}=@bucket"
+''')
+    result = pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out",
+                                "-rA", "-W", "always")
+    result.assert_outcomes(passed=1, skipped=1, failed=1, warnings=1)
+    text = result.stdout.str() + result.stderr.str()
+    assert secret not in text and "<redacted>" in text
