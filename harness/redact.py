@@ -73,7 +73,9 @@ _PREFIXED = re.compile(
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----(?:.*?-----END [A-Z0-9 ]+-----|[^\"<]*)", re.S)
 # `name: value`, `name=value`, `"name": "value"`, `--name=value`.
 _ASSIGN = re.compile(
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;}\]]+)"
+    # a name starts where no name character precedes it: without that, a long run of name characters
+    # is retried from each of its positions (quadratic: seconds on a report page)
+    r"(?:(?<![A-Za-z0-9_.-])|(?<=(?<![A-Za-z0-9_.-])-)|(?<=(?<![A-Za-z0-9_.-])--))(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;}\]]+)"
 )
 # `--name value`: a flag and its value as separate words.
 _FLAG = re.compile(r"(?<![^\s\"'\[,])(?P<name>--?[A-Za-z][A-Za-z0-9_.-]*)(?P<sep>[\"',]*\s+[\"']?)"
@@ -136,7 +138,9 @@ def _env_text(match: re.Match[str]) -> str:
 
 # A quoted string (JSON, a Python repr) is a text of its own: `"msg": "PASSWORD: x"` holds an
 # assignment that the outer `name: value` match would swallow whole.
-_QUOTED = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"|'((?:[^'\\\n]|\\.)*)'")
+_QUOTED = re.compile(r"\"([^\"\\\n]*(?:\\.[^\"\\\n]*)*)\"|'([^'\\\n]*(?:\\.[^'\\\n]*)*)'")
+# Inline images (the report's plots) are pictures, not text: skipped whole, they are most of a report page.
+_DATA_URI = re.compile(r"data:image/[a-z+.-]+;base64,[A-Za-z0-9+/=]+")
 
 
 def _quoted(match: re.Match[str]) -> str:
@@ -167,6 +171,16 @@ def _short_p(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
+    if "base64," in text:
+        parts, at = [], 0
+        for image in _DATA_URI.finditer(text):
+            parts += [_redact(text[at:image.start()]), image.group(0)]
+            at = image.end()
+        return "".join([*parts, _redact(text[at:])])
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     text = _PEM.sub("<redacted private key>", text)
     text = _URI.sub(_uri, text)
     text = _AUTH_HEADER.sub(_auth_header, text)
