@@ -9,13 +9,16 @@ one line on stderr and exit code 2: never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from harness.bounds import flag_problem
 from harness.errors import UsageError
+from harness.redact import redacting
 
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
 HANDLERS: dict[str, str] = {
@@ -199,17 +202,30 @@ def _resolve(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = args.command if args.command != "sim" else f"sim {args.sim_command}"
+    # Every line the CLI prints passes through redaction: error lines quote kubeconfig problems,
+    # exec-plugin stderr, cluster objects and URIs (`harness.redact`).
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = redacting(out), redacting(err)
     try:
-        return _resolve(command)(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = args.command if args.command != "sim" else f"sim {args.sim_command}"
+        try:
+            too_big = flag_problem(vars(args))
+            if too_big:
+                raise UsageError(too_big)
+            return _resolve(command)(args)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    finally:
+        for wrapped in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                wrapped.flush()
+        sys.stdout, sys.stderr = out, err
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from harness.bounds import profile_problem
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_RESOURCE
 from harness.k8s.sharing import Sharing
@@ -702,6 +703,10 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise UsageError(f"{source}: {path or '<top>'}: {expectation}{suffix}") from None
+    # Finite but huge numbers would run away at run time: each has a documented ceiling.
+    problem = profile_problem(profile.model_dump(exclude={"source"}))
+    if problem:
+        raise UsageError(f"{source}: {problem}")
     return profile
 
 

@@ -15,11 +15,19 @@ import secrets
 import stat
 from pathlib import Path
 
+from harness.redact import redact
+
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def write_atomic(path: str | Path, text: str, mode: int = 0o644) -> Path:
-    """Write `text` (UTF-8) to `path` as a new file; raises OSError (callers turn it into one line)."""
+def write_atomic(path: str | Path, text: str, mode: int = 0o644, *, credentials: bool = False) -> Path:
+    """Write `text` (UTF-8) to `path` as a new file; raises OSError (callers turn it into one line).
+
+    Outputs (report.json, junit.xml, report.html, evidence, load results) pass through redaction
+    here, the one writer they share; only a file that is meant to hold credentials (the sim's own
+    kubeconfig, 0600) says `credentials=True`."""
+    if not credentials:
+        text = redact(text)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -8,6 +8,7 @@ undoes, in reverse order, exactly what `up()` and `deploy()` did, whatever happe
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from harness.errors import HarnessError, WaitGaveUp, WaitTimeout
 from harness.k8s.conditions import condition, model_failed, model_ready, server_ready, server_refusal
 from harness.k8s.seldon_api import SELDON_API, server_pod_selector
 from harness.kube import Kube, KubeApiError, NodeGuard
+from harness.kube.lease import RunLease
 from harness.kube.stuck import StuckPods
 from harness.progress import progress
 from harness.providers import ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions, get_provider
@@ -61,8 +63,16 @@ def resolve_runtime_class(profile: Profile, kube: Kube) -> Profile:
         return profile
     try:
         found = detect_runtime_class(kube.list("node.k8s.io/v1", "RuntimeClass"))
-    except KubeApiError:
-        found = None  # no RuntimeClass API (or not allowed to list it): name none, as before
+    except KubeApiError as exc:
+        if exc.status != 404:
+            # Not being allowed to look is not "no class": on a cluster that needs one, GPU pods
+            # would get no driver and the failure would be blamed on the cluster.
+            raise HarnessError(
+                f"{profile.source}: gpu.runtime_class: detect could not list RuntimeClasses (node.k8s.io/v1): "
+                f"{exc.status or ''} {exc}".replace("  ", " ") + "; grant list on runtimeclasses "
+                "(manifests/rbac/harness-rbac.yaml) or name the class in the profile (gpu.runtime_class: "
+                "nvidia, or null when the NVIDIA runtime is the nodes' default)") from None
+        found = None  # the cluster serves no RuntimeClass API: nothing to name
     return profile.model_copy(update={"gpu": profile.gpu.model_copy(update={"runtime_class": found})})
 
 
@@ -121,6 +131,7 @@ class ClusterSession:
     phases: list[PhaseRecord] = field(default_factory=list)
     # What the provider's preflight found; None until it ran (it runs once per session).
     preflight_findings: list[PreflightCheck] | None = None
+    run_lease: RunLease | None = None
 
     def __post_init__(self) -> None:
         self.provider = get_provider(
@@ -163,16 +174,38 @@ class ClusterSession:
         if self.preflight_findings is None:
             found: list[PreflightCheck] = []
             with contextlib.suppress(PhaseFailed), self.phase("preflight"):
-                try:
-                    found = list(self.provider.preflight())
-                except Exception as exc:  # a crashing probe is itself a finding, not a traceback
-                    found = [PreflightCheck("preflight", False,
-                                            f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+                found = self._bounded_preflight()
                 self.preflight_findings = found
                 missing = [f for f in found if not f.ok]
                 if missing:
                     raise HarnessError(f"{len(missing)} problem(s): " + "; ".join(f.message for f in missing))
         return [f for f in self.preflight_findings or [] if not f.ok]
+
+    def _bounded_preflight(self) -> list[PreflightCheck]:
+        """The provider's preflight within `timeouts.preflight_s`, whatever it waits on: an API server
+        that accepts connections and never answers would otherwise hold each request for
+        `request_s` and every retry again. Past the budget the preflight is a finding; its thread
+        (reads only) is left to end on its own."""
+        budget = self.profile.timeouts.preflight_s
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["found"] = list(self.provider.preflight())
+            except Exception as exc:  # a crashing probe is itself a finding, not a traceback
+                box["found"] = [PreflightCheck("preflight", False,
+                                               f"the preflight itself failed: {type(exc).__name__}: {exc}")]
+
+        worker = threading.Thread(target=run, name="preflight", daemon=True)
+        worker.start()
+        worker.join(budget)
+        if worker.is_alive():
+            return [PreflightCheck("preflight", False,
+                                   f"the preflight did not finish within timeouts.preflight_s={budget:g} s (an API "
+                                   "server or tool that does not answer?); check the cluster and the profile's "
+                                   "kubeconfig")]
+        found: list[PreflightCheck] = box.get("found", [])
+        return found
 
     def up(self) -> None:
         problems = self.preflight()
@@ -198,35 +231,18 @@ class ClusterSession:
             self.mesh = self.provider.mesh_endpoint(self.kube)
 
     def _take_run_lease(self) -> None:
-        """Say in the cluster that this run is alive, and where: `harness cleanup` finds the objects
-        of runs whose process is gone through it (nothing else can tell a dead run from a live one)."""
-        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX, run_lease
-        from harness.kube.nodeguard import _now, cleanup_command, holder_dead
-
-        kube = self._kube()
-        body = run_lease(self.options.run_id, _now())
-        try:
-            kube.create(body)
-        except KubeApiError as exc:
-            if exc.status != 409:
-                raise
-            name = f"{RUN_LEASE_PREFIX}{self.options.run_id}"
-            live = kube.get(LEASE_API, "Lease", name, LEASE_NAMESPACE)
-            if live is not None and holder_dead(live) is None:
-                raise HarnessError(f"run id {self.options.run_id} is in use by a running harness run (Lease "
-                                   f"{LEASE_NAMESPACE}/{name}); pick another --run-id, or if that run is gone, "
-                                   f"`{cleanup_command(self.options.run_id)}`") from None
-            kube.delete(LEASE_API, "Lease", name, LEASE_NAMESPACE, wait=True, timeout=30)
-            kube.create(body)
-        self._run_lease = True
+        """Say in the cluster that this run is alive, and renew it on a timer: `harness cleanup` removes
+        only runs whose Lease expired (nothing else can tell a dead run from a live one). The Lease
+        names the namespaces this run creates objects in, so cleanup finds them without a profile."""
+        lease = RunLease(self._kube(), self.options.run_id)
+        lease.take([self.profile.seldon.namespace])
+        self.run_lease = lease
+        lease.start()
 
     def _release_run_lease(self) -> None:
-        from harness.cleanup import LEASE_API, LEASE_NAMESPACE, RUN_LEASE_PREFIX
-
-        if getattr(self, "_run_lease", False) and self.kube is not None:
-            self.kube.delete(LEASE_API, "Lease", f"{RUN_LEASE_PREFIX}{self.options.run_id}", LEASE_NAMESPACE,
-                             wait=False)
-            self._run_lease = False
+        if self.run_lease is not None:
+            self.run_lease.release()
+            self.run_lease = None
 
     def deploy(self) -> None:
         """Apply the profile's Servers, wait for them, then its Models, and wait for those.
@@ -303,6 +319,8 @@ class ClusterSession:
         # its way must not leave an object that `down()` does not know of. `down()` deletes only what
         # carries this run's id, so an entry whose create never happened (or was refused) is harmless.
         self.deployed.append(obj)
+        if self.run_lease is not None and meta.get("namespace"):
+            self.run_lease.record_namespace(str(meta["namespace"]))
         try:
             return kube.create_only(obj)
         except KubeApiError as exc:
@@ -357,6 +375,8 @@ class ClusterSession:
                 self.deployed.clear()
             if self.guard is not None:
                 problems.extend(self.guard.restore_all())
+            if self.run_lease is not None:
+                self.run_lease.stop()  # no more renewals: left behind, the Lease expires and cleanup may act
             if not problems:  # with something left behind, the Lease lets `harness cleanup` find this run
                 try:
                     self._release_run_lease()

@@ -121,7 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
             context=config.getoption("--context"),
         )
     except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        from harness.redact import redact
+
+        raise pytest.UsageError(redact(str(exc))) from None
     rehearsed_provider: str | None = None
     if config.getoption("--rehearse"):
         for flag in ("--kubeconfig", "--context"):
@@ -204,12 +206,27 @@ def pytest_runtest_makereport(
     return report
 
 
+def _redact_terminal(config: pytest.Config) -> None:
+    """Every line pytest prints in a suites run passes through redaction (skip reasons, warnings,
+    summaries, the harness's own lines), not only failure text: wrap the terminal writer's stream."""
+    from harness.redact import redacting
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    if writer is not None and hasattr(writer, "_file"):
+        writer._file = redacting(writer._file)
+
+
 def _redact_report(report: pytest.TestReport) -> None:
     """Failure text quotes cluster objects (status messages, storage URIs, env): redact secrets in it
     before pytest prints it, and in the captured output sections too."""
     from harness.redact import redact
 
-    if report.longrepr is not None:
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        # a skip: (path, line, reason), and pytest's summary needs it to stay a tuple
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, redact(str(reason)))
+    elif report.longrepr is not None:
         text = report.longreprtext
         cleaned = redact(text)
         if cleaned != text:
@@ -272,6 +289,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     ctx = _context(session.config)
     if ctx is None:
         return
+    _redact_terminal(session.config)
     _CURRENT["ctx"] = ctx
     config = session.config
     if config.option.collectonly or hasattr(config, "workerinput"):
@@ -280,7 +298,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # pytest's usage-error exit code (the same as a bad profile), not an error per test.
     problems = cluster_session(ctx).preflight()
     if problems:
-        raise pytest.UsageError(preflight_checklist(ctx.profile_path, ctx.profile.cluster.provider, problems))
+        from harness.redact import redact
+
+        raise pytest.UsageError(redact(preflight_checklist(ctx.profile_path, ctx.profile.cluster.provider,
+                                                           problems)))
 
 
 # What a run writes into --report-dir; an earlier run's copies are removed before a new run's tests

@@ -132,7 +132,28 @@ class Scope:
                 "metadata": {"name": name, "labels": self.labels()},
             })
             self._namespace = name
+            self._grant_namespace(name)
         return self._namespace
+
+    def _grant_namespace(self, name: str) -> None:
+        """Pods, pod logs and ConfigMaps are the run's only in its own namespaces: bind the run role
+        there (manifests/rbac/README.md), and wait until the API server's authorizer sees it."""
+        from harness.kube import KubeApiError
+        from harness.render.rbac import access_review, run_namespace_binding
+
+        self.apply(run_namespace_binding(name, self.run_context.run_id))
+
+        def allowed() -> None:
+            try:
+                answer = self.kube.create(access_review(name, "create", "pods"))
+            except KubeApiError as exc:
+                if exc.status == 404:
+                    return  # no SelfSubjectAccessReview API to ask (the sim has no authorizer)
+                raise
+            if not (answer.get("status") or {}).get("allowed"):
+                raise KubeApiError(f"pods in {name} are not allowed yet (RoleBinding not yet seen)", 503)
+
+        self.kube.retrier.call(f"RoleBinding in namespace {name}", allowed, idempotent=True)
 
     @property
     def created_namespace(self) -> str | None:

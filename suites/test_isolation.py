@@ -16,6 +16,7 @@ from harness.k8s.conditions import condition
 from harness.k8s.gpu import pod_gpu_request
 from harness.k8s.seldon_api import SELDON_API
 from harness.lifecycle import ClusterSession
+from harness.node_hold import evicted, hold_node
 from harness.recording import TestRecorder
 from harness.testapi import Scope
 from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable
@@ -73,11 +74,13 @@ def test_gpu_requesting_pod_without_toleration(scope: Scope, cluster: ClusterSes
 
 
 @pytest.mark.destructive
-def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile) -> None:
+def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile, record: TestRecorder) -> None:
     """NoExecute evicts a running pod that does not tolerate it, at once or after tolerationSeconds.
 
     Uses a taint of its own (not the profile's, so the GPU Servers stay) on a GPU node that runs
-    none of the deployment's Servers; the node guard removes it afterwards.
+    none of the deployment's Servers; the node guard removes it afterwards. The node is first closed
+    with a NoSchedule taint and looked at again once the scheduler has seen it (`harness.node_hold`),
+    so no pod bound meanwhile is evicted; every pod the NoExecute taint evicts is named in the report.
     """
     # A rehearsal follows the rehearsed profile's provider: it skips what the real run would skip.
     provider = scope.run_context.target_provider
@@ -99,8 +102,13 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
         pytest.skip("no GPU node without Servers runs only this run's pods; the taint would evict others' pods ("
                     + "; ".join(f"{n}: {who}" for n, who in choice.busy.items()) + ")")
     node = (choice.free or without_servers)[0]
+    held = hold_node(scope.kube, scope.node_guard(), profile, node, namespace=scope.namespace,
+                     run_id=scope.run_context.run_id, taint=test_taint, shared=provider == "existing")
+    if held.skip:
+        pytest.skip(f"the eviction test {held.skip}")
     gpu_toleration = {"key": profile.gpu.taint.key, "operator": "Equal", "value": profile.gpu.taint.value,
                       "effect": profile.gpu.taint.effect}
+    hold_toleration = {**test_taint, "operator": "Equal", "effect": "NoSchedule"}
     grace_s = 3
 
     def intruder(name: str, extra_tolerations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,7 +117,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
         spec.pop("nodeSelector", None)
         spec.pop("affinity", None)
         spec["nodeName"] = node  # bound directly: this test is about eviction, not scheduling
-        spec["tolerations"] = [gpu_toleration, *extra_tolerations]
+        spec["tolerations"] = [gpu_toleration, hold_toleration, *extra_tolerations]
         return obj
 
     scope.apply(intruder("evict-now", []))
@@ -117,6 +125,7 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     for name in ("evict-now", "evict-later"):
         scope.kube.wait_for("v1", "Pod", name, scope.namespace, running,
                             timeout=profile.timeouts.pod_start_s, what=f"intruder {name} running on {node}")
+    residents = scope.kube.list("v1", "Pod", field_selector=f"spec.nodeName={node}")
     scope.node_guard().add_taint(node, test_taint)
     tainted_at = time.monotonic()
     scope.kube.wait_for("v1", "Pod", "evict-now", scope.namespace, lambda p: p is None,
@@ -127,6 +136,8 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
     scope.kube.wait_for("v1", "Pod", "evict-later", scope.namespace, lambda p: p is None,
                         timeout=profile.timeouts.eviction_s + grace_s,
                         what=f"eviction after tolerationSeconds={grace_s}")
+    gone = evicted(residents, scope.kube.list("v1", "Pod", field_selector=f"spec.nodeName={node}"))
+    record.note("evicted pods", gone)
     assert time.monotonic() - tainted_at >= grace_s - 0.5, "evicted before its tolerationSeconds ran out"
 
 

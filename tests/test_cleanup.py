@@ -4,6 +4,7 @@ reached over HTTP, with a real child process killed by SIGKILL (no handler, no a
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from harness.cleanup import LEASE_API, dead_runs
 from harness.cli import main
 from harness.errors import UsageError
 from harness.kube import Kube, NodeGuard, RetryPolicy
+from harness.kube.lease import LEASE_NAMESPACE, micro_time, run_lease_name
 from harness.render.labels import RUN_ID_KEY
 from tests.sim_fixtures import kube_against, started_sim
 
@@ -30,11 +32,10 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     from harness.config import Timeouts
     from harness.kube import Kube, NodeGuard
-    from harness.cleanup import run_lease
-    from harness.kube.nodeguard import _now
+    from harness.kube.lease import RunLease
     kube = Kube.from_kubeconfig(sys.argv[1], None, Timeouts(request_s=30))
     run = sys.argv[3]
-    kube.create(run_lease(run, _now()))
+    RunLease(kube, run).take([])  # never renewed: the process dies before its first renewal
     labels = {"harness.seldon.dev/run-id": run, "app.kubernetes.io/managed-by": "seldon-gpu-harness"}
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": run + "-ns", "labels": labels}})
     kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default",
@@ -69,6 +70,12 @@ def _crash(sim: Any, run: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
 
+def age_lease(kube: Kube, name: str, seconds: float = 3600) -> None:
+    """Time passes: the Lease was last renewed `seconds` ago by the API server's clock."""
+    past = micro_time(kube.server_time() - dt.timedelta(seconds=seconds))
+    kube.patch(LEASE_API, "Lease", name, LEASE_NAMESPACE, {"spec": {"renewTime": past, "acquireTime": past}})
+
+
 def _run_objects(kube: Kube, run: str) -> list[str]:
     sel = f"{RUN_ID_KEY}={run}"
     return ([f"ns/{n['metadata']['name']}" for n in kube.list("v1", "Namespace", label_selector=sel)
@@ -82,7 +89,13 @@ def test_after_sigkill_the_next_run_names_the_cleanup_and_cleanup_restores_every
     _crash(sim, "crashed")
     during = _node(kube)
     assert TAINT in during["taints"] and during["labels"]["harness/crashed"] == "yes"
-    assert dead_runs(kube).get("crashed", "").endswith("on this host is gone")
+    # Just killed, its Lease is still valid: nothing may call it dead yet (its process could be in
+    # another PID namespace), not cleanup and not the next run.
+    assert "crashed" not in dead_runs(kube)
+    with pytest.raises(UsageError, match="being changed by another harness run"):
+        NodeGuard(kube, "next-run", install_signal_handlers=False).add_taint(NODE, TAINT)
+    age_lease(kube, run_lease_name("crashed"))
+    assert "last renewed" in dead_runs(kube).get("crashed", "")
 
     # The next run does not take the leaked taint for pre-existing: it refuses, naming the cleanup.
     other = NodeGuard(kube, "next-run", install_signal_handlers=False)
@@ -98,7 +111,8 @@ def test_after_sigkill_the_next_run_names_the_cleanup_and_cleanup_restores_every
                  "--kubeconfig", str(sim.kubeconfig_path)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "run crashed (its process" in out and "restored taint" in out and "deleted Namespace crashed-ns" in out
+    assert "run crashed (its Lease was last renewed" in out and "restored taint" in out
+    assert "deleted Namespace crashed-ns" in out
     assert _node(kube) == before
     assert _run_objects(kube, "crashed") == []
     assert [le["metadata"]["name"] for le in kube.list(LEASE_API, "Lease", "default")

@@ -216,8 +216,9 @@ def test_merged_kubeconfig_follows_kubectls_first_wins_rules(tmp_path: Path) -> 
     assert [c["cluster"]["server"] for c in merged["clusters"]] == ["https://127.0.0.1:1"]
     assert merged["clusters"][0]["cluster"]["certificate-authority"] == str(tmp_path / "one" / "ca.crt")
     assert [c["name"] for c in merged["contexts"]] == ["x", "y"] and merged["current-context"] == "y"
-    single = kubeconfig.single_file(kubeconfig.resolve(None, f"{first}{os.pathsep}{second}", tmp_path), tmp_path)
-    assert single == tmp_path / "kubeconfig.merged" and (single.stat().st_mode & 0o777) == 0o600
+    one = kubeconfig.one_context(merged, None, "test")
+    assert [c["name"] for c in one["contexts"]] == ["y"] and one["current-context"] == "y"
+    assert [c["name"] for c in one["clusters"]] == ["c"]
 
 
 def test_the_client_reads_every_file_of_a_kubeconfig_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

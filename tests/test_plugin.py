@@ -27,6 +27,14 @@ class FakeKube:
         self.log.append(("delete", kind, name))
         if name in self.fail_delete:
             raise RuntimeError(f"boom deleting {name}")
+    def create(self, obj):  # only the SelfSubjectAccessReview after binding the run role
+        assert obj["kind"] == "SelfSubjectAccessReview", obj
+        self.log.append(("create", obj["kind"], obj["spec"]["resourceAttributes"]["namespace"]))
+        return {"status": {"allowed": True}}
+    class retrier:
+        @staticmethod
+        def call(what, fn, idempotent):
+            return fn()
 
 class FakeSession:
     def __init__(self, kube):
@@ -74,8 +82,13 @@ def test_creates(scope):
     result.assert_outcomes(passed=1)
     log = _log(pytester)
     names = [entry[2] for entry in log]
-    assert [e[0] for e in log] == ["apply", "apply", "apply", "delete", "delete", "delete"]
-    assert names[3:] == ["second", "first", names[0]], log  # LIFO: the namespace goes last
+    # the namespace, the run role bound in it (and seen by the authorizer), the pods; then LIFO
+    assert [e[:2] for e in log] == [["apply", "Namespace"], ["apply", "RoleBinding"],
+                                    ["create", "SelfSubjectAccessReview"], ["apply", "Pod"], ["apply", "Pod"],
+                                    ["delete", "Pod"], ["delete", "Pod"], ["delete", "RoleBinding"],
+                                    ["delete", "Namespace"]], log
+    assert names[5:] == ["second", "first", "seldon-gpu-harness-run", names[0]], log  # the namespace goes last
+    assert names[2] == names[0]
     assert re.match(r"^h-r1-test-creates-[0-9a-f]{6}$", names[0])
 
 
@@ -218,3 +231,24 @@ def test_exitfirst_and_keyboard_interrupt_record_interrupted(pytester: pytest.Py
                         no_reraise_ctrlc=True)
     report = _report(pytester)
     assert report["interrupted"] is True and "KeyboardInterrupt" in str(report["interrupted_reason"])
+
+
+def test_every_line_pytest_prints_in_a_suites_run_is_redacted(pytester: pytest.Pytester) -> None:
+    """Issue 26: skip reasons, warnings and summaries, not only failure text."""
+    _setup(pytester)
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+    pytester.makepyfile(test_x=f'''
+import warnings, pytest
+def test_skips():
+    pytest.skip("mirror https://u:{secret}@github.com/o/r")
+def test_warns():
+    warnings.warn("Authorization: Token {secret}")
+def test_prints(capsys):
+    print("token {secret}")
+    assert False, "s3://KEY:SE/CRET+{secret}=@bucket"
+''')
+    result = pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out",
+                                "-rA", "-W", "always")
+    result.assert_outcomes(passed=1, skipped=1, failed=1, warnings=1)
+    text = result.stdout.str() + result.stderr.str()
+    assert secret not in text and "<redacted>" in text

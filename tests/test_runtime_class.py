@@ -8,7 +8,7 @@ import pytest
 
 from harness import render
 from harness.config import parse_profile
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.gpu.checks import check_pod_visibility, gfd_product_label, product_matches
 from harness.gpu.result import probe_result_from_dict
 from harness.kube import KubeApiError
@@ -71,13 +71,14 @@ def test_detect_runtime_class(classes: list[dict[str, Any]], expected: str | Non
 
 
 class Kube:
-    def __init__(self, classes: list[dict[str, Any]] | None) -> None:
+    def __init__(self, classes: list[dict[str, Any]] | None, status: int = 403) -> None:
         self.classes = classes
+        self.status = status
 
     def list(self, api_version: str, kind: str, *_: Any, **__: Any) -> list[dict[str, Any]]:
         assert (api_version, kind) == ("node.k8s.io/v1", "RuntimeClass")
         if self.classes is None:
-            raise KubeApiError("forbidden", 403)
+            raise KubeApiError("GET /apis/node.k8s.io/v1/runtimeclasses: forbidden", self.status)
         return self.classes
 
 
@@ -86,9 +87,19 @@ def test_detect_is_resolved_against_the_cluster_before_anything_is_rendered() ->
     resolved = resolve_runtime_class(p, Kube([{"metadata": {"name": "nvidia"}, "handler": "nvidia"}]))  # type: ignore[arg-type]
     assert resolved.gpu.runtime_class == "nvidia" and named_in_every_gpu_pod(resolved) == {"nvidia"}
     assert resolve_runtime_class(p, Kube([])).gpu.runtime_class is None  # type: ignore[arg-type]
-    assert resolve_runtime_class(p, Kube(None)).gpu.runtime_class is None  # type: ignore[arg-type]
+    # no RuntimeClass API at all: nothing to name
+    assert resolve_runtime_class(p, Kube(None, 404)).gpu.runtime_class is None  # type: ignore[arg-type]
     explicit = profile("existing", "gpu-rc")
     assert resolve_runtime_class(explicit, Kube(None)) is explicit  # type: ignore[arg-type]
+
+
+def test_a_forbidden_detect_is_one_clear_error_not_no_class() -> None:
+    """Issue 26: a 403 used to be taken as "no class", so GPU pods got no driver on clusters that need one."""
+    with pytest.raises(HarnessError) as exc:
+        resolve_runtime_class(profile("existing"), Kube(None, 403))  # type: ignore[arg-type]
+    message = str(exc.value)
+    assert "\n" not in message and "gpu.runtime_class: detect could not list RuntimeClasses" in message
+    assert "403" in message and "harness-rbac.yaml" in message and "gpu.runtime_class:" in message
 
 
 # NVML device names (as drivers report them) -> the gpu-feature-discovery product label.

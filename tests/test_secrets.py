@@ -21,7 +21,15 @@ SAS_SIG = "Zm9vYmFyplantedSAS%2Bqux%3D"
 URI_TOKEN = "plantedUriToken8c2f"
 BASIC = "cGxhbnRlZDpiYXNpYw=="
 ARG_TOKEN = "plantedArgTokenX91kQ"
-PLANTED = (STORAGE_SECRET, URI_PASSWORD, S3_SLASHED, PRESIGNED_SIG, SAS_SIG, URI_TOKEN, BASIC, ARG_TOKEN)
+# Issue 26: shapes that still reached an output.
+URI_S3_SLASHED = "pLaNtEdUri/SeCrEt+k3y="
+TOKEN_HEADER = "plantedTokenHeader5a1"
+AUTH_FLAG = "plantedAuthFlag9c"
+SHORT_P = "plantedShortP4e"
+MYSQL_PW = "plantedMysqlPw7d"
+DOCKER_PAT = "dckr_pat_plantedDockerPat0123"
+PLANTED = (STORAGE_SECRET, URI_PASSWORD, S3_SLASHED, PRESIGNED_SIG, SAS_SIG, URI_TOKEN, BASIC, ARG_TOKEN,
+           URI_S3_SLASHED, TOKEN_HEADER, AUTH_FLAG, SHORT_P, MYSQL_PW, DOCKER_PAT)
 
 
 @pytest.mark.slow
@@ -41,7 +49,10 @@ def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
                     {"name": "MIRROR", "value": f"https://b.s3.amazonaws.com/m?X-Amz-Signature={PRESIGNED_SIG}"},
                     {"name": "BLOB", "value": f"https://a.blob.core.windows.net/c/m?sv=2022&sig={SAS_SIG}"},
                     {"name": "PROXY_AUTHORIZATION", "value": f"Basic {BASIC}"},
-                ], "args": ["--api-token", ARG_TOKEN]}]}},
+                    {"name": "EXTRA_HEADERS", "value": f"Authorization: Token {TOKEN_HEADER}"},
+                    {"name": "REGISTRY", "value": DOCKER_PAT},
+                ], "args": ["--api-token", ARG_TOKEN, "--auth", AUTH_FLAG, "-p", SHORT_P,
+                            f"mysql -u root -p{MYSQL_PW} db"]}]}},
                 {"name": "mlserver-cpu", "gpus": 0, "extra_capabilities": ["model-on-cpu"]},
             ],
             # The model cannot be fetched (and the run fails, so evidence is collected).
@@ -50,6 +61,8 @@ def test_no_planted_secret_in_any_output(tmp_path: Path) -> None:
             models=[{"name": "private", "storage_uri": f"https://{URI_TOKEN}@host.example/model",
                      "requirements": ["sklearn", "model-on-gpu"]},
                     {"name": "private2", "storage_uri": f"s3://user:{URI_PASSWORD}@bucket/model",
+                     "requirements": ["sklearn", "model-on-gpu"]},
+                    {"name": "private3", "storage_uri": f"s3://AKIAIOSFODNN7EXAMPLE:{URI_S3_SLASHED}@bucket/m",
                      "requirements": ["sklearn", "model-on-gpu"]}],
             timeouts={"server_ready_s": 60, "model_ready_s": 30},
         )

@@ -9,6 +9,8 @@ the one wait primitive is `wait_for` / `wait_for_list` in `wait.py`.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 import math
 import os
@@ -324,6 +326,27 @@ class Kube:
         """The API server's `/version` document (gitVersion, gitCommit, platform, ...)."""
         body = self._json("GET", "/version", idempotent=True)
         return dict(body) if isinstance(body, dict) else {}
+
+    def server_time(self) -> dt.datetime:
+        """The API server's clock, from the `Date` header of its answer to GET /version.
+
+        Lease expiry is judged by this clock, never by ours: a host whose clock runs ahead must not
+        see a live run's Lease as expired (and one whose clock lags must not renew into the past)."""
+        try:
+            resp = self._api.rest_client.request("GET", self._url("/version", None), headers=self._headers(None),
+                                                 _request_timeout=self.timeouts.request_s)
+            raw = resp.response
+        except (urllib3.exceptions.HTTPError, OSError, ApiException) as exc:
+            raise KubeApiError(f"GET /version: connection failed: {exc.__class__.__name__}: {exc}") from exc
+        date = raw.headers.get("Date") if 200 <= raw.status < 300 else None
+        try:
+            when = email.utils.parsedate_to_datetime(str(date)) if date else None
+        except (TypeError, ValueError):
+            when = None
+        if when is None or when.tzinfo is None:
+            raise KubeApiError(f"GET /version: the API server sent no usable Date header ({date!r}); its clock "
+                               "is what Lease expiry is judged by", raw.status)
+        return when.astimezone(dt.UTC)
 
     def wait_for(self, api_version: str, kind: str, name: str, namespace: str | None,
                  predicate: Callable[[Obj | None], bool], timeout: float, what: str,

@@ -8,12 +8,14 @@ define a cluster, user or context name wins it, and the first `current-context` 
 certificate and key, token file) are relative to that file.
 
 `resolve()` is pure over its inputs and says what it tried, so "not found" names every place looked
-at. `flatten()` builds the merged document that a single-file consumer (kubectl --kubeconfig, helm,
-the kubernetes client) can use.
+at. `flatten()` builds the merged document in memory; `one_context()` cuts it down to the context the
+run uses, and `PrivateKubeconfig` hands that to child tools (kubectl --kubeconfig, helm, the client)
+in a private 0600 file removed at the end: no merged kubeconfig is ever written to disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,6 +74,14 @@ def _absolute(entry: Mapping[str, Any], kind: str, base: Path) -> dict[str, Any]
         value = body.get(field)
         if isinstance(value, str) and value and not os.path.isabs(value):
             body[field] = str((base / value).resolve())
+    exec_config = body.get("exec")
+    if isinstance(exec_config, Mapping):
+        command = exec_config.get("command")
+        # client-go resolves an exec command that contains a path separator relative to its kubeconfig's
+        # folder; a bare name is looked up on PATH (kubernetes/client-go tools/clientcmd/loader.go,
+        # GetAuthInfoFileReferences). Keep that meaning when the context moves to another file.
+        if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+            body["exec"] = {**exec_config, "command": str((base / command).resolve())}
     out[body_key] = body
     return out
 
@@ -108,16 +118,51 @@ def load_merged(choice: KubeconfigChoice) -> dict[str, Any]:
     return flatten(documents)
 
 
-def single_file(choice: KubeconfigChoice, workdir: Path) -> Path:
-    """One file holding the chosen configuration: the file itself, or the merge written (0600) to
-    `workdir/kubeconfig.merged` for tools that take a single --kubeconfig."""
-    if not choice.merged:
-        return choice.files[0]
-    import yaml
+def _named(entries: list[Any], name: str) -> dict[str, Any] | None:
+    return next((dict(e) for e in entries if isinstance(e, Mapping) and e.get("name") == name), None)
 
-    out = workdir / "kubeconfig.merged"
-    workdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(load_merged(choice), handle, sort_keys=False)
-    return out
+
+def one_context(merged: Mapping[str, Any], context: str | None, tried: str) -> dict[str, Any]:
+    """The merged configuration cut down to the one context the run uses: its cluster, its user and
+    nothing else, so no other context's credentials go anywhere (pure)."""
+    name = context or merged.get("current-context")
+    if not name:
+        raise UsageError(f"kubeconfig {tried}: no context given and no current-context set (pass --context or "
+                         "set cluster.context in the profile)")
+    ctx = _named(list(merged.get("contexts") or []), str(name))
+    if ctx is None:
+        raise UsageError(f"kubeconfig {tried}: context {name!r} not found")
+    body = ctx.get("context") or {}
+    cluster = _named(list(merged.get("clusters") or []), str(body.get("cluster", "")))
+    if cluster is None:
+        raise UsageError(f"kubeconfig {tried}: context {name!r} names cluster {body.get('cluster')!r}, which no "
+                         "file defines")
+    user = _named(list(merged.get("users") or []), str(body.get("user", ""))) if body.get("user") else None
+    return {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "users": [user] if user else [],
+            "contexts": [ctx], "current-context": str(name)}
+
+
+class PrivateKubeconfig:
+    """A kubeconfig for child tools (kubectl, helm) that never lands where others can read or plant:
+    a file created with O_EXCL|O_NOFOLLOW, mode 0600, in a fresh private (0700) temporary directory,
+    removed by `remove()` and at exit. Never in the report directory."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        import atexit
+        import tempfile
+
+        import yaml
+
+        self.directory = Path(tempfile.mkdtemp(prefix="harness-kube-"))
+        self.path = self.directory / "config"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.path, flags, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(dict(document), handle, sort_keys=False)
+        atexit.register(self.remove)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.kube.client import Kube
+from harness.kube.lease import micro_time, run_gone
 from harness.kube.retry import KubeApiError
 
 Obj = dict[str, Any]
@@ -76,34 +76,12 @@ def lease_records(lease: Obj) -> list[_Undo]:
         return []
 
 
-def holder_dead(lease: Obj) -> str | None:
-    """Why the Lease's holder is certainly gone (None when it may still run).
-
-    A holder on this host whose process is gone is dead at once; elsewhere only expiry tells."""
-    annotations = (lease.get("metadata") or {}).get("annotations") or {}
-    if _expired(lease):
-        return "its Lease expired without renewal"
-    host, pid = annotations.get(HOST_ANNOTATION), annotations.get(PID_ANNOTATION)
-    if host == socket.gethostname() and pid and str(pid).isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return f"its process {pid} on this host is gone"
-        except PermissionError:
-            return None
-    return None
-
-
 def _taint_id(t: dict[str, Any]) -> tuple[str, str]:
     return str(t.get("key", "")), str(t.get("effect", ""))
 
 
 def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class NodeGuard:
@@ -252,7 +230,9 @@ class NodeGuard:
         if lease is not None:
             holder = (lease.get("spec") or {}).get("holderIdentity")
             if holder and holder != self.owner:
-                dead = holder_dead(lease)
+                # Alive or not is the holder's run Lease's word (renewed on a timer, judged by the
+                # API server's clock); host names and pids prove nothing across PID namespaces.
+                dead = run_gone(self.kube, str(holder), lease)
                 left = lease_records(lease)
                 if dead and left:
                     # Its changes are still on the node: taking over would make a leaked taint look
@@ -265,13 +245,14 @@ class NodeGuard:
                         f"node {node} is being changed by another harness run ({holder}, Lease "
                         f"{self.lease_namespace}/{name}); wait for it to finish, or if that run is gone, "
                         f"`{cleanup_command(holder)}`")
+        now = micro_time(self.kube.server_time())  # expiry is judged by the API server's clock
         body: Obj = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": name, "namespace": self.lease_namespace, "labels": dict(MANAGED),
                          "annotations": {HOST_ANNOTATION: socket.gethostname(), PID_ANNOTATION: str(os.getpid()),
                                          UNDO_ANNOTATION: "[]"}},
             "spec": {"holderIdentity": self.owner, "leaseDurationSeconds": LEASE_SECONDS,
-                     "acquireTime": _now(), "renewTime": _now()},
+                     "acquireTime": now, "renewTime": now},
         }
         if lease is None:
             try:
@@ -435,16 +416,3 @@ class NodeGuard:
                 if undo.key in (status.get(field) or {}):
                     return f"node {undo.node}: {field} {undo.key} still advertised after restore"
         return None
-
-
-def _expired(lease: Obj) -> bool:
-    spec = lease.get("spec") or {}
-    renew = spec.get("renewTime") or spec.get("acquireTime")
-    if not renew:
-        return True
-    try:
-        when = dt.datetime.fromisoformat(str(renew).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    duration = int(spec.get("leaseDurationSeconds") or LEASE_SECONDS)
-    return dt.datetime.now(dt.UTC) > when + dt.timedelta(seconds=duration)

@@ -29,6 +29,12 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 BAD_ANSWER = "bad_answer"
 WRONG_ANSWER = "wrong_answer"
 BODY_TOO_LARGE = "body_too_large"
+# Response heads are bounded too: a server that streams header lines (or CONTINUATION frames) without
+# end must not grow a client's buffer until the request's timer fires. Go's net/http allows 1 MiB of
+# headers by default; an inference answer's head is a few hundred bytes.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADER_COUNT = 100
+HEADERS_TOO_LARGE = "headers_too_large"
 # fp32 values travel through text (JSON) or fp32 contents (gRPC); compare with fp32 precision.
 _REL_TOL = 1e-5
 _ABS_TOL = 1e-6

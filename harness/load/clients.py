@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from harness.errors import HarnessError
-from harness.load.answers import BODY_TOO_LARGE, MAX_BODY_BYTES
+from harness.load.answers import BODY_TOO_LARGE, HEADERS_TOO_LARGE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADER_COUNT
 from harness.load.spec import Protocol, Target, parse_endpoint, validate_inputs
 
 # on_done(error_kind or None, send_time): error kinds are short stable strings (see `classify_os_error`).
@@ -152,8 +152,13 @@ class _HttpConnection(asyncio.Protocol):
         if self.need < 0:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
+                if len(self.buffer) > MAX_HEAD_BYTES:
+                    self._finish(HEADERS_TOO_LARGE, reusable=False)
                 return
             head = bytes(self.buffer[:end]).lower()
+            if end > MAX_HEAD_BYTES or head.count(b"\r\n") > MAX_HEADER_COUNT:
+                self._finish(HEADERS_TOO_LARGE, reusable=False)
+                return
             try:
                 self.status = int(head[9:12])
             except ValueError:

@@ -33,7 +33,7 @@ from typing import cast
 
 from hpack import Decoder
 
-from harness.load.answers import BODY_TOO_LARGE, MAX_BODY_BYTES
+from harness.load.answers import BODY_TOO_LARGE, HEADERS_TOO_LARGE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_HEADER_COUNT
 
 Callback = Callable[[str | None, float], None]
 
@@ -206,6 +206,9 @@ class _Connection(asyncio.Protocol):
         end = len(buffer)
         while end - at >= 9:
             length = int.from_bytes(buffer[at : at + 3], "big")
+            if length > DEFAULT_MAX_FRAME:  # we never raise SETTINGS_MAX_FRAME_SIZE above its default
+                self._protocol_error(f"a frame of {length} bytes exceeds our {DEFAULT_MAX_FRAME}-byte maximum")
+                return
             if end - at < 9 + length:
                 break
             kind = buffer[at + 3]
@@ -239,6 +242,9 @@ class _Connection(asyncio.Protocol):
                 self._protocol_error("CONTINUATION on another stream")
                 return
             self.header_block += payload
+            if len(self.header_block) > MAX_HEAD_BYTES:
+                self._protocol_error(f"a header block over {MAX_HEAD_BYTES} bytes", HEADERS_TOO_LARGE)
+                return
             if flags & END_HEADERS:
                 self.header_stream = 0
                 self._headers(sid, self.header_flags, bytes(self.header_block))
@@ -335,6 +341,11 @@ class _Connection(asyncio.Protocol):
         stream = self.streams.get(sid)
         if stream is None:
             return
+        if len(fields) > MAX_HEADER_COUNT:
+            if not flags & END_STREAM:
+                self._reset(sid, 8)
+            self._finish(sid, HEADERS_TOO_LARGE)
+            return
         status: int | None = None
         for name, value in fields:
             if name == b":status":
@@ -365,11 +376,11 @@ class _Connection(asyncio.Protocol):
         checker = self.pool.checker
         return checker(bytes(data[5:])) if checker is not None else None
 
-    def _protocol_error(self, why: str) -> None:
+    def _protocol_error(self, why: str, kind: str = "connection_reset") -> None:
         if self.transport is not None:
             self.transport.write(frame(GOAWAY, 0, 0, (0).to_bytes(4, "big") + (1).to_bytes(4, "big") + why.encode()))
             self.transport.close()
-        self._fail_all("connection_reset")
+        self._fail_all(kind)
 
     def _fail_all(self, kind: str) -> None:
         self.closed = True

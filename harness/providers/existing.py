@@ -17,7 +17,7 @@ from harness.k8s.gpu import in_pool
 from harness.k8s.seldon_api import SELDON_GROUP
 from harness.k8s.taints import node_has_taint
 from harness.kube.client import Kube
-from harness.kube.kubeconfig import KubeconfigChoice, resolve, single_file
+from harness.kube.kubeconfig import KubeconfigChoice, PrivateKubeconfig, load_merged, one_context, resolve
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
@@ -86,20 +86,27 @@ class ExistingProvider:
         except UsageError as exc:
             self.choice, self.kubeconfig_problem = None, str(exc)
             self.kubeconfig = Path(explicit) if explicit else Path.home() / ".kube" / "config"
-        self._single: Path | None = None
+        self._private: PrivateKubeconfig | None = None
         self.installed: list[str] = []
 
     def _kube(self) -> Kube:
         return Kube.from_kubeconfig(self._kubeconfig_file(), self.context, self.profile.timeouts)
 
     def _kubeconfig_file(self) -> Path:
-        """One file for the client, kubectl and helm: a merged $KUBECONFIG is written to the workdir."""
+        """One file for the client, kubectl and helm, holding only the context the run uses: a private
+        0600 file outside the report directory, removed on teardown (never a merged copy on disk)."""
         if self.kubeconfig_problem is not None or self.choice is None:
             raise UsageError(self.kubeconfig_problem or f"{self.kubeconfig}: kubeconfig not found")
-        if self._single is None:
-            self._single = single_file(self.choice, self.workdir)
-            self.kubeconfig = self._single
-        return self._single
+        if self._private is None:
+            document = one_context(load_merged(self.choice), self.context, self.choice.tried)
+            self._private = PrivateKubeconfig(document)
+            self.kubeconfig = self._private.path
+        return self._private.path
+
+    def _forget_kubeconfig(self) -> None:
+        if self._private is not None:
+            self._private.remove()
+            self._private = None
 
     def preflight(self) -> list[PreflightCheck]:
         try:
@@ -117,7 +124,8 @@ class ExistingProvider:
             version = kube.server_version()
         except KubeApiError as exc:
             return [PreflightCheck("cluster.reachable", False,
-                            f"the API server of {self.kubeconfig} is not reachable: {exc}")]
+                            f"the API server of {self.choice.tried if self.choice else self.kubeconfig} is not "
+                            f"reachable: {exc}")]
         out.append(PreflightCheck("cluster.reachable", True, f"Kubernetes {version}"))
         try:
             nodes = kube.list("v1", "Node")
@@ -207,10 +215,13 @@ class ExistingProvider:
 
     def teardown(self) -> None:
         """Uninstall only the Helm releases this run installed (newest first); never the cluster."""
-        if self.options.keep_cluster:
-            return
-        helm = self._helm()
-        for entry in reversed(self.installed):
-            namespace, release = entry.split("/", 1)
-            helm.uninstall(release, namespace, self.profile.timeouts.delete_s)
-        self.installed.clear()
+        try:
+            if self.options.keep_cluster:
+                return
+            helm = self._helm()
+            for entry in reversed(self.installed):
+                namespace, release = entry.split("/", 1)
+                helm.uninstall(release, namespace, self.profile.timeouts.delete_s)
+            self.installed.clear()
+        finally:
+            self._forget_kubeconfig()

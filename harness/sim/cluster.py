@@ -141,7 +141,8 @@ class SimCluster:
                                          tls=identity.server_context())
                 self._server.start()
                 document = kubeconfig_document(self._server.url, self.token, identity.cert_pem)
-                write_atomic(self.kubeconfig_path, yaml.safe_dump(document, sort_keys=False), mode=0o600)
+                write_atomic(self.kubeconfig_path, yaml.safe_dump(document, sort_keys=False), mode=0o600,
+                             credentials=True)
             except BaseException:
                 self._started = True
                 self._stop_locked()
