@@ -49,6 +49,8 @@ class RunContext:
     tests_started: int = 0  # tests whose setup began: a session that started none writes no report
     # --rehearse: the rehearsed profile's own provider (the run itself uses the simulated cluster).
     rehearsed_provider: str | None = None
+    # `gpu_workers: auto`: the layout this run used (harness.layout.GpuLayout.describe()).
+    gpu_layout: str | None = None
 
     @property
     def target_provider(self) -> str:

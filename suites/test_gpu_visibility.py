@@ -61,7 +61,8 @@ def test_each_probe_sees_exactly_its_allocated_gpu(scope: Scope, record: TestRec
                                                    host_gpu_inventory: Any) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, scope.profile.gpu.resource_name) >= 1]
     if not nodes:
-        pytest.skip("no GPU node has a free GPU for the probe")
+        pytest.skip("missing shape: a GPU node with a GPU free beside the Servers (no GPU node has a free GPU "
+                    "for the probe); give the cluster more GPUs (cluster.nodes.gpu_workers)")
     verdicts: list[checks.Verdict] = []
     for i, node in enumerate(nodes):
         start_probe(scope, f"probe-{i}", node["metadata"]["name"], gpus=1)
@@ -80,7 +81,8 @@ def test_two_pods_on_one_node_get_disjoint_gpus(scope: Scope, record: TestRecord
     resource = scope.profile.gpu.resource_name
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
-        pytest.skip("no GPU node has two free GPUs; give a GPU worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
+        pytest.skip("missing shape: a GPU node with two free GPUs (no GPU node has two free GPUs); give a GPU "
+                    "worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
     name = node["metadata"]["name"]
     for pod in ("pair-a", "pair-b"):
         start_probe(scope, pod, name, gpus=1, hold_s=3)

@@ -9,6 +9,7 @@ import yaml
 from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
+from harness.layout import static as static_layout
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 # nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.
@@ -31,6 +32,7 @@ def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
 
 def host_gpu_assignment(profile: Profile) -> list[list[str]]:
     """Host GPUs per GPU worker, in node order: explicit `host_gpus`, else 0..N-1 handed out in order."""
+    profile = static_layout(profile)
     assignment: list[list[str]] = []
     next_index = 0
     for group in profile.cluster.nodes.gpu_workers:
@@ -59,6 +61,7 @@ def _taint_patch(profile: Profile) -> str:
 
 
 def kind_config(profile: Profile) -> dict[str, Any]:
+    profile = static_layout(profile)  # gpu_workers: auto without a host: the documented static layout
     cluster = profile.cluster
     image = cluster.node_image
     control: dict[str, Any] = {"role": "control-plane", "image": image}
