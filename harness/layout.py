@@ -100,9 +100,8 @@ def resolve(profile: Profile, host_gpus: int, product: str, memory_mib: int, sou
         trial = parse_profile({**data, "models": [], "source": profile.source}, profile.source)
         models = []
         for model in profile.models:
-            if model.server is not None and model.server not in kept_names:
-                left_models.append(model.name)
-            elif model.server is None and not trial.servers_for(model):
+            pinned_away = model.server is not None and model.server not in kept_names
+            if pinned_away or (model.server is None and not trial.servers_for(model)):
                 left_models.append(model.name)
             else:
                 models.append(data["models"][profile.models.index(model)])

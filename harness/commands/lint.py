@@ -14,8 +14,8 @@ import os
 from typing import Any
 
 from harness.config import Profile, Timeouts, load_profile
-from harness.layout import static as static_layout
 from harness.errors import UsageError
+from harness.layout import static as static_layout
 from harness.lint import format_json, format_text, has_errors, lint_documents
 from harness.lint.loader import documents_from_rendered, load_manifests
 from harness.lint.model import Document

@@ -20,7 +20,8 @@ def host_layout(profile: Profile) -> tuple[Profile, GpuLayout | None]:
     if result is None:
         raise UsageError(f"{profile.source}: cluster.nodes.gpu_workers: auto reads the host's GPUs through NVML: "
                          f"{reason}; rehearse it with --rehearse --rehearse-host-gpus N, or list the GPU workers")
-    devices = [(d.name or "NVIDIA GPU", d.memory_total_bytes or 0) for d in sorted(result.devices, key=lambda d: d.index)]
+    ordered = sorted(result.devices, key=lambda d: d.index)
+    devices = [(d.name or "NVIDIA GPU", d.memory_total_bytes or 0) for d in ordered]
     return from_inventory(profile, devices, "host NVML")
 
 

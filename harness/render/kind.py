@@ -99,4 +99,10 @@ def kind_config(profile: Profile) -> dict[str, Any]:
                 ]
             position += 1
             nodes.append(gpu_worker)
-    return {"kind": "Cluster", "apiVersion": KIND_API, "nodes": nodes}
+    config: dict[str, Any] = {"kind": "Cluster", "apiVersion": KIND_API, "nodes": nodes}
+    if cluster.registry_mirrors:
+        # containerd reads per-registry hosts files (written after creation) only with this config_path.
+        from harness.render.images import CONTAINERD_REGISTRY_PATCH
+
+        config["containerdConfigPatches"] = [CONTAINERD_REGISTRY_PATCH]
+    return config

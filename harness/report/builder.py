@@ -228,7 +228,7 @@ class ReportBuilder:
         self._report.gpu_layout = GpuLayoutInfo.model_validate(dict(layout))
 
     def set_mesh(self, route: str, url: str, note: str = "") -> None:
-        self._report.mesh = MeshRoute(route=route, url=url, note=note)  # type: ignore[arg-type]
+        self._report.mesh = MeshRoute.model_validate({"route": route, "url": url, "note": note})
 
     def mark_simulated(self, reason: str) -> None:
         """The evidence comes from a simulated cluster. One way only: nothing marks a run real again."""
