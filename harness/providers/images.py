@@ -44,6 +44,9 @@ from harness.render.images import (
     split_registry,
 )
 
+# What kind v0.27.0 runs in each node for every load (tests/fixtures/upstream/kind-load.json pins it).
+KIND_IMPORT_ARGV = ("ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests",
+                    "--snapshotter=<snapshotter>", "-")
 Store = Literal["containerd", "classic"]
 # containerd image store: `docker info` reports the driver status pair driver-type =
 # io.containerd.snapshotter.v1 (storage driver "overlayfs"); the classic store reports overlay2 & co.
