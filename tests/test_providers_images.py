@@ -28,10 +28,15 @@ from harness.providers.images import (
 )
 from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE
 from harness.render.images import CONTAINERD_REGISTRY_PATCH, hosts_toml, mirror_ref, run_images
-from tests.test_providers_kind import ROOT, calls, fake_env, provider  # noqa: F401  (fake_env is a fixture)
+from tests.test_providers_kind import ROOT, calls, install_fakes, provider
 
 UPSTREAM = json.loads((ROOT / "tests" / "fixtures" / "upstream" / "kind-load.json").read_text(encoding="utf-8"))
 UUIDS = [f"GPU-{i:08x}-0000-0000-0000-000000000000" for i in range(8)]
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return install_fakes(tmp_path, monkeypatch)
 
 
 def kind_gpu(**cluster: Any) -> Profile:
@@ -44,7 +49,7 @@ def test_kind_contract_is_the_pinned_upstream_one() -> None:
     """kind imports with --all-platforms: the reason archives must hold one platform (kind#3795)."""
     assert list(KIND_IMPORT_ARGV) == UPSTREAM["import_argv"] and UPSTREAM["tag"] == "v0.27.0"
     assert "--all-platforms" in KIND_IMPORT_ARGV
-    assert CONTAINERD_REGISTRY_PATCH == UPSTREAM["containerd_registry_patch"]
+    assert UPSTREAM["containerd_registry_patch"] == CONTAINERD_REGISTRY_PATCH
     assert set(UPSTREAM["image_archive_flags"]) == {"--name", "--nodes"}
 
 
@@ -114,7 +119,8 @@ def test_a_mirror_configures_the_nodes_and_serves_the_host_pulls(fake_env: Path,
     profile = kind_gpu(registry_mirrors={"docker.io": mirror})
     config = render.kind_config(profile)
     assert config["containerdConfigPatches"] == [CONTAINERD_REGISTRY_PATCH]
-    monkeypatch.setenv("FAKEBIN_STDOUT", json.dumps({"kind get nodes": "seldon-gpu-r1-control-plane\nseldon-gpu-r1-worker\n"}))
+    nodes = "seldon-gpu-r1-control-plane\nseldon-gpu-r1-worker\n"
+    monkeypatch.setenv("FAKEBIN_STDOUT", json.dumps({"kind get nodes": nodes}))
     p = provider(tmp_path, profile=profile)
     p.provision()
     log = calls(fake_env)
@@ -176,7 +182,8 @@ def test_host_credentials_are_used_and_never_shown(fake_env: Path, tmp_path: Pat
     records = [json.loads(line) for line in fake_env.read_text().splitlines()]
     pulls_made = [r for r in records if r["argv"][:1] == ["pull"]]
     assert pulls_made and all(r["env"].get("DOCKER_CONFIG") == str(config) for r in pulls_made)
-    assert pulls_made[0]["argv"] == ["pull", "--platform", "linux/amd64", "docker.io/seldonio/seldonv2-controller:2.10.2"]
+    assert pulls_made[0]["argv"] == ["pull", "--platform", "linux/amd64",
+                                     "docker.io/seldonio/seldonv2-controller:2.10.2"]
 
 
 def test_present_images_reads_docker_image_ls() -> None:
@@ -200,11 +207,12 @@ def test_kind_config_for_auto_on_hosts_with_1_2_4_8_gpus(gpus: int, workers: int
     assert {n["labels"]["nvidia.com/gpu.count"] for n in gpu_nodes} == {str(per_worker)}
     # One GPU cannot hold both GPU Servers: the second one and the model pinned to it are left out, by name.
     assert layout.left_out_servers == (("mlserver-gpu-sel",) if gpus == 1 else ())
-    assert [s.name for s in laid_out.gpu_servers] == (["triton-gpu"] if gpus == 1 else ["triton-gpu", "mlserver-gpu-sel"])
+    expected = ["triton-gpu"] if gpus == 1 else ["triton-gpu", "mlserver-gpu-sel"]
+    assert [s.name for s in laid_out.gpu_servers] == expected
 
 
 def test_auto_is_only_for_kind_with_passthrough() -> None:
-    with pytest.raises(UsageError, match="cluster.nodes.gpu_workers: auto lays GPU workers out"):
+    with pytest.raises(UsageError, match=r"cluster\.nodes\.gpu_workers: auto lays GPU workers out"):
         parse_profile({"cluster": {"provider": "existing", "nodes": {"gpu_workers": "auto"}}}, "p.yaml")
     with pytest.raises(UsageError, match="auto lays GPU workers out"):
         parse_profile({"cluster": {"provider": "kind", "fake_gpus": True, "nodes": {"gpu_workers": "auto"}}}, "p.yaml")

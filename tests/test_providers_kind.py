@@ -79,6 +79,11 @@ def gpu_node(name: str, gpus: int, taints: list[dict[str, str]] | None = None) -
 
 @pytest.fixture
 def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return install_fakes(tmp_path, monkeypatch)
+
+
+def install_fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The recording fakes first on PATH; returns the call log."""
     log = tmp_path / "calls.jsonl"
     # The fakes start with `env python3`: point that at this interpreter, not a slow version-manager shim.
     py = tmp_path / "py"
@@ -88,7 +93,7 @@ def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{py}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKEBIN_LOG", str(log))
     for var in ("FAKEBIN_FAIL", "FAKEBIN_STDOUT", "FAKEBIN_KIND_CLUSTERS", "FAKEBIN_DOCKER_RUNTIME",
-                "FAKEBIN_DOCKER_DOWN"):
+                "FAKEBIN_DOCKER_DOWN", "FAKEBIN_DOCKER_STORE"):
         monkeypatch.delenv(var, raising=False)
     return log
 
