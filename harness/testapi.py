@@ -76,6 +76,7 @@ def cluster_session(ctx: RunContext) -> ClusterSession:
             RunOptions(run_id=ctx.run_id, workdir=workdir.resolve(), keep_cluster=ctx.keep_cluster,
                        kubeconfig=ctx.kubeconfig),
             on_phase=ctx.records.phase,
+            on_mesh=lambda mesh: ctx.records.builder.set_mesh(mesh.route, mesh.http_url, mesh.note),
         )
     return ctx.session
 

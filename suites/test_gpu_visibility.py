@@ -186,9 +186,9 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
                     pytrace=False)
     model = models[0]
     views = Views(server.name, pod_name, node_name, model.name)
-    mesh = deployed.mesh
+    mesh = deployed.mesh  # looked up on first use (harness/providers/mesh.py)
     if mesh is None:
-        pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
+        pytest.fail(f"no route to the Seldon mesh: {deployed.mesh_error or 'no endpoint'}", pytrace=False)
     try:
         views.config = triton_config(mesh.http_url, model.name, profile.timeouts.request_s)
     except ServingError as exc:

@@ -22,7 +22,7 @@ from harness.errors import UsageError
 from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
-from harness.providers import common, images
+from harness.providers import common, images, mesh
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 
 Obj = dict[str, Any]
@@ -466,8 +466,10 @@ class KindProvider:
             kube.apply(doc)
 
     def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
+        if self.profile.seldon.mesh_endpoint:
+            return mesh.from_profile(self.profile.seldon.mesh_endpoint)
         port = self.profile.cluster.mesh_host_port
-        return MeshEndpoint(http_url=f"http://127.0.0.1:{port}", grpc_target=f"127.0.0.1:{port}")
+        return MeshEndpoint(http_url=f"http://127.0.0.1:{port}", grpc_target=f"127.0.0.1:{port}", route="nodeport")
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
         return common.cluster_facts(kube, self.profile, simulated=False)
