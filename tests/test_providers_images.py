@@ -216,3 +216,28 @@ def test_auto_is_only_for_kind_with_passthrough() -> None:
         parse_profile({"cluster": {"provider": "existing", "nodes": {"gpu_workers": "auto"}}}, "p.yaml")
     with pytest.raises(UsageError, match="auto lays GPU workers out"):
         parse_profile({"cluster": {"provider": "kind", "fake_gpus": True, "nodes": {"gpu_workers": "auto"}}}, "p.yaml")
+
+
+def test_existing_clusters_get_image_rewrites_instead_of_node_config() -> None:
+    data = load_profile(ROOT / "profiles" / "existing.yaml").model_dump(exclude={"source"})
+    data["cluster"]["registry_mirrors"] = {"docker.io": "https://mirror.example:5000/hub"}
+    profile = parse_profile(data, "existing.yaml")
+    namespace = profile.seldon.namespace
+    cpu = render.server(profile, profile.server("mlserver-cpu"), namespace)
+    assert {c["name"]: c.get("image") for c in cpu["spec"]["podSpec"]["containers"]} == {
+        "mlserver": "mirror.example:5000/hub/seldonio/mlserver:1.7.1"}  # an installed Seldon keeps agent/rclone
+    triton = render.server(profile, profile.server("triton-gpu"), namespace)
+    assert triton["spec"]["podSpec"]["containers"][0]["image"] == "nvcr.io/nvidia/tritonserver:23.03-py3"
+    probe = render.probe_pod(profile, "p", "ns", 1)
+    assert probe["spec"]["containers"][0]["image"] == "mirror.example:5000/hub/library/python:3.12-slim@" + \
+        PROBE_IMAGE.split("@")[1]
+    data["seldon"]["install"] = True
+    installing = parse_profile(data, "existing.yaml")
+    values = render.setup_values(installing)
+    assert values["controller"] == {"image": {"registry": "mirror.example:5000/hub"}}
+    assert values["serverConfig"]["agent"] == {"image": {"registry": "mirror.example:5000/hub"}}
+    names = {c["name"] for c in render.server(installing, installing.server("mlserver-cpu"), namespace)["spec"][
+        "podSpec"]["containers"]}
+    assert names == {"mlserver", "agent", "rclone"}
+    # kind configures its nodes instead: no rewrite there.
+    assert render.setup_values(kind_gpu(registry_mirrors={"docker.io": "https://m.example"})) == {}

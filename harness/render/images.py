@@ -18,7 +18,7 @@ images/base/files/etc/containerd/config.toml `sandbox_image`), already in every 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from harness.config import Profile
 from harness.render.gpu import PROBE_IMAGE
@@ -140,3 +140,52 @@ def hosts_toml(registry: str, mirror: str) -> str:
 # files only once this config_path is set (kubernetes-sigs/kind#2875).
 CERTS_DIR = "/etc/containerd/certs.d"
 CONTAINERD_REGISTRY_PATCH = f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_DIR}"'
+
+
+def rewrites_images(profile: Profile) -> bool:
+    """Existing clusters: the harness cannot configure their nodes' containerd, so the images this run
+    starts are named by their mirror copies instead (kind gets containerd hosts files)."""
+    return profile.cluster.provider == "existing" and bool(profile.cluster.registry_mirrors)
+
+
+def rewritten(profile: Profile, ref: str) -> str:
+    """`ref` as an existing cluster's pods should name it: the mirror's copy when one serves its registry."""
+    return mirror_ref(qualified(ref), profile.cluster.registry_mirrors) if rewrites_images(profile) else ref
+
+
+def server_container_images(profile: Profile, server_config: str) -> dict[str, str]:
+    """Container name -> image a Server's podSpec sets on an existing cluster with mirrors (Seldon merges
+    containers by name); only containers whose registry a mirror serves. Agent and rclone only when this
+    run installs Seldon (their version is then the profile's; an installed Seldon keeps its own)."""
+    if not rewrites_images(profile):
+        return {}
+    version = profile.seldon.version
+    wanted = {server_config: TRITON_IMAGE if server_config == "triton" else MLSERVER_IMAGE}
+    if profile.seldon.install:
+        wanted |= {"agent": f"{DOCKER_HUB}/{SELDON_COMPONENTS['agent']}:{version}",
+                   "rclone": f"{DOCKER_HUB}/{SELDON_COMPONENTS['rclone']}:{version}"}
+    return {name: rewritten(profile, ref) for name, ref in wanted.items() if rewritten(profile, ref) != qualified(ref)}
+
+
+def setup_image_values(profile: Profile) -> dict[str, Any]:
+    """seldon-core-v2-setup values naming the mirror as each component's `image.registry` (the chart
+    composes `<registry>/<repository>:<tag>`: _components-deployments.tpl at v2.10.2)."""
+    if not rewrites_images(profile):
+        return {}
+    mirrors = profile.cluster.registry_mirrors
+    out: dict[str, Any] = {}
+
+    def registry(registry: str) -> str | None:
+        mirror = mirrors.get(registry)
+        return mirror.split("://", 1)[-1].rstrip("/") if mirror else None
+
+    hub = registry(DOCKER_HUB)
+    if hub:
+        for key in [*SELDON_COMPONENTS, *KAFKA_COMPONENTS]:
+            target = out.setdefault("serverConfig", {}) if key in ("agent", "rclone") else out
+            target[key] = {"image": {"registry": hub}}
+        out.setdefault("serverConfig", {})["mlserver"] = {"image": {"registry": hub}}
+    nvcr = registry("nvcr.io")
+    if nvcr:
+        out.setdefault("serverConfig", {})["triton"] = {"image": {"registry": nvcr}}
+    return out
