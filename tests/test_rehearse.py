@@ -190,7 +190,11 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     allow = load_allow_list(ALLOW_LIST)
     assert set(skipped) <= {e.check for e in allow.for_profile("kind-gpu")}
     one_gpu = resolve(load_profile(ROOT / "profiles" / "kind-gpu.yaml"), 1, "NVIDIA-H200", 143771, "test")[0]
-    assert set(skipped) == set(expected_skips(one_gpu, "kind"))
+    predicted = set(expected_skips(one_gpu, "kind"))
+    # The probe test skips only when it runs after the GPU Servers took the GPU ("may"): in suite order it
+    # runs before the deployment, so it may run; the shapes a one-GPU host lacks always skip.
+    assert {"test_two_pods_on_one_node_get_disjoint_gpus", "test_noexecute_taint_evicts_running_intruders"} \
+        <= set(skipped) <= predicted
     # Each skip names the shape the one-GPU host lacks (what the reason-aware allow-list matches).
     assert all("missing shape: " in reason for reason in skipped.values()), skipped
     host = [c for c in report.checks if c.name == "test_host_gpus_equal_the_gpus_seen_in_the_cluster"]
