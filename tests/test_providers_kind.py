@@ -263,7 +263,8 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
     timeouts = [(rec.argv[0], rec.argv[1], rec.timeout) for rec in p.runner.history]
     assert timeouts[:3] == [("kind", "get", 120.0), ("kind", "create", 660.0), ("kind", "load", 600.0)]
     assert {t for t in timeouts if t[1] in ("pull", "tag", "save")} == {
-        ("docker", "pull", 900.0), ("docker", "tag", 120.0), ("docker", "save", 600.0)}
+        ("docker", "pull", 900.0), ("docker", "tag", 120.0), ("docker", "save", 900.0)}
+    assert {t for t in timeouts if t[1] == "load"} == {("kind", "load", 600.0), ("kind", "load", 900.0)}
     first_exec = next(i for i, t in enumerate(timeouts) if t[1] == "exec")
     assert timeouts[first_exec][2] == 600.0 and timeouts[first_exec + 1][2] == 120.0  # toolkit: GPU stack budget
     assert [t for t in timeouts if t[0] == "helm"] == [("helm", "upgrade", 630.0)] + [("helm", "upgrade", 930.0)] * 3

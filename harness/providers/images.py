@@ -204,7 +204,7 @@ def image_findings(runner: ToolRunner, profile: Profile, facts: DockerFacts, tim
     else:
         text = f"{len(anonymous)} anonymous Docker Hub pull(s) on the host (the limit is {ANONYMOUS_LIMIT} per " \
                f"hour per IPv4); the kind nodes pull nothing from Docker Hub"
-    if len(anonymous) > ANONYMOUS_LIMIT // 2:
+    if anonymous:
         text += ("; to stay clear of the limit run `docker login` on the runner, or name a mirror in the "
                  "profile (cluster.registry_mirrors: {docker.io: https://...})")
     out.append(PreflightCheck("docker.pulls", len(anonymous) <= ANONYMOUS_LIMIT, text))

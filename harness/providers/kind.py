@@ -404,9 +404,12 @@ class KindProvider:
         for name, group, nodes in groups:
             if not group:
                 continue
-            for argv in images.commands(group, facts, folder / f"{name}-workers.tar", self.cluster_name, nodes):
-                timeout = {"pull": t.image_pull_s, "tag": t.subprocess_s}.get(argv[1], t.cluster_create_s)
+            archive = folder / f"{name}-workers.tar"
+            for argv in images.commands(group, facts, archive, self.cluster_name, nodes):
+                # Saving and importing several GB (Triton, MLServer) take the pull budget, not the 2-minute default.
+                timeout = t.subprocess_s if argv[1] == "tag" else t.image_pull_s
                 self.runner.run(argv[0], argv[1:], timeout=timeout)
+            archive.unlink(missing_ok=True)  # tens of GB on the runner's disk once loaded
 
     # --- nodes --------------------------------------------------------------------------
     def prepare_nodes(self, kube: Kube, guard: NodeGuard) -> list[str]:
