@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     up.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
     up.add_argument("--no-mlserver", action="store_true", help="do not start MLServer processes (no data plane)")
+    up.add_argument("--no-mesh-ingress", action="store_true",
+                    help="the seldon-mesh Service gets no LoadBalancer address (a cluster without a load balancer: "
+                         "the harness then reaches the mesh through a port-forward tunnel)")
     up.add_argument("--deploy", action="store_true",
                     help="deploy the profile's Servers and Models, then print the mesh endpoint and a `load` command")
 

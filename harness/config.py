@@ -154,6 +154,18 @@ class Nodes(Strict):
     control_plane: ControlPlane = Field(default_factory=ControlPlane)
     cpu_workers: CpuWorkers = Field(default_factory=CpuWorkers)
     gpu_workers: list[GpuWorkers] = Field(default_factory=lambda: [GpuWorkers()])
+    # `gpu_workers: auto` (kind with GPU passthrough): the run lays GPU workers out from the host's GPUs
+    # (harness/layout.py, docs/real-clusters.md "GPU layout"); profiles write `gpu_workers: auto`, not this.
+    gpu_layout: Literal["listed", "auto"] = "listed"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("gpu_workers") == "auto":
+            return {**data, "gpu_workers": [], "gpu_layout": "auto"}
+        if isinstance(data, dict) and isinstance(data.get("gpu_workers"), list) and data["gpu_workers"]:
+            return {**data, "gpu_layout": "listed"}  # a listed layout (a laid-out copy of an auto profile too)
+        return data
 
 
 class Cluster(Strict):
@@ -180,6 +192,21 @@ class Cluster(Strict):
     mesh_node_port: Annotated[int, Field(ge=30000, le=32767)] = 30080
     # Docker images loaded into kind before installs (`kind load docker-image`).
     local_images: list[str] = Field(default_factory=list)
+    # Registry mirrors: registry host -> mirror URL (`{docker.io: "https://mirror.gcr.io"}`). kind nodes get
+    # containerd hosts files for them and host pulls go through them; on existing clusters the images the
+    # run starts are rewritten to the mirror (docs/real-clusters.md, "Images").
+    registry_mirrors: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, v: dict[str, str]) -> dict[str, str]:
+        for registry, url in v.items():
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d+)?", registry):
+                raise ValueError(f"expected a registry host like docker.io or nvcr.io as key, got {registry!r}")
+            if not re.fullmatch(r"https?://[^\s/@]+(/[^\s@]*)?", url):
+                raise ValueError(f"expected the mirror of {registry} as an http(s) URL without credentials, "
+                                 f"got {url!r}")
+        return v
     nodes: Nodes = Field(default_factory=Nodes)
 
     @field_validator("name")
@@ -307,6 +334,9 @@ class Seldon(Strict):
     # Extra Helm values merged over the rendered ones, per chart.
     setup_values: dict[str, Any] = Field(default_factory=dict)
     runtime_values: dict[str, Any] = Field(default_factory=dict)
+    # Where the runner reaches the mesh (`http://host:port`), instead of the seldon-mesh Service's
+    # LoadBalancer address (existing) or the NodePort mapping (kind). docs/real-clusters.md, "The mesh".
+    mesh_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/@]+/?$")
 
     @field_validator("namespace")
     @classmethod
@@ -570,7 +600,10 @@ class Profile(Strict):
                 raise _FieldError(f"servers[{i}].mig_profile", "requests nvidia.com/mig-<profile>, which only "
                                   "the mixed MIG strategy advertises: set gpu.sharing.mig.strategy: mixed")
         gpu_nodes = sum(g.count for g in self.cluster.nodes.gpu_workers)
-        if self.cluster.provider in ("sim", "kind"):
+        if self.cluster.nodes.gpu_layout == "auto" and (self.cluster.provider != "kind" or self.cluster.fake_gpus):
+            raise _FieldError("cluster.nodes.gpu_workers", "auto lays GPU workers out from the host's GPUs: only for "
+                              "the kind provider with GPU passthrough (no fake_gpus); list the GPU workers instead")
+        if self.cluster.provider in ("sim", "kind") and self.cluster.nodes.gpu_layout == "listed":
             for i, server in enumerate(self.servers):
                 if server.on_gpu and gpu_nodes == 0:
                     raise _FieldError(

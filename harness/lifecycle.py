@@ -121,7 +121,10 @@ class ClusterSession:
     kube: Kube | None = None
     guard: NodeGuard | None = None
     handle: ClusterHandle | None = None
-    mesh: MeshEndpoint | None = None
+    # The route to the mesh, looked up when a test first needs it (`mesh`); why it failed, if it did.
+    mesh_found: MeshEndpoint | None = None
+    mesh_error: str | None = None
+    on_mesh: Callable[[MeshEndpoint], None] = field(default=lambda endpoint: None)
     facts: Any = None
     # Why the cluster counts as simulated, from its own API (`/version`), known right after provisioning.
     simulated_marker: str | None = None
@@ -228,7 +231,20 @@ class ClusterSession:
         with self.phase("Seldon"):
             self.provider.install_seldon(self.kube)
             self.facts = self.provider.cluster_facts(self.kube)
-            self.mesh = self.provider.mesh_endpoint(self.kube)
+
+    @property
+    def mesh(self) -> MeshEndpoint | None:
+        """The route to the Seldon mesh, looked up on first use: only tests that send requests need it, so
+        the placement and NVML suites run on a cluster the runner cannot reach the mesh of. None when the
+        lookup failed (`mesh_error` says why; it is not retried)."""
+        if self.mesh_found is None and self.mesh_error is None and self.kube is not None:
+            try:
+                with self.phase("mesh"):
+                    self.mesh_found = self.provider.mesh_endpoint(self.kube)
+                self.on_mesh(self.mesh_found)
+            except PhaseFailed as exc:
+                self.mesh_error = str(exc)
+        return self.mesh_found
 
     def _take_run_lease(self) -> None:
         """Say in the cluster that this run is alive, and renew it on a timer: `harness cleanup` removes

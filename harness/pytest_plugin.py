@@ -77,6 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rehearse", action="store_true", default=False,
                     help="run the profile on the simulated cluster with its own shape (nodes, GPUs, Servers, "
                          "Models, SLOs, load); the report is simulated and names the rehearsed profile")
+    group.addoption("--rehearse-host-gpus", type=int, default=8,
+                    help="--rehearse of a profile with gpu_workers: auto: how many GPUs the simulated host has "
+                         "(default 8; the layout rule is in docs/real-clusters.md)")
     group.addoption("--run-id", default=None,
                     help="run id used in cluster, namespace and label names (lowercase, <= 32 chars)")
 
@@ -125,6 +128,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
         raise pytest.UsageError(redact(str(exc))) from None
     rehearsed_provider: str | None = None
+    gpu_layout = None
+    try:
+        from harness.providers.gpu_layout import host_layout, rehearsal_layout
+
+        if config.getoption("--rehearse"):
+            profile, gpu_layout = rehearsal_layout(profile, int(config.getoption("--rehearse-host-gpus")))
+        else:
+            profile, gpu_layout = host_layout(profile)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     if config.getoption("--rehearse"):
         for flag in ("--kubeconfig", "--context"):
             if config.getoption(flag):
@@ -158,6 +171,9 @@ def pytest_configure(config: pytest.Config) -> None:
         rehearsed_provider=rehearsed_provider,
     )
     ctx.recorder = Recorder(ctx.profile, ctx.run_id, str(ctx.profile_path), ctx.report_dir)
+    if gpu_layout is not None:
+        ctx.gpu_layout = gpu_layout.describe()
+        ctx.recorder.builder.set_gpu_layout(gpu_layout.as_dict())
     if rehearsed_provider is not None:
         from harness.rehearse import simulates_host_gpus
         from harness.report.model import Rehearsal
@@ -424,6 +440,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"harness: profile {ctx.profile_path} (provider {p.cluster.provider}), run id {ctx.run_id}"]
     if ctx.rehearsed_provider is not None:
         lines.append(f"harness: REHEARSAL of the {ctx.rehearsed_provider} profile {p.name} on the simulated cluster")
+    if ctx.gpu_layout is not None:
+        lines.append(f"harness: GPU layout (gpu_workers: auto): {ctx.gpu_layout}")
     if p.simulated:
         lines.append("harness: SIMULATED CLUSTER: GPUs and NVML are simulated; the release gate refuses this report")
     return lines

@@ -167,7 +167,11 @@ def slo_bound(profile: Profile, model: str) -> bool:
 
 
 def expected_skips(profile: Profile, provider: str) -> dict[str, str]:
-    """Check name -> why it skips, for `profile` run by `provider` (its own or the one rehearsed)."""
+    """Check name -> why it skips, for `profile` run by `provider` (its own or the one rehearsed).
+    A `gpu_workers: auto` profile is judged in its static layout; pass a laid-out one for a host."""
+    from harness.layout import static
+
+    profile = static(profile)
     out: dict[str, str] = {}
     gpu_tests = ("test_each_probe_sees_exactly_its_allocated_gpu", "test_two_pods_on_one_node_get_disjoint_gpus",
                  "test_pod_that_asked_for_no_gpu_sees_none", "test_host_gpus_equal_the_gpus_seen_in_the_cluster",

@@ -49,6 +49,8 @@ class RunContext:
     tests_started: int = 0  # tests whose setup began: a session that started none writes no report
     # --rehearse: the rehearsed profile's own provider (the run itself uses the simulated cluster).
     rehearsed_provider: str | None = None
+    # `gpu_workers: auto`: the layout this run used (harness.layout.GpuLayout.describe()).
+    gpu_layout: str | None = None
 
     @property
     def target_provider(self) -> str:
@@ -74,6 +76,7 @@ def cluster_session(ctx: RunContext) -> ClusterSession:
             RunOptions(run_id=ctx.run_id, workdir=workdir.resolve(), keep_cluster=ctx.keep_cluster,
                        kubeconfig=ctx.kubeconfig),
             on_phase=ctx.records.phase,
+            on_mesh=lambda mesh: ctx.records.builder.set_mesh(mesh.route, mesh.http_url, mesh.note),
         )
     return ctx.session
 

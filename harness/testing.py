@@ -9,7 +9,7 @@ import pytest
 from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
 from harness.k8s.conditions import condition
-from harness.k8s.gpu import free_units, node_gpu_count, pod_gpu_request
+from harness.k8s.gpu import free_units
 from harness.k8s.seldon_api import SELDON_API
 from harness.kube.stuck import StuckPods
 

@@ -64,7 +64,8 @@ def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, 
                                                    run_context: Any, host_gpu_inventory: Any) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, probe_resource(scope.profile)) >= 1]
     if not nodes:
-        pytest.skip("no GPU node has a free GPU for the probe")
+        pytest.skip("missing shape: a GPU node with a GPU free beside the Servers (no GPU node has a free GPU "
+                    "for the probe); give the cluster more GPUs (cluster.nodes.gpu_workers)")
     verdicts: list[checks.Verdict] = []
     sharing = scope.profile.gpu.shared()
     if sharing.mode != "none":
@@ -88,7 +89,8 @@ def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, sco
     resource = probe_resource(scope.profile)
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
-        pytest.skip("no GPU node has two free GPUs; give a GPU worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
+        pytest.skip("missing shape: a GPU node with two free GPUs (no GPU node has two free GPUs); give a GPU "
+                    "worker more GPUs (cluster.nodes.gpu_workers[].gpus)")
     name = node["metadata"]["name"]
     for pod in ("pair-a", "pair-b"):
         start_probe(scope, pod, name, gpus=1, hold_s=3)
@@ -208,9 +210,9 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
                     pytrace=False)
     model = models[0]
     views = Views(server.name, pod_name, node_name, model.name)
-    mesh = deployed.mesh
+    mesh = deployed.mesh  # looked up on first use (harness/providers/mesh.py)
     if mesh is None:
-        pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
+        pytest.fail(f"no route to the Seldon mesh: {deployed.mesh_error or 'no endpoint'}", pytrace=False)
     samples: list[Any] = []
     timed: list[Any] = []
     texts: list[str] = []

@@ -29,10 +29,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("model", models, ids=[m.name for m in models])
 
 
-def _mesh(deployed_ok: ClusterSession) -> Any:
-    if deployed_ok.mesh is None:
-        pytest.fail("the cluster exposes no Seldon mesh endpoint", pytrace=False)
-    return deployed_ok.mesh
+def _mesh(deployed_ok: ClusterSession, record: TestRecorder | None = None) -> Any:
+    mesh = deployed_ok.mesh  # looked up on first use (harness/providers/mesh.py)
+    if mesh is None:
+        pytest.fail(f"no route to the Seldon mesh: {deployed_ok.mesh_error or 'no endpoint'}", pytrace=False)
+    if record is not None and mesh.note:
+        record.note("mesh route", f"{mesh.route}: {mesh.note}")  # a tunnel's latency includes the tunnel
+    return mesh
 
 
 def _binary_ok(profile: Profile, model: Model) -> bool:
@@ -50,7 +53,7 @@ def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile,
 
     if not model.request_inputs:
         pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
-    mesh = _mesh(deployed_ok)
+    mesh = _mesh(deployed_ok, record)
     endpoint = mesh.http_url if protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint")
@@ -77,7 +80,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
         pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
     if not model.request_inputs:
         pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
-    mesh = _mesh(deployed_ok)
+    mesh = _mesh(deployed_ok, record)
     endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
@@ -121,7 +124,7 @@ def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: M
     slo = profile.slo_for(model.name)
     if latency_bound_ms(slo) is None:
         pytest.skip(f"model {model.name} has no latency SLO (slo.p99_ms, p95_ms or p50_ms) to sweep against")
-    mesh = _mesh(deployed_ok)
+    mesh = _mesh(deployed_ok, record)
     endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
     if not endpoint:
         pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")

@@ -93,7 +93,8 @@ def test_noexecute_taint_evicts_running_intruders(scope: Scope, profile: Profile
             if (p.get("metadata", {}).get("labels") or {}).get("seldon-server-name")}
     without_servers = [n["metadata"]["name"] for n in _gpu_nodes(scope) if n["metadata"]["name"] not in busy]
     if not without_servers:
-        pytest.skip("every GPU node runs a Server; add a GPU worker to the profile to run the eviction test")
+        pytest.skip("missing shape: a spare GPU node running no Server (every GPU node runs a Server); add a GPU "
+                    "worker to the profile to run the eviction test")
     # Nothing of anyone else may be evicted: only a node where every pod is this run's (or tolerates
     # the test taint for good) is used; on a cluster the harness created, every pod is the run's.
     choice = nodes_free_of_others(without_servers, pods, scope.run_context.run_id, test_taint,

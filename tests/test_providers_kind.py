@@ -19,6 +19,7 @@ from harness.config import Profile, load_profile, parse_profile
 from harness.errors import UsageError
 from harness.kube.tools import ToolError, ToolRunner
 from harness.providers import HostProbe, ProviderOptions, get_provider
+from harness.providers.images import pull_plans
 from harness.providers.kind import (
     CONFIGURE_CONTAINERD,
     MASK_DRIVER_PARAMS,
@@ -33,7 +34,6 @@ from harness.providers.kind import (
     needed_host_gpus,
     node_image_kind_floor,
 )
-from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKEBIN = ROOT / "tests" / "fakebin"
@@ -79,6 +79,11 @@ def gpu_node(name: str, gpus: int, taints: list[dict[str, str]] | None = None) -
 
 @pytest.fixture
 def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return install_fakes(tmp_path, monkeypatch)
+
+
+def install_fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The recording fakes first on PATH; returns the call log."""
     log = tmp_path / "calls.jsonl"
     # The fakes start with `env python3`: point that at this interpreter, not a slow version-manager shim.
     py = tmp_path / "py"
@@ -88,7 +93,7 @@ def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{py}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKEBIN_LOG", str(log))
     for var in ("FAKEBIN_FAIL", "FAKEBIN_STDOUT", "FAKEBIN_KIND_CLUSTERS", "FAKEBIN_DOCKER_RUNTIME",
-                "FAKEBIN_DOCKER_DOWN"):
+                "FAKEBIN_DOCKER_DOWN", "FAKEBIN_DOCKER_STORE"):
         monkeypatch.delenv(var, raising=False)
     return log
 
@@ -130,7 +135,9 @@ def test_preflight_all_good(fake_env: Path, tmp_path: Path) -> None:
                                        "host.inotify.max_user_instances"}
     assert calls(fake_env) == [["kind", "version"], ["helm", "version", "--short"],
                                ["kubectl", "version", "--client", "--output", "json"],
-                               ["docker", "info", "--format", "{{json .}}"], ["nvidia-ctk", "--version"]]
+                               ["docker", "info", "--format", "{{json .}}"],
+                               ["docker", "image", "ls", "--digests", "--format", "{{json .}}"],
+                               ["nvidia-ctk", "--version"]]
 
 
 @pytest.mark.parametrize(
@@ -216,11 +223,16 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
         ["kind", "create", "cluster", "--name", "seldon-gpu-r1", "--config", str(work / "kind-cluster.yaml"),
          "--kubeconfig", kc, "--wait", "600s"],
         ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
-        # The probe image is pre-loaded under a local tag, so no probe deadline ever includes a pull.
-        ["docker", "pull", PROBE_IMAGE],
-        ["docker", "tag", PROBE_IMAGE, KIND_PROBE_IMAGE],
-        ["kind", "load", "docker-image", KIND_PROBE_IMAGE, "--name", "seldon-gpu-r1"],
+        ["docker", "info", "--format", "{{json .}}"],
     ]
+    # Every image the run starts arrives before any pod needs it (tests/test_providers_images.py has the
+    # commands per Docker image store); here: one pull, save and load per image, GPU-only ones to GPU workers.
+    loads = [c for c in calls(fake_env) if c[:3] == ["kind", "load", "image-archive"]]
+    assert [c[3] for c in loads] == [str(work / "images" / "all-workers.tar"), str(work / "images" / "gpu-workers.tar")]
+    assert loads[1][-2:] == ["--nodes", "seldon-gpu-r1-worker2,seldon-gpu-r1-worker3"]  # Triton, device plugin
+    assert len([c for c in calls(fake_env) if c[:2] == ["docker", "pull"]]) == len(pull_plans(p.profile))
+    expected += [c for c in calls(fake_env) if (c[0] == "docker" and c[1] in ("pull", "tag", "save"))
+                 or c[:3] == ["kind", "load", "image-archive"]]
     hide = {"seldon-gpu-r1-worker2": 1, "seldon-gpu-r1-worker3": 0}  # each worker hides the other's GPU
     for node in ("seldon-gpu-r1-worker2", "seldon-gpu-r1-worker3"):
         expected += [
@@ -250,8 +262,11 @@ def test_kind_gpu_two_workers_exact_sequence(fake_env: Path, tmp_path: Path) -> 
     # The same sequence, with the timeout each call ran under (profile.timeouts).
     timeouts = [(rec.argv[0], rec.argv[1], rec.timeout) for rec in p.runner.history]
     assert timeouts[:3] == [("kind", "get", 120.0), ("kind", "create", 660.0), ("kind", "load", 600.0)]
-    assert timeouts[3:6] == [("docker", "pull", 900.0), ("docker", "tag", 120.0), ("kind", "load", 600.0)]
-    assert timeouts[6][2] == 600.0 and timeouts[7][2] == 120.0  # toolkit install: GPU stack budget
+    assert {t for t in timeouts if t[1] in ("pull", "tag", "save")} == {
+        ("docker", "pull", 900.0), ("docker", "tag", 120.0), ("docker", "save", 900.0)}
+    assert {t for t in timeouts if t[1] == "load"} == {("kind", "load", 600.0), ("kind", "load", 900.0)}
+    first_exec = next(i for i, t in enumerate(timeouts) if t[1] == "exec")
+    assert timeouts[first_exec][2] == 600.0 and timeouts[first_exec + 1][2] == 120.0  # toolkit: GPU stack budget
     assert [t for t in timeouts if t[0] == "helm"] == [("helm", "upgrade", 630.0)] + [("helm", "upgrade", 930.0)] * 3
     assert timeouts[-1] == ("kind", "delete", 300.0)
 
@@ -284,10 +299,10 @@ def test_keep_cluster_reuses_existing_and_never_deletes(fake_env: Path, tmp_path
         ["kind", "get", "clusters"],
         ["kind", "export", "kubeconfig", "--name", "seldon-gpu-r1", "--kubeconfig", kc],
         ["kind", "load", "docker-image", "harness/probe:dev", "--name", "seldon-gpu-r1"],
-        ["docker", "pull", PROBE_IMAGE],
-        ["docker", "tag", PROBE_IMAGE, KIND_PROBE_IMAGE],
-        ["kind", "load", "docker-image", KIND_PROBE_IMAGE, "--name", "seldon-gpu-r1"],
-    ]
+        ["docker", "info", "--format", "{{json .}}"],
+    ] + [c for c in calls(fake_env) if c[:2] in (["docker", "pull"], ["docker", "tag"], ["docker", "save"])
+         or c[:3] == ["kind", "load", "image-archive"]]
+    assert calls(fake_env)[-1][:3] == ["kind", "load", "image-archive"]  # images arrive; nothing is deleted
 
 
 def test_existing_cluster_without_keep_is_refused(fake_env: Path, tmp_path: Path,

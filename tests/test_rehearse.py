@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from harness.config import Profile, load_profile
+from harness.layout import is_auto, resolve, static
 from harness.rehearse import expected_skips, host_gpus_from_nodes, rehearsal_profile, simulated_host_inventory
 from harness.render.placement import runtime_class_name
 from harness.report import gate, load_report
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOW_LIST = ROOT / "allowed-skips.yaml"
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 RELEASE = ROOT / ".github" / "workflows" / "release-gate.yml"
+# The host sizes docs/real-clusters.md documents a gpu_workers: auto layout for.
+LAYOUT_HOSTS = (1, 2, 4, 8)
 
 
 def _suite_tests() -> set[str]:
@@ -39,7 +42,7 @@ def _suite_tests() -> set[str]:
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
 def test_rehearsal_keeps_everything_but_the_provider(path: Path) -> None:
-    profile = load_profile(path)
+    profile = static(load_profile(path))  # gpu_workers: auto is laid out before a rehearsal
     rehearsed = rehearsal_profile(profile)
     assert rehearsed.cluster.provider == "sim" and rehearsed.simulated
     before, after = profile.model_dump(), rehearsed.model_dump()
@@ -60,6 +63,9 @@ def test_predicted_skips_are_exactly_the_allow_list(path: Path) -> None:
     profile = load_profile(path)
     allowed = {e.check for e in load_allow_list(ALLOW_LIST).for_profile(profile.name)}
     predicted = expected_skips(profile, profile.cluster.provider)
+    if is_auto(profile):  # every documented host size: the allow-list covers the union of their skips
+        for gpus in LAYOUT_HOSTS:
+            predicted |= expected_skips(resolve(profile, gpus, "NVIDIA-H200", 143771, "test")[0], "kind")
     assert set(predicted) == allowed, (
         f"{path.name}: skips the profile's shape makes ({predicted}) differ from {ALLOW_LIST.name} ({allowed}): "
         "reshape the profile or review the allow-list")
@@ -78,7 +84,9 @@ def test_every_allow_list_entry_names_a_shipped_profile_and_a_real_test() -> Non
 
 
 def test_kind_gpu_is_shaped_to_run_every_shape_dependent_test() -> None:
-    profile = load_profile(ROOT / "profiles" / "kind-gpu.yaml")
+    """On an 8-GPU host (and in render/lint's static layout), kind-gpu runs every shape-dependent test."""
+    profile = static(load_profile(ROOT / "profiles" / "kind-gpu.yaml"))
+    assert (profile.cluster.nodes.gpu_workers[0].count, profile.cluster.nodes.gpu_workers[0].gpus) == (4, 2)
     # What remains is the GPU-use check, until a Triton GPU Server joins the profile.
     assert set(expected_skips(profile, "kind")) <= {"test_gpu_servers_really_use_their_gpu"}
 
@@ -158,14 +166,17 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     100 req/s step has been seen above the 100 ms SLO); anything else fails it.
     """
     data = yaml.safe_load((ROOT / "profiles" / "kind-gpu.yaml").read_text(encoding="utf-8"))
+    assert data["cluster"]["nodes"]["gpu_workers"] == "auto"
     data["load"].update(duration_s=1.5, warmup_s=0.5, window_s=1, max_trials=1)
     data["load"]["sweep"].update(budget_s=4, step_s=1, warmup_s=0.3, min_requests=0)
     profile_path = tmp_path / "kind-gpu.yaml"
     profile_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     out = tmp_path / "report"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/", "--profile", str(profile_path), "--rehearse", "--report-dir",
-         str(out), "-q", "-p", "no:cacheprovider", "--run-id", "rehearse"],
+        # One layout here (the smallest host: one GPU, the most skips, a Server left out); the 8-GPU host
+        # runs by hand: `make e2e PROFILE=profiles/kind-gpu.yaml PYTEST_ARGS="--rehearse --rehearse-host-gpus=8"`.
+        [sys.executable, "-m", "pytest", "suites/", "--profile", str(profile_path), "--rehearse",
+         "--rehearse-host-gpus", "1", "--report-dir", str(out), "-q", "-p", "no:cacheprovider", "--run-id", "rehearse"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert (out / "report.json").is_file(), proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -173,11 +184,22 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     assert report.simulated and report.provider == "sim" and report.profile.name == "kind-gpu"
     assert report.rehearsal is not None and report.rehearsal.provider == "kind"
     assert report.rehearsal.host_gpus_simulated
-    skipped = {c.name for c in report.checks if c.status == "skip"}
+    assert report.gpu_layout is not None
+    assert (report.gpu_layout.host_gpus, report.gpu_layout.workers, report.gpu_layout.gpus_per_worker) == (1, 1, 1)
+    assert report.gpu_layout.left_out_servers == ["mlserver-gpu-sel"]
+    assert report.gpu_layout.left_out_models == ["iris-pinned"]
+    skipped = {c.name: c.reason for c in report.checks if c.status == "skip"}
     allow = load_allow_list(ALLOW_LIST)
-    assert skipped == {e.check for e in allow.for_profile("kind-gpu")}
-    assert all(allow.allowing("kind-gpu", c.name, c.reason) for c in report.checks if c.status == "skip")
-    assert skipped == set(expected_skips(load_profile(ROOT / "profiles" / "kind-gpu.yaml"), "kind"))
+    assert set(skipped) <= {e.check for e in allow.for_profile("kind-gpu")}
+    assert all(allow.allowing("kind-gpu", name, reason) for name, reason in skipped.items()), skipped
+    one_gpu = resolve(load_profile(ROOT / "profiles" / "kind-gpu.yaml"), 1, "NVIDIA-H200", 143771, "test")[0]
+    predicted = set(expected_skips(one_gpu, "kind"))
+    # The probe test skips only when it runs after the GPU Servers took the GPU ("may"): in suite order it
+    # runs before the deployment, so it may run; the shapes a one-GPU host lacks always skip.
+    assert {"test_two_pods_on_one_node_get_disjoint_gpus", "test_noexecute_taint_evicts_running_intruders"} \
+        <= set(skipped) <= predicted
+    # Each skip names the shape the one-GPU host lacks (what the reason-aware allow-list matches).
+    assert all("missing shape: " in reason for reason in skipped.values()), skipped
     host = [c for c in report.checks if c.name == "test_host_gpus_equal_the_gpus_seen_in_the_cluster"]
     assert [c.status for c in host] == ["pass"]
     assert gate(report, None, 0.10, allow_simulated=False, allow_list=allow).refused

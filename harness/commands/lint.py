@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.config import Profile, Timeouts, load_profile
 from harness.errors import UsageError
+from harness.layout import static as static_layout
 from harness.lint import format_json, format_text, has_errors, lint_documents
 from harness.lint.loader import documents_from_rendered, load_manifests
 from harness.lint.model import Document
@@ -56,6 +57,7 @@ def _live_nodes(args: argparse.Namespace, profile: Profile) -> list[dict[str, An
 
 def run_lint(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else Profile(source="<default profile>")
+    profile = static_layout(profile)  # gpu_workers: auto is linted in the documented static layout
     docs = _documents(args, profile)
     nodes = _live_nodes(args, profile)
     findings = lint_documents(docs, profile, nodes)

@@ -41,12 +41,15 @@ def run_sim_up(args: argparse.Namespace) -> int:
             cluster.start()
         except OSError as exc:
             raise UsageError(f"--port {args.port}: cannot serve the simulated API there ({exc.strerror})") from None
+        if getattr(args, "no_mesh_ingress", False):
+            cluster.faults.trigger("mesh_without_ingress")
         written = kubeconfig.read_bytes()
         print(f"simulated cluster API at {cluster.api_url}; kubeconfig written to {kubeconfig} "
               f"(started in {cluster.start_seconds or 0:.2f}s; Ctrl-C to stop)", flush=True)
         try:
             print(closing_line(profile, kubeconfig, workdir, deploy=bool(getattr(args, "deploy", False)),
-                               no_mlserver=bool(args.no_mlserver)), flush=True)
+                               no_mlserver=bool(args.no_mlserver),
+                               no_ingress=bool(getattr(args, "no_mesh_ingress", False))), flush=True)
         except HarnessError as exc:  # the deployment did not come up: say why and stop the cluster
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 1
@@ -72,7 +75,8 @@ def _remove_if_ours(kubeconfig: Path, written: bytes | None) -> None:
             kubeconfig.unlink()
 
 
-def closing_line(profile: Profile, kubeconfig: Path, workdir: Path, *, deploy: bool, no_mlserver: bool) -> str:
+def closing_line(profile: Profile, kubeconfig: Path, workdir: Path, *, deploy: bool, no_mlserver: bool,
+                 no_ingress: bool = False) -> str:
     """Deploy the profile's Servers and Models when asked; say where the mesh is and what to paste next."""
     from harness.kube import Kube
     from harness.providers import common
@@ -87,7 +91,8 @@ def closing_line(profile: Profile, kubeconfig: Path, workdir: Path, *, deploy: b
             session.deploy()
             if session.deploy_error:
                 raise HarnessError(f"--deploy: {session.deploy_error}")
-        mesh = common.mesh_endpoint(kube, profile).http_url
+        mesh = ("none on the seldon-mesh Service (--no-mesh-ingress: clients reach it through a port-forward "
+                "to a seldon-envoy pod's port 9000)") if no_ingress else common.mesh_endpoint(kube, profile).http_url
     finally:
         kube.close()
     if not deploy:

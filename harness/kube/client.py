@@ -93,6 +93,12 @@ class Kube:
     def close(self) -> None:
         self._api.close()
 
+    def websocket_request(self, path: str) -> tuple[Any, str, dict[str, str]]:
+        """(client configuration, URL, headers with the credentials) for a websocket to `path` on the API
+        server (port-forward: harness.kube.tunnel). Credentials stay in the headers; nothing logs them."""
+        headers = {k.lower(): v for k, v in self._headers(None).items()}
+        return self._api.configuration, self._url(path, None), headers
+
     # --- transport ----------------------------------------------------------------------
     def _url(self, path: str, query: dict[str, Any] | None) -> str:
         host: str = self._api.configuration.host.rstrip("/")

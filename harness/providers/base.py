@@ -41,6 +41,10 @@ class ClusterHandle:
 class MeshEndpoint:
     http_url: str
     grpc_target: str | None
+    # How the runner reaches it: loadbalancer | profile (seldon.mesh_endpoint) | nodeport (kind) | tunnel
+    # (a port-forward through the API server; `note` says the latency includes it).
+    route: str = "loadbalancer"
+    note: str = ""
 
 
 @dataclass(frozen=True)

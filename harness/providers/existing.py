@@ -21,7 +21,8 @@ from harness.kube.kubeconfig import KubeconfigChoice, PrivateKubeconfig, load_me
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.retry import KubeApiError
 from harness.kube.tools import HelmRunner, ToolPaths, ToolRunner
-from harness.providers import common
+from harness.kube.tunnel import PortForwardTunnel
+from harness.providers import common, mesh
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 
 SELDON_CRD = f"servers.{SELDON_GROUP}"
@@ -72,6 +73,7 @@ class ExistingProvider:
         self.profile = profile
         self.options = options
         self.runner = runner or ToolRunner(profile.timeouts.subprocess_s, options.tools or ToolPaths())
+        self.tunnels: list[PortForwardTunnel] = []
         self.context = profile.cluster.context
         self.workdir = Path(options.workdir)
         # kubectl's rules: --kubeconfig (or the profile's) alone, else every $KUBECONFIG file merged,
@@ -208,7 +210,7 @@ class ExistingProvider:
         common.install_seldon(self._helm(), self.profile, self.workdir, create_only=True, installed=self.installed)
 
     def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
-        return common.mesh_endpoint(kube, self.profile)
+        return mesh.mesh_endpoint(kube, self.profile, self.tunnels)
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
         return common.cluster_facts(kube, self.profile, simulated=False)
@@ -216,6 +218,7 @@ class ExistingProvider:
     def teardown(self) -> None:
         """Uninstall only the Helm releases this run installed (newest first); never the cluster."""
         try:
+            mesh.close_tunnels(self.tunnels)
             if self.options.keep_cluster:
                 return
             helm = self._helm()

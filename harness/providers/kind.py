@@ -23,10 +23,9 @@ from harness.k8s.gpu import GPU_PRESENT_LABEL
 from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
-from harness.providers import common
+from harness.providers import common, images, mesh
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 from harness.providers.sharing import host_mig_check
-from harness.render.gpu import KIND_PROBE_IMAGE, PROBE_IMAGE, preloads_probe_image
 
 Obj = dict[str, Any]
 
@@ -192,6 +191,7 @@ class KindProvider:
         self.created = False
         self.fake_gpus = profile.cluster.fake_gpus
         self._config: Obj | None = None
+        self._docker: images.DockerFacts | None = None
 
     # --- helpers ------------------------------------------------------------------------
     @property
@@ -262,6 +262,8 @@ class KindProvider:
                             f"the Docker daemon is not reachable ({exc}): start Docker and make sure this user may "
                             f"use it (docker group or rootless Docker)")]
         out = [PreflightCheck("docker.daemon", True, f"Docker {info.get('ServerVersion', '?')} reachable")]
+        self._docker = images.docker_facts(info)
+        out.extend(images.image_findings(self.runner, self.profile, self._docker, self.profile.timeouts.preflight_s))
         if not self.fake_gpus:
             runtime = info.get("DefaultRuntime")
             if runtime != "nvidia":
@@ -365,23 +367,54 @@ class KindProvider:
             self.runner.run("kind", ["create", "cluster", "--name", self.cluster_name, "--config", str(config_path),
                                      "--kubeconfig", str(self.kubeconfig), "--wait", f"{int(t.cluster_create_s)}s"],
                             timeout=t.cluster_create_s + 60)
+        if self.profile.cluster.registry_mirrors:
+            self.configure_mirrors()
         for image in self.profile.cluster.local_images:
             self.runner.run("kind", ["load", "docker-image", image, "--name", self.cluster_name],
                             timeout=t.cluster_create_s)
-        if preloads_probe_image(self.profile):
-            self.preload_probe_image()
+        self.preload_images()
         return ClusterHandle(provider=self.name, kubeconfig=self.kubeconfig, context=self.context, simulated=False,
                              cluster_name=self.cluster_name, created=self.created)
 
-    def preload_probe_image(self) -> None:
-        """Pull the digest-pinned probe image once on the host and load it into every node under a local
-        tag, so probe pods start without a pull (their deadline counts from the pod's start, pull
-        included). By tag: `kind load docker-image` cannot load an image named by digest (kind#2394)."""
+    def docker(self) -> images.DockerFacts:
+        """Docker's image store and platform (read by the preflight; read here when it did not run)."""
+        if self._docker is None:
+            proc = self.runner.run("docker", ["info", "--format", "{{json .}}"],
+                                   timeout=self.profile.timeouts.preflight_s)
+            try:
+                self._docker = images.docker_facts(json.loads(proc.stdout or "{}"))
+            except ValueError as exc:
+                raise UsageError(f"`docker info` answered no JSON ({exc})") from None
+        return self._docker
+
+    def configure_mirrors(self) -> None:
+        """containerd hosts files for `cluster.registry_mirrors` in every node (the kind config set
+        config_path), so whatever a node still pulls goes through the mirror."""
+        proc = self.runner.run("kind", ["get", "nodes", "--name", self.cluster_name])
+        for argv, text in images.mirror_commands(self.profile, proc.stdout.split()):
+            self.runner.run(argv[0], argv[1:], stdin=text)
+
+    def preload_images(self) -> None:
+        """Every image the run starts, pulled once on the host for the node platform and loaded from a
+        one-platform archive (harness/providers/images.py says why), so no pod waits on a pull and the
+        nodes make no Docker Hub pulls. The probe image goes in under the local tag its pod names."""
         t = self.profile.timeouts
-        self.runner.run("docker", ["pull", PROBE_IMAGE], timeout=t.image_pull_s)
-        self.runner.run("docker", ["tag", PROBE_IMAGE, KIND_PROBE_IMAGE], timeout=t.subprocess_s)
-        self.runner.run("kind", ["load", "docker-image", KIND_PROBE_IMAGE, "--name", self.cluster_name],
-                        timeout=t.cluster_create_s)
+        facts = self.docker()
+        folder = self.workdir / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        gpu_nodes = [w.node for w in self.workers() if w.gpu]
+        plans = images.pull_plans(self.profile)
+        groups = [("all", [p for p in plans if p.image.where == "all" or not gpu_nodes], None),
+                  ("gpu", [p for p in plans if p.image.where == "gpu" and gpu_nodes], gpu_nodes)]
+        for name, group, nodes in groups:
+            if not group:
+                continue
+            archive = folder / f"{name}-workers.tar"
+            for argv in images.commands(group, facts, archive, self.cluster_name, nodes):
+                # Saving and importing several GB (Triton, MLServer) take the pull budget, not the 2-minute default.
+                timeout = t.subprocess_s if argv[1] == "tag" else t.image_pull_s
+                self.runner.run(argv[0], argv[1:], timeout=timeout)
+            archive.unlink(missing_ok=True)  # tens of GB on the runner's disk once loaded
 
     # --- nodes --------------------------------------------------------------------------
     def prepare_nodes(self, kube: Kube, guard: NodeGuard) -> list[str]:
@@ -443,8 +476,10 @@ class KindProvider:
             kube.apply(doc)
 
     def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
+        if self.profile.seldon.mesh_endpoint:
+            return mesh.from_profile(self.profile.seldon.mesh_endpoint)
         port = self.profile.cluster.mesh_host_port
-        return MeshEndpoint(http_url=f"http://127.0.0.1:{port}", grpc_target=f"127.0.0.1:{port}")
+        return MeshEndpoint(http_url=f"http://127.0.0.1:{port}", grpc_target=f"127.0.0.1:{port}", route="nodeport")
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
         return common.cluster_facts(kube, self.profile, simulated=False)

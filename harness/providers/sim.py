@@ -13,7 +13,8 @@ from harness.config import Profile
 from harness.errors import UsageError
 from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
-from harness.providers import common
+from harness.kube.tunnel import PortForwardTunnel
+from harness.providers import common, mesh
 from harness.providers.base import ClusterFacts, ClusterHandle, MeshEndpoint, PreflightCheck, ProviderOptions
 from harness.render.placement import runtime_class_name
 
@@ -25,6 +26,7 @@ class SimProvider:
         self.profile = profile
         self.options = options
         self.cluster: Any = None
+        self.tunnels: list[PortForwardTunnel] = []
 
     def preflight(self) -> list[PreflightCheck]:
         try:
@@ -67,12 +69,13 @@ class SimProvider:
         return None
 
     def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
-        return common.mesh_endpoint(kube, self.profile)
+        return mesh.mesh_endpoint(kube, self.profile, self.tunnels)
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
         return common.cluster_facts(kube, self.profile, simulated=True)
 
     def teardown(self) -> None:
+        mesh.close_tunnels(self.tunnels)
         if self.cluster is not None:
             cluster, self.cluster = self.cluster, None
             cluster.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.config import Profile
+from harness.layout import static as static_layout
 from harness.render.gpu import (
     PROBE_CONFIGMAP,
     PROBE_IMAGE,
@@ -42,6 +43,8 @@ def render_all(profile: Profile, *, run_id: str | None = None) -> dict[str, list
     Helm values files hold one values mapping each; everything else is Kubernetes objects (or the kind
     config). Files exist only for what this profile's run would apply.
     """
+    # `gpu_workers: auto` without a host: the documented static layout (a run lays out from its host first).
+    profile = static_layout(profile)
     ns = profile.seldon.namespace
     files: dict[str, list[dict[str, Any]]] = {}
     if profile.cluster.provider == "kind":

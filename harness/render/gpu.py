@@ -107,7 +107,11 @@ def probe_image(profile: Profile) -> str:
     override = getattr(profile.gpu, "probe_image", None)
     if isinstance(override, str) and override:
         return override
-    return KIND_PROBE_IMAGE if preloads_probe_image(profile) else PROBE_IMAGE
+    if preloads_probe_image(profile):
+        return KIND_PROBE_IMAGE
+    from harness.render.images import rewritten  # existing clusters with a mirror (images imports this module)
+
+    return rewritten(profile, PROBE_IMAGE)
 
 
 def probe_resource(profile: Profile) -> str:

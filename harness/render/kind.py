@@ -10,6 +10,7 @@ from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
 from harness.k8s.sharing import gfd_labels
+from harness.layout import static as static_layout
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
 # nvkind: a /dev/null mount at this path asks the NVIDIA runtime (volume-mount device requests) for a GPU.
@@ -38,6 +39,7 @@ def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
 
 def host_gpu_assignment(profile: Profile) -> list[list[str]]:
     """Host GPUs per GPU worker, in node order: explicit `host_gpus`, else 0..N-1 handed out in order."""
+    profile = static_layout(profile)
     assignment: list[list[str]] = []
     next_index = 0
     for group in profile.cluster.nodes.gpu_workers:
@@ -66,6 +68,7 @@ def _taint_patch(profile: Profile) -> str:
 
 
 def kind_config(profile: Profile) -> dict[str, Any]:
+    profile = static_layout(profile)  # gpu_workers: auto without a host: the documented static layout
     cluster = profile.cluster
     image = cluster.node_image
     control: dict[str, Any] = {"role": "control-plane", "image": image}
@@ -103,4 +106,10 @@ def kind_config(profile: Profile) -> dict[str, Any]:
                 ]
             position += 1
             nodes.append(gpu_worker)
-    return {"kind": "Cluster", "apiVersion": KIND_API, "nodes": nodes}
+    config: dict[str, Any] = {"kind": "Cluster", "apiVersion": KIND_API, "nodes": nodes}
+    if cluster.registry_mirrors:
+        # containerd reads per-registry hosts files (written after creation) only with this config_path.
+        from harness.render.images import CONTAINERD_REGISTRY_PATCH
+
+        config["containerdConfigPatches"] = [CONTAINERD_REGISTRY_PATCH]
+    return config

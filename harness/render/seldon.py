@@ -64,6 +64,14 @@ def server_pod_spec(profile: Profile, server: Server) -> dict[str, Any]:
     spec["containers"] = [{"name": container, "resources": {"requests": requests, "limits": limits}}]
     if container == "triton":
         spec["containers"][0]["image"] = TRITON_IMAGE
+    from harness.render.images import server_container_images  # (images imports this module)
+
+    for name, image in server_container_images(profile, container).items():  # existing clusters with mirrors
+        named = [c for c in spec["containers"] if c["name"] == name]
+        if named:
+            named[0]["image"] = image
+        else:
+            spec["containers"].append({"name": name, "image": image})
     if server.pod_spec:
         spec = overlay_pod_spec(spec, server.pod_spec)
     return spec
@@ -192,7 +200,9 @@ def setup_values(profile: Profile) -> dict[str, Any]:
     manager, so none are set: the controller stays off the pool because it has no toleration for
     the GPU taint. Everything else keeps the chart's defaults unless the profile overrides it.
     """
-    return deep_merge({}, profile.seldon.setup_values)
+    from harness.render.images import setup_image_values  # mirrors on existing clusters (images imports us)
+
+    return deep_merge(setup_image_values(profile), profile.seldon.setup_values)
 
 
 def runtime_values(profile: Profile) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from harness.report.model import (
     CapacityEntry,
     CheckVerdict,
     ClusterFacts,
+    GpuLayoutInfo,
     LatencyEntry,
+    MeshRoute,
     NodeInfo,
     NodeTaint,
     Phase,
@@ -220,6 +222,12 @@ class ReportBuilder:
     def set_rehearsal(self, rehearsal: Rehearsal) -> None:
         self._report.rehearsal = rehearsal
         self.mark_simulated(f"--rehearse: the {rehearsal.provider} profile ran on the simulated cluster")
+
+    def set_gpu_layout(self, layout: Mapping[str, Any]) -> None:
+        self._report.gpu_layout = GpuLayoutInfo.model_validate(dict(layout))
+
+    def set_mesh(self, route: str, url: str, note: str = "") -> None:
+        self._report.mesh = MeshRoute.model_validate({"route": route, "url": url, "note": note})
 
     def mark_simulated(self, reason: str) -> None:
         """The evidence comes from a simulated cluster. One way only: nothing marks a run real again."""

@@ -187,6 +187,11 @@ def _summary(report: RunReport) -> str:
         ["harness checks", Tally.words(t.harness)],
         ["GPUs", str(report.gpu_count)],
     ]
+    if report.gpu_layout is not None:
+        rows.append(["GPU layout (gpu_workers: auto)", report.gpu_layout.summary])
+    if report.mesh is not None:
+        rows.append(["mesh route", f"{report.mesh.route} {report.mesh.url}"
+                     + (f": {report.mesh.note}" if report.mesh.note else "")])
     return (f'<p class="proved">{_e(proved(report))}</p><table>'
             + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>")
 

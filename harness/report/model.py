@@ -188,6 +188,31 @@ class Rehearsal(_Model):
     )
 
 
+class GpuLayoutInfo(_Model):
+    """How `cluster.nodes.gpu_workers: auto` laid out the GPU workers for this run (harness/layout.py)."""
+
+    host_gpus: int = Field(ge=0, description="GPUs NVML showed on the host (simulated on --rehearse)")
+    product: str = Field(description="nvidia.com/gpu.product of the GPU workers, from NVML")
+    memory_mib: int = Field(ge=0)
+    workers: int = Field(ge=0)
+    gpus_per_worker: int = Field(ge=0)
+    source: str = Field(description="where the host GPUs were read: host NVML, simulated host, ...")
+    unused_gpus: int = Field(default=0, ge=0)
+    left_out_servers: list[str] = Field(default_factory=list, description="GPU Servers the host had no GPUs for")
+    left_out_models: list[str] = Field(default_factory=list, description="Models that could only land on those")
+    summary: str = ""
+
+
+class MeshRoute(_Model):
+    """How the runner reached the Seldon mesh for the requests it sent (latency includes the route)."""
+
+    route: Literal["loadbalancer", "profile", "nodeport", "tunnel"] = Field(
+        description="the Service's LoadBalancer address, seldon.mesh_endpoint, kind's NodePort mapping, or a "
+                    "port-forward tunnel through the API server")
+    url: str
+    note: str = Field(default="", description="for a tunnel: latencies include the API server hop")
+
+
 class RunReport(_Model):
     """The whole run. Top-level document of report.json."""
 
@@ -217,6 +242,10 @@ class RunReport(_Model):
     )
     phases: list[Phase] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
+    gpu_layout: GpuLayoutInfo | None = Field(
+        default=None, description="set when the profile's GPU workers were laid out from the host (`auto`)")
+    mesh: MeshRoute | None = Field(default=None, description="how the runner reached the mesh; null when no "
+                                   "test needed it")
 
     @property
     def gpu_count(self) -> int:

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
-from harness.k8s.gpu import GPU_RESOURCE
 from harness.k8s.quantity import quantity_or_zero
 from harness.localserver import USER_CACHE
 from harness.sim.contracts import ApiError, Obj, Store

@@ -46,6 +46,7 @@ from harness.sim.seldon_schedule import NOT_ENOUGH_REPLICAS, ModelRequest, Serve
 log = logging.getLogger(__name__)
 
 MESH_SERVICE = "seldon-mesh"
+ENVOY_PORT = 9000  # seldon-mesh's targetPort (setup chart v2.10.2)
 HTTP_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-http-port"
 GRPC_PORT_ANNOTATION = "sim.seldon-gpu-harness/mesh-grpc-port"
 HASH_ANNOTATION = "sim.seldon-gpu-harness/template-hash"
@@ -240,6 +241,8 @@ class SeldonController:
     ) -> None:
         self.profile = profile
         self.namespace = profile.seldon.namespace
+        # False (fault `mesh_without_ingress`): no load balancer ever publishes the mesh Service's address.
+        self.publish_ingress = True
         self.dataplane = DataPlane(Path(workdir), enabled=mlserver, notify=notify)
         # The mesh runs in a child process by default so that it does not share the GIL with the test
         # process (the load generator lives there in the sim provider); in-process is for debugging.
@@ -324,6 +327,15 @@ class SeldonController:
         if svc is None:
             return
         http_port, grpc_port = self.mesh_ports
+        # Envoy's container port 9000 is the mesh (Service port 80 -> 9000): what a port-forward to an Envoy
+        # pod reaches (harness/sim/api/portforward.py), with or without a load balancer.
+        for pod in store.list("v1", "Pod", self.namespace, "app.kubernetes.io/name=seldon-envoy"):
+            store.set_pod_ports(self.namespace, pod["metadata"]["name"], {ENVOY_PORT: http_port})
+        if not self.publish_ingress:  # fault `mesh_without_ingress`: a cluster with no load balancer controller
+            if ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
+                store.patch("v1", "Service", MESH_SERVICE, self.namespace, {"status": {"loadBalancer": {}}},
+                            "merge", subresource="status")
+            return
         ingress = [{"ip": HOST, "ports": [{"port": http_port, "protocol": "TCP"},
                                            {"port": grpc_port, "protocol": "TCP"}]}]
         annotations = (svc["metadata"].get("annotations") or {})
@@ -688,12 +700,19 @@ class SeldonController:
 
 
     # --- fault hooks -------------------------------------------------------------------------
+    def withhold_mesh_ingress(self) -> None:
+        """From now on the seldon-mesh Service has no LoadBalancer ingress (a cluster without a load balancer
+        controller); the next reconcile removes an address already published. Port-forwards to Envoy still
+        reach the mesh."""
+        self.publish_ingress = False
+
     def register_faults(self, faults: Any) -> None:
         """Hook this controller's faults into `SimCluster.faults` (see harness/sim/faults.py)."""
         faults.register("model_load_failure", lambda namespace, model: self.fail_model_load(model))
         faults.register("slow_model", lambda namespace, model, factor: self.slow_model(model, factor))
         faults.register("clear_model_load_failure", lambda namespace, model: self.dataplane.clear_model_fault(model))
         faults.register("kill_mlserver", self.kill_mlserver)
+        faults.register("mesh_without_ingress", self.withhold_mesh_ingress)
         faults.register("kill_mlserver_mid_load", lambda namespace, model: self.dataplane.kill_during_load(model))
 
 

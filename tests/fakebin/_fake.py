@@ -6,7 +6,8 @@ answers like the real tool would for the few commands the harness uses. Behaviou
 - FAKEBIN_STDOUT: JSON object prefix -> stdout text, overriding the default answer;
 - FAKEBIN_VERSION_<TOOL>: the version the tool reports (e.g. FAKEBIN_VERSION_KIND=0.20.0);
 - FAKEBIN_KIND_CLUSTERS: comma-separated clusters `kind get clusters` lists;
-- FAKEBIN_DOCKER_RUNTIME: docker's default runtime (default nvidia); FAKEBIN_DOCKER_DOWN=1: daemon down.
+- FAKEBIN_DOCKER_RUNTIME: docker's default runtime (default nvidia); FAKEBIN_DOCKER_DOWN=1: daemon down;
+- FAKEBIN_DOCKER_STORE=containerd: `docker info` shows the containerd image store (default: classic overlay2).
 Stdlib only, so any python3 on PATH runs it.
 """
 
@@ -17,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-RECORDED_ENV = ("KUBECONFIG",)
+RECORDED_ENV = ("KUBECONFIG", "DOCKER_CONFIG")
 
 
 def _version(tool: str, default: str) -> str:
@@ -61,7 +62,14 @@ def _default(tool: str, argv: list[str]) -> tuple[int, str, str]:
             if os.environ.get("FAKEBIN_DOCKER_DOWN") == "1":
                 return 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
             info = {"ServerVersion": _version("docker", "27.3.1"),
-                    "DefaultRuntime": os.environ.get("FAKEBIN_DOCKER_RUNTIME", "nvidia")}
+                    "DefaultRuntime": os.environ.get("FAKEBIN_DOCKER_RUNTIME", "nvidia"),
+                    "Architecture": "x86_64"}
+            # What `docker info` shows per image store (kubernetes-sigs/kind#3795 quotes both).
+            if os.environ.get("FAKEBIN_DOCKER_STORE") == "containerd":
+                info |= {"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+            else:
+                info |= {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"],
+                                                                ["Supports d_type", "true"]]}
             return 0, json.dumps(info) + "\n", ""
         return 0, "", ""
     if tool == "nvidia-ctk":

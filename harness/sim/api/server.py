@@ -274,6 +274,10 @@ class _Handler(BaseHTTPRequestHandler):
                 and parts[6] == "proxy":
             self._do_pod_proxy(parts[3], parts[5], "/" + "/".join(parts[7:]), url.query)
             return
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
+                and parts[6] == "portforward":
+            self._do_port_forward(parts[3], parts[5], query)
+            return
         route = parse_route(parts)
         if route is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -587,6 +591,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _do_port_forward(self, namespace: str, name: str, query: dict[str, list[str]]) -> None:
+        """`pods/<name>/portforward` over a websocket (harness/sim/api/portforward.py), one port per stream;
+        the stream reaches what a simulated process listens on for that pod port, as `proxy` does."""
+        from harness.sim.api import portforward
+
+        if self.command != "GET" or (self.headers.get("Upgrade") or "").lower() != "websocket":
+            raise ApiError(400, "BadRequest", "Upgrade request required")
+        offered = [p.strip() for p in (self.headers.get("Sec-WebSocket-Protocol") or "").split(",")]
+        if portforward.PROTOCOL not in offered:
+            raise ApiError(400, "BadRequest", f"the simulated API server speaks {portforward.PROTOCOL} only")
+        pod = self.store.get("v1", "Pod", name, namespace)
+        if pod is None:
+            raise ApiError(404, "NotFound", f'pods "{name}" not found', {"name": name, "kind": "pods"})
+        ports = [p for p in (_param(query, "ports") or "").split(",") if p]
+        if len(ports) != 1 or not ports[0].isdigit():
+            raise ApiError(400, "BadRequest", "the simulated API server forwards exactly one port per stream")
+        port = int(ports[0])
+        if (pod.get("status") or {}).get("phase") != "Running":
+            raise ApiError(400, "BadRequest", f"unable to upgrade connection: pod {name} is not running")
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", portforward.accept_key(self.headers.get("Sec-WebSocket-Key") or ""))
+        self.send_header("Sec-WebSocket-Protocol", portforward.PROTOCOL)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        stream = portforward.Stream(self.rfile, self.wfile, port)  # type: ignore[arg-type]
+        stream.open_channels()
+        local = self.store.pod_ports(namespace, name).get(port)
+        try:
+            backend = socket.create_connection(("127.0.0.1", local), timeout=10) if local else None
+        except OSError:
+            backend = None
+        if backend is None:
+            stream.refuse(f"error forwarding port {port} to pod {name}: dial tcp 127.0.0.1:{port}: connect: "
+                          "connection refused")
+            return
+        backend.settimeout(None)
+        stream.carry(backend)
 
     def _do_log(self, route: Route, query: dict[str, list[str]]) -> None:
         pod = self._get_or_404(route)
