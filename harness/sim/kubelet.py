@@ -56,6 +56,7 @@ from harness.sim.gpus import (
 )
 from harness.sim.node_lifecycle import ready_status
 from harness.sim.scheduler import container_requests, is_terminated, node_name_of, now_rfc3339
+from harness.sim.termination import Terminator
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ class KubeletController:
         self._mount_reported: dict[str, str] = {}
         self._closed = False
         self._closing = threading.Event()
+        self._terminator = Terminator()
 
     # ------------------------------------------------------------------ reconcile
     def reconcile(self, store: Store, now: float) -> float | None:
@@ -255,10 +257,18 @@ class KubeletController:
             if node_name and not is_terminated(p):
                 in_use.setdefault(node_name, set()).update(pod_allocated_gpus(p))
         live: set[str] = set()
+        wake: float | None = None
         for pod in pods:
             uid = _uid(pod)
             live.add(uid)
             node = nodes.get(str((pod.get("spec") or {}).get("nodeName") or ""))
+            if node is not None and _meta(pod).get("deletionTimestamp") and ready_status(node) == "True":
+                # graceful deletion (harness/sim/termination.py): stop its containers, then remove it
+                with self._lock:
+                    proc = self._procs.get(uid)
+                again = self._terminator.step(store, pod, now, proc)
+                wake = again if wake is None or (again is not None and again < wake) else wake
+                continue
             if node is None or is_terminated(pod) or (pod.get("status") or {}).get("startTime"):
                 continue
             if ready_status(node) != "True":
@@ -271,7 +281,9 @@ class KubeletController:
         with self._lock:
             known = set(self._ips) | set(self._jobs) | set(self._crashes) | set(self._mount_reported)
         self._forget(known - live)
-        return self._advance_crashes(store, now, live)
+        self._terminator.forget(live)
+        crash_wake = self._advance_crashes(store, now, live)
+        return crash_wake if wake is None or (crash_wake is not None and crash_wake < wake) else wake
 
     def close(self) -> None:
         self._closing.set()
@@ -470,7 +482,7 @@ class KubeletController:
             current = store.get("v1", "Pod", name, ns)
             if current is None or _uid(current) != uid:
                 return
-            if failed and attempt < _MAX_ONE_SHOT_RESTARTS:
+            if failed and attempt < _MAX_ONE_SHOT_RESTARTS and not _meta(current).get("deletionTimestamp"):
                 for c in failed:
                     cname = str(c.get("name"))
                     restarts[cname] = restarts.get(cname, 0) + 1
@@ -486,7 +498,7 @@ class KubeletController:
                 if self._closing.wait(self._backoff * min(2 ** attempt, _BACKOFF_CAP)):
                     return
                 continue
-            if failed:
+            if failed and not _meta(current).get("deletionTimestamp"):
                 return  # restart budget spent: stay in CrashLoopBackOff, as a real pod would keep trying
             phase = "Failed" if any(s["state"].get("terminated", {}).get("exitCode") for s in done.values()) \
                 else "Succeeded"

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from harness.sim.api import discovery, fieldcheck, protobuf
+from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
 from harness.sim.api.tables import to_table
@@ -513,39 +514,32 @@ class _Handler(BaseHTTPRequestHandler):
                                    patch_type, route.sub, dry_run=self._dry_run(query))
         self._respond_obj(200, route, patched, query)
 
-    def _delete_options(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
+    def _delete_options(self, query: dict[str, list[str]]) -> tuple[bool, DeleteOptions]:
         body = self._read_body()
-        policy = _param(query, "propagationPolicy")
-        if isinstance(body, dict):
-            policy = body.get("propagationPolicy") or policy
-            if body.get("orphanDependents") is True:
-                policy = "Orphan"
-        if policy not in (None, "Background", "Foreground", "Orphan"):
-            raise ApiError(400, "BadRequest", f'propagationPolicy: Unsupported value: "{policy}": supported values: '
-                           '"Foreground", "Background", "Orphan"')
-        return self._dry_run(query, body), policy == "Orphan"
+        options = parse_options(_param(query, "gracePeriodSeconds"), _param(query, "propagationPolicy"), body)
+        return self._dry_run(query, body), options
 
     def _do_delete(self, route: Route, query: dict[str, list[str]]) -> None:
         if route.sub is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         assert route.name is not None
-        dry, orphan = self._delete_options(query)
+        dry, options = self._delete_options(query)
         deleted = self.store.delete(route.rt.api_version, route.rt.kind, route.name, route.namespace,
-                                    dry_run=dry, orphan=orphan)
+                                    dry_run=dry, options=options)
         if deleted is None:
             raise ApiError(404, "NotFound", f'{route.rt.qualified_plural} "{route.name}" not found',
                            {"name": route.name, "group": route.rt.group, "kind": route.rt.plural})
         self._respond_obj(200, route, deleted, query)
 
     def _do_deletecollection(self, route: Route, query: dict[str, list[str]]) -> None:
-        dry, orphan = self._delete_options(query)
+        dry, options = self._delete_options(query)
         items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
                                                  _param(query, "labelSelector"), _param(query, "fieldSelector"))
         gone = []
         for obj in items:
             meta = obj["metadata"]
             deleted = self.store.delete(route.rt.api_version, route.rt.kind, meta["name"], meta.get("namespace"),
-                                        dry_run=dry, orphan=orphan)
+                                        dry_run=dry, options=options)
             if deleted is not None:
                 gone.append(deleted)
         self._send_json(200, {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version,
