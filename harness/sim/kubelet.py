@@ -266,7 +266,8 @@ class KubeletController:
                 # graceful deletion (harness/sim/termination.py): stop its containers, then remove it
                 with self._lock:
                     proc = self._procs.get(uid)
-                again = self._terminator.step(store, pod, now, proc)
+                    job = self._jobs.get(uid)
+                again = self._terminator.step(store, pod, now, proc, starting=job is not None and not job.done())
                 wake = again if wake is None or (again is not None and again < wake) else wake
                 continue
             if node is None or is_terminated(pod) or (pod.get("status") or {}).get("startTime"):

@@ -38,19 +38,25 @@ class Terminator:
 
     def __init__(self) -> None:
         self._deadlines: dict[str, float] = {}
+        self._signalled: set[str] = set()
 
-    def step(self, store: Store, pod: Obj, now: float, proc: subprocess.Popen[bytes] | None) -> float | None:
-        """Advance one Terminating pod; returns when to look again (None: it is gone)."""
+    def step(self, store: Store, pod: Obj, now: float, proc: subprocess.Popen[bytes] | None,
+             starting: bool = False) -> float | None:
+        """Advance one Terminating pod; returns when to look again (None: it is gone). `starting`:
+        the kubelet is still launching its container (the process is not there yet to be signalled)."""
         meta = _meta(pod)
         uid = str(meta.get("uid") or "")
         grace = float(meta.get("deletionGracePeriodSeconds") or 0)
-        first = uid not in self._deadlines
-        deadline = self._deadlines.setdefault(uid, now + grace)
+        deadline = min(self._deadlines.setdefault(uid, now + grace), now + grace)  # a later delete may shorten it
+        self._deadlines[uid] = deadline
         running = proc is not None and proc.poll() is None
+        if proc is None and starting and now < deadline:
+            return min(deadline, now + 0.05)
         if running and proc is not None:
-            if first:
+            if uid not in self._signalled:
+                self._signalled.add(uid)
                 proc.terminate()  # SIGTERM; the one-shot runner records how it exited
-                return min(deadline, now + 0.05) if grace > 0 else now
+                return min(deadline, now + 0.05)
             if now < deadline:
                 return min(deadline, now + 0.1)  # poll: the process may exit before its grace is up
             proc.kill()  # the grace period is over: SIGKILL
@@ -60,6 +66,7 @@ class Terminator:
     def forget(self, live: set[str]) -> None:
         for uid in [u for u in self._deadlines if u not in live]:
             del self._deadlines[uid]
+            self._signalled.discard(uid)
 
     @staticmethod
     def _remove(store: Store, pod: Obj) -> None:

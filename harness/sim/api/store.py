@@ -617,11 +617,13 @@ class MemoryStore:
             for rt, key in done:
                 self._drop_finalizer(rt, key, deletion.FOREGROUND_FINALIZER)
 
-    def finish_namespaces(self) -> None:
-        """The namespace controller's pass: delete what is left in Terminating namespaces (pods
-        gracefully) and remove each namespace once it is empty."""
+    def finish_namespaces(self, names: set[str] | None = None) -> None:
+        """The namespace controller's pass: delete what is left in Terminating namespaces (`names`,
+        or all; pods gracefully) and remove each namespace once it is empty."""
         with self._lock:
             for key, ns in list(self._bucket(self._rt("v1", "Namespace")).items()):
+                if names is not None and key[1] not in names:
+                    continue
                 if ns["metadata"].get("deletionTimestamp") and not ns["metadata"].get("finalizers"):
                     self._cascade(ns)
                     self._finish_namespace(key[1])
