@@ -421,6 +421,8 @@ class MemoryStore:
                 new["status"] = clone(obj["status"])
             else:
                 new.pop("status", None)
+            if rt.kind == "Node":
+                validate(rt, new, old=current)  # ValidateNodeUpdate checks capacity/allocatable
             return self._replace(rt, current, new, dry_run)
 
     def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any,
@@ -454,6 +456,8 @@ class MemoryStore:
                     new["status"] = patched["status"]
                 else:
                     new.pop("status", None)
+                if rt.kind == "Node":
+                    validate(rt, new, old=current)  # ValidateNodeUpdate checks capacity/allocatable
             else:
                 new = patched
                 apply_defaults(rt, new)
