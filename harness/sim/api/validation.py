@@ -11,7 +11,8 @@ from typing import Any
 
 from harness.k8s.quantity import quantity_or_none
 from harness.sim.api import corevalidation as core
-from harness.sim.api.resources import ResourceType
+from harness.sim.api import crdschema
+from harness.sim.api.resources import SELDON_GROUP, ResourceType
 from harness.sim.contracts import ApiError
 
 Obj = dict[str, Any]
@@ -360,6 +361,8 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
         causes.extend(core.node_status_causes(obj.get("status")))
     elif rt.kind == "ConfigMap" and old is not None:
         causes.extend(core.configmap_update_causes(obj, old))
+    elif rt.group == SELDON_GROUP:
+        causes.extend(crdschema.causes(rt.kind, obj))
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name", ""), causes)
 
