@@ -61,7 +61,7 @@ def schema(kind: str) -> Obj | None:
         if path is not None and path.is_file():
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             with path.open(encoding="utf-8") as fh:
-                crd = yaml.load(fh, Loader=loader)  # noqa: S506 - a safe loader (C or Python)
+                crd = yaml.load(fh, Loader=loader)
             loaded = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         elif not _SAID_ABSENT:
             _SAID_ABSENT = True
@@ -111,7 +111,7 @@ def _go_value(value: Any) -> str:
 
 def prune(node: Obj, value: Any, path: str, out: list[str], remove: bool) -> None:
     """Structural pruning: fields the schema does not declare (listed in `out`; removed when `remove`)."""
-    if isinstance(value, dict) and node.get("type") == "object" or isinstance(value, dict) and "properties" in node:
+    if (isinstance(value, dict) and node.get("type") == "object") or (isinstance(value, dict) and "properties" in node):
         if node.get("x-kubernetes-preserve-unknown-fields"):
             return
         props = node.get("properties")
@@ -174,8 +174,20 @@ def _check(node: Obj, value: Any, path: str, causes: list[Cause]) -> None:
             _check(node["items"], item, f"{path}[{i}]", causes)
 
 
-def causes(kind: str, obj: Obj) -> list[Cause]:
-    """422 causes for a Seldon object's spec (status is the controller's and is not checked here)."""
+def causes(kind: str, obj: Obj, old: Obj | None = None) -> list[Cause]:
+    """422 causes for a Seldon object's spec (status is the controller's and is not checked here).
+
+    On an update, what was already invalid and did not change passes (CRD validation ratcheting,
+    on by default since Kubernetes 1.30): a controller can still update an object stored before the
+    schema refused it."""
+    found = _causes(kind, obj)
+    if old is None or not found:
+        return found
+    before = set(_causes(kind, old))
+    return [c for c in found if c not in before]
+
+
+def _causes(kind: str, obj: Obj) -> list[Cause]:
     root = schema(kind)
     spec = obj.get("spec")
     if root is None:

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery, fieldcheck, protobuf
+from harness.sim.api import discovery, fieldcheck, protobuf, scale
 from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
@@ -101,6 +101,24 @@ def parse_route(parts: list[str]) -> Route | Obj | None:
     if rt is None or len(rest) > 3 or (len(rest) == 3 and rest[2] not in rt.subresources):
         return None
     return Route(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+
+# Seldon Core v2.10.2's other CRDs (operator/config/crd/bases): a real install serves them, the sim does not.
+UNMODELLED_SELDON = {"pipelines": "Pipeline", "experiments": "Experiment", "seldonruntimes": "SeldonRuntime",
+                     "seldonconfigs": "SeldonConfig"}
+
+
+def _unmodelled_seldon_kind(parts: list[str]) -> str | None:
+    """A clear refusal for Seldon kinds the simulated cluster does not model, naming the kind."""
+    if parts[:3] != ["apis", "mlops.seldon.io", "v1alpha1"]:
+        return None
+    rest = parts[3:]
+    plural = rest[2] if len(rest) >= 3 and rest[0] == "namespaces" else rest[0] if rest else ""
+    kind = UNMODELLED_SELDON.get(plural)
+    if kind is None:
+        return None
+    return (f"the simulated cluster does not model Seldon {kind} (mlops.seldon.io/v1alpha1 {plural}): it serves "
+            "Server, ServerConfig and Model only; run this against a real Seldon Core 2 install")
 
 
 def _flag(query: dict[str, list[str]], key: str) -> bool:
@@ -277,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = parse_route(parts)
         if route is None:
+            unmodelled = _unmodelled_seldon_kind(parts)
+            if unmodelled is not None:
+                raise ApiError(404, "NotFound", unmodelled)
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not isinstance(route, Route):
             if self.command not in ("GET", "HEAD"):
@@ -382,6 +403,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route.sub == "log":
             self._do_log(route, query)
             return
+        if route.sub == "scale":
+            self._send_json(200, scale.to_scale(route.rt, self._get_or_404(route)))
+            return
         if route.sub not in (None, "status"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         self._respond_obj(200, route, self._get_or_404(route), query)
@@ -480,7 +504,18 @@ class _Handler(BaseHTTPRequestHandler):
         created = self.store.create(obj, dry_run=self._dry_run(query))
         self._respond_obj(201, route, created, query)
 
+    def _do_scale_write(self, route: Route, query: dict[str, list[str]], patch_type: PatchType | None) -> None:
+        """PUT or PATCH of the scale subresource: only spec.replicas of the object changes."""
+        current = self._get_or_404(route)
+        replicas = scale.wanted_replicas(route.rt, current, self._read_body(), patch_type)
+        updated = self.store.patch(route.rt.api_version, route.rt.kind, str(route.name), route.namespace,
+                                   {"spec": {"replicas": replicas}}, "merge", dry_run=self._dry_run(query))
+        self._send_json(200, scale.to_scale(route.rt, updated))
+
     def _do_update(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.name is not None and route.sub == "scale":
+            self._do_scale_write(route, query, None)
+            return
         if route.name is None or route.sub not in (None, "status"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._body_object(route, self._read_body())
@@ -494,7 +529,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond_obj(200, route, updated, query)
 
     def _do_patch(self, route: Route, query: dict[str, list[str]]) -> None:
-        if route.name is None or route.sub not in (None, "status"):
+        if route.name is None or route.sub not in (None, "status", "scale"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         patch_type = PATCH_TYPES.get(ctype)
@@ -507,6 +542,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                            "accepted media types include: application/json-patch+json, application/merge-patch+json, "
                            "application/strategic-merge-patch+json")
+        if route.sub == "scale":
+            self._do_scale_write(route, query, patch_type)
+            return
         body = self._read_body()
         if patch_type != "json":
             self._check_fields(route, body, query)

@@ -362,7 +362,7 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
     elif rt.kind == "ConfigMap" and old is not None:
         causes.extend(core.configmap_update_causes(obj, old))
     elif rt.group == SELDON_GROUP:
-        causes.extend(crdschema.causes(rt.kind, obj))
+        causes.extend(crdschema.causes(rt.kind, obj, old))
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name", ""), causes)
 
