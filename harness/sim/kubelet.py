@@ -47,6 +47,7 @@ from typing import Any
 from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
 from harness.k8s.quantity import quantity_or_zero
 from harness.localserver import USER_CACHE
+from harness.sim.admission import rejection
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.gpus import (
     ALLOCATED_GPUS_ANNOTATION,
@@ -252,10 +253,13 @@ class KubeletController:
         nodes = {node_name_of(n): n for n in store.list("v1", "Node")}
         pods = sorted(store.list("v1", "Pod"), key=lambda p: (_meta(p).get("creationTimestamp") or "", _uid(p)))
         in_use: dict[str, set[str]] = {}
+        admitted: dict[str, list[Obj]] = {}  # per node: pods its kubelet runs (admission counts them)
         for p in pods:
             node_name = str((p.get("spec") or {}).get("nodeName") or "")
             if node_name and not is_terminated(p):
                 in_use.setdefault(node_name, set()).update(pod_allocated_gpus(p))
+                if (p.get("status") or {}).get("startTime"):
+                    admitted.setdefault(node_name, []).append(p)
         live: set[str] = set()
         wake: float | None = None
         for pod in pods:
@@ -274,6 +278,14 @@ class KubeletController:
                 continue
             if ready_status(node) != "True":
                 continue  # a NotReady node's kubelet is not starting anything
+            refused = rejection(pod, node, admitted.setdefault(node_name_of(node), []))
+            if refused is not None:
+                # kubelet.go rejectPod (harness/sim/admission.py): Failed, never started
+                store.record_event(pod, refused[0], refused[1], "Warning", component="kubelet")
+                self._write_status(store, pod, {"phase": "Failed", "reason": refused[0],
+                                                "message": f"Pod was rejected: {refused[1]}"})
+                continue
+            admitted[node_name_of(node)].append(pod)
             try:
                 self._start(store, pod, node, in_use.setdefault(node_name_of(node), set()))
             except ApiError as exc:
