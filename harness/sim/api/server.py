@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery, fieldcheck, protobuf, scale
+from harness.sim.api import discovery, eviction, fieldcheck, protobuf, scale
 from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
@@ -494,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._do_binding(route, body, query)
             return
         if route.sub == "eviction":
-            self._do_eviction(route, query)
+            self._do_eviction(route, query, body)
             return
         if route.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -666,10 +666,9 @@ class _Handler(BaseHTTPRequestHandler):
                          "binding", dry_run=self._dry_run(query))
         self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
-    def _do_eviction(self, route: Route, query: dict[str, list[str]]) -> None:
+    def _do_eviction(self, route: Route, query: dict[str, list[str]], body: Any) -> None:
         self._get_or_404(route)
-        if not self._dry_run(query):
-            self.store.delete("v1", "Pod", str(route.name), route.namespace)
+        eviction.evict(self.store, route.namespace or "default", str(route.name), body, self._dry_run(query, body))
         self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
 
