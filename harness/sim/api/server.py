@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery, eviction, fieldcheck, protobuf, scale
+from harness.sim.api import discovery, eviction, fieldcheck, listoptions, protobuf, scale
 from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
@@ -288,7 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, doc)
             return
         if parts and parts[0] == "openapi":
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            # /openapi/v2 (a real server serves it) is not modelled: say so instead of a bare 404
+            raise ApiError(404, "NotFound", "the server could not find the requested resource (the simulated "
+                           "cluster serves /openapi/v3 only; /openapi/v2 is not modelled)")
         if len(parts) >= 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
                 and parts[6] == "proxy":
             self._do_pod_proxy(parts[3], parts[5], "/" + "/".join(parts[7:]), url.query)
@@ -411,8 +413,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond_obj(200, route, self._get_or_404(route), query)
 
     def _do_list(self, route: Route, query: dict[str, list[str]]) -> None:
-        items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
-                                                 _param(query, "labelSelector"), _param(query, "fieldSelector"))
+        exact = listoptions.check_list(_param(query, "resourceVersion"), _param(query, "resourceVersionMatch"),
+                                       _param(query, "continue"))
+        if exact is not None:
+            items = self.store.list_exact(route.rt.api_version, route.rt.kind, route.namespace,
+                                          _param(query, "labelSelector"), _param(query, "fieldSelector"), exact)
+            rv = str(exact)
+        else:
+            items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
+                                                     _param(query, "labelSelector"), _param(query, "fieldSelector"))
         if self._wants_table():
             self._send_json(200, to_table(route.rt.kind, items, rv, _param(query, "includeObject") or "Metadata",
                                           route.rt.group))
@@ -423,6 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_watch(self, route: Route, query: dict[str, list[str]]) -> None:
         initial = _flag(query, "sendInitialEvents")
+        listoptions.check_watch(_param(query, "resourceVersionMatch"), initial)
         rv = None if initial else _param(query, "resourceVersion")
         try:
             w = self.store.watch(route.rt.api_version, route.rt.kind, route.namespace,
@@ -724,6 +734,7 @@ class ApiServer:
     def start(self) -> None:
         # the client models behind unknown-field checks take seconds to import: load them off the start path
         threading.Thread(target=fieldcheck.warm_up, name="sim-api-warmup", daemon=True).start()
+        self._httpd.store.start_watch_cache()
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                             name="sim-api", daemon=True)

@@ -26,6 +26,7 @@ import collections
 import copy
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,10 +66,24 @@ def _clone(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
+HISTORY_LIMIT = 5000  # changes kept in all (each kind's window is narrower: _kind_window_start)
+WATCH_CACHE_MIN = 100  # a watch cache's default capacity per resource
+WATCH_CACHE_FRESH_S = 75.0  # eventFreshDuration: younger events are kept beyond the capacity
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+# staging/src/k8s.io/apiserver/pkg/storage/names/generate.go (commit 008b3652959ca58af8be3fb5b6ecfe9ae7638282):
+# the base is cut to 63 - 5 characters and 5 characters of utilrand's alphabet are appended.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_GENERATED_BASE = 58
+
+
+def generate_name(base: str) -> str:
+    import secrets
+
+    return base[:_MAX_GENERATED_BASE] + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
 
 
 def now_rfc3339() -> str:
@@ -85,6 +100,7 @@ class Change:
     kind: str
     old: Obj | None
     new: Obj
+    at: float = 0.0  # time.monotonic() of the write (the watch cache's freshness)
 
 
 class Watch:
@@ -160,6 +176,7 @@ class MemoryStore:
         self._rv = 0
         self._history: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self._compacted_rv = 0  # watches from an rv below this get 410 Gone
+        self._cache_start_rv = 0  # set when the API server starts serving (start_watch_cache)
         self._watches: list[Watch] = []
         self._listeners: list[Callable[[], None]] = []
         self._logs: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -203,7 +220,7 @@ class MemoryStore:
                         {"name": name, "group": rt.group, "kind": rt.plural})
 
     def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> None:
-        change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new)
+        change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new, time.monotonic())
         if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
             self._compacted_rv = self._history[0].rv
         self._history.append(change)
@@ -249,6 +266,36 @@ class MemoryStore:
                     items.append(clone(obj))
             return items, str(self._rv)
 
+    def list_exact(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
+                   field_selector: str | None, resource_version: int) -> builtins.list[Obj]:
+        """The list as it was at `resource_version` (resourceVersionMatch=Exact): rebuilt by undoing the
+        changes after it; 410 Expired once that version left the history, 504 for a future one."""
+        rt = self._rt(api_version, kind)
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector, kind)
+        with self._lock:
+            if resource_version > self._rv:
+                raise ApiError(504, "Timeout", f"Too large resource version: {resource_version}, current: {self._rv}",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}], "retryAfterSeconds": 1})
+            if resource_version < self._compacted_rv:
+                raise ApiError(410, "Expired", "The resourceVersion for the provided list is too old.")
+            state = {key: obj for key, obj in self._bucket(rt).items()}
+            for change in reversed(self._history):
+                if change.rv <= resource_version:
+                    break
+                if change.api_version != rt.api_version or change.kind != rt.kind:
+                    continue
+                meta = (change.old or change.new)["metadata"]
+                key = self._key(rt, meta["name"], meta.get("namespace"))
+                if change.type == "ADDED":
+                    state.pop(key, None)
+                elif change.old is not None:
+                    state[key] = change.old
+            return [clone(obj) for (ns, _), obj in sorted(state.items())
+                    if not (namespace and rt.namespaced and ns != namespace)
+                    and labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj)]
+
     # ------------------------------------------------------------------ admission
     def _admit_runtime_class(self, pod: Obj) -> None:
         """The RuntimeClass admission plugin on pod create (kubernetes/kubernetes
@@ -280,7 +327,7 @@ class MemoryStore:
             raise ApiError(400, "BadRequest", "metadata must be an object")
         with self._lock:
             if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+                meta["name"] = generate_name(str(meta["generateName"]))
             name = meta.get("name") or ""
             if rt.namespaced:
                 ns = meta.get("namespace") or "default"
@@ -806,13 +853,36 @@ class MemoryStore:
                 except ValueError:
                     raise ApiError(400, "BadRequest",
                                    f"invalid resource version: {resource_version!r}") from None
-                if since < self._compacted_rv:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({self._compacted_rv})")
+                oldest = max(self._compacted_rv, self._cache_start_rv, self._kind_window_start(rt))
+                if since < oldest:
+                    raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
                 for change in self._history:
                     if change.rv > since:
                         w.offer(change)
             self._watches.append(w)
         return w
+
+    def start_watch_cache(self) -> None:
+        """The API server starts serving: its watch caches begin at the current resourceVersion, so a
+        watch from an older one (say "1") is 410 Expired, as on any running cluster."""
+        with self._lock:
+            self._cache_start_rv = self._rv
+
+    def _kind_window_start(self, rt: ResourceType) -> int:
+        """The oldest resourceVersion a watch of this kind may resume from: one watch cache per resource,
+        keeping at least its last WATCH_CACHE_MIN changes and every change younger than
+        WATCH_CACHE_FRESH_S (staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go: default
+        capacity 100, grown while events are fresher than eventFreshDuration = 75 s)."""
+        now = time.monotonic()
+        kept = 0
+        start = self._compacted_rv
+        for change in reversed(self._history):
+            if change.api_version != rt.api_version or change.kind != rt.kind:
+                continue
+            if kept >= WATCH_CACHE_MIN and now - change.at > WATCH_CACHE_FRESH_S:
+                return change.rv  # this change and older ones are out of the window
+            kept += 1
+        return start
 
     def bookmark(self, api_version: str, kind: str) -> Obj:
         """A BOOKMARK object at the current resourceVersion (safe to send once a watch's queue is empty)."""
