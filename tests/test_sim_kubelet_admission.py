@@ -8,24 +8,14 @@ the pod is Failed with "Pod was rejected: <message>"; a pod that fits runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.test_sim_scheduler import NS, Sim, node, pod_body, reset, running, start_sim, wait_pod
+from tests.test_sim_scheduler import NS, Sim, node, pod_body, reset, running, wait_pod
+from tests.test_sim_scheduler import sim as sim
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    s, stop = start_sim(tmp_path_factory.mktemp("sim"))
-    try:
-        s.core.create_namespace({"metadata": {"name": NS}})
-        yield s
-    finally:
-        stop()
 
 
 def failed(pod: Obj | None) -> bool:

@@ -15,7 +15,6 @@ Sources (kubernetes/kubernetes, commit 008b3652959ca58af8be3fb5b6ecfe9ae7638282)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,19 +22,10 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
-from tests.sim_fixtures import SimApi, client_for, serve_api
+from tests.test_sim_core_validation import api_client as api_client
+from tests.test_sim_core_validation import sim_api as sim_api
 
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def sim_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimApi]:
-    yield from serve_api(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture(scope="module")
-def api_client(sim_api: SimApi) -> Iterator[Any]:
-    yield from client_for(sim_api)
 
 
 def _message(exc: ApiException) -> str:

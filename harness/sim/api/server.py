@@ -12,8 +12,8 @@ through `Faults` (see harness/sim/faults.py).
 
 Not served: protobuf bodies other than kubectl's Namespace/ConfigMap creates (415), server-side
 apply (`application/apply-patch+yaml`, 415 saying so), list pagination (`limit` returns everything at
-once), validation of custom resources against a schema (Seldon objects are stored as sent),
-`/openapi/v2`. docs/architecture.md keeps the fidelity table.
+once), `/openapi/v2` (refused saying so). Seldon objects are checked against Seldon's CRD schemas where
+the CRD files are present (harness/sim/api/crdschema.py). docs/architecture.md keeps the fidelity table.
 """
 
 from __future__ import annotations
