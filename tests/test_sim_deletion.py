@@ -51,9 +51,9 @@ def python_pod(name: str, script: str, grace: int, gpus: int = 0) -> Obj:
     return body
 
 
-def started(sim: Sim, name: str) -> None:
+def started(sim: Sim, name: str, ns: str = NS) -> None:
     """Running, and its process has set up its signal handling (it created its $UP file)."""
-    wait_pod(sim, name, running)
+    wait_pod(sim, name, running, ns=ns)
     deadline = time.monotonic() + 15
     while not (UP_DIR / name).exists():
         assert time.monotonic() < deadline, f"pod {name} never started its process"
@@ -156,20 +156,38 @@ def test_delete_preconditions(sim: Sim, case: str, pre: Any, message: str) -> No
 
 
 def test_a_deleted_namespace_is_terminating_and_cannot_be_recreated_until_gone(sim: Sim) -> None:
-    sim.core.create_namespace({"metadata": {"name": "ending"}})
-    sim.core.create_namespaced_config_map("ending", {"metadata": {"name": "plain"}})
-    answer = sim.to_dict(sim.core.delete_namespace("ending"))
+    reset(sim)
+    sim.core.create_node(node("n1"))
+    sim.core.create_namespace({"metadata": {"name": "plain"}})
+    sim.core.create_namespaced_config_map("plain", {"metadata": {"name": "cm"}})
+    answer = sim.to_dict(sim.core.delete_namespace("plain"))  # nothing holds it: still Terminating first
     assert answer["status"]["phase"] == "Terminating" and answer["metadata"]["deletionTimestamp"]
+    # A namespace whose pod is still terminating (2 s grace, SIGTERM ignored) is there for certain.
+    sim.core.create_namespace({"metadata": {"name": "ending"}})
+    body = python_pod("held", IGNORES_SIGTERM, 2)
+    body["metadata"]["namespace"] = "ending"
+    sim.core.create_namespaced_pod("ending", body)
+    started(sim, "held", ns="ending")
+    sim.core.delete_namespace("ending")
     with pytest.raises(ApiException) as again:
         sim.core.create_namespace({"metadata": {"name": "ending"}})
     assert again.value.status == 409
     assert _status(again.value)["message"] == 'object is being deleted: namespaces "ending" already exists'
-    w = watch.Watch()
-    for event in w.stream(sim.core.list_namespace, field_selector="metadata.name=ending", timeout_seconds=10):
-        if event["type"] == "DELETED":
-            w.stop()
+    for name in ("plain", "ending"):
+        _wait_namespace_gone(sim, name)
     sim.core.create_namespace({"metadata": {"name": "ending"}})
     sim.core.delete_namespace("ending")
+
+
+def _wait_namespace_gone(sim: Sim, name: str, timeout: int = 15) -> None:
+    listed = sim.core.list_namespace(field_selector=f"metadata.name={name}")
+    if not listed.items:
+        return
+    for event in watch.Watch().stream(sim.core.list_namespace, field_selector=f"metadata.name={name}",
+                                      resource_version=listed.metadata.resource_version, timeout_seconds=timeout):
+        if event["type"] == "DELETED":
+            return
+    raise AssertionError(f"namespace {name} still there after {timeout}s")
 
 
 FINALIZER_CASES = [("Orphan", "orphan"), ("Foreground", "foregroundDeletion")]

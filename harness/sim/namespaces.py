@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from harness.sim.contracts import Store
 
-MIN_TERMINATING_S = 1.0
+MIN_TERMINATING_S = 0.3  # short: every test namespace's teardown waits for it
 
 
 class NamespaceController:
