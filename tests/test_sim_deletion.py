@@ -69,8 +69,8 @@ def _status(exc: ApiException) -> Obj:
 GRACE_CASES = [
     ("unbound-pod-goes-at-once", None, 30, {}, None, 0.0),
     ("grace-zero-goes-at-once", IGNORES_SIGTERM, 30, {"grace_period_seconds": 0}, None, 0.0),
-    ("ignores-sigterm-held-for-its-grace", IGNORES_SIGTERM, 2, {}, 1.5, 15.0),
-    ("option-overrides-the-pods-grace", IGNORES_SIGTERM, 30, {"grace_period_seconds": 2}, 1.5, 15.0),
+    ("ignores-sigterm-held-for-its-grace", IGNORES_SIGTERM, 1, {}, 0.8, 15.0),
+    ("option-overrides-the-pods-grace", IGNORES_SIGTERM, 30, {"grace_period_seconds": 1}, 0.8, 15.0),
     ("exits-on-sigterm-goes-before-its-grace", EXITS_ON_SIGTERM, 30, {}, 0.0, 15.0),
 ]
 
@@ -223,13 +223,13 @@ def test_kubectl_delete_waits_for_a_terminating_pod(sim: Sim, tmp_path: Path) ->
 
     reset(sim)
     sim.core.create_node(node("n1"))
-    sim.core.create_namespaced_pod(NS, python_pod("k", IGNORES_SIGTERM, 2))
+    sim.core.create_namespaced_pod(NS, python_pod("k", IGNORES_SIGTERM, 1))
     started(sim, "k")
     config = tmp_path / "kubeconfig"
     config.write_text(yaml.safe_dump(kubeconfig_document(sim.core.api_client.configuration.host)))
     start = time.monotonic()
     done = run_kubectl(config, "-n", NS, "delete", "pod", "k", "--timeout=30s")
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - start >= 1.5
+    assert time.monotonic() - start >= 0.8
     with pytest.raises(ApiException):
         sim.core.read_namespaced_pod("k", NS)
