@@ -84,20 +84,13 @@ def schema_source() -> str:
     return f"CRD schemas from {folder}" if folder else "no CRD files: required fields only"
 
 
+# JSON types by Python type; bool before int (a bool is an int in Python, never in JSON).
+_JSON_TYPES: tuple[tuple[type, str], ...] = ((bool, "boolean"), (int, "integer"), (float, "number"),
+                                             (str, "string"), (list, "array"), (dict, "object"))
+
+
 def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "null")
 
 
 def _type_ok(expected: str, value: Any) -> bool:
