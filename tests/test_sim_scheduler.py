@@ -150,7 +150,11 @@ def pod_body(name: str, *, tolerations: list[Obj] | None = None, node_selector: 
 
 def reset(sim: Sim) -> None:
     for p in sim.core.list_namespaced_pod(NS).items:
-        sim.core.delete_namespaced_pod(p.metadata.name, NS)
+        try:  # force (grace 0): the next case reuses the names
+            sim.core.delete_namespaced_pod(p.metadata.name, NS, grace_period_seconds=0)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:  # a Terminating pod its kubelet removed meanwhile
+                raise
     for n in sim.core.list_node().items:
         sim.core.delete_node(n.metadata.name)
 

@@ -15,8 +15,12 @@ Sources (SeldonIO/seldon-core, tag v2.10.2; read at commit 7a8325018bf323702dc6e
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from fractions import Fraction
 from typing import Any
+
+from harness.k8s.quantity import parse_quantity
 
 Obj = dict[str, Any]
 
@@ -117,3 +121,41 @@ def satisfies(requirements: Iterable[str], capabilities: Iterable[str]) -> bool:
     """Every requirement (trimmed) is exactly one of the capabilities."""
     caps = set(capabilities)
     return all(str(r).strip() in caps for r in requirements)
+
+
+# SeldonIO/seldon-core v2.10.2 (commit 8ca3c3c741d6b7d25a1eedf2d415359ab042d2ce):
+# scheduler/pkg/store/utils/validate.go `CheckName` and scheduler/pkg/store/memory.go `UpdateModel`.
+_MODEL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def model_name_error(name: str) -> str | None:
+    """The scheduler's refusal of a model name (a DNS label, no dots), as the operator reports it
+    on the Model: the gRPC FailedPrecondition error text. None for a valid name."""
+    if _MODEL_NAME.match(name) and "." not in name:
+        return None
+    return (f"rpc error: code = FailedPrecondition desc = Model {name} does not have a valid name - it must be "
+            "alphanumeric and not contains dots (.)")
+
+
+def model_memory_bytes(value: object) -> int | str:
+    """`spec.memory` in bytes, or the error that fails the Model: operator/apis/mlops/v1alpha1/model_types.go
+    `AsSchedulerModel` takes `Quantity.AsInt64()`, which refuses a quantity that is not a whole number
+    of bytes ("500m" is half a byte), instead of rounding it to 0."""
+    if value in (None, ""):
+        return 0
+    try:
+        parsed = parse_quantity(value)
+    except ValueError:
+        return f"spec.memory {value!r} is not a quantity"
+    if parsed.denominator == 1:
+        return int(parsed)
+    return f"Can't convert model memory quantity to bytes. {_canonical_milli(parsed) or value}"
+
+
+def _canonical_milli(value: Fraction) -> str | None:
+    """Quantity.String() of a fraction in decimal SI form (500m, 1500m, 250u), where one fits."""
+    for suffix, scale in (("m", 1000), ("u", 10**6), ("n", 10**9)):
+        scaled = value * scale
+        if scaled.denominator == 1:
+            return f"{int(scaled)}{suffix}"
+    return None

@@ -40,6 +40,7 @@ PROBE_IMAGE = (
 KIND_PROBE_IMAGE = "harness.local/nvml-probe-python:3.12-slim-78387bc3881b"
 PROBE_CONFIGMAP = "nvml-probe"
 PROBE_MOUNT = "/probe"
+PROBE_GRACE_S = 2  # seconds a deleted probe gets before SIGKILL (see probe_pod)
 PROBE_SCRIPT = PROBE_PATH
 
 
@@ -167,6 +168,10 @@ def probe_pod(
         # image is pre-loaded (kind), so a slow pull is reported as one, not as a probe deadline.
         "activeDeadlineSeconds": int(profile.timeouts.probe_s + (
             0 if image is None and preloads_probe_image(profile) else profile.timeouts.image_pull_s)),
+        # python3 is PID 1 in the probe container, and PID 1 gets no default SIGTERM action: a probe
+        # deleted while it holds its GPU would keep it for the whole grace (30 s by default). It has
+        # nothing to flush, so a short grace frees the GPU (and the test's namespace) sooner.
+        "terminationGracePeriodSeconds": PROBE_GRACE_S,
         "automountServiceAccountToken": False,
         "securityContext": restricted_pod_security(),
         "tolerations": [gpu_toleration(profile)],

@@ -66,8 +66,10 @@ class Store(Protocol):
         subresource: str | None = None,
     ) -> Obj: ...
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
-        """Delete with owner-reference cascade (background). Returns the deleted object or None."""
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+               options: Any = None) -> Obj | None:
+        """Delete with owner-reference cascade (background), or as `options` (a
+        `harness.sim.api.deletion.DeleteOptions`) say. Returns the deleted (or now deleting) object or None."""
         ...
 
     def record_event(self, involved: Obj, reason: str, message: str, event_type: str = "Normal",

@@ -48,6 +48,7 @@ from typing import Any
 from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
 from harness.k8s.quantity import quantity_or_zero
 from harness.localserver import USER_CACHE
+from harness.sim.admission import rejection
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.deviceplugin import (
     ALLOCATED_DEVICES_ANNOTATION,
@@ -67,6 +68,7 @@ from harness.sim.gpus import (
 )
 from harness.sim.node_lifecycle import ready_status
 from harness.sim.scheduler import container_requests, is_terminated, node_name_of, now_rfc3339
+from harness.sim.termination import Terminator
 
 log = logging.getLogger(__name__)
 
@@ -262,25 +264,46 @@ class KubeletController:
         self._mount_reported: dict[str, str] = {}
         self._closed = False
         self._closing = threading.Event()
+        self._terminator = Terminator()
 
     # ------------------------------------------------------------------ reconcile
     def reconcile(self, store: Store, now: float) -> float | None:
         nodes = {node_name_of(n): n for n in store.list("v1", "Node")}
         pods = sorted(store.list("v1", "Pod"), key=lambda p: (_meta(p).get("creationTimestamp") or "", _uid(p)))
         in_use: dict[str, set[str]] = {}
+        admitted: dict[str, list[Obj]] = {}  # per node: pods its kubelet runs (admission counts them)
         for p in pods:
             node_name = str((p.get("spec") or {}).get("nodeName") or "")
             if node_name and not is_terminated(p):
                 in_use.setdefault(node_name, set()).update(pod_allocated_devices(p))
+                if (p.get("status") or {}).get("startTime"):
+                    admitted.setdefault(node_name, []).append(p)
         live: set[str] = set()
+        wake: float | None = None
         for pod in pods:
             uid = _uid(pod)
             live.add(uid)
             node = nodes.get(str((pod.get("spec") or {}).get("nodeName") or ""))
+            if node is not None and _meta(pod).get("deletionTimestamp") and ready_status(node) == "True":
+                # graceful deletion (harness/sim/termination.py): stop its containers, then remove it
+                with self._lock:
+                    proc = self._procs.get(uid)
+                    job = self._jobs.get(uid)
+                again = self._terminator.step(store, pod, now, proc, starting=job is not None and not job.done())
+                wake = again if wake is None or (again is not None and again < wake) else wake
+                continue
             if node is None or is_terminated(pod) or (pod.get("status") or {}).get("startTime"):
                 continue
             if ready_status(node) != "True":
                 continue  # a NotReady node's kubelet is not starting anything
+            refused = rejection(pod, node, admitted.setdefault(node_name_of(node), []))
+            if refused is not None:
+                # kubelet.go rejectPod (harness/sim/admission.py): Failed, never started
+                store.record_event(pod, refused[0], refused[1], "Warning", component="kubelet")
+                self._write_status(store, pod, {"phase": "Failed", "reason": refused[0],
+                                                "message": f"Pod was rejected: {refused[1]}"})
+                continue
+            admitted[node_name_of(node)].append(pod)
             try:
                 self._start(store, pod, node, in_use.setdefault(node_name_of(node), set()))
             except ApiError as exc:
@@ -289,7 +312,9 @@ class KubeletController:
         with self._lock:
             known = set(self._ips) | set(self._jobs) | set(self._crashes) | set(self._mount_reported)
         self._forget(known - live)
-        return self._advance_crashes(store, now, live)
+        self._terminator.forget(live)
+        crash_wake = self._advance_crashes(store, now, live)
+        return crash_wake if wake is None or (crash_wake is not None and crash_wake < wake) else wake
 
     def close(self) -> None:
         self._closing.set()
@@ -491,7 +516,7 @@ class KubeletController:
             current = store.get("v1", "Pod", name, ns)
             if current is None or _uid(current) != uid:
                 return
-            if failed and attempt < _MAX_ONE_SHOT_RESTARTS:
+            if failed and attempt < _MAX_ONE_SHOT_RESTARTS and not _meta(current).get("deletionTimestamp"):
                 for c in failed:
                     cname = str(c.get("name"))
                     restarts[cname] = restarts.get(cname, 0) + 1
@@ -507,7 +532,7 @@ class KubeletController:
                 if self._closing.wait(self._backoff * min(2 ** attempt, _BACKOFF_CAP)):
                     return
                 continue
-            if failed:
+            if failed and not _meta(current).get("deletionTimestamp"):
                 return  # restart budget spent: stay in CrashLoopBackOff, as a real pod would keep trying
             phase = "Failed" if any(s["state"].get("terminated", {}).get("exitCode") for s in done.values()) \
                 else "Succeeded"

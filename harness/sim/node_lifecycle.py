@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from harness.k8s.taints import toleration_matches
+from harness.sim.api.deletion import DeleteOptions
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.scheduler import is_terminated, node_name_of, now_rfc3339
 
@@ -171,9 +172,12 @@ class NodeLifecycleController:
                 raise
 
     def _collect_orphan(self, store: Store, pod: Obj) -> None:
+        # PodGC force-deletes (grace 0): no kubelet is left to end the pod's containers
+        # (kubernetes/kubernetes pkg/controller/podgc/gc_controller.go, gcOrphaned, commit
+        # 008b3652959ca58af8be3fb5b6ecfe9ae7638282).
         meta = pod["metadata"]
         try:
-            store.delete("v1", "Pod", meta["name"], meta.get("namespace"))
+            store.delete("v1", "Pod", meta["name"], meta.get("namespace"), options=DeleteOptions(grace_period=0))
         except ApiError as exc:
             if exc.code != 404:
                 raise

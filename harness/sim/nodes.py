@@ -183,7 +183,9 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
     Node lifecycle first (taints decide placement and eviction), then the workload controllers that
     create pods, then the scheduler that binds them, then the kubelet that runs them.
     """
+    from harness.sim.disruption import DisruptionController
     from harness.sim.kubelet import KubeletController
+    from harness.sim.namespaces import NamespaceController
     from harness.sim.node_lifecycle import NodeLifecycleController
     from harness.sim.scheduler import SchedulerController
     from harness.sim.workloads import DaemonSetController, DeploymentController, StatefulSetController
@@ -195,4 +197,6 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
         DaemonSetController(),
         SchedulerController(),
         KubeletController(workdir=workdir, driver_cache=driver_cache, store=store),
+        NamespaceController(),
+        DisruptionController(),
     ]

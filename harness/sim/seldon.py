@@ -27,7 +27,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.k8s.conditions import STATEFULSET_NOT_READY, STATEFULSET_READY
-from harness.k8s.quantity import parse_quantity
+from harness.k8s.seldon import model_memory_bytes, model_name_error
 from harness.k8s.seldon_api import MODEL_FINALIZER, SELDON_API, server_pod_selector
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
@@ -193,6 +193,18 @@ def _write_status(store: Store, obj: Obj, status: Obj) -> None:
             raise
 
 
+def _server_scaling(spec: Obj) -> int | str:
+    """The replicas a Server runs, or the scaling-spec error (operator/internal/utils.go)."""
+    def count(field: str) -> int | None:
+        value = spec.get(field)
+        return None if value is None else int(value)
+    try:
+        checked = scaling_spec(count("replicas"), count("minReplicas"), count("maxReplicas"))
+    except (TypeError, ValueError) as exc:  # a malformed stored Server fails alone, on its status
+        return f"the simulated Seldon controller cannot read this Server's replicas: {exc}"
+    return checked if isinstance(checked, str) else checked[0]
+
+
 def _pod_ready(pod: Obj) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
@@ -255,6 +267,7 @@ class SeldonController:
         # a change writes a Model status, which triggers the pass that reports it on the Server.
         self._loaded: dict[tuple[str, str], int] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
+        self._memory: dict[tuple[str, str], int] = {}  # (namespace, model) -> spec.memory in bytes, once placed
         self._served: dict[tuple[str, str], str] = {}  # (namespace, model) -> the served name on those pods
         self._versions: dict[tuple[str, str], tuple[int, str]] = {}  # -> (version, model spec fingerprint)
         self._retiring: dict[tuple[str, str], tuple[str, set[PodRef]]] = {}  # previous version still serving
@@ -363,9 +376,19 @@ class SeldonController:
             ns, name = meta.get("namespace", "default"), meta["name"]
             spec = server.get("spec") or {}
             previous = list((server.get("status") or {}).get("conditions") or [])
-            desired_replicas = 1 if spec.get("replicas") is None else int(spec["replicas"])
+            # server_controller.go: GetValidatedScalingSpec(replicas, minReplicas, maxReplicas) first; an
+            # invalid spec is written to the status (updateStatusFromError) and nothing is deployed; a
+            # Server with minReplicas and no replicas runs minReplicas replicas.
+            scaling = _server_scaling(spec)
+            desired_replicas = scaling if isinstance(scaling, int) else 1
             base_status: Obj = {"replicas": desired_replicas, "selector": server_selector(name),
                                 "loadedModels": models_by_server.get((ns, name), 0)}
+            if isinstance(scaling, str):
+                self._event_once(store, server, f"server/{meta.get('uid')}", "ScalingSpecInvalid", scaling, True)
+                _write_status(store, server, {**base_status, "conditions": _conditions(
+                    previous, "StatefulSetOrDeploymentReady", False, scaling)})
+                continue
+            server = {**server, "spec": {**spec, "replicas": desired_replicas}}
             config_name = spec.get("serverConfig") or ""
             config = store.get(SELDON_API, "ServerConfig", config_name, self.namespace) if config_name else None
             if config is None:
@@ -453,7 +476,12 @@ class SeldonController:
                 # operator/controllers/mlops/model_controller.go handleFinalizer: added before the first load
                 self._add_finalizer(store, model)
                 continue  # the write brings this Model round again
-            route, status = self._reconcile_model(store, model, servers, pod_refs)
+            try:
+                route, status = self._reconcile_model(store, model, servers, pod_refs)
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                # A malformed stored Model (a field of the wrong shape) fails that Model alone, on its
+                # status and in an event, as the operator's reconcile error does; the others go on.
+                route, status = None, self._malformed(store, model, exc)
             statuses.append((model, status))
             # One mesh per Seldon namespace in real Seldon; here one mesh, the Seldon namespace wins a clash.
             if route is not None and (name not in routes or ns == self.namespace):
@@ -476,6 +504,13 @@ class SeldonController:
             self._retire(key)
         for model, status in statuses:
             _write_status(store, model, status)
+
+    def _malformed(self, store: Store, model: Obj, exc: Exception) -> Obj:
+        message = f"the simulated Seldon controller cannot read this Model: {type(exc).__name__}: {exc}"
+        self._event_once(store, model, f"model/{model['metadata'].get('uid')}", "ModelFailed", message, True)
+        previous = list((model.get("status") or {}).get("conditions") or [])
+        kept = {k: v for k, v in (model.get("status") or {}).items() if k != "conditions"}
+        return {**kept, "conditions": _conditions(previous, "ModelReady", False, message, "ModelFailed")}
 
     def _add_finalizer(self, store: Store, model: Obj) -> None:
         meta = model["metadata"]
@@ -508,10 +543,12 @@ class SeldonController:
 
     def _request(self, model: Obj) -> ModelRequest | str:
         spec = model.get("spec") or {}
-        try:
-            memory = int(parse_quantity(spec["memory"])) if spec.get("memory") not in (None, "") else 0
-        except ValueError:
-            return f"spec.memory {spec.get('memory')!r} is not a quantity"
+        refused = model_name_error(str(model["metadata"]["name"]))
+        if refused is not None:
+            return refused
+        memory = model_memory_bytes(spec.get("memory"))
+        if isinstance(memory, str):
+            return memory
 
         def count(field: str) -> int | None:
             value = spec.get(field)
@@ -550,6 +587,14 @@ class SeldonController:
             self._versions[key] = (version, fingerprint)
         return f"{key[1]}_{version}"
 
+    def _view(self, key: tuple[str, str], info: _ServerInfo, pods: list[PodRef]) -> ServerView:
+        """What the scheduler sees of one Server for this model: per replica, the memory the other
+        models loaded there take, and whether this model is loaded there already."""
+        used = tuple(sum(self._memory.get(other, 0) for other, placed in self._placed.items()
+                         if other != key and pod in placed) for pod in pods)
+        holds = tuple(pod in self._placed.get(key, set()) for pod in pods)
+        return ServerView(info.name, info.capabilities, len(info.ready_pods), info.memory_bytes, used, holds)
+
     def _retire(self, key: tuple[str, str]) -> None:
         """Unload the previous version of a model, if one is still loaded beside the latest."""
         served, pods = self._retiring.pop(key, ("", set()))
@@ -587,13 +632,16 @@ class SeldonController:
             return None, {**kept, "conditions": _conditions(previous, "ModelReady", False, request, "ModelFailed")}
         served = self._served_name(key, spec)
         current = self._assigned.get(key)
-        views = [ServerView(i.name, i.capabilities, len(i.ready_pods), i.memory_bytes)
+        views = [self._view(key, i, pod_refs.get((ns, i.name), []))
                  for (sns, _), i in servers.items() if sns == ns]
         placement = schedule_model(request, views, current=current)
         schedule_failed: str | None = None
         if placement.server is not None:
             server = servers[(ns, placement.server)]
-            targets = pod_refs.get((ns, server.name), [])[:placement.replicas]
+            ready = pod_refs.get((ns, server.name), [])
+            targets = [ready[i] for i in placement.indexes if i < len(ready)] if placement.indexes \
+                else ready[:placement.replicas]
+            self._memory[key] = request.memory_bytes
         else:
             schedule_failed = placement.reason or NOT_ENOUGH_REPLICAS
             held = [p for p in pod_refs.get((ns, current), []) if p in self._placed.get(key, set())] \

@@ -10,8 +10,11 @@ not a failure). The two failure texts are Seldon's. Among several candidates the
 deterministic: the Server that already holds the model wins (Seldon's ModelAlreadyLoadedOnServer
 sorter), then the lexicographically smallest name.
 
-Simplification, documented: a replica's memory capacity is the inference container's memory request
-x 1.1 (Seldon's default 10 % overcommit) and is not reduced by other models on that replica.
+A replica's memory is the inference container's memory request x 1.1 (Seldon's default 10 %
+overcommit) less the memory of the models already loaded on it (the agent's
+`GetAvailableMemoryBytesWithOverCommit`, scheduler/pkg/agent/state_manager.go, and the
+`AvailableMemoryReplicaFilter`, scheduler/pkg/scheduler/filters/replicamemory.go): a replica that
+already holds the model always passes. Replicas are taken in index order among those that pass.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ class ServerView:
     capabilities: tuple[str, ...]
     ready_replicas: int
     memory_bytes: int  # per replica, the inference container's memory request
+    # per ready replica (index order): memory of the other models loaded there, and whether this model is
+    used_bytes: tuple[int, ...] = ()
+    holds_model: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Placement:
     server: str | None
     reason: str | None = None
     replicas: int = 0
+    indexes: tuple[int, ...] = ()  # which ready replicas (index order) load it
 
     @property
     def ok(self) -> bool:
@@ -97,10 +104,20 @@ def _server_matches(model: ModelRequest, server: ServerView) -> bool:
     return satisfies(model.requirements, server.capabilities)
 
 
+def _fitting(model: ModelRequest, server: ServerView) -> list[int]:
+    """Indexes of the ready replicas whose available memory takes the model (or that hold it already)."""
+    capacity = server.memory_bytes * OVERCOMMIT
+    out = []
+    for i in range(server.ready_replicas):
+        used = server.used_bytes[i] if i < len(server.used_bytes) else 0
+        held = i < len(server.holds_model) and server.holds_model[i]
+        if held or model.memory_bytes <= max(0.0, capacity - used):
+            out.append(i)
+    return out
+
+
 def _suitable_replicas(model: ModelRequest, server: ServerView) -> int:
-    if model.memory_bytes > server.memory_bytes * OVERCOMMIT:
-        return 0
-    return server.ready_replicas
+    return len(_fitting(model, server))
 
 
 def schedule_model(model: ModelRequest, servers: Iterable[ServerView], current: str | None = None) -> Placement:
@@ -112,13 +129,15 @@ def schedule_model(model: ModelRequest, servers: Iterable[ServerView], current: 
     if wanted <= 0 and model.min_replicas <= 0:
         return Placement(matching[0].name, replicas=0)  # scaled down: on its Server, loaded nowhere
     for server in matching:
-        if _suitable_replicas(model, server) >= wanted:
-            return Placement(server.name, replicas=wanted)
+        fitting = _fitting(model, server)
+        if len(fitting) >= wanted:
+            return Placement(server.name, replicas=wanted, indexes=tuple(fitting[:wanted]))
     if model.min_replicas > 0:
         for server in matching:
-            suitable = _suitable_replicas(model, server)
-            if suitable >= model.min_replicas:
-                return Placement(server.name, replicas=min(suitable, wanted))
+            fitting = _fitting(model, server)
+            if len(fitting) >= model.min_replicas:
+                count = min(len(fitting), wanted)
+                return Placement(server.name, replicas=count, indexes=tuple(fitting[:count]))
     return Placement(None, NOT_ENOUGH_REPLICAS)
 
 

@@ -73,6 +73,11 @@ def owned_by(pods: Iterable[Obj], owner: Obj) -> list[Obj]:
             and any(r.get("uid") == uid and r.get("controller") for r in _meta(p).get("ownerReferences") or [])]
 
 
+def _healthy(pod: Obj) -> bool:
+    """StatefulSet's isHealthy: running and ready, and not being deleted."""
+    return pod_ready(pod) and not _meta(pod).get("deletionTimestamp")
+
+
 def pod_ready(pod: Obj) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") == "Running" and any(
@@ -139,6 +144,8 @@ def _create(store: Store, pod: Obj, owner: Obj | None = None) -> bool:
 
 
 def _delete(store: Store, pod: Obj, owner: Obj | None = None) -> None:
+    if _meta(pod).get("deletionTimestamp"):
+        return  # already terminating: deleting again changes nothing, and the event was said
     try:
         gone = store.delete("v1", "Pod", str(_meta(pod)["name"]), _meta(pod).get("namespace"))
     except ApiError as exc:
@@ -170,12 +177,18 @@ def _condition(obj: Obj, ctype: str, status: str, reason: str, message: str) -> 
             "lastTransitionTime": old.get("lastTransitionTime", stamp) if old.get("status") == status else stamp}
 
 
-def _replace_terminated(store: Store, pods: list[Obj], owner: Obj | None = None) -> list[Obj]:
+def _replace_terminated(store: Store, pods: list[Obj], owner: Obj | None = None,
+                        keep_terminating: bool = False) -> list[Obj]:
+    """Delete finished pods; return the active ones. A pod being deleted (graceful termination) is
+    not active (ReplicaSet's and DaemonSet's FilterActivePods, kubernetes/kubernetes
+    pkg/controller/controller_utils.go, commit 008b3652959ca58af8be3fb5b6ecfe9ae7638282), so a
+    replacement is made at once; a StatefulSet keeps it (`keep_terminating`): its name blocks the
+    ordinal until the kubelet has removed it."""
     alive = []
     for p in pods:
         if is_terminated(p):
             _delete(store, p, owner)
-        else:
+        elif keep_terminating or not _meta(p).get("deletionTimestamp"):
             alive.append(p)
     return alive
 
@@ -216,7 +229,7 @@ class StatefulSetController(_WorkloadController):
         replicas = int(spec.get("replicas", 1))
         revision = f"{name}-{template_hash(spec.get('template') or {})}"
         by_ordinal: dict[int, Obj] = {}
-        for p in _replace_terminated(store, owned_by(all_pods, sts), sts):
+        for p in _replace_terminated(store, owned_by(all_pods, sts), sts, keep_terminating=True):
             i = _ordinal(p, name)
             if i is not None:
                 by_ordinal[i] = p
@@ -226,7 +239,7 @@ class StatefulSetController(_WorkloadController):
         for i in range(replicas):
             if i in by_ordinal:
                 continue
-            if not parallel and not all(j in by_ordinal and pod_ready(by_ordinal[j]) for j in range(i)):
+            if not parallel and not all(j in by_ordinal and _healthy(by_ordinal[j]) for j in range(i)):
                 break
             pod = self._pod(sts, i, revision)
             if not _create(store, pod, sts):

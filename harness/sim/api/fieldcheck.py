@@ -3,8 +3,8 @@
 A real API server drops fields its Go types do not know; with `fieldValidation=Strict` (what kubectl
 sends) it rejects them, with `Warn` (the default) it answers with `Warning` headers. The schema of the
 built-in types comes from the official `kubernetes` client's generated models (`openapi_types` and
-`attribute_map`), imported lazily because that import takes seconds. Custom resources (Seldon) are not
-checked: the sim does not publish their schemas.
+`attribute_map`), imported lazily because that import takes seconds. Seldon's custom resources are
+pruned by their CRD schemas where the CRD files are present (harness/sim/api/crdschema.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from harness.k8s.seldon_api import SELDON_GROUP
+from harness.sim.api import crdschema
 from harness.sim.api.resources import ResourceType
 
 _LOCK = threading.Lock()
@@ -86,6 +87,8 @@ def _walk(type_name: str, value: Any, path: str, out: list[str], prune: bool) ->
 
 def unknown_fields(rt: ResourceType, obj: Any, *, prune: bool = True) -> list[str]:
     """Paths (`spec.containers[0].imagePullPolcy`) of fields the kind does not have; removed when `prune`."""
+    if rt.group == SELDON_GROUP:
+        return crdschema.unknown_fields(rt.kind, obj, remove=prune)  # pruned as a structural schema prunes
     name = model_name(rt)
     if name is None or not isinstance(obj, dict):
         return []

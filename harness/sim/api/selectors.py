@@ -32,7 +32,27 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "involvedObject.uid": ("involvedObject", "uid"),
     "reason": ("reason",),
     "type": ("type",),
+    "source": ("source", "component"),
 }
+
+# Which field selectors each kind answers (kubernetes/kubernetes pkg/registry/core/*/strategy.go
+# `ToSelectableFields`/`GetAttrs` and pkg/apis/*/v1/conversion.go field label conversions, commit
+# 008b3652959ca58af8be3fb5b6ecfe9ae7638282); every kind also has metadata.name (and metadata.namespace
+# when namespaced). Custom resources answer only those two (apiextensions-apiserver).
+_META_ONLY: tuple[str, ...] = ()
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+            "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "Node": ("spec.unschedulable",),
+    "Namespace": ("status.phase",),
+    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+              "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+              "reason", "reportingComponent", "source", "type"),
+    "Secret": ("type",),
+    "ReplicaSet": ("status.replicas",),
+    "Service": ("spec.clusterIP", "spec.type"),
+}
+CUSTOM_KINDS = frozenset({"Server", "ServerConfig", "Model"})
 
 
 def _split_top(text: str) -> list[str]:
@@ -132,8 +152,14 @@ def parse_field_selector(text: str | None, kind: str = "") -> Callable[[Obj], bo
         if not m:
             raise ApiError(400, "BadRequest", f"invalid selector: '{text}'; can't understand '{part}'")
         name, op, value = m.groups()
-        path = FIELDS.get(name)
-        if path is None:
-            raise ApiError(400, "BadRequest", f'field label not supported: {name}')
+        allowed = ("metadata.name", "metadata.namespace", *KIND_FIELDS.get(kind, _META_ONLY)) if kind else None
+        if allowed is not None and name not in allowed:
+            if kind in CUSTOM_KINDS:
+                raise ApiError(400, "BadRequest", f'"{name}" is not a known field selector: only "metadata.name", '
+                               '"metadata.namespace"')
+            raise ApiError(400, "BadRequest", f"field label not supported: {name}")
+        if allowed is None and name not in FIELDS:
+            raise ApiError(400, "BadRequest", f"field label not supported: {name}")
+        path = FIELDS.get(name) or tuple(name.split("."))
         reqs.append(_field_req(path, value, op != "!="))
     return lambda obj: all(r(obj) for r in reqs)

@@ -12,8 +12,8 @@ through `Faults` (see harness/sim/faults.py).
 
 Not served: protobuf bodies other than kubectl's Namespace/ConfigMap creates (415), server-side
 apply (`application/apply-patch+yaml`, 415 saying so), list pagination (`limit` returns everything at
-once), validation of custom resources against a schema (Seldon objects are stored as sent),
-`/openapi/v2`. docs/architecture.md keeps the fidelity table.
+once), `/openapi/v2` (refused saying so). Seldon objects are checked against Seldon's CRD schemas where
+the CRD files are present (harness/sim/api/crdschema.py). docs/architecture.md keeps the fidelity table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.sim.api import discovery, fieldcheck, protobuf
+from harness.sim.api import discovery, eviction, fieldcheck, listoptions, protobuf, scale
+from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
 from harness.sim.api.store import MemoryStore
 from harness.sim.api.tables import to_table
@@ -100,6 +101,24 @@ def parse_route(parts: list[str]) -> Route | Obj | None:
     if rt is None or len(rest) > 3 or (len(rest) == 3 and rest[2] not in rt.subresources):
         return None
     return Route(rt, None, rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+
+# Seldon Core v2.10.2's other CRDs (operator/config/crd/bases): a real install serves them, the sim does not.
+UNMODELLED_SELDON = {"pipelines": "Pipeline", "experiments": "Experiment", "seldonruntimes": "SeldonRuntime",
+                     "seldonconfigs": "SeldonConfig"}
+
+
+def _unmodelled_seldon_kind(parts: list[str]) -> str | None:
+    """A clear refusal for Seldon kinds the simulated cluster does not model, naming the kind."""
+    if parts[:3] != ["apis", "mlops.seldon.io", "v1alpha1"]:
+        return None
+    rest = parts[3:]
+    plural = rest[2] if len(rest) >= 3 and rest[0] == "namespaces" else rest[0] if rest else ""
+    kind = UNMODELLED_SELDON.get(plural)
+    if kind is None:
+        return None
+    return (f"the simulated cluster does not model Seldon {kind} (mlops.seldon.io/v1alpha1 {plural}): it serves "
+            "Server, ServerConfig and Model only; run this against a real Seldon Core 2 install")
 
 
 def _flag(query: dict[str, list[str]], key: str) -> bool:
@@ -269,7 +288,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, doc)
             return
         if parts and parts[0] == "openapi":
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            # /openapi/v2 (a real server serves it) is not modelled: say so instead of a bare 404
+            raise ApiError(404, "NotFound", "the server could not find the requested resource (the simulated "
+                           "cluster serves /openapi/v3 only; /openapi/v2 is not modelled)")
         if len(parts) >= 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods" \
                 and parts[6] == "proxy":
             self._do_pod_proxy(parts[3], parts[5], "/" + "/".join(parts[7:]), url.query)
@@ -280,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route = parse_route(parts)
         if route is None:
+            unmodelled = _unmodelled_seldon_kind(parts)
+            if unmodelled is not None:
+                raise ApiError(404, "NotFound", unmodelled)
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not isinstance(route, Route):
             if self.command not in ("GET", "HEAD"):
@@ -385,13 +409,23 @@ class _Handler(BaseHTTPRequestHandler):
         if route.sub == "log":
             self._do_log(route, query)
             return
+        if route.sub == "scale":
+            self._send_json(200, scale.to_scale(route.rt, self._get_or_404(route)))
+            return
         if route.sub not in (None, "status"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         self._respond_obj(200, route, self._get_or_404(route), query)
 
     def _do_list(self, route: Route, query: dict[str, list[str]]) -> None:
-        items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
-                                                 _param(query, "labelSelector"), _param(query, "fieldSelector"))
+        exact = listoptions.check_list(_param(query, "resourceVersion"), _param(query, "resourceVersionMatch"),
+                                       _param(query, "continue"))
+        if exact is not None:
+            items = self.store.list_exact(route.rt.api_version, route.rt.kind, route.namespace,
+                                          _param(query, "labelSelector"), _param(query, "fieldSelector"), exact)
+            rv = str(exact)
+        else:
+            items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
+                                                     _param(query, "labelSelector"), _param(query, "fieldSelector"))
         if self._wants_table():
             self._send_json(200, to_table(route.rt.kind, items, rv, _param(query, "includeObject") or "Metadata",
                                           route.rt.group))
@@ -402,6 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do_watch(self, route: Route, query: dict[str, list[str]]) -> None:
         initial = _flag(query, "sendInitialEvents")
+        listoptions.check_watch(_param(query, "resourceVersionMatch"), initial)
         rv = None if initial else _param(query, "resourceVersion")
         try:
             w = self.store.watch(route.rt.api_version, route.rt.kind, route.namespace,
@@ -473,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._do_binding(route, body, query)
             return
         if route.sub == "eviction":
-            self._do_eviction(route, query)
+            self._do_eviction(route, query, body)
             return
         if route.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -483,7 +518,18 @@ class _Handler(BaseHTTPRequestHandler):
         created = self.store.create(obj, dry_run=self._dry_run(query))
         self._respond_obj(201, route, created, query)
 
+    def _do_scale_write(self, route: Route, query: dict[str, list[str]], patch_type: PatchType | None) -> None:
+        """PUT or PATCH of the scale subresource: only spec.replicas of the object changes."""
+        current = self._get_or_404(route)
+        replicas = scale.wanted_replicas(route.rt, current, self._read_body(), patch_type)
+        updated = self.store.patch(route.rt.api_version, route.rt.kind, str(route.name), route.namespace,
+                                   {"spec": {"replicas": replicas}}, "merge", dry_run=self._dry_run(query))
+        self._send_json(200, scale.to_scale(route.rt, updated))
+
     def _do_update(self, route: Route, query: dict[str, list[str]]) -> None:
+        if route.name is not None and route.sub == "scale":
+            self._do_scale_write(route, query, None)
+            return
         if route.name is None or route.sub not in (None, "status"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._body_object(route, self._read_body())
@@ -497,7 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond_obj(200, route, updated, query)
 
     def _do_patch(self, route: Route, query: dict[str, list[str]]) -> None:
-        if route.name is None or route.sub not in (None, "status"):
+        if route.name is None or route.sub not in (None, "status", "scale"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         patch_type = PATCH_TYPES.get(ctype)
@@ -510,6 +556,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
                            "accepted media types include: application/json-patch+json, application/merge-patch+json, "
                            "application/strategic-merge-patch+json")
+        if route.sub == "scale":
+            self._do_scale_write(route, query, patch_type)
+            return
         body = self._read_body()
         if patch_type != "json":
             self._check_fields(route, body, query)
@@ -517,39 +566,32 @@ class _Handler(BaseHTTPRequestHandler):
                                    patch_type, route.sub, dry_run=self._dry_run(query))
         self._respond_obj(200, route, patched, query)
 
-    def _delete_options(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
+    def _delete_options(self, query: dict[str, list[str]]) -> tuple[bool, DeleteOptions]:
         body = self._read_body()
-        policy = _param(query, "propagationPolicy")
-        if isinstance(body, dict):
-            policy = body.get("propagationPolicy") or policy
-            if body.get("orphanDependents") is True:
-                policy = "Orphan"
-        if policy not in (None, "Background", "Foreground", "Orphan"):
-            raise ApiError(400, "BadRequest", f'propagationPolicy: Unsupported value: "{policy}": supported values: '
-                           '"Foreground", "Background", "Orphan"')
-        return self._dry_run(query, body), policy == "Orphan"
+        options = parse_options(_param(query, "gracePeriodSeconds"), _param(query, "propagationPolicy"), body)
+        return self._dry_run(query, body), options
 
     def _do_delete(self, route: Route, query: dict[str, list[str]]) -> None:
         if route.sub is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         assert route.name is not None
-        dry, orphan = self._delete_options(query)
+        dry, options = self._delete_options(query)
         deleted = self.store.delete(route.rt.api_version, route.rt.kind, route.name, route.namespace,
-                                    dry_run=dry, orphan=orphan)
+                                    dry_run=dry, options=options)
         if deleted is None:
             raise ApiError(404, "NotFound", f'{route.rt.qualified_plural} "{route.name}" not found',
                            {"name": route.name, "group": route.rt.group, "kind": route.rt.plural})
         self._respond_obj(200, route, deleted, query)
 
     def _do_deletecollection(self, route: Route, query: dict[str, list[str]]) -> None:
-        dry, orphan = self._delete_options(query)
+        dry, options = self._delete_options(query)
         items, rv = self.store.list_with_version(route.rt.api_version, route.rt.kind, route.namespace,
                                                  _param(query, "labelSelector"), _param(query, "fieldSelector"))
         gone = []
         for obj in items:
             meta = obj["metadata"]
             deleted = self.store.delete(route.rt.api_version, route.rt.kind, meta["name"], meta.get("namespace"),
-                                        dry_run=dry, orphan=orphan)
+                                        dry_run=dry, options=options)
             if deleted is not None:
                 gone.append(deleted)
         self._send_json(200, {"kind": f"{route.rt.kind}List", "apiVersion": route.rt.api_version,
@@ -679,10 +721,9 @@ class _Handler(BaseHTTPRequestHandler):
                          "binding", dry_run=self._dry_run(query))
         self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
-    def _do_eviction(self, route: Route, query: dict[str, list[str]]) -> None:
+    def _do_eviction(self, route: Route, query: dict[str, list[str]], body: Any) -> None:
         self._get_or_404(route)
-        if not self._dry_run(query):
-            self.store.delete("v1", "Pod", str(route.name), route.namespace)
+        eviction.evict(self.store, route.namespace or "default", str(route.name), body, self._dry_run(query, body))
         self._send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 
 
@@ -738,6 +779,7 @@ class ApiServer:
     def start(self) -> None:
         # the client models behind unknown-field checks take seconds to import: load them off the start path
         threading.Thread(target=fieldcheck.warm_up, name="sim-api-warmup", daemon=True).start()
+        self._httpd.store.start_watch_cache()
         if self._thread is None:
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                             name="sim-api", daemon=True)

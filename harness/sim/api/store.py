@@ -4,11 +4,15 @@ One re-entrant lock guards everything. Every write takes the next value of one g
 resourceVersion counter, is appended to a bounded history (so watches can resume from a
 resourceVersion, and get 410 Gone once it has been compacted away) and is pushed to open watches.
 
-Deletion follows the apiserver and the garbage collector: an object with `metadata.finalizers`
-only gets a deletionTimestamp and stays until an update removes its last finalizer; anything else
-goes at once and takes its dependents (ownerReferences) with it, or, with `orphan=True`, leaves
-them behind without the ownerReference to it. Deleting a Namespace deletes everything in it; while
-objects in it wait for finalizers it is Terminating and refuses new content (403).
+Deletion follows the apiserver and the garbage collector (harness/sim/api/deletion.py names the
+sources): an object with `metadata.finalizers` only gets a deletionTimestamp and stays until an
+update removes its last finalizer; a pod bound to a node gets its grace period (deletionTimestamp =
+now + grace) and stays until its kubelet deletes it with grace 0; Orphan and Foreground deletes put
+the `orphan`/`foregroundDeletion` finalizer on the owner, which goes once its dependents were
+orphaned or deleted; anything else goes at once and takes its dependents (ownerReferences) with it.
+A deleted Namespace is always Terminating first and refuses new content (403): its objects are
+deleted (pods gracefully) and the namespace itself goes on a later `finish_namespaces` pass, once
+empty. Creating an object that is still being deleted answers 409 "object is being deleted".
 
 Besides the `Store` protocol this class offers what the HTTP layer and the runtime need:
 `list_with_version`, `watch`, `read_log`, `add_listener` (called after each write),
@@ -22,6 +26,7 @@ import collections
 import copy
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from harness.k8s.seldon_api import SELDON_GROUP
+from harness.sim.api import deletion
 from harness.sim.api import patch as patching
 from harness.sim.api.resources import STORED, ResourceType, by_kind
 from harness.sim.api.selectors import parse_field_selector, parse_label_selector
@@ -61,10 +67,24 @@ def _clone(obj: Any) -> Any:
     return copy.deepcopy(obj)
 
 
-HISTORY_LIMIT = 5000  # changes kept for watch resumption (a real watch cache keeps far fewer)
+HISTORY_LIMIT = 5000  # changes kept in all (each kind's window is narrower: _kind_window_start)
+WATCH_CACHE_MIN = 100  # a watch cache's default capacity per resource
+WATCH_CACHE_FRESH_S = 75.0  # eventFreshDuration: younger events are kept beyond the capacity
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _META_IMMUTABLE = ("uid", "creationTimestamp", "name", "namespace", "generation", "resourceVersion",
                    "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+# staging/src/k8s.io/apiserver/pkg/storage/names/generate.go (commit 008b3652959ca58af8be3fb5b6ecfe9ae7638282):
+# the base is cut to 63 - 5 characters and 5 characters of utilrand's alphabet are appended.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_GENERATED_BASE = 58
+
+
+def generate_name(base: str) -> str:
+    import secrets
+
+    return base[:_MAX_GENERATED_BASE] + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
 
 
 def now_rfc3339() -> str:
@@ -81,6 +101,7 @@ class Change:
     kind: str
     old: Obj | None
     new: Obj
+    at: float = 0.0  # time.monotonic() of the write (the watch cache's freshness)
 
 
 class Watch:
@@ -156,6 +177,7 @@ class MemoryStore:
         self._rv = 0
         self._history: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self._compacted_rv = 0  # watches from an rv below this get 410 Gone
+        self._cache_start_rv = 0  # set when the API server starts serving (start_watch_cache)
         self._watches: list[Watch] = []
         self._listeners: list[Callable[[], None]] = []
         self._logs: dict[tuple[str, str, str], tuple[str, str]] = {}
@@ -199,7 +221,7 @@ class MemoryStore:
                         {"name": name, "group": rt.group, "kind": rt.plural})
 
     def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> None:
-        change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new)
+        change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new, time.monotonic())
         if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
             self._compacted_rv = self._history[0].rv
         self._history.append(change)
@@ -245,6 +267,36 @@ class MemoryStore:
                     items.append(clone(obj))
             return items, str(self._rv)
 
+    def list_exact(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
+                   field_selector: str | None, resource_version: int) -> builtins.list[Obj]:
+        """The list as it was at `resource_version` (resourceVersionMatch=Exact): rebuilt by undoing the
+        changes after it; 410 Expired once that version left the history, 504 for a future one."""
+        rt = self._rt(api_version, kind)
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector, kind)
+        with self._lock:
+            if resource_version > self._rv:
+                raise ApiError(504, "Timeout", f"Too large resource version: {resource_version}, current: {self._rv}",
+                               {"causes": [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}], "retryAfterSeconds": 1})
+            if resource_version < self._compacted_rv:
+                raise ApiError(410, "Expired", "The resourceVersion for the provided list is too old.")
+            state = {key: obj for key, obj in self._bucket(rt).items()}
+            for change in reversed(self._history):
+                if change.rv <= resource_version:
+                    break
+                if change.api_version != rt.api_version or change.kind != rt.kind:
+                    continue
+                meta = (change.old or change.new)["metadata"]
+                key = self._key(rt, meta["name"], meta.get("namespace"))
+                if change.type == "ADDED":
+                    state.pop(key, None)
+                elif change.old is not None:
+                    state[key] = change.old
+            return [clone(obj) for (ns, _), obj in sorted(state.items())
+                    if not (namespace and rt.namespaced and ns != namespace)
+                    and labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj)]
+
     # ------------------------------------------------------------------ admission
     def _admit_runtime_class(self, pod: Obj) -> None:
         """The RuntimeClass admission plugin on pod create (kubernetes/kubernetes
@@ -276,7 +328,7 @@ class MemoryStore:
             raise ApiError(400, "BadRequest", "metadata must be an object")
         with self._lock:
             if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+                meta["name"] = generate_name(str(meta["generateName"]))
             name = meta.get("name") or ""
             if rt.namespaced:
                 ns = meta.get("namespace") or "default"
@@ -296,8 +348,12 @@ class MemoryStore:
             apply_defaults(rt, new)
             validate(rt, new)
             key = self._key(rt, name, meta.get("namespace"))
-            if key in self._bucket(rt):
-                raise ApiError(409, "AlreadyExists", f'{rt.qualified_plural} "{name}" already exists',
+            existing = self._bucket(rt).get(key)
+            if existing is not None:
+                # the generic registry's Create: an object still being deleted says so
+                # (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go, Create)
+                prefix = "object is being deleted: " if existing["metadata"].get("deletionTimestamp") else ""
+                raise ApiError(409, "AlreadyExists", f'{prefix}{rt.qualified_plural} "{name}" already exists',
                                {"name": name, "group": rt.group, "kind": rt.plural})
             if rt.kind == "Service":
                 self._allocate_service(new)
@@ -413,6 +469,8 @@ class MemoryStore:
                 new["status"] = clone(obj["status"])
             else:
                 new.pop("status", None)
+            if rt.kind == "Node":
+                validate(rt, new, old=current)  # ValidateNodeUpdate checks capacity/allocatable
             return self._replace(rt, current, new, dry_run)
 
     def patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any,
@@ -446,6 +504,8 @@ class MemoryStore:
                     new["status"] = patched["status"]
                 else:
                     new.pop("status", None)
+                if rt.kind == "Node":
+                    validate(rt, new, old=current)  # ValidateNodeUpdate checks capacity/allocatable
             else:
                 new = patched
                 apply_defaults(rt, new)
@@ -500,54 +560,125 @@ class MemoryStore:
         self._delete_one(rt, key, replaced)
         self._cascade(replaced)
         self._finish_namespace(replaced["metadata"].get("namespace") if rt.namespaced else None)
+        self._finish_foreground()
         return replaced
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
-               dry_run: bool = False, orphan: bool = False) -> Obj | None:
+               dry_run: bool = False, orphan: bool = False,
+               options: deletion.DeleteOptions | None = None) -> Obj | None:
+        """Delete as the generic registry does (module docstring): preconditions, a pod's grace
+        period, finalizers, and the propagation policy's finalizer on the owner."""
         rt = self._rt(api_version, kind)
+        opts = options or deletion.DeleteOptions(policy="Orphan" if orphan else None)
         with self._lock:
             key = self._key(rt, name, namespace)
             current = self._bucket(rt).get(key)
             if current is None:
                 return None
-            if current["metadata"].get("finalizers") or (rt.kind == "Namespace" and self._holds_finalized(name)):
-                return self._mark_deleting(rt, key, current, dry_run, orphan)
+            deletion.check_preconditions(current, opts, rt.qualified_kind)
+            if rt.kind == "Pod":
+                grace = self._pod_grace(current, opts)
+                if grace is None:  # graceful deletion pending with an equal or longer grace: nothing changes
+                    return clone(current)
+                if grace > 0:
+                    return self._mark_deleting(rt, key, current, dry_run, opts.policy, grace)
+            if rt.kind == "Namespace" or current["metadata"].get("finalizers") \
+                    or opts.policy in ("Orphan", "Foreground"):
+                return self._mark_deleting(rt, key, current, dry_run, opts.policy, 0)
             if dry_run:
                 return clone(current)
             self._delete_one(rt, key, current)
-            if orphan:
-                self._orphan(current)
-            else:
-                self._cascade(current)
+            self._cascade(current)
             self._finish_namespace(current["metadata"].get("namespace") if rt.namespaced else None)
+            self._finish_foreground()
             return clone(current)
 
-    def _holds_finalized(self, namespace: str) -> bool:
-        """Whether anything in `namespace` carries finalizers (so deleting the namespace must wait)."""
-        return any(key[0] == namespace and obj["metadata"].get("finalizers")
-                   for rt in STORED if rt.namespaced for key, obj in self._bucket(rt).items())
+    def _pod_grace(self, pod: Obj, opts: deletion.DeleteOptions) -> int | None:
+        """The grace a pod's delete gets now (0: at once), or None when a graceful delete stays pending."""
+        if pod["metadata"].get("deletionTimestamp"):
+            if pod["metadata"].get("finalizers") and pod["metadata"].get("deletionGracePeriodSeconds") == 0:
+                return None  # only finalizers hold it: another delete changes nothing
+            return deletion.shortened(pod, opts)
+        return deletion.pod_grace_period(pod, opts)
 
     def _mark_deleting(self, rt: ResourceType, key: tuple[str, str], current: Obj, dry_run: bool,
-                       orphan: bool) -> Obj:
-        """Graceful deletion: set deletionTimestamp; finalizers (or a namespace's contents) decide when it goes."""
+                       policy: str | None, grace: int = 0) -> Obj:
+        """Graceful deletion: set deletionTimestamp (now + grace); a pod's kubelet, finalizers, the
+        garbage collector (Orphan/Foreground) or the namespace controller decide when it goes."""
         new = clone(current)
-        if not new["metadata"].get("deletionTimestamp"):
-            new["metadata"]["deletionTimestamp"] = now_rfc3339()
-            new["metadata"]["deletionGracePeriodSeconds"] = 0
+        meta = new["metadata"]
+        if not meta.get("deletionTimestamp") or grace != meta.get("deletionGracePeriodSeconds"):
+            meta["deletionTimestamp"] = deletion.deletion_timestamp(grace)
+            meta["deletionGracePeriodSeconds"] = grace
+            if rt.kind == "Pod" and not current["metadata"].get("deletionTimestamp"):
+                meta["generation"] = int(meta.get("generation") or 1) + 1  # BeforeDelete bumps it once
+        finalizer = {"Orphan": deletion.ORPHAN_FINALIZER, "Foreground": deletion.FOREGROUND_FINALIZER}.get(policy or "")
+        if finalizer and rt.kind != "Namespace" and finalizer not in (meta.get("finalizers") or []):
+            meta["finalizers"] = [*(meta.get("finalizers") or []), finalizer]
         if rt.kind == "Namespace":
             new.setdefault("status", {})["phase"] = "Terminating"
         if dry_run:
             return new
         if new != current:
-            new["metadata"]["resourceVersion"] = self._next_rv()
+            meta["resourceVersion"] = self._next_rv()
             self._bucket(rt)[key] = new
             self._commit("MODIFIED", rt, current, clone(new))
-        if orphan:
-            self._orphan(new)
+        answer = clone(new)
         if rt.kind == "Namespace":
+            # The namespace controller empties it; the namespace itself goes on a later pass
+            # (finish_namespaces), never inside the DELETE call (a real one is always Terminating first).
             self._cascade(new)
-            self._finish_namespace(new["metadata"]["name"])
-        return clone(self._bucket(rt).get(key, new))
+        elif finalizer == deletion.ORPHAN_FINALIZER:
+            self._orphan(new)
+            self._drop_finalizer(rt, key, deletion.ORPHAN_FINALIZER)
+        elif finalizer == deletion.FOREGROUND_FINALIZER:
+            self._cascade(new)
+            self._finish_foreground()
+        return answer
+
+    def _drop_finalizer(self, rt: ResourceType, key: tuple[str, str], finalizer: str) -> None:
+        """What the garbage collector does once its work for `finalizer` is done."""
+        current = self._bucket(rt).get(key)
+        if current is None or finalizer not in (current["metadata"].get("finalizers") or []):
+            return
+        new = clone(current)
+        kept = [f for f in new["metadata"].get("finalizers") or [] if f != finalizer]
+        if kept:
+            new["metadata"]["finalizers"] = kept
+        else:
+            new["metadata"].pop("finalizers", None)
+        self._replace_or_finalize(rt, current, new, False)
+
+    def _finish_foreground(self) -> None:
+        """Foreground owners whose blocking dependents are gone lose `foregroundDeletion` (and go).
+        Dependents with `blockOwnerDeletion: true` block; others do not (the garbage collector's rule)."""
+        for _ in range(1000):  # bounded: each round removes a finalizer or ends
+            waiting = [(rt, key, obj) for rt in STORED for key, obj in self._bucket(rt).items()
+                       if deletion.FOREGROUND_FINALIZER in (obj["metadata"].get("finalizers") or [])]
+            if not waiting:
+                return
+            blocking: set[str] = set()
+            for rt in STORED:
+                for obj in self._bucket(rt).values():
+                    for ref in obj["metadata"].get("ownerReferences") or []:
+                        if isinstance(ref, dict) and ref.get("blockOwnerDeletion"):
+                            blocking.add(str(ref.get("uid")))
+            done = [(rt, key) for rt, key, obj in waiting if obj["metadata"].get("uid") not in blocking]
+            if not done:
+                return
+            for rt, key in done:
+                self._drop_finalizer(rt, key, deletion.FOREGROUND_FINALIZER)
+
+    def finish_namespaces(self, names: set[str] | None = None) -> None:
+        """The namespace controller's pass: delete what is left in Terminating namespaces (`names`,
+        or all; pods gracefully) and remove each namespace once it is empty."""
+        with self._lock:
+            for key, ns in list(self._bucket(self._rt("v1", "Namespace")).items()):
+                if names is not None and key[1] not in names:
+                    continue
+                if ns["metadata"].get("deletionTimestamp") and not ns["metadata"].get("finalizers"):
+                    self._cascade(ns)
+                    self._finish_namespace(key[1])
 
     def _finish_namespace(self, namespace: str | None) -> None:
         """A Terminating namespace goes once nothing is left in it (the namespace controller's last step)."""
@@ -599,7 +730,8 @@ class MemoryStore:
         return not any(o["metadata"].get("uid") in wanted for rt in STORED for o in self._bucket(rt).values())
 
     def _cascade(self, root: Obj) -> None:
-        """Delete dependents of `root` (and theirs); a Namespace takes all its objects with it."""
+        """Delete dependents of `root` (and theirs); a Namespace takes all its objects with it. What
+        holds (finalizers, a running pod's grace period) is marked deleting and left to finish."""
         pending = [root]
         for _ in range(100000):  # bounded: each pass removes at least one object or ends
             if not pending:
@@ -613,13 +745,16 @@ class MemoryStore:
                 for key, obj in list(bucket.items()):
                     refs = obj["metadata"].get("ownerReferences") or []
                     owned = any(r.get("uid") == uid for r in refs if isinstance(r, dict))
-                    if (owned or (is_ns and rt.namespaced and key[0] == ns_name)) and key in bucket:
-                        if obj["metadata"].get("finalizers"):
-                            if not obj["metadata"].get("deletionTimestamp"):
-                                self._mark_deleting(rt, key, obj, False, False)
-                            continue
-                        self._delete_one(rt, key, obj)
-                        pending.append(obj)
+                    if not (owned or (is_ns and rt.namespaced and key[0] == ns_name)) or key not in bucket:
+                        continue
+                    if obj["metadata"].get("deletionTimestamp"):
+                        continue  # already on its way out
+                    grace = deletion.pod_grace_period(obj, deletion.DeleteOptions()) if rt.kind == "Pod" else 0
+                    if grace > 0 or obj["metadata"].get("finalizers"):
+                        self._mark_deleting(rt, key, obj, False, None, grace)
+                        continue
+                    self._delete_one(rt, key, obj)
+                    pending.append(obj)
 
     # ------------------------------------------------------------------ events and logs
     def record_event(self, involved: Obj, reason: str, message: str, event_type: str = "Normal",
@@ -719,13 +854,36 @@ class MemoryStore:
                 except ValueError:
                     raise ApiError(400, "BadRequest",
                                    f"invalid resource version: {resource_version!r}") from None
-                if since < self._compacted_rv:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({self._compacted_rv})")
+                oldest = max(self._compacted_rv, self._cache_start_rv, self._kind_window_start(rt))
+                if since < oldest:
+                    raise ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
                 for change in self._history:
                     if change.rv > since:
                         w.offer(change)
             self._watches.append(w)
         return w
+
+    def start_watch_cache(self) -> None:
+        """The API server starts serving: its watch caches begin at the current resourceVersion, so a
+        watch from an older one (say "1") is 410 Expired, as on any running cluster."""
+        with self._lock:
+            self._cache_start_rv = self._rv
+
+    def _kind_window_start(self, rt: ResourceType) -> int:
+        """The oldest resourceVersion a watch of this kind may resume from: one watch cache per resource,
+        keeping at least its last WATCH_CACHE_MIN changes and every change younger than
+        WATCH_CACHE_FRESH_S (staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go: default
+        capacity 100, grown while events are fresher than eventFreshDuration = 75 s)."""
+        now = time.monotonic()
+        kept = 0
+        start = self._compacted_rv
+        for change in reversed(self._history):
+            if change.api_version != rt.api_version or change.kind != rt.kind:
+                continue
+            if kept >= WATCH_CACHE_MIN and now - change.at > WATCH_CACHE_FRESH_S:
+                return change.rv  # this change and older ones are out of the window
+            kept += 1
+        return start
 
     def bookmark(self, api_version: str, kind: str) -> Obj:
         """A BOOKMARK object at the current resourceVersion (safe to send once a watch's queue is empty)."""

@@ -10,7 +10,9 @@ import re
 from typing import Any
 
 from harness.k8s.quantity import quantity_or_none
-from harness.sim.api.resources import ResourceType
+from harness.sim.api import corevalidation as core
+from harness.sim.api import crdschema
+from harness.sim.api.resources import SELDON_GROUP, ResourceType
 from harness.sim.contracts import ApiError
 
 Obj = dict[str, Any]
@@ -332,11 +334,14 @@ def _normal(value: Any) -> Any:
 
 
 def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
-    """Raise 422 Invalid listing every violated rule, shaped like kube-apiserver's message."""
+    """Raise 422 Invalid listing every violated rule, shaped like kube-apiserver's message
+    (harness/sim/api/corevalidation.py holds the rules for taints, tolerations, node affinity,
+    immutable ConfigMaps and workload selectors/updates)."""
     causes = _validate_meta(rt, obj)
     spec = obj.get("spec")
     if rt.kind == "Pod":
         causes.extend(_validate_pod_spec(spec, "spec"))
+        causes.extend(core.pod_spec_causes(spec, "spec"))
         if old is not None and isinstance(spec, dict):
             causes.extend(pod_update_causes(spec, old.get("spec") or {}))
     elif rt.kind in TEMPLATE_KINDS:
@@ -345,8 +350,19 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
             causes.append(("FieldValueRequired", "spec.template", "Required value"))
         else:
             causes.extend(_validate_pod_spec(tpl.get("spec"), "spec.template.spec"))
+            causes.extend(core.pod_spec_causes(tpl.get("spec"), "spec.template.spec"))
         if isinstance(spec, dict) and not spec.get("selector"):
             causes.append(("FieldValueRequired", "spec.selector", "Required value"))
+        causes.extend(core.selector_causes(rt.kind, spec))
+        if old is not None:
+            causes.extend(core.workload_update_causes(rt.kind, spec, old.get("spec")))
+    elif rt.kind == "Node":
+        causes.extend(core.taint_causes((spec or {}).get("taints") if isinstance(spec, dict) else None))
+        causes.extend(core.node_status_causes(obj.get("status")))
+    elif rt.kind == "ConfigMap" and old is not None:
+        causes.extend(core.configmap_update_causes(obj, old))
+    elif rt.group == SELDON_GROUP:
+        causes.extend(crdschema.causes(rt.kind, obj, old))
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name", ""), causes)
 
