@@ -167,6 +167,7 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
     Node lifecycle first (taints decide placement and eviction), then the workload controllers that
     create pods, then the scheduler that binds them, then the kubelet that runs them.
     """
+    from harness.sim.jobs import JobController
     from harness.sim.kubelet import KubeletController
     from harness.sim.node_lifecycle import NodeLifecycleController
     from harness.sim.scheduler import SchedulerController
@@ -177,6 +178,7 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
         StatefulSetController(),
         DeploymentController(),
         DaemonSetController(),
+        JobController(),
         SchedulerController(),
         KubeletController(workdir=workdir, driver_cache=driver_cache, store=store),
     ]

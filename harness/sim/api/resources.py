@@ -61,6 +61,7 @@ RESOURCES: tuple[ResourceType, ...] = (
                  categories=("all",)),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",), categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status",), categories=("all",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), ("status",), categories=("all",)),
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
