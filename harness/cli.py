@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     load = sub.add_parser("load", help="the latency engine against any Open Inference Protocol endpoint")
     load.add_argument("--endpoint", default=None,
                       help="base URL (http://host:port) or host:port for gRPC; required unless --in-cluster "
-                           "(default there: the mesh's Service, http://seldon-mesh.<seldon namespace>.svc.cluster.local:80)")
+                           "(default there: the mesh's Service, "
+                           "http://seldon-mesh.<seldon namespace>.svc.cluster.local:80)")
     load.add_argument("--model", required=True, help="model name")
     load.add_argument("--protocol", choices=["http", "grpc"], default="http")
     mode = load.add_mutually_exclusive_group()
@@ -166,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generate the load from pods of one indexed Job in the cluster (HTTP; docs/load.md)")
     load.add_argument("--pods", type=_positive_int, default=None,
                       help="--in-cluster: generator pods (default: the profile's load.generators.pods, else 1)")
-    load.add_argument("--kubeconfig", default=None, help="--in-cluster: kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+    load.add_argument("--kubeconfig", default=None,
+                      help="--in-cluster: kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
     load.add_argument("--context", default=None, help="--in-cluster: kubeconfig context")
     load.add_argument("--profile", default=None,
                       help="--in-cluster: profile for the Seldon namespace, generator resources, image and timeouts")

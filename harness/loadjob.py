@@ -17,8 +17,15 @@ from harness.config import Profile
 from harness.errors import HarnessError
 from harness.kube import Kube
 from harness.kube.stuck import StuckPods
-from harness.load.merge import GeneratorOutputError, PodOutput, generator_plan, merge_pods, parse_output, plan_json, \
-    read_pod
+from harness.load.merge import (
+    GeneratorOutputError,
+    PodOutput,
+    generator_plan,
+    merge_pods,
+    parse_output,
+    plan_json,
+    read_pod,
+)
 from harness.load.result import LoadResult, LoadSource
 from harness.load.spec import LoadSpec
 from harness.render.generators import generator_configmap, generator_image, generator_job

@@ -181,7 +181,7 @@ def answering_server() -> Iterator[int]:
 
 def test_generator_runs_on_the_standard_library_alone(tmp_path: Path, answering_server: int) -> None:
     """`python -I -S generator.py`, as the pod runs it: paced, every request answered and recorded."""
-    plan = generator_plan(SPEC, 2, time.time() + 0.5)
+    plan = generator_plan(SPEC, 2, time.time() + 2.0)
     (tmp_path / "plan.json").write_text(plan_json(plan))
     docs = []
     procs = [subprocess.Popen([sys.executable, "-I", "-S", str(GENERATOR_SCRIPT), "--plan", str(tmp_path / "plan.json"),

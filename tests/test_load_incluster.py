@@ -5,6 +5,7 @@ suite with 3 generator pods, merged exactly, leaving nothing behind; then `harne
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,7 +77,8 @@ def test_sim_fails_a_job_past_its_backoff_limit_and_refuses_restart_always(kube:
         assert job is not None
         (failed,) = job["status"]["conditions"]
         assert (failed["type"], failed["reason"]) == ("Failed", "BackoffLimitExceeded")
-        with pytest.raises(KubeApiError, match='spec.template.spec.restartPolicy: Unsupported value: "Always"'):
+        refusal = re.escape('spec.template.spec.restartPolicy: Unsupported value: "Always"')
+        with pytest.raises(KubeApiError, match=refusal):
             kube.apply(_job("always", "pass", 1, restart="Always"))
     finally:
         kube.delete("v1", "Namespace", "jobs")

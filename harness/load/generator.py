@@ -1,9 +1,9 @@
 """One in-cluster load generator: a standard-library-only script that a Job pod runs.
 
 It ships in a ConfigMap beside its plan (`plan.json`) and runs as `python3 -I -S generator.py
---plan /generator/plan.json --target URL` in the image the NVML probe already uses, so a pod needs
-no package install and no extra image pull. Nothing here may import the harness or anything outside
-Python's standard library (tests/test_load_generator.py runs it with `-I -S` to hold that).
+--plan /generator/plan.json --target URL` (Python 3.11+) in the image the NVML probe already uses,
+so a pod needs no package install and no extra image pull. Nothing here may import the harness or anything outside
+Python's standard library (tests/test_load_generators.py runs it with `-I -S` to hold that).
 
 Every pod of the indexed Job reads its index from `JOB_COMPLETION_INDEX`, waits for the plan's
 shared wall-clock start, paces its share of the schedule (open loop: pod k of N sends the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -248,7 +249,7 @@ def request_bytes(host: str, port: int, path: str, model: str, body: bytes) -> b
 def intended_times(rate: float, pods: int, index: int, start: float, end: float) -> list[float]:
     """This pod's share of a constant-rate schedule over [start, end): requests index, index+pods, ..."""
     period = 1.0 / rate
-    out = []
+    out: list[float] = []
     n = index
     while True:
         t = start + n * period
@@ -350,7 +351,8 @@ class Generator:
                 if plan.get("poisson"):
                     rng = random.Random(None if plan.get("seed") is None else int(plan["seed"]) * 1000 + self.index)
                     share = float(plan["rate"]) / self.pods
-                    times, t = [], start + rng.expovariate(share)
+                    times = []
+                    t = start + rng.expovariate(share)
                     while t < self.end:
                         times.append(t)
                         t += rng.expovariate(share)
@@ -371,10 +373,8 @@ class Generator:
             self.stopping = True
             cpu = time.process_time() - cpu0
             if self.outstanding:
-                try:
+                with contextlib.suppress(TimeoutError):  # asyncio's is the builtin one from 3.11 on
                     await asyncio.wait_for(self.drained.wait(), float(plan["timeout_s"]) + 1.0)
-                except asyncio.TimeoutError:  # 3.10's is not the builtin one
-                    pass
         finally:
             ticker.cancel()
             self.client.close()
