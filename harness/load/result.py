@@ -54,7 +54,7 @@ class LoadSource(Record):
     """Where the load came from: the runner's own processes, or generator pods in the cluster."""
 
     where: Literal["runner", "cluster"]
-    pods: int
+    pods: int  # generator pods (0: the runner's own processes, `workers` of the result)
     namespace: str | None = None
     job: str | None = None
     image: str | None = None
@@ -93,7 +93,7 @@ class LoadResult(Record):
     # No defaults: a report without these keys is incomplete evidence, not a complete run.
     complete: bool
     failure: str | None
-    # Where the load came from; absent for the runner's own worker processes (the engine's results).
+    # Where the load came from (every producer writes it; None only in results written before it existed).
     source: LoadSource | None = None
     # Successful requests within `LoadSpec.goodput_ms` (None when not asked for). Not part of the
     # shared shape, so never written nor read back: the sweep reports it per step.
