@@ -407,6 +407,13 @@ class Load(Strict):
     sweep: LoadSweep | None = None
     generators: LoadGenerators = Field(default_factory=LoadGenerators)
 
+    @model_validator(mode="after")
+    def _generators_speak_http(self) -> Load:
+        if self.generators.where == "cluster" and self.protocol != "http":
+            raise ValueError("generators.where: cluster: in-cluster generators speak HTTP only (the pods have "
+                             "nothing but Python's standard library); set load.protocol: http")
+        return self
+
 
 class Timeouts(Strict):
     """Budgets in seconds for each lifecycle phase and wait (design C: one typed place)."""

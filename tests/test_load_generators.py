@@ -198,3 +198,29 @@ def test_generator_runs_on_the_standard_library_alone(tmp_path: Path, answering_
     # 30 req/s over two 0.5 s windows: 30 requests, split 15/15 between the pods.
     assert result.requests == 30 and result.ok == 30 and result.complete, result
     assert [g.requests for g in result.source.generators] == [15, 15]  # type: ignore[union-attr]
+
+
+def test_grpc_with_cluster_generators_is_refused_at_profile_load(tmp_path: Path) -> None:
+    from harness.config import load_profile
+    from harness.errors import UsageError
+
+    path = tmp_path / "p.yaml"
+    path.write_text("load: {protocol: grpc, generators: {where: cluster, pods: 2}}\n")
+    with pytest.raises(UsageError, match=r"load: generators\.where: cluster: in-cluster generators speak HTTP only"):
+        load_profile(path)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rate", "5", "--in-cluster", "--protocol", "grpc"], "--protocol grpc: in-cluster generators speak HTTP only"),
+    (["--in-cluster", "--sweep"], "--sweep: runs from this machine only"),
+    (["--rate", "5", "--in-cluster", "--workers", "2"], "--workers: with --in-cluster the load is split over --pods"),
+    (["--rate", "5", "--pods", "3", "--endpoint", "http://127.0.0.1:1"], "--pods: only with --in-cluster"),
+    (["--rate", "5"], "--endpoint: expected the server's address"),
+])
+def test_load_command_line_refusals(argv: list[str], message: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    code = main(["load", "--model", "m", "--duration", "1", "--json", str(tmp_path / "o.json"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
