@@ -31,7 +31,13 @@ RUN_ID_KEY = "harness.seldon.dev/run-id"
 
 @pytest.fixture
 def kube(sim: Any) -> Iterator[Kube]:
-    yield from kube_against(sim, RetryPolicy(attempts=3, base_s=0.01, max_delay_s=0.05))
+    """A `Kube` on the session's sim, with a namespace `jobs` that is deleted afterwards."""
+    for k in kube_against(sim, RetryPolicy(attempts=3, base_s=0.01, max_delay_s=0.05)):
+        k.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "jobs"}})
+        try:
+            yield k
+        finally:
+            k.delete("v1", "Namespace", "jobs")
 
 
 def _job(name: str, code: str, completions: int, backoff: int = 0, restart: str = "Never") -> Obj:
@@ -48,40 +54,32 @@ def _finished(job: Obj | None) -> bool:
 
 
 def test_sim_runs_an_indexed_job_to_completion(kube: Kube) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "jobs"}})
-    try:
-        kube.apply(_job("idx", "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])", 3))
-        job = kube.wait_for("batch/v1", "Job", "idx", "jobs", _finished, 30.0, "indexed Job")
-        assert job is not None
-        status = job["status"]
-        assert [c["type"] for c in status["conditions"]] == ["Complete"]
-        assert (status["succeeded"], status["failed"], status["completedIndexes"]) == (3, 0, "0-2")
-        pods = kube.list("v1", "Pod", "jobs", label_selector="batch.kubernetes.io/job-name=idx")
-        by_index = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in pods}
-        assert sorted(by_index) == ["0", "1", "2"]
-        for index, pod in by_index.items():
-            assert pod["metadata"]["name"].startswith(f"idx-{index}-")
-            assert pod["metadata"]["ownerReferences"][0]["kind"] == "Job"
-            assert kube.logs("jobs", pod["metadata"]["name"]).strip() == f"index {index}"
-        kube.delete("batch/v1", "Job", "idx", "jobs")
-        assert kube.list("v1", "Pod", "jobs", label_selector="batch.kubernetes.io/job-name=idx") == []
-    finally:
-        kube.delete("v1", "Namespace", "jobs")
+    kube.apply(_job("idx", "import os; print('index', os.environ['JOB_COMPLETION_INDEX'])", 3))
+    job = kube.wait_for("batch/v1", "Job", "idx", "jobs", _finished, 30.0, "indexed Job")
+    assert job is not None
+    status = job["status"]
+    assert [c["type"] for c in status["conditions"]] == ["Complete"]
+    assert (status["succeeded"], status["failed"], status["completedIndexes"]) == (3, 0, "0-2")
+    pods = kube.list("v1", "Pod", "jobs", label_selector="batch.kubernetes.io/job-name=idx")
+    by_index = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in pods}
+    assert sorted(by_index) == ["0", "1", "2"]
+    for index, pod in by_index.items():
+        assert pod["metadata"]["name"].startswith(f"idx-{index}-")
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "Job"
+        assert kube.logs("jobs", pod["metadata"]["name"]).strip() == f"index {index}"
+    kube.delete("batch/v1", "Job", "idx", "jobs")
+    assert kube.list("v1", "Pod", "jobs", label_selector="batch.kubernetes.io/job-name=idx") == []
 
 
 def test_sim_fails_a_job_past_its_backoff_limit_and_refuses_restart_always(kube: Kube) -> None:
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "jobs"}})
-    try:
-        kube.apply(_job("bad", "import os, sys; sys.exit(int(os.environ['JOB_COMPLETION_INDEX']) == 1)", 2))
-        job = kube.wait_for("batch/v1", "Job", "bad", "jobs", _finished, 30.0, "failing Job")
-        assert job is not None
-        (failed,) = job["status"]["conditions"]
-        assert (failed["type"], failed["reason"]) == ("Failed", "BackoffLimitExceeded")
-        refusal = re.escape('spec.template.spec.restartPolicy: Unsupported value: "Always"')
-        with pytest.raises(KubeApiError, match=refusal):
-            kube.apply(_job("always", "pass", 1, restart="Always"))
-    finally:
-        kube.delete("v1", "Namespace", "jobs")
+    kube.apply(_job("bad", "import os, sys; sys.exit(int(os.environ['JOB_COMPLETION_INDEX']) == 1)", 2))
+    job = kube.wait_for("batch/v1", "Job", "bad", "jobs", _finished, 30.0, "failing Job")
+    assert job is not None
+    (failed,) = job["status"]["conditions"]
+    assert (failed["type"], failed["reason"]) == ("Failed", "BackoffLimitExceeded")
+    refusal = re.escape('spec.template.spec.restartPolicy: Unsupported value: "Always"')
+    with pytest.raises(KubeApiError, match=refusal):
+        kube.apply(_job("always", "pass", 1, restart="Always"))
 
 
 def _run_ids_left(kube: Kube, run_id: str) -> list[str]:
