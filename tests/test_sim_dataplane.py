@@ -208,6 +208,45 @@ def test_kind_gpu_model_fails_to_load_on_triton_without_gpu(cluster: SimCluster,
     assert "has kind KIND_GPU but no GPUs are available" in _ready_cond(status)["reason"], status
 
 
+def test_cpu_triton_server_runs_the_real_tritonserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,
+                                                     mesh_ports: tuple[int, int]) -> None:
+    """A Triton Server without GPUs is backed by nvidia-pytriton's real tritonserver: tfsimple loads
+    through its repository API and answers through the mesh; the pod's process is the real binary."""
+    from harness.localserver.tritonserver import TRITON_VERSION, binary_pid, find_tritonserver
+
+    if cluster.store.get(API, "Server", "triton", NS) is None:
+        cluster.store.create({"apiVersion": API, "kind": "Server", "metadata": {"name": "triton", "namespace": NS},
+                              "spec": {"serverConfig": "triton", "replicas": 1}})
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "tfs-cpu", "namespace": NS},
+                          "spec": {"storageUri": "gs://seldon-models/triton/simple", "server": "triton"}})
+    waiter.until(_model_message(cluster, "tfs-cpu", "ModelAvailable"), "tfs-cpu ModelAvailable", LOAD_TIMEOUT)
+    leader = seldon.dataplane.pid(NS, "triton-0")
+    assert leader is not None
+    install = find_tritonserver()
+    server = binary_pid(install, leader)
+    assert server is not None and Path(os.readlink(f"/proc/{server}/exe")) == install.binary.resolve()
+    a = list(range(1, 17))
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
+                                  {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]})
+    conn = http.client.HTTPConnection("127.0.0.1", mesh_ports[0], timeout=30)
+    try:
+        conn.request("POST", "/v2/models/tfs-cpu/infer", body=body, headers={"Content-Type": "application/json"})
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert answer["model_name"] == "tfs-cpu_1"
+    assert {o["name"]: o["data"] for o in answer["outputs"]}["OUTPUT0"] == [x + 1 for x in a]
+    # What the pod's server container says of itself (port 9000, as the API's pod proxy reaches it).
+    local = cluster.store.pod_ports(NS, "triton-0")[9000]
+    conn = http.client.HTTPConnection("127.0.0.1", local, timeout=30)
+    try:
+        conn.request("GET", "/v2")
+        meta = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    assert (meta["name"], meta["version"]) == ("triton", TRITON_VERSION)
+
+
 def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter: Waiter,
                                                      mesh_ports: tuple[int, int]) -> None:
     """tfsimple on a Triton GPU Server: right answers over REST and gRPC through the mesh, KIND_GPU

@@ -29,7 +29,7 @@ from typing import Literal
 from harness.localserver import MLServerError, MLServerProcess
 from harness.sim.kubelet import GPU_USE_DIR
 from harness.sim.models import ModelUnavailable, resolve_storage_uri
-from harness.sim.triton_process import TritonStandInProcess
+from harness.sim.triton_process import RealTritonProcess, TritonStandInProcess
 
 StateName = Literal["Loading", "Available", "Failed"]
 # Container ports of Seldon 2.10.2's ServerConfigs: server HTTP, server gRPC, Triton metrics.
@@ -312,7 +312,10 @@ class DataPlane:
             return None
         if backend.process is None:
             pod = backend.pod
-            if pod.server_type == "triton":
+            if pod.server_type == "triton" and not pod.gpus:
+                # No GPU: the real tritonserver runs its models on the CPU, as a GPU-less pod's Triton would.
+                backend.process = RealTritonProcess(backend.workdir)
+            elif pod.server_type == "triton":
                 state = self.workdir / GPU_USE_DIR / f"{pod.namespace}.{pod.name}.{pod.uid[:8] or 'pod'}.json"
                 backend.process = TritonStandInProcess(backend.workdir, gpus=pod.gpus, gpu_state=state)
             else:

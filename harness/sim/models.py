@@ -2,8 +2,8 @@
 
 The public Seldon iris samples map to a small iris sklearn model trained locally (once per user and
 scikit-learn version, `harness.localserver.cached_iris`) and copied into the work directory; the
-Seldon Triton tfsimple sample (`gs://seldon-models/triton/simple`) maps to a local copy of its model
-configuration that the Triton stand-in executes (`harness.sim.triton`);
+Seldon Triton tfsimple sample (`gs://seldon-models/triton/simple`) maps to a python-backend model with its
+inputs and outputs that both the real tritonserver and the Triton stand-in (`harness.sim.triton`) serve;
 `file://` URIs and plain local paths load as they are; everything else is refused with a message
 saying it is not reachable from the simulated cluster (the Model goes ModelFailed).
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from harness.localserver import cached_iris
+from harness.localserver.triton_models import ADD_SUB_CONFIG, write_add_sub_model
 
 # gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn, gs://seldon-models/mlserver/iris-sklearn, ...
 _IRIS_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon-models/(.+/)?iris[-_]?sklearn/?$")
@@ -24,21 +25,10 @@ _IRIS_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon
 _TFSIMPLE_SAMPLE = re.compile(r"^(gs|s3|https?)://(storage\.googleapis\.com/)?seldon-models/triton/simple/?$")
 _TRAIN_LOCK = threading.Lock()
 
-# The sample's model configuration, as Triton's "simple" example states it: a TensorFlow graph with
-# two INT32 [16] inputs, their sum and difference as outputs, batching up to 8, and no instance_group
-# (Triton then places one instance on every GPU it sees).
-TFSIMPLE_CONFIG = """name: "simple"
-platform: "tensorflow_graphdef"
-max_batch_size: 8
-input [
-  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-output [
-  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
-  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
-]
-"""
+# The sample's inputs and outputs, as Triton's "simple" example states them, written as a python-backend
+# model (harness/localserver/triton_models.py): the real tritonserver here has only the python backend,
+# and the stand-in serves the same folder by its standin.json.
+TFSIMPLE_CONFIG = ADD_SUB_CONFIG
 
 
 class ModelUnavailable(Exception):
@@ -95,8 +85,4 @@ def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> Model
 def tfsimple_sample(folder: Path) -> Path:
     """Write the local stand-in of the tfsimple sample (config plus the stand-in's operation)."""
     with _TRAIN_LOCK:
-        (folder / "1").mkdir(parents=True, exist_ok=True)
-        (folder / "config.pbtxt").write_text(TFSIMPLE_CONFIG, encoding="utf-8")
-        # Read only by the Triton stand-in: the graph's computation, which it cannot load from a graphdef.
-        (folder / "standin.json").write_text('{"operation": "add_sub"}\n', encoding="utf-8")
-    return folder
+        return write_add_sub_model(folder)

@@ -70,11 +70,14 @@ Tensor = tuple[str, list[int], list[Any]]
 
 
 class TritonError(Exception):
-    """A request Triton would refuse; `status` is the HTTP code (gRPC maps it)."""
+    """A request Triton would refuse. `status` is the HTTP code: Triton 2.32 answered every error with
+    400 over HTTP; its gRPC frontend mapped Triton's error code (`code`: INVALID_ARG, NOT_FOUND, ...)
+    to the gRPC status (triton-inference-server/server v2.32.0 src/grpc_server.cc)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, code: str = "INVALID_ARG") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 def visible_gpus(env: dict[str, str]) -> list[str]:
@@ -116,11 +119,33 @@ def complete_instance_groups(config: Any, gpus: int) -> None:
                                   f"compute compatibility of 6.0 are: {' '.join(str(g) for g in range(gpus))}")
 
 
+# The file a version folder must hold, by backend or platform, when the config names none (Triton's
+# model_config_utils fills default_model_filename this way).
+_DEFAULT_FILENAMES = {"python": "model.py", "onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx",
+                      "tensorflow_graphdef": "model.graphdef", "tensorflow_savedmodel": "model.savedmodel",
+                      "tensorrt_plan": "model.plan", "pytorch_libtorch": "model.pt"}
+
+
+def normalize_config(config: Any) -> None:
+    """The defaults Triton writes into a loaded model's config (what `/config` then shows): the latest
+    version only, pinned input/output memory, and the backend's default model file name."""
+    if not config.HasField("version_policy"):
+        config.version_policy.latest.num_versions = 1
+    if not config.optimization.HasField("input_pinned_memory"):
+        config.optimization.input_pinned_memory.enable = True
+    if not config.optimization.HasField("output_pinned_memory"):
+        config.optimization.output_pinned_memory.enable = True
+    if not config.default_model_filename:
+        config.default_model_filename = _DEFAULT_FILENAMES.get(config.platform or config.backend, "")
+
+
 def config_to_json(config: Any) -> dict[str, Any]:
     """The model config as Triton's HTTP endpoint shows it (proto field names, numbers as numbers)."""
     from google.protobuf import json_format  # type: ignore[import-untyped]
 
-    data: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    # Triton prints every field of the config, defaults included (tests/test_triton_differential.py).
+    data: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True,
+                                                     always_print_fields_with_no_presence=True)
 
     def numbers(value: Any) -> Any:
         if isinstance(value, dict):
@@ -203,7 +228,13 @@ class Server:
             raise TritonError(f"failed to load '{name}': model name in config.pbtxt ({config.name}) "
                               f"does not match the directory name")
         config.name = name
-        complete_instance_groups(config, len(self.gpus))
+        normalize_config(config)
+        try:
+            complete_instance_groups(config, len(self.gpus))
+        except TritonError as exc:
+            # How Triton's repository manager reports a version that failed validation at load.
+            raise TritonError(f"load failed for model '{name}': version 1 is at UNAVAILABLE state: "
+                              f"Invalid argument: {exc};\n") from None
         spec_file = folder / STANDIN_FILE
         try:
             operation = str(json.loads(spec_file.read_text(encoding="utf-8"))["operation"])
@@ -222,16 +253,16 @@ class Server:
         self._write_gpu_state()
 
     def unload(self, name: str) -> None:
+        # Unloading a model that is not loaded succeeds, as on the real server (explicit mode).
         with self.lock:
-            if self.models.pop(name, None) is None:
-                raise TritonError(f"failed to unload '{name}', model is not loaded", 400)
+            self.models.pop(name, None)
         self._write_gpu_state()
 
     def model(self, name: str) -> LoadedModel:
         with self.lock:
             model = self.models.get(name)
         if model is None:
-            raise TritonError(f"Request for unknown model: '{name}' is not found", 400)
+            raise TritonError(f"Request for unknown model: '{name}' is not found", 400, "NOT_FOUND")
         return model
 
     # --- GPU accounting ----------------------------------------------------------------------
@@ -315,16 +346,29 @@ class Server:
                 "outputs": [{"name": n, "datatype": d, "shape": shape(s)} for n, d, s in model.outputs]}
 
     def metrics_text(self) -> str:
-        lines = ["# HELP nv_inference_request_success Number of successful inference requests, all batch sizes",
-                 "# TYPE nv_inference_request_success counter"]
         with self.lock:
             models = list(self.models.values())
-        for m in models:
-            lines.append(f'nv_inference_request_success{{model="{m.name}",version="1"}} {m.success}')
-        lines += ["# HELP nv_inference_count Number of inferences performed",
-                  "# TYPE nv_inference_count counter"]
-        for m in models:
-            lines.append(f'nv_inference_count{{model="{m.name}",version="1"}} {m.success}')
+        lines: list[str] = []
+        # Per-model families, one sample per model and device as Triton writes them: a model's
+        # instances on a GPU are counted under that GPU's `gpu_uuid` label, CPU instances without one.
+        for family, kind, help_text, count in (
+            ("nv_inference_request_success", "counter", "Number of successful inference requests, all batch sizes",
+             lambda m: m.success),
+            ("nv_inference_count", "counter", "Number of inferences performed", lambda m: m.success),
+            ("nv_inference_exec_count", "counter", "Number of model executions performed", lambda m: m.success),
+            ("nv_inference_request_duration_us", "counter", "Cumulative inference request duration in microseconds",
+             lambda m: m.exec_ns // 1000),
+            ("nv_inference_queue_duration_us", "counter", "Cumulative inference queuing duration in microseconds",
+             lambda m: 0),
+            ("nv_inference_compute_infer_duration_us", "counter",
+             "Cumulative compute inference duration in microseconds", lambda m: m.exec_ns // 1000),
+        ):
+            lines += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}"]
+            for m in models:
+                share = len(m.gpu_indices) or 1
+                for device in [self.gpus[i] for i in m.gpu_indices] or [""]:
+                    labels = (f'gpu_uuid="{device}",' if device else "") + f'model="{m.name}",version="1"'
+                    lines.append(f"{family}{{{labels}}} {int(count(m)) // share}")
         lines += ["# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)", "# TYPE nv_gpu_utilization gauge"]
         for uuid, value in self.utilization().items():
             lines.append(f'nv_gpu_utilization{{gpu_uuid="{uuid}"}} {value:.6f}')
@@ -503,14 +547,14 @@ def grpc_handler(state: Server) -> Any:
     import grpc
     from tritonclient.grpc import service_pb2 as pb
 
-    status_for = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND}
+    status_for = {"INVALID_ARG": grpc.StatusCode.INVALID_ARGUMENT, "NOT_FOUND": grpc.StatusCode.NOT_FOUND}
 
     def guard(func: Callable[[Any], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             try:
                 return func(request)
             except TritonError as exc:
-                context.abort(status_for.get(exc.status, grpc.StatusCode.INTERNAL), str(exc))
+                context.abort(status_for.get(exc.code, grpc.StatusCode.INTERNAL), str(exc))
                 raise AssertionError("unreachable") from None
         return call
 

@@ -1,4 +1,9 @@
-"""Run the Triton stand-in (`harness.sim.triton`) as a child process, like a Triton container.
+"""Run a Triton Server pod's server as a child process, like a Triton container.
+
+Two kinds: `TritonStandInProcess` runs the stand-in (`harness.sim.triton`) for pods with simulated
+GPUs (a real Triton cannot start a KIND_GPU instance on this machine); `RealTritonProcess` runs the
+real tritonserver from nvidia-pytriton (`harness.localserver.tritonserver`) for pods without a GPU,
+whose models run on the CPU.
 
 It reuses `MLServerProcess`'s life cycle (free ports, readiness on `/v2/health/ready`, process-group
 stop and kill, log tail) and changes what is launched: the stand-in with the container's
@@ -9,7 +14,6 @@ the way Seldon's agent lays it out for Triton (`<served name>/config.pbtxt` with
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +22,16 @@ from pathlib import Path
 
 from harness.lifeline import child_env
 from harness.localserver.process import MLServerError, MLServerProcess, _request, free_port
+from harness.localserver.tritonserver import (
+    TritonServerError,
+    binary_pid,
+    build_backend_dir,
+    error_text,
+    find_tritonserver,
+    rewrite_model_name,
+    server_env,
+    supervisor_command,
+)
 
 
 class TritonStandInProcess(MLServerProcess):
@@ -67,11 +81,7 @@ class TritonStandInProcess(MLServerProcess):
         shutil.copytree(model_dir, target)
         config = target / "config.pbtxt"
         if config.is_file():
-            text = config.read_text(encoding="utf-8")
-            text, count = re.subn(r'(?m)^name:\s*"[^"]*"', f'name: "{name}"', text)
-            if not count:
-                text = f'name: "{name}"\n' + text
-            config.write_text(text, encoding="utf-8")
+            config.write_text(rewrite_model_name(config.read_text(encoding="utf-8"), name), encoding="utf-8")
         deadline = time.monotonic() + timeout
         try:
             status, body = _request(self.http_port, "POST", f"/v2/repository/models/{name}/load",
@@ -79,13 +89,39 @@ class TritonStandInProcess(MLServerProcess):
         except OSError as exc:
             raise MLServerError(f"loading model {name!r}: {exc}\n{self.log_tail()}") from None
         if status != 200:
-            raise MLServerError(_error_text(body) or f"loading model {name!r}: HTTP {status}")
+            raise MLServerError(error_text(body) or f"loading model {name!r}: HTTP {status}")
 
 
-def _error_text(body: bytes) -> str:
-    import json
+class RealTritonProcess(TritonStandInProcess):
+    """The real tritonserver behind a Triton Server pod that has no GPU (its models run on the CPU).
 
-    try:
-        return str(json.loads(body).get("error") or "")
-    except (ValueError, AttributeError):
-        return body[:300].decode(errors="replace")
+    Same life cycle and repository handling as the stand-in (Seldon's agent loads models through
+    Triton's repository API in explicit mode); what runs is nvidia-pytriton's binary, under the
+    launcher's supervisor, with a run-private backend directory in the pod's work folder.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir, gpus=())
+        self.log_path = Path(workdir) / "tritonserver.log"
+
+    def _spawn(self) -> None:
+        try:
+            install = find_tritonserver()
+        except TritonServerError as exc:
+            raise MLServerError(str(exc)) from None
+        backend_dir = build_backend_dir(install, self.workdir / "backends")
+        # No GPU in this container: what the device plugin leaves a pod that asked for none.
+        env = server_env(install, child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}))
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+        args = supervisor_command(install, self.repository_dir, backend_dir, http_port=self.http_port,
+                                  grpc_port=self.grpc_port, metrics_port=self.metrics_port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+
+    def server_pid(self) -> int | None:
+        """The real tritonserver binary's PID (tests assert that a real server runs)."""
+        if self.pid is None:
+            return None
+        return binary_pid(find_tritonserver(), self.pid)
