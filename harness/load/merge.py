@@ -17,7 +17,7 @@ from hdrh.histogram import HdrHistogram
 from harness.errors import HarnessError
 from harness.load.clients import json_body
 from harness.load.generator import FORMAT, lowest_equivalent_us
-from harness.load.histogram import HIGHEST_US, count_at_or_below_ms, merge, new_histogram, summary_ms
+from harness.load.histogram import HIGHEST_US, bucket_counts_to_histogram, count_at_or_below_ms, merge, summary_ms
 from harness.load.result import GeneratorPod, LoadResult, LoadSource, fraction
 from harness.load.spec import LoadSpec
 from harness.load.stability import WindowStat, is_stable
@@ -144,10 +144,7 @@ def read_pod(doc: dict[str, Any], where: str, windows: int) -> PodOutput:
 
 
 def to_hdr(counts: dict[int, int]) -> HdrHistogram:
-    histogram = new_histogram()
-    for value, count in counts.items():
-        histogram.record_value(value, count)
-    return histogram
+    return bucket_counts_to_histogram(counts)
 
 
 def add_counts(parts: list[dict[int, int]]) -> dict[int, int]:
