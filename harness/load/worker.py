@@ -17,8 +17,8 @@ from typing import Any
 
 from harness.load.answers import AnswerChecker, Expected
 from harness.load.clients import GRPC_METHOD, GrpcPool, HttpPool
-from harness.load.grpc_raw import DEFAULT_WINDOW, RawGrpcPool
 from harness.load.generator import record_us
+from harness.load.grpc_raw import DEFAULT_WINDOW, RawGrpcPool
 from harness.load.histogram import bucket_counts_to_histogram, encode
 from harness.load.spec import Mode, Protocol, Target
 
