@@ -126,8 +126,8 @@ def grpc_output_data(response: Any, index: int) -> list[Any]:
             return [raw]
         size = struct.calcsize(fmt)
         return list(struct.unpack(f"<{len(raw) // size}{fmt}", raw))
-    for field in _CONTENTS:
-        values = getattr(out.contents, field)
+    for name in _CONTENTS:
+        values = getattr(out.contents, name)
         if len(values):
             return list(values)
     return []

@@ -210,8 +210,8 @@ class Worker:
     def _record(self, index: int, window: _Window, seconds: float, partial: bool) -> WindowRecord:
         return WindowRecord(
             worker=self.plan.index, index=index, sent=window.sent, ok=window.ok, late=window.late,
-            errors=dict(window.errors), histogram=encode(bucket_counts_to_histogram(window.histogram)), latency_sum_s=window.latency_sum,
-            seconds=seconds, partial=partial,
+            errors=dict(window.errors), histogram=encode(bucket_counts_to_histogram(window.histogram)),
+            latency_sum_s=window.latency_sum, seconds=seconds, partial=partial,
         )
 
     def _try_emit(self, now: float) -> None:
