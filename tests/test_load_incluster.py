@@ -145,6 +145,7 @@ def test_latency_suite_with_three_generator_pods_merges_exactly_and_leaves_nothi
     assert result.late_sends == sum(g.late_sends for g in source.generators)
     assert all(g.node and g.node not in gpu_nodes for g in source.generators), source.generators
     assert result.complete and result.workers == 3
+    assert "from 3 generator pod(s) of Job" in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     cli_result = json.loads(out.read_text())
     assert cli_result["source"]["pods"] == 2 and set(cli_result["errors"]) == {"http_404"}
     assert cli_result["requests"] == sum(g["requests"] for g in cli_result["source"]["generators"]) == 20
