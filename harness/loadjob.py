@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.errors import HarnessError
-from harness.kube import Kube
+from harness.kube import Kube, KubeApiError
 from harness.kube.stuck import StuckPods
 from harness.load.merge import (
     GeneratorOutputError,
@@ -91,6 +91,9 @@ def run_in_cluster(kube: Kube, profile: Profile, spec: LoadSpec, namespace: str,
             output = read_pod(doc, where, spec.windows_per_trial)
         except GeneratorOutputError as exc:
             problems.append(f"{str(exc)[:400]} (pod {phase})")
+            continue
+        except KubeApiError as exc:  # a pod that never started has no log to read
+            problems.append(f"{where}: no log ({exc}) (pod {phase})")
             continue
         # The node as the API says, not as the pod reported it.
         output.node = str((pod.get("spec") or {}).get("nodeName") or output.node)

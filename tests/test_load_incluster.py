@@ -149,3 +149,28 @@ def test_latency_suite_with_three_generator_pods_merges_exactly_and_leaves_nothi
     cli_result = json.loads(out.read_text())
     assert cli_result["source"]["pods"] == 2 and set(cli_result["errors"]) == {"http_404"}
     assert cli_result["requests"] == sum(g["requests"] for g in cli_result["source"]["generators"]) == 20
+
+
+def test_generators_that_miss_the_shared_start_make_an_incomplete_result(sim: Any) -> None:
+    """A start margin too short for the pods to start: each pod says so in its document (and exits 0,
+    so the Job does not fail and delete the other pods), and the result is incomplete with the pods'
+    reasons; the command's scope removes everything."""
+    from harness.config import Profile
+    from harness.load.spec import LoadSpec
+    from harness.loadjob import LocalScope, run_in_cluster
+
+    profile = Profile.model_validate({"load": {"generators": {"where": "cluster", "pods": 2, "cpu": "100m",
+                                                              "start_margin_s": 0.001}}})
+    spec = LoadSpec(endpoint="http://seldon-mesh.seldon-mesh.svc.cluster.local:80", model="iris", rate=10.0,
+                    duration_s=0.5, warmup_s=0.1, timeout_s=1.0)
+    for k in kube_against(sim, RetryPolicy(attempts=3, base_s=0.01, max_delay_s=0.05)):
+        scope = LocalScope(k, "h-late-load", {RUN_ID_KEY: "late"}, 30.0)
+        try:
+            scope.open()
+            result = run_in_cluster(k, profile, spec, scope.namespace, scope.apply, run_id="late")
+        finally:
+            assert scope.close() == []
+        assert not result.complete and result.requests == 0
+        assert result.failure is not None and "after the shared start time" in result.failure, result.failure
+        assert "generator 0 (" in result.failure and "generator 1 (" in result.failure
+        assert _run_ids_left(k, "late") == []
