@@ -28,19 +28,17 @@ from harness.load.merge import (
 )
 from harness.load.result import LoadResult, LoadSource
 from harness.load.spec import LoadSpec
-from harness.render.generators import generator_configmap, generator_image, generator_job
+from harness.render.generators import (
+    generator_configmap,
+    generator_deadline,
+    generator_image,
+    generator_job,
+    mesh_service_url,
+)
 
 Obj = dict[str, Any]
 JOB_NAME_KEY = "batch.kubernetes.io/job-name"
-# Seldon Core 2's envoy Service (design B1: port 80 -> 9000, REST and gRPC on one port).
-MESH_SERVICE = "seldon-mesh"
-# After the last window: the drain (request timeout) and writing the result.
-FINISH_SLACK_S = 30.0
-
-
-def mesh_service_url(profile: Profile) -> str:
-    """The mesh as pods in the cluster reach it: its ClusterIP Service name (REST and gRPC on port 80)."""
-    return f"http://{MESH_SERVICE}.{profile.seldon.namespace}.svc.cluster.local:80"
+__all__ = ["LocalScope", "mesh_service_url", "run_in_cluster"]
 
 
 def job_name(spec: LoadSpec, salt: str) -> str:
@@ -68,8 +66,7 @@ def run_in_cluster(kube: Kube, profile: Profile, spec: LoadSpec, namespace: str,
     name = job_name(spec, namespace)
     start_at = time.time() + gens.start_margin_s
     plan = generator_plan(spec, count, start_at)
-    run_s = spec.warmup_s + spec.window * spec.windows_per_trial + spec.timeout_s
-    deadline = gens.start_margin_s + run_s + FINISH_SLACK_S
+    deadline = generator_deadline(profile, spec)
     if progress is not None:
         progress(f"load: {count} generator pod(s) of Job {namespace}/{name} ({image}), {spec.mode} loop to {target}, "
                  f"start in {gens.start_margin_s:g} s")

@@ -263,3 +263,18 @@ def test_bench_triton_rows_judge_only_quiet_runs() -> None:
                                                        "Triton", False, None))
     assert "Not measured: skipped: no wheel" in "\n".join(lines(None, "skipped: no wheel", False, None))
     assert is_noisy([0.4, 2.5], 2) and not is_noisy([0.4, 1.9], 2)
+
+
+def test_render_shows_the_generator_job_only_when_the_profile_asks_for_it() -> None:
+    from harness.config import load_profile
+    from harness.render import render_all
+
+    base = load_profile(Path(__file__).resolve().parents[1] / "profiles" / "sim.yaml")
+    assert "load/generators.yaml" not in render_all(base)
+    gens = base.load.generators.model_copy(update={"where": "cluster", "pods": 2})
+    profile = base.model_copy(update={"load": base.load.model_copy(update={"generators": gens})})
+    configmap, job = render_all(profile)["load/generators.yaml"]
+    assert job["kind"] == "Job" and job["spec"]["completions"] == 2
+    assert json.loads(configmap["data"]["plan.json"])["pods"] == 2
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == \
+        "http://seldon-mesh.seldon-mesh.svc.cluster.local:80"

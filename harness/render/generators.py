@@ -13,6 +13,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.errors import UsageError
+from harness.load.spec import LoadSpec
 from harness.render.gpu import probe_image
 from harness.render.labels import object_meta
 from harness.render.placement import off_pool_affinity
@@ -95,3 +96,35 @@ def generator_job(profile: Profile, name: str, namespace: str, configmap: str, t
             },
         },
     }
+
+
+# Seldon Core 2's envoy Service (design B1: port 80 -> 9000, REST and gRPC on one port).
+MESH_SERVICE = "seldon-mesh"
+# After the last window: the drain (request timeout) and writing the result.
+FINISH_SLACK_S = 30.0
+
+
+def mesh_service_url(profile: Profile) -> str:
+    """The mesh as pods in the cluster reach it: its ClusterIP Service name."""
+    return f"http://{MESH_SERVICE}.{profile.seldon.namespace}.svc.cluster.local:80"
+
+
+def generator_deadline(profile: Profile, spec: LoadSpec) -> float:
+    """Seconds from creating the Job to the end of every pod's run (the Job's activeDeadlineSeconds)."""
+    run_s = spec.warmup_s + spec.window * spec.windows_per_trial + spec.timeout_s
+    return profile.load.generators.start_margin_s + run_s + FINISH_SLACK_S
+
+
+def example_generators(profile: Profile, namespace: str, *, run_id: str | None = None) -> list[dict[str, Any]]:
+    """What `render` shows of a cluster-generator run: the ConfigMap and Job for the profile's first
+    model, with the start time left at 0 (a run sets it when it creates them)."""
+    from harness.load.merge import generator_plan, plan_json
+
+    if not profile.models:
+        return []
+    target = mesh_service_url(profile)
+    spec = LoadSpec.from_profile(profile, profile.models[0], target)
+    name = "load-example"
+    plan = plan_json(generator_plan(spec, profile.load.generators.pods, 0.0))
+    return [generator_configmap(name, namespace, plan, run_id=run_id),
+            generator_job(profile, name, namespace, name, target, generator_deadline(profile, spec), run_id=run_id)]
