@@ -200,7 +200,9 @@ class ExistingProvider:
             return
         common.install_seldon(self._helm(), self.profile, self.workdir, create_only=True, installed=self.installed)
 
-    def mesh_endpoint(self, kube: Kube) -> MeshEndpoint:
+    def mesh_endpoint(self, kube: Kube) -> MeshEndpoint | None:
+        if self.profile.load.generators.where == "cluster":
+            return common.mesh_endpoint_if_any(kube, self.profile)
         return common.mesh_endpoint(kube, self.profile)
 
     def cluster_facts(self, kube: Kube) -> ClusterFacts:
