@@ -96,13 +96,15 @@ def test_latency_suite_with_three_generator_pods_merges_exactly_and_leaves_nothi
     data = yaml.safe_load(SIM_PROFILE.read_text(encoding="utf-8"))
     load = {**data["load"], "generators": {"where": "cluster", "pods": 3, "cpu": "500m", "start_margin_s": 5}}
     load.pop("sweep", None)
+    # One CPU Server and its model: the test is about the load, not the deployment.
     models = [m for m in data["models"] if m["name"] == "iris-cpu"]
+    servers = [s for s in data["servers"] if s["name"] == "mlserver-cpu"]
     # Latency SLOs loose on purpose: this test is about where the load comes from and the merge, and a
     # busy shared machine must not fail it; the error budget stays strict.
     slo = {"p50_ms": 5000, "p95_ms": 5000, "p99_ms": 5000, "min_throughput_rps": 1, "max_error_rate": 0.0}
     with running_sim(SIM_PROFILE, tmp_path) as sim:
         profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml", load=load,
-                                            models=models, slo=slo)
+                                            models=models, servers=servers, slo=slo)
         profile = load_profile(profile_path)
         kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
         before = capture_cluster_state(kube, profile.seldon.namespace)
