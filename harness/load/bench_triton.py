@@ -111,18 +111,14 @@ def measure(wrk: str | None, rounds: int, seconds: float, warmup: float,
             url = f"{server.http_url}/v2/models/{MODEL}/infer"
             script = wrk_script(Path(tmp) / "post.lua", MODEL, TFSIMPLE_INPUTS)
             _closed(server.http_url, "http", 8, 1.0, 0.5)  # warm the server: no cold start in the figures
-            for i in range(rounds):
-                progress(f"bench: real Triton round {i + 1}/{rounds}, 8 connections")
-                if wrk:
-                    figures.wrk8.append(run_wrk_cpu(wrk, url, script, 8, seconds))
-                figures.http8.append(_closed(server.http_url, "http", 8, seconds, warmup))
-                figures.grpc8.append(_closed(server.grpc_address, "grpc", 8, seconds, warmup))
-            for i in range(rounds):
-                progress(f"bench: real Triton round {i + 1}/{rounds}, one connection")
-                if wrk:
-                    figures.wrk1.append(run_wrk_cpu(wrk, url, script, 1, seconds))
-                figures.http1.append(_closed(server.http_url, "http", 1, seconds, warmup))
-                figures.grpc1.append(_closed(server.grpc_address, "grpc", 1, seconds, warmup))
+            plan = ((8, figures.wrk8, figures.http8, figures.grpc8), (1, figures.wrk1, figures.http1, figures.grpc1))
+            for connections, wrk_runs, http_runs, grpc_runs in plan:
+                for i in range(rounds):
+                    progress(f"bench: real Triton round {i + 1}/{rounds}, {connections} connection(s)")
+                    if wrk:
+                        wrk_runs.append(run_wrk_cpu(wrk, url, script, connections, seconds))
+                    http_runs.append(_closed(server.http_url, "http", connections, seconds, warmup))
+                    grpc_runs.append(_closed(server.grpc_address, "grpc", connections, seconds, warmup))
         except HarnessError as exc:
             return None, f"failed: {exc}"
         finally:
