@@ -29,6 +29,7 @@ HANDLERS: dict[str, str] = {
     "gate": "harness.commands.report:run_gate",
     "report": "harness.commands.report:run_report",
     "cleanup": "harness.commands.cleanup:run_cleanup_command",
+    "load --in-cluster": "harness.commands.load_cluster:run_load_in_cluster",
 }
 
 
@@ -132,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="deploy the profile's Servers and Models, then print the mesh endpoint and a `load` command")
 
     load = sub.add_parser("load", help="the latency engine against any Open Inference Protocol endpoint")
-    load.add_argument("--endpoint", required=True, help="base URL (http://host:port) or host:port for gRPC")
+    load.add_argument("--endpoint", default=None,
+                      help="base URL (http://host:port) or host:port for gRPC; required unless --in-cluster "
+                           "(default there: the mesh's Service, "
+                           "http://seldon-mesh.<seldon namespace>.svc.cluster.local:80)")
     load.add_argument("--model", required=True, help="model name")
     load.add_argument("--protocol", choices=["http", "grpc"], default="http")
     mode = load.add_mutually_exclusive_group()
@@ -165,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="--sweep: time budget in seconds (default 120)")
     load.add_argument("--sweep-start-rate", type=_positive_float, default=None,
                       help="--sweep: first offered rate in req/s (default 20)")
+    load.add_argument("--in-cluster", action="store_true",
+                      help="generate the load from pods of one indexed Job in the cluster (HTTP; docs/load.md)")
+    load.add_argument("--pods", type=_positive_int, default=None,
+                      help="--in-cluster: generator pods (default: the profile's load.generators.pods, else 1)")
+    load.add_argument("--kubeconfig", default=None,
+                      help="--in-cluster: kubeconfig (default: $KUBECONFIG, ~/.kube/config)")
+    load.add_argument("--context", default=None, help="--in-cluster: kubeconfig context")
+    load.add_argument("--profile", default=None,
+                      help="--in-cluster: profile for the Seldon namespace, generator resources, image and timeouts")
+    load.add_argument("--image", default=None, help="--in-cluster: generator image (default: the NVML probe's)")
+    load.add_argument("--start-margin", type=_positive_float, default=None,
+                      help="--in-cluster: seconds from creating the Job to the pods' shared start (default 60)")
 
     gate = sub.add_parser("gate", help="release verdict: exit 0 pass, 1 fail, 2 unusable input")
     gate.add_argument("--report", required=True, help="report.json of the run")
@@ -213,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         command = args.command if args.command != "sim" else f"sim {args.sim_command}"
+        if command == "load" and getattr(args, "in_cluster", False):
+            command = "load --in-cluster"
         try:
             too_big = flag_problem(vars(args))
             if too_big:

@@ -486,6 +486,21 @@ class LoadSweep(Strict):
     confirmations: Annotated[int, Field(ge=1, le=10)] = 2
 
 
+class LoadGenerators(Strict):
+    """Where the latency load comes from: the runner's own processes, or generator pods in the cluster
+    (one indexed Job off the GPU pool; docs/load.md, "Generators in the cluster")."""
+
+    where: Literal["runner", "cluster"] = "runner"
+    pods: Annotated[int, Field(ge=1, le=100)] = 1
+    # Per pod, requests == limits (a generator starved of CPU sends late).
+    cpu: str = Field(default="1", pattern=r"^\d+(\.\d+)?m?$")
+    memory: str = Field(default="256Mi", pattern=r"^\d+(Ki|Mi|Gi)?$")
+    # From creating the Job to the pods' shared start: scheduling, image pull and interpreter start.
+    start_margin_s: PositiveFloat = 60.0
+    # None: the image the NVML probe uses (gpu.probe_image or the harness's pinned python image).
+    image: str | None = None
+
+
 class Load(Strict):
     protocol: Literal["http", "grpc"] = "http"
     mode: Literal["open", "closed"] = "open"
@@ -502,6 +517,14 @@ class Load(Strict):
     request_timeout_s: PositiveFloat = 10.0
     # Set to search each model's capacity at its SLO after the fixed-rate measurement.
     sweep: LoadSweep | None = None
+    generators: LoadGenerators = Field(default_factory=LoadGenerators)
+
+    @model_validator(mode="after")
+    def _generators_speak_http(self) -> Load:
+        if self.generators.where == "cluster" and self.protocol != "http":
+            raise ValueError("generators.where: cluster: in-cluster generators speak HTTP only (the pods have "
+                             "nothing but Python's standard library); set load.protocol: http")
+        return self
 
 
 class Timeouts(Strict):

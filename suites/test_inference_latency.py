@@ -20,6 +20,7 @@ from harness.lifecycle import ClusterSession
 from harness.progress import progress
 from harness.pytest_plugin import RUN_CONTEXT
 from harness.recording import TestRecorder
+from harness.testapi import Scope
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,7 +73,9 @@ def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile,
 
 @pytest.mark.latency
 def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, model: Model,
-                               record: TestRecorder) -> None:
+                               record: TestRecorder, scope: Scope) -> None:
+    """Open loop at the profile's rate, from the runner or (`load.generators.where: cluster`) from
+    generator pods of one indexed Job in the test's namespace, merged exactly."""
     from harness.load import LoadSpec, run_load
     from harness.serving import attribute
 
@@ -80,13 +83,30 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
         pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
     if not model.request_inputs:
         pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
-    mesh = _mesh(deployed_ok, record)
-    endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
-    if not endpoint:
-        pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
-    spec = LoadSpec.from_profile(profile, model, endpoint)
-    with progress(f"load {model.name} ({spec.mode} loop, {profile.load.protocol})"):
-        result = run_load(spec).to_dict()
+    generators = profile.load.generators
+    if generators.where == "cluster":
+        from harness.loadjob import mesh_service_url, run_in_cluster
+
+        spec = LoadSpec.from_profile(profile, model, mesh_service_url(profile))
+        with progress(f"load {model.name} ({spec.mode} loop, {generators.pods} generator pod(s) in the cluster)"):
+            loaded = run_in_cluster(scope.kube, scope.profile, spec, scope.namespace, scope.apply,
+                                    pods=generators.pods, run_id=scope.run_id)
+        result = loaded.to_dict()
+        source = loaded.source
+        assert source is not None
+        record.note(f"load for {model.name}", f"from the cluster: {source.pods} pod(s) of Job {source.namespace}/"
+                    f"{source.job} to {source.target}; " + "; ".join(
+                        f"pod {g.index} on {g.node or '?'}: {g.requests} requests, {g.late_sends} late, "
+                        f"CPU {g.client_cpu_ms_per_request:.3f} ms/request" for g in source.generators))
+    else:
+        mesh = _mesh(deployed_ok, record)
+        endpoint = mesh.http_url if profile.load.protocol == "http" else (mesh.grpc_target or "")
+        if not endpoint:
+            pytest.skip("the mesh exposes no gRPC endpoint; set load.protocol: http")
+        spec = LoadSpec.from_profile(profile, model, endpoint)
+        with progress(f"load {model.name} ({spec.mode} loop, {profile.load.protocol})"):
+            result = run_load(spec).to_dict()
+        record.note(f"load for {model.name}", f"from the runner: {result['workers']} worker process(es) to {endpoint}")
     slo = profile.slo_for(model.name)
     verdicts = evaluate_slo(result, slo)
     who = attribute(deployed_ok.client(), profile, model)

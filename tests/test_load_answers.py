@@ -61,10 +61,16 @@ def test_values_are_compared_only_when_asked() -> None:
 
 def test_the_checker_samples_value_comparisons() -> None:
     checker = AnswerChecker("iris", IRIS_OUT, check_every=4)
-    kinds = [checker.http(_answer(data=(0,))) for _ in range(8)]
-    assert kinds == [WRONG_ANSWER, None, None, None, WRONG_ANSWER, None, None, None]
+    right, wrong = _answer(), _answer(data=(0,))
+    # Values are compared on answers 1, 5, 9, ...; a body not compared yet passes until it is sampled,
+    # and from then on every byte-identical body carries the verdict found for it.
+    kinds = [checker.http(body) for body in (right, wrong, wrong, wrong, wrong, wrong, right, wrong)]
+    assert kinds == [None, None, None, None, WRONG_ANSWER, WRONG_ANSWER, None, WRONG_ANSWER]
     # The shape is checked on every answer, sampled or not.
     assert [checker.http(b"garbage") for _ in range(3)] == [BAD_ANSWER] * 3
+    # A memo full of distinct bodies starts again instead of growing.
+    assert [checker.http(_answer(model=f"iris_{i}")) for i in range(100)] == [None] * 100
+    assert 0 < len(checker.memo) <= 64
 
 
 def test_grpc_answers_are_checked() -> None:

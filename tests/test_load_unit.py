@@ -219,8 +219,9 @@ def test_result_has_exactly_the_shared_keys() -> None:
         "engine", "mode", "protocol", "endpoint", "model", "offered_rate_rps", "concurrency", "poisson",
         "duration_s", "warmup_s", "workers", "requests", "ok", "errors", "error_rate", "achieved_rate_rps",
         "throughput_rps", "late_sends", "late_send_fraction", "latency_ms", "stable", "trials", "windows",
-        "client_cpu_ms_per_request", "complete", "failure",
+        "client_cpu_ms_per_request", "complete", "failure", "source",
     }
+    assert coordinator.result([]).to_dict()["source"]["where"] == "runner"
     json.dumps(coordinator.result([]).to_dict())
 
 

@@ -109,6 +109,15 @@ def summary_lines(result: LoadResult) -> list[str]:
     ]
     if result.errors:
         lines.append("  errors  " + ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())))
+    source = result.source
+    if source is not None and source.where == "cluster":
+        lines.append(f"  load from the cluster: {source.pods} pod(s) of Job {source.namespace}/{source.job}, "
+                     f"merged histogram {source.recorded} latencies")
+        for g in source.generators:
+            lines.append(f"    pod {g.index} {g.pod} on {g.node or '?'}: {g.requests} requests, ok {g.ok}, "
+                         f"late {g.late_sends}, p50 {g.p50_ms:.2f} ms, p99 {g.p99_ms:.2f} ms, "
+                         f"CPU {g.client_cpu_ms_per_request:.3f} ms/request"
+                         + (f", FAILED: {g.failure}" if g.failure else ""))
     if not result.complete:
         lines.append(f"  INCOMPLETE: {result.failure}")
     return lines
@@ -138,12 +147,35 @@ def _write(out: Path, data: dict[str, Any]) -> None:
         raise UsageError(f"--json {out}: cannot write ({exc.strerror or exc})") from None
 
 
-def run_load(args: argparse.Namespace) -> int:
-    """CLI handler: 0 when the run completed within the SLO, 1 when it did not (errors above the
-    SLO's limit, a latency SLO missed, a server gone, no capacity at the SLO), 2 for bad input."""
+def json_path(args: argparse.Namespace) -> Path:
     out = Path(args.json)
     if out.exists() and out.is_dir():
         raise UsageError(f"--json {out}: is a directory, expected a file path")
+    return out
+
+
+def write_result(out: Path, result: LoadResult, slo: Slo) -> int:
+    """Write the JSON, print the summary and the SLO misses; 0 when complete within the SLO, else 1."""
+    _write(out, result.to_dict())
+    for line in summary_lines(result):
+        print(line)
+    verdicts = failed(evaluate_slo(result.to_dict(), slo))
+    for verdict in verdicts:
+        print(f"  SLO MISSED: {verdict.reason}")
+    print(f"  result written to {out}")
+    sys.stdout.flush()
+    return 0 if result.complete and not verdicts else 1
+
+
+def run_load(args: argparse.Namespace) -> int:
+    """CLI handler: 0 when the run completed within the SLO, 1 when it did not (errors above the
+    SLO's limit, a latency SLO missed, a server gone, no capacity at the SLO), 2 for bad input."""
+    out = json_path(args)
+    for flag in ("pods", "kubeconfig", "context", "profile", "image", "start_margin"):
+        if getattr(args, flag, None) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')}: only with --in-cluster")
+    if not args.endpoint:
+        raise UsageError("--endpoint: expected the server's address (http://host:port, or host:port for gRPC)")
     spec = spec_from_args(args)
     slo = slo_from_args(args)
     if getattr(args, "sweep", False):
@@ -167,12 +199,4 @@ def run_load(args: argparse.Namespace) -> int:
         result = run_perf_analyzer(spec)
     else:
         result = run_engine(spec)
-    _write(out, result.to_dict())
-    for line in summary_lines(result):
-        print(line)
-    verdicts = failed(evaluate_slo(result.to_dict(), slo))
-    for verdict in verdicts:
-        print(f"  SLO MISSED: {verdict.reason}")
-    print(f"  result written to {out}")
-    sys.stdout.flush()
-    return 0 if result.complete and not verdicts else 1
+    return write_result(out, result, slo)

@@ -130,7 +130,7 @@ class Coordinator:
 
     def result(self, summaries: list[WorkerSummary]) -> LoadResult:
         # Imported here: spawned workers import this module and never build a result (result.py says why).
-        from harness.load.result import LoadResult, fraction
+        from harness.load.result import LoadResult, LoadSource, fraction
 
         spec = self.spec
         failures = [s.failure for s in summaries if s.failure]
@@ -170,7 +170,7 @@ class Coordinator:
             stable=self.stable, trials=max(self.trials, 1 if reported else 0),
             windows=[{"throughput_rps": round(s.throughput_rps, 3), "p99_ms": s.p99_ms} for s in stats],
             client_cpu_ms_per_request=1000.0 * cpu / measured if measured else 0.0,
-            complete=complete, failure=failure,
+            complete=complete, failure=failure, source=LoadSource(where="runner", pods=0),
         ).counting_good(count_at_or_below_ms(histogram, spec.goodput_ms) if spec.goodput_ms is not None else None)
 
 

@@ -107,12 +107,12 @@ def grpc_message(payload: bytes) -> bytes:
 
 
 class _Stream:
-    __slots__ = ("callback", "data", "headers_seen", "http_status", "sent_at", "timer")
+    __slots__ = ("callback", "data", "deadline", "headers_seen", "http_status", "sent_at")
 
     def __init__(self, callback: Callback) -> None:
         self.callback = callback
         self.sent_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # the pool's sweep cancels the stream after this (monotonic)
         self.headers_seen = False
         self.http_status = 0
         self.data = bytearray()
@@ -173,14 +173,14 @@ class _Connection(asyncio.Protocol):
                 parts.append(frame(DATA, END_STREAM if last else 0, sid, chunk))
             out = b"".join(parts)
         self.send_window -= len(message)
-        stream.timer = pool.loop.call_later(pool.timeout, self._timed_out, sid)
         stream.sent_at = time.monotonic()
+        stream.deadline = stream.sent_at + pool.timeout
+        pool.watch()
         self.transport.write(out)
 
     def _timed_out(self, sid: int) -> None:
         stream = self.streams.get(sid)
         if stream is not None:
-            stream.timer = None
             self._reset(sid, 8)  # CANCEL
             self._finish(sid, "timeout")
 
@@ -192,8 +192,6 @@ class _Connection(asyncio.Protocol):
         stream = self.streams.pop(sid, None)
         if stream is None:
             return
-        if stream.timer is not None:
-            stream.timer.cancel()
         self.pool.active -= 1
         stream.callback(kind, stream.sent_at)
         self.pool._released(self)
@@ -414,6 +412,31 @@ class RawGrpcPool:
         self.active = 0
         self.closed = False
         self.others: set[_Connection] = set()  # connections draining after GOAWAY
+        # Timeouts: one sweep timer for the pool, not one per call (as the HTTP pool): a call is
+        # cancelled between `timeout` and `timeout + sweep_s` after its send.
+        self.sweep_s = max(0.005, min(0.05, timeout / 10.0))
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def watch(self) -> None:
+        if self._sweeper is None and not self.closed:
+            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        busy = False
+        for conn in [c for c in (self.conn, *self.others) if c is not None]:
+            # Streams are kept in send order and share one timeout: the expired ones come first.
+            expired = []
+            for sid, stream in conn.streams.items():
+                if now < stream.deadline:
+                    break
+                expired.append(sid)
+            for sid in expired:
+                conn._timed_out(sid)
+            busy = busy or bool(conn.streams)
+        if busy and not self.closed:
+            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
     def submit(self, callback: Callback) -> None:
         self.waiting.append(callback)
@@ -473,6 +496,9 @@ class RawGrpcPool:
 
     async def aclose(self) -> None:
         self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self.connecting is not None:
             self.connecting.cancel()
         if self.conn is not None and self.conn.transport is not None:

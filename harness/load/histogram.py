@@ -32,6 +32,15 @@ def record_seconds(histogram: HdrHistogram, seconds: float) -> None:
     histogram.record_value(min(max(micros, LOWEST_US), HIGHEST_US))
 
 
+def bucket_counts_to_histogram(counts: dict[int, int]) -> HdrHistogram:
+    """An HdrHistogram from bucket value -> count (`harness.load.generator.record_us`'s shape): every
+    count lands in the bucket it was counted in, so the histogram is exactly the counts."""
+    histogram = new_histogram()
+    for value, count in counts.items():
+        histogram.record_value(value, count)
+    return histogram
+
+
 def encode(histogram: HdrHistogram) -> bytes:
     encoded: bytes = histogram.encode()
     return encoded

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.load.histogram import LATENCY_KEYS
-from harness.load.result import LoadResult
+from harness.load.result import LoadResult, LoadSource
 from harness.load.spec import LoadSpec, parse_endpoint
 
 EXECUTABLE = "perf_analyzer"
@@ -91,6 +91,7 @@ def parse_csv(text: str, spec: LoadSpec) -> LoadResult:
         latency_ms={k: round(v, 4) for k, v in latency.items()},
         # perf_analyzer only writes the CSV after it has judged the measurement stable.
         stable=True, trials=1, windows=[], client_cpu_ms_per_request=0.0, complete=True, failure=None,
+        source=LoadSource(where="runner", pods=0),
     )
 
 
@@ -124,4 +125,5 @@ def _failed(spec: LoadSpec, failure: str) -> LoadResult:
         achieved_rate_rps=0.0, throughput_rps=0.0, late_sends=0, late_send_fraction=0.0,
         latency_ms=dict.fromkeys(LATENCY_KEYS, 0.0), stable=False, trials=0, windows=[],
         client_cpu_ms_per_request=0.0, complete=False, failure=failure,
+        source=LoadSource(where="runner", pods=0),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import PrivateAttr, field_serializer
+from pydantic import Field, PrivateAttr, field_serializer
 
 from harness.load.spec import Mode, Protocol
 from harness.records import Record, rounded
@@ -29,6 +29,38 @@ class LatencyPercentiles(Record):
 class LatencyWindow(Record):
     throughput_rps: float
     p99_ms: float
+
+
+class GeneratorPod(Record):
+    """One in-cluster generator pod's own figures (harness/load/generator.py, merged by merge.py)."""
+
+    index: int
+    pod: str
+    node: str
+    requests: int
+    ok: int
+    recorded: int  # latencies in its histogram (== ok)
+    late_sends: int
+    errors: dict[str, int]
+    cpu_s: Annotated[float, rounded(4)]
+    client_cpu_ms_per_request: Annotated[float, rounded(4)]
+    start_lag_s: Annotated[float, rounded(4)]
+    p50_ms: float
+    p99_ms: float
+    failure: str | None
+
+
+class LoadSource(Record):
+    """Where the load came from: the runner's own processes, or generator pods in the cluster."""
+
+    where: Literal["runner", "cluster"]
+    pods: int  # generator pods (0: the runner's own processes, `workers` of the result)
+    namespace: str | None = None
+    job: str | None = None
+    image: str | None = None
+    target: str | None = None
+    recorded: int = 0  # latencies in the merged histogram: exactly the sum of the pods' `recorded`
+    generators: list[GeneratorPod] = Field(default_factory=list)
 
 
 class LoadResult(Record):
@@ -61,6 +93,8 @@ class LoadResult(Record):
     # No defaults: a report without these keys is incomplete evidence, not a complete run.
     complete: bool
     failure: str | None
+    # Where the load came from (every producer writes it; None only in results written before it existed).
+    source: LoadSource | None = None
     # Successful requests within `LoadSpec.goodput_ms` (None when not asked for). Not part of the
     # shared shape, so never written nor read back: the sweep reports it per step.
     _good: int | None = PrivateAttr(default=None)

@@ -69,6 +69,15 @@ def _has_ingress(svc: Obj | None) -> bool:
     return bool((((svc or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress"))
 
 
+def mesh_endpoint_if_any(kube: Kube, profile: Profile) -> MeshEndpoint | None:
+    """The mesh's LoadBalancer address if it has one now, else None (not waited for). For runs whose
+    load comes from generator pods in the cluster (`load.generators.where: cluster`): the runner needs
+    no address then, and one that is there still serves the single-inference checks."""
+    ns = profile.seldon.namespace
+    found = kube.get("v1", "Service", "seldon-mesh", ns)
+    return mesh_from_service(found, ns) if found is None or _has_ingress(found) else None
+
+
 def mesh_endpoint(kube: Kube, profile: Profile) -> MeshEndpoint:
     """Load balancers publish their address some time after the Service exists: wait for it (bounded)."""
     ns = profile.seldon.namespace

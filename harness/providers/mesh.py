@@ -88,7 +88,7 @@ def mesh_endpoint(kube: Kube, profile: Profile, tunnels: list[PortForwardTunnel]
     if (svc.get("spec") or {}).get("type") == "LoadBalancer" and not _has_ingress(svc):
         # Load balancers publish their address some time after the Service exists: wait (bounded).
         with contextlib.suppress(WaitTimeout):
-            svc = kube.wait_for("v1", "Service", "seldon-mesh", ns, _has_ingress, profile.timeouts.pod_schedule_s,
+            svc = kube.wait_for("v1", "Service", "seldon-mesh", ns, _has_ingress, profile.timeouts.load_balancer_s,
                                 "the seldon-mesh Service to get a LoadBalancer address")
     why = "has no LoadBalancer ingress (status.loadBalancer.ingress is empty)"
     if _has_ingress(svc):

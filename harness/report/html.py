@@ -292,7 +292,7 @@ def _latency(report: RunReport) -> str:
         classes.append("pass" if ok else "fail")
         rows.append([
             _td(entry.model), _td(entry.server or "-"), _td(entry.node or "-"),
-            _td(f"{r.protocol} {r.mode}"),
+            _td(f"{r.protocol} {r.mode}, {_load_source(r)}"),
             _td("-" if r.offered_rate_rps is None else f"{r.offered_rate_rps:g}", True),
             _td(f"{r.achieved_rate_rps:.1f}", True), _td(f"{r.throughput_rps:.1f}", True),
             *[_td(f"{getattr(lat, k):.2f}", True) for k in ("p50", "p90", "p95", "p99", "p99_9", "max")],
@@ -313,6 +313,17 @@ def _latency(report: RunReport) -> str:
               "moved while measured, so compare them with care (the gate widens p99's uncertainty to cover "
               "every window).</p>")
     return f'{table}{legend}<p><img alt="latency by percentile" src="data:image/png;base64,{png}"></p>'
+
+
+def _load_source(result: Any) -> str:
+    """Where the load came from: the runner, or generator pods (per pod: node, requests, late sends)."""
+    source = result.source
+    if source is None or source.where == "runner":
+        return f"from the runner ({result.workers} process(es))"
+    pods = "; ".join(f"pod {g.index} on {g.node or '?'}: {g.requests} req, {g.late_sends} late, "
+                     f"cpu {g.client_cpu_ms_per_request:.3f} ms/req" + (f", FAILED: {g.failure}" if g.failure else "")
+                     for g in source.generators)
+    return f"from {source.pods} generator pod(s) of Job {source.namespace}/{source.job} ({pods})"
 
 
 def _stable(result: Any) -> str:

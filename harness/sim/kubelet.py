@@ -21,6 +21,10 @@
   a failed container after a back-off, rotating its log; activeDeadlineSeconds bounds a run). One-shot
   pods with no Python container (a `pause` intruder) run until deleted, as `pause` does; inside a
   Python pod, a container that is not Python completes with exit code 0 and an empty log.
+- Cluster DNS and kube-proxy, as far as one-shot Python pods need them: a Service named in the
+  container's arguments or environment (`<svc>.<ns>.svc[.cluster.local][:port]`) is rewritten to
+  where the sim serves it on loopback (the mesh's LoadBalancer ingress); other Service names are left
+  as they are and do not resolve (`resolve_services`).
 - Nodes whose Ready condition is not True start nothing; hostNetwork pods get the node's address.
 - Long-running containers just run. Crash faults (`crash_container`) restart a container once or
   keep it in CrashLoopBackOff, rotating its log so `--previous` shows the crashed run.
@@ -164,7 +168,45 @@ def _field_ref(path: str, pod: Obj, node_name: str, ip: str) -> str:
         "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", ""),
         "status.podIP": ip, "status.hostIP": "127.0.0.1",
     }
+    # The downward API's `metadata.annotations['key']` / `metadata.labels['key']` (how an indexed Job's
+    # pods read their completion index).
+    keyed = _KEYED_FIELD.match(path)
+    if keyed:
+        return str((meta.get(keyed.group(1)) or {}).get(keyed.group(2), ""))
     return str(values.get(path, ""))
+
+
+_KEYED_FIELD = re.compile(r"^metadata\.(annotations|labels)\['([^']+)'\]$")
+_SERVICE_NAME = re.compile(
+    r"(?<![\w.-])([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc(?:\.cluster\.local)?"
+    r"(?::(\d+))?(?![\w.-])")
+
+
+def service_address(svc: Obj, port: int | None) -> str | None:
+    """Where the sim serves `svc`'s `port` on this machine: its loopback LoadBalancer ingress (the mesh;
+    ingress ports in the order of the Service's ports). None for every other Service: nothing serves it."""
+    ports = [p.get("port") for p in (svc.get("spec") or {}).get("ports") or []]
+    ingress = (((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [{}])[0]
+    ip = str(ingress.get("ip") or "")
+    served = [p.get("port") for p in ingress.get("ports") or []]
+    if not ip.startswith("127.") or not ports:
+        return None
+    slot = 0 if port is None else (ports.index(port) if port in ports else -1)
+    if slot < 0 or slot >= len(served):
+        return None
+    return f"{ip}:{served[slot]}"
+
+
+def resolve_services(store: Store, text: str) -> str:
+    """Cluster DNS and kube-proxy for a container's arguments and environment: a Service named as
+    `<service>.<namespace>.svc[.cluster.local][:port]` becomes the loopback address where the sim
+    serves it. Names of Services the sim does not serve stay as they are and do not resolve here."""
+    def swap(m: re.Match[str]) -> str:
+        svc = store.get("v1", "Service", m.group(1), m.group(2))
+        address = service_address(svc, int(m.group(3)) if m.group(3) else None) if svc else None
+        return address or m.group(0)
+
+    return _SERVICE_NAME.sub(swap, text)
 
 
 def container_environment(store: Store, pod: Obj, container: dict[str, Any], node: Obj | None,
@@ -564,9 +606,10 @@ class KubeletController:
         base = Path(tempfile.mkdtemp(prefix="pod-", dir=str(self._workdir) if self._workdir else None))
         try:
             mounts = self._materialise(store, pod, c, base)
-            args = [self._translate(a, mounts) for a in argv[1:]]
+            args = [resolve_services(store, self._translate(a, mounts)) for a in argv[1:]]
             full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(base), "LANG": "C.UTF-8",
-                        "HOSTNAME": str(_meta(pod).get("name")), **env}
+                        "HOSTNAME": str(_meta(pod).get("name")),
+                        **{k: resolve_services(store, v) for k, v in env.items()}}
             driver = self._driver_dir(store, node, env, base)
             if driver is not None:
                 full_env["LD_LIBRARY_PATH"] = str(driver)

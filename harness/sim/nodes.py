@@ -184,6 +184,7 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
     create pods, then the scheduler that binds them, then the kubelet that runs them.
     """
     from harness.sim.disruption import DisruptionController
+    from harness.sim.jobs import JobController
     from harness.sim.kubelet import KubeletController
     from harness.sim.namespaces import NamespaceController
     from harness.sim.node_lifecycle import NodeLifecycleController
@@ -195,6 +196,7 @@ def core_controllers(workdir: str | None = None, store: Store | None = None,
         StatefulSetController(),
         DeploymentController(),
         DaemonSetController(),
+        JobController(),
         SchedulerController(),
         KubeletController(workdir=workdir, driver_cache=driver_cache, store=store),
         NamespaceController(),

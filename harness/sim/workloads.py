@@ -100,7 +100,7 @@ def build_pod(owner: Obj, name: str, labels: dict[str, str], spec_overrides: dic
 
 
 _COMPONENT = {"StatefulSet": "statefulset-controller", "DaemonSet": "daemonset-controller",
-              "Deployment": "deployment-controller"}
+              "Deployment": "deployment-controller", "Job": "job-controller"}
 
 
 def _pod_event(store: Store, owner: Obj | None, pod: Obj, created: bool) -> None:

@@ -63,6 +63,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ("status",), categories=("all",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), ("status",), categories=("all",)),
     ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",), ("status",)),
+    ResourceType("batch", "v1", "jobs", "Job", True, (), ("status",), categories=("all",)),
     ResourceType("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),

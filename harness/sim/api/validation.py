@@ -220,6 +220,17 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
         elif kind == "DaemonSet":
             spec.setdefault("updateStrategy", {"type": "RollingUpdate",
                                                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+    elif kind == "Job" and isinstance(spec, dict):
+        # kubernetes/kubernetes pkg/apis/batch/v1/defaults.go (SetDefaults_Job)
+        tpl_spec = ((spec.get("template") or {}).get("spec"))
+        if isinstance(tpl_spec, dict):
+            _default_pod_spec(tpl_spec)
+        spec.setdefault("completionMode", "NonIndexed")
+        if spec.get("completions") is None and spec.get("parallelism") is None:
+            spec["completions"] = 1
+        spec.setdefault("parallelism", 1)
+        spec.setdefault("backoffLimit", 6)
+        spec.setdefault("suspend", False)
     elif kind == "Namespace":
         name = (obj.get("metadata") or {}).get("name", "")
         obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = name
@@ -363,8 +374,32 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
         causes.extend(core.configmap_update_causes(obj, old))
     elif rt.group == SELDON_GROUP:
         causes.extend(crdschema.causes(rt.kind, obj, old))
+    elif rt.kind == "Job":
+        causes.extend(_job_causes(spec))
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name", ""), causes)
+
+
+def _job_causes(spec: Any) -> list[Cause]:
+    """kubernetes/kubernetes pkg/apis/batch/validation/validation.go (validateJobSpec): a template whose
+    restartPolicy is OnFailure or Never; Indexed needs completions."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
+        return [("FieldValueRequired", "spec.template", "Required value")]
+    tpl_spec = spec["template"].get("spec")
+    causes = _validate_pod_spec(tpl_spec, "spec.template.spec")
+    policy = (tpl_spec or {}).get("restartPolicy") if isinstance(tpl_spec, dict) else None
+    if policy not in ("OnFailure", "Never"):
+        causes.append(("FieldValueNotSupported", "spec.template.spec.restartPolicy",
+                       f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"'))
+    if spec.get("completionMode") == "Indexed" and spec.get("completions") is None:
+        causes.append(("FieldValueRequired", "spec.completions",
+                       "Required value: when completion mode is Indexed"))
+    for key in ("completions", "parallelism", "backoffLimit"):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            causes.append(("FieldValueInvalid", f"spec.{key}",
+                           f"Invalid value: {value!r}: must be greater than or equal to 0"))
+    return causes
 
 
 def invalid(rt: ResourceType, name: str, causes: list[Cause]) -> ApiError:
