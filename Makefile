@@ -60,12 +60,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --iterations 20 --profile $(PROFILE)
 
-# The GPU proof on a host with an NVIDIA GPU and no Kubernetes (harness/gpu/smoke.py): NVML vs nvidia-smi,
+# The GPU proof on a host with an NVIDIA GPU and no Kubernetes (harness/commands/gpu_smoke.py): NVML vs nvidia-smi,
 # the real tritonserver with a KIND_GPU instance, and the three views; without a GPU it says so in one line.
 .PHONY: gpu-smoke
 GPU_SMOKE_ARGS ?=
 gpu-smoke: $(STAMP)
-	$(BIN)/python -m harness.gpu.smoke $(GPU_SMOKE_ARGS)
+	$(BIN)/python -m harness.commands.gpu_smoke $(GPU_SMOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports artifacts

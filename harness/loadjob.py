@@ -1,7 +1,7 @@
 """Latency load from inside the cluster: generator pods of one indexed Job, their results merged.
 
 The plan, the pods' script and the merge are pure (harness/load/merge.py, harness/load/generator.py,
-harness/render/generators.py); this module does the I/O: it creates the ConfigMap and the Job
+harness/load/job.py); this module does the I/O: it creates the ConfigMap and the Job
 through `apply` (which registers their deletion: a test's `Scope.apply`, or `LocalScope` for the
 command line), waits for the Job to finish, reads each pod's log and node from the API, and merges.
 """
@@ -17,6 +17,13 @@ from harness.config import Profile
 from harness.errors import HarnessError
 from harness.kube import Kube, KubeApiError
 from harness.kube.stuck import StuckPods
+from harness.load.job import (
+    generator_configmap,
+    generator_deadline,
+    generator_image,
+    generator_job,
+    mesh_service_url,
+)
 from harness.load.merge import (
     GeneratorOutputError,
     PodOutput,
@@ -28,13 +35,6 @@ from harness.load.merge import (
 )
 from harness.load.result import LoadResult, LoadSource
 from harness.load.spec import LoadSpec
-from harness.render.generators import (
-    generator_configmap,
-    generator_deadline,
-    generator_image,
-    generator_job,
-    mesh_service_url,
-)
 
 Obj = dict[str, Any]
 JOB_NAME_KEY = "batch.kubernetes.io/job-name"

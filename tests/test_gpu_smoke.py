@@ -1,4 +1,4 @@
-"""`make gpu-smoke` (harness/gpu/smoke.py): its one-line stop without a GPU, its NVML-vs-nvidia-smi
+"""`make gpu-smoke` (harness/commands/gpu_smoke.py): its one-line stop without a GPU, its NVML-vs-nvidia-smi
 comparison, and its GPU model, which the real tritonserver refuses to load where there is no GPU."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands.gpu_smoke import compare_with_smi, parse_nvidia_smi
 from harness.gpu.result import parse_probe_output
-from harness.gpu.smoke import compare_with_smi, parse_nvidia_smi
-from harness.gpu.smoke_model import find_cudart, write_gpu_model
+from harness.localserver.gpu_smoke_model import find_cudart, write_gpu_model
 from harness.localserver.tritonserver import TritonServerError, TritonServerProcess, find_tritonserver
 
 pytest_plugins = ("tests.triton_fixtures",)
@@ -28,7 +28,7 @@ def test_without_a_gpu_it_stops_in_one_line(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpu-smoke: no NVIDIA GPU on this host ("), done.stdout
     assert not (tmp_path / "out").exists()
-    strict = subprocess.run([sys.executable, "-m", "harness.gpu.smoke", "--require-gpu"], cwd=ROOT,
+    strict = subprocess.run([sys.executable, "-m", "harness.commands.gpu_smoke", "--require-gpu"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60, check=False)
     assert strict.returncode == 1 and len(strict.stdout.strip().splitlines()) == 1
 

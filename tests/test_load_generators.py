@@ -21,6 +21,7 @@ from harness.config import Profile
 from harness.errors import HarnessError
 from harness.load.generator import intended_times, lowest_equivalent_us
 from harness.load.histogram import new_histogram
+from harness.load.job import GENERATOR_SCRIPT, generator_configmap, generator_job
 from harness.load.merge import (
     GeneratorOutputError,
     generator_plan,
@@ -32,7 +33,6 @@ from harness.load.merge import (
 )
 from harness.load.result import LoadSource
 from harness.load.spec import LoadSpec
-from harness.render.generators import GENERATOR_SCRIPT, generator_configmap, generator_job
 
 SPEC = LoadSpec(endpoint="http://seldon-mesh.seldon-mesh.svc.cluster.local:80", model="iris", rate=30.0,
                 duration_s=1.0, warmup_s=0.2, window_s=0.5, timeout_s=2.0)
@@ -242,9 +242,8 @@ def _result(tput: float, cpu: float, p50: float) -> Any:
 def test_bench_triton_rows_judge_only_quiet_runs() -> None:
     """The real-Triton rows: pairwise medians against the item-2 targets; a noisy run judges nothing;
     without wrk the rows say how to get it."""
-    from harness.load.bench import is_noisy
-
-    from harness.load.bench_triton import TritonFigures, WrkRun, lines
+    from harness.commands.bench import is_noisy
+    from harness.commands.bench_triton import TritonFigures, WrkRun, lines
 
     figures = TritonFigures(
         wrk8=[WrkRun(1000.0, 1.0, 0.013), WrkRun(1000.0, 1.0, 0.013)],
@@ -268,7 +267,7 @@ def test_bench_triton_rows_judge_only_quiet_runs() -> None:
 
 def test_render_shows_the_generator_job_only_when_the_profile_asks_for_it() -> None:
     from harness.config import load_profile
-    from harness.render import render_all
+    from harness.load.job import render_run as render_all
 
     base = load_profile(Path(__file__).resolve().parents[1] / "profiles" / "sim.yaml")
     assert "load/generators.yaml" not in render_all(base)

@@ -176,20 +176,3 @@ def test_generators_that_miss_the_shared_start_make_an_incomplete_result(sim: An
         assert result.failure is not None and "after the shared start time" in result.failure, result.failure
         assert "generator 0 (" in result.failure and "generator 1 (" in result.failure
         assert _run_ids_left(k, "late") == []
-
-
-def test_with_cluster_generators_the_runner_needs_no_load_balancer(kube: Kube) -> None:
-    """An existing cluster without a LoadBalancer for the mesh: with cluster generators the run goes
-    on without a runner-side address (None, not waited for); a Seldon namespace without the mesh
-    Service is still a clear error."""
-    from harness.config import Profile
-    from harness.errors import UsageError
-    from harness.providers.common import mesh_endpoint_if_any
-
-    profile = Profile.model_validate({"seldon": {"namespace": "jobs"},
-                                      "load": {"generators": {"where": "cluster"}}})
-    with pytest.raises(UsageError, match="Service jobs/seldon-mesh not found"):
-        mesh_endpoint_if_any(kube, profile)
-    kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "seldon-mesh", "namespace": "jobs"},
-                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 9000}]}})
-    assert mesh_endpoint_if_any(kube, profile) is None

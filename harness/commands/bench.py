@@ -4,7 +4,7 @@ and on a real Triton.
 Measures, in one run and interleaved (wrk, harness, wrk, harness, ...) so that drifting machine load
 hits both alike: max throughput at concurrency 8 (ratio harness/wrk), p50 at one connection
 (harness - wrk) and open-loop accuracy at half of capacity (achieved/offered, late sends); then the
-real-Triton rows (harness/load/bench_triton.py: client CPU per request, throughput and p50 against
+real-Triton rows (harness/commands/bench_triton.py: client CPU per request, throughput and p50 against
 wrk, HTTP and gRPC). Not a timed test; the figures depend on the machine and are written with its
 description. A run during which other work shared the machine (load average above the CPU count) is
 noisy: its verdicts say so instead of "met", and its figures are not evidence of a target met.
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_bare = _grpc_ceiling(seconds, minimal=True)
     triton_section: list[str] = []
     if not args.no_triton:
-        from harness.load import bench_triton
+        from harness.commands import bench_triton
 
         triton_before = os.getloadavg()
         figures, about = bench_triton.measure(wrk, rounds, seconds, warmup)

@@ -19,7 +19,7 @@ from harness.layout import static as static_layout
 from harness.lint import format_json, format_text, has_errors, lint_documents
 from harness.lint.loader import documents_from_rendered, load_manifests
 from harness.lint.model import Document
-from harness.render import render_all
+from harness.load.job import render_run
 
 
 def _documents(args: argparse.Namespace, profile: Profile) -> list[Document]:
@@ -27,7 +27,7 @@ def _documents(args: argparse.Namespace, profile: Profile) -> list[Document]:
         return load_manifests(args.manifests)
     if args.profile is None:
         raise UsageError("lint: nothing to lint; give --profile FILE (its rendered manifests) or MANIFEST files")
-    return documents_from_rendered(render_all(profile))
+    return documents_from_rendered(render_run(profile))
 
 
 def read_live_nodes(

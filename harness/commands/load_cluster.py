@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from harness.commands.load import json_path, slo_from_args, spec_from_args, write_result
 from harness.config import Profile, load_profile
 from harness.errors import HarnessError, UsageError
 from harness.kube import Kube
-from harness.load.command import json_path, slo_from_args, spec_from_args, write_result
 from harness.loadjob import LocalScope, mesh_service_url, run_in_cluster
 from harness.render.labels import labels_for_run
 

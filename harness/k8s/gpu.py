@@ -24,7 +24,8 @@ from fractions import Fraction
 from typing import Any
 
 from harness.k8s.quantity import quantity_or_zero
-from harness.k8s.sharing import GPU_RESOURCE, is_gpu_resource
+from harness.k8s.sharing import GPU_RESOURCE as GPU_RESOURCE
+from harness.k8s.sharing import is_gpu_resource
 
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 # NVIDIA's device plugin chart tolerates these by default (NVIDIA/k8s-device-plugin v0.17.1

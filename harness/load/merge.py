@@ -1,6 +1,6 @@
 """In-cluster generators: the plan each pod runs, and the exact merge of what the pods print.
 
-Pure: the plan is data for the ConfigMap (harness/render/generators.py ships it), the outputs are
+Pure: the plan is data for the ConfigMap (harness/load/job.py ships it), the outputs are
 the pods' logs. Each pod's histogram holds HdrHistogram bucket values (generator.lowest_equivalent_us),
 so adding them with `record_value(value, count)` puts every count in the bucket it came from: the
 merged histogram is exactly the sum of the pods' (its total count is the sum of their counts).

@@ -25,10 +25,10 @@ CONTROLLER_DEPLOYMENT = "seldon-v2-controller-manager"
 
 
 def rendered(profile: Profile) -> dict[str, list[Obj]]:
-    """The render engineer's manifests (imported lazily: render is a sibling layer)."""
-    from harness.render import render_all
+    """Every manifest the run applies (harness.load.job.render_run: render_all and the generator Job)."""
+    from harness.load.job import render_run
 
-    return render_all(profile)
+    return render_run(profile)
 
 
 def write_values(docs: list[Obj], path: Path) -> Path:
@@ -67,15 +67,6 @@ def mesh_from_service(svc: Obj | None, namespace: str) -> MeshEndpoint:
 
 def _has_ingress(svc: Obj | None) -> bool:
     return bool((((svc or {}).get("status") or {}).get("loadBalancer") or {}).get("ingress"))
-
-
-def mesh_endpoint_if_any(kube: Kube, profile: Profile) -> MeshEndpoint | None:
-    """The mesh's LoadBalancer address if it has one now, else None (not waited for). For runs whose
-    load comes from generator pods in the cluster (`load.generators.where: cluster`): the runner needs
-    no address then, and one that is there still serves the single-inference checks."""
-    ns = profile.seldon.namespace
-    found = kube.get("v1", "Service", "seldon-mesh", ns)
-    return mesh_from_service(found, ns) if found is None or _has_ingress(found) else None
 
 
 def mesh_endpoint(kube: Kube, profile: Profile) -> MeshEndpoint:

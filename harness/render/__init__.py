@@ -10,7 +10,6 @@ from typing import Any
 
 from harness.config import Profile
 from harness.layout import static as static_layout
-from harness.render.generators import example_generators
 from harness.render.gpu import (
     PROBE_CONFIGMAP,
     PROBE_IMAGE,
@@ -64,8 +63,6 @@ def render_all(profile: Profile, *, run_id: str | None = None) -> dict[str, list
         probe_pod(profile, "nvml-probe", EXAMPLE_NAMESPACE, example_gpus, run_id=run_id),
     ]
     files["placement/intruder.yaml"] = [intruder_pod(profile, "intruder", EXAMPLE_NAMESPACE, run_id=run_id)]
-    if profile.load.generators.where == "cluster":
-        files["load/generators.yaml"] = example_generators(profile, EXAMPLE_NAMESPACE, run_id=run_id)
     return {name: files[name] for name in sorted(files)}
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.k8s.seldon_api import SELDON_GROUP
 from harness.sim.api import patch as patching
-from harness.sim.api.resources import SELDON_GROUP, ResourceType
+from harness.sim.api.resources import ResourceType
 from harness.sim.contracts import ApiError, Obj, PatchType
 
 

@@ -10,9 +10,10 @@ import re
 from typing import Any
 
 from harness.k8s.quantity import quantity_or_none
+from harness.k8s.seldon_api import SELDON_GROUP
 from harness.sim.api import corevalidation as core
 from harness.sim.api import crdschema
-from harness.sim.api.resources import SELDON_GROUP, ResourceType
+from harness.sim.api.resources import ResourceType
 from harness.sim.contracts import ApiError
 
 Obj = dict[str, Any]

@@ -73,7 +73,7 @@ def wrk_script(path: Path, model: str, inputs: list[dict[str, Any]]) -> Path:
 
 def run_wrk_cpu(wrk: str, url: str, script: Path, connections: int, seconds: float) -> WrkRun:
     """One wrk run with its own CPU time: RUSAGE_CHILDREN grows by exactly the child reaped here."""
-    from harness.load.bench import parse_wrk
+    from harness.commands.bench import parse_wrk
 
     args = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -133,7 +133,7 @@ def _per_round(results: list[LoadResult]) -> str:
 
 def lines(figures: TritonFigures | None, about: str, noisy: bool, wrk: str | None) -> list[str]:
     """The benchmark's section for the real-Triton rows (markdown)."""
-    from harness.load.bench import verdict as _verdict
+    from harness.commands.bench import verdict as _verdict
 
     out = ["## Real Triton: HTTP and gRPC clients against wrk", "", f"Server: {about}.", ""]
     if figures is None:

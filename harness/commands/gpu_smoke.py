@@ -1,11 +1,11 @@
 """`make gpu-smoke`: the GPU proof on a host with an NVIDIA GPU and no Kubernetes, offline, in minutes.
 
-    python -m harness.gpu.smoke [--out DIR] [--require-gpu] [--window S]
+    python -m harness.commands.gpu_smoke [--out DIR] [--require-gpu] [--window S]
 
 1. NVML on the host (the probe's own collection code) compared with `nvidia-smi`: the same GPUs
    (UUIDs) with the same names.
 2. The real tritonserver from nvidia-pytriton, on 127.0.0.1 with the host's GPUs, loads a model with
-   a KIND_GPU instance on GPU 0 (harness/gpu/smoke_model.py) through its repository API.
+   a KIND_GPU instance on GPU 0 (harness/localserver/gpu_smoke_model.py) through its repository API.
 3. The three-view proof against it (harness/gpu/triton.py): Triton's model config, NVML memory held on
    the GPU, and Triton's metrics judged over a sustained window (harness/gpu/gpu_use.py) while requests
    run.
@@ -32,8 +32,8 @@ from pathlib import Path
 from harness.gpu.gpu_use import MIN_INTERVALS, TRITON_METRICS_INTERVAL_S, timed_scrape
 from harness.gpu.host import host_inventory_with_reason
 from harness.gpu.result import ProbeResult
-from harness.gpu.smoke_model import find_cudart, write_gpu_model
 from harness.gpu.triton import Views, check_triton_gpu_use, gpu_sample
+from harness.localserver.gpu_smoke_model import find_cudart, write_gpu_model
 
 SMI_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 120.0
@@ -188,7 +188,7 @@ def run(out: Path, window_s: float) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.gpu.smoke", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.commands.gpu_smoke", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/gpu-smoke"))
     parser.add_argument("--require-gpu", action="store_true", help="no GPU is a failure (exit 1), not a skip")
     parser.add_argument("--window", type=float, default=MIN_INTERVALS * TRITON_METRICS_INTERVAL_S + 4.0,

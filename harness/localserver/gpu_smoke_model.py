@@ -19,7 +19,7 @@ from harness.localserver.triton_models import ADD_SUB_CONFIG
 BUFFER_BYTES = 256 * 2**20
 PASSES = 8
 
-GPU_MODEL = '''"""tfsimple's add/sub with device work on the instance's GPU (harness/gpu/smoke_model.py)."""
+GPU_MODEL = '''"""tfsimple's add/sub with device work on the instance's GPU (harness/localserver/gpu_smoke_model.py)."""
 import ctypes
 import json
 

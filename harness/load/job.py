@@ -13,13 +13,15 @@ from typing import Any
 
 from harness.config import Profile
 from harness.errors import UsageError
+from harness.load.merge import generator_plan, plan_json
 from harness.load.spec import LoadSpec
+from harness.render import EXAMPLE_NAMESPACE, render_all
 from harness.render.gpu import probe_image
 from harness.render.labels import object_meta
 from harness.render.placement import off_pool_affinity
 from harness.render.pods import restricted_container_security, restricted_pod_security
 
-GENERATOR_SCRIPT = Path(__file__).resolve().parent.parent / "load" / "generator.py"
+GENERATOR_SCRIPT = Path(__file__).resolve().parent / "generator.py"
 GENERATOR_MOUNT = "/generator"
 GENERATOR_COMPONENT = "load-generator"
 # The same isolation as the NVML probe: only the standard library and the ConfigMap's files.
@@ -118,8 +120,6 @@ def generator_deadline(profile: Profile, spec: LoadSpec) -> float:
 def example_generators(profile: Profile, namespace: str, *, run_id: str | None = None) -> list[dict[str, Any]]:
     """What `render` shows of a cluster-generator run: the ConfigMap and Job for the profile's first
     model, with the start time left at 0 (a run sets it when it creates them)."""
-    from harness.load.merge import generator_plan, plan_json
-
     if not profile.models:
         return []
     target = mesh_service_url(profile)
@@ -128,3 +128,12 @@ def example_generators(profile: Profile, namespace: str, *, run_id: str | None =
     plan = plan_json(generator_plan(spec, profile.load.generators.pods, 0.0))
     return [generator_configmap(name, namespace, plan, run_id=run_id),
             generator_job(profile, name, namespace, name, target, generator_deadline(profile, spec), run_id=run_id)]
+
+
+def render_run(profile: Profile, *, run_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every manifest a run of this profile applies: `render_all`, plus the generator ConfigMap and Job
+    when the load comes from the cluster (they live here, above render: they are built from the load spec)."""
+    files = render_all(profile, run_id=run_id)
+    if profile.load.generators.where == "cluster":
+        files["load/generators.yaml"] = example_generators(profile, EXAMPLE_NAMESPACE, run_id=run_id)
+    return {name: files[name] for name in sorted(files)}
