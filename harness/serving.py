@@ -121,7 +121,8 @@ def compare_outputs(model: Model, response: dict[str, Any]) -> list[str]:
 
 
 def triton_config(endpoint: str, model: str, timeout: float) -> dict[str, Any]:
-    """GET /v2/models/<model>/config through the mesh; raises ServingError with the answer."""
+    """GET /v2/models/<model>/config through the mesh; raises ServingError with the answer. A real Seldon
+    2.10.2 mesh answers 400 (the agent forwards only inference): read it with `triton_config_via_pod`."""
     parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     try:

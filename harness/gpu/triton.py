@@ -1,7 +1,8 @@
 """Proof that Triton really serves on its GPU: three views that must agree, as pure decisions.
 
-1. **config**: Triton's model config (`/v2/models/<m>/config`, reached through the Seldon mesh with
-   the `Seldon-Model` header) has an instance group of kind KIND_GPU.
+1. **config**: Triton's model config (`/v2/models/<served name>/config`, read through the API server's
+   pod proxy to the Triton container: Seldon 2.10.2's mesh answers only inference) has an instance
+   group of kind KIND_GPU.
 2. **nvml**: NVML on the Server's node (a diagnostic probe with `NVIDIA_VISIBLE_DEVICES=all`) lists a
    compute process holding memory on exactly the GPUs the pod was allocated, and on no other GPU
    that the pod holds none of.
