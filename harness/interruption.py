@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -28,6 +29,7 @@ class Interruption:
     quiet: bool = False  # only note signals from now on (the report is being written)
     written: bool = False  # the report is written: a signal now interrupts nothing
     late: bool = False  # a signal came after the report was written
+    previous: dict[str, Any] = field(default_factory=dict)  # the handlers `install` replaced
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -41,9 +43,18 @@ class Interruption:
         raise KeyboardInterrupt(f"signal {signum} ({name})")
 
     def install(self) -> None:
+        """Note signals from now on (a fresh note: one process may run several pytest sessions, as
+        pytester's inline runs do)."""
+        self.signal, self.quiet, self.written, self.late = None, False, False, False
         for name in SIGNALS:
             if hasattr(signal, name):
-                signal.signal(getattr(signal, name), self.handler)
+                self.previous[name] = signal.signal(getattr(signal, name), self.handler)
+
+    def restore(self) -> None:
+        """Give the signals back to whoever had them before `install` (pytest_unconfigure)."""
+        for name, handler in self.previous.items():
+            signal.signal(getattr(signal, name), handler)
+        self.previous.clear()
 
     @property
     def reason(self) -> str:

@@ -200,7 +200,13 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.E
     by then (sessionfinish runs first); the exit code says what happened: interrupted."""
     try:
         return (yield)
-    except (Exception, KeyboardInterrupt) as exc:
+    except KeyboardInterrupt:
+        if not INTERRUPTION.written and INTERRUPTION.signal is None:
+            raise
+        if INTERRUPTION.signal is None:  # after the report, once pytest_unconfigure gave SIGINT back
+            sys.stderr.write("harness: SIGINT arrived after the report was written; the run had finished\n")
+        return pytest.ExitCode.INTERRUPTED
+    except Exception as exc:
         if INTERRUPTION.signal is None:
             raise
         first = (str(exc).splitlines() or [""])[0][:200]
@@ -430,6 +436,11 @@ def _cleanup_verdict(session: pytest.Session, ctx: RunContext) -> None:
                      f"cleanup --profile {ctx.profile_path} --run-id {ctx.run_id}\n")
     if session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _context(config) is not None:
+        INTERRUPTION.restore()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -221,3 +221,16 @@ def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) 
             heading = _html_heading((out / "report.html").read_text(encoding="utf-8"))
             assert "passed:" not in heading and "INTERRUPTED" in heading, f"{where}: HTML headed {heading!r}"
     assert len(judged) >= DELIVERIES, f"only {len(judged)} of {MAX_RUNS} runs were still going at their signal"
+
+
+def test_the_run_gives_the_signals_back_when_it_ends(pytester: pytest.Pytester) -> None:
+    # pytester's inline runs share this process: a run must not leave its handlers (which only note a
+    # signal once the report is written) to the process that started it.
+    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
+    pytester.makepyfile(test_x="def test_passes(run_context):\n    pass\n")
+    before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM")}
+    result = pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out",
+                                "--run-id", "r1")
+    assert result.ret == 0
+    assert {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM")} == before
