@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.kube.client import Kube
 from harness.kube.retry import KubeApiError
 
@@ -159,8 +160,6 @@ class RunLease:
 
     def take(self, namespaces: list[str]) -> None:
         """Create the Lease; one left by a run whose Lease expired is replaced, a live one refused."""
-        from harness.errors import HarnessError
-
         self.namespaces.update(namespaces)
         now = self.kube.server_time()
         body = run_lease_body(self.run_id, now, sorted(self.namespaces), self.duration_s)
