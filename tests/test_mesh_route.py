@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.config import load_profile, parse_profile
 from harness.errors import UsageError
@@ -130,14 +131,21 @@ def test_existing_cluster_without_ingress_is_reached_through_a_tunnel(tmp_path: 
 def test_existing_run_without_ingress_runs_placement_nvml_and_latency_through_the_tunnel(tmp_path: Path) -> None:
     """The Done-when run: `sim up --no-mesh-ingress` attached as an existing cluster. Placement and NVML
     suites run whatever the mesh; the latency test of one model goes through the tunnel and says so."""
+    shipped = yaml.safe_load(SIM_PROFILE.read_text(encoding="utf-8"))
+    keep = {"triton-gpu", "mlserver-cpu"}  # one GPU Server (placement, no MLServer behind it) and iris-cpu's
+    servers = [s for s in shipped["servers"] if s["name"] in keep]
+    models = [m for m in shipped["models"] if m.get("server", "") in keep or m["name"] in ("tfsimple", "iris-cpu")]
     with running_sim(SIM_PROFILE, tmp_path, extra_args=("--no-mesh-ingress",)) as sim:
         profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml",
+                                            servers=servers, models=models,
                                             load={"rate": 20, "duration_s": 1.5, "warmup_s": 0.5, "window_s": 1,
                                                   "max_trials": 1},
                                             # how long the run waits for a load balancer before tunnelling
                                             timeouts={"pod_schedule_s": 5})
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "suites/test_placement.py", "suites/test_gpu_visibility.py",
+            # One test of each suite: placement and NVML need no mesh, latency goes through the tunnel.
+            [sys.executable, "-m", "pytest", "suites/test_placement.py::test_gpu_server_pods_run_on_the_gpu_pool",
+             "suites/test_gpu_visibility.py::test_pod_that_asked_for_no_gpu_sees_none",
              "suites/test_inference_latency.py::test_latency_meets_the_slo[iris-cpu]", "--profile",
              str(profile_path), "--report-dir", str(tmp_path / "report"), "-q", "-p", "no:cacheprovider",
              "--run-id", "tunnel"],
