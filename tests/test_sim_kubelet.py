@@ -322,3 +322,33 @@ def test_profile_nodes_look_like_kind_nodes_with_gpu_labels() -> None:
     # Bootstrapping twice keeps the existing nodes.
     again = {n["metadata"]["uid"] for n in bootstrap_nodes(store, PROFILE)}
     assert again == {n["metadata"]["uid"] for n in nodes.values()}
+
+
+def test_mig_and_time_sliced_devices_reach_nvml_as_the_device_plugin_hands_them_out(sim: Sim) -> None:
+    """The simulated device plugin (harness/sim/deviceplugin.py): a pod given one MIG device sees exactly
+    that slice under its parent GPU; time-sliced replicas carry the plain GPU UUID."""
+    from harness.k8s.sharing import Sharing
+
+    reset(sim)
+    sim.core.create_node(node("mig", gpus=1, labels=POOL, taints=[GPU_TAINT], gpu_product="NVIDIA-A100-SXM4-40GB",
+                              sharing=Sharing("mixed", ("3g.20gb", "1g.5gb"))))
+    sim.core.create_node(node("ts", gpus=1, labels=POOL, taints=[GPU_TAINT], sharing=Sharing(replicas=2)))
+    if not sim.core.list_namespaced_config_map(NS, field_selector="metadata.name=nvml-probe").items:
+        sim.core.create_namespaced_config_map(NS, probe_configmap(NS))
+    seen = {}
+    for name, where, resource in (("mig-a", "mig", "nvidia.com/mig-1g.5gb"), ("ts-a", "ts", "nvidia.com/gpu")):
+        body = probe_pod(PROFILE, name, NS, 1, node_name=where)
+        body["spec"]["containers"][0]["resources"] = {"requests": {resource: "1"}, "limits": {resource: "1"}}
+        sim.core.create_namespaced_pod(NS, body)
+        pod = wait_pod(sim, name, finished, timeout=30)
+        assert pod is not None and pod["status"]["phase"] == "Succeeded"
+        seen[name] = (pod, json.loads(sim.core.read_namespaced_pod_log(name, NS).strip().splitlines()[-1]))
+    pod, doc = seen["mig-a"]
+    (device,) = doc["devices"]
+    assert device["mig_mode"]["current"] == 1 and device["uuid"].startswith("GPU-")
+    assert [(m["name"], m["uuid"]) for m in device["mig_devices"]] == [
+        ("NVIDIA A100 SXM4 40GB MIG 1g.5gb", allocated(pod)[0])]
+    assert allocated(pod)[0].startswith("MIG-") and doc["env"]["NVIDIA_VISIBLE_DEVICES"] == allocated(pod)[0]
+    pod, doc = seen["ts-a"]
+    assert [d["uuid"] for d in doc["devices"]] == allocated(pod) == [gpu_uuid("ts", 0)]
+    assert pod["metadata"]["annotations"]["sim.harness.dev/allocated-devices"] == f"{gpu_uuid('ts', 0)}::0"
