@@ -5,6 +5,8 @@ fails here (issue 29). tests/test_k8s_rules.py keeps the name-based checks and t
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +28,7 @@ def rule_constants(sources: dict[str, str]) -> dict[str, str]:
     """value -> `module:NAME` for the module-level string constants (8+ characters) of harness/k8s."""
     found: dict[str, str] = {}
     for module, text in sources.items():
-        for node in ast.parse(text).body:
+        for node in _parse(text).body:
             if isinstance(node, ast.Assign):
                 value, targets = node.value, node.targets
             elif isinstance(node, ast.AnnAssign):
@@ -41,14 +43,13 @@ def rule_constants(sources: dict[str, str]) -> dict[str, str]:
 
 
 def _strings(tree: ast.AST) -> Iterator[ast.Constant]:
-    """Every string constant except docstrings."""
+    """Every string constant except docstrings (one breadth-first walk: a docstring's owner comes first)."""
     docs = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         first = body[0] if isinstance(body, list) and body else None
         if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
             docs.add(id(first.value))
-    for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
             yield node
 
@@ -59,7 +60,7 @@ def literal_copies(constants: dict[str, str], sources: dict[str, str]) -> list[s
     selectors = {f"{value}=": name for value, name in constants.items() if name.split(":")[1] in LABELS}
     out = []
     for where, text in sources.items():
-        for node in _strings(ast.parse(text)):
+        for node in _strings(_parse(text)):
             name = constants.get(node.value) or next((n for p, n in selectors.items() if node.value.endswith(p)), None)
             if name is not None:
                 out.append(f"{where}:{node.lineno} {node.value!r} (use {name})")
@@ -82,21 +83,25 @@ class _Normalise(ast.NodeTransformer):
         return ast.copy_location(ast.arg(arg=self._name(node.arg)), node)
 
 
-def _shape(fn: ast.FunctionDef) -> tuple[str, int] | None:
-    body = [s for s in fn.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
-    if not body:
-        return None
-    holder = ast.Module(body=body, type_ignores=[])
-    size = sum(1 for _ in ast.walk(holder))
-    args = [a.arg for a in fn.args.args]
+def _body(fn: ast.FunctionDef) -> list[ast.stmt]:
+    return [s for s in fn.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+
+
+def _size(fn: ast.FunctionDef) -> int:
+    return sum(1 for stmt in _body(fn) for _ in ast.walk(stmt))
+
+
+def _shape(fn: ast.FunctionDef) -> str:
     normaliser = _Normalise()
-    for arg in args:
-        normaliser._name(arg)
-    return ast.dump(normaliser.visit(holder), annotate_fields=False), size
+    for arg in fn.args.args:
+        normaliser._name(arg.arg)
+    # A copy: the transformer rewrites nodes in place, and the parsed trees are cached.
+    holder = ast.Module(body=copy.deepcopy(_body(fn)), type_ignores=[])
+    return ast.dump(normaliser.visit(holder), annotate_fields=False)
 
 
 def _functions(text: str) -> Iterator[ast.FunctionDef]:
-    yield from (n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef))
+    yield from (n for n in ast.walk(_parse(text)) if isinstance(n, ast.FunctionDef))
 
 
 def predicate_copies(rules: dict[str, str], sources: dict[str, str]) -> list[str]:
@@ -104,16 +109,21 @@ def predicate_copies(rules: dict[str, str], sources: dict[str, str]) -> list[str
     shapes: dict[str, str] = {}
     for module, text in rules.items():
         for fn in _functions(text):
-            shape = _shape(fn)
-            if shape is not None and shape[1] >= MIN_NODES:
-                shapes[shape[0]] = f"{module}:{fn.name}"
+            if _size(fn) >= MIN_NODES:
+                shapes[_shape(fn)] = f"{module}:{fn.name}"
+    sizes = {_size(fn) for text in rules.values() for fn in _functions(text)}
     out = []
     for where, text in sources.items():
         for fn in _functions(text):
-            shape = _shape(fn)
-            if shape is not None and shape[0] in shapes:
-                out.append(f"{where}:{fn.lineno} {fn.name} = {shapes[shape[0]]}")
+            # Only a body of a rule's size can be that rule's: the cheap count spares most dumps.
+            if _size(fn) in sizes and _shape(fn) in shapes:
+                out.append(f"{where}:{fn.lineno} {fn.name} = {shapes[_shape(fn)]}")
     return out
+
+
+@functools.cache
+def _parse(text: str) -> ast.Module:
+    return ast.parse(text)
 
 
 def _tree(under: Path, skip: Path | None = None) -> dict[str, str]:

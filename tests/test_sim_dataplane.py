@@ -465,6 +465,38 @@ def test_spec_change_bumps_the_version_and_failed_scale_up_keeps_serving(
         api.close()
 
 
+def test_a_version_that_never_loads_is_dropped_while_the_last_available_one_serves(
+        cluster: SimCluster, waiter: Waiter, iris: Obj, mesh_ports: tuple[int, int], seldon: SeldonController) -> None:
+    """Seldon v2.10.2: traffic stays on the last available version (envoy/processor/incremental.go
+    addModelTraffic, GetLastAvailableModel) while the latest fails to load, and a newer spec replaces
+    the failed one; the old version goes only when the newest is available (cleaner/versions.go)."""
+    cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "hand", "namespace": NS},
+                          "spec": {"storageUri": IRIS, "server": "mlserver-gpu"}})
+    try:
+        waiter.until(_model_message(cluster, "hand", "ModelAvailable"), "hand ModelAvailable", LOAD_TIMEOUT)
+        answers: list[tuple[int, str]] = []
+
+        def answered_by(version: str) -> Callable[[], tuple[bool, Any]]:
+            def probe() -> tuple[bool, Any]:
+                code, answer = _infer_rest(mesh_ports[0], "hand", SETOSA)
+                answers.append((code, str(answer.get("model_name") if isinstance(answer, dict) else answer)))
+                return code == 200 and answer.get("model_name") == version, (code, answer)
+            return probe
+
+        seldon.fail_model_load("hand")
+        v2, v3 = "gs://seldon-models/scv2/samples/mlserver_1.5.0/iris-sklearn", "gs://seldon-models/mlserver/iris-sklearn"
+        cluster.store.patch(API, "Model", "hand", NS, {"spec": {"storageUri": v2}}, "merge")
+        waiter.until(_model_message(cluster, "hand", "ModelFailed"), "hand_2 ModelFailed", LOAD_TIMEOUT)
+        assert answered_by("hand_1")()[0], answers  # the failed version never took the traffic
+        seldon.dataplane.clear_model_fault("hand")
+        cluster.store.patch(API, "Model", "hand", NS, {"spec": {"storageUri": v3}}, "merge")
+        waiter.until(answered_by("hand_3"), "hand_3 answering", LOAD_TIMEOUT)
+        assert {a for a in answers} <= {(200, "hand_1"), (200, "hand_3")}, answers
+    finally:
+        seldon.dataplane.clear_model_fault("hand")
+        cluster.store.delete(API, "Model", "hand", NS)
+
+
 def test_deleting_the_server_stops_its_mlserver(cluster: SimCluster, waiter: Waiter, seldon: SeldonController,
                                                 iris: Obj) -> None:
     pid = seldon.dataplane.pid(NS, "mlserver-gpu-0")
