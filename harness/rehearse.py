@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Profile, parse_profile
+from harness.k8s.sharing import MEMORY_LABEL, PRODUCT_LABEL
 from harness.render.placement import runtime_class_name
 
 SIM_GPU_ANNOTATION = "sim.harness.dev/gpu-uuids"
@@ -56,8 +57,8 @@ def host_gpus_from_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
         meta = node["metadata"]
         raw = (meta.get("annotations") or {}).get(SIM_GPU_ANNOTATION) or ""
-        product = _product_name((meta.get("labels") or {}).get("nvidia.com/gpu.product"))
-        memory_mib = int((meta.get("labels") or {}).get("nvidia.com/gpu.memory") or 0)
+        product = _product_name((meta.get("labels") or {}).get(PRODUCT_LABEL))
+        memory_mib = int((meta.get("labels") or {}).get(MEMORY_LABEL) or 0)
         for uuid in (u.strip() for u in raw.split(",")):
             if uuid:
                 gpus.append({"uuid": uuid, "name": product, "memory_total_bytes": memory_mib * 1024 * 1024,

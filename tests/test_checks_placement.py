@@ -65,12 +65,14 @@ def good() -> pl.Snapshot:
             pod("mlserver-cpu-0", "w1", server="mlserver-cpu"),
             pod("seldon-scheduler-0", "w1"),
             pod("triton-gpu-0", "g2", server="triton-gpu", gpus=1, tolerate=True),
+            pod("triton-cpu-0", "w1", server="triton-cpu"),
         ],
         models=[
             model("iris-gpu", "mlserver-gpu", ["sklearn", "model-on-gpu"]),
             model("iris-pinned", "mlserver-gpu-sel", [], pinned="mlserver-gpu-sel"),
             model("iris-cpu", "mlserver-cpu", ["sklearn", "model-on-cpu"]),
-            model("tfsimple", "triton-gpu", ["tensorflow", "model-on-gpu"]),
+            model("mnist-onnx", "triton-gpu", ["onnx", "model-on-gpu"]),
+            model("tfsimple-cpu", "triton-cpu", ["tensorflow", "model-on-cpu"]),
         ],
     )
 

@@ -121,7 +121,7 @@ def test_gpu_use_diagnostic_off_by_default_and_an_isolation_finding_when_on(tmp_
         # whose NVML view is the diagnostic) and its model are all it needs, and all this deploys.
         shipped = yaml.safe_load(SIM_PROFILE.read_text())
         servers = [{**next(s for s in shipped["servers"] if s.get("gpus", 1) > 0), "expect_gpu_use": True}]
-        models = [m for m in shipped["models"] if "tensorflow" in m.get("requirements", [])]
+        models = [m for m in shipped["models"] if "onnx" in m.get("requirements", [])]
         assert [s["server_config"] for s in servers] == ["triton"] and len(models) == 1
         off = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "off.yaml", servers=servers,
                                    models=models)

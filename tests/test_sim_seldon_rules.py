@@ -341,7 +341,7 @@ def test_local_paths_load_as_they_are(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("uri", [
-    "gs://seldon-models/scv2/samples/triton_23-03/mnist-onnx",
+    "gs://seldon-models/scv2/samples/triton_22-11/mnist-onnx",
     "s3://bucket/model",
     "https://example.com/model.tar.gz",
     "relative/path",

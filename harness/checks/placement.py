@@ -16,6 +16,7 @@ from harness.k8s.conditions import node_ready
 from harness.k8s.gpu import GPU_PRESENT_LABEL, in_pool, node_gpu_count, pod_gpu_request
 from harness.k8s.gpu import is_gpu_node as _is_gpu_node
 from harness.k8s.seldon_api import SERVER_NAME_LABEL
+from harness.k8s.sharing import PRODUCT_LABEL
 from harness.k8s.taints import format_taint, node_has_taint, tolerates
 
 Obj = dict[str, Any]
@@ -295,7 +296,7 @@ def placement_table(snapshot: Snapshot, profile: Profile, findings: list[Violati
         node = snapshot.node(node_name) or {}
         labels = _labels(node)
         shown = {k: v for k, v in labels.items()
-                 if k in (profile.gpu.pool_label.key, "nvidia.com/gpu.product", GPU_PRESENT_LABEL)}
+                 if k in (profile.gpu.pool_label.key, PRODUCT_LABEL, GPU_PRESENT_LABEL)}
         why = by_subject.get(_pod_id(pod), []) + by_subject.get(f"node/{node_name}", [])
         rows.append(TableRow(
             pod=f"{pod['metadata'].get('namespace')}/{_name(pod)}",

@@ -20,6 +20,7 @@ import yaml
 from harness.config import Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
+from harness.k8s.sharing import COUNT_LABEL
 from harness.kube.client import Kube
 from harness.kube.nodeguard import NodeGuard
 from harness.kube.tools import HelmRunner, ToolError, ToolPaths, ToolRunner
@@ -133,7 +134,7 @@ def worker_nodes(cluster_name: str, config: Obj, profile: Profile) -> list[KindW
             if m.get("hostPath") == "/dev/null" and str(Path(m.get("containerPath", "")).parent) == DEVICES_DIR
         )
         gpu = bool(devices) or labels.get(pool.key) == pool.value or labels.get(GPU_PRESENT_LABEL) == "true"
-        count = labels.get("nvidia.com/gpu.count")
+        count = labels.get(COUNT_LABEL)
         gpus = int(count) if count and count.isdigit() else max(1, len([d for d in devices if d != "all"]))
         out.append(KindWorker(name, labels, devices, gpu, gpus if gpu else 0))
     return out

@@ -9,7 +9,7 @@ import yaml
 from harness.config import GpuWorkers, Profile
 from harness.errors import UsageError
 from harness.k8s.gpu import GPU_PRESENT_LABEL
-from harness.k8s.sharing import gfd_labels
+from harness.k8s.sharing import COUNT_LABEL, MEMORY_LABEL, PRODUCT_LABEL, gfd_labels
 from harness.layout import static as static_layout
 
 KIND_API = "kind.x-k8s.io/v1alpha4"
@@ -24,9 +24,9 @@ def gpu_node_labels(profile: Profile, group: GpuWorkers) -> dict[str, str]:
     labels |= {
         profile.gpu.pool_label.key: profile.gpu.pool_label.value,
         GPU_PRESENT_LABEL: "true",
-        "nvidia.com/gpu.product": group.product,
-        "nvidia.com/gpu.count": str(group.gpus),
-        "nvidia.com/gpu.memory": str(group.memory_mib),
+        PRODUCT_LABEL: group.product,
+        COUNT_LABEL: str(group.gpus),
+        MEMORY_LABEL: str(group.memory_mib),
     }
     # Shared GPUs: the labels gpu-feature-discovery would write (harness/k8s/sharing.py; kind runs no
     # GFD), so the capacity and product checks hold the kind lane to the same rules.

@@ -19,6 +19,7 @@ from harness.checks.slo import SloVerdict, evaluate_slo
 from harness.config import Slo
 from harness.k8s.gpu import GPU_RESOURCE, is_gpu_node, node_gpu_count, pod_gpu_request
 from harness.k8s.seldon_api import SERVER_NAME_LABEL
+from harness.k8s.sharing import PRODUCT_LABEL
 from harness.load.result import LoadResult
 from harness.report.model import (
     Artifact,
@@ -100,7 +101,7 @@ def node_info(node: Mapping[str, Any], gpu_uuids: Iterable[str] = (), resource: 
         taints=taints,
         labels=labels,
         gpu_count=gpus,
-        gpu_product=labels.get("nvidia.com/gpu.product"),
+        gpu_product=labels.get(PRODUCT_LABEL),
         gpu_uuids=list(gpu_uuids),
         allocatable=allocatable,
     )

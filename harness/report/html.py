@@ -14,7 +14,7 @@ import math
 from html import escape
 from typing import Any
 
-from harness.k8s.sharing import gpu_resources, node_replicas
+from harness.k8s.sharing import MIG_STRATEGY_LABEL, gpu_resources, node_replicas
 from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
 from harness.report.tally import Tally, proved, tally
 from harness.report.text import SIMULATED_BANNER, headline
@@ -273,7 +273,7 @@ def _sharing_text(labels: dict[str, str], allocatable: dict[str, str]) -> str:
         if replicas is not None and replicas > 1:
             detail.append(f"x {replicas} replicas")
         parts.append(f"{name}={int(units)}" + (f" ({' '.join(detail)})" if detail else ""))
-    strategy = labels.get("nvidia.com/mig.strategy")
+    strategy = labels.get(MIG_STRATEGY_LABEL)
     if strategy:
         parts.append(f"MIG {strategy}")
     return "; ".join(parts)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.k8s.gpu import GPU_PRESENT_LABEL
 from harness.k8s.sharing import (
     GPU_RESOURCE,
     Sharing,
@@ -96,7 +97,7 @@ def advertise(node_name: str, gpu_uuids: list[str], product: str, memory_mib: in
         for profile in dict.fromkeys(m.profile for m in migs):
             devices[shared_name(mig_resource(profile), rename)] = _replicate(
                 [m.uuid for m in migs if m.profile == profile], plugin)
-    labels = {"nvidia.com/gpu.present": "true",
+    labels = {GPU_PRESENT_LABEL: "true",
               **gfd_labels(model, len(gpu_uuids), memory_mib, plugin, hardware.mig_profiles if migs else ())}
     capacity = {name: str(len(ids)) for name, ids in devices.items()}
     annotations = {

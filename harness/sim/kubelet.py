@@ -51,6 +51,7 @@ from typing import Any
 
 from harness.gpu.simnvml import build_library, prepare_driver_dir, runtime_injects_driver
 from harness.k8s.quantity import quantity_or_zero
+from harness.k8s.sharing import MEMORY_LABEL, PRODUCT_LABEL
 from harness.localserver import USER_CACHE
 from harness.sim.admission import rejection
 from harness.sim.contracts import ApiError, Obj, Store
@@ -137,8 +138,8 @@ def node_gpu_inventory(node: Obj) -> list[dict[str, Any]]:
     """The node's GPUs (and their MIG devices) in the shape harness.gpu.simnvml writes into the simulated
     driver's inventory. Nodes built by the sim carry their NVML name; others fall back to the label."""
     labels = _meta(node).get("labels") or {}
-    product = str(labels.get("nvidia.com/gpu.product", "NVIDIA-GPU")).replace("-", " ")
-    memory_mib = int(quantity_or_zero(labels.get("nvidia.com/gpu.memory", "0")))
+    product = str(labels.get(PRODUCT_LABEL, "NVIDIA-GPU")).replace("-", " ")
+    memory_mib = int(quantity_or_zero(labels.get(MEMORY_LABEL, "0")))
     return inventory(node, node_gpu_uuids(node), product, memory_mib)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.config import Profile
 from harness.k8s.gpu import GPU_PRESENT_LABEL
-from harness.k8s.sharing import GPU_RESOURCE, NO_SHARING, Sharing
+from harness.k8s.sharing import COUNT_LABEL, GPU_RESOURCE, MEMORY_LABEL, NO_SHARING, PRODUCT_LABEL, Sharing
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.deviceplugin import advertise
 from harness.sim.gpus import GPU_UUIDS_ANNOTATION, gpu_uuid
@@ -69,9 +69,9 @@ def make_node(
     elif gpus:
         all_labels.update({
             GPU_PRESENT_LABEL: "true",
-            "nvidia.com/gpu.product": gpu_product,
-            "nvidia.com/gpu.count": str(gpus),
-            "nvidia.com/gpu.memory": str(gpu_memory_mib),
+            PRODUCT_LABEL: gpu_product,
+            COUNT_LABEL: str(gpus),
+            MEMORY_LABEL: str(gpu_memory_mib),
         })
         capacity[gpu_resource] = str(gpus)
         annotations[GPU_UUIDS_ANNOTATION] = ",".join(gpu_uuid(name, i) for i in range(gpus))

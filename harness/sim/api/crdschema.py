@@ -59,9 +59,9 @@ def schema(kind: str) -> Obj | None:
         path = folder / f"mlops.seldon.io_{plural}.yaml" if folder else None
         loaded: Obj | None = None
         if path is not None and path.is_file():
-            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            # The C safe loader where PyYAML has it: the Server CRD is 600 KB, seconds for the pure-Python one.
             with path.open(encoding="utf-8") as fh:
-                crd = yaml.load(fh, Loader=loader)
+                crd = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             loaded = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         elif not _SAID_ABSENT:
             _SAID_ABSENT = True

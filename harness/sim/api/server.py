@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from harness.k8s.seldon_api import SELDON_GROUP, SELDON_VERSION
 from harness.sim.api import discovery, eviction, fieldcheck, listoptions, protobuf, scale
 from harness.sim.api.deletion import DeleteOptions, parse_options
 from harness.sim.api.resources import ResourceType, by_plural
@@ -110,7 +111,7 @@ UNMODELLED_SELDON = {"pipelines": "Pipeline", "experiments": "Experiment", "seld
 
 def _unmodelled_seldon_kind(parts: list[str]) -> str | None:
     """A clear refusal for Seldon kinds the simulated cluster does not model, naming the kind."""
-    if parts[:3] != ["apis", "mlops.seldon.io", "v1alpha1"]:
+    if parts[:3] != ["apis", SELDON_GROUP, SELDON_VERSION]:
         return None
     rest = parts[3:]
     plural = rest[2] if len(rest) >= 3 and rest[0] == "namespaces" else rest[0] if rest else ""
