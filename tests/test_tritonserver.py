@@ -99,3 +99,51 @@ def test_the_default_profile_puts_a_model_on_a_gpu_less_triton_server() -> None:
     offered = {s.name: set(s.extra_capabilities) | {"triton", "tensorflow", "onnx", "python"} for s in cpu_tritons}
     assert any(m.server in offered or any(set(m.requirements) <= caps for caps in offered.values())
                for m in profile.models)
+
+
+def test_the_harness_reads_the_real_servers_answers(real_triton: TritonServerProcess) -> None:
+    """Contract: the harness's Triton-facing parsers on the real server's own output (the load engine's
+    answer checks over HTTP and gRPC, the config's instance groups, the metrics and the served name)."""
+    import grpc
+    from tritonclient.grpc import service_pb2 as pb
+
+    from harness.gpu.gpu_use import timed_scrape
+    from harness.gpu.triton import gpu_instance_groups, parse_metrics
+    from harness.load.answers import WRONG_ANSWER, Expected, check_grpc_answer, check_json_answer
+    from harness.serving import served_name
+
+    a = list(range(16))
+    good = (Expected("OUTPUT0", tuple(x + 1 for x in a)), Expected("OUTPUT1", tuple(x - 1 for x in a)))
+    conn = http.client.HTTPConnection("127.0.0.1", real_triton.http_port, timeout=30)
+    try:
+        conn.request("POST", "/v2/models/simple/infer", body=json.dumps({"inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": a},
+            {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}),
+            headers={"Content-Type": "application/json"})
+        body = conn.getresponse().read()
+    finally:
+        conn.close()
+    assert check_json_answer(body, "simple", good, compare=True) is None
+    wrong = (good[0], Expected("OUTPUT1", (0,) * 16))
+    assert check_json_answer(body, "simple", wrong, compare=True) == WRONG_ANSWER
+    request = pb.ModelInferRequest(model_name="simple")
+    for name, values in (("INPUT0", a), ("INPUT1", [1] * 16)):
+        tensor = request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        tensor.contents.int_contents.extend(values)
+    with grpc.insecure_channel(f"127.0.0.1:{real_triton.grpc_port}") as channel:
+        raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(request.SerializeToString(),
+                                                                              timeout=30)
+    assert check_grpc_answer(raw, "simple", good, compare=True) is None
+    status, config = _call(real_triton, "GET", "/v2/models/simple/config")
+    assert status == 200 and isinstance(config, dict)
+    assert gpu_instance_groups(config) == [("KIND_CPU", [])]
+    conn = http.client.HTTPConnection("127.0.0.1", real_triton.metrics_port, timeout=30)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    counts = [labels for name, labels, _ in parse_metrics(text) if name == "nv_inference_count"]
+    assert {"model": "simple", "version": "1"} in counts
+    assert served_name(text, "simple") == "simple"
+    assert timed_scrape(text, 0.0).utilization == {}  # no GPU here: no GPU series, nothing to credit
