@@ -205,6 +205,8 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.E
             raise
         if INTERRUPTION.signal is None:  # after the report, once pytest_unconfigure gave SIGINT back
             sys.stderr.write("harness: SIGINT arrived after the report was written; the run had finished\n")
+        else:  # it cut pytest's own session finish short (the report was written all the same)
+            sys.stderr.write(f"harness: {INTERRUPTION.reason} while pytest finished the session\n")
         return pytest.ExitCode.INTERRUPTED
     except Exception as exc:
         if INTERRUPTION.signal is None:
@@ -367,12 +369,23 @@ def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) 
         ctx.tests_started += 1
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """The report is written after pytest's own session finish, which tears down the session fixtures
+    (the cluster's cleanup, whose leftovers the report records), and also when a signal cuts that
+    teardown short: a KeyboardInterrupt there would otherwise skip every later sessionfinish."""
+    try:
+        yield
+    finally:
+        INTERRUPTION.quiet = _context(session.config) is not None  # from here a signal is noted, never obeyed
+        _finish_session(session, exitstatus)
+
+
+def _finish_session(session: pytest.Session, exitstatus: int) -> None:
     ctx = _context(session.config)
     _CURRENT.pop("ctx", None)
     if ctx is None or ctx.recorder is None:
         return
-    INTERRUPTION.quiet = True  # a signal from here on is noted, never cut the report short
     if INTERRUPTION.signal is not None:
         # Whatever pytest made of it (a SystemError, an internal error, a test failure), it was a signal.
         session.exitstatus = pytest.ExitCode.INTERRUPTED

@@ -36,35 +36,23 @@ MAX_RUNS = 30
 # Cheap and exact: what pytest may make of a signal, reproduced inside one test of a plugin run without
 # a cluster (the `record` fixture needs none). CPython 3.11 raises SystemError in place of a
 # KeyboardInterrupt that arrives inside the AST constructor; a library may swallow it altogether.
+LOSING_TEST = """
+import os, signal
+
+def test_first():
+    try:
+        os.kill(os.getpid(), signal.{sig})
+        for _ in range(10**7):
+            pass
+    {handler}
+
+def test_after_the_signal():
+    pass
+"""
 SWALLOWED = {
-    "systemerror": """
-import os, signal
-
-def test_first():
-    try:
-        os.kill(os.getpid(), signal.{sig})
-        for _ in range(10**7):
-            pass
-    except KeyboardInterrupt:
-        raise SystemError("AST constructor recursion depth mismatch (before=48, after=47)") from None
-
-def test_after_the_signal():
-    pass
-""",
-    "swallowed": """
-import os, signal
-
-def test_first():
-    try:
-        os.kill(os.getpid(), signal.{sig})
-        for _ in range(10**7):
-            pass
-    except BaseException:
-        pass
-
-def test_after_the_signal():
-    pass
-""",
+    "systemerror": "except KeyboardInterrupt:\n        raise SystemError(\"AST constructor recursion depth mismatch "
+                   "(before=48, after=47)\") from None",
+    "swallowed": "except BaseException:\n        pass",
 }
 
 
@@ -73,7 +61,7 @@ def test_a_signal_whose_keyboard_interrupt_was_lost_still_interrupts_the_run(
         pytester: pytest.Pytester, how: str, sig: str) -> None:
     pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
     pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
-    pytester.makepyfile(test_x=SWALLOWED[how].replace("{sig}", sig))
+    pytester.makepyfile(test_x=LOSING_TEST.replace("{sig}", sig).replace("{handler}", SWALLOWED[how]))
     result = pytester.runpytest_subprocess("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir",
                                            "out", "--run-id", "r1", timeout=120)
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()[-2000:]
@@ -185,6 +173,7 @@ def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) 
     seed = random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     judged: list[str] = []
+    crashed: list[str] = []  # runs where pytest itself failed after the signal (the CPython AST bug, ...)
     with running_sim(SIM_PROFILE, tmp_path) as sim:
         profile = _small_profile(sim.kubeconfig, tmp_path / "existing.yaml")
         for attempt in range(MAX_RUNS):
@@ -211,6 +200,8 @@ def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) 
             if not sent or late:
                 continue  # the run had finished before the signal: nothing was interrupted
             judged.append(where)
+            if "SystemError" in output or "INTERNALERROR" in output or "failed while stopping" in output:
+                crashed.append(where)
             assert run.proc.returncode == 2, f"{where}: exit {run.proc.returncode}, not 2:\n{output[-3000:]}"
             report_json = out / "report.json"
             if not report_json.exists():
@@ -221,6 +212,7 @@ def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) 
             heading = _html_heading((out / "report.html").read_text(encoding="utf-8"))
             assert "passed:" not in heading and "INTERRUPTED" in heading, f"{where}: HTML headed {heading!r}"
     assert len(judged) >= DELIVERIES, f"only {len(judged)} of {MAX_RUNS} runs were still going at their signal"
+    print(f"{len(judged)} signals judged (seed {seed}); pytest failed while stopping in {len(crashed)}: {crashed}")
 
 
 def test_the_run_gives_the_signals_back_when_it_ends(pytester: pytest.Pytester) -> None:
