@@ -105,7 +105,7 @@ def test_existing_cluster_without_ingress_is_reached_through_a_tunnel(tmp_path: 
     try:
         sim.cluster.faults.trigger("mesh_without_ingress")  # type: ignore[attr-defined]
         data = load_profile(ROOT / "profiles" / "existing.yaml").model_dump(exclude={"source"})
-        data["timeouts"]["pod_schedule_s"] = 1
+        data["timeouts"]["load_balancer_s"] = 1
         existing = get_provider(parse_profile(data, "e.yaml"), ProviderOptions(
             run_id="r1", keep_cluster=False, workdir=tmp_path / "ex", kubeconfig=handle.kubeconfig, tools=None))
         mesh = existing.mesh_endpoint(kube)
@@ -141,7 +141,7 @@ def test_existing_run_without_ingress_runs_placement_nvml_and_latency_through_th
                                             load={"rate": 20, "duration_s": 1.5, "warmup_s": 0.5, "window_s": 1,
                                                   "max_trials": 1},
                                             # how long the run waits for a load balancer before tunnelling
-                                            timeouts={"pod_schedule_s": 5})
+                                            timeouts={"load_balancer_s": 5})
         proc = subprocess.run(
             # One test of each suite: placement and NVML need no mesh, latency goes through the tunnel.
             [sys.executable, "-m", "pytest", "suites/test_placement.py::test_gpu_server_pods_run_on_the_gpu_pool",
