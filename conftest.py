@@ -1,3 +1,3 @@
 """Registers the harness pytest plugin (options, markers, fixtures) for `pytest suites/`."""
 
-pytest_plugins = ["harness.pytest_plugin"]
+pytest_plugins = ["harness.testkit.plugin"]

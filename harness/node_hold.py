@@ -17,9 +17,8 @@ from typing import Any
 from harness import render
 from harness.checks.shared_nodes import nodes_free_of_others
 from harness.config import Profile
-from harness.k8s.conditions import condition
+from harness.k8s.conditions import condition, scheduled_or_unschedulable
 from harness.kube import Kube, NodeGuard
-from harness.testing import scheduled_or_unschedulable
 
 Obj = dict[str, Any]
 CANARY_ATTEMPTS = 3

@@ -11,16 +11,30 @@ from typing import Any
 
 import pytest
 
-from harness.checks.placement import gpu_node
-from harness.checks.shared_nodes import gpu_diagnostic_allowed, gpu_isolation_finding
-from harness.gpu import checks
-from harness.gpu.result import allocated_uuids_from_env
-from harness.lifecycle import ClusterSession
-from harness.providers.kind import needed_host_gpus
-from harness.recording import TestRecorder
-from harness.render.gpu import probe_resource
-from harness.testapi import RunContext, Scope
-from harness.testing import finish_probe, free_gpus, start_probe
+from harness.testkit import (
+    ClusterSession,
+    GpuSample,
+    ProbeResult,
+    RunContext,
+    Scope,
+    Server,
+    TestRecorder,
+    TimedScrape,
+    Views,
+    allocated_uuids_from_env,
+    finish_probe,
+    free_gpus,
+    gpu_diagnostic_allowed,
+    gpu_isolation_finding,
+    gpu_node,
+    needed_host_gpus,
+    probe_resource,
+    start_probe,
+)
+from harness.testkit import gpu_checks as checks
+
+# (the host's GPUs through NVML, or None; why not)
+HostInventory = tuple[ProbeResult | None, str]
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("require_nvml")]
 
@@ -37,8 +51,8 @@ def _product(node: dict[str, Any]) -> str | None:
     return (node["metadata"].get("labels") or {}).get("nvidia.com/gpu.product")
 
 
-def _expected_product(scope: Scope, run_context: Any, host_gpu_inventory: Any, node: dict[str, Any],
-                      result: Any) -> str | None:
+def _expected_product(scope: Scope, run_context: RunContext, host_gpu_inventory: HostInventory,
+                      node: dict[str, Any], result: ProbeResult) -> str | None:
     """On kind with passthrough the node label is the harness's own (from the profile), so the truth is
     the host's NVML: the label form of the host GPUs this pod sees (an H200 NVL is `NVIDIA-H200-NVL`,
     whatever the profile says). Elsewhere gpu-feature-discovery's `nvidia.com/gpu.product` label."""
@@ -61,7 +75,7 @@ def _assert_verdicts(verdicts: list[checks.Verdict], record: TestRecorder) -> No
 # The probe tests take `deployed_ok`: they run beside the deployed Servers (a real cluster's GPUs are
 # partly held then), so free GPUs are counted around them and a fully held node takes the diagnostic view.
 def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
-                                                   run_context: Any, host_gpu_inventory: Any) -> None:
+                                                   run_context: RunContext, host_gpu_inventory: HostInventory) -> None:
     nodes = [n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, probe_resource(scope.profile)) >= 1]
     if not nodes:
         pytest.skip("missing shape: a GPU node with a GPU free beside the Servers (no GPU node has a free GPU "
@@ -85,7 +99,7 @@ def test_each_probe_sees_exactly_its_allocated_gpu(deployed_ok: ClusterSession, 
 
 
 def test_two_pods_on_one_node_get_disjoint_gpus(deployed_ok: ClusterSession, scope: Scope, record: TestRecorder,
-                                                run_context: Any, host_gpu_inventory: Any) -> None:
+                                                run_context: RunContext, host_gpu_inventory: HostInventory) -> None:
     resource = probe_resource(scope.profile)
     node = next((n for n in _gpu_nodes(scope) if free_gpus(scope.kube, n, resource) >= 2), None)
     if node is None:
@@ -123,7 +137,7 @@ def test_pod_that_asked_for_no_gpu_sees_none(deployed_ok: ClusterSession, scope:
 
 
 def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSession, scope: Scope,
-                                                      run_context: RunContext, host_gpu_inventory: Any,
+                                                      run_context: RunContext, host_gpu_inventory: HostInventory,
                                                       record: TestRecorder) -> None:
     # A rehearsal of a kind profile runs it too, against the simulated host.
     if run_context.target_provider != "kind" or scope.profile.cluster.fake_gpus:
@@ -163,8 +177,9 @@ def test_host_gpus_equal_the_gpus_seen_in_the_cluster(deployed_ok: ClusterSessio
                      record)
 
 
-def _nvml_view(scope: Scope, name: str, node_name: str,
-               findings: list[checks.Verdict] | None = None) -> tuple[dict[str, int] | None, str | None, Any]:
+def _nvml_view(
+    scope: Scope, name: str, node_name: str, findings: list[checks.Verdict] | None = None
+) -> tuple[dict[str, int] | None, str | None, ProbeResult | None]:
     """Memory held by compute processes per GPU of the node, seen from a diagnostic probe that asks
     for no GPU and sets NVIDIA_VISIBLE_DEVICES=all (NVML then lists every process on every device).
     None with the reason where the runtime does not honour it, or where the diagnostic is off: it
@@ -188,8 +203,8 @@ def _nvml_view(scope: Scope, name: str, node_name: str,
     return held, None, result
 
 
-def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any], index: str,
-                  findings: list[checks.Verdict] | None = None) -> Any:
+def _triton_views(scope: Scope, deployed: ClusterSession, server: Server, pod: dict[str, Any], index: str,
+                  findings: list[checks.Verdict] | None = None) -> Views:
     """Take the three views of one Triton pod: config and metrics through the API server's pod proxy
     (Seldon's mesh answers only inference), metrics before, during and after a sustained run of the
     latency engine (several of Triton's metrics intervals), NVML on the node."""
@@ -197,10 +212,17 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     import threading
     import time
 
-    from harness.gpu.gpu_use import MIN_INTERVALS, timed_scrape
-    from harness.gpu.triton import Views, gpu_sample
-    from harness.load import LoadSpec, run_load
-    from harness.serving import ServingError, served_name, triton_config_via_pod, triton_metrics
+    from harness.testkit import (
+        MIN_INTERVALS,
+        LoadSpec,
+        ServingError,
+        gpu_sample,
+        run_load,
+        served_name,
+        timed_scrape,
+        triton_config_via_pod,
+        triton_metrics,
+    )
 
     profile = scope.profile
     namespace, pod_name, node_name = profile.seldon.namespace, pod["metadata"]["name"], pod["spec"]["nodeName"]
@@ -213,8 +235,8 @@ def _triton_views(scope: Scope, deployed: Any, server: Any, pod: dict[str, Any],
     mesh = deployed.mesh  # looked up on first use (harness/providers/mesh.py)
     if mesh is None:
         pytest.fail(f"no route to the Seldon mesh: {deployed.mesh_error or 'no endpoint'}", pytrace=False)
-    samples: list[Any] = []
-    timed: list[Any] = []
+    samples: list[GpuSample] = []
+    timed: list[TimedScrape] = []
     texts: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -274,7 +296,7 @@ def test_gpu_servers_really_use_their_gpu(deployed_ok: ClusterSession, scope: Sc
     held on the pod's GPUs; Triton's GPU metrics move during a short load run). Other servers: NVML
     on the node shows a compute process holding memory on a GPU of the node.
     """
-    from harness.gpu.triton import check_triton_gpu_use
+    from harness.testkit import check_triton_gpu_use
 
     profile = scope.profile
     servers = [s for s in profile.servers if s.gpu_use_expected]
@@ -297,6 +319,7 @@ def test_gpu_servers_really_use_their_gpu(deployed_ok: ClusterSession, scope: Sc
             held, note, result = _nvml_view(scope, f"use-{i}-{j}", node_name, verdicts)
             if held is None:
                 pytest.skip(f"{note}; check GPU use with a Triton Server (model config and metrics)")
+            assert result is not None  # a view with memory figures has the probe result they came from
             verdicts += checks.check_gpu_in_use(result, set(result.visible_uuids),
                                                 node=node_name)
     _assert_verdicts(verdicts, record)

@@ -10,27 +10,30 @@ the profile's load, below capacity, and gated on the achieved rate matching the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from harness.checks.slo import evaluate_slo, failed
-from harness.config import Model, Profile
-from harness.lifecycle import ClusterSession
-from harness.progress import progress
-from harness.pytest_plugin import RUN_CONTEXT
-from harness.recording import TestRecorder
-from harness.testapi import Scope
+from harness.testkit import (
+    ClusterSession,
+    MeshEndpoint,
+    Model,
+    Profile,
+    Scope,
+    TestRecorder,
+    evaluate_slo,
+    failed_slos,
+    progress,
+    run_context_of,
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "model" in metafunc.fixturenames:
-        ctx = metafunc.config.stash.get(RUN_CONTEXT, None)
+        ctx = run_context_of(metafunc.config)
         models = [m for m in ctx.profile.models] if ctx is not None else []
         metafunc.parametrize("model", models, ids=[m.name for m in models])
 
 
-def _mesh(deployed_ok: ClusterSession, record: TestRecorder | None = None) -> Any:
+def _mesh(deployed_ok: ClusterSession, record: TestRecorder | None = None) -> MeshEndpoint:
     mesh = deployed_ok.mesh  # looked up on first use (harness/providers/mesh.py)
     if mesh is None:
         pytest.fail(f"no route to the Seldon mesh: {deployed_ok.mesh_error or 'no endpoint'}", pytrace=False)
@@ -50,7 +53,7 @@ def _binary_ok(profile: Profile, model: Model) -> bool:
 def test_one_inference_is_correct(deployed_ok: ClusterSession, profile: Profile, model: Model, protocol: str,
                                   record: TestRecorder) -> None:
     """One request with tritonclient's own client through the Seldon mesh, answers checked."""
-    from harness.serving import ServingError, compare_outputs, infer_tritonclient
+    from harness.testkit import ServingError, compare_outputs, infer_tritonclient
 
     if not model.request_inputs:
         pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
@@ -76,8 +79,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
                                record: TestRecorder, scope: Scope) -> None:
     """Open loop at the profile's rate, from the runner or (`load.generators.where: cluster`) from
     generator pods of one indexed Job in the test's namespace, merged exactly."""
-    from harness.load import LoadSpec, run_load
-    from harness.serving import attribute
+    from harness.testkit import LoadSpec, attribute, run_load
 
     if not model.latency:
         pytest.skip(f"latency disabled for {model.name} (models[].latency: false)")
@@ -85,7 +87,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
         pytest.skip(f"model {model.name} has no input in the profile (models[].input or inputs)")
     generators = profile.load.generators
     if generators.where == "cluster":
-        from harness.loadjob import mesh_service_url, run_in_cluster
+        from harness.testkit import mesh_service_url, run_in_cluster
 
         spec = LoadSpec.from_profile(profile, model, mesh_service_url(profile))
         with progress(f"load {model.name} ({spec.mode} loop, {generators.pods} generator pod(s) in the cluster)"):
@@ -117,7 +119,7 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
     unnamed = any(s.name == server and s.gpu_use_expected for s in profile.servers) and not who.gpu_uuids
     assert not unnamed, f"{model.name} is served by GPU Server {server}, whose GPUs could not be named: " \
                         f"{who.gpu_source}"
-    bad = failed(verdicts)
+    bad = failed_slos(verdicts)
     latency = result["latency_ms"]
     summary = (f"{model.name} via {server or '?'} on {node or '?'}: p50 {latency['p50']:.2f} ms, "
                f"p95 {latency['p95']:.2f} ms, p99 {latency['p99']:.2f} ms, "
@@ -129,10 +131,18 @@ def test_latency_meets_the_slo(deployed_ok: ClusterSession, profile: Profile, mo
 @pytest.mark.latency
 def test_capacity_at_slo(deployed_ok: ClusterSession, profile: Profile, model: Model, record: TestRecorder) -> None:
     """Capacity at the model's SLO (profile `load.sweep`): the highest open-loop rate that meets it."""
-    from harness.load import LoadSpec
-    from harness.load.sweep import SimulatedTelemetry, Telemetry, latency_bound_ms, plan_from_profile, run_sweep
-    from harness.load.telemetry import WindowSampler, triton_gpu_reading
-    from harness.serving import attribute, triton_metrics
+    from harness.testkit import (
+        LoadSpec,
+        SimulatedTelemetry,
+        Telemetry,
+        WindowSampler,
+        attribute,
+        latency_bound_ms,
+        plan_from_profile,
+        run_sweep,
+        triton_gpu_reading,
+        triton_metrics,
+    )
 
     sweep = profile.load.sweep
     if sweep is None:

@@ -8,18 +8,22 @@ from typing import Any
 
 import pytest
 
-from harness import render
-from harness.checks.placement import gpu_node
-from harness.checks.shared_nodes import destructive_refusal, nodes_free_of_others
-from harness.config import Profile
-from harness.k8s.conditions import condition
+from harness.k8s.conditions import condition, condition_text, running, scheduled_or_unschedulable
 from harness.k8s.gpu import pod_gpu_request
 from harness.k8s.seldon_api import SELDON_API
-from harness.lifecycle import ClusterSession
-from harness.node_hold import evicted, hold_node
-from harness.recording import TestRecorder
-from harness.testapi import Scope
-from harness.testing import condition_text, failed_scheduling_messages, running, scheduled_or_unschedulable
+from harness.testkit import (
+    ClusterSession,
+    Profile,
+    Scope,
+    TestRecorder,
+    destructive_refusal,
+    evicted,
+    failed_scheduling_messages,
+    gpu_node,
+    hold_node,
+    nodes_free_of_others,
+    render,
+)
 
 
 def _gpu_nodes(scope: Scope) -> list[dict[str, Any]]:

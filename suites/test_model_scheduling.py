@@ -6,13 +6,10 @@ from typing import Any
 
 import pytest
 
-from harness import render
-from harness.config import Model
 from harness.k8s.conditions import condition
 from harness.k8s.quantity import parse_quantity
 from harness.k8s.seldon_api import SELDON_API
-from harness.lifecycle import ClusterSession
-from harness.testapi import Scope
+from harness.testkit import ClusterSession, Model, Scope, render
 
 NO_MATCHING_SERVERS = "Failed to schedule model as no matching servers are available"
 NOT_ENOUGH_REPLICAS = "Failed to schedule model as no matching server had enough suitable replicas"

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import placement
-from harness.config import Profile
-from harness.lifecycle import ClusterSession
-from harness.recording import TestRecorder
-from harness.testing import fail_on_findings
+from harness.testkit import ClusterSession, Profile, TestRecorder, fail_on_findings, placement
 
 
 @pytest.fixture(scope="module")

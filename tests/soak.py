@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.checks.leftovers import differences
 from harness.config import load_profile
 from harness.kube import Kube
-from harness.testing import capture_cluster_state
+from harness.testkit.helpers import capture_cluster_state
 from tests.simproc import ROOT, existing_profile_for, running_sim
 
 

@@ -24,7 +24,7 @@ from harness.config import Profile, parse_profile
 from harness.kube import Kube
 from harness.lifecycle import ClusterSession, RunOptions
 from harness.sim.cluster import SimCluster
-from harness.testing import capture_cluster_state
+from harness.testkit.helpers import capture_cluster_state
 
 IRIS = "gs://seldon-models/scv2/samples/mlserver_1.6.0/iris-sklearn"
 BASE: dict[str, Any] = {

@@ -17,7 +17,7 @@ from harness.errors import UsageError
 from harness.kube import kubeconfig
 from harness.progress import current_phase, progress, waiting
 from harness.providers import PreflightCheck
-from harness.pytest_plugin import PREREQUISITES_SECTION, RUN_OUTPUTS, preflight_checklist
+from harness.testkit.plugin import PREREQUISITES_SECTION, RUN_OUTPUTS, preflight_checklist
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def cluster():
 
 
 def _sim_project(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n" + FAKE_CLUSTER)
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n" + FAKE_CLUSTER)
     pytester.makefile(".yaml", profile=(ROOT / "profiles" / "sim.yaml").read_text())
     pytester.makepyfile(test_x="def test_a(cluster):\n    pass\n")
 
@@ -70,7 +70,7 @@ def test_kind_without_tools_is_one_short_stop_with_the_usage_exit_code(
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))  # no docker, kind, helm or kubectl
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n")
     pytester.makefile(".yaml", profile=(ROOT / "profiles" / "kind-cpu.yaml").read_text())
     pytester.makepyfile(test_x="def test_a(cluster):\n    pass\n\ndef test_b(cluster):\n    pass\n")
     result = pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir", "out")
@@ -85,7 +85,7 @@ def test_kind_without_tools_is_one_short_stop_with_the_usage_exit_code(
 
 
 def test_a_bad_profile_exits_with_the_same_code(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n")
     pytester.makefile(".yaml", profile="cluster: {provider: nowhere}\n")
     result = pytester.runpytest("--profile", "profile.yaml", "-p", "no:cacheprovider")
     assert result.ret == 4
@@ -162,7 +162,7 @@ def test_waiting_outside_a_phase_does_nothing() -> None:
 def test_lifecycle_progress_reaches_the_terminal_while_the_output_is_captured(pytester: pytest.Pytester) -> None:
     pytester.makeconftest('''
 import pytest
-from harness.pytest_plugin import shown
+from harness.testkit.plugin import shown
 
 @pytest.fixture(scope="session")
 def slow_setup(pytestconfig):
@@ -337,7 +337,7 @@ def test_the_report_says_what_the_run_proved() -> None:
 
 def test_probe_rows_carry_the_verdicts_of_their_test() -> None:
     from harness.config import parse_profile
-    from harness.recording import Recorder
+    from harness.testkit.recording import Recorder
 
     profile = parse_profile({"name": "t", "cluster": {"provider": "sim"}}, "t")
     recorder = Recorder(profile, "r1", "p.yaml", Path("unused"))

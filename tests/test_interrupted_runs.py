@@ -59,7 +59,7 @@ SWALLOWED = {
 @pytest.mark.parametrize(("how", "sig"), [("systemerror", "SIGINT"), ("swallowed", "SIGTERM")])
 def test_a_signal_whose_keyboard_interrupt_was_lost_still_interrupts_the_run(
         pytester: pytest.Pytester, how: str, sig: str) -> None:
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n")
     pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
     pytester.makepyfile(test_x=LOSING_TEST.replace("{sig}", sig).replace("{handler}", SWALLOWED[how]))
     result = pytester.runpytest_subprocess("--profile", "profile.yaml", "-p", "no:cacheprovider", "--report-dir",
@@ -77,7 +77,7 @@ def test_a_cleanup_that_left_something_fails_the_run(pytester: pytest.Pytester,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "k" * 32)  # and the run signs its report
     monkeypatch.delenv(KEY_FILE_ENV, raising=False)
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n")
     pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
     pytester.makepyfile(test_x="""
 def test_passes(run_context):
@@ -218,7 +218,7 @@ def test_signals_at_random_moments_never_leave_a_passing_report(tmp_path: Path) 
 def test_the_run_gives_the_signals_back_when_it_ends(pytester: pytest.Pytester) -> None:
     # pytester's inline runs share this process: a run must not leave its handlers (which only note a
     # signal once the report is written) to the process that started it.
-    pytester.makeconftest("pytest_plugins = ['harness.pytest_plugin']\n")
+    pytester.makeconftest("pytest_plugins = ['harness.testkit.plugin']\n")
     pytester.makefile(".yaml", profile=SIM_PROFILE.read_text(encoding="utf-8"))
     pytester.makepyfile(test_x="def test_passes(run_context):\n    pass\n")
     before = {name: signal.getsignal(getattr(signal, name)) for name in ("SIGINT", "SIGTERM")}

@@ -161,6 +161,22 @@ def test_quantities(text: object, value: Fraction) -> None:
     assert quantity.parse_quantity(text) == value
 
 
+def test_quantities_agree_with_the_official_client() -> None:
+    """Our arithmetic (no client import) gives what kubernetes.utils.parse_quantity gives on every
+    suffix, sign, fraction and exponent form the grammar admits."""
+    from kubernetes.utils import parse_quantity as client_parse_quantity
+
+    # (Not beyond 28 significant digits: the client computes in Decimal's default precision and rounds
+    # there, where this module, like apimachinery's big-number path, stays exact.)
+    numbers = ["0", "7", "+3", "-2", ".5", "5.", "1.25", "123456789"]
+    suffixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
+                "e3", "E-3", "e+2", "e0"]
+    for number in numbers:
+        for suffix in suffixes:
+            text = number + suffix
+            assert quantity.parse_quantity(text) == Fraction(client_parse_quantity(text)), text
+
+
 @pytest.mark.parametrize("bad", ["", "lots", "1Ki ", " 1", "NaN", "Infinity", "1_000", "1ki", "1K", "1e", True, None])
 def test_quantities_kubernetes_refuses(bad: object) -> None:
     with pytest.raises(ValueError):

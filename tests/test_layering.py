@@ -54,3 +54,37 @@ def test_one_layer_order_for_harness_and_one_inside_the_sim(tmp_path: Path) -> N
     assert "harness.load.engine -> harness.report" in proc.stdout
     assert "harness.sim.contracts -> harness.sim.cluster" in proc.stdout
     assert "Contracts: 5 kept, 2 broken." in proc.stdout
+
+
+# --- the suites see the harness through the test kit ------------------------------------------------------
+def _harness_imports(path: Path) -> list[str]:
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "harness":
+            found += [node.module] if node.module != "harness" else [f"harness.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "harness"]
+    return found
+
+
+def _allowed_in_suites(module: str) -> bool:
+    return module == "harness.testkit" or module == "harness.k8s" or module.startswith("harness.k8s.")
+
+
+def test_suites_import_only_the_test_kit_and_the_k8s_rules() -> None:
+    wrong = {f"{path.name}: {module}" for path in sorted((ROOT / "suites").glob("*.py"))
+             for module in _harness_imports(path) if not _allowed_in_suites(module)}
+    assert not wrong, sorted(wrong)
+    # and the check sees a path into the harness when one is there
+    assert not all(_allowed_in_suites(m) for m in ["harness.testkit", "harness.load.sweep"])
+
+
+def test_every_name_the_kit_exports_resolves() -> None:
+    import harness.testkit as kit
+
+    lazy = set(kit._LAZY)
+    assert lazy <= set(kit.__all__), sorted(lazy - set(kit.__all__))
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name

@@ -14,7 +14,7 @@ from harness.checks.leftovers import differences
 from harness.config import load_profile
 from harness.kube import Kube
 from harness.report import format_verdict, gate, load_report
-from harness.testing import capture_cluster_state
+from harness.testkit.helpers import capture_cluster_state
 from tests.simproc import ROOT, existing_profile_for, running_sim
 
 SIM_PROFILE = ROOT / "profiles" / "sim.yaml"

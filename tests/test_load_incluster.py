@@ -20,7 +20,7 @@ from harness.config import load_profile
 from harness.kube import Kube, KubeApiError
 from harness.kube.retry import RetryPolicy
 from harness.report import load_report
-from harness.testing import capture_cluster_state
+from harness.testkit.helpers import capture_cluster_state
 from tests.sim_fixtures import kube_against
 from tests.simproc import ROOT, existing_profile_for, running_sim
 

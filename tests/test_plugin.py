@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.testapi import namespace_name
+from harness.testkit.context import namespace_name
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def pytest_sessionfinish(session):
 
 def _setup(pytester: pytest.Pytester, fail_delete: str = "none") -> None:
     pytester.makeconftest(
-        "pytest_plugins = ['harness.pytest_plugin']\n" + FAKE_CLUSTER.replace("{fail}", fail_delete)
+        "pytest_plugins = ['harness.testkit.plugin']\n" + FAKE_CLUSTER.replace("{fail}", fail_delete)
     )
     pytester.makefile(".yaml", profile=(ROOT / "profiles" / "sim.yaml").read_text())
 

@@ -21,7 +21,7 @@ from harness.checks.leftovers import differences
 from harness.config import load_profile
 from harness.kube import Kube
 from harness.report import gate, load_report
-from harness.testing import capture_cluster_state
+from harness.testkit.helpers import capture_cluster_state
 from tests.simproc import ROOT, default_signals, existing_profile_for, running_sim
 
 SIM_PROFILE = ROOT / "profiles" / "sim.yaml"
@@ -46,6 +46,19 @@ def _wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> 
     raise AssertionError(f"never saw {marker!r} within {timeout:g}s; last lines: {seen[-15:]}")
 
 
+def _hung(proc: subprocess.Popen[str], exc: subprocess.TimeoutExpired) -> str:
+    """A run that did not stop: its output so far, then every thread's stack (SIGABRT makes the
+    interpreter, started with -X faulthandler, print them), so a hang that happens once in many runs
+    can be diagnosed from the one CI log."""
+    so_far = exc.output if isinstance(exc.output, str) else (exc.output or b"").decode(errors="replace")
+    proc.send_signal(signal.SIGABRT)
+    try:
+        rest, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        rest = "(nothing more within 20 s of SIGABRT)"
+    return f"{so_far[-4000:]}\n--- after SIGABRT ---\n{(rest or '')[-8000:]}"
+
+
 CASES = [
     ("SIGINT", "harness: Seldon started", ["suites/test_placement.py"]),
     ("SIGTERM", "harness: servers started", ["suites/test_placement.py"]),
@@ -63,8 +76,8 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
         kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
         before = capture_cluster_state(kube, profile.seldon.namespace)
         proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pytest", *suites, "--profile", str(profile_path), "--report-dir",
-             str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig"],
+            [sys.executable, "-X", "faulthandler", "-u", "-m", "pytest", *suites, "--profile", str(profile_path),
+             "--report-dir", str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_signals,
         )
         try:
@@ -77,7 +90,10 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
             else:
                 _wait_for_line(proc, when, timeout=180)
             proc.send_signal(getattr(signal, signame))
-            output, _ = proc.communicate(timeout=180)
+            try:
+                output, _ = proc.communicate(timeout=180)
+            except subprocess.TimeoutExpired as exc:
+                pytest.fail(f"the run did not stop within 180 s of {signame}; where it hung:\n{_hung(proc, exc)}")
         finally:
             if proc.poll() is None:
                 proc.kill()

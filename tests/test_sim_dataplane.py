@@ -259,15 +259,15 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
     from harness.config import Server, Timeouts
     from harness.gpu.triton import gpu_instance_groups, gpu_sample
     from harness.kube import Kube
-    from harness.serving import (
+    from harness.sim.gpus import pod_allocated_gpus
+    from harness.sim.kubelet import GPU_USE_DIR, gpu_processes
+    from harness.testkit.serving import (
         TRITON_METRICS_PORT,
         ServingError,
         served_name,
         triton_config,
         triton_config_via_pod,
     )
-    from harness.sim.gpus import pod_allocated_gpus
-    from harness.sim.kubelet import GPU_USE_DIR, gpu_processes
 
     profile = cluster.profile
     server = Server(name="triton-gpu", server_config="triton", gpus=1)

@@ -100,7 +100,7 @@ def test_no_config_and_no_metrics_is_a_failure_not_a_pass() -> None:
 
 
 def test_served_name_comes_from_the_metrics_labels() -> None:
-    from harness.serving import served_name
+    from harness.testkit.serving import served_name
 
     text = ('nv_inference_count{model="mnist-onnx_1",version="1"} 3\n'
             'nv_inference_count{gpu_uuid="GPU-a",model="mnist-onnx_2",version="1"} 0\n'

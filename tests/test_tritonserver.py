@@ -110,7 +110,7 @@ def test_the_harness_reads_the_real_servers_answers(real_triton: TritonServerPro
     from harness.gpu.gpu_use import timed_scrape
     from harness.gpu.triton import gpu_instance_groups, parse_metrics
     from harness.load.answers import WRONG_ANSWER, Expected, check_grpc_answer, check_json_answer
-    from harness.serving import served_name
+    from harness.testkit.serving import served_name
 
     a = list(range(16))
     good = (Expected("OUTPUT0", tuple(x + 1 for x in a)), Expected("OUTPUT1", tuple(x - 1 for x in a)))

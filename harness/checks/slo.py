@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from harness.config import Slo
-from harness.records import Record
+from harness.shapes import Record
 
 
 class SloVerdict(Record):

@@ -90,3 +90,28 @@ def model_failed(model: Mapping[str, Any] | None) -> str | None:
             detail = " ".join(str(cond.get(k) or "") for k in ("reason", "message") if cond.get(k) != state)
             return f"{state}: {detail.strip() or state}"
     return None
+
+
+# --- a Pod: decided by the scheduler, running, finished -----------------------------------------------------
+def scheduled_or_unschedulable(pod: Obj | None) -> bool:
+    """The scheduler has decided: bound to a node, or marked Unschedulable."""
+    if pod is None:
+        return False
+    if (pod.get("spec") or {}).get("nodeName"):
+        return True
+    cond = condition(pod, "PodScheduled")
+    return cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
+
+
+def finished(pod: Obj | None) -> bool:
+    return pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def running(pod: Obj | None) -> bool:
+    return pod is not None and (pod.get("status") or {}).get("phase") == "Running"
+
+
+def condition_text(obj: Mapping[str, Any] | None, kind: str) -> str:
+    """One line for messages: the condition's status, reason and message."""
+    cond = condition(obj, kind) or {}
+    return f"{cond.get('status')} {cond.get('reason') or ''} {cond.get('message') or ''}".strip()

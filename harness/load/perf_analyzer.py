@@ -66,7 +66,7 @@ def parse_csv(text: str, spec: LoadSpec) -> LoadResult:
             value = float(row[name])
         except (KeyError, ValueError):
             raise UsageError(f"perf_analyzer CSV: column {name!r} missing or not a number") from None
-        # A result holds finite numbers only (harness/records.py): `nan` here is bad input, not a traceback.
+        # A result holds finite numbers only (harness/shapes.py): `nan` here is bad input, not a traceback.
         if not math.isfinite(value):
             raise UsageError(f"perf_analyzer CSV: column {name!r} is {row[name]!r}, expected a finite number")
         return value

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_serializer
 
 from harness.load.spec import Mode, Protocol
-from harness.records import Record, rounded
+from harness.shapes import Record, rounded
 
 
 class LatencyPercentiles(Record):

@@ -29,7 +29,7 @@ from harness.load.engine import run_load
 from harness.load.result import LoadResult, fraction
 from harness.load.spec import LoadSpec, SweepPhase
 from harness.load.spec import Protocol as LoadProtocol
-from harness.records import Record, rounded
+from harness.shapes import Record, rounded
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import re
 
 from harness.report.model import RunReport
 
-# The suites a release needs (the categories `harness.recording.suite_of` gives the suite modules).
+# The suites a release needs (the categories `harness.testkit.recording.suite_of` gives the suite modules).
 REQUIRED_SUITES = ("placement", "isolation", "scheduling", "gpu", "latency")
 # The pytest plugin's run id rule (`--run-id`).
 _RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")

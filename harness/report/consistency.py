@@ -22,7 +22,7 @@ Problem = tuple[str, str, str]
 
 # The API server of the harness's simulated cluster marks its gitVersion with this build metadata.
 SIM_VERSION_MARK = "+harness-sim"
-# Figures are rounded when written (`harness.records.rounded`): comparisons allow that much.
+# Figures are rounded when written (`harness.shapes.rounded`): comparisons allow that much.
 _TOLERANCE = 1e-3
 # Test ids the harness records besides pytest's own (cleanup, evidence).
 HARNESS_CHECK_PREFIX = "harness::"

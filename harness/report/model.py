@@ -24,8 +24,8 @@ from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.result import LoadResult
 from harness.load.sweep import SweepResult
-from harness.records import Record
 from harness.safeyaml import read_text
+from harness.shapes import Record
 
 SCHEMA_VERSION: Literal["1"] = "1"
 

@@ -1,6 +1,6 @@
 """The test API the suites use, without pytest: the run context and the per-test `Scope`.
 
-`harness.pytest_plugin` is a thin layer over this module (as pytest-kind's fixture is over its
+`harness.testkit.plugin` is a thin layer over this module (as pytest-kind's fixture is over its
 `KindCluster`): it builds one `RunContext` from the command line, hands each test a `Scope`, and turns
 `Scope.close()` errors into test failures. Anything else (a script, a notebook, another runner) can
 drive a run the same way:
@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from harness.kube import Kube, NodeGuard
     from harness.lifecycle import ClusterSession
-    from harness.recording import Recorder
+    from harness.testkit.recording import Recorder
 
 Obj = dict[str, Any]
 
@@ -106,7 +106,7 @@ class Scope:
     run_context: RunContext
     nodeid: str
     cleanups: list[Cleanup] = field(default_factory=list)
-    # Set by `harness.testing.start_probe` once the NVML probe ConfigMap exists in the namespace.
+    # Set by `harness.testkit.helpers.start_probe` once the NVML probe ConfigMap exists in the namespace.
     probe_configmap_ready: bool = False
     _namespace: str | None = None
     _guard: NodeGuard | None = None

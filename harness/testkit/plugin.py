@@ -8,6 +8,11 @@ Fixture layers (design C):
 
 Everything a test creates goes through `scope`, so cleanup is in one place and never masks the
 test's own failure: a cleanup error fails the teardown only when the test itself passed.
+
+All of a run's state (its `RunContext`, the signal note, the deselected count) lives in one
+`HarnessRun` object that `pytest_configure` registers as a plugin and keeps in `config.stash`, as
+pytest's junitxml does with its `LogXML`: no module global, so several sessions in one process
+(pytester's inline runs) never see each other's run.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ import re
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.config import Profile, apply_overrides, load_profile
 from harness.errors import UsageError
 from harness.interruption import Interruption
-from harness.testapi import RunContext, Scope, cluster_session
+from harness.testkit.context import RunContext, Scope, cluster_session
+
+if TYPE_CHECKING:
+    from harness.gpu.result import ProbeResult
+    from harness.lifecycle import ClusterSession
+    from harness.testkit.recording import Recorder, TestRecorder
 
 DEFAULT_PROFILE = "profiles/sim.yaml"
 RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
@@ -88,14 +98,13 @@ def _default_run_id() -> str:
     return hashlib.sha256(f"{os.getpid()}-{os.urandom(8).hex()}".encode()).hexdigest()[:8]
 
 
-def _context(config: pytest.Config) -> RunContext | None:
-    ctx: RunContext | None = config.stash.get(RUN_CONTEXT, None)
-    return ctx
-
-
-RUN_CONTEXT = pytest.StashKey[RunContext]()
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-DESELECTED = pytest.StashKey[int]()
+
+
+def run_context_of(config: pytest.Config) -> RunContext | None:
+    """This session's run context, or None when the harness is not active (a run without a profile)."""
+    run = config.stash.get(HARNESS_RUN, None)
+    return None if run is None else run.ctx
 
 
 def _uses_suites(config: pytest.Config) -> bool:
@@ -157,7 +166,7 @@ def pytest_configure(config: pytest.Config) -> None:
     kubeconfig = config.getoption("--kubeconfig")
     if kubeconfig and not Path(kubeconfig).is_file():
         raise pytest.UsageError(f"--kubeconfig: file not found: {kubeconfig}")
-    from harness.recording import Recorder
+    from harness.testkit.recording import Recorder
 
     ctx = RunContext(
         profile=profile,
@@ -182,14 +191,13 @@ def pytest_configure(config: pytest.Config) -> None:
             provider=rehearsed_provider,
             host_gpus_simulated=simulates_host_gpus(rehearsed_provider, profile),
         ))
-    config.stash[RUN_CONTEXT] = ctx
+    run = HarnessRun(ctx)
+    config.stash[HARNESS_RUN] = run
+    config.pluginmanager.register(run, "harness-run")
     # SIGTERM (CI cancelling a job) must unwind like Ctrl-C so that fixtures restore nodes and
     # delete what they created; both signals are noted first, so the report says the run was
     # interrupted whatever becomes of the KeyboardInterrupt (harness/interruption.py).
-    INTERRUPTION.install()
-
-
-INTERRUPTION = Interruption()
+    run.interruption.install()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -201,18 +209,23 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, int | pytest.E
     try:
         return (yield)
     except KeyboardInterrupt:
-        if not INTERRUPTION.written and INTERRUPTION.signal is None:
+        run = config.stash.get(HARNESS_RUN, None)
+        if run is None:
             raise
-        if INTERRUPTION.signal is None:  # after the report, once pytest_unconfigure gave SIGINT back
+        interruption = run.interruption
+        if not interruption.written and interruption.signal is None:
+            raise
+        if interruption.signal is None:  # after the report, once pytest_unconfigure gave SIGINT back
             sys.stderr.write("harness: SIGINT arrived after the report was written; the run had finished\n")
         else:  # it cut pytest's own session finish short (the report was written all the same)
-            sys.stderr.write(f"harness: {INTERRUPTION.reason} while pytest finished the session\n")
+            sys.stderr.write(f"harness: {interruption.reason} while pytest finished the session\n")
         return pytest.ExitCode.INTERRUPTED
     except Exception as exc:
-        if INTERRUPTION.signal is None:
+        run = config.stash.get(HARNESS_RUN, None)
+        if run is None or run.interruption.signal is None:
             raise
         first = (str(exc).splitlines() or [""])[0][:200]
-        sys.stderr.write(f"harness: {INTERRUPTION.reason}; pytest then failed while stopping "
+        sys.stderr.write(f"harness: {run.interruption.reason}; pytest then failed while stopping "
                          f"({type(exc).__name__}: {first})\n")
         return pytest.ExitCode.INTERRUPTED
 
@@ -224,9 +237,10 @@ def pytest_runtest_makereport(
     report = yield
     _redact_report(report)
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
-    if INTERRUPTION.signal is not None and not item.session.shouldstop:
+    run = item.config.stash.get(HARNESS_RUN, None)
+    if run is not None and run.interruption.signal is not None and not item.session.shouldstop:
         # The KeyboardInterrupt may have been lost (a SystemError in its place): no further test starts.
-        item.session.shouldstop = INTERRUPTION.reason
+        item.session.shouldstop = run.interruption.reason
     return report
 
 
@@ -258,37 +272,6 @@ def _redact_report(report: pytest.TestReport) -> None:
     report.sections = [(title, redact(content)) for title, content in report.sections]
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    ctx = _CURRENT.get("ctx")
-    if ctx is None or ctx.recorder is None:
-        return
-    ctx.recorder.test_outcome(report)
-
-
-_CURRENT: dict[str, RunContext] = {}
-
-
-def pytest_deselected(items: list[pytest.Item]) -> None:
-    if items:
-        config = items[0].config
-        config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(items)
-
-
-def _record_selection(session: pytest.Session) -> None:
-    """Record what was selected, so the gate can tell a whole run from a partial one."""
-    ctx = _context(session.config)
-    if ctx is None or ctx.recorder is None:
-        return
-    from harness.recording import selection_of
-
-    config = session.config
-    args = [_relative_arg(str(a), config.invocation_params.dir) for a in config.args]
-    ctx.recorder.builder.set_selection(selection_of(
-        args, str(getattr(config.option, "keyword", "") or ""), str(getattr(config.option, "markexpr", "") or ""),
-        config.stash.get(DESELECTED, 0), [item.nodeid for item in session.items],
-    ))
-
-
 def _relative_arg(arg: str, cwd: Path) -> str:
     """pytest makes its default argument absolute; a report keeps paths relative to where pytest ran."""
     path, sep, rest = arg.partition("::")
@@ -297,35 +280,6 @@ def _relative_arg(arg: str, cwd: Path) -> str:
     except ValueError:
         return arg
     return f"{rel.as_posix()}{sep}{rest}"
-
-
-def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    ctx = _CURRENT.get("ctx")
-    if ctx is not None and ctx.recorder is not None:
-        if INTERRUPTION.signal is not None:  # the signal itself, not what pytest made of it
-            ctx.recorder.builder.mark_interrupted(INTERRUPTION.reason)
-            return
-        detail = str(excinfo.value) or "SIGINT"
-        ctx.recorder.builder.mark_interrupted(f"interrupted ({type(excinfo.value).__name__}: {detail})")
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    ctx = _context(session.config)
-    if ctx is None:
-        return
-    _redact_terminal(session.config)
-    _CURRENT["ctx"] = ctx
-    config = session.config
-    if config.option.collectonly or hasattr(config, "workerinput"):
-        return  # nothing will be provisioned here (xdist workers preflight their own cluster)
-    # Preflight once, before collection: an unusable environment is one stop with one checklist and
-    # pytest's usage-error exit code (the same as a bad profile), not an error per test.
-    problems = cluster_session(ctx).preflight()
-    if problems:
-        from harness.redact import redact
-
-        raise pytest.UsageError(redact(preflight_checklist(ctx.profile_path, ctx.profile.cluster.provider,
-                                                           problems)))
 
 
 # What a run writes into --report-dir; an earlier run's copies are removed before a new run's tests
@@ -350,125 +304,165 @@ def clear_earlier_run(report_dir: Path) -> list[str]:
     return removed
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    _record_selection(session)
-    ctx = _context(session.config)
-    if ctx is None or session.config.option.collectonly or not session.items:
-        return
-    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
-        return  # each xdist worker has a report folder of its own
-    removed = clear_earlier_run(ctx.report_dir)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if removed and reporter is not None:
-        reporter.write_line(f"harness: removed an earlier run's {', '.join(removed)} from {ctx.report_dir}")
+class HarnessRun:
+    """One suites run, registered as a pytest plugin by `pytest_configure`: its hooks record outcomes,
+    the selection and interruptions, and write the report when the session ends."""
 
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.interruption = Interruption()
+        self.deselected = 0
 
-def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
-    ctx = _CURRENT.get("ctx")
-    if ctx is not None:
-        ctx.tests_started += 1
+    @property
+    def recorder(self) -> Recorder:
+        assert self.ctx.recorder is not None  # set by pytest_configure before registering the run
+        return self.ctx.recorder
 
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        self.ctx.tests_started += 1
 
-@pytest.hookimpl(wrapper=True, trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
-    """The report is written after pytest's own session finish, which tears down the session fixtures
-    (the cluster's cleanup, whose leftovers the report records), and also when a signal cuts that
-    teardown short: a KeyboardInterrupt there would otherwise skip every later sessionfinish."""
-    try:
-        yield
-    finally:
-        INTERRUPTION.quiet = _context(session.config) is not None  # from here a signal is noted, never obeyed
-        _finish_session(session, exitstatus)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.recorder.test_outcome(report)
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += len(items)
 
-def _finish_session(session: pytest.Session, exitstatus: int) -> None:
-    ctx = _context(session.config)
-    _CURRENT.pop("ctx", None)
-    if ctx is None or ctx.recorder is None:
-        return
-    if INTERRUPTION.signal is not None:
-        # Whatever pytest made of it (a SystemError, an internal error, a test failure), it was a signal.
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
-        return  # the xdist controller runs no test: each worker writes its own report
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if ctx.tests_started == 0:
-        # --collect-only, `-k nothing`, an interrupted collection: a report of nothing would read as a
-        # pass and replace the last real one.
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if self.interruption.signal is not None:  # the signal itself, not what pytest made of it
+            self.recorder.builder.mark_interrupted(self.interruption.reason)
+            return
+        detail = str(excinfo.value) or "SIGINT"
+        self.recorder.builder.mark_interrupted(f"interrupted ({type(excinfo.value).__name__}: {detail})")
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        _redact_terminal(session.config)
+        config = session.config
+        if config.option.collectonly or hasattr(config, "workerinput"):
+            return  # nothing will be provisioned here (xdist workers preflight their own cluster)
+        # Preflight once, before collection: an unusable environment is one stop with one checklist and
+        # pytest's usage-error exit code (the same as a bad profile), not an error per test.
+        problems = cluster_session(self.ctx).preflight()
+        if problems:
+            from harness.redact import redact
+
+            raise pytest.UsageError(redact(preflight_checklist(self.ctx.profile_path,
+                                                               self.ctx.profile.cluster.provider, problems)))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._record_selection(session)
+        if session.config.option.collectonly or not session.items:
+            return
+        if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+            return  # each xdist worker has a report folder of its own
+        removed = clear_earlier_run(self.ctx.report_dir)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if removed and reporter is not None:
+            reporter.write_line(f"harness: removed an earlier run's {', '.join(removed)} from {self.ctx.report_dir}")
+
+    def _record_selection(self, session: pytest.Session) -> None:
+        """Record what was selected, so the gate can tell a whole run from a partial one."""
+        from harness.testkit.recording import selection_of
+
+        config = session.config
+        args = [_relative_arg(str(a), config.invocation_params.dir) for a in config.args]
+        self.recorder.builder.set_selection(selection_of(
+            args, str(getattr(config.option, "keyword", "") or ""), str(getattr(config.option, "markexpr", "") or ""),
+            self.deselected, [item.nodeid for item in session.items],
+        ))
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+        """The report is written after pytest's own session finish, which tears down the session fixtures
+        (the cluster's cleanup, whose leftovers the report records), and also when a signal cuts that
+        teardown short: a KeyboardInterrupt there would otherwise skip every later sessionfinish."""
+        try:
+            yield
+        finally:
+            self.interruption.quiet = True  # from here a signal is noted, never obeyed
+            self._finish_session(session, exitstatus)
+
+    def _finish_session(self, session: pytest.Session, exitstatus: int) -> None:
+        ctx = self.ctx
+        if self.interruption.signal is not None:
+            # Whatever pytest made of it (a SystemError, an internal error, a test failure), it was a signal.
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+            return  # the xdist controller runs no test: each worker writes its own report
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if ctx.tests_started == 0:
+            # --collect-only, `-k nothing`, an interrupted collection: a report of nothing would read as a
+            # pass and replace the last real one.
+            if reporter is not None:
+                kept = " (the one there is from an earlier run)" if (ctx.report_dir / "report.json").exists() else ""
+                reporter.write_line(f"harness: no test ran, so no report was written to {ctx.report_dir}{kept}")
+            return
+        try:
+            paths = self._write_report(session, exitstatus)
+            if self.interruption.signal is not None and not self.recorder.builder.snapshot().interrupted:
+                paths = self._write_report(session, exitstatus)  # the signal came while the report was written
+            self.interruption.written = True
+        except Exception as exc:  # the report must never hide the run's own result
+            if reporter is not None:
+                reporter.write_line(f"harness: writing the report failed: {type(exc).__name__}: {exc}", red=True)
+            return
         if reporter is not None:
-            kept = " (the one there is from an earlier run)" if (ctx.report_dir / "report.json").exists() else ""
-            reporter.write_line(f"harness: no test ran, so no report was written to {ctx.report_dir}{kept}")
-        return
-    try:
-        paths = _write_report(session, ctx, exitstatus)
-        if INTERRUPTION.signal is not None and not ctx.recorder.builder.snapshot().interrupted:
-            paths = _write_report(session, ctx, exitstatus)  # the signal came while the report was written
-        INTERRUPTION.written = True
-    except Exception as exc:  # the report must never hide the run's own result
-        if reporter is not None:
-            reporter.write_line(f"harness: writing the report failed: {type(exc).__name__}: {exc}", red=True)
-        return
-    if reporter is not None:
-        for name, path in sorted(paths.items()):
-            reporter.write_line(f"harness: {name}: {path}")
-    _cleanup_verdict(session, ctx)
-    INTERRUPTION.note_after_report()
+            for name, path in sorted(paths.items()):
+                reporter.write_line(f"harness: {name}: {path}")
+        self._cleanup_verdict(session)
+        self.interruption.note_after_report()
 
+    def _write_report(self, session: pytest.Session, exitstatus: int) -> dict[str, Path]:
+        builder = self.recorder.builder
+        if self.interruption.signal is not None:
+            builder.mark_interrupted(self.interruption.reason)
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        elif exitstatus == pytest.ExitCode.INTERRUPTED:
+            builder.mark_interrupted("interrupted (pytest exit status 2: a signal or Ctrl-C)")
+        elif session.shouldstop or session.shouldfail:
+            # -x / --maxfail: the remaining tests never ran, so the evidence is partial.
+            builder.mark_interrupted(f"stopped early: {session.shouldstop or session.shouldfail}")
+        paths = self.recorder.write()
+        from harness.report.signature import load_key, sign
 
-def _write_report(session: pytest.Session, ctx: RunContext, exitstatus: int) -> dict[str, Path]:
-    assert ctx.recorder is not None
-    if INTERRUPTION.signal is not None:
-        ctx.recorder.builder.mark_interrupted(INTERRUPTION.reason)
-        session.exitstatus = pytest.ExitCode.INTERRUPTED
-    elif exitstatus == pytest.ExitCode.INTERRUPTED:
-        ctx.recorder.builder.mark_interrupted("interrupted (pytest exit status 2: a signal or Ctrl-C)")
-    elif session.shouldstop or session.shouldfail:
-        # -x / --maxfail: the remaining tests never ran, so the evidence is partial.
-        ctx.recorder.builder.mark_interrupted(f"stopped early: {session.shouldstop or session.shouldfail}")
-    paths = ctx.recorder.write()
-    from harness.report.signature import load_key, sign
-
-    try:
-        key = load_key()
-    except UsageError as exc:
-        sys.stderr.write(f"harness: report not signed: {exc}\n")
+        try:
+            key = load_key()
+        except UsageError as exc:
+            sys.stderr.write(f"harness: report not signed: {exc}\n")
+            return paths
+        if key is not None and "json" in paths:
+            paths["signature"] = sign(paths["json"], key)
         return paths
-    if key is not None and "json" in paths:
-        paths["signature"] = sign(paths["json"], key)
-    return paths
+
+    def _cleanup_verdict(self, session: pytest.Session) -> None:
+        """A cleanup that left anything (objects, the Lease, a node change) fails the run, not only its report:
+        one line on stderr names what is left and the command that removes it."""
+        if not self.recorder.problems:
+            return
+        left = "; ".join(" ".join(p.split()) for p in self.recorder.problems)
+        sys.stderr.write(f"harness: cleanup left something behind: {left[:1500]}; remove it with: python -m "
+                         f"harness cleanup --profile {self.ctx.profile_path} --run-id {self.ctx.run_id}\n")
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.interruption.restore()
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        ctx = self.ctx
+        p = ctx.profile
+        lines = [f"harness: profile {ctx.profile_path} (provider {p.cluster.provider}), run id {ctx.run_id}"]
+        if ctx.rehearsed_provider is not None:
+            lines.append(f"harness: REHEARSAL of the {ctx.rehearsed_provider} profile {p.name} "
+                         "on the simulated cluster")
+        if ctx.gpu_layout is not None:
+            lines.append(f"harness: GPU layout (gpu_workers: auto): {ctx.gpu_layout}")
+        if p.simulated:
+            lines.append("harness: SIMULATED CLUSTER: GPUs and NVML are simulated; "
+                         "the release gate refuses this report")
+        return lines
 
 
-def _cleanup_verdict(session: pytest.Session, ctx: RunContext) -> None:
-    """A cleanup that left anything (objects, the Lease, a node change) fails the run, not only its report:
-    one line on stderr names what is left and the command that removes it."""
-    assert ctx.recorder is not None
-    if not ctx.recorder.problems:
-        return
-    left = "; ".join(" ".join(p.split()) for p in ctx.recorder.problems)
-    sys.stderr.write(f"harness: cleanup left something behind: {left[:1500]}; remove it with: python -m harness "
-                     f"cleanup --profile {ctx.profile_path} --run-id {ctx.run_id}\n")
-    if session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _context(config) is not None:
-        INTERRUPTION.restore()
-
-
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    ctx = _context(config)
-    if ctx is None:
-        return []
-    p = ctx.profile
-    lines = [f"harness: profile {ctx.profile_path} (provider {p.cluster.provider}), run id {ctx.run_id}"]
-    if ctx.rehearsed_provider is not None:
-        lines.append(f"harness: REHEARSAL of the {ctx.rehearsed_provider} profile {p.name} on the simulated cluster")
-    if ctx.gpu_layout is not None:
-        lines.append(f"harness: GPU layout (gpu_workers: auto): {ctx.gpu_layout}")
-    if p.simulated:
-        lines.append("harness: SIMULATED CLUSTER: GPUs and NVML are simulated; the release gate refuses this report")
-    return lines
+HARNESS_RUN = pytest.StashKey[HarnessRun]()
 
 
 # ---------------------------------------------------------------------------------------
@@ -476,7 +470,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def run_context(pytestconfig: pytest.Config) -> RunContext:
-    ctx = _context(pytestconfig)
+    ctx = run_context_of(pytestconfig)
     if ctx is None:
         pytest.skip("harness suites need a profile: run `pytest suites/ --profile profiles/sim.yaml`")
     return ctx
@@ -505,7 +499,9 @@ def shown(config: pytest.Config) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def cluster(run_context: RunContext, pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Iterator[Any]:
+def cluster(
+    run_context: RunContext, pytestconfig: pytest.Config, request: pytest.FixtureRequest
+) -> Iterator[ClusterSession]:
     """The cluster, provisioned through the profile's provider, with the GPU stack and Seldon."""
     from harness.lifecycle import PhaseFailed
 
@@ -539,7 +535,7 @@ def cluster(run_context: RunContext, pytestconfig: pytest.Config, request: pytes
 
 
 @pytest.fixture(scope="session")
-def deployment(cluster: Any, pytestconfig: pytest.Config) -> Any:
+def deployment(cluster: ClusterSession, pytestconfig: pytest.Config) -> ClusterSession:
     """The profile's Servers and Models applied and awaited (once per run; tests must not change them)."""
     if not cluster.deployed and cluster.deploy_error is None:
         with shown(pytestconfig):
@@ -548,7 +544,7 @@ def deployment(cluster: Any, pytestconfig: pytest.Config) -> Any:
 
 
 @pytest.fixture(scope="session")
-def deployed_ok(deployment: Any) -> Any:
+def deployed_ok(deployment: ClusterSession) -> ClusterSession:
     """Like `deployment`, but fails the test with the deployment's cause when it did not come up."""
     if deployment.deploy_error:
         pytest.fail(f"deployment of the profile's Servers/Models failed: {deployment.deploy_error}", pytrace=False)
@@ -564,7 +560,7 @@ def _test_failed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture
-def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext) -> Iterator[Scope]:
+def scope(request: pytest.FixtureRequest, cluster: ClusterSession, run_context: RunContext) -> Iterator[Scope]:
     test_scope = Scope(cluster, run_context, request.node.nodeid)
     yield test_scope
     failed = _test_failed(request.node)
@@ -579,13 +575,13 @@ def scope(request: pytest.FixtureRequest, cluster: Any, run_context: RunContext)
 
 
 @pytest.fixture
-def record(request: pytest.FixtureRequest, run_context: RunContext) -> Any:
+def record(request: pytest.FixtureRequest, run_context: RunContext) -> TestRecorder:
     """What a test adds to the report: checks with reasons, placement, probes, latency."""
     return run_context.records.for_test(request.node.nodeid)
 
 
 @pytest.fixture
-def host_gpu_inventory(cluster: Any, run_context: RunContext) -> tuple[Any, str]:
+def host_gpu_inventory(cluster: ClusterSession, run_context: RunContext) -> tuple[ProbeResult | None, str]:
     """(ProbeResult | None, reason): the GPUs of the host the cluster runs on, through NVML.
 
     On a kind rehearsal the host is simulated: its GPUs are those the sim handed to the GPU workers.
@@ -593,14 +589,15 @@ def host_gpu_inventory(cluster: Any, run_context: RunContext) -> tuple[Any, str]
     if run_context.rehearsed_provider is not None:
         from harness.rehearse import simulated_host_inventory
 
-        return simulated_host_inventory(cluster.kube.list("v1", "Node"), (run_context.report_dir / "work").resolve())
+        nodes = cluster.client().list("v1", "Node")
+        return simulated_host_inventory(nodes, (run_context.report_dir / "work").resolve())
     from harness.gpu.host import host_inventory_with_reason
 
     return host_inventory_with_reason()
 
 
 @pytest.fixture
-def require_nvml(cluster: Any, run_context: RunContext) -> None:
+def require_nvml(cluster: ClusterSession, run_context: RunContext) -> None:
     """Skip (or fail under --require-gpu) when GPUs cannot be seen through NVML on this cluster."""
     reason = nvml_unavailable_reason(run_context.profile, cluster.facts)
     if reason:

@@ -1,17 +1,25 @@
-"""Helpers the suites share: snapshots with placement tables on failure, pod waits, probe runs."""
+"""Helpers the suites share: placement tables on failure, the NVML probe pod's run, cluster state.
+
+The pod and condition predicates they wait on are Kubernetes rules and live in `harness.k8s.conditions`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from harness.checks.placement import Snapshot, Violation, format_table, placement_table
 from harness.config import Profile
-from harness.k8s.conditions import condition
+from harness.k8s.conditions import finished
 from harness.k8s.gpu import free_units
 from harness.k8s.seldon_api import SELDON_API
 from harness.kube.stuck import StuckPods
+
+if TYPE_CHECKING:
+    from harness.gpu.result import ProbeResult
+    from harness.kube import Kube
+    from harness.testkit.context import Scope
 
 Obj = dict[str, Any]
 
@@ -25,44 +33,21 @@ def fail_on_findings(findings: list[Violation], snapshot: Snapshot, profile: Pro
     pytest.fail("\n".join(lines), pytrace=False)
 
 
-def scheduled_or_unschedulable(pod: Obj | None) -> bool:
-    """The scheduler has decided: bound to a node, or marked Unschedulable."""
-    if pod is None:
-        return False
-    if (pod.get("spec") or {}).get("nodeName"):
-        return True
-    cond = condition(pod, "PodScheduled")
-    return cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"
-
-
-def finished(pod: Obj | None) -> bool:
-    return pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def running(pod: Obj | None) -> bool:
-    return pod is not None and (pod.get("status") or {}).get("phase") == "Running"
-
-
-def failed_scheduling_messages(kube: Any, namespace: str, pod: str) -> list[str]:
+def failed_scheduling_messages(kube: Kube, namespace: str, pod: str) -> list[str]:
     return [
         str(e.get("message") or "") for e in kube.events(namespace=namespace, involved_name=pod, involved_kind="Pod")
         if e.get("reason") == "FailedScheduling"
     ]
 
 
-def condition_text(obj: Obj | None, kind: str) -> str:
-    cond = condition(obj, kind) or {}
-    return f"{cond.get('status')} {cond.get('reason') or ''} {cond.get('message') or ''}".strip()
-
-
-def free_gpus(kube: Any, node: Obj, resource: str) -> int:
+def free_gpus(kube: Kube, node: Obj, resource: str) -> int:
     """Allocatable units of exactly `resource` on `node` (GPUs, replicas or one MIG profile's devices:
     `harness.render.gpu.probe_resource` names the one probes request) minus what its live pods request."""
     return free_units(node, kube.list("v1", "Pod", field_selector=f"spec.nodeName={node['metadata']['name']}"),
                       resource)
 
 
-def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,
+def start_probe(scope: Scope, name: str, node: str, gpus: int, hold_s: float = 0,
                 env: dict[str, str] | None = None) -> None:
     """Create the NVML probe ConfigMap (once per namespace) and a one-shot probe pod on `node`."""
     from harness import render
@@ -81,7 +66,7 @@ def start_probe(scope: Any, name: str, node: str, gpus: int, hold_s: float = 0,
     scope.apply(pod)
 
 
-def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
+def finish_probe(scope: Scope, name: str) -> tuple[Obj, ProbeResult]:
     """Wait for the probe pod to finish and parse its log; fails with the pod's state and log otherwise."""
     from harness.checks.pulls import images_pending, past_pull
     from harness.gpu.result import parse_probe_output
@@ -97,6 +82,7 @@ def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
                             what=f"NVML probe pod {name}: pulling image {images}", give_up=stuck.for_pod())
     pod = scope.kube.wait_for("v1", "Pod", name, scope.namespace, finished, timeout=timeouts.probe_s,
                               what=f"NVML probe pod {name} to finish", give_up=stuck.for_pod())
+    assert pod is not None  # `finished` holds only for a pod that exists
     log = scope.kube.logs(scope.namespace, name)
     if (pod.get("status") or {}).get("phase") != "Succeeded":
         pytest.fail(f"probe pod {name} on {pod['spec'].get('nodeName')} ended "
@@ -104,7 +90,7 @@ def finish_probe(scope: Any, name: str) -> tuple[Obj, Any]:
     return pod, parse_probe_output(log, f"pod {scope.namespace}/{name}")
 
 
-def capture_cluster_state(kube: Any, seldon_namespace: str) -> dict[str, Any]:
+def capture_cluster_state(kube: Kube, seldon_namespace: str) -> dict[str, Any]:
     """Everything a run may touch, for a before/after comparison (`harness.checks.leftovers`)."""
     from harness.checks import leftovers
 
