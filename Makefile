@@ -38,7 +38,7 @@ test: $(STAMP)
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	exit $$status
 
-# Minutes: repeated end-to-end runs (20 signals at random moments of e2e runs, tests/test_interrupted_runs.py).
+# Minutes: repeated end-to-end runs (20 signals at random moments of e2e runs, tests/runs/test_interrupted_runs.py).
 test-nightly: $(STAMP)
 	$(BIN)/python -m pytest tests/ -p no:xdist -m nightly $(PYTEST_ARGS)
 

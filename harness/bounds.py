@@ -3,7 +3,7 @@
 A finite but huge value (a rate of 1e9, a duration of a year, a tensor dimension of 1e12) passes
 type checks and then runs away at run time: memory for every intended send time, a run that never
 ends. Each number has a documented ceiling here (docs/bounds.md is generated from these tables and
-checked against them by tests/test_bounds.py); a value above it is refused with one line naming
+checked against them by tests/rules/test_bounds.py); a value above it is refused with one line naming
 the field, the ceiling and the value. Pure: no I/O, nothing else of the harness.
 """
 
@@ -134,7 +134,7 @@ def bound_for(path: str) -> tuple[float, str] | None:
     for pattern, bound in PROFILE_BOUNDS.items():
         if "*" in pattern and fnmatch.fnmatchcase(generic, pattern):
             return bound
-    # A field added without an entry (tests/test_bounds.py fails on one) still gets a ceiling.
+    # A field added without an entry (tests/rules/test_bounds.py fails on one) still gets a ceiling.
     return (1e9, "no documented bound: report this")
 
 

@@ -105,7 +105,7 @@ def simulated_host_inventory(nodes: list[dict[str, Any]], workdir: Path) -> tupl
 
 # --- the static equivalent of a rehearsal: which checks a profile's shape makes skip ----------
 # These rules mirror the skip conditions in suites/ (each names its test). A real rehearsal of
-# profiles/kind-gpu.yaml (tests/test_rehearse.py) checks them against what the suites really do.
+# profiles/kind-gpu.yaml (tests/providers/test_rehearse.py) checks them against what the suites really do.
 MAX_PLACEMENTS = 20_000
 
 

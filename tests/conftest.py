@@ -2,8 +2,13 @@
 
 - `sim`: one simulated cluster from profiles/sim.yaml (no MLServer) for the whole session (one per
   xdist worker). Tests that use it work in their own namespaces and clear injected faults (see
-  `tests.sim_fixtures.kube_against`); modules that need another shape of cluster define their own
-  `sim`, which overrides this one.
+  `tests.kit.sim_fixtures.kube_against`); folders and modules that need another shape of cluster
+  define their own `sim`, which overrides this one.
+- the real MLServer and Triton fixtures (tests/kit/mlserver_fixtures.py, tests/kit/triton_fixtures.py),
+  registered once here so that every folder shares one server of each per worker.
+
+Tests live in folders by topic (sim, kube, rules, gpu, load, report, profiles, providers, runs, house),
+each with a conftest for what its tests share; what several folders share is in tests/kit/.
 - `fast` marker: the modules of pure functions and in-process checks (no simulated cluster, no
   MLServer, no kind/helm fakes); `make test-fast` runs exactly these, in seconds.
 """
@@ -16,7 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.sim_fixtures import started_sim
+from tests.kit.sim_fixtures import started_sim
+
+pytest_plugins = ["tests.kit.mlserver_fixtures", "tests.kit.triton_fixtures"]
 
 # Modules whose tests run in-process on data: the fast lane. A module that starts a cluster, an
 # MLServer or a subprocess of the harness does not belong here.

@@ -24,7 +24,7 @@ from harness.checks.leftovers import differences
 from harness.config import load_profile
 from harness.kube import Kube
 from harness.testkit.helpers import capture_cluster_state
-from tests.simproc import ROOT, existing_profile_for, running_sim
+from tests.kit.simproc import ROOT, existing_profile_for, running_sim
 
 
 def _children(pid: int) -> int:

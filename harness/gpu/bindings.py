@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.errors import UsageError
 
 PACKAGE = "nvidia-ml-py"
-# Equal to the `nvidia-ml-py==` pin in pyproject.toml (tests/test_gpu_bindings.py keeps them equal).
+# Equal to the `nvidia-ml-py==` pin in pyproject.toml (tests/gpu/test_gpu_bindings.py keeps them equal).
 VERSION = "13.615.71"
 # sha256 of that release's pynvml.py (its wheel RECORD names the same digest, base64-encoded).
 SHA256 = "2828e66b483bec218f461314f6da96c1e56330ed4b297a20b3444b4c43cdd14e"

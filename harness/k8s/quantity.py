@@ -5,7 +5,7 @@ staging/src/k8s.io/apimachinery/pkg/api/resource/quantity.go (commit
 1ca8f84eede93fa9b3577a07025ca90582b2ac46): `<sign><digits>[.<digits>]<suffix>` with suffix a binary SI
 (Ki..Ei), a decimal SI (n u m "" k M G T P E) or a decimal exponent (e/E<signed int>); the value is the
 number times the suffix's multiplier, exactly (a Fraction). The official client's
-`kubernetes.utils.parse_quantity` gives the same values (tests/test_k8s_rules.py compares them) but
+`kubernetes.utils.parse_quantity` gives the same values (tests/rules/test_k8s_rules.py compares them) but
 accepts what the API server refuses (`NaN`, `Infinity`, `1_000`, blanks), and importing it loads the
 whole client (0.4 CPU-seconds in every process that reads a profile).
 """

@@ -3,7 +3,7 @@
 It ships in a ConfigMap beside its plan (`plan.json`) and runs as `python3 -I -S generator.py
 --plan /generator/plan.json --target URL` (Python 3.11+) in the image the NVML probe already uses,
 so a pod needs no package install and no extra image pull. Nothing here may import the harness or anything outside
-Python's standard library (tests/test_load_generators.py runs it with `-I -S` to hold that).
+Python's standard library (tests/load/test_load_generators.py runs it with `-I -S` to hold that).
 
 Every pod of the indexed Job reads its index from `JOB_COMPLETION_INDEX`, waits for the plan's
 shared wall-clock start, paces its share of the schedule (open loop: pod k of N sends the

@@ -1,6 +1,6 @@
 """`python -m harness.report.schema [OUT]`: write the report JSON schema (default: stdout).
 
-docs/report.schema.json is this output; tests/test_report_schema.py fails when it is stale.
+docs/report.schema.json is this output; tests/report/test_report_schema.py fails when it is stale.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def config_to_json(config: Any) -> dict[str, Any]:
     """The model config as Triton's HTTP endpoint shows it (proto field names, numbers as numbers)."""
     from google.protobuf import json_format  # type: ignore[import-untyped]
 
-    # Triton prints every field of the config, defaults included (tests/test_triton_differential.py).
+    # Triton prints every field of the config, defaults included (tests/sim/seldon/test_triton_differential.py).
     data: dict[str, Any] = json_format.MessageToDict(config, preserving_proto_field_name=True,
                                                      always_print_fields_with_no_presence=True)
 

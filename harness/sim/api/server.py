@@ -764,7 +764,7 @@ class ApiServer:
     def __init__(self, store: MemoryStore, faults: Faults, port: int = 0, token: str | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
         # token/tls None: plain, unauthenticated HTTP, only for the API layer's own tests
-        # (tests/sim_fixtures.py); SimCluster (sim provider, `sim up`) always passes both.
+        # (tests/kit/sim_fixtures.py); SimCluster (sim provider, `sim up`) always passes both.
         self._httpd = ApiHttpServer(store, faults, port, token, tls)
         self._scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None

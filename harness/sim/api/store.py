@@ -220,6 +220,18 @@ class MemoryStore:
         return ApiError(404, "NotFound", f'{rt.qualified_plural} "{name}" not found',
                         {"name": name, "group": rt.group, "kind": rt.plural})
 
+    def _write(self, change_type: str, rt: ResourceType, key: tuple[str, str], old: Obj | None, new: Obj) -> None:
+        """The one way an object changes in the store: a new resourceVersion, the bucket, then the change
+        (history, watches, listeners). ADDED and MODIFIED store `new`; DELETED removes `key`, and `new` is
+        the object as it was deleted."""
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        bucket = self._bucket(rt)
+        if change_type == "DELETED":
+            del bucket[key]
+        else:
+            bucket[key] = new
+        self._commit(change_type, rt, old, clone(new))
+
     def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new, time.monotonic())
         if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
@@ -364,9 +376,7 @@ class MemoryStore:
             if dry_run:
                 meta["resourceVersion"] = str(self._rv)
                 return new
-            meta["resourceVersion"] = self._next_rv()
-            self._bucket(rt)[key] = new
-            self._commit("ADDED", rt, None, clone(new))
+            self._write("ADDED", rt, key, None, new)
             if self._owners_gone(new):
                 # What the garbage collector does with a dependent whose owners no longer exist
                 # (a controller that created it from a stale view of a just-deleted owner).
@@ -429,10 +439,7 @@ class MemoryStore:
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if dry_run:
             return new
-        meta["resourceVersion"] = self._next_rv()
-        key = self._key(rt, meta["name"], meta.get("namespace"))
-        self._bucket(rt)[key] = new
-        self._commit("MODIFIED", rt, current, clone(new))
+        self._write("MODIFIED", rt, self._key(rt, meta["name"], meta.get("namespace")), current, new)
         return clone(new)
 
     def _current(self, rt: ResourceType, obj: Obj) -> tuple[str, Obj]:
@@ -620,9 +627,7 @@ class MemoryStore:
         if dry_run:
             return new
         if new != current:
-            meta["resourceVersion"] = self._next_rv()
-            self._bucket(rt)[key] = new
-            self._commit("MODIFIED", rt, current, clone(new))
+            self._write("MODIFIED", rt, key, current, new)
         answer = clone(new)
         if rt.kind == "Namespace":
             # The namespace controller empties it; the namespace itself goes on a later pass
@@ -707,15 +712,10 @@ class MemoryStore:
                     new["metadata"]["ownerReferences"] = kept
                 else:
                     new["metadata"].pop("ownerReferences", None)
-                new["metadata"]["resourceVersion"] = self._next_rv()
-                bucket[key] = new
-                self._commit("MODIFIED", rt, obj, clone(new))
+                self._write("MODIFIED", rt, key, obj, new)
 
     def _delete_one(self, rt: ResourceType, key: tuple[str, str], obj: Obj) -> None:
-        del self._bucket(rt)[key]
-        gone = clone(obj)
-        gone["metadata"]["resourceVersion"] = self._next_rv()
-        self._commit("DELETED", rt, clone(obj), gone)
+        self._write("DELETED", rt, key, clone(obj), clone(obj))
         if rt.kind == "Pod":
             ns, name = key
             for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:

@@ -1,0 +1,1 @@
+"""The house rules: import layers, one source for each rule, the CI workflows."""

@@ -1,0 +1,189 @@
+"""A simulated cluster of node-side controllers only (scheduler, kubelet, taint manager; no Seldon), driven with
+the real kubernetes client: the scheduler, eviction, deletion, kubelet and workload tests share it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from harness.sim.api.server import ApiServer
+from harness.sim.api.store import MemoryStore
+from harness.sim.faults import Faults
+from harness.sim.nodes import core_controllers, make_node
+from harness.sim.runtime import Runtime
+
+Obj = dict[str, Any]
+
+
+NS = "sched"
+
+
+WAIT_S = 10.0
+
+
+@dataclass
+class Sim:
+    store: MemoryStore
+    faults: Faults
+    core: client.CoreV1Api
+    apps: client.AppsV1Api
+    controllers: list[Any]
+
+    def to_dict(self, model: Any) -> Obj:
+        return dict(self.core.api_client.sanitize_for_serialization(model))
+
+
+def start_sim(workdir: Path) -> tuple[Sim, Callable[[], None]]:
+    store = MemoryStore()
+    faults = Faults(store)
+    controllers = core_controllers(workdir=str(workdir), store=store)
+    for c in controllers:
+        register = getattr(c, "register_faults", None)
+        if callable(register):
+            register(faults)
+    runtime = Runtime(store, controllers)
+    runtime.start()
+    server = ApiServer(store, faults, 0)
+    server.start()
+    cfg = client.Configuration()
+    cfg.host = server.url
+    api_client = client.ApiClient(cfg)
+    sim = Sim(store, faults, client.CoreV1Api(api_client), client.AppsV1Api(api_client), controllers)
+
+    def stop() -> None:
+        api_client.close()
+        server.stop()
+        runtime.stop()
+
+    return sim, stop
+
+
+def wait_pod(
+    sim: Sim, name: str, done: Callable[[Obj | None], bool], ns: str = NS, timeout: float = WAIT_S
+) -> Obj | None:
+    """Watch one pod until `done(pod)` (None once deleted); the timeout names the last state seen."""
+    deadline = time.monotonic() + timeout
+    selector = f"metadata.name={name}"
+    listed = sim.core.list_namespaced_pod(ns, field_selector=selector)
+    last: Obj | None = sim.to_dict(listed.items[0]) if listed.items else None
+    if done(last):
+        return last
+    rv = listed.metadata.resource_version
+    for _ in range(1000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        w = watch.Watch()
+        for event in w.stream(sim.core.list_namespaced_pod, ns, field_selector=selector, resource_version=rv,
+                              timeout_seconds=max(1, int(remaining))):
+            obj = event["raw_object"]
+            rv = obj["metadata"].get("resourceVersion", rv)
+            last = None if event["type"] == "DELETED" else obj
+            if done(last):
+                w.stop()
+                return last
+            if time.monotonic() > deadline:
+                w.stop()
+                break
+    raise AssertionError(f"pod {ns}/{name} did not reach the expected state in {timeout}s; last seen: "
+                         f"{(last or {}).get('spec', {}).get('nodeName')} {(last or {}).get('status')}")
+
+
+def scheduled_or_failed(pod: Obj | None) -> bool:
+    if pod is None:
+        return False
+    if (pod.get("spec") or {}).get("nodeName"):
+        return True
+    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def running(pod: Obj | None) -> bool:
+    return pod is not None and (pod.get("status") or {}).get("phase") == "Running"
+
+
+def gone(pod: Obj | None) -> bool:
+    return pod is None
+
+
+def pod_body(name: str, *, tolerations: list[Obj] | None = None, node_selector: dict[str, str] | None = None,
+             affinity: Obj | None = None, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None,
+             init_requests: dict[str, str] | None = None, node_name: str | None = None,
+             labels: dict[str, str] | None = None, **spec: Any) -> Obj:
+    container: Obj = {"name": "c", "image": "busybox:1.36", "command": ["sleep", "3600"]}
+    if requests or limits:
+        container["resources"] = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+    body: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+                 "spec": {"containers": [container], **spec}}
+    if init_requests:
+        body["spec"]["initContainers"] = [{"name": "init", "image": "busybox:1.36",
+                                           "resources": {"requests": init_requests}}]
+    if tolerations is not None:
+        body["spec"]["tolerations"] = tolerations
+    if node_selector:
+        body["spec"]["nodeSelector"] = node_selector
+    if affinity:
+        body["spec"]["affinity"] = affinity
+    if node_name:
+        body["spec"]["nodeName"] = node_name
+    if labels:
+        body["metadata"]["labels"] = labels
+    return body
+
+
+def reset(sim: Sim) -> None:
+    for p in sim.core.list_namespaced_pod(NS).items:
+        try:  # force (grace 0): the next case reuses the names
+            sim.core.delete_namespaced_pod(p.metadata.name, NS, grace_period_seconds=0)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:  # a Terminating pod its kubelet removed meanwhile
+                raise
+    for n in sim.core.list_node().items:
+        sim.core.delete_node(n.metadata.name)
+
+
+def node(name: str, **kw: Any) -> Obj:
+    unschedulable = kw.pop("unschedulable", False)
+    obj = make_node(name, **kw)
+    obj["metadata"]["annotations"].pop("node.alpha.kubernetes.io/ttl", None)
+    if unschedulable:
+        obj["spec"]["unschedulable"] = True
+    return obj
+
+
+def affinity(*terms: list[Obj], fields: list[Obj] | None = None) -> Obj:
+    node_terms: list[Obj] = [{"matchExpressions": exprs} for exprs in terms]
+    if fields:
+        node_terms.append({"matchFields": fields})
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": node_terms}}}
+
+
+def expr(key: str, op: str, *values: str) -> Obj:
+    e: Obj = {"key": key, "operator": op}
+    if values:
+        e["values"] = list(values)
+    return e
+
+
+def pod_affinity(kind: str, match: dict[str, str], key: str = "kubernetes.io/hostname") -> Obj:
+    return {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": match}, "topologyKey": key}]}}
+
+
+def spread(key: str, match: dict[str, str], max_skew: int = 1) -> Obj:
+    return {"maxSkew": max_skew, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": match}}
+
+
+GPU_TAINT = {"key": "seldon-gpu-srv", "value": "true", "effect": "NoSchedule"}
+
+
+CP_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+
+
+GPU_TOL = {"key": "seldon-gpu-srv", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
