@@ -58,11 +58,11 @@ def _reap(proc: subprocess.Popen[str], pids: list[int]) -> None:
 
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
-    alive = [p for p in pids if alive(p)]
-    while alive and time.monotonic() < deadline:
+    living = [p for p in pids if alive(p)]
+    while living and time.monotonic() < deadline:
         time.sleep(0.2)  # polling /proc against a deadline
-        alive = [p for p in alive if alive(p)]
-    return alive
+        living = [p for p in living if alive(p)]
+    return living
 
 
 def test_a_child_dies_after_sigkill_of_its_parent() -> None:
