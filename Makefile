@@ -24,17 +24,20 @@ $(STAMP): pyproject.toml
 # 340 CPU-seconds on the 2-core machine (docs/benchmarks.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-# Two phases. Most tests wait on subprocesses, servers and the simulated cluster, so they run on
-# TEST_WORKERS xdist workers (more workers than cores: a worker waiting on a sim leaves its core to
-# another); the few that judge latencies or rates (marker `serial`) run after them, alone, so that
-# no other test's CPU use is in their figures. Both phases always run and the target fails if
-# either did; a phase that PYTEST_ARGS (say `-k`) leaves empty (pytest's exit 5) is not a failure.
+# Two phases. The few tests that judge latencies or rates (marker `serial`) run first, alone, so that
+# no other test's CPU use is in their figures; that phase also collects every test once, which writes
+# pytest's assertion-rewrite cache (each xdist worker would otherwise rewrite all test modules itself:
+# 10 CPU-seconds each on a fresh clone). Then the rest, which mostly wait on subprocesses, servers and
+# the simulated cluster, on TEST_WORKERS xdist workers (more workers than cores: a worker waiting on a sim
+# leaves its core to another), the longest tests first on every worker (tests/kit/order.py). Both
+# phases always run and the target fails if either did; a phase that PYTEST_ARGS (say `-k`) leaves
+# empty (pytest's exit 5) is not a failure.
 TEST_WORKERS ?= 5
 test: $(STAMP)
 	@status=0; \
-	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" $(PYTEST_ARGS) \
-		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	$(BIN)/python -m pytest tests/ -p no:xdist -m "serial and not nightly" $(PYTEST_ARGS) \
+		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	exit $$status
 
@@ -69,3 +72,9 @@ gpu-smoke: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports artifacts
+
+# Re-measure tests/durations.json, which orders `make test`'s workers (longest first: tests/kit/order.py).
+.PHONY: test-durations
+test-durations: $(STAMP)
+	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" \
+		--record-durations tests/durations.json $(PYTEST_ARGS)

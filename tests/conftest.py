@@ -15,12 +15,14 @@ each with a conftest for what its tests share; what several folders share is in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.kit.order import balanced_order
 from tests.kit.sim_fixtures import started_sim
 
 pytest_plugins = ["tests.kit.mlserver_fixtures", "tests.kit.triton_fixtures"]
@@ -36,10 +38,45 @@ FAST_MODULES = frozenset({
 NOT_FAST = frozenset({"test_cli_exit_code_2_without_traceback", "test_two_worker_processes_share_the_rate"})
 
 
+DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record-durations", default=None, metavar="PATH",
+                     help="write each test's duration (setup + call + teardown, those of 1 s or more) to PATH as "
+                          "JSON, for the order of `make test`'s workers (tests/kit/order.py)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).name in FAST_MODULES and getattr(item, "originalname", item.name) not in NOT_FAST:
             item.add_marker(pytest.mark.fast)
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1 and DURATIONS.is_file():
+        durations = json.loads(DURATIONS.read_text())
+        order = {nodeid: i for i, nodeid in enumerate(balanced_order([i.nodeid for i in items], durations, workers))}
+        items.sort(key=lambda item: order[item.nodeid])
+
+
+class DurationRecorder:
+    """--record-durations: registered on the process that sees every report (the xdist controller)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        kept = {nodeid: round(s, 1) for nodeid, s in sorted(self.seconds.items()) if s >= 1.0}
+        self.path.write_text(json.dumps(kept, indent=0) + "\n")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--record-durations")
+    if path and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(DurationRecorder(Path(path)), "duration-recorder")
 
 
 @pytest.fixture(scope="session")
