@@ -94,8 +94,11 @@ def test_the_lease_names_the_process_and_is_renewed_on_a_timer(kube: Kube) -> No
         assert "unknown" not in holder
         assert first["metadata"]["annotations"][NAMESPACES_ANNOTATION] == f'["{SELDON_NS}"]'
         lease.start()
+        # The renewal thread counts a renewal after its write returns, so the new renewTime can be seen
+        # before the count: wait for both (the next renewal, 0.2 s on, is the next change to see).
         renewed = kube.wait_for(LEASE_API, "Lease", lease.name, LEASE_NAMESPACE,
-                                lambda le: bool(le) and le["spec"]["renewTime"] != first["spec"]["renewTime"],
+                                lambda le: bool(le) and le["spec"]["renewTime"] != first["spec"]["renewTime"]
+                                and lease.renewals >= 1,
                                 timeout=20, what="a renewal")
         assert renewed is not None and lease.renewals >= 1
     finally:
