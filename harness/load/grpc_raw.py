@@ -26,6 +26,7 @@ the same kinds as the HTTP path.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,8 @@ DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_STREAM_ID = (1 << 31) - 1
 HEADER_CACHE_SIZE = 64
+# A frame head: 24-bit length (as a byte and a short), type, flags, stream id (RFC 9113 section 4.1).
+_FRAME_HEAD = struct.Struct(">BHBBI").unpack_from
 
 GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
@@ -64,6 +67,13 @@ def status_kind(code: int) -> str:
         return "timeout"
     name = GRPC_CODES[code] if 0 <= code < len(GRPC_CODES) else "UNKNOWN"
     return f"grpc_{name}"
+
+
+def _number(value: bytes, otherwise: int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return otherwise
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
@@ -137,7 +147,7 @@ class _Connection(asyncio.Protocol):
         self.header_flags = 0
         self.header_block = bytearray()
         self.closed = False
-        self.header_cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self.header_cache: dict[bytes, tuple[int, int, int]] = {}
 
     # --- outgoing --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,43 +208,48 @@ class _Connection(asyncio.Protocol):
 
     # --- incoming --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        # Frames are cut from `data` itself (bytes: no copy into a buffer first); only a frame torn
+        # across reads waits in `buffer`, and then the next read is joined to it.
         buffer = self.buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
         at = 0
-        end = len(buffer)
+        end = len(data)
         while end - at >= 9:
-            length = int.from_bytes(buffer[at : at + 3], "big")
+            high, low, kind, flags, sid = _FRAME_HEAD(data, at)
+            length = high << 16 | low
             if length > DEFAULT_MAX_FRAME:  # we never raise SETTINGS_MAX_FRAME_SIZE above its default
                 self._protocol_error(f"a frame of {length} bytes exceeds our {DEFAULT_MAX_FRAME}-byte maximum")
                 return
-            if end - at < 9 + length:
+            stop = at + 9 + length
+            if stop > end:
                 break
-            kind = buffer[at + 3]
-            flags = buffer[at + 4]
-            sid = int.from_bytes(buffer[at + 5 : at + 9], "big") & MAX_STREAM_ID
-            payload = bytes(buffer[at + 9 : at + 9 + length])
-            at += 9 + length
-            self._frame(kind, flags, sid, payload)
+            self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
+            at = stop
             if self.closed:
                 return
-        del buffer[:at]
+        if at < end:
+            buffer += data[at:]
 
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
+        # The frames of every call (HEADERS, DATA, trailing HEADERS) are tested first.
         if self.header_stream and kind != CONTINUATION:
             self._protocol_error("a header block was interrupted by another frame")
-        elif kind == DATA:
-            self._data(flags, sid, payload)
         elif kind == HEADERS:
             if flags & PADDED:
                 payload = payload[1 : len(payload) - payload[0]]
             if flags & PRIORITY:
                 payload = payload[5:]
-            self.header_block = bytearray(payload)
-            self.header_flags = flags
             if flags & END_HEADERS:
-                self._headers(sid, flags, bytes(self.header_block))
+                self._headers(sid, flags, payload)
             else:
+                self.header_block = bytearray(payload)
+                self.header_flags = flags
                 self.header_stream = sid
+        elif kind == DATA:
+            self._data(flags, sid, payload)
         elif kind == CONTINUATION:
             if sid != self.header_stream:
                 self._protocol_error("CONTINUATION on another stream")
@@ -309,47 +324,53 @@ class _Connection(asyncio.Protocol):
         entries = table.dynamic_entries
         return len(entries), id(entries[0]) if entries else 0, table.maxsize
 
-    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]] | None:
-        """HPACK-decode `block`, from a cache when that is exact.
+    def _summary(self, block: bytes) -> tuple[int, int, int] | None:
+        """What a response header block says: (number of fields, `:status` or -1, `grpc-status` or
+        -1); None when it does not decode. A non-numeric status reads as 0 (HTTP, mapped to UNKNOWN)
+        or 2 (gRPC UNKNOWN).
 
-        Decoding in pure Python costs more than the rest of a call (servers send Huffman literals).
-        A block that left the dynamic table untouched decodes to the same fields for as long as the
-        table stays as it was, so such blocks are cached, and the cache is dropped whenever a block
-        changes the table (an insertion, an eviction or a size update)."""
+        HPACK-decoding in pure Python costs more than the rest of a call (servers send Huffman
+        literals). A block that left the dynamic table untouched decodes to the same fields for as
+        long as the table stays as it was, so such blocks' summaries are cached, and the cache is
+        dropped whenever a block changes the table (an insertion, an eviction or a size update)."""
         cached = self.header_cache.get(block)
         if cached is not None:
             return cached
         before = self._table_version()
         try:
-            fields = [(bytes(k), bytes(v)) for k, v in self.decoder.decode(block, raw=True)]
+            fields = self.decoder.decode(block, raw=True)
         except Exception:  # hpack raises its own errors; any of them breaks the connection state
             return None
+        http_status = grpc_status = -1
+        for name, value in fields:
+            if name == b":status":
+                http_status = _number(value, 0)
+            elif name == b"grpc-status":
+                grpc_status = _number(value, 2)
+        summary = (len(fields), http_status, grpc_status)
         if self._table_version() == before:
             if len(self.header_cache) < HEADER_CACHE_SIZE:
-                self.header_cache[block] = fields
+                self.header_cache[block] = summary
         else:
             self.header_cache.clear()
-        return fields
+        return summary
 
     def _headers(self, sid: int, flags: int, block: bytes) -> None:
-        fields = self._decode(block)
-        if fields is None:
+        summary = self._summary(block)
+        if summary is None:
             self._protocol_error("undecodable header block")
             return
         stream = self.streams.get(sid)
         if stream is None:
             return
-        if len(fields) > MAX_HEADER_COUNT:
+        count, http_status, status = summary
+        if count > MAX_HEADER_COUNT:
             if not flags & END_STREAM:
                 self._reset(sid, 8)
             self._finish(sid, HEADERS_TOO_LARGE)
             return
-        status: int | None = None
-        for name, value in fields:
-            if name == b":status":
-                stream.http_status = int(value)
-            elif name == b"grpc-status":
-                status = int(value)
+        if http_status >= 0:
+            stream.http_status = http_status
         if not stream.headers_seen:
             stream.headers_seen = True
             if stream.http_status != 200:
@@ -359,7 +380,7 @@ class _Connection(asyncio.Protocol):
                 return
         if not flags & END_STREAM:
             return
-        if status is None:
+        if status < 0:
             self._finish(sid, "grpc_INTERNAL")
         elif status != 0:
             self._finish(sid, status_kind(status))
@@ -479,7 +500,8 @@ class RawGrpcPool:
         self._pump()
 
     def _released(self, conn: _Connection) -> None:
-        self._pump()
+        if self.waiting:
+            self._pump()
 
     def _gone(self, conn: _Connection) -> None:
         if conn is self.conn:
