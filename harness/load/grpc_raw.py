@@ -117,15 +117,15 @@ def grpc_message(payload: bytes) -> bytes:
 
 
 class _Stream:
-    __slots__ = ("callback", "data", "deadline", "headers_seen", "http_status", "sent_at")
+    __slots__ = ("callback", "chunks", "headers_seen", "http_status", "received", "sent_at")
 
     def __init__(self, callback: Callback) -> None:
         self.callback = callback
-        self.sent_at = 0.0
-        self.deadline = 0.0  # the pool's sweep cancels the stream after this (monotonic)
+        self.sent_at = 0.0  # the pool's sweep cancels the stream `timeout` after this (monotonic)
         self.headers_seen = False
         self.http_status = 0
-        self.data = bytearray()
+        self.chunks: list[bytes] = []  # DATA payloads as read (one, for a small answer: no copy)
+        self.received = 0
 
 
 class _Connection(asyncio.Protocol):
@@ -174,7 +174,7 @@ class _Connection(asyncio.Protocol):
         sid_bytes = sid.to_bytes(4, "big")
         message = pool.message
         if len(message) <= self.max_frame:
-            out = pool.headers_head + sid_bytes + pool.block + pool.data_head + sid_bytes + message
+            out = b"".join((pool.headers_head, sid_bytes, pool.between, sid_bytes, message))
         else:
             parts = [pool.headers_head + sid_bytes + pool.block]
             for at in range(0, len(message), self.max_frame):
@@ -184,8 +184,8 @@ class _Connection(asyncio.Protocol):
             out = b"".join(parts)
         self.send_window -= len(message)
         stream.sent_at = time.monotonic()
-        stream.deadline = stream.sent_at + pool.timeout
-        pool.watch()
+        if pool.sweeper is None:
+            pool.arm()
         self.transport.write(out)
 
     def _timed_out(self, sid: int) -> None:
@@ -202,9 +202,11 @@ class _Connection(asyncio.Protocol):
         stream = self.streams.pop(sid, None)
         if stream is None:
             return
-        self.pool.active -= 1
+        pool = self.pool
+        pool.active -= 1
         stream.callback(kind, stream.sent_at)
-        self.pool._released(self)
+        if pool.waiting:
+            pool._pump()
 
     # --- incoming --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -226,7 +228,13 @@ class _Connection(asyncio.Protocol):
             stop = at + 9 + length
             if stop > end:
                 break
-            self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
+            # The frames of every call go straight to their handlers; the rest through `_frame`.
+            if kind == DATA and not self.header_stream:
+                self._data(flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
+            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS and not self.header_stream:
+                self._headers(sid & MAX_STREAM_ID, flags, data[at + 9 : stop])
+            else:
+                self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
             at = stop
             if self.closed:
                 return
@@ -310,8 +318,9 @@ class _Connection(asyncio.Protocol):
             return
         if flags & PADDED:
             payload = payload[1 : len(payload) - payload[0]]
-        stream.data += payload
-        if len(stream.data) > MAX_BODY_BYTES + 5:
+        stream.chunks.append(payload)
+        stream.received += len(payload)
+        if stream.received > MAX_BODY_BYTES + 5:
             self._reset(sid, 8)
             self._finish(sid, BODY_TOO_LARGE)
             return
@@ -356,7 +365,7 @@ class _Connection(asyncio.Protocol):
         return summary
 
     def _headers(self, sid: int, flags: int, block: bytes) -> None:
-        summary = self._summary(block)
+        summary = self.header_cache.get(block) or self._summary(block)
         if summary is None:
             self._protocol_error("undecodable header block")
             return
@@ -388,12 +397,13 @@ class _Connection(asyncio.Protocol):
             self._finish(sid, self._answer(stream))
 
     def _answer(self, stream: _Stream) -> str | None:
-        data = stream.data
+        chunks = stream.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
             # No message, a compressed one (we never offer compression) or a torn length prefix.
             return "grpc_INTERNAL"
         checker = self.pool.checker
-        return checker(bytes(data[5:])) if checker is not None else None
+        return checker(data[5:]) if checker is not None else None
 
     def _protocol_error(self, why: str, kind: str = "connection_reset") -> None:
         if self.transport is not None:
@@ -427,6 +437,8 @@ class RawGrpcPool:
         self.block = header_block(f"{host}:{port}", path, model, timeout)
         self.headers_head = len(self.block).to_bytes(3, "big") + bytes((HEADERS, END_HEADERS))
         self.data_head = len(self.message).to_bytes(3, "big") + bytes((DATA, END_STREAM))
+        # A call in one frame each: headers_head, stream id, `between`, stream id, message.
+        self.between = self.block + self.data_head
         self.conn: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.waiting: deque[Callback] = deque()
@@ -436,30 +448,35 @@ class RawGrpcPool:
         # Timeouts: one sweep timer for the pool, not one per call (as the HTTP pool): a call is
         # cancelled between `timeout` and `timeout + sweep_s` after its send.
         self.sweep_s = max(0.005, min(0.05, timeout / 10.0))
-        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweeper: asyncio.TimerHandle | None = None
 
-    def watch(self) -> None:
-        if self._sweeper is None and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+    def arm(self) -> None:
+        if self.sweeper is None and not self.closed:
+            self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
     def _sweep(self) -> None:
-        self._sweeper = None
+        self.sweeper = None
         now = time.monotonic()
         busy = False
         for conn in [c for c in (self.conn, *self.others) if c is not None]:
             # Streams are kept in send order and share one timeout: the expired ones come first.
             expired = []
             for sid, stream in conn.streams.items():
-                if now < stream.deadline:
+                if now - stream.sent_at < self.timeout:
                     break
                 expired.append(sid)
             for sid in expired:
                 conn._timed_out(sid)
             busy = busy or bool(conn.streams)
-        if busy and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+        if busy:
+            self.arm()
 
     def submit(self, callback: Callback) -> None:
+        conn = self.conn
+        if not self.waiting and self.active < self.limit and conn is not None and conn.can_send(len(self.message)):
+            self.active += 1
+            conn.send(callback)
+            return
         self.waiting.append(callback)
         self._pump()
 
@@ -518,9 +535,9 @@ class RawGrpcPool:
 
     async def aclose(self) -> None:
         self.closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         if self.connecting is not None:
             self.connecting.cancel()
         if self.conn is not None and self.conn.transport is not None:
