@@ -229,9 +229,11 @@ class _Connection(asyncio.Protocol):
             if stop > end:
                 break
             # The frames of every call go straight to their handlers; the rest through `_frame`.
-            if kind == DATA and not self.header_stream:
+            if self.header_stream:
+                self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
+            elif kind == DATA:
                 self._data(flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
-            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS and not self.header_stream:
+            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
                 self._headers(sid & MAX_STREAM_ID, flags, data[at + 9 : stop])
             else:
                 self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
@@ -347,15 +349,15 @@ class _Connection(asyncio.Protocol):
             return cached
         before = self._table_version()
         try:
-            fields = self.decoder.decode(block, raw=True)
+            fields = list(self.decoder.decode(block, raw=True))
         except Exception:  # hpack raises its own errors; any of them breaks the connection state
             return None
         http_status = grpc_status = -1
         for name, value in fields:
             if name == b":status":
-                http_status = _number(value, 0)
+                http_status = _number(bytes(value), 0)
             elif name == b"grpc-status":
-                grpc_status = _number(value, 2)
+                grpc_status = _number(bytes(value), 2)
         summary = (len(fields), http_status, grpc_status)
         if self._table_version() == before:
             if len(self.header_cache) < HEADER_CACHE_SIZE:

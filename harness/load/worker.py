@@ -12,8 +12,8 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from harness.load.answers import AnswerChecker, Expected
