@@ -10,7 +10,15 @@ import sys
 import pytest
 
 from harness.commands.bench_noise import (
-    OTHER_CORES_LIMIT, CpuSample, Phase, busy_seconds, judge, noise, parse_pid_stat, sample, tree_ticks,
+    OTHER_CORES_LIMIT,
+    CpuSample,
+    Phase,
+    busy_seconds,
+    judge,
+    noise,
+    parse_pid_stat,
+    sample,
+    tree_ticks,
 )
 
 
