@@ -44,6 +44,7 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 # Our receive windows: wide open, so the server never waits on us for the bounded bodies we read.
 OUR_STREAM_WINDOW = 16 * 1024 * 1024
 OUR_CONNECTION_WINDOW = 1 << 30
+WINDOW_REFILL = OUR_CONNECTION_WINDOW // 4  # received DATA bytes that earn the server a WINDOW_UPDATE
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_STREAM_ID = (1 << 31) - 1
@@ -228,16 +229,26 @@ class _Connection(asyncio.Protocol):
             stop = at + 9 + length
             if stop > end:
                 break
-            # The frames of every call go straight to their handlers; the rest through `_frame`.
-            if self.header_stream:
-                self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
-            elif kind == DATA:
-                self._data(flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
-            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
-                self._headers(sid & MAX_STREAM_ID, flags, data[at + 9 : stop])
-            else:
-                self._frame(kind, flags, sid & MAX_STREAM_ID, data[at + 9 : stop])
+            payload = data[at + 9 : stop]
             at = stop
+            sid &= MAX_STREAM_ID
+            # The frames of every call go straight to their handlers; the rest through `_frame`.
+            # A call's DATA frame that neither ends the stream nor nears a bound is taken here.
+            if self.header_stream:
+                self._frame(kind, flags, sid, payload)
+            elif kind == DATA:
+                stream = self.streams.get(sid)
+                if flags or stream is None or stream.received + length > MAX_BODY_BYTES or (
+                        self.unacked + length >= WINDOW_REFILL):
+                    self._data(flags, sid, payload)
+                else:
+                    self.unacked += length
+                    stream.chunks.append(payload)
+                    stream.received += length
+            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
+                self._headers(sid, flags, payload)
+            else:
+                self._frame(kind, flags, sid, payload)
             if self.closed:
                 return
         if at < end:
@@ -312,7 +323,7 @@ class _Connection(asyncio.Protocol):
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         self.unacked += len(payload)
-        if self.unacked >= OUR_CONNECTION_WINDOW // 4 and self.transport is not None:
+        if self.unacked >= WINDOW_REFILL and self.transport is not None:
             self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
             self.unacked = 0
         stream = self.streams.get(sid)
@@ -396,12 +407,11 @@ class _Connection(asyncio.Protocol):
         elif status != 0:
             self._finish(sid, status_kind(status))
         else:
-            self._finish(sid, self._answer(stream))
+            self._finish(sid, self._answer(stream.chunks))
 
-    def _answer(self, stream: _Stream) -> str | None:
-        chunks = stream.chunks
+    def _answer(self, chunks: list[bytes]) -> str | None:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
+        if len(data) < 5 or data[0] or int.from_bytes(data[1:5], "big") != len(data) - 5:
             # No message, a compressed one (we never offer compression) or a torn length prefix.
             return "grpc_INTERNAL"
         checker = self.pool.checker
