@@ -220,6 +220,8 @@ class _Connection(asyncio.Protocol):
             buffer.clear()
         at = 0
         end = len(data)
+        streams = self.streams
+        cache = self.header_cache
         while end - at >= 9:
             high, low, kind, flags, sid = _FRAME_HEAD(data, at)
             length = high << 16 | low
@@ -232,12 +234,26 @@ class _Connection(asyncio.Protocol):
             payload = data[at + 9 : stop]
             at = stop
             sid &= MAX_STREAM_ID
-            # The frames of every call go straight to their handlers; the rest through `_frame`.
-            # A call's DATA frame that neither ends the stream nor nears a bound is taken here.
+            # The frames of a good answer (HEADERS, DATA, trailing HEADERS whose blocks are in the
+            # cache, the server's WINDOW_UPDATE) are taken here, in the read loop: per answer this
+            # was most of the client's own work. Everything else goes to `_headers`, `_data` and
+            # `_frame`, which the cases here only shortcut.
             if self.header_stream:
                 self._frame(kind, flags, sid, payload)
+            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
+                stream = streams.get(sid)
+                summary = cache.get(payload)
+                if stream is None or summary is None or summary[0] > MAX_HEADER_COUNT:
+                    self._headers(sid, flags, payload)
+                elif not stream.headers_seen and summary[1] == 200 and not flags & END_STREAM:
+                    stream.headers_seen = True  # the answer's first headers: `:status 200`, no status
+                    stream.http_status = 200
+                elif stream.headers_seen and flags & END_STREAM and summary[1] < 0 and summary[2] == 0:
+                    self._finish(sid, self._answer(stream.chunks))  # trailers: `grpc-status 0`
+                else:
+                    self._headers(sid, flags, payload)
             elif kind == DATA:
-                stream = self.streams.get(sid)
+                stream = streams.get(sid)
                 if flags or stream is None or stream.received + length > MAX_BODY_BYTES or (
                         self.unacked + length >= WINDOW_REFILL):
                     self._data(flags, sid, payload)
@@ -245,8 +261,10 @@ class _Connection(asyncio.Protocol):
                     self.unacked += length
                     stream.chunks.append(payload)
                     stream.received += length
-            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
-                self._headers(sid, flags, payload)
+            elif kind == WINDOW_UPDATE and not sid and length == 4:
+                self.send_window += int.from_bytes(payload, "big") & MAX_STREAM_ID
+                if self.pool.waiting:
+                    self.pool._pump()
             else:
                 self._frame(kind, flags, sid, payload)
             if self.closed:
