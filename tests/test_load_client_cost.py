@@ -155,8 +155,9 @@ def test_grpc_call_bytes_are_the_two_frames(loop: asyncio.AbstractEventLoop) -> 
     pool.sweeper.cancel()  # type: ignore[union-attr]
 
 
-def _answer_frames(encoder: Encoder, sid: int, status: bytes = b"0", message: bytes = b"\x0a\x06simple") -> bytes:
-    head = encoder.encode([(":status", "200"), ("content-type", "application/grpc")])
+def _answer_frames(encoder: Encoder, sid: int, status: bytes = b"0", message: bytes = b"\x0a\x06simple",
+                   extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    head = encoder.encode([(":status", "200"), ("content-type", "application/grpc"), *extra])
     trailers = encoder.encode([("grpc-status", status)])
     return (frame(HEADERS, END_HEADERS, sid, head) + frame(DATA, 0, sid, grpc_message(message))
             + frame(HEADERS, END_HEADERS | END_STREAM, sid, trailers))
@@ -181,4 +182,38 @@ def test_grpc_answers_in_one_read_or_torn(loop: asyncio.AbstractEventLoop, split
         assert not conn.streams and not conn.buffer
     # A non-numeric grpc-status is UNKNOWN (it used to raise inside data_received).
     assert done == [None, None, "grpc_UNAVAILABLE", "grpc_UNKNOWN"]
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_a_repeated_answer_is_taken_whole_until_the_hpack_table_changes(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    cut: list[int] = []  # frames cut one by one
+    head = grpc_raw._FRAME_HEAD
+    monkeypatch.setattr(grpc_raw, "_FRAME_HEAD", lambda data, at: (cut.append(at), head(data, at))[1])
+    pool = RawGrpcPool(loop, "127.0.0.1", 1, "/p", b"x", 10.0, "simple", 8, lambda raw: None if raw else "empty")
+    conn = _Connection(pool)
+    conn.transport = _Transport()  # type: ignore[assignment]
+    pool.conn = conn
+    encoder = Encoder()
+    done: list[Any] = []
+    window = conn.send_window
+
+    def answer(data: bytes) -> None:
+        pool.submit(lambda k, sent: done.append(k))
+        conn.data_received(data + frame(8, 0, 0, (100).to_bytes(4, "big")))  # with the server's WINDOW_UPDATE
+
+    answer(_answer_frames(encoder, 1))  # first: HPACK inserts, nothing cached yet
+    answer(_answer_frames(encoder, 3))  # second: cached blocks, learnt as a whole answer
+    assert conn.answer is not None
+    before = len(cut)
+    answer(_answer_frames(encoder, 5))  # third: the same bytes but for the stream id
+    assert len(cut) == before and done == [None, None, None] and not conn.streams
+    assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 300
+    # A header that enters the HPACK table changes what the cached blocks mean: everything cached goes.
+    answer(_answer_frames(encoder, 7, extra=(("x-new", "1"),)))
+    assert conn.answer is None and done[-1] is None
+    answer(_answer_frames(encoder, 9, status=b"13"))
+    assert done[-1] == "grpc_INTERNAL" and not conn.streams
     pool.sweeper.cancel()  # type: ignore[union-attr]
