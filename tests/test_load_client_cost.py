@@ -209,7 +209,7 @@ def test_grpc_a_repeated_answer_is_taken_whole_until_the_hpack_table_changes(
     assert conn.answer is not None
     before = len(cut)
     answer(_answer_frames(encoder, 5))  # third: the same bytes but for the stream id
-    assert len(cut) == before and done == [None, None, None] and not conn.streams
+    assert len(cut) == before and done == [None, None, None] and not conn.streams  # no frame cut one by one
     assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 300
     # A header that enters the HPACK table changes what the cached blocks mean: everything cached goes.
     answer(_answer_frames(encoder, 7, extra=(("x-new", "1"),)))

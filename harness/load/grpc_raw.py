@@ -51,6 +51,7 @@ MAX_STREAM_ID = (1 << 31) - 1
 HEADER_CACHE_SIZE = 64
 # A frame head: 24-bit length (as a byte and a short), type, flags, stream id (RFC 9113 section 4.1).
 _FRAME_HEAD = struct.Struct(">BHBBI").unpack_from
+_WINDOW_UPDATE_HEAD = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00"  # 4 bytes, WINDOW_UPDATE, no flags, stream 0
 
 GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
@@ -130,51 +131,43 @@ class _Stream:
 
 
 class _Answer:
-    """One read that held exactly one whole good answer: HEADERS (`:status 200`), DATA, trailing
-    HEADERS (`grpc-status 0`), and maybe the server's connection WINDOW_UPDATE, all for one stream.
+    """The three frames of one whole good answer as read at the start of one read: HEADERS
+    (`:status 200`), DATA, trailing HEADERS (`grpc-status 0`), all for one stream.
 
     A server answering the same request the same way sends the same bytes but for the stream id, so
-    a later read equal to `parts` joined around its own stream id is that answer again, and is taken
-    without cutting frames. Exact, because the header blocks are in the connection's header cache
-    (they left the HPACK table as it was), and the answer is forgotten whenever that cache is."""
+    a later read that starts with `parts` joined around its own stream id starts with that answer
+    again, which is then taken without cutting frames (what follows it, such as the server's
+    WINDOW_UPDATE, is read as usual). Exact, because the header blocks are in the connection's
+    header cache (they left the HPACK table as it was), and the answer is forgotten whenever that
+    cache is."""
 
-    __slots__ = ("data_length", "message", "parts", "size", "window")
+    __slots__ = ("data_length", "message", "parts", "size")
 
-    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, message: bytes,
-                 window: int) -> None:
-        self.parts = parts  # the read without its three stream ids
+    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, message: bytes) -> None:
+        self.parts = parts  # the three frames without their stream ids
         self.size = sum(len(part) for part in parts) + 12
         self.data_length = data_length  # DATA payload bytes, counted against our receive window
         self.message = message  # the DATA payload: the length-prefixed message
-        self.window = window  # the WINDOW_UPDATE's increment (0: none in the read)
 
 
 def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answer | None:
-    """`data` as an `_Answer` when it is one whole good answer whose header blocks are in `cache`."""
+    """The start of `data` as an `_Answer` when it is one whole good answer whose header blocks are
+    in `cache`; None otherwise."""
     heads: list[tuple[int, int, int, int, int]] = []
     at = 0
-    while len(data) - at >= 9 and len(heads) < 5:
+    while len(data) - at >= 9 and len(heads) < 3:
         high, low, kind, flags, sid = _FRAME_HEAD(data, at)
         heads.append((at, high << 16 | low, kind, flags, sid))
         at += 9 + (high << 16 | low)
-    if at != len(data) or len(heads) not in (3, 4):
+    if at > len(data) or len(heads) != 3:
         return None
-    (a1, _, k1, f1, s1), (a2, l2, k2, f2, s2), (a3, _, k3, f3, s3) = heads[:3]
+    (a1, _, k1, f1, s1), (a2, l2, k2, f2, s2), (a3, _, k3, f3, s3) = heads
     if (k1, f1, k2, f2, k3, f3) != (HEADERS, END_HEADERS, DATA, 0, HEADERS, END_HEADERS | END_STREAM):
         return None
     if not s1 == s2 == s3 or not s1 & MAX_STREAM_ID:
         return None
-    window = 0
-    if len(heads) == 4:
-        a4, l4, k4, f4, s4 = heads[3]
-        if (k4, f4, s4, l4) != (WINDOW_UPDATE, 0, 0, 4):
-            return None
-        window = int.from_bytes(data[a4 + 9 : a4 + 13], "big") & MAX_STREAM_ID
-        end3 = a4
-    else:
-        end3 = len(data)
     first = cache.get(data[a1 + 9 : a2])
-    last = cache.get(data[a3 + 9 : end3])
+    last = cache.get(data[a3 + 9 : at])
     # The same conditions as the read loop's own shortcuts for these blocks.
     if first is None or first[0] > MAX_HEADER_COUNT or first[1] != 200:
         return None
@@ -182,8 +175,8 @@ def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answ
         return None
     if l2 > MAX_BODY_BYTES:
         return None
-    parts = (data[:5], data[9 : a2 + 5], data[a2 + 9 : a3 + 5], data[a3 + 9 :])
-    return _Answer(parts, l2, data[a2 + 9 : a3], window)
+    parts = (data[:5], data[9 : a2 + 5], data[a2 + 9 : a3 + 5], data[a3 + 9 : at])
+    return _Answer(parts, l2, data[a2 + 9 : a3])
 
 
 class _Connection(asyncio.Protocol):
@@ -275,24 +268,39 @@ class _Connection(asyncio.Protocol):
         streams = self.streams
         answer = self.answer
         whole = not buffer and not self.header_stream
-        if whole and answer is not None and len(data) == answer.size:
-            sid_bytes = data[5:9]
-            sid = int.from_bytes(sid_bytes, "big") & MAX_STREAM_ID
-            stream = streams.get(sid)
+        at = 0
+        if whole and answer is not None:
+            size = answer.size
             parts = answer.parts
-            if (stream is not None and not stream.headers_seen and not stream.chunks
-                    and self.unacked + answer.data_length < WINDOW_REFILL
-                    and data == b"".join((parts[0], sid_bytes, parts[1], sid_bytes, parts[2], sid_bytes, parts[3]))):
-                # The last good answer again (see `_Answer`): what the frames would have done, at once.
+            while len(data) - at >= size:
+                sid_bytes = data[at + 5 : at + 9]
+                sid = int.from_bytes(sid_bytes, "big") & MAX_STREAM_ID
+                stream = streams.get(sid)
+                if (stream is None or stream.headers_seen or stream.chunks
+                        or self.unacked + answer.data_length >= WINDOW_REFILL
+                        or not data.startswith(b"".join((parts[0], sid_bytes, parts[1], sid_bytes, parts[2],
+                                                         sid_bytes, parts[3])), at)):
+                    break
+                # The last good answer again (see `_Answer`): what its frames would have done, at once.
                 self.unacked += answer.data_length
-                self.send_window += answer.window
                 self._finish(sid, self._answer([answer.message]))
+                at += size
+                if self.closed:
+                    return
+                if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
+                    # The server's connection WINDOW_UPDATE that follows an answer, as `_frame` takes it.
+                    self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
+                    at += 13
+                    if self.pool.waiting:
+                        self.pool._pump()
+            if at == len(data):
                 return
+            if at:
+                whole = False  # the answer is known: nothing to learn from the rest
         if buffer:
             buffer += data
             data = bytes(buffer)
             buffer.clear()
-        at = 0
         end = len(data)
         cache = self.header_cache
         while end - at >= 9:
