@@ -163,12 +163,17 @@ def _answer_frames(encoder: Encoder, sid: int, status: bytes = b"0", message: by
             + frame(HEADERS, END_HEADERS | END_STREAM, sid, trailers))
 
 
-@pytest.mark.parametrize("split", [0, 1, 9, 10, 30])
-def test_grpc_answers_in_one_read_or_torn(loop: asyncio.AbstractEventLoop, split: int) -> None:
+def _grpc(loop: asyncio.AbstractEventLoop) -> tuple[RawGrpcPool, _Connection]:
     pool = RawGrpcPool(loop, "127.0.0.1", 1, "/p", b"x", 10.0, "simple", 8, lambda raw: None if raw else "empty")
     conn = _Connection(pool)
     conn.transport = _Transport()  # type: ignore[assignment]
     pool.conn = conn
+    return pool, conn
+
+
+@pytest.mark.parametrize("split", [0, 1, 9, 10, 30])
+def test_grpc_answers_in_one_read_or_torn(loop: asyncio.AbstractEventLoop, split: int) -> None:
+    pool, conn = _grpc(loop)
     encoder = Encoder()
     done: list[Any] = []
     for status in (b"0", b"0", b"14", b"x"):  # the repeats come from the header cache
@@ -192,10 +197,7 @@ def test_grpc_a_repeated_answer_is_taken_whole_until_the_hpack_table_changes(
     cut: list[int] = []  # frames cut one by one
     head = grpc_raw._FRAME_HEAD
     monkeypatch.setattr(grpc_raw, "_FRAME_HEAD", lambda data, at: (cut.append(at), head(data, at))[1])
-    pool = RawGrpcPool(loop, "127.0.0.1", 1, "/p", b"x", 10.0, "simple", 8, lambda raw: None if raw else "empty")
-    conn = _Connection(pool)
-    conn.transport = _Transport()  # type: ignore[assignment]
-    pool.conn = conn
+    pool, conn = _grpc(loop)
     encoder = Encoder()
     done: list[Any] = []
     window = conn.send_window
