@@ -6,8 +6,10 @@ hits both alike: max throughput at concurrency 8 (ratio harness/wrk), p50 at one
 (harness - wrk) and open-loop accuracy at half of capacity (achieved/offered, late sends); then the
 real-Triton rows (harness/commands/bench_triton.py: client CPU per request, throughput and p50 against
 wrk, HTTP and gRPC). Not a timed test; the figures depend on the machine and are written with its
-description. A run during which other work shared the machine (load average above the CPU count) is
+description. A run during which other work shared the machine (more than a quarter of a core besides
+the bench's own processes, or a load average above the CPU count before it began: bench_noise.py) is
 noisy: its verdicts say so instead of "met", and its figures are not evidence of a target met.
+`--only triton` measures the real-Triton rows alone and prints them (written only with `--out`).
 wrk comes from the distribution (`apt-get install -y wrk` on Debian/Ubuntu); without it the wrk
 rows say "skipped" and how to get it.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from harness.commands import bench_noise
 from harness.load.clients import json_body
 from harness.load.engine import run_load
 from harness.load.result import LoadResult
@@ -150,8 +153,9 @@ def verdict(ok: bool, noisy: bool = False) -> str:
 
 
 def is_noisy(loads: list[float], cpus: int) -> bool:
-    """Other work shared the machine: a 1-minute load average above the CPU count at any reading
-    (the benchmark's own server and client account for at most the CPU count)."""
+    """Without /proc only: a 1-minute load average above the CPU count at any reading. The bench's
+    own server, client and wrk raise the load average too, so where /proc can be read the rule is
+    bench_noise.noise (other work's CPU, measured), not this."""
     return any(load > cpus for load in loads)
 
 
@@ -305,16 +309,44 @@ def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[floa
 NOTES_HEADING = "## Notes (added by hand"
 
 
+def _triton_only(wrk: str | None, rounds: int, seconds: float, warmup: float, out: str | None) -> int:
+    """`--only triton`: the real-Triton rows alone, judged for noise like a whole run; printed, and
+    written to `out` when given (never over docs/benchmarks.md by default: it is one whole run's)."""
+    from harness.commands import bench_triton
+
+    load_before = os.getloadavg()
+    start = bench_noise.sample()
+    figures, about = bench_triton.measure(wrk, rounds, seconds, warmup)
+    phases = [bench_noise.phase("real-Triton rows", start, bench_noise.sample())]
+    noisy, machine = bench_noise.judge(load_before[0], os.getloadavg()[0], os.cpu_count() or 1, phases)
+    lines = ["# Latency engine benchmark: real-Triton rows only (`--only triton`)", "",
+             f"- CPUs: {os.cpu_count()} x {_cpu_model()}; date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             *machine, "", *bench_triton.lines(figures, about, noisy, wrk)]
+    print("\n".join(lines))
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.commands.bench", description=__doc__)
-    parser.add_argument("--out", default="docs/benchmarks.md", help="markdown file to write")
+    parser.add_argument("--out", default=None,
+                        help="markdown file to write (default docs/benchmarks.md; with --only, none unless given)")
+    parser.add_argument("--only", choices=("triton",), default=None,
+                        help="measure only these rows: `triton`, the real-Triton rows (printed)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run (default 3)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per figure (default 7)")
     parser.add_argument("--no-triton", action="store_true", help="leave out the real-Triton rows")
     args = parser.parse_args(argv)
     seconds, rounds, warmup = args.seconds, args.rounds, 0.5
     wrk = shutil.which("wrk")
+    if args.only == "triton":
+        return _triton_only(wrk, rounds, seconds, warmup, args.out)
     lines: list[str] = []
+    # Before any of the bench's own work: this reading is judged against the CPU count.
+    load_before = os.getloadavg()
+    cpu_start = bench_noise.sample()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         models = Path(tmp) / "models"
         train_iris(models / "iris")
@@ -323,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             url = f"{server.http_url}/v2/models/iris/infer"
             script = _wrk_script(Path(tmp) / "post.lua", "iris")
-            load_before = os.getloadavg()
             # Warm the server once so the first measured figure is not a cold start.
             _closed(server.http_url, 8, 1.0, 0.5)
 
@@ -369,14 +400,16 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = _client_ceiling(wrk, script, seconds)
         grpc_ceiling = _grpc_ceiling(seconds)
         grpc_bare = _grpc_ceiling(seconds, minimal=True)
+    cpu_mlserver = bench_noise.sample()
+    phases = [bench_noise.phase("MLServer rows", cpu_start, cpu_mlserver)]
     triton_section: list[str] = []
     if not args.no_triton:
         from harness.commands import bench_triton
 
-        triton_before = os.getloadavg()
         figures, about = bench_triton.measure(wrk, rounds, seconds, warmup)
-        load_after = max(load_after, os.getloadavg(), triton_before, key=lambda loads: loads[0])
-    noisy = is_noisy([load_before[0], load_after[0]], os.cpu_count() or 1)
+        load_after = max(load_after, os.getloadavg(), key=lambda loads: loads[0])
+        phases.append(bench_noise.phase("real-Triton rows", cpu_mlserver, bench_noise.sample()))
+    noisy, machine = bench_noise.judge(load_before[0], load_after[0], os.cpu_count() or 1, phases)
     if not args.no_triton:
         triton_section = bench_triton.lines(figures, about, noisy, wrk)
 
@@ -399,10 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Machine",
         "",
         f"- CPUs: {os.cpu_count()} x {_cpu_model()}",
-        f"- load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
-        "(anything above the CPU count means other work shared the machine and the figures are noisy)"
-        + (": **NOISY RUN: no verdict below is judged, and no figure here may be quoted as a target met**"
-           if noisy else ""),
+        *machine,
         f"- Python {platform.python_version()}, {platform.system()} {platform.release()}",
         f"- mlserver {_version('mlserver')}, uvloop {_version('uvloop')}, grpcio {_version('grpcio')}, "
         f"hdrhistogram {_version('hdrhistogram')}, wrk {'4.x at ' + wrk if wrk else 'not installed'}",
@@ -493,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "server; that, not the network, is why a cheaper client shows higher throughput.",
         "",
     ]
-    out = Path(args.out)
+    out = Path(args.out or "docs/benchmarks.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     # Hand-written notes (figures measured once, such as the capacity sweep) survive a rewrite.
     previous = out.read_text() if out.is_file() else ""

@@ -108,28 +108,29 @@ class _HttpConnection(asyncio.Protocol):
         self.until_close = False
         self.keep_alive = True
         self.callback: Callback | None = None
-        self.sent_at = 0.0
-        self.deadline = 0.0  # the pool's sweep times the request out after this (monotonic)
+        self.sent_at = 0.0  # the pool's sweep times the request out `timeout` after this (monotonic)
         self.body_at = 0  # offset of the body in `buffer`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport but offer the same methods.
         self.transport = cast(asyncio.Transport, transport)
+        self.pool.conns.add(self)
 
-    def send(self, payload: bytes, callback: Callback, timeout: float) -> None:
+    def send(self, callback: Callback) -> None:
         assert self.transport is not None
+        pool = self.pool
         self.callback = callback
-        self.buffer.clear()
+        if self.buffer:
+            self.buffer.clear()
         self.need = -1
         self.until_close = False
         self.sent_at = time.monotonic()
-        self.deadline = self.sent_at + timeout
-        self.pool.watch(self)
-        self.transport.write(payload)
+        if pool.sweeper is None:
+            pool.arm()
+        self.transport.write(pool.payload)
 
     def _finish(self, kind: str | None, reusable: bool) -> None:
         callback, self.callback = self.callback, None
-        self.pool.busy.discard(self)
         if not reusable and self.transport is not None:
             self.transport.close()
         self.pool._released(self, reusable)
@@ -146,6 +147,22 @@ class _HttpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        if self.need < 0 and not self.buffer:
+            # Fast path: the whole answer in one read, with a head seen before (no copy, no parse).
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                head = self.pool.heads.get(data[:end])
+                if head is not None and head[2] >= 0 and len(data) >= end + 4 + head[2]:
+                    status = head[0]
+                    checker = self.pool.checker
+                    if status != 200:
+                        kind: str | None = f"http_{status}"
+                    elif checker is None:
+                        kind = None
+                    else:
+                        kind = checker(data[end + 4 : end + 4 + head[2]])
+                    self._finish(kind, reusable=head[1])
+                    return
         self.buffer += data
         if self.need < 0:
             end = self.buffer.find(b"\r\n\r\n")
@@ -153,34 +170,15 @@ class _HttpConnection(asyncio.Protocol):
                 if len(self.buffer) > MAX_HEAD_BYTES:
                     self._finish(HEADERS_TOO_LARGE, reusable=False)
                 return
-            head = bytes(self.buffer[:end]).lower()
-            if end > MAX_HEAD_BYTES or head.count(b"\r\n") > MAX_HEADER_COUNT:
-                self._finish(HEADERS_TOO_LARGE, reusable=False)
+            parsed = self.pool.head(bytes(self.buffer[:end]))
+            if isinstance(parsed, str):
+                self._finish(parsed, reusable=False)
                 return
-            try:
-                self.status = int(head[9:12])
-            except ValueError:
-                self._finish("http_bad_response", reusable=False)
-                return
-            self.keep_alive = b"\r\nconnection: close" not in head
+            self.status, self.keep_alive, length, self.chunked = parsed
             self.body_at = end + 4
-            length_at = head.find(b"\r\ncontent-length:")
-            if length_at >= 0:
-                line_end = head.find(b"\r\n", length_at + 2)
-                value = head[length_at + 17 : line_end if line_end >= 0 else len(head)]
-                try:
-                    length = int(value.strip())
-                except ValueError:
-                    self._finish("http_bad_response", reusable=False)
-                    return
-                if length > MAX_BODY_BYTES:
-                    # Bounded reads: the body is not buffered, and the connection is out of step.
-                    self._finish(BODY_TOO_LARGE, reusable=False)
-                    return
+            if length >= 0:
                 self.need = end + 4 + length
-                self.chunked = False
             else:
-                self.chunked = b"transfer-encoding: chunked" in head
                 self.need = end + 4
                 if not self.chunked and self.status not in (204, 304):
                     # No length and no chunks: the body ends when the server closes (HTTP/1.0 style).
@@ -216,6 +214,7 @@ class _HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.pool.conns.discard(self)
         if self.callback is not None and self.until_close and exc is None:
             self.need = len(self.buffer)
             self._finish(self._kind(), reusable=False)
@@ -243,6 +242,40 @@ def dechunk(buffer: bytes | bytearray, start: int) -> bytes | None:
         at = line_end + 2 + size + 2
 
 
+# A parsed response head: (status, keep-alive, content length or -1 when absent, chunked).
+Head = tuple[int, bool, int, bool]
+
+
+def parse_head(head: bytes) -> Head | str:
+    """What the client needs of a response head (the bytes before the blank line), or the error
+    kind that ends the request: HEADERS_TOO_LARGE, BODY_TOO_LARGE (the declared length is over the
+    read bound: the body is not buffered, and the connection is out of step), http_bad_response."""
+    lower = head.lower()
+    if len(head) > MAX_HEAD_BYTES or lower.count(b"\r\n") > MAX_HEADER_COUNT:
+        return HEADERS_TOO_LARGE
+    try:
+        status = int(lower[9:12])
+    except ValueError:
+        return "http_bad_response"
+    keep_alive = b"\r\nconnection: close" not in lower
+    length_at = lower.find(b"\r\ncontent-length:")
+    if length_at < 0:
+        return status, keep_alive, -1, b"transfer-encoding: chunked" in lower
+    line_end = lower.find(b"\r\n", length_at + 2)
+    try:
+        length = int(lower[length_at + 17 : line_end if line_end >= 0 else len(lower)].strip())
+    except ValueError:
+        return "http_bad_response"
+    if length > MAX_BODY_BYTES:
+        return BODY_TOO_LARGE
+    return status, keep_alive, length, False
+
+
+# Distinct response heads whose parse is remembered per pool (a server sending a Date header
+# just misses the memo once a second).
+HEAD_MEMO_SIZE = 64
+
+
 class HttpPool:
     """Keep-alive connections to one endpoint; at most `limit` open, extra requests queue in order.
 
@@ -260,29 +293,42 @@ class HttpPool:
         self.open = 0
         self.waiting: deque[Callback] = deque()
         self.closed = False
-        # Timeouts: one sweep timer for all requests in flight, not a timer per request (a timer's
-        # creation and cancel per request were a measurable part of the client's CPU). A request
-        # times out between `timeout` and `timeout + sweep_s` after its send.
-        self.busy: set[_HttpConnection] = set()
+        # Timeouts: one sweep timer over the open connections while requests are in flight, not a
+        # timer per request (a timer's creation and cancel per request, and then the upkeep of a set
+        # of busy connections, were a measurable part of the client's CPU). A request times out
+        # between `timeout` and `timeout + sweep_s` after its send.
+        self.conns: set[_HttpConnection] = set()
         self.sweep_s = max(0.005, min(0.05, timeout / 10.0))
-        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweeper: asyncio.TimerHandle | None = None
+        # head bytes -> parsed head: the same bytes always parse the same, so the memo is exact.
+        self.heads: dict[bytes, Head] = {}
 
-    def watch(self, conn: _HttpConnection) -> None:
-        self.busy.add(conn)
-        if self._sweeper is None and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+    def head(self, raw: bytes) -> Head | str:
+        parsed = self.heads.get(raw)
+        if parsed is not None:
+            return parsed
+        result = parse_head(raw)
+        if not isinstance(result, str):
+            if len(self.heads) >= HEAD_MEMO_SIZE:
+                self.heads.clear()
+            self.heads[raw] = result
+        return result
+
+    def arm(self) -> None:
+        if self.sweeper is None and not self.closed:
+            self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
     def _sweep(self) -> None:
-        self._sweeper = None
+        self.sweeper = None
         now = time.monotonic()
-        for conn in [c for c in self.busy if now >= c.deadline]:
+        for conn in [c for c in self.conns if c.callback is not None and now - c.sent_at >= self.timeout]:
             conn._timed_out()
-        if self.busy and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+        if any(c.callback is not None for c in self.conns):
+            self.arm()
 
     def submit(self, callback: Callback) -> None:
         if self.idle:
-            self.idle.pop().send(self.payload, callback, self.timeout)
+            self.idle.pop().send(callback)
         elif self.open < self.limit:
             self.open += 1
             self.loop.create_task(self._connect_and_send(callback))
@@ -324,12 +370,12 @@ class HttpPool:
             self.open -= 1
             callback("connection_reset", started)
             return
-        conn.send(self.payload, callback, self.timeout)
+        conn.send(callback)
 
     def _released(self, conn: _HttpConnection, reusable: bool) -> None:
         if reusable and not self.closed:
             if self.waiting:
-                conn.send(self.payload, self.waiting.popleft(), self.timeout)
+                conn.send(self.waiting.popleft())
             else:
                 self.idle.append(conn)
             return
@@ -348,9 +394,9 @@ class HttpPool:
 
     def close(self) -> None:
         self.closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         for conn in self.idle:
             if conn.transport is not None:
                 conn.transport.close()

@@ -26,6 +26,7 @@ the same kinds as the HTTP path.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,10 +44,14 @@ END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 # Our receive windows: wide open, so the server never waits on us for the bounded bodies we read.
 OUR_STREAM_WINDOW = 16 * 1024 * 1024
 OUR_CONNECTION_WINDOW = 1 << 30
+WINDOW_REFILL = OUR_CONNECTION_WINDOW // 4  # received DATA bytes that earn the server a WINDOW_UPDATE
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_STREAM_ID = (1 << 31) - 1
 HEADER_CACHE_SIZE = 64
+# A frame head: 24-bit length (as a byte and a short), type, flags, stream id (RFC 9113 section 4.1).
+_FRAME_HEAD = struct.Struct(">BHBBI").unpack_from
+_WINDOW_UPDATE_HEAD = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00"  # 4 bytes, WINDOW_UPDATE, no flags, stream 0
 
 GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
@@ -64,6 +69,13 @@ def status_kind(code: int) -> str:
         return "timeout"
     name = GRPC_CODES[code] if 0 <= code < len(GRPC_CODES) else "UNKNOWN"
     return f"grpc_{name}"
+
+
+def _number(value: bytes, otherwise: int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return otherwise
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
@@ -107,15 +119,64 @@ def grpc_message(payload: bytes) -> bytes:
 
 
 class _Stream:
-    __slots__ = ("callback", "data", "deadline", "headers_seen", "http_status", "sent_at")
+    __slots__ = ("callback", "chunks", "headers_seen", "http_status", "received", "sent_at")
 
     def __init__(self, callback: Callback) -> None:
         self.callback = callback
-        self.sent_at = 0.0
-        self.deadline = 0.0  # the pool's sweep cancels the stream after this (monotonic)
+        self.sent_at = 0.0  # the pool's sweep cancels the stream `timeout` after this (monotonic)
         self.headers_seen = False
         self.http_status = 0
-        self.data = bytearray()
+        self.chunks: list[bytes] = []  # DATA payloads as read (one, for a small answer: no copy)
+        self.received = 0
+
+
+class _Answer:
+    """The three frames of one whole good answer as read at the start of one read: HEADERS
+    (`:status 200`), DATA, trailing HEADERS (`grpc-status 0`), all for one stream.
+
+    A server answering the same request the same way sends the same bytes but for the stream id, so
+    a later read that starts with `parts` joined around its own stream id starts with that answer
+    again, which is then taken without cutting frames (what follows it, such as the server's
+    WINDOW_UPDATE, is read as usual). Exact, because the header blocks are in the connection's
+    header cache (they left the HPACK table as it was), and the answer is forgotten whenever that
+    cache is."""
+
+    __slots__ = ("data_length", "message", "parts", "size")
+
+    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, message: bytes) -> None:
+        self.parts = parts  # the three frames without their stream ids
+        self.size = sum(len(part) for part in parts) + 12
+        self.data_length = data_length  # DATA payload bytes, counted against our receive window
+        self.message = message  # the DATA payload: the length-prefixed message
+
+
+def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answer | None:
+    """The start of `data` as an `_Answer` when it is one whole good answer whose header blocks are
+    in `cache`; None otherwise."""
+    heads: list[tuple[int, int, int, int, int]] = []
+    at = 0
+    while len(data) - at >= 9 and len(heads) < 3:
+        high, low, kind, flags, sid = _FRAME_HEAD(data, at)
+        heads.append((at, high << 16 | low, kind, flags, sid))
+        at += 9 + (high << 16 | low)
+    if at > len(data) or len(heads) != 3:
+        return None
+    (a1, _, k1, f1, s1), (a2, l2, k2, f2, s2), (a3, _, k3, f3, s3) = heads
+    if (k1, f1, k2, f2, k3, f3) != (HEADERS, END_HEADERS, DATA, 0, HEADERS, END_HEADERS | END_STREAM):
+        return None
+    if not s1 == s2 == s3 or not s1 & MAX_STREAM_ID:
+        return None
+    first = cache.get(data[a1 + 9 : a2])
+    last = cache.get(data[a3 + 9 : at])
+    # The same conditions as the read loop's own shortcuts for these blocks.
+    if first is None or first[0] > MAX_HEADER_COUNT or first[1] != 200:
+        return None
+    if last is None or last[0] > MAX_HEADER_COUNT or last[1] >= 0 or last[2] != 0:
+        return None
+    if l2 > MAX_BODY_BYTES:
+        return None
+    parts = (data[:5], data[9 : a2 + 5], data[a2 + 9 : a3 + 5], data[a3 + 9 : at])
+    return _Answer(parts, l2, data[a2 + 9 : a3])
 
 
 class _Connection(asyncio.Protocol):
@@ -137,7 +198,8 @@ class _Connection(asyncio.Protocol):
         self.header_flags = 0
         self.header_block = bytearray()
         self.closed = False
-        self.header_cache: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self.header_cache: dict[bytes, tuple[int, int, int]] = {}
+        self.answer: _Answer | None = None  # the bytes of the last whole good answer read at once
 
     # --- outgoing --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -164,7 +226,7 @@ class _Connection(asyncio.Protocol):
         sid_bytes = sid.to_bytes(4, "big")
         message = pool.message
         if len(message) <= self.max_frame:
-            out = pool.headers_head + sid_bytes + pool.block + pool.data_head + sid_bytes + message
+            out = b"".join((pool.headers_head, sid_bytes, pool.between, sid_bytes, message))
         else:
             parts = [pool.headers_head + sid_bytes + pool.block]
             for at in range(0, len(message), self.max_frame):
@@ -174,8 +236,8 @@ class _Connection(asyncio.Protocol):
             out = b"".join(parts)
         self.send_window -= len(message)
         stream.sent_at = time.monotonic()
-        stream.deadline = stream.sent_at + pool.timeout
-        pool.watch()
+        if pool.sweeper is None:
+            pool.arm()
         self.transport.write(out)
 
     def _timed_out(self, sid: int) -> None:
@@ -192,49 +254,125 @@ class _Connection(asyncio.Protocol):
         stream = self.streams.pop(sid, None)
         if stream is None:
             return
-        self.pool.active -= 1
+        pool = self.pool
+        pool.active -= 1
         stream.callback(kind, stream.sent_at)
-        self.pool._released(self)
+        if pool.waiting:
+            pool._pump()
 
     # --- incoming --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        # Frames are cut from `data` itself (bytes: no copy into a buffer first); only a frame torn
+        # across reads waits in `buffer`, and then the next read is joined to it.
         buffer = self.buffer
-        buffer += data
+        streams = self.streams
+        answer = self.answer
+        whole = not buffer and not self.header_stream
         at = 0
-        end = len(buffer)
+        if whole and answer is not None:
+            size = answer.size
+            parts = answer.parts
+            while len(data) - at >= size:
+                sid_bytes = data[at + 5 : at + 9]
+                sid = int.from_bytes(sid_bytes, "big") & MAX_STREAM_ID
+                stream = streams.get(sid)
+                if (stream is None or stream.headers_seen or stream.chunks
+                        or self.unacked + answer.data_length >= WINDOW_REFILL
+                        or not data.startswith(b"".join((parts[0], sid_bytes, parts[1], sid_bytes, parts[2],
+                                                         sid_bytes, parts[3])), at)):
+                    break
+                # The last good answer again (see `_Answer`): what its frames would have done, at once.
+                self.unacked += answer.data_length
+                self._finish(sid, self._answer([answer.message]))
+                at += size
+                if self.closed:
+                    return
+                if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
+                    # The server's connection WINDOW_UPDATE that follows an answer, as `_frame` takes it.
+                    self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
+                    at += 13
+                    if self.pool.waiting:
+                        self.pool._pump()
+            if at == len(data):
+                return
+            if at:
+                whole = False  # the answer is known: nothing to learn from the rest
+        if buffer:
+            buffer += data
+            data = bytes(buffer)
+            buffer.clear()
+        end = len(data)
+        cache = self.header_cache
         while end - at >= 9:
-            length = int.from_bytes(buffer[at : at + 3], "big")
+            high, low, kind, flags, sid = _FRAME_HEAD(data, at)
+            length = high << 16 | low
             if length > DEFAULT_MAX_FRAME:  # we never raise SETTINGS_MAX_FRAME_SIZE above its default
                 self._protocol_error(f"a frame of {length} bytes exceeds our {DEFAULT_MAX_FRAME}-byte maximum")
                 return
-            if end - at < 9 + length:
+            stop = at + 9 + length
+            if stop > end:
                 break
-            kind = buffer[at + 3]
-            flags = buffer[at + 4]
-            sid = int.from_bytes(buffer[at + 5 : at + 9], "big") & MAX_STREAM_ID
-            payload = bytes(buffer[at + 9 : at + 9 + length])
-            at += 9 + length
-            self._frame(kind, flags, sid, payload)
+            payload = data[at + 9 : stop]
+            at = stop
+            sid &= MAX_STREAM_ID
+            # The frames of a good answer (HEADERS, DATA, trailing HEADERS whose blocks are in the
+            # cache, the server's WINDOW_UPDATE) are taken here, in the read loop: per answer this
+            # was most of the client's own work. Everything else goes to `_headers`, `_data` and
+            # `_frame`, which the cases here only shortcut.
+            if self.header_stream:
+                self._frame(kind, flags, sid, payload)
+            elif kind == HEADERS and flags & (PADDED | PRIORITY | END_HEADERS) == END_HEADERS:
+                stream = streams.get(sid)
+                summary = cache.get(payload)
+                if stream is None or summary is None or summary[0] > MAX_HEADER_COUNT:
+                    self._headers(sid, flags, payload)
+                elif not stream.headers_seen and summary[1] == 200 and not flags & END_STREAM:
+                    stream.headers_seen = True  # the answer's first headers: `:status 200`, no status
+                    stream.http_status = 200
+                elif stream.headers_seen and flags & END_STREAM and summary[1] < 0 and summary[2] == 0:
+                    self._finish(sid, self._answer(stream.chunks))  # trailers: `grpc-status 0`
+                else:
+                    self._headers(sid, flags, payload)
+            elif kind == DATA:
+                stream = streams.get(sid)
+                if flags or stream is None or stream.received + length > MAX_BODY_BYTES or (
+                        self.unacked + length >= WINDOW_REFILL):
+                    self._data(flags, sid, payload)
+                else:
+                    self.unacked += length
+                    stream.chunks.append(payload)
+                    stream.received += length
+            elif kind == WINDOW_UPDATE and not sid and length == 4:
+                self.send_window += int.from_bytes(payload, "big") & MAX_STREAM_ID
+                if self.pool.waiting:
+                    self.pool._pump()
+            else:
+                self._frame(kind, flags, sid, payload)
             if self.closed:
                 return
-        del buffer[:at]
+        if at < end:
+            buffer += data[at:]
+        elif whole and len(data) < 1024:
+            # A read that was something else (two answers, an error) keeps the answer known before.
+            self.answer = learn_answer(data, self.header_cache) or self.answer
 
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
+        # The frames of every call (HEADERS, DATA, trailing HEADERS) are tested first.
         if self.header_stream and kind != CONTINUATION:
             self._protocol_error("a header block was interrupted by another frame")
-        elif kind == DATA:
-            self._data(flags, sid, payload)
         elif kind == HEADERS:
             if flags & PADDED:
                 payload = payload[1 : len(payload) - payload[0]]
             if flags & PRIORITY:
                 payload = payload[5:]
-            self.header_block = bytearray(payload)
-            self.header_flags = flags
             if flags & END_HEADERS:
-                self._headers(sid, flags, bytes(self.header_block))
+                self._headers(sid, flags, payload)
             else:
+                self.header_block = bytearray(payload)
+                self.header_flags = flags
                 self.header_stream = sid
+        elif kind == DATA:
+            self._data(flags, sid, payload)
         elif kind == CONTINUATION:
             if sid != self.header_stream:
                 self._protocol_error("CONTINUATION on another stream")
@@ -287,7 +425,7 @@ class _Connection(asyncio.Protocol):
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         self.unacked += len(payload)
-        if self.unacked >= OUR_CONNECTION_WINDOW // 4 and self.transport is not None:
+        if self.unacked >= WINDOW_REFILL and self.transport is not None:
             self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
             self.unacked = 0
         stream = self.streams.get(sid)
@@ -295,8 +433,9 @@ class _Connection(asyncio.Protocol):
             return
         if flags & PADDED:
             payload = payload[1 : len(payload) - payload[0]]
-        stream.data += payload
-        if len(stream.data) > MAX_BODY_BYTES + 5:
+        stream.chunks.append(payload)
+        stream.received += len(payload)
+        if stream.received > MAX_BODY_BYTES + 5:
             self._reset(sid, 8)
             self._finish(sid, BODY_TOO_LARGE)
             return
@@ -309,47 +448,54 @@ class _Connection(asyncio.Protocol):
         entries = table.dynamic_entries
         return len(entries), id(entries[0]) if entries else 0, table.maxsize
 
-    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]] | None:
-        """HPACK-decode `block`, from a cache when that is exact.
+    def _summary(self, block: bytes) -> tuple[int, int, int] | None:
+        """What a response header block says: (number of fields, `:status` or -1, `grpc-status` or
+        -1); None when it does not decode. A non-numeric status reads as 0 (HTTP, mapped to UNKNOWN)
+        or 2 (gRPC UNKNOWN).
 
-        Decoding in pure Python costs more than the rest of a call (servers send Huffman literals).
-        A block that left the dynamic table untouched decodes to the same fields for as long as the
-        table stays as it was, so such blocks are cached, and the cache is dropped whenever a block
-        changes the table (an insertion, an eviction or a size update)."""
+        HPACK-decoding in pure Python costs more than the rest of a call (servers send Huffman
+        literals). A block that left the dynamic table untouched decodes to the same fields for as
+        long as the table stays as it was, so such blocks' summaries are cached, and the cache is
+        dropped whenever a block changes the table (an insertion, an eviction or a size update)."""
         cached = self.header_cache.get(block)
         if cached is not None:
             return cached
         before = self._table_version()
         try:
-            fields = [(bytes(k), bytes(v)) for k, v in self.decoder.decode(block, raw=True)]
+            fields = list(self.decoder.decode(block, raw=True))
         except Exception:  # hpack raises its own errors; any of them breaks the connection state
             return None
+        http_status = grpc_status = -1
+        for name, value in fields:
+            if name == b":status":
+                http_status = _number(bytes(value), 0)
+            elif name == b"grpc-status":
+                grpc_status = _number(bytes(value), 2)
+        summary = (len(fields), http_status, grpc_status)
         if self._table_version() == before:
             if len(self.header_cache) < HEADER_CACHE_SIZE:
-                self.header_cache[block] = fields
+                self.header_cache[block] = summary
         else:
             self.header_cache.clear()
-        return fields
+            self.answer = None  # its header blocks are no longer known to leave the table alone
+        return summary
 
     def _headers(self, sid: int, flags: int, block: bytes) -> None:
-        fields = self._decode(block)
-        if fields is None:
+        summary = self.header_cache.get(block) or self._summary(block)
+        if summary is None:
             self._protocol_error("undecodable header block")
             return
         stream = self.streams.get(sid)
         if stream is None:
             return
-        if len(fields) > MAX_HEADER_COUNT:
+        count, http_status, status = summary
+        if count > MAX_HEADER_COUNT:
             if not flags & END_STREAM:
                 self._reset(sid, 8)
             self._finish(sid, HEADERS_TOO_LARGE)
             return
-        status: int | None = None
-        for name, value in fields:
-            if name == b":status":
-                stream.http_status = int(value)
-            elif name == b"grpc-status":
-                status = int(value)
+        if http_status >= 0:
+            stream.http_status = http_status
         if not stream.headers_seen:
             stream.headers_seen = True
             if stream.http_status != 200:
@@ -359,20 +505,20 @@ class _Connection(asyncio.Protocol):
                 return
         if not flags & END_STREAM:
             return
-        if status is None:
+        if status < 0:
             self._finish(sid, "grpc_INTERNAL")
         elif status != 0:
             self._finish(sid, status_kind(status))
         else:
-            self._finish(sid, self._answer(stream))
+            self._finish(sid, self._answer(stream.chunks))
 
-    def _answer(self, stream: _Stream) -> str | None:
-        data = stream.data
-        if len(data) < 5 or data[0] != 0 or int.from_bytes(data[1:5], "big") != len(data) - 5:
+    def _answer(self, chunks: list[bytes]) -> str | None:
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if len(data) < 5 or data[0] or int.from_bytes(data[1:5], "big") != len(data) - 5:
             # No message, a compressed one (we never offer compression) or a torn length prefix.
             return "grpc_INTERNAL"
         checker = self.pool.checker
-        return checker(bytes(data[5:])) if checker is not None else None
+        return checker(data[5:]) if checker is not None else None
 
     def _protocol_error(self, why: str, kind: str = "connection_reset") -> None:
         if self.transport is not None:
@@ -406,6 +552,8 @@ class RawGrpcPool:
         self.block = header_block(f"{host}:{port}", path, model, timeout)
         self.headers_head = len(self.block).to_bytes(3, "big") + bytes((HEADERS, END_HEADERS))
         self.data_head = len(self.message).to_bytes(3, "big") + bytes((DATA, END_STREAM))
+        # A call in one frame each: headers_head, stream id, `between`, stream id, message.
+        self.between = self.block + self.data_head
         self.conn: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.waiting: deque[Callback] = deque()
@@ -415,30 +563,35 @@ class RawGrpcPool:
         # Timeouts: one sweep timer for the pool, not one per call (as the HTTP pool): a call is
         # cancelled between `timeout` and `timeout + sweep_s` after its send.
         self.sweep_s = max(0.005, min(0.05, timeout / 10.0))
-        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweeper: asyncio.TimerHandle | None = None
 
-    def watch(self) -> None:
-        if self._sweeper is None and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+    def arm(self) -> None:
+        if self.sweeper is None and not self.closed:
+            self.sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
     def _sweep(self) -> None:
-        self._sweeper = None
+        self.sweeper = None
         now = time.monotonic()
         busy = False
         for conn in [c for c in (self.conn, *self.others) if c is not None]:
             # Streams are kept in send order and share one timeout: the expired ones come first.
             expired = []
             for sid, stream in conn.streams.items():
-                if now < stream.deadline:
+                if now - stream.sent_at < self.timeout:
                     break
                 expired.append(sid)
             for sid in expired:
                 conn._timed_out(sid)
             busy = busy or bool(conn.streams)
-        if busy and not self.closed:
-            self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
+        if busy:
+            self.arm()
 
     def submit(self, callback: Callback) -> None:
+        conn = self.conn
+        if not self.waiting and self.active < self.limit and conn is not None and conn.can_send(len(self.message)):
+            self.active += 1
+            conn.send(callback)
+            return
         self.waiting.append(callback)
         self._pump()
 
@@ -479,7 +632,8 @@ class RawGrpcPool:
         self._pump()
 
     def _released(self, conn: _Connection) -> None:
-        self._pump()
+        if self.waiting:
+            self._pump()
 
     def _gone(self, conn: _Connection) -> None:
         if conn is self.conn:
@@ -496,9 +650,9 @@ class RawGrpcPool:
 
     async def aclose(self) -> None:
         self.closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         if self.connecting is not None:
             self.connecting.cancel()
         if self.conn is not None and self.conn.transport is not None:
