@@ -35,14 +35,12 @@ def run_sim_up(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="harness-sim-"))
     written: bytes | None = None
     cluster = SimCluster(profile, workdir, mlserver=not args.no_mlserver, port=int(args.port),
-                         kubeconfig=kubeconfig)
+                         kubeconfig=kubeconfig, mesh_ingress=not getattr(args, "no_mesh_ingress", False))
     try:
         try:
             cluster.start()
         except OSError as exc:
             raise UsageError(f"--port {args.port}: cannot serve the simulated API there ({exc.strerror})") from None
-        if getattr(args, "no_mesh_ingress", False):
-            cluster.faults.trigger("mesh_without_ingress")
         written = kubeconfig.read_bytes()
         print(f"simulated cluster API at {cluster.api_url}; kubeconfig written to {kubeconfig} "
               f"(started in {cluster.start_seconds or 0:.2f}s; Ctrl-C to stop)", flush=True)

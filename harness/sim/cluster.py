@@ -73,10 +73,14 @@ class SimCluster:
     simulated = True
 
     def __init__(self, profile: Profile, workdir: Path, *, mlserver: bool = True, port: int = 0,
-                 kubeconfig: Path | None = None) -> None:
+                 kubeconfig: Path | None = None, mesh_ingress: bool = True) -> None:
         self.profile = profile
         self.workdir = Path(workdir)
         self.mlserver = mlserver
+        # False: a cluster without a load balancer controller from its first moment (`sim up
+        # --no-mesh-ingress`); withholding it only after start() left a window in which the address was
+        # published and read.
+        self.mesh_ingress = mesh_ingress
         self._port = port
         self.kubeconfig_path = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
         self.store = MemoryStore()
@@ -113,7 +117,8 @@ class SimCluster:
         nodes.bootstrap_nodes(self.store, self.profile)
         controllers: list[Controller] = list(nodes.core_controllers(workdir=str(self.workdir), store=self.store))
         seldon.bootstrap_seldon(self.store, self.profile)
-        controllers.extend(seldon.seldon_controllers(self.profile, str(self.workdir), mlserver=self.mlserver))
+        controllers.extend(seldon.seldon_controllers(self.profile, str(self.workdir), mlserver=self.mlserver,
+                                                     mesh_ingress=self.mesh_ingress))
         for c in controllers:
             register = getattr(c, "register_faults", None)
             if callable(register):

@@ -250,11 +250,13 @@ class SeldonController:
         mlserver: bool = True,
         notify: Callable[[], None] | None = None,
         mesh_process: bool = True,
+        mesh_ingress: bool = True,
     ) -> None:
         self.profile = profile
         self.namespace = profile.seldon.namespace
-        # False (fault `mesh_without_ingress`): no load balancer ever publishes the mesh Service's address.
-        self.publish_ingress = True
+        # False (`mesh_ingress=False` from the start, or the fault `mesh_without_ingress` later): no load
+        # balancer ever publishes the mesh Service's address.
+        self.publish_ingress = mesh_ingress
         self.dataplane = DataPlane(Path(workdir), enabled=mlserver, notify=notify)
         # The mesh runs in a child process by default so that it does not share the GIL with the test
         # process (the load generator lives there in the sim provider); in-process is for debugging.
@@ -764,6 +766,7 @@ class SeldonController:
         faults.register("kill_mlserver_mid_load", lambda namespace, model: self.dataplane.kill_during_load(model))
 
 
-def seldon_controllers(profile: Profile, workdir: str, mlserver: bool = True) -> list[SeldonController]:
+def seldon_controllers(profile: Profile, workdir: str, mlserver: bool = True,
+                       mesh_ingress: bool = True) -> list[SeldonController]:
     """The factory `SimCluster` calls: the one Seldon controller (operator, scheduler, data plane, mesh)."""
-    return [SeldonController(profile, Path(workdir), mlserver=mlserver)]
+    return [SeldonController(profile, Path(workdir), mlserver=mlserver, mesh_ingress=mesh_ingress)]

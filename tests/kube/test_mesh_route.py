@@ -162,3 +162,36 @@ def test_existing_run_without_ingress_runs_placement_nvml_and_latency_through_th
     latency = [c for c in report.checks if c.name.startswith("test_latency_meets_the_slo")]
     assert latency and "tunnel" in str(latency[0].details.get("mesh route", "")), latency
     assert report.latency and report.latency[0].result.ok > 0, proc.stdout[-3000:]
+
+
+def test_a_cluster_without_ingress_never_publishes_one(tmp_path: Path) -> None:
+    """`sim up --no-mesh-ingress` withholds the address from the first reconcile on. It used to withhold it
+    only after start(), so a busy machine could publish it first and a run read it (the tunnel test then
+    saw route `loadbalancer`): every change of the mesh Service is checked, not only the last one."""
+    from harness.sim.cluster import SimCluster
+    from harness.sim.seldon import HTTP_PORT_ANNOTATION, MESH_SERVICE
+
+    profile = load_profile(SIM_PROFILE)
+    cluster = SimCluster(profile, tmp_path, mlserver=False, mesh_ingress=False)
+    seen: list[Any] = []
+
+    def mesh_service() -> dict[str, Any] | None:
+        svc = cluster.store.get("v1", "Service", MESH_SERVICE, profile.seldon.namespace)
+        seen.append(((svc or {}).get("status") or {}).get("loadBalancer"))
+        return svc
+
+    cluster.store.add_listener(lambda: mesh_service())
+    cluster.start()
+    try:
+        kube = Kube.from_kubeconfig(cluster.kubeconfig_path, None, profile.timeouts)
+        # Envoy running: the Seldon controller has reconciled the mesh Service many times by then.
+        kube.wait_for_list("v1", "Pod", profile.seldon.namespace,
+                           lambda pods: any((p.get("status") or {}).get("phase") == "Running" for p in pods),
+                           timeout=60, what="an Envoy pod running", label_selector="app.kubernetes.io/name=seldon-envoy")
+        svc = kube.get("v1", "Service", MESH_SERVICE, profile.seldon.namespace)
+        assert svc is not None and not ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+        assert HTTP_PORT_ANNOTATION not in (svc["metadata"].get("annotations") or {})
+        assert not any((lb or {}).get("ingress") for lb in seen), seen
+        kube.close()
+    finally:
+        cluster.stop()
