@@ -187,7 +187,8 @@ def test_a_cluster_without_ingress_never_publishes_one(tmp_path: Path) -> None:
         # Envoy running: the Seldon controller has reconciled the mesh Service many times by then.
         kube.wait_for_list("v1", "Pod", profile.seldon.namespace,
                            lambda pods: any((p.get("status") or {}).get("phase") == "Running" for p in pods),
-                           timeout=60, what="an Envoy pod running", label_selector="app.kubernetes.io/name=seldon-envoy")
+                           timeout=60, what="an Envoy pod running",
+                           label_selector="app.kubernetes.io/name=seldon-envoy")
         svc = kube.get("v1", "Service", MESH_SERVICE, profile.seldon.namespace)
         assert svc is not None and not ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress")
         assert HTTP_PORT_ANNOTATION not in (svc["metadata"].get("annotations") or {})
