@@ -15,7 +15,9 @@ from kubernetes import watch
 from tests.kit.scheduler_sim import CP_TAINT, GPU_TAINT, GPU_TOL, NS, Sim, node, reset, start_sim
 
 Obj = dict[str, Any]
-WAIT_S = 10.0
+# A deadline, not a pause (a wait returns as soon as the state is there): a rollout also waits for the old
+# pods' graceful termination, which took over 10 s beside two CPU-bound processes.
+WAIT_S = 30.0
 
 
 @pytest.fixture(scope="module")
