@@ -7,14 +7,12 @@ cross between tests, its own capability, so tests do not see each other's object
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from harness.config import parse_profile
 from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
 from harness.sim.seldon import GRPC_PORT_ANNOTATION, HTTP_PORT_ANNOTATION
@@ -29,23 +27,7 @@ Obj = dict[str, Any]
 
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    # The sim profile with a roomier CPU worker: every test here adds a Server of its own.
-    data = yaml.safe_load((ROOT / "profiles" / "sim.yaml").read_text())
-    data["cluster"]["nodes"]["cpu_workers"] = {"count": 1, "cpu": "32", "memory": "128Gi"}
-    profile = parse_profile(data, "profiles/sim.yaml (roomier CPU worker)")
-    sim = SimCluster(profile, tmp_path_factory.mktemp("sim-seldon"), mlserver=False)
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-@pytest.fixture(scope="module")
-def waiter(cluster: SimCluster) -> Waiter:
-    return Waiter(cluster)
+# `cluster` and `waiter`: tests/sim/seldon/conftest.py (the sim profile with a roomier CPU worker, no MLServer).
 
 
 def _status(cluster: SimCluster, kind: str, name: str) -> Obj:
