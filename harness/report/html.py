@@ -56,6 +56,12 @@ def _short_uuid(uuid: str) -> str:
     return uuid if len(uuid) <= 16 else f"{uuid[:12]}…"
 
 
+# Fixed margins (fractions of the 8 x 4.2 inch figure) with room for the tick labels, the axis labels
+# and the capacity plot's right-hand axis: tight_layout measured every label first and cost as much
+# CPU as drawing the figure.
+_MARGINS = {"left": 0.09, "right": 0.9, "bottom": 0.13, "top": 0.92}
+
+
 def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
     """Latency by percentile (x in nines) for each measurement, as PNG bytes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -84,7 +90,7 @@ def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
     ax.grid(True, alpha=0.3)
     if entries:
         ax.legend(fontsize="small")
-    fig.tight_layout()
+    fig.subplots_adjust(**_MARGINS)
     buf = io.BytesIO()
     # No Software metadata: the PNG must not carry any URL either.
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -122,7 +128,7 @@ def capacity_plot_png(entry: CapacityEntry) -> bytes:
     lines = ax.get_legend_handles_labels()
     more = rate_ax.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
-    fig.tight_layout()
+    fig.subplots_adjust(**_MARGINS)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()

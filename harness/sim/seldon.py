@@ -29,6 +29,7 @@ from harness.config import Profile
 from harness.k8s.conditions import STATEFULSET_NOT_READY, STATEFULSET_READY
 from harness.k8s.seldon import model_memory_bytes, model_name_error
 from harness.k8s.seldon_api import MODEL_FINALIZER, SELDON_API, server_pod_selector
+from harness.sim.api.store import clone
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
 from harness.sim.gpus import pod_allocated_gpus
@@ -268,6 +269,8 @@ class SeldonController:
         # (namespace, server) -> models with at least one available replica, from the previous pass;
         # a change writes a Model status, which triggers the pass that reports it on the Server.
         self._loaded: dict[tuple[str, str], int] = {}
+        # Server uid -> ((its resourceVersion, ServerConfig uid and resourceVersion), the StatefulSet built)
+        self._built: dict[str, tuple[tuple[Any, Any, Any], Obj]] = {}
         self._placed: dict[tuple[str, str], set[PodRef]] = {}  # (namespace, model) -> pods asked to load it
         self._memory: dict[tuple[str, str], int] = {}  # (namespace, model) -> spec.memory in bytes, once placed
         self._served: dict[tuple[str, str], str] = {}  # (namespace, model) -> the served name on those pods
@@ -373,7 +376,10 @@ class SeldonController:
     def _reconcile_servers(self, store: Store) -> dict[tuple[str, str], _ServerInfo]:
         infos: dict[tuple[str, str], _ServerInfo] = {}
         models_by_server = dict(self._loaded)
-        for server in store.list(SELDON_API, "Server"):
+        servers = store.list(SELDON_API, "Server")
+        live = {server["metadata"].get("uid", "") for server in servers}
+        self._built = {uid: built for uid, built in self._built.items() if uid in live}
+        for server in servers:
             meta = server["metadata"]
             ns, name = meta.get("namespace", "default"), meta["name"]
             spec = server.get("spec") or {}
@@ -402,9 +408,8 @@ class SeldonController:
                 _write_status(store, server, {**base_status, "conditions": _conditions(
                     previous, "StatefulSetOrDeploymentReady", False, message)})
                 continue
-            sts = build_statefulset(server, config)
+            sts = self._statefulset_for(server, config)
             pod_spec = sts["spec"]["template"]["spec"]
-            sts["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = _spec_hash(sts)
             problem = self._apply_statefulset(store, sts)
             pods = store.list("v1", "Pod", ns, label_selector=server_pod_selector(name))
             ready_pods = sorted((p for p in pods if _pod_ready(p)), key=_ordinal)
@@ -428,6 +433,18 @@ class SeldonController:
             _write_status(store, server, {**base_status, "conditions": _conditions(
                 previous, "StatefulSetOrDeploymentReady", ok, STATEFULSET_READY if ok else STATEFULSET_NOT_READY)})
         return infos
+
+    def _statefulset_for(self, server: Obj, config: Obj) -> Obj:
+        """The Server's StatefulSet with its spec hash, built again only when the Server or its
+        ServerConfig changed (their resourceVersions): building and hashing it was most of a pass."""
+        meta, config_meta = server["metadata"], config["metadata"]
+        key = (meta.get("resourceVersion"), config_meta.get("uid"), config_meta.get("resourceVersion"))
+        built = self._built.get(meta.get("uid", ""))
+        if built is None or built[0] != key:
+            sts = build_statefulset(server, config)
+            sts["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = _spec_hash(sts)
+            built = self._built[meta.get("uid", "")] = (key, sts)
+        return clone(built[1])
 
     def _apply_statefulset(self, store: Store, sts: Obj) -> str | None:
         """Create or update the Server's StatefulSet; the API server's refusal text, if any."""

@@ -53,6 +53,37 @@ def test_merged_worker_histograms_equal_one_histogram() -> None:
     assert summary_ms(whole, total_seconds=sum(i / 1e4 for i in range(1, 1001)))["mean"] == pytest.approx(50.05)
 
 
+def test_goodput_count_agrees_with_the_recorded_values_at_every_limit() -> None:
+    """count_at_or_below_ms sums the counts array directly; it must say what walking the recorded
+    values says (a value counts when its bucket's lowest equivalent value is within the limit), for a
+    histogram recorded here and for one decoded from a worker's encoding (a shorter counts array)."""
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from harness.load.histogram import count_at_or_below_ms
+
+    rng = random.Random(7)
+    recorded = new_histogram()
+    for _ in range(3000):
+        record_seconds(recorded, rng.lognormvariate(-6.0, 1.2))
+    decoded = merge_encoded([encode(recorded)])
+
+    def walked(histogram: HdrHistogram, limit_ms: float) -> int:
+        total = 0
+        for item in histogram.get_recorded_iterator():
+            if histogram.get_lowest_equivalent_value(item.value_iterated_to) > int(limit_ms * 1000):
+                break
+            total += item.count_at_value_iterated_to
+        return total
+
+    limits = [0.0, 0.001, 0.5, 2.5, 2.501, 99.9, 1e9, *(rng.uniform(0.0, 20.0) for _ in range(5))]
+    for histogram in (recorded, decoded):
+        assert [count_at_or_below_ms(histogram, x) for x in limits] == [walked(histogram, x) for x in limits]
+    assert count_at_or_below_ms(recorded, 1e9) == recorded.get_total_count() == 3000
+    assert count_at_or_below_ms(recorded, -1.0) == 0
+
+
 def test_empty_histogram_summary_is_zero() -> None:
     assert set(summary_ms(new_histogram()).values()) == {0.0}
 

@@ -109,3 +109,17 @@ def test_clone_is_a_deep_copy_of_json_shaped_objects() -> None:
     assert copied["t"][1] is not obj["t"][1] and copied["odd"] is not obj["odd"]
     copied["spec"]["a"]["k"].append("new")
     assert inner["k"] == [1, 2.5, True, None, "s"]
+    # Aliasing inside the object is dropped, as the JSON round trip of a real API server drops it.
+    assert copied["spec"]["b"]["k"] == [1, 2.5, True, None, "s"]
+
+
+def test_clone_copies_what_marshal_refuses() -> None:
+    from harness.sim.api.store import clone
+
+    class Opaque:
+        def __init__(self) -> None:
+            self.items = [1]
+
+    original = Opaque()
+    copied = clone({"o": original})
+    assert copied["o"] is not original and copied["o"].items == [1] and copied["o"].items is not original.items

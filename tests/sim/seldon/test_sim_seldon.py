@@ -280,3 +280,34 @@ def test_server_config_without_rclone_fails_model_downloads(cluster: SimCluster,
     status = waiter.until(_model_state(cluster, "model-norclone", "ModelFailed"), "ModelFailed")
     assert "no rclone container" in _cond(status, "ModelReady")["reason"]
     assert status["selector"] == "server=cap-norclone"
+
+
+def test_edits_of_the_server_config_and_the_server_reach_the_statefulset(cluster: SimCluster, waiter: Waiter) -> None:
+    """The operator builds a Server's StatefulSet from the Server and its ServerConfig: an edit of
+    either reaches it (the sim builds it again only when one of their resourceVersions moved)."""
+    store = cluster.store
+    store.create(_partial_config("edited", "no-such-container"))
+    store.create(_cpu_server("cap-edited", "cap-edited", serverConfig="edited"))
+    waiter.until(_server_ready(cluster, "cap-edited"), "Server cap-edited Ready")
+
+    def env_of(container: str) -> Callable[[], tuple[bool, Any]]:
+        def look() -> tuple[bool, Any]:
+            sts = store.get("apps/v1", "StatefulSet", "cap-edited", NS) or {}
+            containers = sts.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+            env = {e["name"]: e.get("value") for c in containers if c["name"] == container for e in c.get("env") or []}
+            return env.get("HARNESS_EDIT") == "1", env
+        return look
+
+    config = store.get(API, "ServerConfig", "edited", NS)
+    assert config is not None
+    for c in config["spec"]["podSpec"]["containers"]:
+        if c["name"] == "mlserver":
+            c["env"] = [*(c.get("env") or []), {"name": "HARNESS_EDIT", "value": "1"}]
+    store.update(config)
+    waiter.until(env_of("mlserver"), "the ServerConfig's new env var in the StatefulSet")
+
+    server = store.get(API, "Server", "cap-edited", NS)
+    assert server is not None
+    server["spec"]["podSpec"] = {"containers": [{"name": "agent", "env": [{"name": "HARNESS_EDIT", "value": "1"}]}]}
+    store.update(server)
+    waiter.until(env_of("agent"), "the Server's podSpec env var in the StatefulSet")
