@@ -74,10 +74,13 @@ def resolve_storage_uri(uri: str, workdir: Path, *, train: bool = True) -> Model
     text = (uri or "").strip()
     if not text:
         raise ModelUnavailable("spec.storageUri is empty")
+    # Without `train` nothing is written: the controller asks on every pass.
     if _MNIST_SAMPLE.match(text):
-        return ModelSource(text, mnist_sample(Path(workdir) / "model-cache" / "mnist-onnx"), sample=True)
+        folder = Path(workdir) / "model-cache" / "mnist-onnx"
+        return ModelSource(text, mnist_sample(folder) if train else folder, sample=True)
     if _TFSIMPLE_SAMPLE.match(text):
-        return ModelSource(text, tfsimple_sample(Path(workdir) / "model-cache" / "tfsimple"), sample=True)
+        folder = Path(workdir) / "model-cache" / "tfsimple"
+        return ModelSource(text, tfsimple_sample(folder) if train else folder, sample=True)
     if is_iris_sample(text):
         if not train:
             return ModelSource(text, iris_cache_dir(workdir), sample=True)

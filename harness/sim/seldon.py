@@ -29,7 +29,7 @@ from harness.config import Profile
 from harness.k8s.conditions import STATEFULSET_NOT_READY, STATEFULSET_READY
 from harness.k8s.seldon import model_memory_bytes, model_name_error
 from harness.k8s.seldon_api import MODEL_FINALIZER, SELDON_API, server_pod_selector
-from harness.sim.api.store import clone
+from harness.sim.api.objcopy import clone
 from harness.sim.contracts import ApiError, Obj, Store
 from harness.sim.dataplane import DataPlane, PodRef, ReplicaState
 from harness.sim.gpus import pod_allocated_gpus

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import builtins
 import collections
-import copy
+import contextlib
 import logging
 import marshal
 import threading
@@ -37,6 +37,8 @@ from typing import Any, TypeVar, cast
 from harness.k8s.seldon_api import SELDON_GROUP
 from harness.sim.api import deletion
 from harness.sim.api import patch as patching
+from harness.sim.api.objcopy import MARSHAL_NO_REFERENCES as _MARSHAL_NO_REFERENCES
+from harness.sim.api.objcopy import clone
 from harness.sim.api.resources import STORED, ResourceType, by_kind
 from harness.sim.api.selectors import parse_field_selector, parse_label_selector
 from harness.sim.api.validation import apply_defaults, validate
@@ -44,39 +46,6 @@ from harness.sim.contracts import ApiError, Obj, PatchType
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-def clone(obj: _T) -> _T:
-    """A deep copy of a stored object. Objects here are JSON-shaped, so dicts, lists and tuples are
-    rebuilt and scalars shared, three times faster than `copy.deepcopy` (which stays the fallback
-    for anything else): the store copies every object it hands out or takes in and controllers
-    list often, so deepcopy was a quarter of a sim run's CPU. Aliasing inside one object is not
-    kept, as after the JSON round trip a real API server makes.
-
-    The copy is a `marshal` round trip at format version 2, the last without object references (so
-    aliasing is dropped, as JSON drops it): four times faster than the recursive copy, which stays for
-    what marshal refuses (anything not built from the core types)."""
-    try:
-        return cast(_T, marshal.loads(marshal.dumps(cast(Any, obj), _MARSHAL_NO_REFERENCES)))
-    except ValueError:
-        return cast(_T, _clone(obj))
-
-
-# marshal's format 3 added references to objects seen twice; format 2 writes every occurrence anew.
-_MARSHAL_NO_REFERENCES = 2
-
-
-def _clone(obj: Any) -> Any:
-    kind = type(obj)
-    if kind is dict:
-        return {key: _clone(value) for key, value in obj.items()}
-    if kind is list:
-        return [_clone(value) for value in obj]
-    if kind is str or kind is int or kind is float or kind is bool or obj is None:
-        return obj
-    if kind is tuple:
-        return tuple(_clone(value) for value in obj)
-    return copy.deepcopy(obj)
 
 
 HISTORY_LIMIT = 5000  # changes kept in all (each kind's window is narrower: _kind_window_start)
@@ -186,6 +155,8 @@ class MemoryStore:
         self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {
             (r.api_version, r.kind): {} for r in STORED
         }
+        # id(stored object) -> (the object, its marshal bytes): the frozen form reads copy from (_copy).
+        self._frozen: dict[int, tuple[Obj, bytes]] = {}
         self._rv = 0
         self._history: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self._compacted_rv = 0  # watches from an rv below this get 410 Gone
@@ -238,11 +209,25 @@ class MemoryStore:
         the object as it was deleted."""
         new["metadata"]["resourceVersion"] = self._next_rv()
         bucket = self._bucket(rt)
+        replaced = bucket.get(key)
+        if replaced is not None:
+            self._frozen.pop(id(replaced), None)
         if change_type == "DELETED":
             del bucket[key]
         else:
             bucket[key] = new
-        self._commit(change_type, rt, old, clone(new))
+            with contextlib.suppress(ValueError):  # what marshal refuses is copied by `clone` on each read
+                self._frozen[id(new)] = (new, marshal.dumps(new, _MARSHAL_NO_REFERENCES))
+        self._commit(change_type, rt, old, self._copy(new))
+
+    def _copy(self, obj: _T) -> _T:
+        """A copy of `obj` for a caller: from the stored object's frozen form when it is one (the store
+        never changes a stored object in place, only replaces it in `_write`), else `clone`. Reads copy
+        every object they hand out, so this halves the copying: the serialising is done once per write."""
+        frozen = self._frozen.get(id(obj))
+        if frozen is not None and frozen[0] is obj:
+            return cast(_T, marshal.loads(frozen[1]))
+        return clone(obj)
 
     def _commit(self, change_type: str, rt: ResourceType, old: Obj | None, new: Obj) -> None:
         change = Change(self._rv, change_type, rt.api_version, rt.kind, old, new, time.monotonic())
@@ -270,7 +255,7 @@ class MemoryStore:
         rt = self._rt(api_version, kind)
         with self._lock:
             obj = self._bucket(rt).get(self._key(rt, name, namespace))
-            return clone(obj) if obj is not None else None
+            return self._copy(obj) if obj is not None else None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
@@ -288,7 +273,7 @@ class MemoryStore:
                 if namespace and rt.namespaced and ns != namespace:
                     continue
                 if labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj):
-                    items.append(clone(obj))
+                    items.append(self._copy(obj))
             return items, str(self._rv)
 
     def list_exact(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None,
@@ -317,7 +302,7 @@ class MemoryStore:
                     state.pop(key, None)
                 elif change.old is not None:
                     state[key] = change.old
-            return [clone(obj) for (ns, _), obj in sorted(state.items())
+            return [self._copy(obj) for (ns, _), obj in sorted(state.items())
                     if not (namespace and rt.namespaced and ns != namespace)
                     and labels((obj.get("metadata") or {}).get("labels") or {}) and fields(obj)]
 
@@ -346,7 +331,7 @@ class MemoryStore:
     def create(self, obj: Obj, *, dry_run: bool = False) -> Obj:
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
         rt = self._rt(api_version, kind)
-        new = clone(obj)
+        new = self._copy(obj)
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
@@ -398,7 +383,7 @@ class MemoryStore:
                 # what the serviceaccount controller does for every new namespace
                 self.create({"apiVersion": "v1", "kind": "ServiceAccount",
                              "metadata": {"name": "default", "namespace": name}})
-            return clone(new)
+            return self._copy(new)
 
     def _allocate_service(self, svc: Obj) -> None:
         """ClusterIP and node ports, as the apiserver's allocators assign them (unique within the store)."""
@@ -437,7 +422,7 @@ class MemoryStore:
             old_spec = current.get("spec") or {}
             for fld in ("clusterIP", "clusterIPs"):
                 if fld in old_spec and not new["spec"].get(fld):
-                    new["spec"][fld] = clone(old_spec[fld])
+                    new["spec"][fld] = self._copy(old_spec[fld])
         meta = new.setdefault("metadata", {})
         for k in _META_IMMUTABLE:
             if k in current["metadata"]:
@@ -446,13 +431,13 @@ class MemoryStore:
                 meta.pop(k, None)
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
         if new == current:
-            return clone(current)  # a no-op write keeps its resourceVersion, as on a real server
+            return self._copy(current)  # a no-op write keeps its resourceVersion, as on a real server
         if self._spec_part(new) != self._spec_part(current):
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if dry_run:
             return new
         self._write("MODIFIED", rt, self._key(rt, meta["name"], meta.get("namespace")), current, new)
-        return clone(new)
+        return self._copy(new)
 
     def _current(self, rt: ResourceType, obj: Obj) -> tuple[str, Obj]:
         meta = obj.get("metadata") or {}
@@ -468,12 +453,12 @@ class MemoryStore:
         with self._lock:
             name, current = self._current(rt, obj)
             self._check_rv(rt, name, current, obj)
-            new = clone(obj)
+            new = self._copy(obj)
             apply_defaults(rt, new)  # defaulting runs on every write, not only on create
             if "status" in rt.subresources:
                 new.pop("status", None)
                 if "status" in current:
-                    new["status"] = clone(current["status"])
+                    new["status"] = self._copy(current["status"])
             self._check_finalizers(rt, current, new)
             validate(rt, new, old=current)
             return self._replace_or_finalize(rt, current, new, dry_run)
@@ -483,9 +468,9 @@ class MemoryStore:
         with self._lock:
             name, current = self._current(rt, obj)
             self._check_rv(rt, name, current, obj)
-            new = clone(current)
+            new = self._copy(current)
             if "status" in obj:
-                new["status"] = clone(obj["status"])
+                new["status"] = self._copy(obj["status"])
             else:
                 new.pop("status", None)
             if rt.kind == "Node":
@@ -518,7 +503,7 @@ class MemoryStore:
                 raise ApiError(422, "Invalid", f'{rt.qualified_kind} "{name}" is invalid: patch produced a non-object')
             self._check_rv(rt, name, current, patched)
             if subresource == "status":
-                new = clone(current)
+                new = self._copy(current)
                 if "status" in patched:
                     new["status"] = patched["status"]
                 else:
@@ -531,7 +516,7 @@ class MemoryStore:
                 if "status" in rt.subresources:
                     new.pop("status", None)
                     if "status" in current:
-                        new["status"] = clone(current["status"])
+                        new["status"] = self._copy(current["status"])
                 self._check_finalizers(rt, current, new)
                 validate(rt, new, old=current)
             return self._replace_or_finalize(rt, current, new, dry_run)
@@ -549,7 +534,7 @@ class MemoryStore:
         if current["metadata"].get("deletionTimestamp"):
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is '
                            "being deleted, cannot be assigned to a host")
-        new = clone(current)
+        new = self._copy(current)
         new.setdefault("spec", {})["nodeName"] = str(node)
         return self._replace(rt, current, new, dry_run)
 
@@ -598,19 +583,19 @@ class MemoryStore:
             if rt.kind == "Pod":
                 grace = self._pod_grace(current, opts)
                 if grace is None:  # graceful deletion pending with an equal or longer grace: nothing changes
-                    return clone(current)
+                    return self._copy(current)
                 if grace > 0:
                     return self._mark_deleting(rt, key, current, dry_run, opts.policy, grace)
             if rt.kind == "Namespace" or current["metadata"].get("finalizers") \
                     or opts.policy in ("Orphan", "Foreground"):
                 return self._mark_deleting(rt, key, current, dry_run, opts.policy, 0)
             if dry_run:
-                return clone(current)
+                return self._copy(current)
             self._delete_one(rt, key, current)
             self._cascade(current)
             self._finish_namespace(current["metadata"].get("namespace") if rt.namespaced else None)
             self._finish_foreground()
-            return clone(current)
+            return self._copy(current)
 
     def _pod_grace(self, pod: Obj, opts: deletion.DeleteOptions) -> int | None:
         """The grace a pod's delete gets now (0: at once), or None when a graceful delete stays pending."""
@@ -624,7 +609,7 @@ class MemoryStore:
                        policy: str | None, grace: int = 0) -> Obj:
         """Graceful deletion: set deletionTimestamp (now + grace); a pod's kubelet, finalizers, the
         garbage collector (Orphan/Foreground) or the namespace controller decide when it goes."""
-        new = clone(current)
+        new = self._copy(current)
         meta = new["metadata"]
         if not meta.get("deletionTimestamp") or grace != meta.get("deletionGracePeriodSeconds"):
             meta["deletionTimestamp"] = deletion.deletion_timestamp(grace)
@@ -640,7 +625,7 @@ class MemoryStore:
             return new
         if new != current:
             self._write("MODIFIED", rt, key, current, new)
-        answer = clone(new)
+        answer = self._copy(new)
         if rt.kind == "Namespace":
             # The namespace controller empties it; the namespace itself goes on a later pass
             # (finish_namespaces), never inside the DELETE call (a real one is always Terminating first).
@@ -658,7 +643,7 @@ class MemoryStore:
         current = self._bucket(rt).get(key)
         if current is None or finalizer not in (current["metadata"].get("finalizers") or []):
             return
-        new = clone(current)
+        new = self._copy(current)
         kept = [f for f in new["metadata"].get("finalizers") or [] if f != finalizer]
         if kept:
             new["metadata"]["finalizers"] = kept
@@ -719,7 +704,7 @@ class MemoryStore:
                 kept = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
                 if len(kept) == len(refs):
                     continue
-                new = clone(obj)
+                new = self._copy(obj)
                 if kept:
                     new["metadata"]["ownerReferences"] = kept
                 else:
@@ -727,7 +712,7 @@ class MemoryStore:
                 self._write("MODIFIED", rt, key, obj, new)
 
     def _delete_one(self, rt: ResourceType, key: tuple[str, str], obj: Obj) -> None:
-        self._write("DELETED", rt, key, clone(obj), clone(obj))
+        self._write("DELETED", rt, key, self._copy(obj), self._copy(obj))
         if rt.kind == "Pod":
             ns, name = key
             for log_key in [k for k in self._logs if k[0] == ns and k[1] == name]:
@@ -780,7 +765,7 @@ class MemoryStore:
             if existing_key is not None:
                 current = self._bucket(self._rt("v1", "Event")).get(existing_key)
                 if current is not None:
-                    bumped = clone(current)
+                    bumped = self._copy(current)
                     bumped["count"] = int(current.get("count", 1)) + 1
                     bumped["lastTimestamp"] = ts
                     self._replace(self._rt("v1", "Event"), current, bumped, False)

@@ -72,6 +72,38 @@ def test_merge_patch_nulls_delete_and_lists_replace() -> None:
     assert out["metadata"]["labels"] == {"b": "2"} and out["spec"]["volumes"] == []
 
 
+# RFC 7386 Appendix A, "Example Test Cases": (original, patch, result).
+RFC7386_CASES = [
+    ({"a": "b"}, {"a": "c"}, {"a": "c"}),
+    ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
+    ({"a": "b"}, {"a": None}, {}),
+    ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
+    ({"a": ["b"]}, {"a": "c"}, {"a": "c"}),
+    ({"a": "c"}, {"a": ["b"]}, {"a": ["b"]}),
+    ({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}),
+    ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
+    (["a", "b"], ["c", "d"], ["c", "d"]),
+    ({"a": "b"}, ["c"], ["c"]),
+    ({"a": "foo"}, None, None),
+    ({"a": "foo"}, "bar", "bar"),
+    ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
+    ([1, 2], {"a": "b", "c": None}, {"a": "b"}),
+    ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+]
+
+
+@pytest.mark.parametrize(("original", "patch", "result"), RFC7386_CASES)
+def test_merge_patch_follows_the_rfc_examples_and_changes_neither_input(original: Any, patch: Any,
+                                                                          result: Any) -> None:
+    before = (repr(original), repr(patch))
+    out = merge_patch(original, patch)
+    assert out == result
+    assert (repr(original), repr(patch)) == before
+    if isinstance(out, dict) and isinstance(original, dict):
+        for key, value in out.items():  # nothing in the result is shared with the inputs
+            assert value is not original.get(key) or not isinstance(value, (dict, list))
+
+
 def test_json_patch_ops_and_failures() -> None:
     doc = {"a": {"b": [1, 2]}, "x": 1}
     out = json_patch(doc, [{"op": "add", "path": "/a/b/-", "value": 3}, {"op": "move", "from": "/x", "path": "/y"},

@@ -123,3 +123,22 @@ def test_clone_copies_what_marshal_refuses() -> None:
     original = Opaque()
     copied = clone({"o": original})
     assert copied["o"] is not original and copied["o"].items == [1] and copied["o"].items is not original.items
+
+
+def test_reads_hand_out_copies_of_the_current_version() -> None:
+    """Reads copy from a frozen form made at each write: a caller's changes never reach the store,
+    and after a write every read sees the new version, never the old frozen one."""
+    s = MemoryStore()
+    s.create({**cm("frozen"), "data": {"k": "v1"}})
+    got = s.get("v1", "ConfigMap", "frozen", "default")
+    assert got is not None
+    got["data"]["k"] = "changed by the caller"
+    (listed,) = [o for o in s.list("v1", "ConfigMap", "default") if o["metadata"]["name"] == "frozen"]
+    listed["data"]["extra"] = "also changed"
+    assert s.get("v1", "ConfigMap", "frozen", "default")["data"] == {"k": "v1"}  # type: ignore[index]
+    s.patch("v1", "ConfigMap", "frozen", "default", {"data": {"k": "v2"}}, "merge")
+    assert s.get("v1", "ConfigMap", "frozen", "default")["data"] == {"k": "v2"}  # type: ignore[index]
+    assert [o["data"] for o in s.list("v1", "ConfigMap", "default") if o["metadata"]["name"] == "frozen"] == [
+        {"k": "v2"}]
+    s.delete("v1", "ConfigMap", "frozen", "default")
+    assert s.get("v1", "ConfigMap", "frozen", "default") is None
