@@ -398,6 +398,26 @@ def test_render_all_files_and_determinism(path: Path) -> None:
                 assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "seldon-gpu-harness"
 
 
+def test_the_fast_yaml_emitter_writes_what_the_python_one_writes() -> None:
+    """Rendering uses libyaml's emitter where PyYAML has it; the files must be the bytes the pure-Python
+    emitter writes (the same dumper settings on the Python base): two profiles that between them render
+    every file (kind's cluster and patches, time-slicing and MIG configs, the probe's script)."""
+    from harness.render import yamlio
+
+    assert yaml.__with_libyaml__, "PyYAML without libyaml: rendering falls back to the Python emitter"
+    assert issubclass(yamlio._Dumper, yaml.CSafeDumper)
+
+    class PythonDumper(yaml.SafeDumper):
+        pass
+
+    PythonDumper.add_representer(str, yamlio._str)
+    for path in (ROOT / "profiles" / "kind-gpu-timeslicing.yaml", ROOT / "profiles" / "sim-mig.yaml"):
+        for name, docs in render.render_all(load_profile(path)).items():
+            python = yaml.dump_all(list(docs), Dumper=PythonDumper, sort_keys=False, default_flow_style=False,
+                                   explicit_start=True, width=120)
+            assert dump_documents(docs) == python, f"{path.name}: {name}"
+
+
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
 def test_render_cli_output_is_byte_identical(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "--profile", str(path), "--out", str(tmp_path / "a")]) == 0
