@@ -90,8 +90,8 @@ class _Refused(yaml.YAMLError):
         self.problem_mark = mark
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (YAML 1.2 says keys are unique)."""
+class _UniqueKeys(yaml.constructor.SafeConstructor):
+    """A constructor that refuses duplicate mapping keys (YAML 1.2 says keys are unique)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}
@@ -111,6 +111,17 @@ class _StrictLoader(yaml.SafeLoader):
                 except TypeError:
                     pass
         return super().construct_mapping(node, deep=deep)
+
+
+class _StrictLoader(_UniqueKeys, yaml.SafeLoader):
+    """The pure-Python loader: its error messages name the offending token or alias."""
+
+
+# libyaml's parser, where PyYAML was built with it (its wheels are), reads the same documents at a
+# fraction of the CPU (reading profiles and manifests was a fifth of some test processes' time); a
+# document it refuses is read again by the Python loader, whose message says more.
+_FastStrictLoader: type[Any] = (type("_FastStrictLoader", (_UniqueKeys, yaml.CSafeLoader), {})
+                                if getattr(yaml, "__with_libyaml__", False) else _StrictLoader)
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -168,7 +179,19 @@ def _fail(source: str, exc: yaml.YAMLError) -> UsageError:
 
 def load_all(text: str, source: str) -> list[Any]:
     """Every document of `text`, strictly and boundedly; one `UsageError` on any problem."""
-    loader = _StrictLoader(text)
+    try:
+        return _documents(_FastStrictLoader, text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        if _FastStrictLoader is _StrictLoader:
+            raise _refusal(source, exc) from None
+    try:
+        return _documents(_StrictLoader, text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _refusal(source, exc) from None
+
+
+def _documents(loader_class: type[Any], text: str) -> list[Any]:
+    loader = loader_class(text)
     try:
         docs: list[Any] = []
         while loader.check_node():
@@ -178,12 +201,14 @@ def load_all(text: str, source: str) -> list[Any]:
             _check_expansion(node)
             docs.append(loader.construct_document(node))
         return docs
-    except RecursionError:
-        raise UsageError(f"{source}: refused YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
-        raise _fail(source, exc) from None
     finally:
         loader.dispose()
+
+
+def _refusal(source: str, exc: yaml.YAMLError | RecursionError) -> UsageError:
+    if isinstance(exc, yaml.YAMLError):
+        return _fail(source, exc)
+    return UsageError(f"{source}: refused YAML: nested too deeply")
 
 
 def load_one(text: str, source: str) -> Any:

@@ -166,6 +166,24 @@ def test_manifests_are_read_just_as_strictly(tmp_path: Path) -> None:
         load_manifests([str(bad)])
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: *nope\n", "line 1, column 4: found undefined alias 'nope'"),
+    ("a: [1, 2\n", "expected ',' or ']', but got '<stream end>'"),
+    ("\t a: 1\n", "found character '\\t' that cannot start any token"),
+    ("a: \x07\n", "unacceptable character #x0007"),  # once a traceback (the reader raised before the try)
+])
+def test_yaml_refusals_name_what_is_wrong(text: str, message: str) -> None:
+    """libyaml reads the files; what it refuses is read again by PyYAML's Python loader, whose messages
+    name the offending token or alias (libyaml's say 'found undefined alias' without the name)."""
+    from harness import safeyaml
+
+    assert safeyaml._FastStrictLoader is not safeyaml._StrictLoader, "PyYAML without libyaml"
+    with pytest.raises(UsageError) as refused:
+        safeyaml.load_all(text, "m.yaml")
+    assert str(refused.value).startswith("m.yaml: not valid YAML") and message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
 def test_load_profile_still_reads_every_shipped_profile() -> None:
     for path in sorted((ROOT / "profiles").glob("*.yaml")):
         assert load_profile(path).source == str(path)
