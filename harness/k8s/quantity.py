@@ -12,6 +12,7 @@ whole client (0.4 CPU-seconds in every process that reads a profile).
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal
 from fractions import Fraction
@@ -32,10 +33,18 @@ def parse_quantity(value: object) -> Fraction:
         return Fraction(value)
     if isinstance(value, float):
         return Fraction(str(value))
-    text = value if isinstance(value, str) else None
-    match = _GRAMMAR.fullmatch(text) if text is not None else None
-    if match is None:
+    if not isinstance(value, str):
         raise ValueError(f"not a quantity: {value!r}")
+    return _parse_text(value)
+
+
+# The same few strings ("1", "500m", "2Gi") are parsed over and over by the scheduler, the linter and
+# the GPU rules, and building Fractions is slow; a Fraction is immutable, so the answer can be shared.
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Fraction:
+    match = _GRAMMAR.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
     number = Fraction(Decimal(match["number"]))
     suffix = match["suffix"] or ""
     if suffix in _BINARY:

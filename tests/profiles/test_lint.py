@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import marshal
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -509,7 +510,7 @@ def test_wrong_field_types_are_usage_errors_never_crashes() -> None:
     for position, doc in enumerate(docs):
         for path in list(_paths(doc.body)):
             for bad in (7, "x", ["x"], None):
-                body = copy.deepcopy(doc.body)
+                body = marshal.loads(marshal.dumps(doc.body))  # a deep copy, several times faster
                 target = body
                 for key in path[:-1]:
                     target = target[key]
