@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The sim's unknown-field check reads this table instead of importing the client's models in every
+	# process that serves its API (harness/sim/api/fieldcheck.py; written into the venv, never into git).
+	$(BIN)/python -m harness.sim.api.fieldcheck --write-table
 	touch $(STAMP)
 
 # Bytecode is cached (in __pycache__/, ignored by git) even where PYTHONDONTWRITEBYTECODE is set:
