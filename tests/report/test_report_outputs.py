@@ -205,3 +205,23 @@ def test_headline_names_a_rehearsal_and_an_interruption() -> None:
     assert line.startswith("SIMULATED CLUSTER") and "(sim, rehearsal of the kind profile, profile sim)" in line
     cut = report.model_copy(update={"interrupted": True, "interrupted_reason": "stopped early: -x"})
     assert "INTERRUPTED (stopped early: -x), not a pass:" in headline(cut) and "passed:" not in headline(cut)
+
+
+def test_log_latency_axes_are_labelled_in_plain_milliseconds() -> None:
+    """The plots' log axes say "10", "200", "0.5" (not mathtext powers of ten, whose parsing was a third
+    of a plot's CPU) and carry no unlabelled minor ticks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    from harness.report.html import _log_axis
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0.4, 700.0])
+    _log_axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert {"1", "10", "100"} <= set(labels) and not any("$" in label or "^" in label for label in labels), labels
+    assert isinstance(ax.yaxis.get_minor_locator(), NullLocator)
