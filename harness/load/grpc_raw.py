@@ -121,12 +121,14 @@ def grpc_message(payload: bytes) -> bytes:
 class _Stream:
     __slots__ = ("callback", "chunks", "headers_seen", "http_status", "received", "sent_at")
 
-    def __init__(self, callback: Callback) -> None:
+    def __init__(self, callback: Callback, sent_at: float) -> None:
         self.callback = callback
-        self.sent_at = 0.0  # the pool's sweep cancels the stream `timeout` after this (monotonic)
+        self.sent_at = sent_at  # the pool's sweep cancels the stream `timeout` after this (monotonic)
         self.headers_seen = False
         self.http_status = 0
-        self.chunks: list[bytes] = []  # DATA payloads as read (one, for a small answer: no copy)
+        # DATA payloads as read (one, for a small answer: no copy); made at the first DATA frame
+        # that is cut one by one (a repeated answer, see `_Answer`, needs none).
+        self.chunks: list[bytes] | None = None
         self.received = 0
 
 
@@ -141,18 +143,25 @@ class _Answer:
     header cache (they left the HPACK table as it was), and the answer is forgotten whenever that
     cache is."""
 
-    __slots__ = ("data_length", "message", "parts", "size")
+    __slots__ = ("body", "data_length", "increment", "parts", "size", "tail")
 
-    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, message: bytes) -> None:
+    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, body: bytes,
+                 tail: bytes | None) -> None:
         self.parts = parts  # the three frames without their stream ids
         self.size = sum(len(part) for part in parts) + 12
         self.data_length = data_length  # DATA payload bytes, counted against our receive window
-        self.message = message  # the DATA payload: the length-prefixed message
+        # The message without its length prefix (checked when learnt), one object for every repeat:
+        # the answer checker's memo hashes it once.
+        self.body = body
+        # The server's connection WINDOW_UPDATE that followed the answer (Triton grants back our
+        # request's DATA after each answer), taken whole when it follows again, and its increment.
+        self.tail = tail
+        self.increment = int.from_bytes(tail[9:13], "big") & MAX_STREAM_ID if tail is not None else 0
 
 
 def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answer | None:
     """The start of `data` as an `_Answer` when it is one whole good answer whose header blocks are
-    in `cache`; None otherwise."""
+    in `cache` and whose message is one uncompressed, whole length-prefixed message; None otherwise."""
     heads: list[tuple[int, int, int, int, int]] = []
     at = 0
     while len(data) - at >= 9 and len(heads) < 3:
@@ -173,10 +182,17 @@ def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answ
         return None
     if last is None or last[0] > MAX_HEADER_COUNT or last[1] >= 0 or last[2] != 0:
         return None
-    if l2 > MAX_BODY_BYTES:
+    message = data[a2 + 9 : a3]
+    if l2 > MAX_BODY_BYTES or not _whole_message(message):
         return None
     parts = (data[:5], data[9 : a2 + 5], data[a2 + 9 : a3 + 5], data[a3 + 9 : at])
-    return _Answer(parts, l2, data[a2 + 9 : a3])
+    tail = data[at : at + 13] if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at) else None
+    return _Answer(parts, l2, message[5:], tail)
+
+
+def _whole_message(data: bytes) -> bool:
+    """One uncompressed length-prefixed message (we never offer compression), all of it."""
+    return len(data) >= 5 and not data[0] and int.from_bytes(data[1:5], "big") == len(data) - 5
 
 
 class _Connection(asyncio.Protocol):
@@ -220,9 +236,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         pool = self.pool
         sid = self.next_id
-        self.next_id += 2
-        stream = _Stream(callback)
-        self.streams[sid] = stream
+        self.next_id = sid + 2
         sid_bytes = sid.to_bytes(4, "big")
         message = pool.message
         if len(message) <= self.max_frame:
@@ -235,7 +249,7 @@ class _Connection(asyncio.Protocol):
                 parts.append(frame(DATA, END_STREAM if last else 0, sid, chunk))
             out = b"".join(parts)
         self.send_window -= len(message)
-        stream.sent_at = time.monotonic()
+        self.streams[sid] = _Stream(callback, time.monotonic())
         if pool.sweeper is None:
             pool.arm()
         self.transport.write(out)
@@ -270,30 +284,49 @@ class _Connection(asyncio.Protocol):
         whole = not buffer and not self.header_stream
         at = 0
         if whole and answer is not None:
+            # Answers that repeat the last good one (see `_Answer`): what their frames would have
+            # done, at once. Per answer this was most of the client's own work against a real
+            # Triton, which sends each answer in its own read; so it is kept to one frame of Python.
+            pool = self.pool
+            checker = pool.checker
             size = answer.size
-            parts = answer.parts
-            while len(data) - at >= size:
+            p0, p1, p2, p3 = answer.parts
+            body = answer.body
+            tail = answer.tail
+            end = len(data)
+            while end - at >= size:
                 sid_bytes = data[at + 5 : at + 9]
-                sid = int.from_bytes(sid_bytes, "big") & MAX_STREAM_ID
+                # No mask of the reserved bit: with it set, the id is no stream of ours (all below
+                # 2^31), and the frame loop below reads the frames as RFC 9113 section 4.1 says.
+                sid = int.from_bytes(sid_bytes, "big")
                 stream = streams.get(sid)
-                if (stream is None or stream.headers_seen or stream.chunks
-                        or self.unacked + answer.data_length >= WINDOW_REFILL
-                        or not data.startswith(b"".join((parts[0], sid_bytes, parts[1], sid_bytes, parts[2],
-                                                         sid_bytes, parts[3])), at)):
+                if (stream is None or stream.headers_seen or stream.received
+                        or not data.startswith(b"".join((p0, sid_bytes, p1, sid_bytes, p2, sid_bytes, p3)), at)):
                     break
-                # The last good answer again (see `_Answer`): what its frames would have done, at once.
-                self.unacked += answer.data_length
-                self._finish(sid, self._answer([answer.message]))
+                del streams[sid]
                 at += size
+                self.unacked += answer.data_length
+                pool.active -= 1
+                stream.callback(None if checker is None else checker(body), stream.sent_at)
+                if pool.waiting:
+                    pool._pump()
                 if self.closed:
                     return
-                if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
-                    # The server's connection WINDOW_UPDATE that follows an answer, as `_frame` takes it.
+                if tail is not None and data.startswith(tail, at):
+                    # The server's connection WINDOW_UPDATE that followed this answer before.
+                    at += 13
+                    self.send_window += answer.increment
+                elif end - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
+                    # Another increment: as the frame loop takes it.
                     self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
                     at += 13
-                    if self.pool.waiting:
-                        self.pool._pump()
-            if at == len(data):
+                else:
+                    continue
+                if pool.waiting:
+                    pool._pump()
+            if self.unacked >= WINDOW_REFILL:
+                self._replenish()
+            if at == end:
                 return
             if at:
                 whole = False  # the answer is known: nothing to learn from the rest
@@ -340,7 +373,10 @@ class _Connection(asyncio.Protocol):
                     self._data(flags, sid, payload)
                 else:
                     self.unacked += length
-                    stream.chunks.append(payload)
+                    if stream.chunks is None:
+                        stream.chunks = [payload]
+                    else:
+                        stream.chunks.append(payload)
                     stream.received += length
             elif kind == WINDOW_UPDATE and not sid and length == 4:
                 self.send_window += int.from_bytes(payload, "big") & MAX_STREAM_ID
@@ -425,15 +461,17 @@ class _Connection(asyncio.Protocol):
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         self.unacked += len(payload)
-        if self.unacked >= WINDOW_REFILL and self.transport is not None:
-            self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
-            self.unacked = 0
+        if self.unacked >= WINDOW_REFILL:
+            self._replenish()
         stream = self.streams.get(sid)
         if stream is None:
             return
         if flags & PADDED:
             payload = payload[1 : len(payload) - payload[0]]
-        stream.chunks.append(payload)
+        if stream.chunks is None:
+            stream.chunks = [payload]
+        else:
+            stream.chunks.append(payload)
         stream.received += len(payload)
         if stream.received > MAX_BODY_BYTES + 5:
             self._reset(sid, 8)
@@ -442,6 +480,14 @@ class _Connection(asyncio.Protocol):
         if flags & END_STREAM:
             # A gRPC response always ends with trailers; a stream that ends on DATA lost its status.
             self._finish(sid, "grpc_INTERNAL")
+
+    def _replenish(self) -> None:
+        """Grant the server back the DATA bytes received since the last grant, on the connection
+        (RFC 9113 section 6.9: the only flow control we do for receiving, our streams' windows
+        being opened wider than any answer we read at the start)."""
+        if self.transport is not None:
+            self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
+            self.unacked = 0
 
     def _table_version(self) -> tuple[int, int, int]:
         table = self.decoder.header_table
@@ -512,9 +558,9 @@ class _Connection(asyncio.Protocol):
         else:
             self._finish(sid, self._answer(stream.chunks))
 
-    def _answer(self, chunks: list[bytes]) -> str | None:
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if len(data) < 5 or data[0] or int.from_bytes(data[1:5], "big") != len(data) - 5:
+    def _answer(self, chunks: list[bytes] | None) -> str | None:
+        data = b"" if chunks is None else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not _whole_message(data):
             # No message, a compressed one (we never offer compression) or a torn length prefix.
             return "grpc_INTERNAL"
         checker = self.pool.checker
