@@ -203,6 +203,9 @@ class _Connection(asyncio.Protocol):
         self.decoder = Decoder()
         self.decoder.max_allowed_table_size = 1 << 16
         self.streams: dict[int, _Stream] = {}
+        # Streams of calls answered by a repeated answer (no frame touched them): reused by `send`
+        # rather than made anew, at most one per call in flight.
+        self.spare: list[_Stream] = []
         self.next_id = 1
         self.send_window = DEFAULT_WINDOW  # connection-level, granted by the server
         self.stream_window = DEFAULT_WINDOW  # the server's initial window for each new stream
@@ -249,7 +252,14 @@ class _Connection(asyncio.Protocol):
                 parts.append(frame(DATA, END_STREAM if last else 0, sid, chunk))
             out = b"".join(parts)
         self.send_window -= len(message)
-        self.streams[sid] = _Stream(callback, time.monotonic())
+        spare = self.spare
+        if spare:
+            stream = spare.pop()
+            stream.callback = callback
+            stream.sent_at = time.monotonic()
+        else:
+            stream = _Stream(callback, time.monotonic())
+        self.streams[sid] = stream
         if pool.sweeper is None:
             pool.arm()
         self.transport.write(out)
@@ -293,6 +303,7 @@ class _Connection(asyncio.Protocol):
             p0, p1, p2, p3 = answer.parts
             body = answer.body
             tail = answer.tail
+            spare = self.spare
             end = len(data)
             while end - at >= size:
                 sid_bytes = data[at + 5 : at + 9]
@@ -300,14 +311,16 @@ class _Connection(asyncio.Protocol):
                 # 2^31), and the frame loop below reads the frames as RFC 9113 section 4.1 says.
                 sid = int.from_bytes(sid_bytes, "big")
                 stream = streams.get(sid)
-                if (stream is None or stream.headers_seen or stream.received
+                if (stream is None or stream.headers_seen or stream.chunks is not None
                         or not data.startswith(b"".join((p0, sid_bytes, p1, sid_bytes, p2, sid_bytes, p3)), at)):
                     break
                 del streams[sid]
                 at += size
                 self.unacked += answer.data_length
                 pool.active -= 1
-                stream.callback(None if checker is None else checker(body), stream.sent_at)
+                callback, sent_at = stream.callback, stream.sent_at
+                spare.append(stream)  # untouched by any frame: as new, for the next call's `send`
+                callback(None if checker is None else checker(body), sent_at)
                 if pool.waiting:
                     pool._pump()
                 if self.closed:

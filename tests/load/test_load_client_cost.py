@@ -219,3 +219,97 @@ def test_grpc_a_repeated_answer_is_taken_whole_until_the_hpack_table_changes(
     answer(_answer_frames(encoder, 9, status=b"13"))
     assert done[-1] == "grpc_INTERNAL" and not conn.streams
     pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+_WINDOW_UPDATE = frame(8, 0, 0, (7).to_bytes(4, "big"))  # the server's grant after each answer, as Triton's
+
+
+def _repeating(loop: asyncio.AbstractEventLoop, checked: list[bytes]) -> tuple[RawGrpcPool, _Connection, Encoder]:
+    """A connection that has learnt a whole answer (the second read of the same answer)."""
+    pool, conn = _grpc(loop)
+    pool.checker = lambda raw: (checked.append(raw), None)[1]
+    encoder = Encoder()
+    for _ in range(2):
+        sid = conn.next_id
+        pool.submit(lambda k, sent: None)
+        conn.data_received(_answer_frames(encoder, sid) + _WINDOW_UPDATE)
+    assert conn.answer is not None and conn.answer.tail == _WINDOW_UPDATE
+    return pool, conn, encoder
+
+
+def test_grpc_a_repeated_answer_runs_no_other_method_and_checks_one_body_object(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    calls: list[str] = []
+    for name in ("_finish", "_answer", "_frame", "_headers", "_data"):
+        method = getattr(_Connection, name)
+        monkeypatch.setattr(_Connection, name, lambda self, *a, _m=method, _n=name: (calls.append(_n), _m(self, *a))[1])
+    done: list[Any] = []
+    window = conn.send_window
+    data = b""
+    for _ in range(3):  # three answers in one read, each followed by the server's WINDOW_UPDATE
+        data += _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(data)
+    assert done == [None] * 3 and not conn.streams and calls == []
+    assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 3 * 7
+    # The checker is given the learnt body itself (its hash is computed once), the message's bytes.
+    assert len({id(raw) for raw in checked[-3:]}) == 1 and checked[-1] == b"\x0a\x06simple"
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("split", [1, 5, 9, 13, 20, -13, -5, -1])
+def test_grpc_repeated_answers_torn_across_reads(loop: asyncio.AbstractEventLoop, split: int) -> None:
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    done: list[Any] = []
+    window = conn.send_window
+    for _ in range(3):
+        data = _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: done.append(k))
+        conn.data_received(data[:split])
+        conn.data_received(data[split:])
+        assert not conn.buffer
+    assert done == [None] * 3 and not conn.streams
+    assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 3 * 7
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_streams_reused_only_when_no_frame_touched_them(loop: asyncio.AbstractEventLoop) -> None:
+    pool, conn, encoder = _repeating(loop, [])
+    pool.submit(lambda k, sent: None)
+    first = conn.streams[conn.next_id - 2]
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    pool.submit(lambda k, sent: None)
+    assert conn.streams[conn.next_id - 2] is first  # the repeated answer left it as new
+    sid = conn.next_id - 2
+    conn.data_received(_answer_frames(encoder, sid)[:30])  # torn: HEADERS cut on its own
+    assert first.headers_seen
+    conn.data_received(_answer_frames(encoder, sid)[30:])
+    pool.submit(lambda k, sent: None)
+    again = conn.streams[conn.next_id - 2]
+    assert again is not first and not again.headers_seen and again.chunks is None
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_window_granted_back_from_repeated_answers(loop: asyncio.AbstractEventLoop,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    # RFC 9113 section 6.9.1: DATA counts against our connection window, which we open by
+    # WINDOW_UPDATE; repeated answers are counted as their frames would be.
+    monkeypatch.setattr(grpc_raw, "WINDOW_REFILL", 40)
+    pool, conn, encoder = _repeating(loop, [])
+    transport: Any = conn.transport
+    before = len(transport.written)
+    data = b""
+    for _ in range(3):
+        data += _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: None)
+    conn.data_received(data)
+    grants = [w for w in transport.written[before:] if w[3] == 8]
+    assert grants and conn.unacked == 0
+    granted = sum(int.from_bytes(w[9:13], "big") for w in transport.written if w[3] == 8 and len(w) == 13)
+    assert granted == 5 * len(grpc_message(b"\x0a\x06simple"))  # every DATA byte of the 5 answers
+    pool.sweeper.cancel()  # type: ignore[union-attr]
