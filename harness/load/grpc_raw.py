@@ -51,6 +51,7 @@ MAX_STREAM_ID = (1 << 31) - 1
 HEADER_CACHE_SIZE = 64
 # A frame head: 24-bit length (as a byte and a short), type, flags, stream id (RFC 9113 section 4.1).
 _FRAME_HEAD = struct.Struct(">BHBBI").unpack_from
+_SID = struct.Struct(">I").pack  # a stream id as it stands in a frame head
 _WINDOW_UPDATE_HEAD = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00"  # 4 bytes, WINDOW_UPDATE, no flags, stream 0
 
 GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
@@ -143,12 +144,14 @@ class _Answer:
     header cache (they left the HPACK table as it was), and the answer is forgotten whenever that
     cache is."""
 
-    __slots__ = ("body", "data_length", "increment", "parts", "size", "tail")
+    __slots__ = ("body", "data_length", "increment", "parts", "size", "tail", "template")
 
     def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, body: bytes,
                  tail: bytes | None) -> None:
         self.parts = parts  # the three frames without their stream ids
         self.size = sum(len(part) for part in parts) + 12
+        # The answer as a %-template of its three stream ids (bytes formatting: one C call).
+        self.template = b"%b".join(part.replace(b"%", b"%%") for part in parts)
         self.data_length = data_length  # DATA payload bytes, counted against our receive window
         # The message without its length prefix (checked when learnt), one object for every repeat:
         # the answer checker's memo hashes it once.
@@ -217,12 +220,17 @@ class _Connection(asyncio.Protocol):
         self.header_flags = 0
         self.header_block = bytearray()
         self.closed = False
+        # Whether a new call may open a stream as far as the connection's state goes (open, no
+        # GOAWAY, stream ids left, our message within the server's stream window); the stream count
+        # and the connection window are tested per call. Kept by `_recheck` whenever one changes.
+        self.ready = False
         self.header_cache: dict[bytes, tuple[int, int, int]] = {}
         self.answer: _Answer | None = None  # the bytes of the last whole good answer read at once
 
     # --- outgoing --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._recheck()
         settings = (
             (2).to_bytes(2, "big") + (0).to_bytes(4, "big")  # ENABLE_PUSH 0
             + (4).to_bytes(2, "big") + OUR_STREAM_WINDOW.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
@@ -230,28 +238,34 @@ class _Connection(asyncio.Protocol):
         self.transport.write(PREFACE + frame(SETTINGS, 0, 0, settings)
                              + frame(WINDOW_UPDATE, 0, 0, (OUR_CONNECTION_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")))
 
-    def can_send(self, size: int) -> bool:
-        return (not self.goaway and not self.closed and self.transport is not None
-                and len(self.streams) < self.max_streams and size <= self.send_window
-                and size <= self.stream_window and self.next_id <= MAX_STREAM_ID)
+    def _recheck(self) -> None:
+        self.ready = (not self.goaway and not self.closed and self.transport is not None
+                      and self.next_id <= MAX_STREAM_ID and self.pool.size <= self.stream_window)
+
+    def can_send(self) -> bool:
+        """Whether a call can go out now (RFC 9113: SETTINGS_MAX_CONCURRENT_STREAMS, section 6.5.2;
+        flow control, section 5.2)."""
+        return self.ready and len(self.streams) < self.max_streams and self.pool.size <= self.send_window
 
     def send(self, callback: Callback) -> None:
         assert self.transport is not None
         pool = self.pool
         sid = self.next_id
         self.next_id = sid + 2
-        sid_bytes = sid.to_bytes(4, "big")
-        message = pool.message
-        if len(message) <= self.max_frame:
-            out = b"".join((pool.headers_head, sid_bytes, pool.between, sid_bytes, message))
+        if sid + 2 > MAX_STREAM_ID:
+            self._recheck()  # the last stream id of this connection (RFC 9113 section 5.1.1)
+        if pool.size <= self.max_frame:
+            sid_bytes = _SID(sid)
+            out = pool.call % (sid_bytes, sid_bytes)
         else:
-            parts = [pool.headers_head + sid_bytes + pool.block]
+            message = pool.message
+            parts = [pool.headers_head + sid.to_bytes(4, "big") + pool.block]
             for at in range(0, len(message), self.max_frame):
                 chunk = message[at : at + self.max_frame]
                 last = at + self.max_frame >= len(message)
                 parts.append(frame(DATA, END_STREAM if last else 0, sid, chunk))
             out = b"".join(parts)
-        self.send_window -= len(message)
+        self.send_window -= pool.size
         spare = self.spare
         if spare:
             stream = spare.pop()
@@ -300,7 +314,7 @@ class _Connection(asyncio.Protocol):
             pool = self.pool
             checker = pool.checker
             size = answer.size
-            p0, p1, p2, p3 = answer.parts
+            template = answer.template
             body = answer.body
             tail = answer.tail
             spare = self.spare
@@ -312,7 +326,7 @@ class _Connection(asyncio.Protocol):
                 sid = int.from_bytes(sid_bytes, "big")
                 stream = streams.get(sid)
                 if (stream is None or stream.headers_seen or stream.chunks is not None
-                        or not data.startswith(b"".join((p0, sid_bytes, p1, sid_bytes, p2, sid_bytes, p3)), at)):
+                        or not data.startswith(template % (sid_bytes, sid_bytes, sid_bytes), at)):
                     break
                 del streams[sid]
                 at += size
@@ -321,8 +335,6 @@ class _Connection(asyncio.Protocol):
                 callback, sent_at = stream.callback, stream.sent_at
                 spare.append(stream)  # untouched by any frame: as new, for the next call's `send`
                 callback(None if checker is None else checker(body), sent_at)
-                if pool.waiting:
-                    pool._pump()
                 if self.closed:
                     return
                 if tail is not None and data.startswith(tail, at):
@@ -333,10 +345,8 @@ class _Connection(asyncio.Protocol):
                     # Another increment: as the frame loop takes it.
                     self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
                     at += 13
-                else:
-                    continue
                 if pool.waiting:
-                    pool._pump()
+                    pool._pump()  # calls that waited for this stream's place or for window
             if self.unacked >= WINDOW_REFILL:
                 self._replenish()
             if at == end:
@@ -450,6 +460,7 @@ class _Connection(asyncio.Protocol):
         elif kind == GOAWAY:
             last = int.from_bytes(payload[:4], "big") & MAX_STREAM_ID
             self.goaway = True
+            self._recheck()
             for stream_id in [s for s in self.streams if s > last]:
                 self._finish(stream_id, "grpc_UNAVAILABLE")  # never processed: safe to count as refused
             self.pool._gone(self)
@@ -468,6 +479,7 @@ class _Connection(asyncio.Protocol):
                 self.stream_window = value
             elif key == 5:
                 self.max_frame = value
+        self._recheck()
         if self.transport is not None:
             self.transport.write(frame(SETTINGS, ACK, 0, b""))
         self.pool._released(self)
@@ -587,12 +599,14 @@ class _Connection(asyncio.Protocol):
 
     def _fail_all(self, kind: str) -> None:
         self.closed = True
+        self._recheck()
         for sid in list(self.streams):
             self._finish(sid, kind)
         self.pool._gone(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._recheck()
         self._fail_all("connection_reset")
 
 
@@ -613,6 +627,11 @@ class RawGrpcPool:
         self.data_head = len(self.message).to_bytes(3, "big") + bytes((DATA, END_STREAM))
         # A call in one frame each: headers_head, stream id, `between`, stream id, message.
         self.between = self.block + self.data_head
+        self.size = len(self.message)
+        # The same as a %-template of the two stream ids (bytes formatting, RFC 9113 section 4.1's
+        # frame heads around them): one C call per call.
+        self.call = b"%b".join(part.replace(b"%", b"%%") for part in (
+            self.headers_head, self.between, self.message))
         self.conn: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.waiting: deque[Callback] = deque()
@@ -647,7 +666,9 @@ class RawGrpcPool:
 
     def submit(self, callback: Callback) -> None:
         conn = self.conn
-        if not self.waiting and self.active < self.limit and conn is not None and conn.can_send(len(self.message)):
+        # `can_send`, inlined: this runs for every call.
+        if (conn is not None and conn.ready and not self.waiting and self.active < self.limit
+                and len(conn.streams) < conn.max_streams and self.size <= conn.send_window):
             self.active += 1
             conn.send(callback)
             return
@@ -660,8 +681,8 @@ class RawGrpcPool:
             if self.connecting is None and not self.closed and self.waiting:
                 self.connecting = self.loop.create_task(self._connect())
             return
-        size = len(self.message)
-        while self.waiting and self.active < self.limit and conn.can_send(size):
+        size = self.size
+        while self.waiting and self.active < self.limit and conn.can_send():
             self.active += 1
             conn.send(self.waiting.popleft())
         if self.waiting and size > conn.stream_window:

@@ -145,7 +145,7 @@ def test_grpc_call_bytes_are_the_two_frames(loop: asyncio.AbstractEventLoop) -> 
     pool = RawGrpcPool(loop, "127.0.0.1", 1, "/inference.GRPCInferenceService/ModelInfer", payload, 10.0,
                        "simple", 8, None)
     conn = _Connection(pool)
-    conn.transport = _Transport()  # type: ignore[assignment]
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
     pool.conn = conn
     for sid in (1, 3, 5):
         pool.submit(lambda k, sent: None)
@@ -166,7 +166,7 @@ def _answer_frames(encoder: Encoder, sid: int, status: bytes = b"0", message: by
 def _grpc(loop: asyncio.AbstractEventLoop) -> tuple[RawGrpcPool, _Connection]:
     pool = RawGrpcPool(loop, "127.0.0.1", 1, "/p", b"x", 10.0, "simple", 8, lambda raw: None if raw else "empty")
     conn = _Connection(pool)
-    conn.transport = _Transport()  # type: ignore[assignment]
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
     pool.conn = conn
     return pool, conn
 
@@ -313,3 +313,34 @@ def test_grpc_window_granted_back_from_repeated_answers(loop: asyncio.AbstractEv
     granted = sum(int.from_bytes(w[9:13], "big") for w in transport.written if w[3] == 8 and len(w) == 13)
     assert granted == 5 * len(grpc_message(b"\x0a\x06simple"))  # every DATA byte of the 5 answers
     pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_calls_go_out_only_while_the_connection_may_open_streams(loop: asyncio.AbstractEventLoop) -> None:
+    """`submit` tests a kept `ready` flag instead of the connection's whole state: each change of
+    that state must reach the flag (RFC 9113 sections 5.1.1, 6.5.2, 6.8)."""
+    from harness.load.grpc_raw import GOAWAY, MAX_STREAM_ID, SETTINGS
+
+    done: list[Any] = []
+    pool, conn = _grpc(loop)
+    assert conn.ready
+    conn.next_id = MAX_STREAM_ID  # the last stream id a client may use
+    pool.submit(lambda k, sent: done.append(k))
+    assert MAX_STREAM_ID in conn.streams and not conn.ready
+    pool.submit(lambda k, sent: done.append(k))
+    assert len(pool.waiting) == 1 and len(conn.streams) == 1
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+    pool, conn = _grpc(loop)
+    conn.data_received(frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (3).to_bytes(4, "big")))  # a 3-byte window
+    assert not conn.ready
+    pool.submit(lambda k, sent: done.append(k))
+    assert done == ["grpc_RESOURCE_EXHAUSTED"] and not conn.streams  # can never fit: failed, not kept waiting
+    conn.data_received(frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (65_535).to_bytes(4, "big")))
+    assert conn.ready
+
+    conn.data_received(frame(GOAWAY, 0, 0, (0).to_bytes(4, "big") + (0).to_bytes(4, "big")))
+    assert not conn.ready and pool.conn is None
+    assert pool.connecting is None  # nothing waits: no new connection yet
+    _, conn = _grpc(loop)
+    conn.connection_lost(None)
+    assert not conn.ready
