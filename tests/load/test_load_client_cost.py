@@ -344,3 +344,29 @@ def test_grpc_calls_go_out_only_while_the_connection_may_open_streams(loop: asyn
     _, conn = _grpc(loop)
     conn.connection_lost(None)
     assert not conn.ready
+
+
+def test_grpc_a_read_of_one_repeated_answer_alone(loop: asyncio.AbstractEventLoop,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    cut: list[int] = []
+    head = grpc_raw._FRAME_HEAD
+    monkeypatch.setattr(grpc_raw, "_FRAME_HEAD", lambda data, at: (cut.append(at), head(data, at))[1])
+    done: list[Any] = []
+    window = conn.send_window
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    assert done == [None] and cut == [] and not conn.streams and checked[-1] is conn.answer.body  # type: ignore[union-attr]
+    assert conn.send_window == window - len(grpc_message(b"x")) + 7
+    # The same size but other bytes (another message): cut frame by frame, the checker sees them.
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2, message=b"\x0a\x06simplf") + _WINDOW_UPDATE)
+    assert done == [None, None] and cut and checked[-1] == b"\x0a\x06simplf" and not conn.streams
+    # A stream id that is no call of ours: nothing is finished, and the window still counts.
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id + 40) + _WINDOW_UPDATE)
+    assert done == [None, None] and len(conn.streams) == 1
+    pool.sweeper.cancel()  # type: ignore[union-attr]

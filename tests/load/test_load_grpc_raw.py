@@ -163,5 +163,7 @@ def test_a_big_answer_flows_and_our_windows_need_no_update(stub: GrpcStub, monke
     result = _run(stub, "big", workers=1, duration_s=0.6)
     # The server never waits on our windows (RFC 9113 section 6.9): the opening grants (SETTINGS
     # INITIAL_WINDOW_SIZE for streams, one WINDOW_UPDATE for the connection) cover every answer.
+    # Beyond the opening one, a WINDOW_UPDATE only per WINDOW_REFILL (256 MiB) received: far fewer
+    # than the answers, where one per read would be dozens per answer.
     assert result.complete and result.errors == {} and result.ok >= 2
-    assert built.count(grpc_raw.WINDOW_UPDATE) == 1
+    assert 1 <= built.count(grpc_raw.WINDOW_UPDATE) < max(2, result.ok)
