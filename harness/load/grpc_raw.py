@@ -51,6 +51,7 @@ MAX_STREAM_ID = (1 << 31) - 1
 HEADER_CACHE_SIZE = 64
 # A frame head: 24-bit length (as a byte and a short), type, flags, stream id (RFC 9113 section 4.1).
 _FRAME_HEAD = struct.Struct(">BHBBI").unpack_from
+_SID = struct.Struct(">I").pack  # a stream id as it stands in a frame head
 _WINDOW_UPDATE_HEAD = b"\x00\x00\x04\x08\x00\x00\x00\x00\x00"  # 4 bytes, WINDOW_UPDATE, no flags, stream 0
 
 GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
@@ -121,12 +122,14 @@ def grpc_message(payload: bytes) -> bytes:
 class _Stream:
     __slots__ = ("callback", "chunks", "headers_seen", "http_status", "received", "sent_at")
 
-    def __init__(self, callback: Callback) -> None:
+    def __init__(self, callback: Callback, sent_at: float) -> None:
         self.callback = callback
-        self.sent_at = 0.0  # the pool's sweep cancels the stream `timeout` after this (monotonic)
+        self.sent_at = sent_at  # the pool's sweep cancels the stream `timeout` after this (monotonic)
         self.headers_seen = False
         self.http_status = 0
-        self.chunks: list[bytes] = []  # DATA payloads as read (one, for a small answer: no copy)
+        # DATA payloads as read (one, for a small answer: no copy); made at the first DATA frame
+        # that is cut one by one (a repeated answer, see `_Answer`, needs none).
+        self.chunks: list[bytes] | None = None
         self.received = 0
 
 
@@ -141,18 +144,31 @@ class _Answer:
     header cache (they left the HPACK table as it was), and the answer is forgotten whenever that
     cache is."""
 
-    __slots__ = ("data_length", "message", "parts", "size")
+    __slots__ = ("alone", "alone_size", "body", "data_length", "increment", "parts", "size", "tail", "template")
 
-    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, message: bytes) -> None:
+    def __init__(self, parts: tuple[bytes, bytes, bytes, bytes], data_length: int, body: bytes,
+                 tail: bytes | None) -> None:
         self.parts = parts  # the three frames without their stream ids
         self.size = sum(len(part) for part in parts) + 12
+        # The answer as a %-template of its three stream ids (bytes formatting: one C call).
+        self.template = b"%b".join(part.replace(b"%", b"%%") for part in parts)
         self.data_length = data_length  # DATA payload bytes, counted against our receive window
-        self.message = message  # the DATA payload: the length-prefixed message
+        # The message without its length prefix (checked when learnt), one object for every repeat:
+        # the answer checker's memo hashes it once.
+        self.body = body
+        # The server's connection WINDOW_UPDATE that followed the answer (Triton grants back our
+        # request's DATA after each answer), taken whole when it follows again, and its increment.
+        self.tail = tail
+        self.increment = int.from_bytes(tail[9:13], "big") & MAX_STREAM_ID if tail is not None else 0
+        # A read that is exactly the answer and that WINDOW_UPDATE (what a quiet machine reads from
+        # Triton for every call): its template and size (-1: no such read, the answer had no tail).
+        self.alone = self.template + (tail or b"").replace(b"%", b"%%")
+        self.alone_size = self.size + 13 if tail is not None else -1
 
 
 def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answer | None:
     """The start of `data` as an `_Answer` when it is one whole good answer whose header blocks are
-    in `cache`; None otherwise."""
+    in `cache` and whose message is one uncompressed, whole length-prefixed message; None otherwise."""
     heads: list[tuple[int, int, int, int, int]] = []
     at = 0
     while len(data) - at >= 9 and len(heads) < 3:
@@ -173,10 +189,17 @@ def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answ
         return None
     if last is None or last[0] > MAX_HEADER_COUNT or last[1] >= 0 or last[2] != 0:
         return None
-    if l2 > MAX_BODY_BYTES:
+    message = data[a2 + 9 : a3]
+    if l2 > MAX_BODY_BYTES or not _whole_message(message):
         return None
     parts = (data[:5], data[9 : a2 + 5], data[a2 + 9 : a3 + 5], data[a3 + 9 : at])
-    return _Answer(parts, l2, data[a2 + 9 : a3])
+    tail = data[at : at + 13] if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at) else None
+    return _Answer(parts, l2, message[5:], tail)
+
+
+def _whole_message(data: bytes) -> bool:
+    """One uncompressed length-prefixed message (we never offer compression), all of it."""
+    return len(data) >= 5 and not data[0] and int.from_bytes(data[1:5], "big") == len(data) - 5
 
 
 class _Connection(asyncio.Protocol):
@@ -187,6 +210,9 @@ class _Connection(asyncio.Protocol):
         self.decoder = Decoder()
         self.decoder.max_allowed_table_size = 1 << 16
         self.streams: dict[int, _Stream] = {}
+        # Streams of calls answered by a repeated answer (no frame touched them): reused by `send`
+        # rather than made anew, at most one per call in flight.
+        self.spare: list[_Stream] = []
         self.next_id = 1
         self.send_window = DEFAULT_WINDOW  # connection-level, granted by the server
         self.stream_window = DEFAULT_WINDOW  # the server's initial window for each new stream
@@ -198,12 +224,17 @@ class _Connection(asyncio.Protocol):
         self.header_flags = 0
         self.header_block = bytearray()
         self.closed = False
+        # Whether a new call may open a stream as far as the connection's state goes (open, no
+        # GOAWAY, stream ids left, our message within the server's stream window); the stream count
+        # and the connection window are tested per call. Kept by `_recheck` whenever one changes.
+        self.ready = False
         self.header_cache: dict[bytes, tuple[int, int, int]] = {}
         self.answer: _Answer | None = None  # the bytes of the last whole good answer read at once
 
     # --- outgoing --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self._recheck()
         settings = (
             (2).to_bytes(2, "big") + (0).to_bytes(4, "big")  # ENABLE_PUSH 0
             + (4).to_bytes(2, "big") + OUR_STREAM_WINDOW.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
@@ -211,31 +242,42 @@ class _Connection(asyncio.Protocol):
         self.transport.write(PREFACE + frame(SETTINGS, 0, 0, settings)
                              + frame(WINDOW_UPDATE, 0, 0, (OUR_CONNECTION_WINDOW - DEFAULT_WINDOW).to_bytes(4, "big")))
 
-    def can_send(self, size: int) -> bool:
-        return (not self.goaway and not self.closed and self.transport is not None
-                and len(self.streams) < self.max_streams and size <= self.send_window
-                and size <= self.stream_window and self.next_id <= MAX_STREAM_ID)
+    def _recheck(self) -> None:
+        self.ready = (not self.goaway and not self.closed and self.transport is not None
+                      and self.next_id <= MAX_STREAM_ID and self.pool.size <= self.stream_window)
+
+    def can_send(self) -> bool:
+        """Whether a call can go out now (RFC 9113: SETTINGS_MAX_CONCURRENT_STREAMS, section 6.5.2;
+        flow control, section 5.2)."""
+        return self.ready and len(self.streams) < self.max_streams and self.pool.size <= self.send_window
 
     def send(self, callback: Callback) -> None:
         assert self.transport is not None
         pool = self.pool
         sid = self.next_id
-        self.next_id += 2
-        stream = _Stream(callback)
-        self.streams[sid] = stream
-        sid_bytes = sid.to_bytes(4, "big")
-        message = pool.message
-        if len(message) <= self.max_frame:
-            out = b"".join((pool.headers_head, sid_bytes, pool.between, sid_bytes, message))
+        self.next_id = sid + 2
+        if sid + 2 > MAX_STREAM_ID:
+            self._recheck()  # the last stream id of this connection (RFC 9113 section 5.1.1)
+        if pool.size <= self.max_frame:
+            sid_bytes = _SID(sid)
+            out = pool.call % (sid_bytes, sid_bytes)
         else:
-            parts = [pool.headers_head + sid_bytes + pool.block]
+            message = pool.message
+            parts = [pool.headers_head + sid.to_bytes(4, "big") + pool.block]
             for at in range(0, len(message), self.max_frame):
                 chunk = message[at : at + self.max_frame]
                 last = at + self.max_frame >= len(message)
                 parts.append(frame(DATA, END_STREAM if last else 0, sid, chunk))
             out = b"".join(parts)
-        self.send_window -= len(message)
-        stream.sent_at = time.monotonic()
+        self.send_window -= pool.size
+        spare = self.spare
+        if spare:
+            stream = spare.pop()
+            stream.callback = callback
+            stream.sent_at = time.monotonic()
+        else:
+            stream = _Stream(callback, time.monotonic())
+        self.streams[sid] = stream
         if pool.sweeper is None:
             pool.arm()
         self.transport.write(out)
@@ -262,38 +304,78 @@ class _Connection(asyncio.Protocol):
 
     # --- incoming --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        answer = self.answer
+        if answer is not None and len(data) == answer.alone_size and not self.buffer and not self.header_stream:
+            # One repeated answer (see `_Answer`) and the server's WINDOW_UPDATE after it, alone in
+            # the read: the loop below would take it too, at twice the Python.
+            sid_bytes = data[5:9]
+            sid = int.from_bytes(sid_bytes, "big")
+            stream = self.streams.get(sid)
+            if (stream is not None and not stream.headers_seen and stream.chunks is None
+                    and data == answer.alone % (sid_bytes, sid_bytes, sid_bytes)):
+                del self.streams[sid]
+                self.unacked += answer.data_length
+                self.send_window += answer.increment
+                pool = self.pool
+                pool.active -= 1
+                callback, sent_at = stream.callback, stream.sent_at
+                self.spare.append(stream)
+                checker = pool.checker
+                callback(None if checker is None else checker(answer.body), sent_at)
+                if pool.waiting:
+                    pool._pump()
+                if self.unacked >= WINDOW_REFILL:
+                    self._replenish()
+                return
         # Frames are cut from `data` itself (bytes: no copy into a buffer first); only a frame torn
         # across reads waits in `buffer`, and then the next read is joined to it.
         buffer = self.buffer
         streams = self.streams
-        answer = self.answer
         whole = not buffer and not self.header_stream
         at = 0
         if whole and answer is not None:
+            # Answers that repeat the last good one (see `_Answer`): what their frames would have
+            # done, at once. Per answer this was most of the client's own work against a real
+            # Triton, which sends each answer in its own read; so it is kept to one frame of Python.
+            pool = self.pool
+            checker = pool.checker
             size = answer.size
-            parts = answer.parts
-            while len(data) - at >= size:
+            template = answer.template
+            body = answer.body
+            tail = answer.tail
+            spare = self.spare
+            end = len(data)
+            while end - at >= size:
                 sid_bytes = data[at + 5 : at + 9]
-                sid = int.from_bytes(sid_bytes, "big") & MAX_STREAM_ID
+                # No mask of the reserved bit: with it set, the id is no stream of ours (all below
+                # 2^31), and the frame loop below reads the frames as RFC 9113 section 4.1 says.
+                sid = int.from_bytes(sid_bytes, "big")
                 stream = streams.get(sid)
-                if (stream is None or stream.headers_seen or stream.chunks
-                        or self.unacked + answer.data_length >= WINDOW_REFILL
-                        or not data.startswith(b"".join((parts[0], sid_bytes, parts[1], sid_bytes, parts[2],
-                                                         sid_bytes, parts[3])), at)):
+                if (stream is None or stream.headers_seen or stream.chunks is not None
+                        or not data.startswith(template % (sid_bytes, sid_bytes, sid_bytes), at)):
                     break
-                # The last good answer again (see `_Answer`): what its frames would have done, at once.
-                self.unacked += answer.data_length
-                self._finish(sid, self._answer([answer.message]))
+                del streams[sid]
                 at += size
+                self.unacked += answer.data_length
+                pool.active -= 1
+                callback, sent_at = stream.callback, stream.sent_at
+                spare.append(stream)  # untouched by any frame: as new, for the next call's `send`
+                callback(None if checker is None else checker(body), sent_at)
                 if self.closed:
                     return
-                if len(data) - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
-                    # The server's connection WINDOW_UPDATE that follows an answer, as `_frame` takes it.
+                if tail is not None and data.startswith(tail, at):
+                    # The server's connection WINDOW_UPDATE that followed this answer before.
+                    at += 13
+                    self.send_window += answer.increment
+                elif end - at >= 13 and data.startswith(_WINDOW_UPDATE_HEAD, at):
+                    # Another increment: as the frame loop takes it.
                     self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
                     at += 13
-                    if self.pool.waiting:
-                        self.pool._pump()
-            if at == len(data):
+                if pool.waiting:
+                    pool._pump()  # calls that waited for this stream's place or for window
+            if self.unacked >= WINDOW_REFILL:
+                self._replenish()
+            if at == end:
                 return
             if at:
                 whole = False  # the answer is known: nothing to learn from the rest
@@ -340,7 +422,10 @@ class _Connection(asyncio.Protocol):
                     self._data(flags, sid, payload)
                 else:
                     self.unacked += length
-                    stream.chunks.append(payload)
+                    if stream.chunks is None:
+                        stream.chunks = [payload]
+                    else:
+                        stream.chunks.append(payload)
                     stream.received += length
             elif kind == WINDOW_UPDATE and not sid and length == 4:
                 self.send_window += int.from_bytes(payload, "big") & MAX_STREAM_ID
@@ -401,6 +486,7 @@ class _Connection(asyncio.Protocol):
         elif kind == GOAWAY:
             last = int.from_bytes(payload[:4], "big") & MAX_STREAM_ID
             self.goaway = True
+            self._recheck()
             for stream_id in [s for s in self.streams if s > last]:
                 self._finish(stream_id, "grpc_UNAVAILABLE")  # never processed: safe to count as refused
             self.pool._gone(self)
@@ -419,21 +505,24 @@ class _Connection(asyncio.Protocol):
                 self.stream_window = value
             elif key == 5:
                 self.max_frame = value
+        self._recheck()
         if self.transport is not None:
             self.transport.write(frame(SETTINGS, ACK, 0, b""))
         self.pool._released(self)
 
     def _data(self, flags: int, sid: int, payload: bytes) -> None:
         self.unacked += len(payload)
-        if self.unacked >= WINDOW_REFILL and self.transport is not None:
-            self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
-            self.unacked = 0
+        if self.unacked >= WINDOW_REFILL:
+            self._replenish()
         stream = self.streams.get(sid)
         if stream is None:
             return
         if flags & PADDED:
             payload = payload[1 : len(payload) - payload[0]]
-        stream.chunks.append(payload)
+        if stream.chunks is None:
+            stream.chunks = [payload]
+        else:
+            stream.chunks.append(payload)
         stream.received += len(payload)
         if stream.received > MAX_BODY_BYTES + 5:
             self._reset(sid, 8)
@@ -442,6 +531,14 @@ class _Connection(asyncio.Protocol):
         if flags & END_STREAM:
             # A gRPC response always ends with trailers; a stream that ends on DATA lost its status.
             self._finish(sid, "grpc_INTERNAL")
+
+    def _replenish(self) -> None:
+        """Grant the server back the DATA bytes received since the last grant, on the connection
+        (RFC 9113 section 6.9: the only flow control we do for receiving, our streams' windows
+        being opened wider than any answer we read at the start)."""
+        if self.transport is not None:
+            self.transport.write(frame(WINDOW_UPDATE, 0, 0, self.unacked.to_bytes(4, "big")))
+            self.unacked = 0
 
     def _table_version(self) -> tuple[int, int, int]:
         table = self.decoder.header_table
@@ -512,9 +609,9 @@ class _Connection(asyncio.Protocol):
         else:
             self._finish(sid, self._answer(stream.chunks))
 
-    def _answer(self, chunks: list[bytes]) -> str | None:
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if len(data) < 5 or data[0] or int.from_bytes(data[1:5], "big") != len(data) - 5:
+    def _answer(self, chunks: list[bytes] | None) -> str | None:
+        data = b"" if chunks is None else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not _whole_message(data):
             # No message, a compressed one (we never offer compression) or a torn length prefix.
             return "grpc_INTERNAL"
         checker = self.pool.checker
@@ -528,12 +625,14 @@ class _Connection(asyncio.Protocol):
 
     def _fail_all(self, kind: str) -> None:
         self.closed = True
+        self._recheck()
         for sid in list(self.streams):
             self._finish(sid, kind)
         self.pool._gone(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._recheck()
         self._fail_all("connection_reset")
 
 
@@ -554,6 +653,11 @@ class RawGrpcPool:
         self.data_head = len(self.message).to_bytes(3, "big") + bytes((DATA, END_STREAM))
         # A call in one frame each: headers_head, stream id, `between`, stream id, message.
         self.between = self.block + self.data_head
+        self.size = len(self.message)
+        # The same as a %-template of the two stream ids (bytes formatting, RFC 9113 section 4.1's
+        # frame heads around them): one C call per call.
+        self.call = b"%b".join(part.replace(b"%", b"%%") for part in (
+            self.headers_head, self.between, self.message))
         self.conn: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.waiting: deque[Callback] = deque()
@@ -588,7 +692,9 @@ class RawGrpcPool:
 
     def submit(self, callback: Callback) -> None:
         conn = self.conn
-        if not self.waiting and self.active < self.limit and conn is not None and conn.can_send(len(self.message)):
+        # `can_send`, inlined: this runs for every call.
+        if (conn is not None and conn.ready and not self.waiting and self.active < self.limit
+                and len(conn.streams) < conn.max_streams and self.size <= conn.send_window):
             self.active += 1
             conn.send(callback)
             return
@@ -601,8 +707,8 @@ class RawGrpcPool:
             if self.connecting is None and not self.closed and self.waiting:
                 self.connecting = self.loop.create_task(self._connect())
             return
-        size = len(self.message)
-        while self.waiting and self.active < self.limit and conn.can_send(size):
+        size = self.size
+        while self.waiting and self.active < self.limit and conn.can_send():
             self.active += 1
             conn.send(self.waiting.popleft())
         if self.waiting and size > conn.stream_window:

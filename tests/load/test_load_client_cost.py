@@ -145,7 +145,7 @@ def test_grpc_call_bytes_are_the_two_frames(loop: asyncio.AbstractEventLoop) -> 
     pool = RawGrpcPool(loop, "127.0.0.1", 1, "/inference.GRPCInferenceService/ModelInfer", payload, 10.0,
                        "simple", 8, None)
     conn = _Connection(pool)
-    conn.transport = _Transport()  # type: ignore[assignment]
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
     pool.conn = conn
     for sid in (1, 3, 5):
         pool.submit(lambda k, sent: None)
@@ -166,7 +166,7 @@ def _answer_frames(encoder: Encoder, sid: int, status: bytes = b"0", message: by
 def _grpc(loop: asyncio.AbstractEventLoop) -> tuple[RawGrpcPool, _Connection]:
     pool = RawGrpcPool(loop, "127.0.0.1", 1, "/p", b"x", 10.0, "simple", 8, lambda raw: None if raw else "empty")
     conn = _Connection(pool)
-    conn.transport = _Transport()  # type: ignore[assignment]
+    conn.connection_made(_Transport())  # type: ignore[arg-type]
     pool.conn = conn
     return pool, conn
 
@@ -218,4 +218,155 @@ def test_grpc_a_repeated_answer_is_taken_whole_until_the_hpack_table_changes(
     assert conn.answer is None and done[-1] is None
     answer(_answer_frames(encoder, 9, status=b"13"))
     assert done[-1] == "grpc_INTERNAL" and not conn.streams
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+_WINDOW_UPDATE = frame(8, 0, 0, (7).to_bytes(4, "big"))  # the server's grant after each answer, as Triton's
+
+
+def _repeating(loop: asyncio.AbstractEventLoop, checked: list[bytes]) -> tuple[RawGrpcPool, _Connection, Encoder]:
+    """A connection that has learnt a whole answer (the second read of the same answer)."""
+    pool, conn = _grpc(loop)
+    pool.checker = lambda raw: (checked.append(raw), None)[1]
+    encoder = Encoder()
+    for _ in range(2):
+        sid = conn.next_id
+        pool.submit(lambda k, sent: None)
+        conn.data_received(_answer_frames(encoder, sid) + _WINDOW_UPDATE)
+    assert conn.answer is not None and conn.answer.tail == _WINDOW_UPDATE
+    return pool, conn, encoder
+
+
+def test_grpc_a_repeated_answer_runs_no_other_method_and_checks_one_body_object(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    calls: list[str] = []
+    for name in ("_finish", "_answer", "_frame", "_headers", "_data"):
+        method = getattr(_Connection, name)
+        monkeypatch.setattr(_Connection, name, lambda self, *a, _m=method, _n=name: (calls.append(_n), _m(self, *a))[1])
+    done: list[Any] = []
+    window = conn.send_window
+    data = b""
+    for _ in range(3):  # three answers in one read, each followed by the server's WINDOW_UPDATE
+        data += _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(data)
+    assert done == [None] * 3 and not conn.streams and calls == []
+    assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 3 * 7
+    # The checker is given the learnt body itself (its hash is computed once), the message's bytes.
+    assert len({id(raw) for raw in checked[-3:]}) == 1 and checked[-1] == b"\x0a\x06simple"
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("split", [1, 5, 9, 13, 20, -13, -5, -1])
+def test_grpc_repeated_answers_torn_across_reads(loop: asyncio.AbstractEventLoop, split: int) -> None:
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    done: list[Any] = []
+    window = conn.send_window
+    for _ in range(3):
+        data = _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: done.append(k))
+        conn.data_received(data[:split])
+        conn.data_received(data[split:])
+        assert not conn.buffer
+    assert done == [None] * 3 and not conn.streams
+    assert conn.send_window == window - 3 * len(grpc_message(b"x")) + 3 * 7
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_streams_reused_only_when_no_frame_touched_them(loop: asyncio.AbstractEventLoop) -> None:
+    pool, conn, encoder = _repeating(loop, [])
+    pool.submit(lambda k, sent: None)
+    first = conn.streams[conn.next_id - 2]
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    pool.submit(lambda k, sent: None)
+    assert conn.streams[conn.next_id - 2] is first  # the repeated answer left it as new
+    sid = conn.next_id - 2
+    conn.data_received(_answer_frames(encoder, sid)[:30])  # torn: HEADERS cut on its own
+    assert first.headers_seen
+    conn.data_received(_answer_frames(encoder, sid)[30:])
+    pool.submit(lambda k, sent: None)
+    again = conn.streams[conn.next_id - 2]
+    assert again is not first and not again.headers_seen and again.chunks is None
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_window_granted_back_from_repeated_answers(loop: asyncio.AbstractEventLoop,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    # RFC 9113 section 6.9.1: DATA counts against our connection window, which we open by
+    # WINDOW_UPDATE; repeated answers are counted as their frames would be.
+    monkeypatch.setattr(grpc_raw, "WINDOW_REFILL", 40)
+    pool, conn, encoder = _repeating(loop, [])
+    transport: Any = conn.transport
+    before = len(transport.written)
+    data = b""
+    for _ in range(3):
+        data += _answer_frames(encoder, conn.next_id) + _WINDOW_UPDATE
+        pool.submit(lambda k, sent: None)
+    conn.data_received(data)
+    grants = [w for w in transport.written[before:] if w[3] == 8]
+    assert grants and conn.unacked == 0
+    granted = sum(int.from_bytes(w[9:13], "big") for w in transport.written if w[3] == 8 and len(w) == 13)
+    assert granted == 5 * len(grpc_message(b"\x0a\x06simple"))  # every DATA byte of the 5 answers
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_calls_go_out_only_while_the_connection_may_open_streams(loop: asyncio.AbstractEventLoop) -> None:
+    """`submit` tests a kept `ready` flag instead of the connection's whole state: each change of
+    that state must reach the flag (RFC 9113 sections 5.1.1, 6.5.2, 6.8)."""
+    from harness.load.grpc_raw import GOAWAY, MAX_STREAM_ID, SETTINGS
+
+    done: list[Any] = []
+    pool, conn = _grpc(loop)
+    assert conn.ready
+    conn.next_id = MAX_STREAM_ID  # the last stream id a client may use
+    pool.submit(lambda k, sent: done.append(k))
+    assert MAX_STREAM_ID in conn.streams and not conn.ready
+    pool.submit(lambda k, sent: done.append(k))
+    assert len(pool.waiting) == 1 and len(conn.streams) == 1
+    pool.sweeper.cancel()  # type: ignore[union-attr]
+
+    pool, conn = _grpc(loop)
+    conn.data_received(frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (3).to_bytes(4, "big")))  # a 3-byte window
+    assert not conn.ready
+    pool.submit(lambda k, sent: done.append(k))
+    assert done == ["grpc_RESOURCE_EXHAUSTED"] and not conn.streams  # can never fit: failed, not kept waiting
+    conn.data_received(frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (65_535).to_bytes(4, "big")))
+    assert conn.ready
+
+    conn.data_received(frame(GOAWAY, 0, 0, (0).to_bytes(4, "big") + (0).to_bytes(4, "big")))
+    assert not conn.ready and pool.conn is None
+    assert pool.connecting is None  # nothing waits: no new connection yet
+    _, conn = _grpc(loop)
+    conn.connection_lost(None)
+    assert not conn.ready
+
+
+def test_grpc_a_read_of_one_repeated_answer_alone(loop: asyncio.AbstractEventLoop,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    checked: list[bytes] = []
+    pool, conn, encoder = _repeating(loop, checked)
+    cut: list[int] = []
+    head = grpc_raw._FRAME_HEAD
+    monkeypatch.setattr(grpc_raw, "_FRAME_HEAD", lambda data, at: (cut.append(at), head(data, at))[1])
+    done: list[Any] = []
+    window = conn.send_window
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    assert done == [None] and cut == [] and not conn.streams and checked[-1] is conn.answer.body  # type: ignore[union-attr]
+    assert conn.send_window == window - len(grpc_message(b"x")) + 7
+    # The same size but other bytes (another message): cut frame by frame, the checker sees them.
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2, message=b"\x0a\x06simplf") + _WINDOW_UPDATE)
+    assert done == [None, None] and cut and checked[-1] == b"\x0a\x06simplf" and not conn.streams
+    # A stream id that is no call of ours: nothing is finished, and the window still counts.
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id + 40) + _WINDOW_UPDATE)
+    assert done == [None, None] and len(conn.streams) == 1
     pool.sweeper.cancel()  # type: ignore[union-attr]

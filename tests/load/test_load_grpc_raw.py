@@ -21,14 +21,18 @@ from harness.load.answers import BAD_ANSWER, BODY_TOO_LARGE, MAX_BODY_BYTES
 from harness.load.grpc_raw import header_block, status_kind
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
+# Many times HTTP/2's default 65,535-byte windows and 16 KiB frames, under the client's read bound.
+BIG_ANSWER = 1_000_000
 
 
-def _answer(model: str) -> bytes:
+def _answer(model: str, raw: bytes = b"") -> bytes:
     from tritonclient.grpc import service_pb2
 
     response = service_pb2.ModelInferResponse(model_name=model)
     out = response.outputs.add(name="predict", datatype="INT64", shape=[1])
     out.contents.int64_contents.extend([0])
+    if raw:
+        response.raw_output_contents.append(raw)
     data: bytes = response.SerializeToString()
     return data
 
@@ -43,7 +47,7 @@ class GrpcStub:
         self.server: Any = None
         self.stopped: asyncio.Event | None = None
         # Built before serving: a first answer that waits on an import would eat the measured window.
-        self.answers = {"iris": _answer("iris")}
+        self.answers = {"iris": _answer("iris"), "big": _answer("big", b"x" * BIG_ANSWER)}
 
     async def _handle(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         meta = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
@@ -148,3 +152,18 @@ def test_header_block_and_status_kinds() -> None:
                       "content-type": "application/grpc", "te": "trailers", "grpc-timeout": "2500m",
                       "seldon-model": "iris"}
     assert status_kind(4) == "timeout" and status_kind(5) == "grpc_NOT_FOUND" and status_kind(99) == "grpc_UNKNOWN"
+
+
+def test_a_big_answer_flows_and_our_windows_need_no_update(stub: GrpcStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.load import grpc_raw
+
+    built: list[int] = []  # the kinds of the frames the client built beyond its calls
+    make = grpc_raw.frame
+    monkeypatch.setattr(grpc_raw, "frame", lambda kind, *rest: (built.append(kind), make(kind, *rest))[1])
+    result = _run(stub, "big", workers=1, duration_s=0.6)
+    # The server never waits on our windows (RFC 9113 section 6.9): the opening grants (SETTINGS
+    # INITIAL_WINDOW_SIZE for streams, one WINDOW_UPDATE for the connection) cover every answer.
+    # Beyond the opening one, a WINDOW_UPDATE only per WINDOW_REFILL (256 MiB) received: far fewer
+    # than the answers, where one per read would be dozens per answer.
+    assert result.complete and result.errors == {} and result.ok >= 2
+    assert 1 <= built.count(grpc_raw.WINDOW_UPDATE) < max(2, result.ok)
