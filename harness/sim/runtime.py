@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 1.0  # with no change and no wake-up, look again after this long anyway
 
 
+# Writes that wake no controller: no controller decides anything from an Event or a Lease (the
+# workload controllers read Events only so as not to repeat one they wrote). Events were half of a
+# run's writes, and every pass lists every Pod in several controllers.
+QUIET_KINDS = frozenset({"Event", "Lease"})
+
+
 class Runtime:
     def __init__(self, store: Store, controllers: Sequence[Controller], *, max_burst: int = 50,
                  burst_pause: float = 0.02) -> None:
@@ -38,7 +44,7 @@ class Runtime:
         self.errors = 0
         add_listener = getattr(store, "add_listener", None)
         if callable(add_listener):
-            add_listener(self.poke)
+            add_listener(self.poke, ignore_kinds=QUIET_KINDS)
 
     @property
     def controllers(self) -> list[Controller]:

@@ -29,7 +29,7 @@ import marshal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -162,7 +162,7 @@ class MemoryStore:
         self._compacted_rv = 0  # watches from an rv below this get 410 Gone
         self._cache_start_rv = 0  # set when the API server starts serving (start_watch_cache)
         self._watches: list[Watch] = []
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[tuple[Callable[[], None], frozenset[str]]] = []
         self._logs: dict[tuple[str, str, str], tuple[str, str]] = {}
         # (namespace, pod) -> container port -> local port of the process behind it (pod proxy).
         self._pod_ports: dict[tuple[str, str], dict[int, int]] = {}
@@ -181,10 +181,11 @@ class MemoryStore:
         with self._lock:
             return self._rv
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """`callback()` runs after every committed write (keep it cheap; it runs under the store lock)."""
+    def add_listener(self, callback: Callable[[], None], *, ignore_kinds: Iterable[str] = ()) -> None:
+        """`callback()` runs after every committed write of a kind not in `ignore_kinds` (keep it cheap;
+        it runs under the store lock)."""
         with self._lock:
-            self._listeners.append(callback)
+            self._listeners.append((callback, frozenset(ignore_kinds)))
 
     def _rt(self, api_version: str, kind: str) -> ResourceType:
         rt = by_kind(api_version, kind)
@@ -236,7 +237,9 @@ class MemoryStore:
         self._history.append(change)
         for w in list(self._watches):
             w.offer(change)
-        for cb in list(self._listeners):
+        for cb, ignored in list(self._listeners):
+            if rt.kind in ignored:
+                continue
             try:
                 cb()
             except Exception:  # a listener must never break a write

@@ -130,3 +130,31 @@ def test_stop_is_prompt_and_idempotent() -> None:
     rt.stop()
     rt.stop()
     assert time.monotonic() - start < 2
+
+
+def test_event_and_lease_writes_wake_no_controller() -> None:
+    """Events were half of a run's writes and each woke a pass over every controller; no controller
+    decides anything from an Event or a Lease, so the runtime's listener leaves them out."""
+    from harness.sim.runtime import QUIET_KINDS
+
+    store = MemoryStore()
+    woken: list[str] = []
+    store.add_listener(lambda: woken.append("any"))
+    store.add_listener(lambda: woken.append("quiet"), ignore_kinds=QUIET_KINDS)
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}
+    created = store.create(cm)
+    store.record_event(created, "Something", "happened", "Normal", component="test")
+    store.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                  "metadata": {"name": "l", "namespace": "default"}, "spec": {}})
+    assert woken.count("any") == 3 and woken.count("quiet") == 1, woken
+
+    class Registering:
+        def __init__(self) -> None:
+            self.kinds: Any = None
+
+        def add_listener(self, callback: Any, *, ignore_kinds: Any = ()) -> None:
+            self.kinds = ignore_kinds
+
+    registering = Registering()
+    Runtime(registering, [])  # type: ignore[arg-type]
+    assert set(registering.kinds) == {"Event", "Lease"}
