@@ -157,6 +157,11 @@ def _delete(store: Store, pod: Obj, owner: Obj | None = None) -> None:
 
 
 def _write_status(store: Store, obj: Obj, status: dict[str, Any]) -> None:
+    """Merge `status` into the object's status, unless every field already says so: the no-op patch
+    would change nothing in the store either, but it cost a locked copy and merge on every pass."""
+    current = obj.get("status") or {}
+    if all(current.get(key) == value for key, value in status.items()):
+        return
     meta = _meta(obj)
     try:
         store.patch(str(obj.get("apiVersion")), str(obj.get("kind")), str(meta["name"]), meta.get("namespace"),
