@@ -25,7 +25,7 @@ import pytest
 from tests.kit.order import balanced_order
 from tests.kit.sim_fixtures import started_sim
 
-pytest_plugins = ["tests.kit.mlserver_fixtures", "tests.kit.triton_fixtures"]
+pytest_plugins = ["tests.kit.mlserver_fixtures", "tests.kit.triton_fixtures", "tests.kit.fork_daemon"]
 
 # Modules whose tests run in-process on data: the fast lane. A module that starts a cluster, an
 # MLServer or a subprocess of the harness does not belong here.

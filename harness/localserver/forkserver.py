@@ -10,10 +10,18 @@ directory and log, exactly as the plain child process did. What a model can impo
 `HARNESS_MLSERVER_FORK=0` turns it off (each MLServer is then a fresh `python -c` child again), and
 any failure to start the fork server falls back to that as well.
 
-Protocol (JSON lines): the client writes `{"argv", "env", "cwd", "log"}` on the server's stdin and
-reads `{"ready"}` once, `{"pid"}` or `{"error"}` per request, and `{"exit", "code"}` whenever a forked
-child ends (the server is its parent and reaps it; `code` follows `subprocess.Popen.returncode`:
-negative for a signal).
+Each process starts its own fork server (a child of it) on first use, unless
+`HARNESS_MLSERVER_FORK_SOCKET` names the socket of a fork-server daemon (harness/localserver/forkdaemon.py,
+which the harness's own tests start once per pytest worker so that the subprocesses they start share its
+preload): then the process connects there, says who it is (interpreter and harness source: a daemon of
+another installation would fork a different MLServer, so it refuses) and gets a session, a fork of the
+daemon that serves this process alone and ends when the process exits or closes the connection. Any
+failure to connect falls back to the process's own fork server.
+
+Protocol (JSON lines): a daemon client first writes `{"hello": identity()}` and reads `{"refused"}` or
+goes on as below. The client writes `{"argv", "env", "cwd", "log"}` per MLServer and reads `{"ready"}`
+once, `{"pid"}` or `{"error"}` per request, and `{"exit", "code"}` whenever a forked child ends (the
+server is its parent and reaps it; `code` follows `subprocess.Popen.returncode`: negative for a signal).
 """
 
 from __future__ import annotations
@@ -24,21 +32,24 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from harness.lifeline import child_env, die_with_parent, expected_parent
 
 ENABLE_ENV = "HARNESS_MLSERVER_FORK"
+SOCKET_ENV = "HARNESS_MLSERVER_FORK_SOCKET"
 # The modules every MLServer here needs; importing them is what the fork server saves.
 PRELOAD = ("mlserver.cli", "mlserver_sklearn")
 READY_TIMEOUT_S = 60.0
 SPAWN_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
 _PARENT_POLL_S = 0.5
 # The word "mlserver" in the command line lets process listings (and tests) tell these apart.
 _SERVE = "from harness.localserver.forkserver import serve; serve()  # mlserver fork server"
@@ -62,12 +73,25 @@ class ForkServerError(RuntimeError):
 # --- the server side (runs in the fork server process) ------------------------------------------
 
 
-def _send(message: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+def identity() -> dict[str, str]:
+    """What a process must share with a fork-server daemon to be served by it: the interpreter and the
+    harness source that the daemon preloaded (a fork runs the daemon's modules, not the client's)."""
+    return {"executable": sys.executable, "source": str(Path(__file__).resolve().parents[1])}
 
 
-def _run_child(request: Mapping[str, Any], wakeup: tuple[int, int]) -> None:
+def preload() -> None:
+    for module in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(module)
+
+
+def send(fd: int, message: Mapping[str, Any]) -> None:
+    data = (json.dumps(message) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _run_child(request: Mapping[str, Any], own_fds: Iterable[int]) -> None:
     """In the forked child: become the MLServer that `request` describes. Never returns."""
     code = 1
     try:
@@ -75,7 +99,7 @@ def _run_child(request: Mapping[str, Any], wakeup: tuple[int, int]) -> None:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
-        for fd in wakeup:
+        for fd in set(own_fds) - {0, 1, 2}:  # the server's wakeup pipe and connection (0-2 are replaced below)
             os.close(fd)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -113,52 +137,62 @@ def serve() -> None:
     """The fork server's main loop: preload, then fork one MLServer per request until stdin ends
     or the parent is gone."""
     parent = expected_parent()
-    for module in PRELOAD:
-        with contextlib.suppress(ImportError):
-            __import__(module)
+    preload()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness stops us; Ctrl-C is its to handle
+    serve_requests(0, 1, parent)
+
+
+def serve_requests(conn_in: int, conn_out: int, parent: int, *, client: int | None = None,
+                   pending: bytes = b"") -> None:
+    """Fork one MLServer per request line read from `conn_in`, answering on `conn_out`, until
+    `conn_in` ends, `parent` is no longer this process's parent, or the pidfd `client` (a daemon
+    session's client process) says that the client has exited."""
     # SIGCHLD wakes the loop through a pipe (raw fds: no Python object may close them in a child).
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness stops us; Ctrl-C is its to handle
-    _send({"ready": True, "pid": os.getpid()})
-    pending = b""
-    while True:
-        try:
-            readable, _, _ = select.select([0, read_fd], [], [], _PARENT_POLL_S)
-        except InterruptedError:
-            readable = []
-        if read_fd in readable:
-            with contextlib.suppress(BlockingIOError):
-                os.read(read_fd, 512)
-        _reap()
-        if os.getppid() != parent:
-            return
-        if 0 not in readable:
-            continue
-        chunk = os.read(0, 65536)
-        if not chunk:
-            return
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            _fork_one(line, (read_fd, write_fd))
+    own_fds = [read_fd, write_fd, conn_in, conn_out, *([] if client is None else [client])]
+    watched = [conn_in, read_fd, *([] if client is None else [client])]
+    try:
+        send(conn_out, {"ready": True, "pid": os.getpid()})
+        while True:
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                _fork_one(line, conn_out, own_fds)
+            try:
+                readable, _, _ = select.select(watched, [], [], _PARENT_POLL_S)
+            except InterruptedError:
+                readable = []
+            if read_fd in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(read_fd, 512)
+            _reap(conn_out)
+            if os.getppid() != parent or (client is not None and client in readable):
+                return
+            if conn_in not in readable:
+                continue
+            chunk = os.read(conn_in, 65536)
+            if not chunk:
+                return
+            pending += chunk
+    except OSError:  # the client is gone (a broken connection): nobody is left to serve
+        return
 
 
-def _fork_one(line: bytes, wakeup: tuple[int, int]) -> None:
+def _fork_one(line: bytes, conn_out: int, own_fds: list[int]) -> None:
     try:
         request = json.loads(line)
         pid = os.fork()
     except (ValueError, OSError) as exc:
-        _send({"error": f"{type(exc).__name__}: {exc}"})
+        send(conn_out, {"error": f"{type(exc).__name__}: {exc}"})
         return
     if pid == 0:
-        _run_child(request, wakeup)
-    _send({"pid": pid})
+        _run_child(request, own_fds)
+    send(conn_out, {"pid": pid})
 
 
-def _reap() -> None:
+def _reap(conn_out: int) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -166,7 +200,7 @@ def _reap() -> None:
             return
         if pid == 0:
             return
-        _send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})  # negative for a signal, as Popen
+        send(conn_out, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})  # negative for a signal, as Popen
 
 
 # --- the client side (runs in the harness) ----------------------------------------------------------
@@ -191,40 +225,72 @@ class ForkedChild:
 
 
 class ForkServer:
-    """The client of one fork server process (a child of this process)."""
+    """The client of one fork server: a child of this process (`start_child`) or a session of a
+    fork-server daemon (`connect`)."""
 
-    def __init__(self) -> None:
-        env = child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")})
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-            start_new_session=True,  # Ctrl-C in a terminal reaches the harness, which stops the servers
-        )
+    def __init__(self, reader: IO[bytes], write: Callable[[bytes], None], *,
+                 proc: subprocess.Popen[bytes] | None = None, conn: socket.socket | None = None) -> None:
+        self._write = write
+        self._reader = reader
+        self._proc = proc
+        self._conn = conn
+        self._owner = os.getpid()
         self._lock = threading.Lock()  # one request at a time
         self._changed = threading.Condition()
         self._codes: dict[int, int] = {}
         self._replies: list[dict[str, Any]] = []
         self._closed = False
-        assert self._proc.stdout is not None and self._proc.stdin is not None
-        self._stdin: IO[bytes] = self._proc.stdin
-        threading.Thread(target=self._read, args=(self._proc.stdout,), name="mlserver-fork-server",
-                         daemon=True).start()
+        threading.Thread(target=self._read, args=(reader,), name="mlserver-fork-server", daemon=True).start()
         reply = self._next_reply(READY_TIMEOUT_S)
         if not reply.get("ready"):
             self.close()
             raise ForkServerError(f"the MLServer fork server did not start: {reply}")
+        self.server_pid = int(reply["pid"])
+
+    @classmethod
+    def start_child(cls) -> ForkServer:
+        """Start a fork server as a child of this process."""
+        env = child_env({k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the harness, which stops the servers
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        stdin = proc.stdin
+
+        def write(data: bytes) -> None:
+            stdin.write(data)
+            stdin.flush()
+
+        return cls(proc.stdout, write, proc=proc)
+
+    @classmethod
+    def connect(cls, path: Path, hello: Mapping[str, str] | None = None) -> ForkServer:
+        """A session of the fork-server daemon listening on `path` (ForkServerError if it refuses)."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(CONNECT_TIMEOUT_S)
+            conn.connect(str(path))
+            conn.sendall(json.dumps({"hello": dict(identity() if hello is None else hello)}).encode() + b"\n")
+            conn.settimeout(None)
+        except OSError as exc:
+            conn.close()
+            raise ForkServerError(f"no MLServer fork-server daemon on {path}: {exc}") from None
+        return cls(conn.makefile("rb"), conn.sendall, conn=conn)
 
     def _read(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                continue
-            with self._changed:
-                if "exit" in message:
-                    self._codes[int(message["exit"])] = int(message["code"])
-                else:
-                    self._replies.append(message)
-                self._changed.notify_all()
+        with contextlib.suppress(OSError, ValueError):  # a connection closed under the reader ends it
+            for raw in stream:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                with self._changed:
+                    if "exit" in message:
+                        self._codes[int(message["exit"])] = int(message["code"])
+                    else:
+                        self._replies.append(message)
+                    self._changed.notify_all()
         with self._changed:
             self._closed = True
             self._changed.notify_all()
@@ -241,14 +307,13 @@ class ForkServer:
 
     @property
     def alive(self) -> bool:
-        return not self._closed and self._proc.poll() is None
+        return not self._closed and (self._proc is None or self._proc.poll() is None)
 
     def spawn(self, argv: list[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> ForkedChild:
         request = {"argv": argv, "env": dict(env), "cwd": str(cwd), "log": str(log_path)}
         with self._lock:
             try:
-                self._stdin.write(json.dumps(request).encode() + b"\n")
-                self._stdin.flush()
+                self._write(json.dumps(request).encode() + b"\n")
             except OSError as exc:
                 raise ForkServerError(f"the MLServer fork server is gone: {exc}") from None
             reply = self._next_reply(SPAWN_TIMEOUT_S)
@@ -278,9 +343,23 @@ class ForkServer:
                 self._changed.wait(min(left, _PARENT_POLL_S) if left is not None else _PARENT_POLL_S)
 
     def close(self, timeout: float = 10.0) -> None:
-        """End the fork server (its MLServers, if any are left, follow through their lifelines)."""
+        """End the fork server or the daemon session (its MLServers, if any are left, follow through
+        their lifelines)."""
+        if self._conn is not None:
+            if os.getpid() == self._owner:  # a fork of this process shares the connection: it only lets go
+                with contextlib.suppress(OSError):
+                    self._conn.shutdown(socket.SHUT_WR)  # the session sees the end of its input and ends
+                deadline = time.monotonic() + timeout
+                with self._changed:
+                    while not self._closed and time.monotonic() < deadline:
+                        self._changed.wait(deadline - time.monotonic())
+            if self._closed:  # the reader is done with it
+                self._reader.close()
+            self._conn.close()
+            return
+        assert self._proc is not None and self._proc.stdin is not None
         with contextlib.suppress(OSError):
-            self._stdin.close()
+            self._proc.stdin.close()
         try:
             self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -288,8 +367,8 @@ class ForkServer:
             self._proc.wait(timeout=timeout)
 
 
-_server: ForkServer | None = None
-_server_pid = 0
+# One fork server per process and socket setting ("" for the process's own child).
+_servers: dict[tuple[int, str], ForkServer] = {}
 _server_lock = threading.Lock()
 _disabled = False
 
@@ -299,19 +378,32 @@ def enabled() -> bool:
 
 
 def shared_server() -> ForkServer | None:
-    """This process's fork server, started on first use; None where it is off or cannot start."""
-    global _server, _server_pid, _disabled
+    """This process's fork server, started (or connected to the daemon) on first use; None where it is
+    off or cannot start."""
+    global _disabled
     if not enabled():
         return None
+    daemon = os.environ.get(SOCKET_ENV, "")
+    key = (os.getpid(), daemon)
     with _server_lock:
-        if _server is not None and _server_pid == os.getpid() and _server.alive:
-            return _server
-        try:
-            _server = ForkServer()
-        except (ForkServerError, OSError):
-            _disabled = True  # fall back to plain children for the rest of this process
-            _server = None
-            return None
-        _server_pid = os.getpid()
-        atexit.register(_server.close)
-        return _server
+        server = _servers.get(key)
+        if server is not None and server.alive:
+            return server
+        server = None
+        if daemon:
+            with contextlib.suppress(ForkServerError, OSError):
+                server = ForkServer.connect(Path(daemon))
+        if server is None:  # no daemon, or it refused: this process's own fork server
+            own = _servers.get((os.getpid(), ""))
+            if own is not None and own.alive:
+                _servers[key] = own
+                return own
+            try:
+                server = ForkServer.start_child()
+            except (ForkServerError, OSError):
+                _disabled = True  # fall back to plain children for the rest of this process
+                return None
+            _servers[(os.getpid(), "")] = server
+        _servers[key] = server
+        atexit.register(server.close)
+        return server

@@ -128,6 +128,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    """Those of `pids` still alive after `seconds` (fewer as soon as they go)."""
+    deadline = time.monotonic() + seconds
+    living = [p for p in pids if alive(p)]
+    while living and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling /proc against a deadline
+        living = [p for p in living if alive(p)]
+    return living
+
+
 def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     sel = selectors.DefaultSelector()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit.simproc import KUBECTL, SERVER_AND_MODEL, SIM_PROFILE, alive, descendants, first_line
+from tests.kit.fork_daemon import without_fork_daemon
+from tests.kit.simproc import KUBECTL, SERVER_AND_MODEL, SIM_PROFILE, alive, descendants, first_line, gone_within
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,15 +57,6 @@ def _reap(proc: subprocess.Popen[str], pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _gone_within(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    living = [p for p in pids if alive(p)]
-    while living and time.monotonic() < deadline:
-        time.sleep(0.2)  # polling /proc against a deadline
-        living = [p for p in living if alive(p)]
-    return living
-
-
 def test_a_child_dies_after_sigkill_of_its_parent() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=ROOT)
@@ -74,7 +66,7 @@ def test_a_child_dies_after_sigkill_of_its_parent() -> None:
         assert alive(child)
         parent.kill()  # SIGKILL: no handler, no atexit, no process-group cleanup
         parent.wait(10)
-        assert _gone_within([child], 15) == [], "the child outlived its SIGKILLed parent"
+        assert gone_within([child], 15) == [], "the child outlived its SIGKILLed parent"
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -94,9 +86,11 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     manifest = tmp_path / "iris.yaml"
     manifest.write_text(SERVER_AND_MODEL + TRITON_SERVER_AND_MODEL)
+    # Its own fork server (as for a user): its MLServers are then among its descendants.
     proc = subprocess.Popen([sys.executable, "-m", "harness", "sim", "up", "--profile", str(SIM_PROFILE),
                              "--kubeconfig", str(kubeconfig)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=without_fork_daemon())
     children: list[int] = []
     try:
         first_line(proc, timeout=30)
@@ -115,7 +109,7 @@ def test_sigkill_of_sim_up_leaves_no_mlserver(tmp_path: Path) -> None:
         assert any("/bin/tritonserver" in c.split("\0")[0] for c in commands), commands
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-        assert _gone_within(children, 60) == [], "MLServer, tritonserver or another child outlived sim up"
+        assert gone_within(children, 60) == [], "MLServer, tritonserver or another child outlived sim up"
     finally:
         _reap(proc, children)
 
@@ -176,7 +170,7 @@ def test_load_workers_stop_when_load_is_killed(tmp_path: Path, sig: signal.Signa
         assert len(workers) >= 2, f"load never started its workers: {proc.poll()}"
         proc.send_signal(sig)
         proc.communicate(timeout=30)
-        assert _gone_within(workers, 20) == [], f"load workers outlived `load` killed by {sig.name}"
+        assert gone_within(workers, 20) == [], f"load workers outlived `load` killed by {sig.name}"
     finally:
         _reap(proc, workers)
         stub.close()

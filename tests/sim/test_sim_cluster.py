@@ -16,6 +16,7 @@ from kubernetes import config as k8s_config
 
 from harness.config import load_profile
 from harness.sim.cluster import SimCluster
+from tests.kit.fork_daemon import without_fork_daemon
 from tests.kit.simproc import KUBECTL, SERVER_AND_MODEL, SIM_PROFILE, alive, descendants, first_line
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,9 +112,11 @@ def test_sim_up_stops_its_mlserver_children(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     manifest = tmp_path / "iris.yaml"
     manifest.write_text(SERVER_AND_MODEL)
+    # Its own fork server (as for a user): its MLServers are then among its descendants.
     proc = subprocess.Popen([sys.executable, "-m", "harness", "sim", "up", "--profile", str(SIM_PROFILE),
                              "--kubeconfig", str(kubeconfig)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=without_fork_daemon())
     try:
         first_line(proc, timeout=30)
 
