@@ -11,13 +11,14 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# After the install, the table of the kubernetes client's models that the sim's unknown-field check reads
+# instead of importing the models in every process that serves its API (harness/sim/api/fieldcheck.py;
+# written into the venv, never into git).
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	# The sim's unknown-field check reads this table instead of importing the client's models in every
-	# process that serves its API (harness/sim/api/fieldcheck.py; written into the venv, never into git).
 	$(BIN)/python -m harness.sim.api.fieldcheck --write-table
 	touch $(STAMP)
 
