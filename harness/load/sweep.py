@@ -6,7 +6,8 @@ they are within `resolution` of each other, the steps run out or the time budget
 The answer is then measured again (`confirmations`): one lucky window near a sharp knee is not a
 capacity, so a miss on the re-measurement makes that rate a failure and the bisection goes on below.
 Every step is one short open-loop window after its own warm-up; its verdict is the same SLO check as
-the latency suite's (percentiles, error rate, achieved rate, completeness).
+the latency suite's (percentiles, error rate, achieved rate, completeness). A miss measured while the
+load client was overloaded is inconclusive: that rate is measured once more before a miss there counts.
 
 `next_rate` is the pure decision; `run_sweep` drives it with a `measure` function (the engine).
 """
@@ -22,7 +23,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field, model_validator
 
-from harness.checks.slo import evaluate_slo, failed
+from harness.checks.slo import CLIENT_OVERLOADED, evaluate_slo, failed
 from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.engine import run_load
@@ -180,6 +181,10 @@ class SweepResult(Record):
 STEP_PERCENTILES = ("p50", "p95", "p99", "max")
 
 
+def _client_overloaded(result: LoadResult, slo: Slo) -> bool:
+    return any(v.name == CLIENT_OVERLOADED for v in failed(evaluate_slo(result.to_dict(), slo)))
+
+
 def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -> SweepStep:
     verdicts = failed(evaluate_slo(result.to_dict(), slo))
     seconds = result.duration_s
@@ -264,6 +269,7 @@ def run_sweep(
     steps: list[SweepStep] = []
     # The cost of a step beyond its planned seconds (worker start, drain); learnt from the steps run.
     overhead = 0.5
+    remeasured: set[float] = set()  # rates whose inconclusive miss was measured again
     reason = "converged"
     failure = None
     while True:
@@ -299,7 +305,12 @@ def run_sweep(
         if telemetry is not None:
             step.telemetry = telemetry.end(result)
         steps.append(step)
-        history.append((rate, step.meets_slo))
+        if not step.meets_slo and _client_overloaded(result, slo) and rate not in remeasured:
+            # A miss measured while the client itself could not keep the schedule says nothing certain
+            # about the server (checks/slo.py): measured again once before it may bound the capacity.
+            remeasured.add(rate)
+        else:
+            history.append((rate, step.meets_slo))
         if not result.complete:
             reason = "a step did not complete"
             failure = result.failure
