@@ -508,30 +508,35 @@ def cluster(
     (run_context.report_dir / "work").mkdir(parents=True, exist_ok=True)
     session = cluster_session(run_context)
     run_context.records.attach(session)
+    # One try from the first step to the teardown: a Ctrl-C or SIGTERM (KeyboardInterrupt) can land
+    # between any two statements, and one that landed after `up()` returned but before the teardown's
+    # try began left the cluster as it was (tests/runs/test_signals.py, beside two CPU burners).
+    ready = cleaned = False
     try:
-        with shown(pytestconfig):
-            session.up()
-    except PhaseFailed as exc:
+        try:
+            with shown(pytestconfig):
+                session.up()
+        except PhaseFailed as exc:
+            run_context.records.cluster_identified(session)
+            with shown(pytestconfig):
+                problems = session.down()
+            cleaned = True
+            suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
+            pytest.fail(f"{exc}{suffix}", pytrace=False)
         run_context.records.cluster_identified(session)
-        with shown(pytestconfig):
-            problems = session.down()
-        suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
-        pytest.fail(f"{exc}{suffix}", pytrace=False)
-    except BaseException:
-        # Ctrl-C or SIGTERM (KeyboardInterrupt) while the cluster comes up: this fixture never reaches
-        # its teardown, so undo here what was done so far (the run Lease, node changes, what the
-        # provider installed or created) before the interruption goes on.
-        with shown(pytestconfig):
-            run_context.records.cleanup_problems(session.down())
-        raise
-    run_context.records.cluster_identified(session)
-    try:
+        ready = True
         yield session
     finally:
-        run_context.records.capture_cluster(session)
-        with shown(pytestconfig):
-            problems = session.down(failed=request.session.testsfailed > 0)
-        run_context.records.cleanup_problems(problems)
+        if not cleaned and ready:
+            run_context.records.capture_cluster(session)
+            with shown(pytestconfig):
+                problems = session.down(failed=request.session.testsfailed > 0)
+            run_context.records.cleanup_problems(problems)
+        elif not cleaned:
+            # Interrupted while the cluster came up: undo what was done so far (the run Lease, node
+            # changes, what the provider installed or created) before the interruption goes on.
+            with shown(pytestconfig):
+                run_context.records.cleanup_problems(session.down())
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ being tested there.
 
 from __future__ import annotations
 
+import os
 import selectors
 import signal
 import subprocess
@@ -113,3 +114,33 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
     assert gate(report, None, 0.10, allow_simulated=False).refused
     kinds = {f.kind for f in gate(report, None, 0.10, allow_simulated=True).failures}
     assert "interrupted" in kinds, kinds
+
+
+def test_an_interrupt_just_after_the_cluster_came_up_still_cleans_up(tmp_path: Path) -> None:
+    """The window that run b1 hit by chance, opened on purpose: KeyboardInterrupt raised right after
+    `up()` returned, before the fixture's teardown began. The cleanup runs and the Lease goes."""
+    plugin = tmp_path / "interrupt_after_up.py"
+    plugin.write_text(
+        "from harness.testkit.recording import Recorder\n"
+        "def _interrupt(self, session):\n"
+        "    raise KeyboardInterrupt('injected just after the cluster came up')\n"
+        "Recorder.cluster_identified = _interrupt\n"
+    )
+    with running_sim(SIM_PROFILE, tmp_path) as sim:
+        profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml")
+        profile = load_profile(profile_path)
+        kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
+        before = capture_cluster_state(kube, profile.seldon.namespace)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "suites/test_placement.py", "--profile", str(profile_path),
+             "--report-dir", str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig",
+             "-p", "interrupt_after_up"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "injected just after the cluster came up" in output, output[-3000:]
+        assert "harness: cleanup started" in output, output[-3000:]
+        assert differences(before, capture_cluster_state(kube, profile.seldon.namespace)) == []
+        leases = [lease["metadata"]["name"] for lease in kube.list("coordination.k8s.io/v1", "Lease", "default")]
+        assert "harness-run-sig" not in leases, output[-3000:]
