@@ -144,7 +144,15 @@ def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
     sel.register(proc.stdout, selectors.EVENT_READ)
     if not sel.select(timeout):
         raise AssertionError(f"sim up printed nothing within {timeout}s")
-    return proc.stdout.readline()
+    line = proc.stdout.readline()
+    if not line:  # its stdout closed: it exited before saying it was up; say how, with its last words
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        said = proc.stderr.read()[-3000:] if proc.stderr is not None and code is not None else ""
+        raise AssertionError(f"sim up ended before its first line (exit code {code}):\n{said}")
+    return line
 
 
 SERVER_AND_MODEL = """\
