@@ -8,13 +8,16 @@ being tested there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,13 +72,20 @@ CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signame", "when", "suites"), CASES, ids=[f"{c[0]}-{c[1].split(':')[-1]}" for c in CASES])
-def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, when: str, suites: list[str]) -> None:
+@contextlib.contextmanager
+def _attached_sim(tmp_path: Path) -> Iterator[tuple[Path, Kube, str, Any]]:
+    """A `sim up` reached through an existing profile: its path, a client, the Seldon namespace and
+    the cluster's state before the run."""
     with running_sim(SIM_PROFILE, tmp_path) as sim:
         profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml")
         profile = load_profile(profile_path)
         kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
-        before = capture_cluster_state(kube, profile.seldon.namespace)
+        yield profile_path, kube, profile.seldon.namespace, capture_cluster_state(kube, profile.seldon.namespace)
+
+
+@pytest.mark.parametrize(("signame", "when", "suites"), CASES, ids=[f"{c[0]}-{c[1].split(':')[-1]}" for c in CASES])
+def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, when: str, suites: list[str]) -> None:
+    with _attached_sim(tmp_path) as (profile_path, kube, namespace, before):
         proc = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-u", "-m", "pytest", *suites, "--profile", str(profile_path),
              "--report-dir", str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig"],
@@ -100,7 +110,7 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
                 proc.kill()
                 proc.wait(10)
         assert proc.returncode != 0, f"an interrupted run must not report success:\n{output[-2000:]}"
-        left = differences(before, capture_cluster_state(kube, profile.seldon.namespace))
+        left = differences(before, capture_cluster_state(kube, namespace))
         assert left == [], f"{signame} at {when!r} left: {left}\n{output[-3000:]}"
         # Wherever the signal landed (while the cluster came up, as at "Seldon started" it mostly
         # does, or later) the cleanup ran: the run's Lease, which says a run is alive, is gone too.
@@ -126,11 +136,7 @@ def test_an_interrupt_just_after_the_cluster_came_up_still_cleans_up(tmp_path: P
         "    raise KeyboardInterrupt('injected just after the cluster came up')\n"
         "Recorder.cluster_identified = _interrupt\n"
     )
-    with running_sim(SIM_PROFILE, tmp_path) as sim:
-        profile_path = existing_profile_for(SIM_PROFILE, sim.kubeconfig, tmp_path / "existing.yaml")
-        profile = load_profile(profile_path)
-        kube = Kube.from_kubeconfig(sim.kubeconfig, None, profile.timeouts)
-        before = capture_cluster_state(kube, profile.seldon.namespace)
+    with _attached_sim(tmp_path) as (profile_path, kube, namespace, before):
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "suites/test_placement.py", "--profile", str(profile_path),
              "--report-dir", str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig",
@@ -141,6 +147,6 @@ def test_an_interrupt_just_after_the_cluster_came_up_still_cleans_up(tmp_path: P
         output = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "injected just after the cluster came up" in output, output[-3000:]
         assert "harness: cleanup started" in output, output[-3000:]
-        assert differences(before, capture_cluster_state(kube, profile.seldon.namespace)) == []
+        assert differences(before, capture_cluster_state(kube, namespace)) == []
         leases = [lease["metadata"]["name"] for lease in kube.list("coordination.k8s.io/v1", "Lease", "default")]
         assert "harness-run-sig" not in leases, output[-3000:]
