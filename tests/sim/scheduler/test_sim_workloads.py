@@ -75,6 +75,41 @@ def pods(sim: Sim, selector: str) -> list[Obj]:
                   key=lambda p: p["metadata"]["name"])
 
 
+def wait_for_pods(sim: Sim, selector: str, done: Callable[[list[Obj]], bool], timeout: float = WAIT_S) -> list[Obj]:
+    """Watch the pods a label selector names until `done(pods)`, sorted by name as `pods` returns them.
+
+    An owner's status can be final while its old pods are still terminating (the owner counts active
+    pods only), so a check on pods waits on pod events, not on the owner's."""
+    deadline = time.monotonic() + timeout
+    listed = sim.core.list_namespaced_pod(NS, label_selector=selector)
+    seen = {p.metadata.name: sim.to_dict(p) for p in listed.items}
+
+    def current() -> list[Obj]:
+        return [seen[n] for n in sorted(seen)]
+
+    if done(current()):
+        return current()
+    rv = listed.metadata.resource_version
+    while (remaining := deadline - time.monotonic()) > 0:
+        w = watch.Watch()
+        for event in w.stream(sim.core.list_namespaced_pod, NS, label_selector=selector, resource_version=rv,
+                              timeout_seconds=max(1, int(remaining))):
+            obj = event["raw_object"]
+            rv = obj["metadata"].get("resourceVersion", rv)
+            if event["type"] == "DELETED":
+                seen.pop(obj["metadata"]["name"], None)
+            else:
+                seen[obj["metadata"]["name"]] = obj
+            if done(current()):
+                w.stop()
+                return current()
+            if time.monotonic() > deadline:
+                w.stop()
+                break
+    names = [(p["metadata"]["name"], p.get("status", {}).get("phase")) for p in current()]
+    raise AssertionError(f"pods {selector} did not reach the expected state in {timeout}s; last seen: {names}")
+
+
 def owner_events(sim: Sim, name: str, reason: str) -> list[str]:
     return [e.message for e in sim.core.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
             if e.reason == reason]
@@ -126,7 +161,7 @@ def test_statefulset_pods_status_scale_and_update(sim: Sim) -> None:
 
     sim.apps.patch_namespaced_stateful_set("web", NS, {"spec": {"replicas": 1}})
     wait_for(sim, sim.apps.list_namespaced_stateful_set, "web", status_is(replicas=1, readyReplicas=1))
-    assert [p["metadata"]["name"] for p in pods(sim, "app=web")] == ["web-0"]
+    wait_for_pods(sim, "app=web", lambda got: [p["metadata"]["name"] for p in got] == ["web-0"])
     assert "delete Pod web-2 in StatefulSet web successful" in owner_events(sim, "web", "SuccessfulDelete")
 
     sim.apps.patch_namespaced_stateful_set("web", NS, {"spec": {"template": template("web", image="nginx:1.28")}})
@@ -175,14 +210,15 @@ def test_deployment_pods_status_and_rollout(sim: Sim) -> None:
         assert p["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
 
     sim.apps.patch_namespaced_deployment("api", NS, {"spec": {"template": template("api", image="nginx:1.28")}})
-    wait_for(sim, sim.apps.list_namespaced_deployment, "api",
-             lambda o: status_is(replicas=2, readyReplicas=2, updatedReplicas=2)(o)
-             and all(p["metadata"]["labels"]["pod-template-hash"] != pod_hash for p in pods(sim, "app=api")))
-    assert {p["spec"]["containers"][0]["image"] for p in pods(sim, "app=api")} == {"nginx:1.28"}
+    wait_for(sim, sim.apps.list_namespaced_deployment, "api", status_is(replicas=2, readyReplicas=2, updatedReplicas=2))
+    # The Deployment is final once the new pods are ready; the old ones may still be terminating.
+    rolled = wait_for_pods(sim, "app=api", lambda got: len(got) == 2 and all(
+        p["metadata"]["labels"]["pod-template-hash"] != pod_hash for p in got))
+    assert {p["spec"]["containers"][0]["image"] for p in rolled} == {"nginx:1.28"}
 
     sim.apps.patch_namespaced_deployment("api", NS, {"spec": {"replicas": 0}})
     wait_for(sim, sim.apps.list_namespaced_deployment, "api", status_is(replicas=0, updatedReplicas=0))
-    assert pods(sim, "app=api") == []
+    wait_for_pods(sim, "app=api", lambda got: got == [])
 
 
 def test_daemonset_respects_taints_selectors_and_new_nodes(sim: Sim) -> None:
