@@ -81,6 +81,22 @@ def bracket(history: Sequence[tuple[float, bool]]) -> tuple[float | None, float 
     return (max(passes) if passes else None), hi
 
 
+def counted(steps: Sequence[SweepStep]) -> list[tuple[float, bool]]:
+    """(offered rate, met the SLO) of the steps that decide the capacity, in order: all of them except the
+    first inconclusive miss at a rate (`client_overloaded`), which the sweep measures again. The one
+    reading of a sweep's steps: `run_sweep` decides with it, the report's consistency check and the
+    gate recompute the bracket with it."""
+    history: list[tuple[float, bool]] = []
+    remeasured: set[float] = set()
+    for step in steps:
+        rate = step.offered_rate_rps
+        if step.client_overloaded and not step.meets_slo and rate not in remeasured:
+            remeasured.add(rate)
+        else:
+            history.append((rate, step.meets_slo))
+    return history
+
+
 def next_rate(history: Sequence[tuple[float, bool]], plan: SweepPlan) -> float | None:
     """The next offered rate to measure, or None when the search has converged."""
     if not history:
@@ -133,6 +149,12 @@ class SweepStep(Record):
     client_cpu_ms_per_request: Annotated[float, rounded(4)]
     meets_slo: bool
     reasons: list[str]
+    # Defaults: reports written before these fields existed judged every miss (one worker is the
+    # strictest reading of the CPU per worker).
+    workers: int = Field(default=1, description="load client processes; their CPU is judged per worker")
+    client_overloaded: bool = Field(
+        default=False, description="missed the SLO while the load client was overloaded (inconclusive); the "
+        "first such miss at a rate is measured again and does not count (`counted`)")
     phase: SweepPhase
     elapsed_s: Annotated[float, rounded(3)]
     telemetry: dict[str, Any] | None = Field(
@@ -181,10 +203,6 @@ class SweepResult(Record):
 STEP_PERCENTILES = ("p50", "p95", "p99", "max")
 
 
-def _client_overloaded(result: LoadResult, slo: Slo) -> bool:
-    return any(v.name == CLIENT_OVERLOADED for v in failed(evaluate_slo(result.to_dict(), slo)))
-
-
 def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -> SweepStep:
     verdicts = failed(evaluate_slo(result.to_dict(), slo))
     seconds = result.duration_s
@@ -197,7 +215,8 @@ def step_of(result: LoadResult, slo: Slo, phase: SweepPhase, elapsed_s: float) -
         goodput_fraction=fraction(good, result.requests),
         goodput_rps=good / seconds if seconds else 0.0, late_send_fraction=result.late_send_fraction,
         client_cpu_ms_per_request=result.client_cpu_ms_per_request, meets_slo=not verdicts,
-        reasons=[v.reason for v in verdicts], phase=phase, elapsed_s=elapsed_s,
+        reasons=[v.reason for v in verdicts], workers=result.workers,
+        client_overloaded=any(v.name == CLIENT_OVERLOADED for v in verdicts), phase=phase, elapsed_s=elapsed_s,
     )
 
 
@@ -269,7 +288,6 @@ def run_sweep(
     steps: list[SweepStep] = []
     # The cost of a step beyond its planned seconds (worker start, drain); learnt from the steps run.
     overhead = 0.5
-    remeasured: set[float] = set()  # rates whose inconclusive miss was measured again
     reason = "converged"
     failure = None
     while True:
@@ -305,12 +323,9 @@ def run_sweep(
         if telemetry is not None:
             step.telemetry = telemetry.end(result)
         steps.append(step)
-        if not step.meets_slo and _client_overloaded(result, slo) and rate not in remeasured:
-            # A miss measured while the client itself could not keep the schedule says nothing certain
-            # about the server (checks/slo.py): measured again once before it may bound the capacity.
-            remeasured.add(rate)
-        else:
-            history.append((rate, step.meets_slo))
+        # A miss measured while the client itself could not keep the schedule says nothing certain
+        # about the server (checks/slo.py): it is measured again once before it may bound the capacity.
+        history = counted(steps)
         if not result.complete:
             reason = "a step did not complete"
             failure = result.failure

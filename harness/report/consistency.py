@@ -14,9 +14,13 @@ close that gap.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from harness.checks.slo import SloVerdict, evaluate_slo
+from harness.checks.slo import CLIENT_CPU_LIMIT, CLIENT_LATE_SEND_LIMIT, SloVerdict, evaluate_slo
 from harness.report.model import CapacityEntry, LatencyEntry, RunReport
+
+if TYPE_CHECKING:
+    from harness.load.sweep import SweepStep
 
 Problem = tuple[str, str, str]
 
@@ -176,8 +180,16 @@ def _latency(entry: LatencyEntry) -> list[Problem]:
     return problems
 
 
+def _calm_client(step: SweepStep) -> bool:
+    """Whether the step's figures show a load client well within both overload limits (checks/slo.py),
+    by more than the rounding of the stored figures: a step that says `client_overloaded` beside them was
+    edited."""
+    busy = step.client_cpu_ms_per_request * step.achieved_rate_rps / 1000.0 / max(1, step.workers)
+    return step.late_send_fraction < CLIENT_LATE_SEND_LIMIT - 1e-5 and busy < CLIENT_CPU_LIMIT - 1e-3
+
+
 def _capacity(sweep: CapacityEntry) -> list[Problem]:
-    from harness.load.sweep import bracket
+    from harness.load.sweep import bracket, counted
 
     key = f"{sweep.model} {sweep.protocol} capacity"
     problems: list[Problem] = []
@@ -193,7 +205,11 @@ def _capacity(sweep: CapacityEntry) -> list[Problem]:
             problems.append(("tampered", key, f"the step at {step.offered_rate_rps:g} req/s says meets_slo: true "
                                               f"beside {over[0]}"))
             break
-    lo, hi = bracket([(s.offered_rate_rps, s.meets_slo) for s in sweep.steps])
+        if step.client_overloaded and (step.meets_slo or _calm_client(step)):
+            problems.append(("tampered", key, f"the step at {step.offered_rate_rps:g} req/s says client_overloaded: "
+                                              f"true beside a {'pass' if step.meets_slo else 'calm load client'}"))
+            break
+    lo, hi = bracket(counted(sweep.steps))
     if not _close(sweep.capacity_rps, lo or 0.0):
         problems.append(("tampered", key, f"capacity_rps {sweep.capacity_rps:g} beside its steps, whose highest "
                                           f"passing rate below the lowest miss is {lo or 0.0:g}"))

@@ -220,7 +220,8 @@ def _capacity_failures(report: RunReport, notes: list[str]) -> list[GateFailure]
 def _client_bound(entry: CapacityEntry) -> str | None:
     """The `inconclusive: ...` reason of the step that bounds the capacity, when the client was overloaded."""
     upper = _lowest_failing_rate(entry)
-    step = next((s for s in entry.steps if not s.meets_slo and s.offered_rate_rps == upper), None)
+    # the miss that counts at that rate: the last one (a first inconclusive miss there was measured again)
+    step = next((s for s in reversed(entry.steps) if not s.meets_slo and s.offered_rate_rps == upper), None)
     return next((r for r in step.reasons if r.startswith("inconclusive")), None) if step is not None else None
 
 
@@ -264,9 +265,11 @@ def _capacity_drops(report: RunReport, baseline: RunReport, max_drop: float,
 
 
 def _lowest_failing_rate(entry: CapacityEntry) -> float | None:
-    """The lowest offered rate at which the sweep missed the SLO: the capacity's upper bound."""
-    missed = [step.offered_rate_rps for step in entry.steps if not step.meets_slo]
-    return min(missed) if missed else None
+    """The lowest offered rate at which the sweep missed the SLO: the capacity's upper bound (the misses
+    that count: `harness.load.sweep.counted`)."""
+    from harness.load.sweep import bracket, counted
+
+    return bracket(counted(entry.steps))[1]
 
 
 def gate(

@@ -133,6 +133,25 @@ class ModelledServer:
         ).counting_good(requests if p99 <= 25 else requests // 2)
 
 
+class OverloadedAt(ModelledServer):
+    """The modelled server, except that the first `times` steps at `rate` are measured by an overloaded
+    client: 6 % of sends late and a p99 over the SLO (what two CPU burners did to run b1's sweep)."""
+
+    def __init__(self, capacity: float, rate: float, times: int) -> None:
+        super().__init__(capacity)
+        self.overloaded_rate, self.times = rate, times
+
+    def measure(self, spec: LoadSpec) -> LoadResult:
+        result = super().measure(spec)
+        if spec.rate != self.overloaded_rate or self.times == 0:
+            return result
+        self.times -= 1
+        late = int(result.requests * 0.06)
+        latency = result.latency_ms.model_copy(update={"p99": 31.0, "p99_9": 33.0, "max": 35.0})
+        return result.model_copy(update={"late_sends": late, "late_send_fraction": late / result.requests,
+                                         "latency_ms": latency}).counting_good(result.requests - late)
+
+
 def modelled_spec() -> LoadSpec:
     return LoadSpec(endpoint="http://127.0.0.1:1", model="m", rate=1.0, duration_s=3.0)
 

@@ -13,8 +13,8 @@ from harness.config import Slo
 from harness.errors import UsageError
 from harness.load.result import LoadResult
 from harness.load.spec import LoadSpec
-from harness.load.sweep import SweepPlan, bracket, next_rate, run_sweep, step_seconds
-from tests.kit.load_servers import ModelledServer, StubServer, modelled_spec
+from harness.load.sweep import SweepPlan, bracket, counted, next_rate, run_sweep, step_seconds
+from tests.kit.load_servers import ModelledServer, OverloadedAt, StubServer, modelled_spec
 
 
 def test_ramp_then_bisect() -> None:
@@ -139,33 +139,16 @@ def test_cli_sweep_against_a_stub_writes_the_steps(tmp_path: Path, capsys: pytes
     assert "capacity at SLO" in printed
 
 
-class _OverloadedAt(ModelledServer):
-    """The modelled server, except that the first `times` steps at `rate` are measured by an overloaded
-    client: 6 % of sends late and a p99 over the SLO (what two CPU burners did to run b1's sweep)."""
-
-    def __init__(self, capacity: float, rate: float, times: int) -> None:
-        super().__init__(capacity)
-        self.overloaded_rate, self.times = rate, times
-
-    def measure(self, spec: LoadSpec) -> LoadResult:
-        result = super().measure(spec)
-        if spec.rate != self.overloaded_rate or self.times == 0:
-            return result
-        self.times -= 1
-        late = int(result.requests * 0.06)
-        latency = result.latency_ms.model_copy(update={"p99": 31.0, "p99_9": 33.0, "max": 35.0})
-        return result.model_copy(update={"late_sends": late, "late_send_fraction": late / result.requests,
-                                         "latency_ms": latency}).counting_good(result.requests - late)
-
-
 def test_an_inconclusive_miss_is_measured_again_before_it_bounds_the_capacity() -> None:
-    server = _OverloadedAt(141.0, rate=100.0, times=1)
+    server = OverloadedAt(141.0, rate=100.0, times=1)
     plan = SweepPlan(start_rate=100, budget_s=120, min_requests=0)
     result = run_sweep(modelled_spec(), Slo(p99_ms=25.0), plan, measure=server.measure, clock=server.clock)
     assert server.rates[:2] == [100.0, 100.0], server.rates  # the inconclusive step, then the same rate again
     assert "inconclusive" in " ".join(result.steps[0].reasons) and result.steps[1].meets_slo
+    assert [s.client_overloaded for s in result.steps[:2]] == [True, False]
+    assert counted(result.steps)[0] == (100.0, True)  # the re-measured miss does not count
     assert result.converged and 141.0 / 1.05 <= result.capacity_rps <= 141.0, result.stop_reason
     # Inconclusive twice at one rate: the second counts as a miss, so the search stays bounded.
-    twice = _OverloadedAt(141.0, rate=100.0, times=2)
+    twice = OverloadedAt(141.0, rate=100.0, times=2)
     again = run_sweep(modelled_spec(), Slo(p99_ms=25.0), plan, measure=twice.measure, clock=twice.clock)
     assert twice.rates[:3] == [100.0, 100.0, 50.0] and again.capacity_rps < 100.0

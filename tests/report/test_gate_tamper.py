@@ -112,6 +112,12 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
                                   "capacity_rps 150 beside its steps"),
     "bounded beside steps that never missed": (
         _capacity_edit(lambda c: c.update(steps=c["steps"][:1])), "bounded: true beside steps that never missed"),
+    "an overloaded client claimed beside calm figures": (
+        _capacity_edit(lambda c: c["steps"][1].update(client_overloaded=True)),
+        "the step at 105 req/s says client_overloaded: true beside a calm load client"),
+    "an overloaded client claimed beside a pass": (
+        _capacity_edit(lambda c: c["steps"][0].update(client_overloaded=True, late_send_fraction=0.5)),
+        "the step at 100 req/s says client_overloaded: true beside a pass"),
     "a run id the harness never makes": (lambda d: d.update(run_id="Nightly 1; rm -rf"), "is not one the harness"),
 }
 

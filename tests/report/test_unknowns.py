@@ -13,7 +13,7 @@ from harness.config import Slo
 from harness.load.sweep import SweepPlan, run_sweep
 from harness.report import format_verdict, gate, parse_report
 from harness.report.html import render_html
-from tests.kit.load_servers import ModelledServer, modelled_spec
+from tests.kit.load_servers import ModelledServer, OverloadedAt, modelled_spec
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reports"
 
@@ -110,3 +110,25 @@ def test_a_capacity_drop_shown_only_by_an_overloaded_client_is_inconclusive() ->
     assert "that step is inconclusive: the load client was overloaded (60.0% of sends late" in failure.detail
     late["reasons"] = late["reasons"][:1]  # the same drop with a calm client is a capacity failure
     assert [f.kind for f in gate(parse_report(data, "r.json"), baseline, 0.10, False).failures] == ["capacity"]
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_a_sweep_that_measured_an_inconclusive_miss_again_passes_the_gate_as_it_was_written(times: int) -> None:
+    """The sweep measures an overloaded client's miss again before it counts; the gate's consistency check
+    and capacity bound read the steps the same way (`counted`), so the honest report is not "tampered"
+    (a rehearsal on a loaded machine was refused so) and its capacity is the sweep's own."""
+    server = OverloadedAt(141.0, rate=100.0, times=times)
+    result = run_sweep(modelled_spec(), Slo(p99_ms=25.0), SweepPlan(start_rate=100, budget_s=120, min_requests=0),
+                       measure=server.measure, clock=server.clock)
+    assert result.steps[0].client_overloaded and not result.steps[0].meets_slo
+    data = json.loads((DATA / "pass.json").read_text(encoding="utf-8"))
+    data["capacity"] = [{**json.loads(json.dumps(result.to_dict())), "server": "mlserver-gpu", "node": "gpu-0"}]
+    report = parse_report(data, "r.json")
+    verdict = gate(report, None, 0.10, False)
+    assert verdict.passed, verdict.failures
+    # Against a baseline of itself: no drop, and the bound is the miss that counted, not the first one.
+    same = gate(report, parse_report(data, "b.json"), 0.10, False)
+    assert same.passed, same.failures
+    (note,) = [n for n in same.notes if "capacity in [" in n]
+    upper = 100.0 if times == 2 else min(s.offered_rate_rps for s in result.steps[1:] if not s.meets_slo)
+    assert f"capacity in [{result.capacity_rps:.1f}, {upper:.1f})" in note, note
