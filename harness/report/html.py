@@ -1,20 +1,19 @@
 """The HTML report: ONE self-contained file that opens offline.
 
-Inline CSS, no scripts, no fonts or images from elsewhere: the latency plot is a PNG drawn with
-matplotlib's Agg canvas (no pyplot, so no global backend state) and embedded as a data: URI.
+Inline CSS, no scripts, no fonts or images from elsewhere: the plots are inline SVG written as text
+(harness/report/svgplot.py).
 Every value from the report is escaped. Artifact links are relative to the report directory.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import math
 from html import escape
 from typing import Any
 
 from harness.k8s.sharing import MIG_STRATEGY_LABEL, gpu_resources, node_replicas
+from harness.report import svgplot
 from harness.report.model import CapacityEntry, CheckVerdict, LatencyEntry, RunReport
 from harness.report.tally import Tally, proved, tally
 from harness.report.text import SIMULATED_BANNER, headline
@@ -56,101 +55,52 @@ def _short_uuid(uuid: str) -> str:
     return uuid if len(uuid) <= 16 else f"{uuid[:12]}…"
 
 
-# Fixed margins (fractions of the 8 x 4.2 inch figure) with room for the tick labels, the axis labels
-# and the capacity plot's right-hand axis: tight_layout measured every label first and cost as much
-# CPU as drawing the figure.
-_MARGINS = {"left": 0.09, "right": 0.9, "bottom": 0.13, "top": 0.92}
-
-
-# zlib level 1: a plot is drawn once and read once; the default level spent more CPU compressing than
-# the figure took to lay out, for files about a quarter smaller.
-_PNG_OPTIONS = {"compress_level": 1}
-
-
-def _log_axis(ax: Any) -> None:
-    """A log latency axis labelled in plain numbers ("10", "100", "0.5"): matplotlib's default labels
-    are mathtext ("10^1"), whose parsing took a third of a plot's CPU, and plain milliseconds read
-    better next to the SLO figures anyway."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
-
-    ax.set_yscale("log")
-    # 1, 2 and 5 per decade: labels even when the latencies span less than one decade.
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    # No minor ticks: unlabelled, and each is a Tick object with its own lines and text to lay out.
-    ax.yaxis.set_minor_locator(NullLocator())
-
-
-def latency_plot_png(entries: list[LatencyEntry]) -> bytes:
-    """Latency by percentile (x in nines) for each measurement, as PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+def latency_plot_svg(entries: list[LatencyEntry]) -> str:
+    """Latency by percentile (x in nines, log latency when all are above 0) for each measurement, with
+    its SLO limits as short bars in the measurement's colour."""
     xs = [-math.log10(1 - q) for _, q in _POINTS]
-    for entry in entries:
+    series: list[svgplot.Series] = []
+    for i, entry in enumerate(entries):
+        color = svgplot.PALETTE[i % len(svgplot.PALETTE)]
         lat = entry.result.latency_ms
-        ys = [float(getattr(lat, key)) for key, _ in _POINTS]
-        line = ax.plot(xs, ys, marker="o", label=entry.load_key)[0]
+        series.append(svgplot.Series(entry.load_key, xs, [float(getattr(lat, key)) for key, _ in _POINTS], color))
         if entry.slo is not None:
-            for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                limit = getattr(entry.slo, f"{key}_ms")
-                if limit is not None:
-                    ax.plot([-math.log10(1 - q)], [limit], marker="_", markersize=18, color=line.get_color())
-    ax.set_xticks(xs, ["50%", "90%", "95%", "99%", "99.9%"])
+            limits = [(-math.log10(1 - q), getattr(entry.slo, f"{key}_ms"))
+                      for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))]
+            kept = [(x, float(limit)) for x, limit in limits if limit is not None]
+            series.append(svgplot.Series(f"{entry.load_key} SLO", [x for x, _ in kept], [y for _, y in kept],
+                                         color, marker="bar", in_legend=False))
     # Tails span orders of magnitude; a log axis keeps p50 readable next to p99.9.
-    if entries and all(float(getattr(e.result.latency_ms, k)) > 0 for e in entries for k, _ in _POINTS):
-        _log_axis(ax)
-    ax.set_xlabel("percentile (client-observed; open loop from the intended send time)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Latency by percentile (bars: SLO limits)")
-    ax.grid(True, alpha=0.3)
-    if entries:
-        ax.legend(fontsize="small")
-    fig.subplots_adjust(**_MARGINS)
-    buf = io.BytesIO()
-    # No Software metadata: the PNG must not carry any URL either.
-    fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG_OPTIONS)
-    return buf.getvalue()
+    log = bool(entries) and all(float(getattr(e.result.latency_ms, k)) > 0 for e in entries for k, _ in _POINTS)
+    return svgplot.render(svgplot.Chart(
+        title="Latency by percentile (bars: SLO limits)",
+        x_label="percentile (client-observed; open loop from the intended send time)", y_label="latency (ms)",
+        series=series, x_ticks=list(zip(xs, ["50%", "90%", "95%", "99%", "99.9%"], strict=True)), y_log=log,
+        description="latency by percentile"))
 
 
-def capacity_plot_png(entry: CapacityEntry) -> bytes:
-    """Latency (p50/p95/p99) and achieved rate against the offered rate of one sweep, as PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+def capacity_plot_svg(entry: CapacityEntry) -> str:
+    """Latency (p50/p95/p99) and achieved rate against the offered rate of one sweep."""
     steps = sorted(entry.steps, key=lambda s: s.offered_rate_rps)
     xs = [s.offered_rate_rps for s in steps]
-    for key in ("p50", "p95", "p99"):
-        ax.plot(xs, [s.latency_ms.get(key, 0.0) for s in steps], marker="o", label=f"{key} (ms)")
+    series = [svgplot.Series(f"{key} (ms)", xs, [s.latency_ms.get(key, 0.0) for s in steps], svgplot.PALETTE[i])
+              for i, key in enumerate(("p50", "p95", "p99"))]
+    series.append(svgplot.Series("achieved (req/s)", xs, [s.achieved_rate_rps for s in steps], svgplot.PALETTE[4],
+                                 marker="x", right_axis=True, opacity=0.6))
+    lines = []
     limit = entry.slo.get("p99_ms") or entry.slo.get("p95_ms") or entry.slo.get("p50_ms")
     if limit:
-        ax.axhline(limit, linestyle="--", color="grey", label=f"SLO {limit:g} ms")
+        lines.append(svgplot.RefLine(float(limit), f"SLO {limit:g} ms", "#7f7f7f"))
     # A sweep that never missed the SLO found no capacity, only a lower bound: no line marks one.
     if entry.capacity_rps > 0 and entry.bounded:
-        ax.axvline(entry.capacity_rps, linestyle=":", color="black", label=f"capacity {entry.capacity_rps:.1f}/s")
-    if steps and all(s.latency_ms.get("p50", 0.0) > 0 for s in steps):
-        _log_axis(ax)
-    ax.set_xlabel("offered rate (req/s, open loop)")
-    ax.set_ylabel("latency (ms)")
-    rate_ax = ax.twinx()
-    rate_ax.plot(xs, [s.achieved_rate_rps for s in steps], color="tab:purple", alpha=0.5, marker="x",
-                 label="achieved (req/s)")
-    rate_ax.set_ylabel("achieved rate (req/s)")
-    ax.set_title(f"{entry.model} {entry.protocol}: latency against offered rate")
-    ax.grid(True, alpha=0.3)
-    lines = ax.get_legend_handles_labels()
-    more = rate_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
-    fig.subplots_adjust(**_MARGINS)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, pil_kwargs=_PNG_OPTIONS)
-    return buf.getvalue()
+        lines.append(svgplot.RefLine(entry.capacity_rps, f"capacity {entry.capacity_rps:.1f}/s", "#000",
+                                     vertical=True, dash="2 3"))
+    return svgplot.render(svgplot.Chart(
+        title=f"{entry.model} {entry.protocol}: latency against offered rate",
+        x_label="offered rate (req/s, open loop)", y_label="latency (ms)", series=series,
+        y_log=bool(steps) and all(s.latency_ms.get("p50", 0.0) > 0 for s in steps),
+        right_label="achieved rate (req/s)", lines=lines, legend="upper left",
+        description="latency against offered rate"))
 
 
 def _telemetry_text(telemetry: dict[str, Any] | None) -> str:
@@ -186,8 +136,7 @@ def _capacity(report: RunReport) -> str:
             ])
         table = _table(["step", "phase", "offered rps", "achieved rps", "p50 ms", "p95 ms", "p99 ms", "errors",
                         "late sends", "goodput", "goodput rps", "GPU telemetry", "verdict"], rows, classes)
-        png = base64.b64encode(capacity_plot_png(entry)).decode("ascii")
-        out.append(f'{head}{table}<p><img alt="latency against offered rate" src="data:image/png;base64,{png}"></p>')
+        out.append(f"{head}{table}<p>{capacity_plot_svg(entry)}</p>")
     return "".join(out)
 
 
@@ -331,13 +280,12 @@ def _latency(report: RunReport) -> str:
          "run", "SLO verdicts"],
         rows, classes,
     )
-    png = base64.b64encode(latency_plot_png(report.latency)).decode("ascii")
     legend = ('<p class="muted">stable: the last three measurement windows agree within the stability '
               "tolerance (default ±10 %) on throughput and on p99, as perf_analyzer judges it; the windows "
               "that decided are listed. \"no\" does not fail a run (the SLO verdicts do); it says the figures "
               "moved while measured, so compare them with care (the gate widens p99's uncertainty to cover "
               "every window).</p>")
-    return f'{table}{legend}<p><img alt="latency by percentile" src="data:image/png;base64,{png}"></p>'
+    return f"{table}{legend}<p>{latency_plot_svg(report.latency)}</p>"
 
 
 def _load_source(result: Any) -> str:

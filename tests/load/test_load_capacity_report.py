@@ -89,7 +89,8 @@ def test_html_shows_the_curve_steps_and_marked_telemetry() -> None:
     report = parse_report(_with("pass.json", _capacity(100.0)), "r")
     html = render_html(report)
     section = html[html.index("<h2>Capacity at SLO</h2>"):]
-    assert "100.0 req/s" in section and 'alt="latency against offered rate"' in section
+    assert "100.0 req/s" in section and 'aria-label="iris-gpu http: latency against offered rate"' in section
+    assert ">capacity 100.0/s</text>" in section  # the bound is marked on the curve
     assert "SIMULATED memory_used_mib 1024.0, power_w 156.0, utilization_percent 40.0" in section
     assert "p99 90.00 ms &gt; SLO 25 ms" in section or "p99 90.00 ms > SLO 25 ms" in section
     empty = render_html(load_report(DATA / "pass.json"))

@@ -60,7 +60,7 @@ def test_the_gate_names_an_inconclusive_latency_failure() -> None:
 def test_a_capacity_never_bounded_says_so_in_json_html_and_gate(monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.report.html as html_module
 
-    monkeypatch.setattr(html_module, "capacity_plot_png", lambda entry: b"")  # the text is judged, not the plot
+    monkeypatch.setattr(html_module, "capacity_plot_svg", lambda entry: "")  # the text is judged, not the plot
     server = ModelledServer(1e9)  # never misses within the budget
     result = run_sweep(modelled_spec(), Slo(p99_ms=25.0), SweepPlan(start_rate=20, budget_s=20), measure=server.measure,
                        clock=server.clock)
