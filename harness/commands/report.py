@@ -28,9 +28,11 @@ def _allow_skip(args: argparse.Namespace) -> list[str]:
 
 
 def _signature_problem(args: argparse.Namespace) -> str | None:
-    """Why the report's signature does not verify, under `--require-signature` (or when a key and a
-    signature are both there: a signature is never ignored); None when it verifies or is not asked for."""
-    report = Path(args.report)
+    """Why a signature does not verify, under `--require-signature` (or where a key and a signature are
+    both there: a signature is never ignored); None when all verify or none is asked for. The baseline is
+    held to the same rule as the report: it comes from an earlier run's artifact, and a doctored
+    baseline (slower figures, a lower capacity) would let a regression through as surely as a doctored
+    report."""
     required = bool(getattr(args, "require_signature", False))
     key = load_key(getattr(args, "key_file", None))
     if key is None:
@@ -38,9 +40,17 @@ def _signature_problem(args: argparse.Namespace) -> str | None:
             raise UsageError(f"--require-signature: no signing key: give --key-file or set ${KEY_FILE_ENV} "
                              f"or ${KEY_ENV}")
         return None
-    if not required and not signature_path(report).exists():
-        return None
-    return verify(report, key)
+    problems = []
+    for label, given in (("", args.report), ("the baseline: ", getattr(args, "baseline", None))):
+        if not given:
+            continue
+        path = Path(given)
+        if not required and not signature_path(path).exists():
+            continue
+        problem = verify(path, key)
+        if problem is not None:
+            problems.append(label + problem)
+    return "; ".join(problems) or None
 
 
 def run_gate(args: argparse.Namespace) -> int:

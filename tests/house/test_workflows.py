@@ -305,6 +305,23 @@ def test_release_gate_inputs_and_gate_step() -> None:
     assert "PROFILE=build/release-profile.yaml" in step_named(data, "End-to-end")["run"]
 
 
+@pytest.mark.parametrize("path", [NIGHTLY, RELEASE], ids=lambda p: p.name)
+def test_reports_are_signed_and_the_release_gate_requires_it(path: Path) -> None:
+    """The e2e step signs its report (a nightly report is a later release's baseline); the release gate
+    requires valid signatures on the report and the baseline. The key reaches those steps only."""
+    data = load(path)
+    secret = "${{ secrets.HARNESS_REPORT_KEY }}"
+    holders = [s["name"] for s in steps(data) if secret in json.dumps(s)]
+    expected = ["End-to-end suites on kind with GPUs"] + (["Release gate"] if path == RELEASE else [])
+    assert holders == expected
+    assert all(step_named(data, name)["env"]["HARNESS_REPORT_KEY"] == secret for name in holders)
+    assert secret not in json.dumps({k: v for k, v in data.items() if k != "jobs"})
+    (job,) = data["jobs"].values()
+    assert "HARNESS_REPORT_KEY" not in json.dumps({k: v for k, v in job.items() if k != "steps"})
+    if path == RELEASE:
+        assert "--require-signature" in step_named(data, "Release gate")["run"]
+
+
 def test_release_profile_step_produces_a_valid_profile(tmp_path: Path) -> None:
     """Run the step's Python (not `make venv`) against the real profile: the override must validate."""
     run = step_named(load(RELEASE), "Profile with the Seldon version under test")["run"]

@@ -233,6 +233,33 @@ def test_unsigned_or_keyless_with_require_signature(tmp_path: Path, monkeypatch:
     assert "the signing key is 5 bytes; at least 16" in err and "short" not in err.replace(str(key), "")
 
 
+def test_the_baseline_is_held_to_the_signature_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A release gate compares with a baseline downloaded from an earlier run's artifact: under
+    --require-signature an unsigned or edited baseline refuses the gate like an edited report."""
+    report, key = _signed(tmp_path)
+    base_dir = tmp_path / "baseline"
+    base_dir.mkdir()
+    baseline = base_dir / "report.json"
+    baseline.write_bytes((DATA / "pass.json").read_bytes())
+    sign(baseline, KEY.encode())
+    args = ["gate", "--report", str(report), "--baseline", str(baseline), "--key-file", str(key)]
+    assert main([*args, "--require-signature"]) == 0
+    capsys.readouterr()
+    # Slower baseline figures would hide a regression: one byte, and the signature no longer matches.
+    baseline.write_bytes(baseline.read_bytes().replace(b'"p99": 12.0', b'"p99": 92.0', 1))
+    assert main([*args, "--require-signature"]) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"REFUSED: {report}: unverified evidence: the baseline: the signature in {baseline}.sig")
+    # Without --require-signature a signature that is there is still checked ...
+    assert main(args) == 1
+    capsys.readouterr()
+    # ... and an unsigned baseline is refused only when signatures are required.
+    (base_dir / "report.json.sig").unlink()
+    assert main(args) == 0
+    assert main([*args, "--require-signature"]) == 1
+    assert "the baseline: no signature" in capsys.readouterr().out
+
+
 # --- skips judged by their reason ---------------------------------------------------------------
 EVICTION = "test_noexecute_taint_evicts_running_intruders"
 OPTED_OUT = ("the eviction test changes nodes of a cluster the harness did not create: set cluster.destructive: "
