@@ -25,7 +25,7 @@ from harness.report.model import (
     Artifact,
     CapacityEntry,
     CheckVerdict,
-    ClusterFacts,
+    ClusterInfo,
     GpuLayoutInfo,
     LatencyEntry,
     MeshRoute,
@@ -33,7 +33,7 @@ from harness.report.model import (
     NodeTaint,
     Phase,
     PlacementRow,
-    ProbeResult,
+    ProbeEntry,
     ProfileRef,
     Rehearsal,
     RunReport,
@@ -198,7 +198,7 @@ class ReportBuilder:
         seldon_version: str | None = None,
         gpu_toleration_admission: bool | None = None,
         context: str | None = None,
-    ) -> ClusterFacts:
+    ) -> ClusterInfo:
         """Record cluster facts; None keeps what was recorded before."""
         current = self._report.cluster.model_dump()
         update = {
@@ -208,7 +208,7 @@ class ReportBuilder:
             "context": context,
         }
         current.update({k: v for k, v in update.items() if v is not None})
-        self._report.cluster = ClusterFacts.model_validate(current)
+        self._report.cluster = ClusterInfo.model_validate(current)
         return self._report.cluster
 
     def set_selection(self, selection: Selection) -> None:
@@ -337,8 +337,8 @@ class ReportBuilder:
         *,
         node: str | None = None,
         gpus_requested: int = 0,
-    ) -> ProbeResult:
-        result = ProbeResult(
+    ) -> ProbeEntry:
+        result = ProbeEntry(
             pod=pod,
             namespace=namespace,
             node=node,

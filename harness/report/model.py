@@ -46,7 +46,7 @@ class ProfileRef(_Model):
     path: str | None = Field(default=None, description="profile file as given on the command line")
 
 
-class ClusterFacts(_Model):
+class ClusterInfo(_Model):
     """Facts about the cluster that change how the evidence is read."""
 
     kubernetes_version: str | None = Field(default=None, description="API server gitVersion, e.g. v1.32.2")
@@ -109,7 +109,7 @@ class CheckVerdict(_Model):
     duration_s: float = Field(default=0.0, ge=0)
 
 
-class ProbeResult(_Model):
+class ProbeEntry(_Model):
     """The NVML probe's raw JSON from one pod and the visibility verdicts drawn from it."""
 
     pod: str
@@ -231,11 +231,11 @@ class RunReport(_Model):
     simulated: bool = Field(description="true when the evidence comes from the built-in simulated cluster")
     provider: Literal["sim", "kind", "existing"]
     profile: ProfileRef
-    cluster: ClusterFacts = Field(default_factory=ClusterFacts)
+    cluster: ClusterInfo = Field(default_factory=ClusterInfo)
     nodes: list[NodeInfo] = Field(default_factory=list)
     placement: list[PlacementRow] = Field(default_factory=list)
     checks: list[CheckVerdict] = Field(default_factory=list)
-    probes: list[ProbeResult] = Field(default_factory=list)
+    probes: list[ProbeEntry] = Field(default_factory=list)
     latency: list[LatencyEntry] = Field(default_factory=list)
     capacity: list[CapacityEntry] = Field(
         default_factory=list, description="capacity at SLO per model (profile `load.sweep`)"
