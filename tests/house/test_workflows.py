@@ -343,3 +343,15 @@ def test_actionlint() -> None:
     proc = subprocess.run(["actionlint", str(NIGHTLY), str(RELEASE)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_nightly_only_tests_run_every_day_in_ci() -> None:
+    """`make test` leaves out the minutes-long tests (marker `nightly`); the CI workflow runs them on a
+    schedule, in a job of their own, and keeps push and pull-request runs to lint, test and e2e."""
+    data = load(WORKFLOWS / "ci.yml")
+    assert data["on"]["schedule"] and {"push", "pull_request"} <= set(data["on"])
+    jobs = data["jobs"]
+    assert jobs["nightly-tests"]["if"] == "github.event_name == 'schedule'"
+    assert [s["run"] for s in jobs["nightly-tests"]["steps"] if "run" in s] == ["make test-nightly"]
+    assert jobs["test"]["if"] == "github.event_name != 'schedule'"
+    assert [s["run"] for s in jobs["test"]["steps"] if "run" in s] == ["make lint", "make test", "make e2e"]

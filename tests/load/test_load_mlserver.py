@@ -128,16 +128,27 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
     from harness.checks.slo import evaluate_slo, failed
     from harness.cli import main
     from harness.config import Slo
+    from harness.load.sweep import SweepResult, bracket, counted
     from tests.kit.mlserver_fixtures import PACED, PACED_SERVICE_MS
 
     out = tmp_path / "sweep.json"
-    # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step still
-    # holds 200+ requests, and the sweep takes about 20 s of CI time instead of 34.
-    code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep", "--slo-p99-ms", "25",
-                 "--sweep-start-rate", "100", "--duration", "2", "--warmup", "0.5", "--json", str(out)])
-    printed = capsys.readouterr().out
-    sweep = json.loads(out.read_text())
-    assert code == 0, printed
+    printed = ""
+    # A sweep whose bounding miss was measured while the load client was overloaded (the machine's CPU
+    # went elsewhere for a while: once, every step from the 7th to the 22nd was) says only "at least":
+    # the harness calls that inconclusive, and so does this test, which then sweeps once more.
+    for _ in range(2):
+        # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step
+        # still holds 200+ requests, and the sweep takes about 20 s of CI time instead of 34.
+        code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep", "--slo-p99-ms",
+                     "25", "--sweep-start-rate", "100", "--duration", "2", "--warmup", "0.5", "--json", str(out)])
+        printed += capsys.readouterr().out
+        sweep = json.loads(out.read_text())
+        assert code == 0, printed
+        steps = SweepResult.model_validate(sweep).steps
+        upper = bracket(counted(steps))[1]
+        bounding = [s for s in steps if s.offered_rate_rps == upper and not s.meets_slo]
+        if not (bounding and bounding[-1].client_overloaded):
+            break
     assert sweep["converged"] and sweep["elapsed_s"] <= 120, printed
     capacity = sweep["capacity_rps"]
     # The sleep alone allows 250 req/s; MLServer's own work per request (~3 ms) lowers that: 141 req/s
