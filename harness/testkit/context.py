@@ -51,6 +51,9 @@ class RunContext:
     rehearsed_provider: str | None = None
     # `gpu_workers: auto`: the layout this run used (harness.layout.GpuLayout.describe()).
     gpu_layout: str | None = None
+    # The `cluster` fixture's teardown while it holds a cluster that nothing has cleaned up yet; the
+    # session finish runs it when pytest did not (testkit/plugin.py).
+    cluster_teardown: Callable[[], None] | None = None
 
     @property
     def target_provider(self) -> str:

@@ -386,6 +386,13 @@ class HarnessRun:
         if self.interruption.signal is not None:
             # Whatever pytest made of it (a SystemError, an internal error, a test failure), it was a signal.
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+        if ctx.cluster_teardown is not None:
+            # pytest's own session finish has torn the session fixtures down, but not the cluster: a signal
+            # cut pytest off before it registered the fixture's teardown. Cleaned up here, before the report.
+            try:
+                ctx.cluster_teardown()
+            except Exception as exc:  # recorded like any cleanup problem; the report is still written
+                self.recorder.cleanup_problems([f"cleanup failed: {type(exc).__name__}: {exc}"])
         if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
             return  # the xdist controller runs no test: each worker writes its own report
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -512,6 +519,29 @@ def cluster(
     # between any two statements, and one that landed after `up()` returned but before the teardown's
     # try began left the cluster as it was (tests/runs/test_signals.py, beside two CPU burners).
     ready = cleaned = False
+
+    def tear_down() -> None:
+        nonlocal cleaned
+        if cleaned:
+            return
+        cleaned = True
+        run_context.cluster_teardown = None
+        if ready:
+            run_context.records.capture_cluster(session)
+            with shown(pytestconfig):
+                problems = session.down(failed=request.session.testsfailed > 0)
+            run_context.records.cleanup_problems(problems)
+        else:
+            # Interrupted while the cluster came up: undo what was done so far (the run Lease, node
+            # changes, what the provider installed or created) before the interruption goes on.
+            with shown(pytestconfig):
+                run_context.records.cleanup_problems(session.down())
+
+    # Also run by the session finish when pytest never did: a signal landing in pytest's own code between
+    # this generator's yield and pytest registering its teardown leaves the generator suspended, and
+    # only the garbage collector at interpreter exit would close it, where a cleanup cannot start a
+    # thread and hangs (run s8q3).
+    run_context.cluster_teardown = tear_down
     try:
         try:
             with shown(pytestconfig):
@@ -521,22 +551,14 @@ def cluster(
             with shown(pytestconfig):
                 problems = session.down()
             cleaned = True
+            run_context.cluster_teardown = None
             suffix = f" (cleanup: {'; '.join(problems)})" if problems else ""
             pytest.fail(f"{exc}{suffix}", pytrace=False)
         run_context.records.cluster_identified(session)
         ready = True
         yield session
     finally:
-        if not cleaned and ready:
-            run_context.records.capture_cluster(session)
-            with shown(pytestconfig):
-                problems = session.down(failed=request.session.testsfailed > 0)
-            run_context.records.cleanup_problems(problems)
-        elif not cleaned:
-            # Interrupted while the cluster came up: undo what was done so far (the run Lease, node
-            # changes, what the provider installed or created) before the interruption goes on.
-            with shown(pytestconfig):
-                run_context.records.cleanup_problems(session.down())
+        tear_down()
 
 
 @pytest.fixture(scope="session")

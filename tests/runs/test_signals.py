@@ -126,27 +126,53 @@ def test_signal_at_phase_leaves_nothing_behind(tmp_path: Path, signame: str, whe
     assert "interrupted" in kinds, kinds
 
 
-def test_an_interrupt_just_after_the_cluster_came_up_still_cleans_up(tmp_path: Path) -> None:
-    """The window that run b1 hit by chance, opened on purpose: KeyboardInterrupt raised right after
-    `up()` returned, before the fixture's teardown began. The cleanup runs and the Lease goes."""
+# Two windows a signal can hit, opened on purpose by a plugin that raises KeyboardInterrupt there.
+INJECTED = {
+    # right after `up()` returned, before the fixture's teardown began (run b1 hit it by chance)
+    "after-up": ("injected just after the cluster came up",
+                 "from harness.testkit.recording import Recorder\n"
+                 "_identified, _fired = Recorder.cluster_identified, []\n"
+                 "def _interrupt(self, session):\n"
+                 "    if not _fired:  # once: the report's writer calls it again\n"
+                 "        _fired.append(1)\n"
+                 "        raise KeyboardInterrupt('injected just after the cluster came up')\n"
+                 "    return _identified(self, session)\n"
+                 "Recorder.cluster_identified = _interrupt\n"),
+    # in pytest's own code, after the fixture yielded and before pytest registered its teardown: the
+    # generator stays suspended and nothing but the session finish can clean up (run s8q3 hung here at
+    # interpreter exit). The names are pytest's (_pytest/fixtures.py, call_fixture_func).
+    "after-yield": ("injected after the cluster fixture yielded",
+                    "import _pytest.fixtures as fixtures\n"
+                    "_add = fixtures.SubRequest.addfinalizer\n"
+                    "def addfinalizer(self, finalizer):\n"
+                    "    if self.fixturename == 'cluster' and getattr(finalizer, 'func', None) is "
+                    "fixtures._teardown_yield_fixture:\n"
+                    "        raise KeyboardInterrupt('injected after the cluster fixture yielded')\n"
+                    "    return _add(self, finalizer)\n"
+                    "fixtures.SubRequest.addfinalizer = addfinalizer\n"),
+}
+
+
+@pytest.mark.parametrize("window", sorted(INJECTED))
+def test_an_interrupt_just_after_the_cluster_came_up_still_cleans_up(tmp_path: Path, window: str) -> None:
+    """KeyboardInterrupt in either window: the run stops, the cleanup runs and the Lease goes."""
+    message, code = INJECTED[window]
     plugin = tmp_path / "interrupt_after_up.py"
-    plugin.write_text(
-        "from harness.testkit.recording import Recorder\n"
-        "def _interrupt(self, session):\n"
-        "    raise KeyboardInterrupt('injected just after the cluster came up')\n"
-        "Recorder.cluster_identified = _interrupt\n"
-    )
+    plugin.write_text(code)
     with _attached_sim(tmp_path) as (profile_path, kube, namespace, before):
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "suites/test_placement.py", "--profile", str(profile_path),
              "--report-dir", str(tmp_path / "report"), "-s", "-q", "-p", "no:cacheprovider", "--run-id", "sig",
              "-p", "interrupt_after_up"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT, capture_output=True, text=True, timeout=180,
             env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
         )
         output = proc.stdout + proc.stderr
-        assert proc.returncode != 0 and "injected just after the cluster came up" in output, output[-3000:]
+        assert proc.returncode != 0 and message in output, output[-3000:]
         assert "harness: cleanup started" in output, output[-3000:]
+        # ... before the report was written, so the report records what the cleanup left
+        assert "harness: json:" in output, output[-3000:]
+        assert output.index("harness: cleanup started") < output.index("harness: json:"), output[-3000:]
         assert differences(before, capture_cluster_state(kube, namespace)) == []
         leases = [lease["metadata"]["name"] for lease in kube.list("coordination.k8s.io/v1", "Lease", "default")]
         assert "harness-run-sig" not in leases, output[-3000:]
