@@ -153,7 +153,9 @@ def progress(
     handle = PhaseProgress(phase, out, now, status, monotonic)
     stop = threading.Event()
     beater = None
-    if heartbeat_s is not None and heartbeat_s > 0:
+    # No heartbeat while the interpreter exits: a thread started then never runs, and start() waits for
+    # it forever (a cleanup that only the garbage collector reached at exit hung so, run s8q3).
+    if heartbeat_s is not None and heartbeat_s > 0 and not sys.is_finalizing():
         beater = threading.Thread(target=_beat, args=(handle, stop, heartbeat_s), name=f"heartbeat {phase}",
                                   daemon=True)
         beater.start()

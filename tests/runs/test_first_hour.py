@@ -162,6 +162,30 @@ def test_a_phase_heartbeat_says_what_it_waits_for_and_how_long() -> None:
     assert lines[-1].startswith("2026-11-29T12:00:00Z harness: models done in")
 
 
+def test_a_phase_while_the_interpreter_exits_starts_no_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread started during interpreter finalization never runs, and Thread.start() then waits for it
+    forever: a cleanup reached only at exit (run s8q3) hung in its first phase's heartbeat."""
+    import sys
+
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    monkeypatch.setattr(sys, "is_finalizing", lambda: True)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    out = _Stream()
+    with progress("cleanup", stream=out, interactive=False, heartbeat_s=0.01):
+        pass
+    assert started == [] and "cleanup done in" in out.getvalue()
+    monkeypatch.setattr(sys, "is_finalizing", lambda: False)
+    with progress("cleanup", stream=out, interactive=False, heartbeat_s=30):
+        pass
+    assert started == ["heartbeat cleanup"]
+
+
 def test_waiting_outside_a_phase_does_nothing() -> None:
     with waiting("nothing"):
         assert current_phase() is None
