@@ -509,6 +509,12 @@ class _Http(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         try:
+            if path == "/v2/repository/index":
+                # Real Triton lists its repository here; the stand-in does not model that listing, and a
+                # 404 would read as "no such API" to a client that relies on it.
+                raise TritonError("the Triton stand-in does not model the repository index (POST "
+                                  "/v2/repository/index); a CPU Server with server_config triton runs the real "
+                                  "tritonserver, which does", 501)
             repo = _REPO.match(path)
             if repo is not None:
                 (state.load if repo.group(2) == "load" else state.unload)(repo.group(1))

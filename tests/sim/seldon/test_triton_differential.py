@@ -243,3 +243,13 @@ def test_metrics_families_and_labels_match(real_triton: TritonServerProcess, sta
     counts = [{labels.get("model"): value for name, labels, value in parse_metrics(t)
                if name == "nv_inference_exec_count"} for t in texts]
     assert counts[0]["simple"] >= 1 and counts[1]["simple"] >= 1
+
+
+def test_the_repository_index_is_refused_by_name_not_answered_with_a_404(real_triton: TritonServerProcess,
+                                                                           stand_in: TritonStandInProcess) -> None:
+    """Real Triton lists its repository (POST /v2/repository/index, the model repository extension); the
+    stand-in does not model the listing and says so, with 501, instead of a 404 that reads as no such API."""
+    (real_status, real_body), (stand_status, stand_body) = _both(real_triton, stand_in, "POST",
+                                                                 "/v2/repository/index", {})
+    assert real_status == 200 and any(entry.get("name") == "simple" for entry in real_body), real_body
+    assert stand_status == 501 and "does not model the repository index" in stand_body["error"], stand_body
