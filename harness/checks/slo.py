@@ -41,15 +41,21 @@ CLIENT_CPU_LIMIT = 0.9
 CLIENT_OVERLOADED = "client_overloaded"
 
 
+def client_load(result: dict[str, Any]) -> tuple[float, float]:
+    """(fraction of sends late, client CPU per worker in cores) of a load result or sweep step: the two
+    figures the overload limits judge."""
+    late = float(result.get("late_send_fraction") or 0.0)
+    workers = max(1, int(result.get("workers") or 1))
+    busy = float(result.get("client_cpu_ms_per_request") or 0.0) * float(result.get("achieved_rate_rps") or 0.0)
+    return late, busy / 1000.0 / workers
+
+
 def client_overload(result: dict[str, Any]) -> str | None:
     """Why the load client was overloaded during `result`, with the figures; None when it was not."""
     why = []
-    late = float(result.get("late_send_fraction") or 0.0)
+    late, busy = client_load(result)
     if late > CLIENT_LATE_SEND_LIMIT:
         why.append(f"{late:.1%} of sends late > {CLIENT_LATE_SEND_LIMIT:.0%}")
-    workers = max(1, int(result.get("workers") or 1))
-    busy = float(result.get("client_cpu_ms_per_request") or 0.0) * float(result.get("achieved_rate_rps") or 0.0)
-    busy = busy / 1000.0 / workers
     if busy > CLIENT_CPU_LIMIT:
         why.append(f"client CPU {busy:.2f} of a core per worker > {CLIENT_CPU_LIMIT:g}")
     return "; ".join(why) or None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from harness.checks.slo import CLIENT_CPU_LIMIT, CLIENT_LATE_SEND_LIMIT, SloVerdict, evaluate_slo
+from harness.checks.slo import CLIENT_CPU_LIMIT, CLIENT_LATE_SEND_LIMIT, SloVerdict, client_load, evaluate_slo
 from harness.report.model import CapacityEntry, LatencyEntry, RunReport
 
 if TYPE_CHECKING:
@@ -184,8 +184,8 @@ def _calm_client(step: SweepStep) -> bool:
     """Whether the step's figures show a load client well within both overload limits (checks/slo.py),
     by more than the rounding of the stored figures: a step that says `client_overloaded` beside them was
     edited."""
-    busy = step.client_cpu_ms_per_request * step.achieved_rate_rps / 1000.0 / max(1, step.workers)
-    return step.late_send_fraction < CLIENT_LATE_SEND_LIMIT - 1e-5 and busy < CLIENT_CPU_LIMIT - 1e-3
+    late, busy = client_load(step.to_dict())
+    return late < CLIENT_LATE_SEND_LIMIT - 1e-5 and busy < CLIENT_CPU_LIMIT - 1e-3
 
 
 def _capacity(sweep: CapacityEntry) -> list[Problem]:

@@ -40,34 +40,48 @@ def clean(sim: Sim) -> None:
     reset(sim)
 
 
-def wait_for(sim: Sim, list_fn: Callable[..., Any], name: str, done: Callable[[Obj], bool],
-             timeout: float = WAIT_S) -> Obj:
-    """Watch one namespaced object until `done(obj)`; the timeout names the last status seen."""
+def watch_until(sim: Sim, list_fn: Callable[..., Any], done: Callable[[list[Obj]], bool], timeout: float,
+                **selector: str) -> tuple[bool, list[Obj]]:
+    """Watch the namespaced objects a selector names until `done(objects)` (sorted by name): (whether it
+    held, the objects seen last). Each event re-checks the whole set, so a condition on several objects
+    is seen the moment the last of them changes."""
     deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
-    listed = list_fn(NS, field_selector=selector)
-    last: Obj = sim.to_dict(listed.items[0]) if listed.items else {}
-    if last and done(last):
-        return last
+    listed = list_fn(NS, **selector)
+    seen = {o.metadata.name: sim.to_dict(o) for o in listed.items}
+
+    def current() -> list[Obj]:
+        return [seen[n] for n in sorted(seen)]
+
+    if done(current()):
+        return True, current()
     rv = listed.metadata.resource_version
-    for _ in range(1000):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
+    while (remaining := deadline - time.monotonic()) > 0:
         w = watch.Watch()
-        for event in w.stream(list_fn, NS, field_selector=selector, resource_version=rv,
-                              timeout_seconds=max(1, int(remaining))):
+        for event in w.stream(list_fn, NS, resource_version=rv, timeout_seconds=max(1, int(remaining)), **selector):
             obj = event["raw_object"]
             rv = obj["metadata"].get("resourceVersion", rv)
-            if event["type"] != "DELETED":
-                last = obj
-                if done(obj):
-                    w.stop()
-                    return obj
+            if event["type"] == "DELETED":
+                seen.pop(obj["metadata"]["name"], None)
+            else:
+                seen[obj["metadata"]["name"]] = obj
+            if done(current()):
+                w.stop()
+                return True, current()
             if time.monotonic() > deadline:
                 w.stop()
                 break
-    raise AssertionError(f"{name} did not reach the expected state in {timeout}s; last status: {last.get('status')}")
+    return False, current()
+
+
+def wait_for(sim: Sim, list_fn: Callable[..., Any], name: str, done: Callable[[Obj], bool],
+             timeout: float = WAIT_S) -> Obj:
+    """Watch one namespaced object until `done(obj)`; the timeout names the last status seen."""
+    held, last = watch_until(sim, list_fn, lambda objs: bool(objs) and done(objs[0]), timeout,
+                             field_selector=f"metadata.name={name}")
+    if not held:
+        status = last[0].get("status") if last else None
+        raise AssertionError(f"{name} did not reach the expected state in {timeout}s; last status: {status}")
+    return last[0]
 
 
 def pods(sim: Sim, selector: str) -> list[Obj]:
@@ -80,34 +94,11 @@ def wait_for_pods(sim: Sim, selector: str, done: Callable[[list[Obj]], bool], ti
 
     An owner's status can be final while its old pods are still terminating (the owner counts active
     pods only), so a check on pods waits on pod events, not on the owner's."""
-    deadline = time.monotonic() + timeout
-    listed = sim.core.list_namespaced_pod(NS, label_selector=selector)
-    seen = {p.metadata.name: sim.to_dict(p) for p in listed.items}
-
-    def current() -> list[Obj]:
-        return [seen[n] for n in sorted(seen)]
-
-    if done(current()):
-        return current()
-    rv = listed.metadata.resource_version
-    while (remaining := deadline - time.monotonic()) > 0:
-        w = watch.Watch()
-        for event in w.stream(sim.core.list_namespaced_pod, NS, label_selector=selector, resource_version=rv,
-                              timeout_seconds=max(1, int(remaining))):
-            obj = event["raw_object"]
-            rv = obj["metadata"].get("resourceVersion", rv)
-            if event["type"] == "DELETED":
-                seen.pop(obj["metadata"]["name"], None)
-            else:
-                seen[obj["metadata"]["name"]] = obj
-            if done(current()):
-                w.stop()
-                return current()
-            if time.monotonic() > deadline:
-                w.stop()
-                break
-    names = [(p["metadata"]["name"], p.get("status", {}).get("phase")) for p in current()]
-    raise AssertionError(f"pods {selector} did not reach the expected state in {timeout}s; last seen: {names}")
+    held, last = watch_until(sim, sim.core.list_namespaced_pod, done, timeout, label_selector=selector)
+    if not held:
+        names = [(p["metadata"]["name"], p.get("status", {}).get("phase")) for p in last]
+        raise AssertionError(f"pods {selector} did not reach the expected state in {timeout}s; last seen: {names}")
+    return last
 
 
 def owner_events(sim: Sim, name: str, reason: str) -> list[str]:
