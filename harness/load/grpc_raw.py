@@ -165,6 +165,10 @@ class _Answer:
         self.alone = self.template + (tail or b"").replace(b"%", b"%%")
         self.alone_size = self.size + 13 if tail is not None else -1
 
+    def with_tail(self, tail: bytes) -> _Answer:
+        """The same answer, followed by the server's WINDOW_UPDATE `tail`."""
+        return _Answer(self.parts, self.data_length, self.body, tail)
+
 
 def learn_answer(data: bytes, cache: dict[bytes, tuple[int, int, int]]) -> _Answer | None:
     """The start of `data` as an `_Answer` when it is one whole good answer whose header blocks are
@@ -371,6 +375,13 @@ class _Connection(asyncio.Protocol):
                     # Another increment: as the frame loop takes it.
                     self.send_window += int.from_bytes(data[at + 9 : at + 13], "big") & MAX_STREAM_ID
                     at += 13
+                    if tail is None and at == end == size + 13:
+                        # A read of this answer and a WINDOW_UPDATE alone, where the answer was
+                        # learnt from a read without one: the answer learns it, so the next such
+                        # read takes the shortcut at the top. Without this, a run whose first
+                        # learnt read lacked the grant cut every later answer here instead (seen
+                        # against Triton: 1.3x the HTTP client's CPU per call, not 1.1x).
+                        self.answer = answer.with_tail(data[at - 13 : at])
                 if pool.waiting:
                     pool._pump()  # calls that waited for this stream's place or for window
             if self.unacked >= WINDOW_REFILL:

@@ -370,3 +370,32 @@ def test_grpc_a_read_of_one_repeated_answer_alone(loop: asyncio.AbstractEventLoo
     conn.data_received(_answer_frames(encoder, conn.next_id + 40) + _WINDOW_UPDATE)
     assert done == [None, None] and len(conn.streams) == 1
     pool.sweeper.cancel()  # type: ignore[union-attr]
+
+
+def test_grpc_an_answer_learnt_without_the_grant_learns_it_from_a_later_read(
+        loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triton sends its connection WINDOW_UPDATE after most answers but not all: when the answer was
+    learnt from a read without one, the next read of the answer and a grant alone teaches it the
+    grant, and the reads after it take the one-comparison shortcut (no frame cut, no startswith)."""
+    from harness.load import grpc_raw
+
+    pool, conn = _grpc(loop)
+    encoder = Encoder()
+    for _ in range(2):  # learnt from reads without the grant
+        pool.submit(lambda k, sent: None)
+        conn.data_received(_answer_frames(encoder, conn.next_id - 2))
+    assert conn.answer is not None and conn.answer.tail is None
+    window = conn.send_window
+    pool.submit(lambda k, sent: None)
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    assert conn.answer.tail == _WINDOW_UPDATE and conn.answer.alone_size == len(
+        _answer_frames(encoder, 1) + _WINDOW_UPDATE)
+    cut: list[int] = []
+    head = grpc_raw._FRAME_HEAD
+    monkeypatch.setattr(grpc_raw, "_FRAME_HEAD", lambda data, at: (cut.append(at), head(data, at))[1])
+    done: list[Any] = []
+    pool.submit(lambda k, sent: done.append(k))
+    conn.data_received(_answer_frames(encoder, conn.next_id - 2) + _WINDOW_UPDATE)
+    assert done == [None] and cut == [] and not conn.streams
+    assert conn.send_window == window - 2 * len(grpc_message(b"x")) + 2 * 7
+    pool.sweeper.cancel()  # type: ignore[union-attr]
