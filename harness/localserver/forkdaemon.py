@@ -166,7 +166,7 @@ def main(path: str) -> None:
     preloaded = False
     try:
         listener.bind(path)
-        listener.listen(16)
+        listener.listen(64)  # one daemon may serve every xdist worker and the processes they start
         sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
         sys.stdout.flush()
         while not stopping and os.getppid() == parent:

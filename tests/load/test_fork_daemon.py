@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.localserver import forkserver
-from harness.localserver.forkdaemon import ForkDaemon
 from harness.localserver.forkserver import ForkServer, ForkServerError
+from tests.kit.fork_daemon import DaemonInUse
 from tests.kit.simproc import ROOT, alive, first_line, gone_within
 
 
@@ -25,7 +25,7 @@ def _parent(pid: int) -> int:
 
 
 @pytest.fixture
-def daemon(mlserver_fork_daemon: ForkDaemon | None) -> ForkDaemon:
+def daemon(mlserver_fork_daemon: DaemonInUse | None) -> DaemonInUse:
     if mlserver_fork_daemon is None:
         pytest.skip("no fork-server daemon in this session (HARNESS_MLSERVER_FORK=0, or not Linux)")
     return mlserver_fork_daemon
@@ -44,7 +44,7 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def test_a_sigkilled_client_leaves_no_mlserver(daemon: ForkDaemon, tmp_path: Path) -> None:
+def test_a_sigkilled_client_leaves_no_mlserver(daemon: DaemonInUse, tmp_path: Path) -> None:
     client = subprocess.Popen([sys.executable, "-c", CLIENT, str(tmp_path)], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)  # the daemon's socket is in its environment
     pids: list[int] = []
@@ -66,7 +66,7 @@ def test_a_sigkilled_client_leaves_no_mlserver(daemon: ForkDaemon, tmp_path: Pat
                 os.kill(pid, signal.SIGKILL)
 
 
-def test_two_clients_get_sessions_of_their_own(daemon: ForkDaemon, tmp_path: Path) -> None:
+def test_two_clients_get_sessions_of_their_own(daemon: DaemonInUse, tmp_path: Path) -> None:
     first, second = ForkServer.connect(daemon.path), ForkServer.connect(daemon.path)
     try:
         assert first.server_pid != second.server_pid
@@ -86,7 +86,7 @@ def test_two_clients_get_sessions_of_their_own(daemon: ForkDaemon, tmp_path: Pat
 
 
 def test_a_client_of_another_installation_is_refused_and_starts_its_own(
-        daemon: ForkDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+        daemon: DaemonInUse, monkeypatch: pytest.MonkeyPatch) -> None:
     other = {**forkserver.identity(), "source": "/elsewhere/harness"}
     with pytest.raises(ForkServerError, match=r"refused.*source: the client has '/elsewhere/harness'"):
         ForkServer.connect(daemon.path, hello=other)
