@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from harness.safeyaml import load_one
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -80,7 +82,7 @@ def stop(process: subprocess.Popen[str], timeout: float = 30.0) -> int:
 
 def existing_profile_for(sim_profile: Path, kubeconfig: Path, out: Path, **changes: Any) -> Path:
     """The sim profile turned into an `existing` profile that attaches to a running `sim up`."""
-    data = yaml.safe_load(sim_profile.read_text())
+    data = load_one(sim_profile.read_text(), str(sim_profile))
     data["cluster"]["provider"] = "existing"
     data["cluster"]["kubeconfig"] = str(kubeconfig)
     # The sim stands in for a cluster whose owners allow node changes; tests of the refusal set False.

@@ -20,6 +20,7 @@ from harness.errors import UsageError
 from harness.gpu import bindings
 from harness.render import gpu as render_gpu
 from harness.render.yamlio import dump_documents
+from harness.safeyaml import load_all
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
@@ -427,7 +428,7 @@ def test_render_cli_output_is_byte_identical(path: Path, tmp_path: Path, capsys:
     assert files_a == files_b and files_a
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
-        assert list(yaml.safe_load_all((tmp_path / "a" / rel).read_text(encoding="utf-8")))
+        assert load_all((tmp_path / "a" / rel).read_text(encoding="utf-8"), str(rel))
     assert str(tmp_path / "a" / "seldon" / "servers.yaml") in capsys.readouterr().out
 
 

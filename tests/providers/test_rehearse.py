@@ -24,6 +24,7 @@ from harness.rehearse import expected_skips, host_gpus_from_nodes, rehearsal_pro
 from harness.render.placement import runtime_class_name
 from harness.report import gate, load_report
 from harness.report.allowlist import load_allow_list
+from harness.safeyaml import load_one
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOW_LIST = ROOT / "allowed-skips.yaml"
@@ -113,7 +114,7 @@ def test_a_small_profile_predicts_its_skips() -> None:
 
 
 def test_release_gate_reads_the_allow_list() -> None:
-    data = yaml.safe_load(RELEASE.read_text(encoding="utf-8"))
+    data = load_one(RELEASE.read_text(encoding="utf-8"), str(RELEASE))
     (job,) = data["jobs"].values()
     (step,) = [s for s in job["steps"] if s.get("name") == "Release gate"]
     assert "--allow-list allowed-skips.yaml" in step["run"]
@@ -165,7 +166,7 @@ def test_kind_gpu_rehearsal_skips_exactly_the_allow_list(tmp_path: Path) -> None
     none of whose steps met it (with five test workers on two cores, iris-cpu's p99 at the first
     100 req/s step has been seen above the 100 ms SLO); anything else fails it.
     """
-    data = yaml.safe_load((ROOT / "profiles" / "kind-gpu.yaml").read_text(encoding="utf-8"))
+    data = load_one((ROOT / "profiles" / "kind-gpu.yaml").read_text(encoding="utf-8"), "profiles/kind-gpu.yaml")
     assert data["cluster"]["nodes"]["gpu_workers"] == "auto"
     data["load"].update(duration_s=1.5, warmup_s=0.5, window_s=1, max_trials=1)
     data["load"]["sweep"].update(budget_s=4, step_s=1, warmup_s=0.3, min_requests=0)

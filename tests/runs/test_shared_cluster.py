@@ -17,6 +17,7 @@ from harness.checks.shared_nodes import destructive_refusal, nodes_free_of_other
 from harness.config import load_profile, parse_profile
 from harness.errors import UsageError
 from harness.kube import Kube
+from harness.safeyaml import load_one
 from tests.kit.simproc import ROOT, existing_profile_for, running_sim
 
 SIM_PROFILE = ROOT / "profiles" / "sim.yaml"
@@ -51,7 +52,7 @@ def test_destructive_needs_the_profile_opt_in_only_on_clusters_the_harness_did_n
 
 
 def test_fake_gpus_on_an_existing_cluster_need_destructive() -> None:
-    data = yaml.safe_load((ROOT / "profiles" / "existing.yaml").read_text())
+    data = load_one((ROOT / "profiles" / "existing.yaml").read_text(), "profiles/existing.yaml")
     data["cluster"]["fake_gpus"] = True
     with pytest.raises(UsageError, match=r"cluster.fake_gpus: .*cluster.destructive: true"):
         parse_profile(data, "x.yaml")
@@ -119,7 +120,7 @@ def test_gpu_use_diagnostic_off_by_default_and_an_isolation_finding_when_on(tmp_
     with running_sim(SIM_PROFILE, tmp_path) as sim:
         # The check under test looks at GPU Servers that expect GPU use; one such Server (Triton's,
         # whose NVML view is the diagnostic) and its model are all it needs, and all this deploys.
-        shipped = yaml.safe_load(SIM_PROFILE.read_text())
+        shipped = load_one(SIM_PROFILE.read_text(), str(SIM_PROFILE))
         servers = [{**next(s for s in shipped["servers"] if s.get("gpus", 1) > 0), "expect_gpu_use": True}]
         models = [m for m in shipped["models"] if "onnx" in m.get("requirements", [])]
         assert [s["server_config"] for s in servers] == ["triton"] and len(models) == 1
@@ -133,7 +134,7 @@ def test_gpu_use_diagnostic_off_by_default_and_an_isolation_finding_when_on(tmp_
         assert proc.returncode == 0, proc.stdout[-3000:]
         assert "set gpu.use_diagnostic: true" in proc.stdout + report, proc.stdout[-3000:]
         assert "requested no GPU saw" not in report
-        data = yaml.safe_load(off.read_text())
+        data = load_one(off.read_text(), str(off))
         data["gpu"]["use_diagnostic"] = True
         on = tmp_path / "on.yaml"
         on.write_text(yaml.safe_dump(data))

@@ -19,7 +19,7 @@ import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
 from harness.config import parse_profile
-from harness.localserver import train_iris
+from harness.localserver import cached_iris
 from harness.render import seldon as render_seldon
 from harness.sim.cluster import SimCluster
 from harness.sim.dataplane import PodRef
@@ -318,7 +318,7 @@ def test_triton_stand_in_serves_on_its_allocated_gpu(cluster: SimCluster, waiter
 
 def test_local_model_directory_loads_under_its_served_name(cluster: SimCluster, waiter: Waiter, iris: Obj,
                                                           mesh_ports: tuple[int, int], tmp_path: Path) -> None:
-    model_dir = train_iris(tmp_path / "my-iris", name="my-iris")
+    model_dir = cached_iris(tmp_path / "my-iris", name="my-iris")  # the user cache: no scikit-learn import here
     cluster.store.create({"apiVersion": API, "kind": "Model", "metadata": {"name": "local", "namespace": NS},
                           "spec": {"storageUri": f"file://{model_dir}", "server": "mlserver-gpu"}})
     waiter.until(_model_message(cluster, "local", "ModelAvailable"), "local ModelAvailable", LOAD_TIMEOUT)
