@@ -93,6 +93,16 @@ class Kube:
     def close(self) -> None:
         self._api.close()
 
+    def fresh(self) -> Kube:
+        """The same cluster, credentials, timeouts and retry policy over a connection pool of its own.
+
+        For work inside a signal handler: the signal may have interrupted this client's thread while it
+        held urllib3's pool lock (taking or returning a connection), and that lock is not re-entrant, so
+        a request through this client from the handler would wait for its own thread forever."""
+        from kubernetes import client
+
+        return Kube(client.ApiClient(self._api.configuration), self.timeouts, self.retrier.policy)
+
     def websocket_request(self, path: str) -> tuple[Any, str, dict[str, str]]:
         """(client configuration, URL, headers with the credentials) for a websocket to `path` on the API
         server (port-forward: harness.kube.tunnel). Credentials stay in the headers; nothing logs them."""

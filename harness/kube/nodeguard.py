@@ -32,7 +32,7 @@ Obj = dict[str, Any]
 CONFLICT_RETRIES = 5
 # Guards of one run in one process share node leases (same holder): count them, release with the last.
 _HELD: dict[tuple[str, str, str], int] = {}
-_HELD_LOCK = threading.Lock()
+_HELD_LOCK = threading.RLock()  # re-entrant: a signal handler on the thread holding it restores too
 LEASE_SECONDS = 900
 # The undo of every change, written into the node's Lease BEFORE the node is patched: a run killed
 # with SIGKILL (no handler, no atexit) still leaves in the cluster what `harness cleanup` must undo.
@@ -316,8 +316,19 @@ class NodeGuard:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous.get(signum, signal.SIG_DFL)
         saved = dict(self._previous)
-        for problem in self.restore_all():
-            print(f"node restore: {problem}", file=sys.stderr)
+        # Through a connection pool of its own: the signal may have landed inside this client's pool
+        # (its lock held by this very thread), where a request would wait forever (Kube.fresh).
+        kube = self.kube
+        with contextlib.suppress(Exception):  # a client that cannot be copied is used as it is
+            self.kube = kube.fresh()
+        try:
+            for problem in self.restore_all():
+                print(f"node restore: {problem}", file=sys.stderr)
+        finally:
+            if self.kube is not kube:
+                with contextlib.suppress(Exception):
+                    self.kube.close()
+                self.kube = kube
         for sig, handler in saved.items():
             signal.signal(sig, handler)
         self._previous.clear()
