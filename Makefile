@@ -28,18 +28,22 @@ $(STAMP): pyproject.toml
 # 340 CPU-seconds on the 2-core machine (docs/benchmarks.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-# Two phases at once (tests/phases.py). The few tests that judge latencies or rates (marker `serial`)
-# run at normal priority; everything else runs beside them on TEST_WORKERS xdist workers at the
-# kernel's idle priority (SCHED_IDLE: it gets only the CPU the serial tests leave, and they get every
-# cycle they ask for), the longest tests first on every worker (tests/kit/order.py); more workers than
-# cores, since a worker waiting on a sim leaves its core to another. The parallel phase starts once
-# the serial phase has collected every test, which writes pytest's assertion-rewrite cache (each xdist
-# worker would otherwise rewrite all test modules itself: 10 CPU-seconds each on a fresh clone). The
-# serial phase's output is printed after the parallel phase's. The target fails if either phase
-# failed; a phase that PYTEST_ARGS (say `-k`) leaves empty (pytest's exit 5) is not a failure.
+# Two phases. The few tests that judge latencies or rates (marker `serial`) run first, alone, so that
+# no other test's CPU use is in their figures; that phase also collects every test once, which writes
+# pytest's assertion-rewrite cache (each xdist worker would otherwise rewrite all test modules itself:
+# 10 CPU-seconds each on a fresh clone). Then the rest, which mostly wait on subprocesses, servers and
+# the simulated cluster, on TEST_WORKERS xdist workers (more workers than cores: a worker waiting on a sim
+# leaves its core to another), the longest tests first on every worker (tests/kit/order.py). Both
+# phases always run and the target fails if either did; a phase that PYTEST_ARGS (say `-k`) leaves
+# empty (pytest's exit 5) is not a failure.
 TEST_WORKERS ?= 5
 test: $(STAMP)
-	@$(BIN)/python -m tests.phases --workers $(TEST_WORKERS) -- $(PYTEST_ARGS)
+	@status=0; \
+	$(BIN)/python -m pytest tests/ -p no:xdist -m "serial and not nightly" $(PYTEST_ARGS) \
+		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" $(PYTEST_ARGS) \
+		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
+	exit $$status
 
 # Minutes: repeated end-to-end runs (20 signals at random moments of e2e runs, tests/runs/test_interrupted_runs.py).
 test-nightly: $(STAMP)

@@ -16,7 +16,6 @@ each with a conftest for what its tests share; what several folders share is in 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import pytest
 
 from tests.kit.order import balanced_order
 from tests.kit.sim_fixtures import started_sim
-from tests.phases import COLLECTED_ENV
 
 pytest_plugins = ["tests.kit.mlserver_fixtures", "tests.kit.triton_fixtures", "tests.kit.fork_daemon"]
 
@@ -47,14 +45,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--record-durations", default=None, metavar="PATH",
                      help="write each test's duration (setup + call + teardown, those of 1 s or more) to PATH as "
                           "JSON, for the order of `make test`'s workers (tests/kit/order.py)")
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Tell `make test` (tests/phases.py) that this phase has collected, so the assertion-rewrite cache
-    is written and the parallel phase may start; the processes the tests start do not inherit the flag."""
-    flag = os.environ.pop(COLLECTED_ENV, None)
-    if flag:
-        Path(flag).touch()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
