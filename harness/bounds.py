@@ -96,6 +96,7 @@ FLAG_BOUNDS: dict[str, tuple[float, str]] = {
     "slo_max_error_rate": (1, "a fraction"),
     "sweep_budget": (DAY_S, "one day"),
     "sweep_start_rate": (MAX_RATE, "requests per second"),
+    "sweep_resolution": (1, "a fraction"),
     "max_regression": (100, "10000 %"),
     "min_change_ms": (HOUR_S * 1000, "one hour"),
     "max_capacity_drop": (1, "a fraction"),

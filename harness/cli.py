@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="--sweep: time budget in seconds (default 120)")
     load.add_argument("--sweep-start-rate", type=_positive_float, default=None,
                       help="--sweep: first offered rate in req/s (default 20)")
+    load.add_argument("--sweep-resolution", type=_percent, default=None,
+                      help="--sweep: stop bisecting when the failing rate is within this fraction above the "
+                           "passing one (default 0.05: 5%%); coarser is fewer steps")
     load.add_argument("--in-cluster", action="store_true",
                       help="generate the load from pods of one indexed Job in the cluster (HTTP; docs/load.md)")
     load.add_argument("--pods", type=_positive_int, default=None,

@@ -183,7 +183,9 @@ def run_load(args: argparse.Namespace) -> int:
             raise UsageError("--sweep: runs with --engine harness only")
         # An explicit --duration is the step length as given; by default a step also lasts long
         # enough for SweepPlan.min_requests requests.
+        resolution = getattr(args, "sweep_resolution", None)
         plan = SweepPlan(start_rate=float(args.sweep_start_rate or 20.0), budget_s=float(args.sweep_budget),
+                         resolution=SweepPlan.resolution if resolution is None else float(resolution),
                          step_s=spec.duration_s, warmup_s=min(spec.warmup_s, 1.0),
                          min_requests=0 if args.duration is not None else SweepPlan.min_requests).validate()
         sweep = run_sweep(spec, slo, plan, progress=lambda line: print(line, flush=True))

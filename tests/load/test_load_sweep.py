@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,24 @@ def test_an_inconclusive_miss_is_measured_again_before_it_bounds_the_capacity() 
     twice = OverloadedAt(141.0, rate=100.0, times=2)
     again = run_sweep(modelled_spec(), Slo(p99_ms=25.0), plan, measure=twice.measure, clock=twice.clock)
     assert twice.rates[:3] == [100.0, 100.0, 50.0] and again.capacity_rps < 100.0
+
+
+def test_cli_sweep_resolution_reaches_the_plan_and_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.commands import load as load_command
+
+    plans: list[SweepPlan] = []
+
+    def capture(spec: Any, slo: Slo, plan: SweepPlan, **_: Any) -> Any:
+        plans.append(plan)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(load_command, "run_sweep", capture)
+    args = ["load", "--endpoint", "http://127.0.0.1:1", "--model", "m", "--sweep", "--slo-p99-ms", "25",
+            "--json", str(tmp_path / "s.json")]
+    for given, expected in (([], 0.05), (["--sweep-resolution", "0.15"], 0.15), (["--sweep-resolution", "20%"], 0.2)):
+        with pytest.raises(SystemExit):
+            main([*args, *given])
+        assert plans[-1].resolution == pytest.approx(expected)
+    assert main([*args, "--sweep-resolution", "1"]) == 2  # (0, 1): a bisection that can never narrow
+    assert "--sweep: resolution: expected a fraction in (0, 1), got 1.0" in capsys.readouterr().err
