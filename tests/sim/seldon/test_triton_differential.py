@@ -18,6 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,20 +230,32 @@ def test_metrics_families_and_labels_match(real_triton: TritonServerProcess, sta
     for server in (real_triton, stand_in):  # at least one execution counted on each
         body = {"inputs": [_tensor("INPUT0", A), _tensor("INPUT1", B)]}
         _call(server.http_port, "POST", "/v2/models/simple/infer", body)
-    texts = []
-    for server in (real_triton, stand_in):
-        conn = http.client.HTTPConnection("127.0.0.1", server.metrics_port, timeout=30)
-        try:
-            conn.request("GET", "/metrics")
-            texts.append(conn.getresponse().read().decode())
-        finally:
-            conn.close()
+    # Real Triton's counter can move after its answer went out: a scrape right after the answer read
+    # nv_inference_exec_count 0 once on a busy machine (the xdist phase). So each server is scraped
+    # until it has counted the execution, within a deadline.
+    texts = [_scrape_until_counted(server.metrics_port, "simple") for server in (real_triton, stand_in)]
     real, stand = (_families(t) for t in texts)
     assert {f: real.get(f) for f in READ_FAMILIES} == {f: stand.get(f) for f in READ_FAMILIES}
     assert real["nv_inference_count"] == {("model", "version")}
-    counts = [{labels.get("model"): value for name, labels, value in parse_metrics(t)
-               if name == "nv_inference_exec_count"} for t in texts]
-    assert counts[0]["simple"] >= 1 and counts[1]["simple"] >= 1
+
+
+def _scrape_until_counted(port: int, model: str, timeout_s: float = 30.0) -> str:
+    """/metrics once `nv_inference_exec_count` counts an execution of `model`; fails at the deadline
+    with the last count seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        counts = {labels.get("model"): value for name, labels, value in parse_metrics(text)
+                  if name == "nv_inference_exec_count"}
+        if counts.get(model, 0) >= 1:
+            return text
+        assert time.monotonic() < deadline, f"port {port}: {model} not counted after {timeout_s:g} s: {counts}"
+        time.sleep(0.1)
 
 
 def test_the_repository_index_is_refused_by_name_not_answered_with_a_404(real_triton: TritonServerProcess,
