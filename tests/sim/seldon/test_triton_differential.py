@@ -229,7 +229,8 @@ def _families(text: str) -> dict[str, set[tuple[str, ...]]]:
 def test_metrics_families_and_labels_match(real_triton: TritonServerProcess, stand_in: TritonStandInProcess) -> None:
     for server in (real_triton, stand_in):  # at least one execution counted on each
         body = {"inputs": [_tensor("INPUT0", A), _tensor("INPUT1", B)]}
-        _call(server.http_port, "POST", "/v2/models/simple/infer", body)
+        status, answer = _call(server.http_port, "POST", "/v2/models/simple/infer", body)
+        assert status == 200, answer  # a failed call is never what the scrape below waits for
     # Real Triton's counter can move after its answer went out: a scrape right after the answer read
     # nv_inference_exec_count 0 once on a busy machine (the xdist phase). So each server is scraped
     # until it has counted the execution, within a deadline.
