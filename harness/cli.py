@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from harness.bounds import flag_problem
 from harness.errors import UsageError
+from harness.heap import freeze_startup_heap
 from harness.redact import redacting
 
 # subcommand -> "module:function"; the function takes the parsed namespace and returns an exit code.
@@ -238,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             too_big = flag_problem(vars(args))
             if too_big:
                 raise UsageError(too_big)
-            return _resolve(command)(args)
+            handler = _resolve(command)
+            freeze_startup_heap()  # the command's modules are imported: keep the collector off them
+            return handler(args)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code

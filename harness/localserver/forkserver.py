@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from harness.heap import freeze_startup_heap
 from harness.lifeline import child_env, die_with_parent, expected_parent
 
 ENABLE_ENV = "HARNESS_MLSERVER_FORK"
@@ -83,6 +84,7 @@ def preload() -> None:
     for module in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(module)
+    freeze_startup_heap()  # every fork shares the preloaded modules; none of them traverses (or copies) them
 
 
 def send(fd: int, message: Mapping[str, Any]) -> None:

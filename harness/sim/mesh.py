@@ -652,12 +652,15 @@ def main(argv: list[str] | None = None) -> int:
     """Child-process entry point: print the ports as JSON, then read route tables from stdin."""
     import argparse
 
+    from harness.heap import freeze_startup_heap
+
     parser = argparse.ArgumentParser(prog="python -m harness.sim.mesh")
     parser.add_argument("--host", default=HOST)
     args = parser.parse_args(argv)
     table: dict[str, dict[str, Route]] = {"routes": {}}
     mesh = Mesh(lambda model: table["routes"].get(model), host=args.host)
     mesh.start()
+    freeze_startup_heap()
     sys.stdout.write(json.dumps({"http_port": mesh.http_port, "grpc_port": mesh.grpc_port}) + "\n")
     sys.stdout.flush()
     try:

@@ -663,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     """Child-process entry point; readiness is `/v2/health/ready` on the HTTP port."""
     import grpc
 
+    from harness.heap import freeze_startup_heap
     from harness.lifeline import die_with_parent
 
     # The sim that started this stand-in may be SIGKILLed (no handler runs there): go with it.
@@ -693,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     metrics_server.RequestHandlerClass = _MetricsHandler
     grpc_server.start()
+    freeze_startup_heap()
     threading.Thread(target=metrics_server.serve_forever, name="triton-metrics", daemon=True).start()
     sys.stderr.write(f"{SERVER_NAME} {SERVER_VERSION}: GPUs {state.gpus or 'none'}; HTTP {args.http_port}, "
                      f"gRPC {args.grpc_port}, metrics {args.metrics_port}\n")

@@ -30,6 +30,7 @@ import pytest
 
 from harness.config import Profile, apply_overrides, load_profile
 from harness.errors import UsageError
+from harness.heap import freeze_startup_heap
 from harness.interruption import Interruption
 from harness.testkit.context import RunContext, Scope, cluster_session
 
@@ -112,6 +113,12 @@ def _uses_suites(config: pytest.Config) -> bool:
     if config.getoption("--profile"):
         return True
     return any("suites" in Path(str(arg)).parts for arg in config.args)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Whatever the session, the modules it imported and the items it collected live until it ends."""
+    freeze_startup_heap()
 
 
 def pytest_configure(config: pytest.Config) -> None:
