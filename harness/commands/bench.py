@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.commands import bench_noise
+from harness.heap import freeze_startup_heap
 from harness.load.clients import json_body
 from harness.load.engine import run_load
 from harness.load.result import LoadResult
@@ -339,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per figure (default 7)")
     parser.add_argument("--no-triton", action="store_true", help="leave out the real-Triton rows")
     args = parser.parse_args(argv)
+    freeze_startup_heap()  # as every harness command does (harness/cli.py): the figures are the CLI's
     seconds, rounds, warmup = args.seconds, args.rounds, 0.5
     wrk = shutil.which("wrk")
     if args.only == "triton":

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from harness.heap import freeze_startup_heap
 from harness.load.clients import grpc_request_bytes, http_request_bytes
 from harness.load.histogram import count_at_or_below_ms, merge_encoded, summary_ms
 from harness.load.spec import LoadSpec, parse_endpoint
@@ -183,6 +184,9 @@ def _worker_process(plan: WorkerPlan, out: Any, stop: Any, go: Any, start_at: An
 
     # A worker never outlives its coordinator (SIGKILL of `load` or pytest included): SIGTERM ends it.
     die_with_parent(parent_pid, signal.SIGTERM, pdeathsig=True)
+    # A spawned process starts with the default collector settings: a full collection mid-run would
+    # stall every call in flight and show up in the latencies as the server's.
+    freeze_startup_heap()
 
     out.put(("ready", plan.index, None))
     if not go.wait(WORKER_START_TIMEOUT_S):

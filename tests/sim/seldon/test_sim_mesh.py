@@ -263,9 +263,10 @@ def _latencies(port: int, path: str, body: bytes, n: int) -> list[float]:
     return out
 
 
-@pytest.mark.serial
 def test_mesh_overhead_against_a_real_mlserver(mlserver: MLServerProcess, record_property: Any) -> None:
-    # The configuration the sim runs: the mesh in its own process.
+    # The configuration the sim runs: the mesh in its own process. Not a `serial` test: the rounds are
+    # interleaved and the limit generous, and beside three CPU-bound loops it measured +0.13 to +0.43 ms
+    # (6 of 6 runs) against the 5 ms it allows.
     route = Route("iris", (Upstream(HOST, mlserver.http_port, mlserver.grpc_port),))
     m = MeshProcess()
     m.start()
