@@ -25,6 +25,11 @@ THRESHOLDS = (50_000, 20, 20)
 
 
 def freeze_startup_heap() -> None:
-    """Call once the process has imported and parsed what it keeps for its lifetime."""
-    gc.freeze()
+    """Call once the process has imported and parsed what it keeps for its lifetime.
+
+    Only the first call freezes (a fork inherits its parent's): a later one would also freeze whatever
+    was alive by then and dies later in a reference cycle (an in-process simulated cluster, say, when a
+    test calls the CLI's `main` while one runs), and a frozen cycle is never freed."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
     gc.set_threshold(*THRESHOLDS)

@@ -253,6 +253,11 @@ class MLServerProcess:
                 last = f"HTTP {status}"
             except OSError as exc:
                 last = f"{type(exc).__name__}: {exc}"
+            except http.client.HTTPException as exc:
+                # Something else answers on the port (seen: another process's gRPC server holding a kernel-
+                # chosen port for a moment, its HTTP/2 bytes a bad status line): ours is not up, and when
+                # it exits because the port is taken, `start` tries new ports.
+                last = f"not an HTTP answer from port {self.http_port} ({type(exc).__name__}: {str(exc)[:60]!r})"
             if time.monotonic() >= deadline:
                 raise self.ERROR(
                     f"{self.SERVER} not ready on {self.http_url} before the deadline (last: {last}; "

@@ -124,7 +124,8 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
     is set by design (at most 250 req/s) rather than by the CPU that the test shares with other
     work; iris's knee on two shared cores moves by tens of percent from one minute to the next.
     Other processes only ever add latency, so one passing run of two at 0.85x shows the SLO can be
-    held there, and one failing run of two at 1.4x shows it cannot."""
+    held there, and one failing run of two at 1.4x shows it cannot; for the same reason a sweep can
+    only err low, so when 1.4x of its capacity holds twice, a second sweep's higher capacity decides."""
     from harness.checks.slo import evaluate_slo, failed
     from harness.cli import main
     from harness.config import Slo
@@ -133,30 +134,35 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
 
     out = tmp_path / "sweep.json"
     printed = ""
-    # A sweep whose bounding miss was measured while the load client was overloaded (the machine's CPU
-    # went elsewhere for a while: once, every step from the 7th to the 22nd was) says only "at least":
-    # the harness calls that inconclusive, and so does this test, which then sweeps once more.
-    for _ in range(2):
-        # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step
-        # still holds 200+ requests. A 25 % resolution is all the checks below need (the failing rate is
-        # at most 1.25x the passing one, so 1.4x the passing rate is above it), and from 100 req/s it
-        # takes five steps where the default 5 % takes about nine.
-        code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep", "--slo-p99-ms",
-                     "25", "--sweep-start-rate", "100", "--sweep-resolution", "0.25", "--duration", "2",
-                     "--warmup", "0.5", "--json", str(out)])
-        printed += capsys.readouterr().out
-        sweep = json.loads(out.read_text())
-        assert code == 0, printed
-        steps = SweepResult.model_validate(sweep).steps
-        upper = bracket(counted(steps))[1]
-        bounding = [s for s in steps if s.offered_rate_rps == upper and not s.meets_slo]
-        if not (bounding and bounding[-1].client_overloaded):
-            break
-    assert sweep["converged"] and sweep["elapsed_s"] <= 120, printed
-    capacity = sweep["capacity_rps"]
-    # The sleep alone allows 250 req/s; MLServer's own work per request (~3 ms) lowers that: 141 req/s
-    # on the 2-core machine, quiet or with both cores busy elsewhere. Never as low as 100.
-    assert 0.4 * 1000 / PACED_SERVICE_MS <= capacity <= 1000 / PACED_SERVICE_MS, printed
+
+    def sweep_once() -> float:
+        nonlocal printed
+        # A sweep whose bounding miss was measured while the load client was overloaded (the machine's
+        # CPU went elsewhere for a while: once, every step from the 7th to the 22nd was) says only "at
+        # least": the harness calls that inconclusive, and so does this test, which then sweeps once more.
+        for _ in range(2):
+            # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step
+            # still holds 200+ requests. At a 25 % resolution the measured failing rate is at most 1.25x
+            # the passing one, under the 1.4x checked below; from 100 req/s that takes five steps where the
+            # default 5 % takes about nine.
+            code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep",
+                         "--slo-p99-ms", "25", "--sweep-start-rate", "100", "--sweep-resolution", "0.25",
+                         "--duration", "2", "--warmup", "0.5", "--json", str(out)])
+            printed += capsys.readouterr().out
+            sweep = json.loads(out.read_text())
+            assert code == 0, printed
+            steps = SweepResult.model_validate(sweep).steps
+            upper = bracket(counted(steps))[1]
+            bounding = [s for s in steps if s.offered_rate_rps == upper and not s.meets_slo]
+            if not (bounding and bounding[-1].client_overloaded):
+                break
+        assert sweep["converged"] and sweep["elapsed_s"] <= 120, printed
+        capacity = float(sweep["capacity_rps"])
+        # The sleep alone allows 250 req/s; MLServer's own work per request (~3 ms) lowers that: 141 req/s
+        # on the 2-core machine, quiet or with both cores busy elsewhere. Never as low as 100.
+        assert 0.4 * 1000 / PACED_SERVICE_MS <= capacity <= 1000 / PACED_SERVICE_MS, printed
+        return capacity
+
     slo = Slo(p99_ms=25.0)
     seen: list[str] = []
 
@@ -168,6 +174,13 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
                     f"{result.achieved_rate_rps:.1f}/s, {'misses' if verdicts else 'meets'} the SLO")
         return not verdicts
 
+    capacity = sweep_once()
+    if holds(1.4 * capacity) and holds(1.4 * capacity):
+        # On a shared machine a sweep errs low, never high: the lowest miss bounds its bracket
+        # (harness/load/sweep.py), and one slow window, which other work can cause at any rate, is a
+        # miss. Seen once: a miss at 141 req/s (p99 59 ms, p50 6.7 ms) with the knee near 170 bounded a
+        # sweep at 119, and 1.4x that (166 req/s) held twice. Of two sweeps the higher capacity is the truer.
+        capacity = max(capacity, sweep_once())
+        assert not holds(1.4 * capacity) or not holds(1.4 * capacity), printed + "\n".join(seen)
     assert holds(0.85 * capacity) or holds(0.85 * capacity), printed + "\n".join(seen)
-    assert not holds(1.4 * capacity) or not holds(1.4 * capacity), printed + "\n".join(seen)
     print(printed + "\n".join(seen))  # shown with -rP: the curve and the two checks

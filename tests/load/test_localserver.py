@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,32 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     message = str(info.value)
     assert "exited with code" in message or "not ready" in message
     assert "mlserver.log" in message
+    assert not server.is_alive()
+
+
+def test_a_foreign_server_on_the_port_is_not_ready_and_never_a_traceback(tmp_path: Path) -> None:
+    # Seen in a full run: another process's gRPC server held the kernel-chosen HTTP port for a moment and
+    # the readiness poll read its HTTP/2 SETTINGS frame, which raised BadStatusLine out of `start`.
+    settings = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64\n"
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+
+        def answer() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = foreign.accept()
+                    with conn:
+                        conn.sendall(settings)
+
+        threading.Thread(target=answer, daemon=True).start()
+        server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", http_port=foreign.getsockname()[1])
+        try:
+            with pytest.raises(MLServerError) as info:
+                server.start(timeout=60)
+        finally:
+            server.stop()
+    assert "exited with code" in str(info.value) or "not an HTTP answer" in str(info.value)
     assert not server.is_alive()
 
 
