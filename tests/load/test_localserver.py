@@ -75,16 +75,21 @@ def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", http_port=taken.getsockname()[1])
-        try:
-            with pytest.raises(MLServerError) as info:
-                server.start(timeout=60)
-        finally:
-            server.stop()
-    message = str(info.value)
+        server, message = _start_fails_on(tmp_path, taken.getsockname()[1])
     assert "exited with code" in message or "not ready" in message
     assert "mlserver.log" in message
     assert not server.is_alive()
+
+
+def _start_fails_on(tmp_path: Path, port: int) -> tuple[MLServerProcess, str]:
+    """MLServer with no models on a fixed HTTP port: `start` must raise MLServerError; its message."""
+    server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", http_port=port)
+    try:
+        with pytest.raises(MLServerError) as info:
+            server.start(timeout=60)
+    finally:
+        server.stop()
+    return server, str(info.value)
 
 
 def test_a_foreign_server_on_the_port_is_not_ready_and_never_a_traceback(tmp_path: Path) -> None:
@@ -103,13 +108,8 @@ def test_a_foreign_server_on_the_port_is_not_ready_and_never_a_traceback(tmp_pat
                         conn.sendall(settings)
 
         threading.Thread(target=answer, daemon=True).start()
-        server = MLServerProcess(tmp_path / "srv", models_dir=tmp_path / "none", http_port=foreign.getsockname()[1])
-        try:
-            with pytest.raises(MLServerError) as info:
-                server.start(timeout=60)
-        finally:
-            server.stop()
-    assert "exited with code" in str(info.value) or "not an HTTP answer" in str(info.value)
+        server, message = _start_fails_on(tmp_path, foreign.getsockname()[1])
+    assert "exited with code" in message or "not an HTTP answer" in message
     assert not server.is_alive()
 
 
