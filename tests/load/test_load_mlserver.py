@@ -144,9 +144,7 @@ def test_sweep_capacity_holds_at_085x_and_not_at_14x(paced_mlserver: MLServerPro
             # Steps of 2 s after 0.5 s of warm-up (the default: 3 s, at least 300 requests, 1 s): each step
             # still holds 200+ requests. At a 15 % resolution the measured failing rate is at most 1.15x
             # the passing one, well under the 1.4x checked below, and it takes about one step fewer than
-            # the default 5 %. (At 25 % the serial phase took 57-71 s in three of five fresh-clone runs
-            # and 40-41 s in the other two: the length of the second sweep below, which its coarser
-            # answer makes more likely.)
+            # the default 5 %. (25 % was tried in session 10 and set back: docs/benchmarks.md, fifth round.)
             code = main(["load", "--endpoint", paced_mlserver.http_url, "--model", PACED, "--sweep",
                          "--slo-p99-ms", "25", "--sweep-start-rate", "100", "--sweep-resolution", "0.15",
                          "--duration", "2", "--warmup", "0.5", "--json", str(out)])
