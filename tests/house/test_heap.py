@@ -42,7 +42,7 @@ class _Node:
 @pytest.mark.fast
 def test_a_second_freeze_leaves_later_cycles_to_the_collector() -> None:
     frozen = gc.get_freeze_count()
-    assert frozen > 0  # the session froze once already (the test above)
+    assert frozen > 0  # the plugin froze this session once, after collection
     cycle = _Node()
     gone = weakref.ref(cycle)
     freeze_startup_heap()  # what an in-process `main()` call does while such an object is alive
