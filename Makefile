@@ -35,11 +35,12 @@ unexport PYTHONDONTWRITEBYTECODE
 # the simulated cluster, on TEST_WORKERS xdist workers (more workers than cores: a worker waiting on a sim
 # leaves its core to another), the longest tests first on every worker (tests/kit/order.py). Both
 # phases always run and the target fails if either did; a phase that PYTEST_ARGS (say `-k`) leaves
-# empty (pytest's exit 5) is not a failure.
+# empty (pytest's exit 5) is not a failure. The serial phase prints its tests' durations: its length has
+# varied between runs (40-71 s on fresh clones, docs/benchmarks.md), and the log shows which test took it.
 TEST_WORKERS ?= 5
 test: $(STAMP)
 	@status=0; \
-	$(BIN)/python -m pytest tests/ -p no:xdist -m "serial and not nightly" $(PYTEST_ARGS) \
+	$(BIN)/python -m pytest tests/ -p no:xdist -m "serial and not nightly" --durations=5 $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
 	$(BIN)/python -m pytest tests/ -n $(TEST_WORKERS) --dist worksteal -m "not serial and not nightly" $(PYTEST_ARGS) \
 		|| { rc=$$?; [ $$rc -eq 5 ] || status=$$rc; }; \
