@@ -13,13 +13,17 @@ venv: $(STAMP)
 
 # After the install, the table of the kubernetes client's models that the sim's unknown-field check reads
 # instead of importing the models in every process that serves its API (harness/sim/api/fieldcheck.py;
-# written into the venv, never into git).
+# written into the venv, never into git). Then `sync`: the install leaves about 0.5 GB of dirty pages
+# that the kernel would write back 30 s later, in the middle of `make test`'s serial phase, whose tests
+# judge latencies (on fresh clones the capacity-sweep test took 53-64 s instead of 25, measuring low
+# and sweeping again: docs/benchmarks.md, sixth round).
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m harness.sim.api.fieldcheck --write-table
+	sync
 	touch $(STAMP)
 
 # Bytecode is cached (in __pycache__/, ignored by git) even where PYTHONDONTWRITEBYTECODE is set:
