@@ -94,6 +94,42 @@ def wait_pod(
                          f"{(last or {}).get('spec', {}).get('nodeName')} {(last or {}).get('status')}")
 
 
+def wait_event(sim: Sim, name: str, match: Callable[[Any], bool], ns: str = NS, timeout: float = WAIT_S) -> list[Any]:
+    """The events about object `name` once one of them satisfies `match` (a CoreV1Event of the client).
+
+    An event reaches the API after the state change it reports: the kube-scheduler and the kubelet
+    write the pod's status and hand the event to a recorder that sends it on its own (client-go's
+    event broadcaster), and the sim's controllers write the status first too. So a test that has
+    seen the state waits for the event; listing once right after raced the controller's thread
+    (seen in a fresh clone: Unschedulable on the pod, no FailedScheduling event yet)."""
+    deadline = time.monotonic() + timeout
+    selector = f"involvedObject.name={name}"
+    listed = sim.core.list_namespaced_event(ns, field_selector=selector)
+    seen: list[Any] = list(listed.items)
+    if any(match(e) for e in seen):
+        return seen
+    rv = listed.metadata.resource_version
+    for _ in range(1000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        w = watch.Watch()
+        for change in w.stream(sim.core.list_namespaced_event, ns, field_selector=selector, resource_version=rv,
+                               timeout_seconds=max(1, int(remaining))):
+            event = change["object"]
+            rv = event.metadata.resource_version or rv
+            if change["type"] != "DELETED":
+                seen.append(event)
+                if match(event):
+                    w.stop()
+                    return seen
+            if time.monotonic() > deadline:
+                w.stop()
+                break
+    raise AssertionError(f"no matching event about {ns}/{name} in {timeout}s; seen: "
+                         f"{[(e.reason, e.message) for e in seen]}")
+
+
 def scheduled_or_failed(pod: Obj | None) -> bool:
     if pod is None:
         return False

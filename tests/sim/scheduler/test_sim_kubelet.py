@@ -27,6 +27,7 @@ from tests.kit.scheduler_sim import (
     running,
     scheduled_or_failed,
     start_sim,
+    wait_event,
     wait_pod,
 )
 
@@ -165,8 +166,8 @@ def test_missing_configmap_keeps_pod_creating(sim: Sim) -> None:
     pod = wait_pod(sim, "nomount", lambda p: bool(p and (p.get("status") or {}).get("containerStatuses")))
     assert pod is not None and pod["status"]["phase"] == "Pending"
     assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ContainerCreating"
-    events = sim.core.list_namespaced_event(NS, field_selector="involvedObject.name=nomount").items
-    assert any(e.reason == "FailedMount" and 'configmap "does-not-exist" not found' in e.message for e in events)
+    wait_event(sim, "nomount",
+               lambda e: e.reason == "FailedMount" and 'configmap "does-not-exist" not found' in e.message)
     sim.core.create_namespaced_config_map(NS, {"metadata": {"name": "does-not-exist"}, "data": {"k": "v"}})
     assert wait_pod(sim, "nomount", running) is not None
 

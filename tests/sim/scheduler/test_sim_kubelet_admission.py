@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit.scheduler_sim import NS, Sim, node, pod_body, reset, running, wait_pod
+from tests.kit.scheduler_sim import NS, Sim, node, pod_body, reset, running, wait_event, wait_pod
 
 Obj = dict[str, Any]
 
@@ -50,6 +50,5 @@ def test_kubelet_admission_of_node_name_bound_pods(sim: Sim, case: str, node_kw:
     assert pod is not None
     assert (pod["status"]["reason"], pod["status"]["message"]) == (reason, message)
     assert not pod["status"].get("containerStatuses")  # never started
-    events = [e for e in sim.core.list_namespaced_event(NS).items
-              if e.involved_object.name == "bound" and e.reason == reason]
-    assert events and events[-1].type == "Warning"
+    events = [e for e in wait_event(sim, "bound", lambda e: e.reason == reason) if e.reason == reason]
+    assert events[-1].type == "Warning"

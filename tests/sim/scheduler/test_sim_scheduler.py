@@ -32,6 +32,7 @@ from tests.kit.scheduler_sim import (
     running,
     scheduled_or_failed,
     spread,
+    wait_event,
     wait_pod,
 )
 
@@ -243,18 +244,18 @@ def test_placement(sim: Sim, case: Case) -> None:
     chosen = pod["spec"].get("nodeName")
     if case.expect_node is not None:
         assert chosen == case.expect_node, pod.get("status")
-        events = sim.core.list_namespaced_event(NS, field_selector="involvedObject.name=p").items
-        assert any(e.reason == "Scheduled" and e.message == f"Successfully assigned {NS}/p to {chosen}"
-                   and e.metadata.uid for e in events)
+        wait_event(sim, "p", lambda e: e.reason == "Scheduled" and bool(e.metadata.uid)
+                   and e.message == f"Successfully assigned {NS}/p to {chosen}")
         return
     assert chosen is None
     cond = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
     assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
     assert cond["message"] == case.expect_message
     assert pod["status"]["phase"] == "Pending"
-    events = sim.core.list_namespaced_event(NS, field_selector="involvedObject.name=p").items
+    events = wait_event(sim, "p", lambda e: e.reason == "FailedScheduling"
+                        and e.involved_object.uid == pod["metadata"]["uid"])
     failed = [e for e in events if e.reason == "FailedScheduling" and e.involved_object.uid == pod["metadata"]["uid"]]
-    assert failed and failed[-1].type == "Warning" and failed[-1].message == case.expect_message
+    assert failed[-1].type == "Warning" and failed[-1].message == case.expect_message
 
 
 def test_at_least_thirty_cases() -> None:
@@ -303,9 +304,10 @@ def test_eviction_immediate_without_toleration(sim: Sim) -> None:
     start = _taint(sim, "n1", [EVICT])
     wait_pod(sim, "victim", gone, timeout=5)
     assert time.monotonic() - start < 2.0
-    events = [e for e in sim.core.list_namespaced_event(NS, field_selector="involvedObject.name=victim").items
+    events = [e for e in wait_event(sim, "victim", lambda e: e.involved_object.uid == uid
+                                    and e.reason == "TaintManagerEviction")
               if e.involved_object.uid == uid and e.reason == "TaintManagerEviction"]
-    assert events and events[0].message == f"Marking for deletion Pod {NS}/victim"
+    assert events[0].message == f"Marking for deletion Pod {NS}/victim"
 
 
 def test_eviction_after_toleration_seconds_and_forever(sim: Sim) -> None:
@@ -358,3 +360,31 @@ def test_node_not_ready_taints_and_evicts(sim: Sim) -> None:
             w.stop()
             break
     assert not sim.core.read_node("n1").spec.taints
+
+
+def test_wait_event_sees_an_event_written_after_it_started_watching(sim: Sim) -> None:
+    """The wait the placement tests use for events (tests/kit/scheduler_sim.py): an event that reaches the
+    API after the wait has listed arrives through its watch."""
+    import functools
+    import threading
+
+    reset(sim)
+    body = {"metadata": {"generateName": "late-"}, "involvedObject": {"kind": "Pod", "namespace": NS, "name": "late"},
+            "reason": "Late", "message": "written after the first list", "type": "Normal"}
+    listed = threading.Event()
+    original = sim.core.list_namespaced_event
+
+    @functools.wraps(original)  # the client's watch reads the return type from the docstring
+    def list_then_write(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if not listed.is_set() and not kwargs.get("watch"):
+            listed.set()
+            sim.core.create_namespaced_event(NS, body)  # after the wait's list, before its watch
+        return result
+
+    sim.core.list_namespaced_event = list_then_write  # type: ignore[method-assign]
+    try:
+        events = wait_event(sim, "late", lambda e: e.reason == "Late", timeout=10)
+    finally:
+        del sim.core.list_namespaced_event
+    assert listed.is_set() and [e.message for e in events] == ["written after the first list"]
