@@ -4,7 +4,7 @@ the real kubernetes client: the scheduler, eviction, deletion, kubelet and workl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,25 @@ def start_sim(workdir: Path) -> tuple[Sim, Callable[[], None]]:
     return sim, stop
 
 
+def _changes(list_fn: Callable[..., Any], ns: str, selector: str, rv: str, deadline: float) -> Iterator[dict[str, Any]]:
+    """The watch changes of `list_fn` from resourceVersion `rv` until `deadline`; a watch the server ends
+    before then is started again from the last version seen."""
+    for _ in range(1000):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        w = watch.Watch()
+        try:
+            for change in w.stream(list_fn, ns, field_selector=selector, resource_version=rv,
+                                   timeout_seconds=max(1, int(remaining))):
+                rv = change["raw_object"]["metadata"].get("resourceVersion", rv)
+                yield change
+                if time.monotonic() > deadline:
+                    return
+        finally:
+            w.stop()
+
+
 def wait_pod(
     sim: Sim, name: str, done: Callable[[Obj | None], bool], ns: str = NS, timeout: float = WAIT_S
 ) -> Obj | None:
@@ -73,23 +92,10 @@ def wait_pod(
     last: Obj | None = sim.to_dict(listed.items[0]) if listed.items else None
     if done(last):
         return last
-    rv = listed.metadata.resource_version
-    for _ in range(1000):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        w = watch.Watch()
-        for event in w.stream(sim.core.list_namespaced_pod, ns, field_selector=selector, resource_version=rv,
-                              timeout_seconds=max(1, int(remaining))):
-            obj = event["raw_object"]
-            rv = obj["metadata"].get("resourceVersion", rv)
-            last = None if event["type"] == "DELETED" else obj
-            if done(last):
-                w.stop()
-                return last
-            if time.monotonic() > deadline:
-                w.stop()
-                break
+    for change in _changes(sim.core.list_namespaced_pod, ns, selector, listed.metadata.resource_version, deadline):
+        last = None if change["type"] == "DELETED" else change["raw_object"]
+        if done(last):
+            return last
     raise AssertionError(f"pod {ns}/{name} did not reach the expected state in {timeout}s; last seen: "
                          f"{(last or {}).get('spec', {}).get('nodeName')} {(last or {}).get('status')}")
 
@@ -108,24 +114,11 @@ def wait_event(sim: Sim, name: str, match: Callable[[Any], bool], ns: str = NS, 
     seen: list[Any] = list(listed.items)
     if any(match(e) for e in seen):
         return seen
-    rv = listed.metadata.resource_version
-    for _ in range(1000):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        w = watch.Watch()
-        for change in w.stream(sim.core.list_namespaced_event, ns, field_selector=selector, resource_version=rv,
-                               timeout_seconds=max(1, int(remaining))):
-            event = change["object"]
-            rv = event.metadata.resource_version or rv
-            if change["type"] != "DELETED":
-                seen.append(event)
-                if match(event):
-                    w.stop()
-                    return seen
-            if time.monotonic() > deadline:
-                w.stop()
-                break
+    for change in _changes(sim.core.list_namespaced_event, ns, selector, listed.metadata.resource_version, deadline):
+        if change["type"] != "DELETED":
+            seen.append(change["object"])
+            if match(change["object"]):
+                return seen
     raise AssertionError(f"no matching event about {ns}/{name} in {timeout}s; seen: "
                          f"{[(e.reason, e.message) for e in seen]}")
 
