@@ -40,7 +40,8 @@ unexport PYTHONDONTWRITEBYTECODE
 # leaves its core to another), the longest tests first on every worker (tests/kit/order.py). Both
 # phases always run and the target fails if either did; a phase that PYTEST_ARGS (say `-k`) leaves
 # empty (pytest's exit 5) is not a failure. The serial phase prints its tests' durations: its length has
-# varied between runs (40-71 s on fresh clones, docs/benchmarks.md), and the log shows which test took it.
+# varied between runs (41-86 s on fresh clones, almost all of it the capacity-sweep test sweeping again;
+# docs/benchmarks.md, sixth round), and the log shows which test took it.
 TEST_WORKERS ?= 5
 test: $(STAMP)
 	@status=0; \
