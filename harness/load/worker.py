@@ -259,7 +259,10 @@ class Worker:
         now = time.monotonic()
         if self.cpu_start is None and now >= self.measure_start:
             self.cpu_start = time.process_time()
-        if not self.stopping and (now >= self.hard_end or self.should_stop()):
+        # The planned end stops a closed loop here; an open loop is ended by its pacer once it has
+        # sent everything intended before the end. Stopping it here would drop the sends a starved
+        # pacer still owes (the ticker can wake first): a silent shortfall that no late count shows.
+        if not self.stopping and ((now >= self.hard_end and not self.open_loop) or self.should_stop()):
             self._stop(now)
         if self.conn_streak:
             self._check_dead(now, self.conn_kind)
