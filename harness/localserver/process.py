@@ -353,6 +353,17 @@ class MLServerProcess:
         target.mkdir(parents=True, exist_ok=True)
         settings = self._settings_for(name, Path(model_dir))
         (target / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        # Seldon's agent downloads the whole artifact folder beside the settings, and MLServer imports
+        # a custom runtime from that folder: the folder's other files are linked in, as they would be there.
+        for entry in Path(model_dir).iterdir():
+            link = target / entry.name
+            if entry.name == SETTINGS_FILE or entry.name == "__pycache__":
+                continue
+            if link.is_symlink() or link.is_file():
+                link.unlink()
+            elif link.exists():
+                continue
+            link.symlink_to(entry.resolve())
         try:
             status, body = _request(
                 self.http_port, "POST", f"/v2/repository/models/{name}/load", timeout=max(1.0, timeout), body=b""

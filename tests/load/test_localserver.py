@@ -69,6 +69,22 @@ def test_load_and_unload_under_another_name(mlserver: MLServerProcess, iris_mode
     assert _infer(mlserver, "iris-extra")[0] == 404
 
 
+def test_a_custom_runtime_loads_under_another_name(mlserver: MLServerProcess, tmp_path: Path) -> None:
+    """The settings are rewritten into the server's repository under the served name; the folder's
+    other files go beside them (as Seldon's agent downloads the whole artifact), so MLServer finds a
+    runtime that ships in the model folder. Before, it answered the load with HTTP 500."""
+    folder = write_paced_model(tmp_path / "paced", 1.0)
+    mlserver.load_model("custom_1", folder, timeout=30)
+    try:
+        status, body = _infer(mlserver, "custom_1")
+        assert status == 200 and body["model_name"] == "custom_1" and body["outputs"][0]["data"] == [0]
+        linked = mlserver.repository_dir / "custom_1" / "paced_model.py"
+        assert linked.is_symlink() and linked.resolve() == (folder / "paced_model.py").resolve()
+    finally:
+        mlserver.unload_model("custom_1")
+    assert folder.joinpath("paced_model.py").is_file()  # unloading removed the link, not the artifact
+
+
 def test_early_exit_reports_log_tail(tmp_path: Path) -> None:
     # A port that is already taken makes MLServer exit at startup; fixed ports are not retried.
     # No models: nothing to load before the failing bind, so the failure comes quickly.
