@@ -67,8 +67,30 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
-	$(BIN)/python -m harness.commands.bench --out docs/benchmarks.md
+# wrk, the reference the bench measures the load client against, is a Debian package. Where it is not
+# on PATH, the bench fetches the pinned wrk and the LuaJIT library it links into the venv
+# (`apt-get download` + `dpkg-deb -x`: no root, nothing installed system-wide) and runs it through a
+# wrapper that points the dynamic linker there. Without apt it says what to install.
+WRK_VERSION ?= 4.1.0-3+b2
+WRK_ROOT := $(abspath $(VENV))/opt/wrk
+.PHONY: wrk
+wrk: $(STAMP)
+	@if command -v wrk >/dev/null 2>&1 || test -x $(BIN)/wrk; then exit 0; fi; \
+	command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || { \
+		echo "make: wrk is not on PATH and there is no apt-get/dpkg-deb to fetch it; install wrk $(WRK_VERSION) and run make bench again" >&2; exit 2; }; \
+	rm -rf $(WRK_ROOT) && mkdir -p $(WRK_ROOT)/debs && cd $(WRK_ROOT)/debs && \
+	timeout 300 apt-get download -q wrk=$(WRK_VERSION) libluajit-5.1-2 >download.log 2>&1 || { \
+		echo "make: apt-get download wrk=$(WRK_VERSION) libluajit-5.1-2 failed (see $(WRK_ROOT)/debs/download.log); run apt-get update, or install wrk, and run make bench again" >&2; exit 2; }; \
+	for deb in *.deb; do dpkg-deb -x "$$deb" $(WRK_ROOT)/root || exit 2; done; \
+	lib=$$(dirname "$$(find $(WRK_ROOT)/root -name 'libluajit-5.1.so.2*' | head -n 1)"); \
+	printf '#!/bin/sh\n# wrk %s from Debian, unpacked by make (Makefile, target wrk)\nLD_LIBRARY_PATH=%s exec %s "$$@"\n' \
+		"$(WRK_VERSION)" "$$lib" "$(WRK_ROOT)/root/usr/bin/wrk" > $(abspath $(BIN))/wrk; \
+	chmod +x $(abspath $(BIN))/wrk; \
+	$(abspath $(BIN))/wrk --version 2>&1 | head -n 1 | grep -q '^wrk' || { echo "make: the unpacked wrk does not run: $$($(abspath $(BIN))/wrk --version 2>&1 | head -n 1)" >&2; rm -f $(abspath $(BIN))/wrk; exit 2; }; \
+	echo "make: wrk $(WRK_VERSION) unpacked into $(WRK_ROOT)"
+
+bench: $(STAMP) wrk
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m harness.commands.bench --out docs/benchmarks.md
 
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --iterations 20 --profile $(PROFILE)
