@@ -101,7 +101,7 @@ def wait_pod(
 
 
 def wait_event(sim: Sim, name: str, match: Callable[[Any], bool], ns: str = NS, timeout: float = WAIT_S) -> list[Any]:
-    """The events about object `name` once one of them satisfies `match` (a CoreV1Event of the client).
+    """The events about object `name` that satisfy `match` (CoreV1Events of the client), once there is one.
 
     An event reaches the API after the state change it reports: the kube-scheduler and the kubelet
     write the pod's status and hand the event to a recorder that sends it on its own (client-go's
@@ -112,13 +112,13 @@ def wait_event(sim: Sim, name: str, match: Callable[[Any], bool], ns: str = NS, 
     selector = f"involvedObject.name={name}"
     listed = sim.core.list_namespaced_event(ns, field_selector=selector)
     seen: list[Any] = list(listed.items)
-    if any(match(e) for e in seen):
-        return seen
+    if matching := [e for e in seen if match(e)]:
+        return matching
     for change in _changes(sim.core.list_namespaced_event, ns, selector, listed.metadata.resource_version, deadline):
         if change["type"] != "DELETED":
             seen.append(change["object"])
             if match(change["object"]):
-                return seen
+                return [change["object"]]
     raise AssertionError(f"no matching event about {ns}/{name} in {timeout}s; seen: "
                          f"{[(e.reason, e.message) for e in seen]}")
 

@@ -20,7 +20,7 @@ from harness.load.histogram import encode, merge_encoded, new_histogram, record_
 from harness.load.perf_analyzer import input_data, parse_csv, perf_analyzer_args
 from harness.load.spec import parse_endpoint
 from harness.load.stability import WindowStat, is_stable
-from harness.load.worker import WindowRecord
+from harness.load.worker import WindowRecord, Worker, WorkerPlan
 from tests.kit.load_servers import StubServer
 
 
@@ -352,10 +352,8 @@ def test_timeouts_are_counted_and_every_request_is_accounted_for() -> None:
     assert sum(result.errors.values()) == result.requests
 
 
-def _late_worker(mode: str, should_stop: bool = False) -> tuple[Any, list[Any], list[WindowRecord]]:
+def _late_worker(mode: str, should_stop: bool = False) -> tuple[Worker, list[Any], list[WindowRecord]]:
     """A worker whose whole schedule (1000 sends at 1/s) ended 1 s ago: its pacer is far behind."""
-    from harness.load.worker import Worker, WorkerPlan
-
     plan = WorkerPlan(index=0, count=1, protocol="http", target=parse_endpoint("http://127.0.0.1:1", "http"),
                       endpoint="x", model="m", payload=b"", mode=mode,  # type: ignore[arg-type]
                       rate=1.0 if mode == "open" else None, concurrency=None if mode == "open" else 1,

@@ -32,7 +32,7 @@ from harness.report import RunReport, format_verdict, gate
 from harness.report.builder import ReportBuilder
 from harness.report.uncertainty import percentile_interval, quantile_at, quantile_curve
 
-INPUT = {"name": "predict", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}
+INPUT = {"name": "predict", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}  # the paced model ignores its input
 SERVICE_MS = 4.0
 
 

@@ -50,5 +50,5 @@ def test_kubelet_admission_of_node_name_bound_pods(sim: Sim, case: str, node_kw:
     assert pod is not None
     assert (pod["status"]["reason"], pod["status"]["message"]) == (reason, message)
     assert not pod["status"].get("containerStatuses")  # never started
-    events = [e for e in wait_event(sim, "bound", lambda e: e.reason == reason) if e.reason == reason]
+    events = wait_event(sim, "bound", lambda e: e.reason == reason)
     assert events[-1].type == "Warning"

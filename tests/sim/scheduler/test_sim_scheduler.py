@@ -252,9 +252,8 @@ def test_placement(sim: Sim, case: Case) -> None:
     assert (cond["status"], cond["reason"]) == ("False", "Unschedulable")
     assert cond["message"] == case.expect_message
     assert pod["status"]["phase"] == "Pending"
-    events = wait_event(sim, "p", lambda e: e.reason == "FailedScheduling"
+    failed = wait_event(sim, "p", lambda e: e.reason == "FailedScheduling"
                         and e.involved_object.uid == pod["metadata"]["uid"])
-    failed = [e for e in events if e.reason == "FailedScheduling" and e.involved_object.uid == pod["metadata"]["uid"]]
     assert failed[-1].type == "Warning" and failed[-1].message == case.expect_message
 
 
@@ -304,9 +303,7 @@ def test_eviction_immediate_without_toleration(sim: Sim) -> None:
     start = _taint(sim, "n1", [EVICT])
     wait_pod(sim, "victim", gone, timeout=5)
     assert time.monotonic() - start < 2.0
-    events = [e for e in wait_event(sim, "victim", lambda e: e.involved_object.uid == uid
-                                    and e.reason == "TaintManagerEviction")
-              if e.involved_object.uid == uid and e.reason == "TaintManagerEviction"]
+    events = wait_event(sim, "victim", lambda e: e.involved_object.uid == uid and e.reason == "TaintManagerEviction")
     assert events[0].message == f"Marking for deletion Pod {NS}/victim"
 
 
