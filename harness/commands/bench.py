@@ -45,6 +45,7 @@ import asyncio, sys
 BODY = b'{"model_name":"iris","outputs":[{"name":"predict","datatype":"INT64","shape":[1,1],"data":[0]}]}'
 RESP = (b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: "
         + str(len(BODY)).encode() + b"\\r\\n\\r\\n" + BODY)
+DELAY = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0  # answer after this many ms
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport, self.buf = transport, b""
@@ -60,7 +61,10 @@ class Echo(asyncio.Protocol):
             if len(self.buf) < end + 4 + size:
                 return
             self.buf = self.buf[end + 4 + size:]
-            self.transport.write(RESP)
+            if DELAY:
+                asyncio.get_running_loop().call_later(DELAY, self.transport.write, RESP)
+            else:
+                self.transport.write(RESP)
 async def main():
     server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", int(sys.argv[1]))
     print("ready", flush=True)
@@ -202,6 +206,7 @@ HEAD = bytes((0x88,)) + lit(b"content-type", b"application/grpc")
 TRAIL = lit(b"grpc-status", b"0")
 MSG = bytes.fromhex(sys.argv[2])
 BODY = b"\\x00" + len(MSG).to_bytes(4, "big") + MSG
+DELAY = float(sys.argv[3]) / 1000 if len(sys.argv) > 3 else 0.0  # answer after this many ms
 class H2(asyncio.Protocol):
     def connection_made(self, transport):
         self.t, self.buf, self.pre = transport, bytearray(), False
@@ -225,7 +230,9 @@ class H2(asyncio.Protocol):
             elif kind == 0 and flags & 1:
                 out.append(frame(1, 4, sid, HEAD) + frame(0, 0, sid, BODY) + frame(1, 5, sid, TRAIL))
                 out.append(frame(8, 0, 0, n.to_bytes(4, "big")) + frame(8, 0, sid, n.to_bytes(4, "big")))
-        if out:
+        if out and DELAY:
+            asyncio.get_running_loop().call_later(DELAY, self.t.write, b"".join(out))
+        elif out:
             self.t.write(b"".join(out))
 async def main():
     server = await asyncio.get_running_loop().create_server(H2, "127.0.0.1", int(sys.argv[1]))
@@ -237,6 +244,16 @@ try:
 except ImportError:
     asyncio.run(main())
 """
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End one of the bench's helper servers: SIGTERM, then SIGKILL after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _answer_bytes() -> bytes:
@@ -259,12 +276,7 @@ def _grpc_ceiling(seconds: float, minimal: bool = False) -> LoadResult:
         proc.stdout.readline()
         return _closed(f"127.0.0.1:{port}", 8, seconds, 0.5, protocol="grpc")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
 
 
 def _tritonclient_grpc(address: str, seconds: float) -> tuple[float, float]:
@@ -299,12 +311,33 @@ def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[floa
         other = run_wrk(wrk, url + "/v2/models/iris/infer", script, 8, seconds).rps if wrk else None
         return harness, other
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
+
+
+# The gRPC-vs-HTTP client comparison at the same pace: both minimal servers answer each request this
+# long after it arrives, so both clients see the same answers per second and per wake-up, and their
+# CPU per request is their own (against a real server each protocol is served at its own speed).
+PACED_DELAY_MS = 2.0
+PACED_PAIRS = 3
+
+
+def _paced_clients(seconds: float, pairs: int = PACED_PAIRS,
+                   delay_ms: float = PACED_DELAY_MS) -> list[tuple[LoadResult, LoadResult]]:
+    """(HTTP, gRPC) closed-loop runs at c=8 against the minimal servers, each answering after `delay_ms`."""
+    http_port, grpc_port = free_port(), free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(http_port), str(delay_ms)],
+                              stdout=subprocess.PIPE, text=True)]
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-c", _H2_SERVER, str(grpc_port), _answer_bytes().hex(),
+                                       str(delay_ms)], stdout=subprocess.PIPE, text=True))
+        for proc in procs:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "ready": the server is listening
+        return [(_closed(f"http://127.0.0.1:{http_port}", 8, seconds, 0.5),
+                 _closed(f"127.0.0.1:{grpc_port}", 8, seconds, 0.5, protocol="grpc")) for _ in range(pairs)]
+    finally:
+        for proc in procs:
+            _stop(proc)
 
 
 NOTES_HEADING = "## Notes (added by hand"
@@ -402,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = _client_ceiling(wrk, script, seconds)
         grpc_ceiling = _grpc_ceiling(seconds)
         grpc_bare = _grpc_ceiling(seconds, minimal=True)
+        paced = _paced_clients(seconds)
     cpu_mlserver = bench_noise.sample()
     phases = [bench_noise.phase("MLServer rows", cpu_start, cpu_mlserver)]
     triton_section: list[str] = []
@@ -502,6 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         f"- gRPC client ceiling against a bare HTTP/2 server answering with pre-built frames (c=8, one worker "
         f"process): {grpc_bare.throughput_rps:.0f} req/s, client CPU {grpc_bare.client_cpu_ms_per_request:.3f} "
         "ms/request",
+        f"- gRPC against HTTP client at the same pace (c=8; minimal servers, both answering each request "
+        f"{PACED_DELAY_MS:g} ms after it arrives, {len(paced)} interleaved pairs): client CPU per request gRPC "
+        f"{', '.join(f'{g.client_cpu_ms_per_request:.4f}' for _, g in paced)} ms, HTTP "
+        f"{', '.join(f'{h.client_cpu_ms_per_request:.4f}' for h, _ in paced)} ms, ratio "
+        f"{med(g.client_cpu_ms_per_request / h.client_cpu_ms_per_request for h, g in paced):.2f} (median of the "
+        "pairs): the clients' own cost, where no server serves one protocol slower than the other",
         "- open loop runs: " + "; ".join(
             f"achieved {r.achieved_rate_rps:.1f}, late {r.late_sends}/{r.requests}, p50 {r.latency_ms.p50:.2f} ms, "
             f"p99 {r.latency_ms.p99:.2f} ms" for r in open_runs),

@@ -114,7 +114,7 @@ def tree_ticks(stats: Mapping[int, tuple[int, int]], root: int) -> int:
     return total
 
 
-def _proc_stats(pids: Iterable[str]) -> dict[int, tuple[int, int]]:
+def proc_stats(pids: Iterable[str]) -> dict[int, tuple[int, int]]:
     stats = {}
     for name in pids:
         if not name.isdigit():
@@ -139,7 +139,7 @@ def sample() -> CpuSample | None:
     # Samples are taken between runs, when nothing is being reaped.
     mine = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    live = tree_ticks(_proc_stats(names), os.getpid()) / ticks_per_s
+    live = tree_ticks(proc_stats(names), os.getpid()) / ticks_per_s
     own = mine.ru_utime + mine.ru_stime + reaped.ru_utime + reaped.ru_stime + live
     return CpuSample(at=time.monotonic(), busy_s=busy, own_s=own)
 

@@ -253,18 +253,49 @@ def test_bench_triton_rows_judge_only_quiet_runs() -> None:
         grpc8=[_result(1000.0, 0.031, 0.0), _result(1000.0, 0.030, 0.0)],
         wrk1=[WrkRun(0, 0.40, 0.1), WrkRun(0, 0.42, 0.1)],
         http1=[_result(0, 0.1, 0.43), _result(0, 0.1, 0.45)],
-        grpc1=[_result(0, 0.1, 0.50), _result(0, 0.1, 0.52)])
+        grpc1=[_result(0, 0.1, 0.50), _result(0, 0.1, 0.52)],
+        paced_rate=500.0, http_paced=[_result(500.0, 0.050, 1.0), _result(500.0, 0.040, 1.0)],
+        grpc_paced=[_result(500.0, 0.055, 1.0), _result(500.0, 0.048, 1.0)])
     quiet = "\n".join(lines(figures, "Triton", False, "/usr/bin/wrk"))
     assert "| ratio 2.00 | <= 2 | met |" in quiet  # CPU 0.026 vs 0.013
     assert "| ratio 1.15 | >= 0.9 | met |" in quiet and "| +0.030 ms | <= +0.05 ms | met |" in quiet
-    assert "| ratio 1.18 | <= 1.2 | met |" in quiet  # gRPC CPU vs HTTP, pair by pair: (1.24 + 1.11) / 2
+    # gRPC CPU vs HTTP at the same rate, pair by pair: (1.10 + 1.20) / 2; the c=8 pairs are not judged.
+    assert ("| gRPC client CPU per request, open loop at 500 req/s for both (ms) | 0.0515 | HTTP 0.0450 "
+            "| ratio 1.15 | <= 1.2 | met |") in quiet
+    assert "| ratio 1.18 | - (each protocol at Triton's pace for it) | - |" in quiet  # (1.24 + 1.11) / 2
+    assert "HTTP 500/0.0500, 500/0.0400; gRPC 500/0.0550, 500/0.0480" in quiet
     noisy = "\n".join(lines(figures, "Triton", True, "/usr/bin/wrk"))
     assert " met |" not in noisy and noisy.count("noisy: not judged") == 4
     assert "apt-get install -y wrk" in "\n".join(lines(TritonFigures(http8=figures.http8, grpc8=figures.grpc8,
                                                                      http1=figures.http1, grpc1=figures.grpc1),
                                                        "Triton", False, None))
+    assert "open loop at" not in "\n".join(lines(TritonFigures(http8=figures.http8, grpc8=figures.grpc8,
+                                                                 http1=figures.http1, grpc1=figures.grpc1),
+                                                   "Triton", False, None)).split("Per round")[0]
     assert "Not measured: skipped: no wheel" in "\n".join(lines(None, "skipped: no wheel", False, None))
     assert is_noisy([0.4, 2.5], 2) and not is_noisy([0.4, 1.9], 2)
+    assert "Triton's own CPU" not in quiet  # no server readings: no rows about them
+
+
+def test_bench_triton_rows_show_what_each_protocol_cost_triton() -> None:
+    """Triton's own CPU and thread wake-ups per request, gRPC against HTTP pair by pair, without a
+    target; a round whose reading failed is left out of the medians and shown as '-'."""
+    from harness.commands.bench_server import ServerCost
+    from harness.commands.bench_triton import TritonFigures, WrkRun, lines
+
+    figures = TritonFigures(
+        wrk8=[WrkRun(1000.0, 1.0, 0.013)] * 3, http8=[_result(1200.0, 0.025, 0.0)] * 3,
+        grpc8=[_result(1000.0, 0.030, 0.0)] * 3, wrk1=[WrkRun(0, 0.40, 0.1)] * 3,
+        http1=[_result(0, 0.1, 0.43)] * 3, grpc1=[_result(0, 0.1, 0.50)] * 3,
+        wrk8_server=[ServerCost(0.30, 2.0, 3000)] * 3,
+        http8_server=[ServerCost(0.30, 2.0, 3600), ServerCost(0.32, 2.2, 3600), None],
+        grpc8_server=[ServerCost(0.42, 6.0, 3000), ServerCost(0.40, 6.6, 3000), ServerCost(9.9, 99.0, 3000)])
+    text = "\n".join(lines(figures, "Triton", False, "/usr/bin/wrk"))
+    # Pairs (0.42/0.30, 0.40/0.32) -> ratios 1.40 and 1.25 -> median 1.325; wake-ups 3.00 and 3.00.
+    assert "| Triton's own CPU per request, c=8 (ms) | gRPC 0.410 | HTTP 0.310 | ratio 1.32 | - | - |" in text
+    assert "| Triton's thread wake-ups per request, c=8 | gRPC 6.30 | HTTP 2.10 | ratio 3.00 | - | - |" in text
+    assert "harness HTTP 0.300/2.00, 0.320/2.20, -; harness gRPC 0.420/6.00, 0.400/6.60, 9.900/99.00" in text
+    assert "server's side of the gRPC client's CPU ratio" in text
 
 
 def test_render_shows_the_generator_job_only_when_the_profile_asks_for_it() -> None:
