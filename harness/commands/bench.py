@@ -36,6 +36,7 @@ from harness.load.clients import json_body
 from harness.load.engine import run_load
 from harness.load.result import LoadResult
 from harness.load.spec import DEFAULT_INPUT, LoadSpec
+from harness.load.worker import LATE_S
 from harness.localserver import MLServerProcess, free_port, train_iris
 
 # A minimal HTTP/1.1 server answering every request at once with a well-formed inference answer
@@ -142,6 +143,22 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def wrk_about(wrk: str | None, version_text: str | None = None) -> str:
+    """Which wrk ran: its version as `wrk -v` prints it (`wrk debian/4.1.0-3+b2 [epoll] ...`) and where
+    it is; `version_text` stands in for running it (tests)."""
+    if wrk is None:
+        return "not installed"
+    if version_text is None:
+        try:
+            version_text = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            version_text = ""
+    found = re.match(r"wrk (\S+)", version_text)
+    inside = Path(wrk).resolve().is_relative_to(Path(sys.prefix).resolve())
+    return f"{found.group(1) if found else '(version unknown)'} " + (
+        "(unpacked into the venv by `make wrk`)" if inside else f"at {wrk}")
 
 
 def _version(dist: str) -> str:
@@ -381,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     lines: list[str] = []
     # Before any of the bench's own work: this reading is judged against the CPU count.
     load_before = os.getloadavg()
+    # Before anything of the bench runs: how punctual can any client be on this machine?
+    timers = bench_noise.timer_overshoot(LATE_S)
     cpu_start = bench_noise.sample()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         models = Path(tmp) / "models"
@@ -454,6 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     achieved = med(r.achieved_rate_rps for r in open_runs)
     late = med(r.late_send_fraction for r in open_runs)
     rate_error = abs(achieved - rate) / rate
+    # A machine that alone wakes sleepers late as often as the target allows cannot show the client's
+    # punctuality: that row then says so instead of judging the client by the machine.
+    late_verdict = (f"not judged: the machine alone woke {timers.late_fraction:.1%} of idle sleepers over "
+                    "1 ms late (Machine above)" if timers.hides(TARGET_LATE) and not noisy
+                    else verdict(late < TARGET_LATE, noisy))
 
     lines += [
         "# Latency engine benchmark",
@@ -469,9 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- CPUs: {os.cpu_count()} x {_cpu_model()}",
         *machine,
+        timers.describe(),
         f"- Python {platform.python_version()}, {platform.system()} {platform.release()}",
         f"- mlserver {_version('mlserver')}, uvloop {_version('uvloop')}, grpcio {_version('grpcio')}, "
-        f"hdrhistogram {_version('hdrhistogram')}, wrk {'4.x at ' + wrk if wrk else 'not installed'}",
+        f"hdrhistogram {_version('hdrhistogram')}, wrk {wrk_about(wrk)}",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         "## Results",
@@ -510,8 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| open loop at 50 % of capacity: achieved / offered ({rate:g} req/s) | {achieved:.1f} | - "
         f"| {achieved / rate:.4f} | within {TARGET_RATE_ERROR:.0%} "
         f"| {verdict(rate_error <= TARGET_RATE_ERROR, noisy)} |",
-        f"| open loop late sends (> 1 ms after intended) | {late:.2%} | - | - | < {TARGET_LATE:.0%} "
-        f"| {verdict(late < TARGET_LATE, noisy)} |",
+        f"| open loop late sends (> 1 ms after intended) | {late:.2%} | - | - | < {TARGET_LATE:.0%} | {late_verdict} |",
         "",
         *triton_section,
         "## Detail",

@@ -87,3 +87,19 @@ def test_sample_counts_a_child_while_it_runs_and_after_it_is_reaped() -> None:
         child.wait(timeout=30)
     reaped = sample()  # now from RUSAGE_CHILDREN
     assert reaped is not None and reaped.own_s - start.own_s >= 0.3 and reaped.busy_s >= start.busy_s
+
+
+def test_a_machine_that_wakes_sleepers_late_cannot_judge_late_sends() -> None:
+    from harness.commands.bench_noise import overshoot_of, timer_overshoot
+
+    # 1000 sleeps: 980 woken 0.1 ms late, 20 woken 1.5 ms late (2 % over the 1 ms line).
+    slack = overshoot_of([0.0001] * 980 + [0.0015] * 20, late_s=0.001)
+    assert (slack.p50_ms, slack.p99_ms, slack.late_fraction) == (0.1, 1.5, 0.02)
+    assert slack.hides(0.01) and not slack.hides(0.05)
+    assert "2.0% more than 1 ms late" in slack.describe()
+    punctual = overshoot_of([0.0001] * 995 + [0.0015] * 5, late_s=0.001)
+    assert punctual.p99_ms == 0.1 and not punctual.hides(0.01)  # 0.5 % late: a client can still be judged
+    with pytest.raises(ValueError):
+        overshoot_of([], late_s=0.001)
+    measured = timer_overshoot(0.001, sleeps=20)
+    assert measured.sleeps == 20 and 0.0 <= measured.p50_ms <= measured.p99_ms

@@ -311,3 +311,17 @@ def test_render_shows_the_generator_job_only_when_the_profile_asks_for_it() -> N
     assert json.loads(configmap["data"]["plan.json"])["pods"] == 2
     assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == \
         "http://seldon-mesh.seldon-mesh.svc.cluster.local:80"
+
+
+def test_the_bench_names_the_wrk_it_ran() -> None:
+    import sys
+    from pathlib import Path
+
+    from harness.commands.bench import wrk_about
+
+    inside = str(Path(sys.prefix) / "bin" / "wrk")
+    assert wrk_about(inside, "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer\n") == (
+        "debian/4.1.0-3+b2 (unpacked into the venv by `make wrk`)")
+    assert wrk_about("/usr/bin/wrk", "wrk 4.2.0 [epoll] Copyright\n") == "4.2.0 at /usr/bin/wrk"
+    assert wrk_about("/usr/bin/wrk", "") == "(version unknown) at /usr/bin/wrk"
+    assert wrk_about(None) == "not installed"
