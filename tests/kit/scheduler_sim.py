@@ -65,7 +65,12 @@ def start_sim(workdir: Path) -> tuple[Sim, Callable[[], None]]:
 
 def _changes(list_fn: Callable[..., Any], ns: str, selector: str, rv: str, deadline: float) -> Iterator[dict[str, Any]]:
     """The watch changes of `list_fn` from resourceVersion `rv` until `deadline`; a watch the server ends
-    before then is started again from the last version seen."""
+    before then is started again from the last version seen.
+
+    When that version has left the server's history (410 Expired: a real API server sends it as an
+    ERROR event after compaction, and the client raises it as an ApiException once its own retry from
+    the same version failed), the objects are listed again, as client-go's reflector does, and yielded
+    as one change of type RELISTED whose "object" is the list; watching resumes from its version."""
     for _ in range(1000):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -78,6 +83,12 @@ def _changes(list_fn: Callable[..., Any], ns: str, selector: str, rv: str, deadl
                 yield change
                 if time.monotonic() > deadline:
                     return
+        except client.exceptions.ApiException as exc:
+            if exc.status != 410:
+                raise
+            listed = list_fn(ns, field_selector=selector)
+            rv = listed.metadata.resource_version
+            yield {"type": "RELISTED", "object": listed}
         finally:
             w.stop()
 
@@ -93,7 +104,11 @@ def wait_pod(
     if done(last):
         return last
     for change in _changes(sim.core.list_namespaced_pod, ns, selector, listed.metadata.resource_version, deadline):
-        last = None if change["type"] == "DELETED" else change["raw_object"]
+        if change["type"] == "RELISTED":
+            items = change["object"].items
+            last = sim.to_dict(items[0]) if items else None
+        else:
+            last = None if change["type"] == "DELETED" else change["raw_object"]
         if done(last):
             return last
     raise AssertionError(f"pod {ns}/{name} did not reach the expected state in {timeout}s; last seen: "
@@ -115,7 +130,11 @@ def wait_event(sim: Sim, name: str, match: Callable[[Any], bool], ns: str = NS, 
     if matching := [e for e in seen if match(e)]:
         return matching
     for change in _changes(sim.core.list_namespaced_event, ns, selector, listed.metadata.resource_version, deadline):
-        if change["type"] != "DELETED":
+        if change["type"] == "RELISTED":
+            seen = list(change["object"].items)
+            if matching := [e for e in seen if match(e)]:
+                return matching
+        elif change["type"] != "DELETED":
             seen.append(change["object"])
             if match(change["object"]):
                 return [change["object"]]

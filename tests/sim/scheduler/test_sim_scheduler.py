@@ -385,3 +385,24 @@ def test_wait_event_sees_an_event_written_after_it_started_watching(sim: Sim) ->
     finally:
         del sim.core.list_namespaced_event
     assert listed.is_set() and [e.message for e in events] == ["written after the first list"]
+
+
+def test_a_wait_whose_watch_version_was_compacted_lists_again(sim: Sim) -> None:
+    """The test kit's `wait_pod` (tests/kit/scheduler_sim.py): the pod changes and the history is
+    compacted between the wait's list and its watch, so the watch gets 410 Expired (an ERROR event,
+    as a real API server sends, raised by the client). The wait must list again and see the change;
+    before, the 410 escaped the wait as an ApiException."""
+    reset(sim)
+    sim.core.create_namespaced_pod(NS, pod_body("relist", node_selector={"pool": "none-such"}))
+    calls: list[Any] = []
+
+    def labelled(pod: Any) -> bool:
+        if not calls:  # the first look, at the wait's own list: change the pod, then lose the history
+            sim.core.patch_namespaced_pod("relist", NS, {"metadata": {"labels": {"seen": "yes"}}})
+            sim.faults.compact_history()
+        calls.append(pod)
+        return pod is not None and (pod["metadata"].get("labels") or {}).get("seen") == "yes"
+
+    pod = wait_pod(sim, "relist", labelled, timeout=5.0)
+    assert pod is not None and pod["metadata"]["labels"]["seen"] == "yes"
+    assert all(p is None or p.get("kind") != "Status" for p in calls), "a Status was judged as the pod"
