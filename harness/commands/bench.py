@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import re
+import selectors
 import shutil
 import statistics
 import subprocess
@@ -78,6 +79,7 @@ except ImportError:
 """
 
 TARGET_RATIO = 0.9
+READY_TIMEOUT_S = 60.0  # a helper server's start: Python, uvloop and (gRPC) tritonclient imports
 TARGET_P50_OVERHEAD_MS = 0.5
 TARGET_RATE_ERROR = 0.01
 TARGET_LATE = 0.01
@@ -263,6 +265,18 @@ except ImportError:
 """
 
 
+def _wait_ready(proc: subprocess.Popen[str], timeout: float = READY_TIMEOUT_S) -> None:
+    """Wait for one of the bench's helper servers to print its "ready" line (it listens then); a server
+    that dies or stays silent past `timeout` fails the bench, naming what it printed."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        line = proc.stdout.readline() if selector.select(timeout) else ""
+    if line.strip() != "ready":
+        raise RuntimeError(f"a bench helper server (pid {proc.pid}) was not ready within {timeout:g} s "
+                           f"(exit code {proc.poll()}, printed {line.strip()!r})")
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     """End one of the bench's helper servers: SIGTERM, then SIGKILL after 10 s."""
     proc.terminate()
@@ -289,8 +303,7 @@ def _grpc_ceiling(seconds: float, minimal: bool = False) -> LoadResult:
         sys.executable, "-c", _GRPC_SERVER, str(port)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
+        _wait_ready(proc)
         return _closed(f"127.0.0.1:{port}", 8, seconds, 0.5, protocol="grpc")
     finally:
         _stop(proc)
@@ -321,8 +334,7 @@ def _client_ceiling(wrk: str | None, script: Path, seconds: float) -> tuple[floa
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout is not None
-        proc.stdout.readline()  # "ready": the server is listening
+        _wait_ready(proc)
         url = f"http://127.0.0.1:{port}"
         harness = _closed(url, 8, seconds, 0.5).throughput_rps
         other = run_wrk(wrk, url + "/v2/models/iris/infer", script, 8, seconds).rps if wrk else None
@@ -348,8 +360,7 @@ def _paced_clients(seconds: float, pairs: int = PACED_PAIRS,
         procs.append(subprocess.Popen([sys.executable, "-c", _H2_SERVER, str(grpc_port), _answer_bytes().hex(),
                                        str(delay_ms)], stdout=subprocess.PIPE, text=True))
         for proc in procs:
-            assert proc.stdout is not None
-            proc.stdout.readline()  # "ready": the server is listening
+            _wait_ready(proc)
         return [(_closed(f"http://127.0.0.1:{http_port}", 8, seconds, 0.5),
                  _closed(f"127.0.0.1:{grpc_port}", 8, seconds, 0.5, protocol="grpc")) for _ in range(pairs)]
     finally:
@@ -600,4 +611,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:  # a helper server that never came up (`_wait_ready`): one line, no traceback
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(1)

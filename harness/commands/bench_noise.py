@@ -97,22 +97,27 @@ def parse_pid_stat(text: str) -> tuple[int, int]:
     return int(rest[1]), sum(int(v) for v in rest[11:15])
 
 
-def tree_ticks(stats: Mapping[int, tuple[int, int]], root: int) -> int:
-    """CPU ticks of the live descendants of `root` (not `root` itself), from pid -> (ppid, ticks)."""
+def descendants(stats: Mapping[int, tuple[int, int]], root: int) -> list[int]:
+    """The pids below `root` (not `root` itself) among pid -> (ppid, ticks)."""
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total = 0
-    todo = list(children.get(root, ()))
+    found: list[int] = []
     seen: set[int] = set()
+    todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        total += stats[pid][1]
+        found.append(pid)
         todo.extend(children.get(pid, ()))
-    return total
+    return found
+
+
+def tree_ticks(stats: Mapping[int, tuple[int, int]], root: int) -> int:
+    """CPU ticks of the live descendants of `root` (not `root` itself), from pid -> (ppid, ticks)."""
+    return sum(stats[pid][1] for pid in descendants(stats, root))
 
 
 def proc_stats(pids: Iterable[str]) -> dict[int, tuple[int, int]]:

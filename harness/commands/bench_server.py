@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.commands.bench_noise import proc_stats
+from harness.commands.bench_noise import descendants, proc_stats
 from harness.gpu.triton import parse_metrics
 
 SUCCESS_COUNTER = "nv_inference_request_success"
@@ -80,18 +80,7 @@ def cost(before: ServerCounters | None, after: ServerCounters | None) -> ServerC
 
 def process_tree(stats: Mapping[int, tuple[int, int]], root: int) -> list[int]:
     """`root` and its descendants among `stats` (pid -> (ppid, ticks)); empty when `root` is not there."""
-    if root not in stats:
-        return []
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    tree, todo = [root], list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.append(pid)
-            todo.extend(children.get(pid, ()))
-    return tree
+    return [root, *descendants(stats, root)] if root in stats else []
 
 
 def read_counters(root: int, metrics_url: str, model: str, timeout: float = 5.0) -> ServerCounters | None:

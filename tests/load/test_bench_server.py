@@ -137,3 +137,15 @@ def test_the_paced_servers_answer_both_protocols_at_the_asked_pace() -> None:
         assert run.ok > 0 and not run.errors, run
         assert 0 < run.throughput_rps <= 8 / 0.020 * 1.05, run.throughput_rps
         assert run.latency_ms.p50 >= 20.0
+
+
+def test_a_helper_server_that_never_says_ready_fails_the_bench_within_its_bound() -> None:
+    from harness.commands.bench import _stop, _wait_ready
+
+    for script in ("import sys; sys.exit(3)", "import time; time.sleep(60)"):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            with pytest.raises(RuntimeError, match="was not ready within 1 s"):
+                _wait_ready(proc, timeout=1.0)
+        finally:
+            _stop(proc)
